@@ -1,0 +1,103 @@
+"""Turn what a user typed into a domain name we may look up, or say exactly what is wrong with it.
+
+Accepts `Example.COM.`, `https://example.com/path`, `user@example.com`, Slack's `<http://x|x>` and
+`<mailto:u@x|u@x>` link forms, and IDN names (IDNA 2008 via the `idna` package: without it
+`faß.de` would silently become `fass.de`, REFERENCE.md). Rejects everything else before any lookup.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+import idna
+
+MAX_NAME_LENGTH = 253  # RFC 1035 §2.3.4, presentation form without the trailing dot
+MAX_LABEL_LENGTH = 63
+MAX_INPUT_LENGTH = 1000  # a bound before any parsing: anything longer is not a domain
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_SLACK_LINK = re.compile(r"^<([^|>]*)(?:\|[^>]*)?>$")
+
+
+class InvalidDomain(ValueError):
+    """The input is not a domain name; the message says what was wrong and what would be right."""
+
+
+def normalise_domain(text: str) -> str:
+    """Return the lower-case ASCII (punycode) domain name the input names, or raise InvalidDomain."""
+    if len(text) > MAX_INPUT_LENGTH:
+        raise InvalidDomain(f"that is {len(text)} characters long; a domain name has at most "
+                            f"{MAX_NAME_LENGTH}. Give a name such as example.com.")
+    candidate = _strip_wrappers(text.strip())
+    if not candidate:
+        raise InvalidDomain("no domain name was given. Give one such as example.com.")
+    if any(ch.isspace() for ch in candidate):
+        raise InvalidDomain(f"{_quote(candidate)} contains spaces; give one domain name, "
+                            "such as example.com.")
+    if _is_ip_address(candidate):
+        raise InvalidDomain(f"{_quote(candidate)} is an IP address; give the domain name that "
+                            "sends the mail, such as example.com.")
+    candidate = candidate.rstrip(".")
+    if "." not in candidate:
+        raise InvalidDomain(f"{_quote(candidate)} has no dot; give a full domain name such as "
+                            f"{_quote(candidate + '.com')}.")
+    ascii_name = _to_ascii(candidate)
+    if len(ascii_name) > MAX_NAME_LENGTH:
+        raise InvalidDomain(f"the name is {len(ascii_name)} characters long; a domain name has at "
+                            f"most {MAX_NAME_LENGTH}.")
+    for label in ascii_name.split("."):
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InvalidDomain(f"the label {_quote(label[:20] + '…')} is {len(label)} characters "
+                                f"long; each part between dots has at most {MAX_LABEL_LENGTH}.")
+        if not _LABEL.match(label):
+            raise InvalidDomain(f"{_quote(label or '(empty)')} is not a valid part of a domain name: "
+                                "use letters, digits and hyphens, not at either end.")
+    return ascii_name
+
+
+def display_name(ascii_name: str) -> str:
+    """The Unicode form of a punycode name for people (`xn--bcher-kva.example` → `bücher.example`)."""
+    try:
+        return idna.decode(ascii_name)
+    except idna.IDNAError:
+        return ascii_name
+
+
+def _strip_wrappers(text: str) -> str:
+    link = _SLACK_LINK.match(text)
+    if link:  # Slack turns typed URLs and addresses into <url|label>
+        text = link.group(1)
+    if text.lower().startswith("mailto:"):
+        text = text[len("mailto:"):]
+    if "://" in text:
+        text = urlsplit(text).hostname or ""
+    elif "/" in text:
+        text = text.split("/", 1)[0]
+    if "@" in text:
+        text = text.rsplit("@", 1)[1]
+    return text.strip()
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _to_ascii(name: str) -> str:
+    if name.isascii():
+        return name.lower()
+    try:
+        # uts46 maps case and compatibility forms first, as browsers do; IDNA 2008 keeps ß distinct.
+        return idna.encode(name, uts46=True).decode("ascii").lower()
+    except idna.IDNAError as error:
+        raise InvalidDomain(f"{_quote(name)} is not a valid internationalised domain name "
+                            f"({error}).") from None
+
+
+def _quote(text: str) -> str:
+    return f"“{text[:80]}”"

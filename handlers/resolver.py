@@ -1,0 +1,317 @@
+"""The one place every DNS lookup goes through: ours, dkimpy's and pyspf's, and checkdmarc's nameservers.
+
+A `DnsSession` is one unit of freshness: it remembers each answer for its own lifetime only (one
+check, one re-check, one monitor cycle), so no answer read before a check began can serve that check
+(REFERENCE.md: checkdmarc's 30-minute process cache is the trap this avoids). Within a session,
+identical questions are asked once, even when asked concurrently.
+
+Failures stay distinct (FINDINGS.md `dns.temperror`): NXDOMAIN and NODATA are answers; SERVFAIL,
+REFUSED, a timeout and a truncated answer whose TCP retry failed are outages, and callers must never
+report an outage as a missing record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.nameserver
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.resolver
+
+# RFC 1034 §3.6.2 allows long chains, but resolvers cap them; 8 matches common practice.
+MAX_CNAME_HOPS = 8
+# Answers larger than this come back truncated over UDP and are retried over TCP.
+EDNS_PAYLOAD = 1232
+
+
+class DnsStatus(enum.Enum):
+    """How a lookup ended. The first three are answers; the rest are outages."""
+
+    OK = "ok"
+    NXDOMAIN = "nxdomain"
+    NODATA = "nodata"
+    SERVFAIL = "servfail"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    TRUNCATED = "truncated"  # UDP answer truncated and the TCP retry failed
+    ERROR = "error"  # any other failure: an unreachable server, a malformed answer
+
+
+OUTAGES = frozenset(
+    {DnsStatus.SERVFAIL, DnsStatus.REFUSED, DnsStatus.TIMEOUT, DnsStatus.TRUNCATED, DnsStatus.ERROR}
+)
+
+
+@dataclass(frozen=True)
+class Nameserver:
+    """A DNS server to ask, as a user names it: `host[:port]`."""
+
+    host: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == 53 else f"{host}:{self.port}"
+
+
+class NameserverError(ValueError):
+    """A nameserver setting that is not `host[:port]` with an IP address."""
+
+
+def parse_nameserver(text: str) -> Nameserver:
+    """Parse `1.2.3.4`, `1.2.3.4:5353`, `::1` or `[::1]:5353` into a Nameserver."""
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise NameserverError(
+            f"nameserver {text!r} is not an IP address with an optional port, "
+            "like 127.0.0.1:5353 or [::1]:53"
+        ) from None
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise NameserverError(f"nameserver {text!r} has an invalid port {port_text!r}")
+        return Nameserver(host, int(port_text))
+    return Nameserver(host)
+
+
+def parse_nameservers(texts: Iterable[str]) -> tuple[Nameserver, ...]:
+    """Parse several settings, each possibly a comma-separated list (as in DMARCBOT_NAMESERVERS)."""
+    return tuple(
+        parse_nameserver(part) for text in texts for part in text.split(",") if part.strip()
+    )
+
+
+def system_nameservers() -> tuple[Nameserver, ...]:
+    """The nameservers of /etc/resolv.conf, or an empty tuple when there is none."""
+    try:
+        configured = dns.resolver.Resolver(configure=True).nameservers
+    except dns.resolver.NoResolverConfiguration:
+        return ()
+    return tuple(Nameserver(str(ns)) for ns in configured if isinstance(ns, str))
+
+
+def checkdmarc_nameservers(nameservers: Sequence[Nameserver]) -> list[dns.nameserver.Nameserver]:
+    """The same servers in the form checkdmarc's `nameservers=` takes (it reaches non-53 ports so)."""
+    return [dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in nameservers]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The outcome of one question. `records` are presentation strings: TXT strings joined with no
+    separator (RFC 7208 §3.3), MX as `preference host`, names without the trailing dot."""
+
+    name: str
+    rdtype: str
+    status: DnsStatus
+    records: tuple[str, ...] = ()
+    detail: str = ""
+    cname_chain: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is DnsStatus.OK
+
+    @property
+    def is_outage(self) -> bool:
+        """True when the answer is unknown: never treat this as a missing record."""
+        return self.status in OUTAGES
+
+    @property
+    def is_void(self) -> bool:
+        """NXDOMAIN or an empty answer: a "void lookup" in RFC 7208 §4.6.4's terms."""
+        return self.status in (DnsStatus.NXDOMAIN, DnsStatus.NODATA)
+
+    def describe_failure(self) -> str:
+        """A sentence naming the name, the type and what went wrong."""
+        what = {
+            DnsStatus.NXDOMAIN: "does not exist (NXDOMAIN)",
+            DnsStatus.NODATA: f"has no {self.rdtype} record",
+            DnsStatus.SERVFAIL: "failed: the server answered SERVFAIL",
+            DnsStatus.REFUSED: "failed: the server answered REFUSED",
+            DnsStatus.TIMEOUT: "failed: no answer before the timeout",
+            DnsStatus.TRUNCATED: "failed: the answer was truncated and the TCP retry failed",
+            DnsStatus.ERROR: "failed",
+        }.get(self.status, "succeeded")
+        text = f"{self.rdtype} lookup for {self.name} {what}"
+        return f"{text} ({self.detail})" if self.detail and self.status is DnsStatus.ERROR else text
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case, without the trailing dot: the key every lookup and comparison uses."""
+    return name.strip().rstrip(".").lower()
+
+
+def _rdata_text(rdata: object, rdtype: int) -> str:
+    if rdtype in (dns.rdatatype.TXT, dns.rdatatype.SPF):
+        # dnspython's to_text() keeps chunks as separate quoted strings (REFERENCE.md); join them.
+        return b"".join(rdata.strings).decode("utf-8", errors="replace")  # type: ignore[attr-defined]
+    if rdtype == dns.rdatatype.MX:
+        host = normalise_name(rdata.exchange.to_text())  # type: ignore[attr-defined]
+        return f"{rdata.preference} {host}"  # type: ignore[attr-defined]
+    if rdtype in (dns.rdatatype.CNAME, dns.rdatatype.PTR, dns.rdatatype.NS):
+        return normalise_name(rdata.target.to_text())  # type: ignore[attr-defined]
+    return rdata.to_text()  # type: ignore[attr-defined]
+
+
+@dataclass
+class DnsSession:
+    """Answers questions through the configured nameservers, each at most once per session."""
+
+    nameservers: tuple[Nameserver, ...] = ()
+    timeout: float = 2.0  # per attempt
+    attempts: int = 2  # per nameserver, for timeouts only
+    queries_sent: int = 0
+    _answers: dict[tuple[str, str], Lookup] = field(default_factory=dict, repr=False)
+    _pending: dict[tuple[str, str], asyncio.Task[Lookup]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.nameservers:
+            self.nameservers = system_nameservers() or (Nameserver("127.0.0.1"),)
+
+    async def lookup(self, name: str, rdtype: str) -> Lookup:
+        """Ask `name`/`rdtype`, following CNAMEs; concurrent identical questions share one query."""
+        key = (normalise_name(name), rdtype.upper())
+        if key in self._answers:
+            return self._answers[key]
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        task = self._pending.get(key)
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(self._resolve(*key))
+            self._pending[key] = task
+        result = await task
+        with self._lock:
+            self._answers[key] = result
+            self._pending.pop(key, None)
+        return result
+
+    async def lookup_many(self, questions: Iterable[tuple[str, str]]) -> list[Lookup]:
+        """Ask several questions at once; the answers come back in the order asked."""
+        return list(await asyncio.gather(*(self.lookup(n, t) for n, t in questions)))
+
+    def lookup_blocking(self, name: str, rdtype: str) -> Lookup:
+        """The same, for libraries that call DNS synchronously from a worker thread (pyspf)."""
+        key = (normalise_name(name), rdtype.upper())
+        if key in self._answers:
+            return self._answers[key]
+        loop = self._loop
+        if loop is not None and loop.is_running() and not _in_loop_thread(loop):
+            return asyncio.run_coroutine_threadsafe(self.lookup(name, rdtype), loop).result()
+        return asyncio.run(self.lookup(name, rdtype))
+
+    async def _resolve(self, name: str, rdtype: str) -> Lookup:
+        chain: list[str] = []
+        current = name
+        for _ in range(MAX_CNAME_HOPS + 1):
+            outcome = await self._ask_servers(current, rdtype)
+            if isinstance(outcome, Lookup):
+                return _with_chain(outcome, name, chain)
+            records, cname = _read_answer(outcome, current, rdtype)
+            if records or cname is None:
+                status = DnsStatus.OK if records else _empty_status(outcome)
+                return Lookup(name, rdtype, status, tuple(records), cname_chain=tuple(chain))
+            chain.append(cname)
+            current = cname
+        return Lookup(name, rdtype, DnsStatus.ERROR, detail="CNAME chain too long",
+                      cname_chain=tuple(chain))
+
+    async def _ask_servers(self, name: str, rdtype: str) -> dns.message.Message | Lookup:
+        """The response from the first server that answers, or the last failure."""
+        failure = Lookup(name, rdtype, DnsStatus.ERROR, detail="no nameserver configured")
+        for server in self.nameservers:
+            for _ in range(self.attempts):
+                outcome = await self._ask_once(server, name, rdtype)
+                if not isinstance(outcome, Lookup):
+                    return outcome
+                failure = outcome
+                if outcome.status is not DnsStatus.TIMEOUT:
+                    break  # SERVFAIL/REFUSED/TCP failure: this server will say the same again
+        return failure
+
+    async def _ask_once(self, server: Nameserver, name: str, rdtype: str
+                        ) -> dns.message.Message | Lookup:
+        query = dns.message.make_query(name, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
+        query.flags |= dns.flags.RD
+        self.queries_sent += 1
+        try:
+            response = await dns.asyncquery.udp(query, server.host, self.timeout, server.port)
+        except dns.exception.Timeout:
+            return Lookup(name, rdtype, DnsStatus.TIMEOUT, detail=f"server {server}")
+        except (OSError, dns.exception.DNSException) as error:
+            return Lookup(name, rdtype, DnsStatus.ERROR, detail=f"server {server}: {error}")
+        if response.flags & dns.flags.TC:
+            self.queries_sent += 1
+            try:
+                response = await dns.asyncquery.tcp(query, server.host, self.timeout, server.port)
+            except (OSError, EOFError, dns.exception.DNSException) as error:
+                return Lookup(name, rdtype, DnsStatus.TRUNCATED,
+                              detail=f"server {server}: {error or type(error).__name__}")
+        rcode = response.rcode()
+        if rcode == dns.rcode.SERVFAIL:
+            return Lookup(name, rdtype, DnsStatus.SERVFAIL, detail=f"server {server}")
+        if rcode == dns.rcode.REFUSED:
+            return Lookup(name, rdtype, DnsStatus.REFUSED, detail=f"server {server}")
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            return Lookup(name, rdtype, DnsStatus.ERROR,
+                          detail=f"server {server} answered {dns.rcode.to_text(rcode)}")
+        return response
+
+
+def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _read_answer(response: dns.message.Message, name: str, rdtype: str
+                 ) -> tuple[list[str], str | None]:
+    """The records of `rdtype` at the end of any CNAME chain in this response, or the next CNAME
+    to chase when the response stops at one."""
+    wanted = dns.rdatatype.from_text(rdtype)
+    owner = dns.name.from_text(name)
+    seen: set[dns.name.Name] = set()
+    while owner not in seen:
+        seen.add(owner)
+        rrset = response.get_rrset(response.answer, owner, dns.rdataclass.IN, wanted)
+        if rrset is not None:
+            return [_rdata_text(rdata, wanted) for rdata in rrset], None
+        cname = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.CNAME)
+        if cname is None or wanted == dns.rdatatype.CNAME:
+            break
+        owner = next(iter(cname)).target  # type: ignore[attr-defined]
+    if owner != dns.name.from_text(name):
+        return [], normalise_name(owner.to_text())
+    return [], None
+
+
+def _empty_status(response: dns.message.Message) -> DnsStatus:
+    return DnsStatus.NXDOMAIN if response.rcode() == dns.rcode.NXDOMAIN else DnsStatus.NODATA
+
+
+def _with_chain(lookup: Lookup, name: str, chain: list[str]) -> Lookup:
+    if not chain:
+        return lookup
+    return Lookup(name, lookup.rdtype, lookup.status, lookup.records, lookup.detail, tuple(chain))
+
