@@ -17,7 +17,7 @@ MAX_NAME_LENGTH = 253  # RFC 1035 §2.3.4, presentation form without the trailin
 MAX_LABEL_LENGTH = 63
 MAX_INPUT_LENGTH = 1000  # a bound before any parsing: anything longer is not a domain
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _SLACK_LINK = re.compile(r"^<([^|>]*)(?:\|[^>]*)?>$")
 
 
@@ -40,10 +40,8 @@ def normalise_domain(text: str) -> str:
         raise InvalidDomain(f"{_quote(candidate)} is an IP address; give the domain name that "
                             "sends the mail, such as example.com.")
     candidate = candidate.rstrip(".")
-    if "." not in candidate:
-        raise InvalidDomain(f"{_quote(candidate)} has no dot; give a full domain name such as "
-                            f"{_quote(candidate + '.com')}.")
     ascii_name = _to_ascii(candidate)
+    # Lengths before the dot check: a 300-character word is too long, not merely "missing a dot".
     if len(ascii_name) > MAX_NAME_LENGTH:
         raise InvalidDomain(f"the name is {len(ascii_name)} characters long; a domain name has at "
                             f"most {MAX_NAME_LENGTH}.")
@@ -51,6 +49,19 @@ def normalise_domain(text: str) -> str:
         if len(label) > MAX_LABEL_LENGTH:
             raise InvalidDomain(f"the label {_quote(label[:20] + '…')} is {len(label)} characters "
                                 f"long; each part between dots has at most {MAX_LABEL_LENGTH}.")
+    if "." not in candidate:
+        raise InvalidDomain(f"{_quote(candidate)} has no dot; give a full domain name such as "
+                            f"{_quote(candidate + '.com')}.")
+    for label in ascii_name.split("."):
+        if "_" in label:
+            # RFC 5321 §4.1.2: a mail domain is letters, digits and hyphens; "_dmarc" and
+            # "sel._domainkey" are record names under a domain, not domains that send mail.
+            raise InvalidDomain(f"{_quote(label)} contains an underscore, which a mail domain cannot "
+                                "have; if you pasted a record name such as _dmarc.example.com, give "
+                                "the domain itself (example.com).")
+        if label.startswith("xn--") and not _valid_punycode(label):
+            raise InvalidDomain(f"{_quote(label)} is not valid punycode (an xn-- label must encode an "
+                                "internationalised name).")
         if not _LABEL.match(label):
             raise InvalidDomain(f"{_quote(label or '(empty)')} is not a valid part of a domain name: "
                                 "use letters, digits and hyphens, not at either end.")
@@ -84,6 +95,14 @@ def _is_ip_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text.strip("[]"))
     except ValueError:
+        return False
+    return True
+
+
+def _valid_punycode(label: str) -> bool:
+    try:
+        idna.decode(label)
+    except (idna.IDNAError, UnicodeError):
         return False
     return True
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from handlers.resolver import Lookup
 
 
 class Severity(enum.Enum):
@@ -136,3 +140,10 @@ def finding(
 def sort_findings(findings: list[Finding]) -> list[Finding]:
     """Errors first, then warnings, then info; stable within a severity."""
     return sorted(findings, key=lambda f: f.severity.rank)
+
+
+def temperror_finding(lookup: Lookup) -> Finding:
+    """`dns.temperror` for a failed lookup: it names the name and the failure, and never claims
+    that anything is missing."""
+    return finding("dns.temperror",
+                   lookup.describe_failure() + "; the result is unknown, not missing.")

@@ -73,21 +73,25 @@ class NameserverError(ValueError):
 def parse_nameserver(text: str) -> Nameserver:
     """Parse `1.2.3.4`, `1.2.3.4:5353`, `::1` or `[::1]:5353` into a Nameserver."""
     text = text.strip()
-    host, port_text = text, ""
+    not_an_address = NameserverError(
+        f"nameserver {text!r} is not an IP address with an optional port, "
+        "like 127.0.0.1:5353 or [::1]:53"
+    )
+    host, port_text = text, None
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else rest
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):  # `[::1`, `[::1]53`
+            raise not_an_address
+        port_text = rest[1:] if rest else None
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise NameserverError(
-            f"nameserver {text!r} is not an IP address with an optional port, "
-            "like 127.0.0.1:5353 or [::1]:53"
-        ) from None
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise not_an_address from None
+    if port_text is not None:  # present, so it must be a port: `1.2.3.4:` is a typo, not port 53
+        # isascii(): str.isdigit() accepts digits of other scripts, which int() then reads.
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise NameserverError(f"nameserver {text!r} has an invalid port {port_text!r}")
         return Nameserver(host, int(port_text))
     return Nameserver(host)
@@ -210,6 +214,11 @@ class DnsSession:
         """Ask several questions at once; the answers come back in the order asked."""
         return list(await asyncio.gather(*(self.lookup(n, t) for n, t in questions)))
 
+    def all_failed(self) -> bool:
+        """True when every question so far ended in an outage: DNS could not be reached at all."""
+        answers = list(self._answers.values())
+        return bool(answers) and all(a.is_outage for a in answers)
+
     def lookup_blocking(self, name: str, rdtype: str) -> Lookup:
         """The same, for libraries that call DNS synchronously from a worker thread (pyspf)."""
         key = (normalise_name(name), rdtype.upper())
@@ -223,18 +232,25 @@ class DnsSession:
     async def _resolve(self, name: str, rdtype: str) -> Lookup:
         chain: list[str] = []
         current = name
-        for _ in range(MAX_CNAME_HOPS + 1):
+        while True:
             outcome = await self._ask_servers(current, rdtype)
             if isinstance(outcome, Lookup):
                 return _with_chain(outcome, name, chain)
-            records, cname = _read_answer(outcome, current, rdtype)
-            if records or cname is None:
+            # A server follows CNAMEs through the zones it serves, so one response can hold
+            # several hops: every one of them counts, for the chain, the loop and the hop limit.
+            records, followed = _read_answer(outcome, current, rdtype)
+            for target in followed:
+                if target == name or target in chain:
+                    return Lookup(name, rdtype, DnsStatus.ERROR, detail=f"CNAME loop at {target}",
+                                  cname_chain=tuple(chain))
+                chain.append(target)
+                if len(chain) > MAX_CNAME_HOPS:
+                    return Lookup(name, rdtype, DnsStatus.ERROR, detail="CNAME chain too long",
+                                  cname_chain=tuple(chain))
+            if records or not followed:
                 status = DnsStatus.OK if records else _empty_status(outcome)
                 return Lookup(name, rdtype, status, tuple(records), cname_chain=tuple(chain))
-            chain.append(cname)
-            current = cname
-        return Lookup(name, rdtype, DnsStatus.ERROR, detail="CNAME chain too long",
-                      cname_chain=tuple(chain))
+            current = chain[-1]  # the response stops at a CNAME: ask its target
 
     async def _ask_servers(self, name: str, rdtype: str) -> dns.message.Message | Lookup:
         """The response from the first server that answers, or the last failure."""
@@ -286,24 +302,26 @@ def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def _read_answer(response: dns.message.Message, name: str, rdtype: str
-                 ) -> tuple[list[str], str | None]:
-    """The records of `rdtype` at the end of any CNAME chain in this response, or the next CNAME
-    to chase when the response stops at one."""
+                 ) -> tuple[list[str], list[str]]:
+    """The records of `rdtype` at the end of any CNAME chain in this response, and the CNAME
+    targets followed to get there, in order (the last one is to be asked when there are no
+    records). A looping chain stops at the first repeated target, which the caller reports."""
     wanted = dns.rdatatype.from_text(rdtype)
     owner = dns.name.from_text(name)
-    seen: set[dns.name.Name] = set()
-    while owner not in seen:
-        seen.add(owner)
+    seen = {owner}
+    followed: list[str] = []
+    while True:
         rrset = response.get_rrset(response.answer, owner, dns.rdataclass.IN, wanted)
         if rrset is not None:
-            return [_rdata_text(rdata, wanted) for rdata in rrset], None
+            return [_rdata_text(rdata, wanted) for rdata in rrset], followed
         cname = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.CNAME)
         if cname is None or wanted == dns.rdatatype.CNAME:
-            break
+            return [], followed
         owner = next(iter(cname)).target  # type: ignore[attr-defined]
-    if owner != dns.name.from_text(name):
-        return [], normalise_name(owner.to_text())
-    return [], None
+        followed.append(normalise_name(owner.to_text()))
+        if owner in seen:
+            return [], followed
+        seen.add(owner)
 
 
 def _empty_status(response: dns.message.Message) -> DnsStatus:

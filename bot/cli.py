@@ -1,0 +1,131 @@
+"""The `dmarcbot` command line: the same diagnostics as the Slack app, with no Slack at all.
+
+Each command's help text is its handler's docstring, so help and behaviour cannot drift apart.
+Exit status: 0 no `error` finding, 1 an error finding, 2 bad input, 3 DNS unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from handlers.check import check_domain
+from handlers.dkim_keys import InvalidSelector, validate_selector
+from handlers.domain_name import InvalidDomain, normalise_domain
+from handlers.resolver import DnsSession, Nameserver, NameserverError, parse_nameservers
+
+EXIT_OK, EXIT_ERROR_FINDING, EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE = 0, 1, 2, 3
+
+VERSION = "0.1.0"
+
+
+class UsageError(Exception):
+    """Bad input from the command line: the message says what was wrong and what would be right."""
+
+
+def nameservers_from(flags: Sequence[str] | None) -> tuple[Nameserver, ...]:
+    """--nameserver flags win over DMARCBOT_NAMESERVERS; neither means the system resolver."""
+    try:
+        if flags:
+            return parse_nameservers(flags)
+        return parse_nameservers([os.environ.get("DMARCBOT_NAMESERVERS", "")])
+    except NameserverError as error:
+        raise UsageError(str(error)) from None
+
+
+def command_check(args: argparse.Namespace) -> int:
+    """Diagnose a domain's DMARC, SPF, DKIM and MX records and say what to fix."""
+    try:
+        domain = normalise_domain(args.domain)
+        selectors = [validate_selector(s) for s in args.selector or []]
+    except (InvalidDomain, InvalidSelector) as error:
+        raise UsageError(f"{error}") from None
+    session = DnsSession(nameservers_from(args.nameserver))
+    report = asyncio.run(check_domain(domain, session, selectors))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        from bot.terminal_report import render_domain_report
+
+        print(render_domain_report(report, colour=sys.stdout.isatty()))
+    if report.dns_unreachable:
+        return EXIT_DNS_UNREACHABLE
+    return EXIT_ERROR_FINDING if report.errors else EXIT_OK
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    """Run the Slack bot: Socket Mode with SLACK_APP_TOKEN, otherwise HTTP on $PORT."""
+    import logging
+
+    from bot.config import Settings, SettingsError
+    from bot.server import serve
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as error:
+        raise UsageError(str(error)) from None
+    problems = settings.serve_problems()
+    if problems:
+        raise UsageError("cannot start: " + "; ".join(problems))
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(settings)
+    return EXIT_OK
+
+
+def _add_nameserver_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nameserver", action="append", metavar="HOST[:PORT]",
+                        help="DNS server to ask instead of the system resolver (repeatable; "
+                             "also DMARCBOT_NAMESERVERS=host[:port],...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per handler, help from the handler's docstring."""
+    parser = argparse.ArgumentParser(
+        prog="dmarcbot", description="Explain why DMARC fails for a domain or a message.")
+    parser.add_argument("--version", action="version", version=f"dmarcbot {VERSION}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        doc = (handler.__doc__ or "").strip()
+        sub = commands.add_parser(name, help=doc.splitlines()[0], description=doc)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    check = add("check", command_check)
+    check.add_argument("domain", metavar="DOMAIN", help="the domain, e.g. example.com")
+    check.add_argument("--selector", action="append", metavar="SEL",
+                       help="DKIM selector to check (repeatable); without it common selectors "
+                            "are probed")
+    _add_nameserver_flag(check)
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+
+    add("serve", command_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dmarcbot` console script and of `python -m bot`."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits 2 on bad usage, 0 for --help/--version
+        return int(exit_.code or 0)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.handler(args))
+    except UsageError as error:
+        print(f"dmarcbot {args.command}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
