@@ -1,0 +1,66 @@
+"""Shared fixtures: a real DNS server (NSD) and a fault-injecting proxy in front of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from handlers.resolver import DnsSession, parse_nameserver
+from tests.dnstest import FaultProxy, NsdServer
+
+ZONES_DIR = Path(__file__).parent / "zones"
+
+
+def static_zones() -> dict[str, str]:
+    """Every `tests/zones/<origin>.zone`, as origin -> zone text."""
+    return {path.name.removesuffix(".zone"): path.read_text() for path in sorted(ZONES_DIR.glob("*.zone"))}
+
+
+@pytest.fixture(scope="session")
+def nsd_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdServer]:
+    """NSD serving every static zone file in tests/zones/, for the whole run. Do not change it."""
+    server = NsdServer(tmp_path_factory.mktemp("nsd-static"))
+    try:
+        server.start(static_zones())
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nsd(tmp_path: Path) -> Iterator[NsdServer]:
+    """A fresh NSD with no zones (it answers REFUSED) for this test to fill with set_zone(s)."""
+    server = NsdServer(tmp_path / "nsd")
+    try:
+        server.start({})
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fault_proxy(nsd: NsdServer) -> Iterator[FaultProxy]:
+    """A FaultProxy in front of this test's `nsd`, with no faults and no latency."""
+    proxy = FaultProxy((nsd.host, nsd.port))
+    try:
+        proxy.start()
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+SessionFactory = Callable[..., DnsSession]
+
+
+@pytest.fixture
+def make_session() -> SessionFactory:
+    """make_session(server_or_"host:port", timeout=0.5, attempts=1) -> a DnsSession asking it."""
+
+    def factory(server: NsdServer | FaultProxy | str, timeout: float = 0.5, attempts: int = 1
+                ) -> DnsSession:
+        address = server if isinstance(server, str) else server.address
+        return DnsSession(nameservers=(parse_nameserver(address),), timeout=timeout, attempts=attempts)
+
+    return factory

@@ -1,0 +1,314 @@
+"""A forwarding DNS proxy on loopback that injects the faults real networks produce.
+
+Every query, over UDP or TCP, is handled in its own thread, so added latency delays each answer
+without serialising them. Faults are chosen by query name (and optionally type):
+
+- ``servfail`` / ``refused``: answered at once with that rcode, nothing forwarded;
+- ``timeout``: the query is dropped and never answered (over TCP the connection stays open);
+- ``truncate``: over UDP an empty answer with TC set; over TCP the connection is closed without an
+  answer, so the client's TCP retry fails too;
+- ``truncate_ok``: over UDP an empty answer with TC set; over TCP forwarded normally (a real TCP
+  fallback).
+
+A fault's name is an exact name (case-insensitive, trailing dot optional) or ``*.suffix``, which
+matches every name strictly under suffix (not suffix itself). When several faults match, the one
+added last wins. Queries that match no fault are forwarded to the upstream over the same transport,
+so the upstream's own truncation (NSD truncates large UDP answers) reaches the client unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+FAULT_KINDS = frozenset({"servfail", "refused", "timeout", "truncate", "truncate_ok"})
+UPSTREAM_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str  # lower-case, no trailing dot; "*.suffix" for a subtree
+    kind: str
+    rdtype: str | None = None
+
+    def matches(self, qname: str, qtype: str) -> bool:
+        if self.rdtype is not None and self.rdtype != qtype:
+            return False
+        if self.name.startswith("*."):
+            return qname.endswith("." + self.name[2:])
+        return qname == self.name
+
+
+def _norm(name: str) -> str:
+    return name.strip().rstrip(".").lower()
+
+
+class FaultProxy:
+    """Forwards DNS queries from 127.0.0.1:`port` to `upstream`, with latency and faults."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = (upstream[0], int(upstream[1]))
+        self.latency: float = 0.0
+        self.queries: list[tuple[str, str, str]] = []
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._udp: socket.socket | None = None
+        self._tcp: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._conns: set[socket.socket] = set()
+        self._port: int | None = None
+
+    # -- configuration -------------------------------------------------------------------------
+    def add_fault(self, name: str, kind: str, rdtype: str | None = None) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {sorted(FAULT_KINDS)}")
+        wanted = rdtype.upper() if rdtype else None
+        if wanted is not None:
+            dns.rdatatype.from_text(wanted)  # a typo in a test is an error, not a silent no-op
+        with self._lock:
+            self._faults.append(Fault(_norm(name), kind, wanted))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.queries.clear()
+
+    def count(self, name: str | None = None, rdtype: str | None = None,
+              transport: str | None = None) -> int:
+        """How many queries matched (each argument optional)."""
+        with self._lock:
+            return sum(
+                1 for q_name, q_type, q_transport in self.queries
+                if (name is None or q_name == _norm(name))
+                and (rdtype is None or q_type == rdtype.upper())
+                and (transport is None or q_transport == transport)
+            )
+
+    # -- addresses and lifecycle ---------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FaultProxy is not started")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> FaultProxy:
+        if self._udp is not None:
+            raise RuntimeError("FaultProxy already started")
+        self._stopping.clear()
+        for _ in range(50):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind((self.host, 0))
+            port = udp.getsockname()[1]
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                tcp.bind((self.host, port))
+            except OSError:
+                udp.close()
+                tcp.close()
+                continue
+            tcp.listen(128)
+            break
+        else:
+            raise RuntimeError("FaultProxy found no port free for both UDP and TCP")
+        udp.settimeout(0.05)
+        tcp.settimeout(0.05)
+        self._udp, self._tcp, self._port = udp, tcp, port
+        for target, label in ((self._serve_udp, "udp"), (self._serve_tcp, "tcp")):
+            thread = threading.Thread(target=target, name=f"fault-proxy-{label}-{port}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, drop held connections and wait for every handler thread."""
+        if self._udp is None:
+            return
+        self._stopping.set()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in list(self._threads):
+            thread.join(timeout=UPSTREAM_TIMEOUT + 1)
+        self._threads.clear()
+        for sock in (self._udp, self._tcp):
+            if sock is not None:
+                sock.close()
+        self._udp = self._tcp = None
+
+    def __enter__(self) -> FaultProxy:
+        if self._udp is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.address if self._port is not None else "not started"
+        return f"<FaultProxy {where} -> {self.upstream[0]}:{self.upstream[1]}>"
+
+    # -- serving -------------------------------------------------------------------------------
+    def _spawn(self, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+
+    def _serve_udp(self) -> None:
+        assert self._udp is not None
+        sock = self._udp
+        while not self._stopping.is_set():
+            try:
+                wire, client = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._spawn(self._handle_udp, wire, client)
+
+    def _serve_tcp(self) -> None:
+        assert self._tcp is not None
+        sock = self._tcp
+        while not self._stopping.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._spawn(self._handle_tcp, conn)
+
+    def _fault_for(self, wire: bytes, transport: str) -> tuple[dns.message.Message | None, str | None]:
+        """Parse and record the query; return it with the fault that applies, if any."""
+        try:
+            query = dns.message.from_wire(wire)
+            question = query.question[0]
+        except (dns.exception.DNSException, IndexError, ValueError):
+            return None, None
+        qname = _norm(question.name.to_text())
+        qtype = dns.rdatatype.to_text(question.rdtype)
+        with self._lock:
+            self.queries.append((qname, qtype, transport))
+            fault = next((f for f in reversed(self._faults) if f.matches(qname, qtype)), None)
+        return query, fault.kind if fault else None
+
+    def _delay(self) -> bool:
+        """Wait the added latency; False when the proxy is stopping meanwhile."""
+        if self.latency > 0:
+            self._stopping.wait(self.latency)
+        return not self._stopping.is_set()
+
+    def _handle_udp(self, wire: bytes, client: tuple[str, int]) -> None:
+        query, fault = self._fault_for(wire, "udp")
+        if not self._delay() or fault == "timeout":
+            return
+        answer: bytes | None
+        if query is not None and fault in ("servfail", "refused", "truncate", "truncate_ok"):
+            answer = _synthesise(query, fault).to_wire()
+        else:
+            answer = self._forward_udp(wire)
+        if answer is not None and self._udp is not None:
+            with contextlib.suppress(OSError):
+                self._udp.sendto(answer, client)
+
+    def _handle_tcp(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(conn)
+        try:
+            conn.settimeout(None)
+            while not self._stopping.is_set():
+                wire = _read_framed(conn)
+                if wire is None:
+                    return
+                query, fault = self._fault_for(wire, "tcp")
+                if not self._delay():
+                    return
+                if fault == "truncate":
+                    return  # close without answering: the TCP retry fails
+                if fault == "timeout":
+                    continue  # hold the connection, never answer
+                if query is not None and fault in ("servfail", "refused"):
+                    answer: bytes | None = _synthesise(query, fault).to_wire()
+                else:
+                    answer = self._forward_tcp(wire)
+                if answer is None:
+                    return
+                conn.sendall(struct.pack("!H", len(answer)) + answer)
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def _forward_udp(self, wire: bytes) -> bytes | None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream:
+            upstream.settimeout(UPSTREAM_TIMEOUT)
+            try:
+                upstream.sendto(wire, self.upstream)
+                answer, _ = upstream.recvfrom(65535)
+            except OSError:
+                return None
+            return answer
+
+    def _forward_tcp(self, wire: bytes) -> bytes | None:
+        try:
+            with socket.create_connection(self.upstream, timeout=UPSTREAM_TIMEOUT) as upstream:
+                upstream.sendall(struct.pack("!H", len(wire)) + wire)
+                return _read_framed(upstream)
+        except OSError:
+            return None
+
+
+def _synthesise(query: dns.message.Message, fault: str) -> dns.message.Message:
+    response = dns.message.make_response(query)
+    if fault == "servfail":
+        response.set_rcode(dns.rcode.SERVFAIL)
+    elif fault == "refused":
+        response.set_rcode(dns.rcode.REFUSED)
+    else:  # truncate, truncate_ok: no records, TC set
+        response.flags |= dns.flags.TC | dns.flags.AA
+    return response
+
+
+def _read_exact(conn: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _read_framed(conn: socket.socket) -> bytes | None:
+    """One length-prefixed DNS message from a TCP stream, or None at end of stream."""
+    header = _read_exact(conn, 2)
+    if header is None:
+        return None
+    return _read_exact(conn, struct.unpack("!H", header)[0])
