@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 
+from bot.config import Settings, SettingsError
 from handlers.check import check_domain
 from handlers.dkim_keys import InvalidSelector, validate_selector
 from handlers.domain_name import InvalidDomain, normalise_domain
-from handlers.resolver import DnsSession, Nameserver, NameserverError, parse_nameservers
+from handlers.resolver import Nameserver, NameserverError, parse_nameservers
 
 EXIT_OK, EXIT_ERROR_FINDING, EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE = 0, 1, 2, 3
 
@@ -27,14 +29,22 @@ class UsageError(Exception):
     """Bad input from the command line: the message says what was wrong and what would be right."""
 
 
-def nameservers_from(flags: Sequence[str] | None) -> tuple[Nameserver, ...]:
-    """--nameserver flags win over DMARCBOT_NAMESERVERS; neither means the system resolver."""
+def load_settings(nameserver_flags: Sequence[str] | None = None) -> Settings:
+    """Settings from the environment; --nameserver flags win over DMARCBOT_NAMESERVERS."""
     try:
-        if flags:
-            return parse_nameservers(flags)
-        return parse_nameservers([os.environ.get("DMARCBOT_NAMESERVERS", "")])
-    except NameserverError as error:
+        settings = Settings.from_env(os.environ)
+        if nameserver_flags:
+            settings = dataclasses.replace(settings,
+                                           nameservers=parse_nameservers(nameserver_flags))
+    except (SettingsError, NameserverError) as error:
         raise UsageError(str(error)) from None
+    return settings
+
+
+def nameservers_from(flags: Sequence[str] | None) -> tuple[Nameserver, ...]:
+    """The nameservers a command should ask: --nameserver flags, else DMARCBOT_NAMESERVERS,
+    else () for the system resolver."""
+    return load_settings(flags).nameservers
 
 
 def command_check(args: argparse.Namespace) -> int:
@@ -44,7 +54,7 @@ def command_check(args: argparse.Namespace) -> int:
         selectors = [validate_selector(s) for s in args.selector or []]
     except (InvalidDomain, InvalidSelector) as error:
         raise UsageError(f"{error}") from None
-    session = DnsSession(nameservers_from(args.nameserver))
+    session = load_settings(args.nameserver).dns_session()
     report = asyncio.run(check_domain(domain, session, selectors))
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
@@ -61,13 +71,9 @@ def command_serve(args: argparse.Namespace) -> int:
     """Run the Slack bot: Socket Mode with SLACK_APP_TOKEN, otherwise HTTP on $PORT."""
     import logging
 
-    from bot.config import Settings, SettingsError
     from bot.server import serve
 
-    try:
-        settings = Settings.from_env(os.environ)
-    except SettingsError as error:
-        raise UsageError(str(error)) from None
+    settings = load_settings()
     problems = settings.serve_problems()
     if problems:
         raise UsageError("cannot start: " + "; ".join(problems))
@@ -77,10 +83,31 @@ def command_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_nameserver_flag(parser: argparse.ArgumentParser) -> None:
+def add_nameserver_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nameserver", action="append", metavar="HOST[:PORT]",
                         help="DNS server to ask instead of the system resolver (repeatable; "
                              "also DMARCBOT_NAMESERVERS=host[:port],...)")
+
+
+AddCommand = Callable[[str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+
+
+def register_core_commands(add: AddCommand) -> None:
+    """`check` and `serve`."""
+    check = add("check", command_check)
+    check.add_argument("domain", metavar="DOMAIN", help="the domain, e.g. example.com")
+    check.add_argument("--selector", action="append", metavar="SEL",
+                       help="DKIM selector to check (repeatable); without it common selectors "
+                            "are probed")
+    add_nameserver_flag(check)
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    add("serve", command_serve)
+
+
+def command_registrars() -> list[Callable[[AddCommand], None]]:
+    """Every module's `register_commands(add)`, in the order `dmarcbot --help` lists them.
+    Imported here, not at the top, so `dmarcbot check` does not load the Slack stack."""
+    return [register_core_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,15 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    check = add("check", command_check)
-    check.add_argument("domain", metavar="DOMAIN", help="the domain, e.g. example.com")
-    check.add_argument("--selector", action="append", metavar="SEL",
-                       help="DKIM selector to check (repeatable); without it common selectors "
-                            "are probed")
-    _add_nameserver_flag(check)
-    check.add_argument("--json", action="store_true", help="print one JSON object")
-
-    add("serve", command_serve)
+    for register in command_registrars():
+        register(add)
     return parser
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from handlers.resolver import DnsSession, parse_nameserver
 from tests.dnstest import FaultProxy, NsdServer
+from tests.slackapp import RunningApp, app_settings, start_app
+from tests.slackstub import SlackStandIn
 
 ZONES_DIR = Path(__file__).parent / "zones"
 
@@ -64,3 +66,35 @@ def make_session() -> SessionFactory:
         return DnsSession(nameservers=(parse_nameserver(address),), timeout=timeout, attempts=attempts)
 
     return factory
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    """A stand-in for Slack's Web API (and response_urls, file downloads) on a free port."""
+    stand_in = SlackStandIn()
+    stand_in.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()
+
+
+AppFactory = Callable[..., RunningApp]
+
+
+@pytest.fixture
+def make_app(slack: SlackStandIn, tmp_path: Path) -> Iterator[AppFactory]:
+    """make_app(dns_server_or_"host:port", **settings) -> the app running over HTTP, its own
+    database file in tmp_path, its Web API calls going to `slack`. Stopped after the test."""
+    started: list[RunningApp] = []
+
+    def factory(dns: NsdServer | FaultProxy | str, **overrides: object) -> RunningApp:
+        address = dns if isinstance(dns, str) else dns.address
+        settings = app_settings(slack, tmp_path / "dmarcbot.db", address, **overrides)
+        app = start_app(settings, slack)
+        started.append(app)
+        return app
+
+    yield factory
+    for app in started:
+        app.stop()

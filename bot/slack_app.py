@@ -1,0 +1,54 @@
+"""The Bolt app factory: settings in, a configured App out; nothing read from the environment here."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+from slack_bolt.oauth.oauth_settings import OAuthSettings
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
+from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
+
+from bot.config import Settings
+from bot.listeners import commands, home, report_actions
+
+# The bot scopes the manifest asks for, and no more (manifest.json lists the same).
+BOT_SCOPES = ["commands", "chat:write", "files:read", "channels:read", "groups:read"]
+
+LISTENER_MODULES = [commands, report_actions, home]
+
+
+def make_web_client(settings: Settings, token: str | None) -> WebClient:
+    """A WebClient for our Web API base URL that waits out a 429's Retry-After and tries again."""
+    client = WebClient(token=token, base_url=settings.slack_api_url)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
+    return client
+
+
+def create_app(settings: Settings) -> App:
+    """Build the app: single-token, or OAuth with Bolt's SQLite installation store in our database."""
+    oauth_settings = None
+    token = settings.slack_bot_token
+    if settings.oauth:
+        token = None
+        oauth_settings = OAuthSettings(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret,
+            scopes=BOT_SCOPES,
+            installation_store=SQLite3InstallationStore(
+                database=settings.db_path, client_id=settings.slack_client_id or ""),
+            state_store=SQLite3OAuthStateStore(database=settings.db_path, expiration_seconds=600),
+        )
+    app = App(
+        token=token,
+        # Socket Mode needs no signature (the socket is authenticated); HTTP always verifies.
+        signing_secret=settings.slack_signing_secret or "",
+        client=make_web_client(settings, token),
+        oauth_settings=oauth_settings,
+        # An unknown token must not stop a test or a dev run from starting; auth errors surface
+        # on the first call instead.
+        token_verification_enabled=False,
+    )
+    for module in LISTENER_MODULES:
+        module.register(app, settings)
+    return app
