@@ -23,6 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import dns.exception
+import dns.name
+
 from handlers.findings import Finding, finding
 from handlers.resolver import DnsSession, DnsStatus, Lookup, normalise_name
 
@@ -106,6 +109,7 @@ class SpfRecord:
 
     @property
     def mechanisms(self) -> tuple[SpfTerm, ...]:
+        """The mechanisms, in order (modifiers left out)."""
         return tuple(t for t in self.terms if not t.is_modifier)
 
     @property
@@ -115,10 +119,12 @@ class SpfRecord:
 
     @property
     def redirect(self) -> SpfTerm | None:
+        """The redirect= modifier, whether or not it applies (see effective_redirect)."""
         return next((t for t in self.terms if t.name == "redirect"), None)
 
     @property
     def exp(self) -> SpfTerm | None:
+        """The exp= modifier (§6.2), if any."""
         return next((t for t in self.terms if t.name == "exp"), None)
 
     @property
@@ -345,6 +351,7 @@ class SpfInclude:
     children: tuple[SpfInclude, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        """This node and its children, as in `dmarcbot check --json`'s `spf.includes`."""
         return {
             "domain": self.domain,
             "via": self.mechanism,
@@ -409,6 +416,7 @@ class _Node:
     record: str | None
     parsed: SpfRecord | None
     path: tuple[str, ...]  # the domains from the checked one down to this one
+    reached_by: str = ""  # e.g. "'include:x.example' in the record of example.com"
     children: list[_Node] = field(default_factory=list)
 
     def total_lookups(self) -> int:
@@ -514,6 +522,16 @@ async def _expand(state: _Expansion, root: _Node) -> None:
                     continue  # §7: depends on the message; counted, not resolvable here
                 if term.name in ("include", "redirect"):
                     target = normalise_name(term.value)
+                    if not _is_dns_name(target):
+                        # §4.3 / §4.8: a malformed name has no record; for include and
+                        # redirect that is a permerror (§5.2, §6.1).
+                        state.add(finding(
+                            "spf.include_missing",
+                            f"{term.raw!r} in the record of {node.domain}: {target!r} is not a "
+                            "valid domain name (an empty label or one over 63 characters), so it "
+                            "has no SPF record. Receivers return permerror.",
+                            record=node.record))
+                        continue
                     if target in node.path:
                         state.add(finding(
                             "spf.loop",
@@ -549,9 +567,10 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str,
            answer: Lookup) -> _Node | None:
     """The node for one include/redirect target, with the findings its TXT answer calls for."""
     via = term.name
+    reached_by = f"{term.raw!r} in the record of {parent.domain}"
     if answer.is_outage:
         state.add(_temperror(answer, term, parent.record))
-        return _Node(target, via, None, None, (*parent.path, target))
+        return _Node(target, via, None, None, (*parent.path, target), reached_by)
     if answer.is_void:
         # pyspf and §4.6.4: a TXT lookup that returns nothing is a void lookup too.
         state.voids.append(f"{term.raw} ({answer.describe_failure()})")
@@ -565,14 +584,14 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str,
             f"{term.raw!r} in the record of {parent.domain}: {why}. Receivers return permerror "
             f"(RFC 7208 {section}).",
             record=parent.record))
-        return _Node(target, via, None, None, (*parent.path, target))
+        return _Node(target, via, None, None, (*parent.path, target), reached_by)
     if len(records) > 1:
         state.add(finding(
             "spf.multiple",
             f"{target}, reached by {term.raw!r} from {parent.domain}, publishes {len(records)} "
             "v=spf1 records: permerror (RFC 7208 §4.5).",
             record="\n".join(records)))
-        return _Node(target, via, None, None, (*parent.path, target))
+        return _Node(target, via, None, None, (*parent.path, target), reached_by)
     try:
         parsed = parse_spf_record(records[0])
     except SpfSyntaxError as error:
@@ -581,8 +600,16 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str,
             f"In the SPF record of {target}, reached by {term.raw!r} from {parent.domain}, "
             f"{error.term!r}: {error.reason}.",
             record=records[0]))
-        return _Node(target, via, records[0], None, (*parent.path, target))
-    return _Node(target, via, records[0], parsed, (*parent.path, target))
+        return _Node(target, via, records[0], None, (*parent.path, target), reached_by)
+    return _Node(target, via, records[0], parsed, (*parent.path, target), reached_by)
+
+
+def _is_dns_name(name: str) -> bool:
+    try:
+        dns.name.from_text(name)
+    except dns.exception.DNSException:
+        return False
+    return True
 
 
 def _address_void(lookups: list[Lookup]) -> bool:
@@ -597,6 +624,8 @@ async def _check_hosts(state: _Expansion, node: _Node, term: SpfTerm) -> list[Fi
     target = normalise_name(term.value) if term.value else node.domain
     session, record = state.session, node.record
     out: list[Finding] = []
+    if not _is_dns_name(target):
+        return out  # pyspf asks nothing for a malformed name and does not count it as void
     if term.name == "exists":
         # §5.7: exists always queries A, whatever the client's address family.
         answer = await session.lookup(target, "A")
@@ -684,7 +713,7 @@ def _judge_all(state: _Expansion, root: _Node) -> None:
         all_term = node.parsed.all_term
         if all_term is not None and all_term.qualifier == "+":
             where = (f"the SPF record of {node.domain}" if node is root
-                     else f"the record of {node.domain}, reached by {node.via} from the record")
+                     else f"the record of {node.domain} (reached by {node.reached_by})")
             state.add(finding(
                 "spf.pass_all",
                 f"{all_term.raw!r} in {where}: every IP address on the internet passes SPF for "
