@@ -230,6 +230,15 @@ class DnsSession:
         return asyncio.run(self.lookup(name, rdtype))
 
     async def _resolve(self, name: str, rdtype: str) -> Lookup:
+        try:
+            if not name:
+                raise dns.name.EmptyLabel
+            dns.name.from_text(name)
+            dns.rdatatype.from_text(rdtype)
+        except dns.exception.DNSException as error:
+            # A name from a record or a message can be malformed (an empty label, a label over
+            # 63 octets): no server can answer it, and it must not raise into the caller.
+            return Lookup(name, rdtype, DnsStatus.ERROR, detail=f"not a valid DNS question: {error}")
         chain: list[str] = []
         current = name
         while True:

@@ -488,3 +488,13 @@ def _processes_mentioning(text: str) -> list[int]:
         if text.encode() in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+@pytest.mark.parametrize("name", ["a..b.example.com", "x" * 64 + ".example.com", "." * 3])
+def test_a_malformed_name_is_an_error_result_not_an_exception(
+        make_session: SessionFactory, name: str) -> None:
+    from tests.dnstest import free_port
+
+    lookup = asyncio.run(make_session(f"127.0.0.1:{free_port()}").lookup(name, "TXT"))
+    assert lookup.status is DnsStatus.ERROR
+    assert "not a valid DNS question" in lookup.detail
