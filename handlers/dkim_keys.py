@@ -101,6 +101,11 @@ def parse_key_record(selector: str, name: str, record: str) -> DkimKey:
     key_type = tags.get("k", "rsa").lower()
     if key_type not in ("rsa", "ed25519"):
         problems.append(f"k={key_type} is not a known key type (rsa or ed25519)")
+    services = {x.strip().lower() for x in tags.get("s", "*").split(":")}
+    if not services & {"*", "email"}:
+        # RFC 6376 §3.6.1: verifiers of mail MUST ignore a key whose s= does not list email (or *).
+        problems.append(f"s={tags['s']} limits the key to other services; mail verifiers ignore it "
+                        "(use s=email or leave s= out)")
     flags = {f.strip().lower() for f in tags.get("t", "").split(":")}
     if "p" not in tags:
         problems.append("the p= tag (the public key) is missing")
@@ -108,6 +113,8 @@ def parse_key_record(selector: str, name: str, record: str) -> DkimKey:
     key_data = re.sub(r"\s+", "", tags["p"])
     if not key_data:  # RFC 6376 §3.6.1: an empty p= means the key has been revoked
         return DkimKey(selector, name, record, key_type, None, True, "y" in flags, tuple(problems))
+    if key_type not in ("rsa", "ed25519"):  # already a problem; do not read it as an RSA key
+        return DkimKey(selector, name, record, key_type, None, False, "y" in flags, tuple(problems))
     bits, problem = _key_bits(key_type, key_data)
     if problem:
         problems.append(problem)

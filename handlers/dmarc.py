@@ -75,6 +75,14 @@ async def check_dmarc(session: DnsSession, domain: str) -> DmarcReport:
     if discovery.outage is not None:
         return DmarcReport(domain, None, None, None, (temperror_finding(discovery.outage),), walked)
     if discovery.record is None or discovery.location is None:
+        crowded = next((step for step in walk.steps if len(step.dmarc_texts) > 1), None)
+        if crowded is not None:  # not "missing": a parent publishes several, so none applies
+            return DmarcReport(domain, None, None, None, (finding(
+                "dmarc.multiple",
+                f"{domain} has no record of its own, and _dmarc.{crowded.name} has "
+                f"{len(crowded.dmarc_texts)} records that start with v=DMARC1; receivers then apply "
+                "no DMARC policy at all (RFC 9989 §4.10).",
+                record="\n".join(crowded.dmarc_texts)),), walked)
         return DmarcReport(domain, None, None, None, (_missing(domain, walk),), walked)
 
     record, location = discovery.record, discovery.location

@@ -41,6 +41,12 @@ class WalkStep:
         record = parse_dmarc_record(self.dmarc_texts[0])
         return record if record.usable else None
 
+    @property
+    def any_record(self) -> DmarcRecord | None:
+        """The single DMARC record here, usable as a policy or not: §4.10.2 reads psd= from any
+        (a PSD record "v=DMARC1; psd=y" needs no p=)."""
+        return parse_dmarc_record(self.dmarc_texts[0]) if len(self.dmarc_texts) == 1 else None
+
 
 @dataclass(frozen=True)
 class TreeWalk:
@@ -66,7 +72,7 @@ class TreeWalk:
         for step in self.steps:
             if step.lookup.is_outage:
                 return OrgDomain(self.domain, None, step.lookup)
-            record = step.record
+            record = step.any_record
             if record is not None:
                 if record.psd == "n":
                     return OrgDomain(self.domain, step.name, None)

@@ -25,7 +25,8 @@ _SIZE_SUFFIX = re.compile(r"![0-9]+[kmgt]?$", re.IGNORECASE)
 
 def is_dmarc_record(txt: str) -> bool:
     """True when a TXT string is a DMARC record: it starts with the v=DMARC1 tag (§4.7)."""
-    return re.match(r"^\s*v\s*=\s*DMARC1\s*(;|$)", txt, re.IGNORECASE) is not None
+    # §4.7: the value "MUST match precisely" (v=dmarc1 is ignored); the tag name is ABNF "v".
+    return re.match(r"^\s*[vV]\s*=\s*DMARC1\s*(;|$)", txt) is not None
 
 
 @dataclass(frozen=True)
@@ -58,23 +59,30 @@ class DmarcRecord:
     unknown_tags: tuple[str, ...] = field(default=())
 
     @property
+    def degraded(self) -> bool:
+        """RFC 9989 §4.10.1: no valid p=, or an sp=/np= that is present but not valid."""
+        return self.p is None or any(
+            self.tags.get(tag) is not None and value is None
+            for tag, value in (("sp", self.sp), ("np", self.np)))
+
+    @property
     def usable(self) -> bool:
-        """RFC 9989 §4.10.1: a record with no valid p= is still used, as p=none, if it has a valid
-        rua; otherwise the domain gets no DMARC processing."""
-        return self.p is not None or bool(self.rua)
+        """RFC 9989 §4.10.1: a record with no valid p= (or an invalid sp=/np=) is still used, as
+        p=none, if it has a valid rua; otherwise the domain gets no DMARC processing."""
+        return not self.degraded or bool(self.rua)
 
     @property
     def effective_policy(self) -> str:
-        return self.p or "none"
+        return "none" if self.degraded else self.p or "none"
 
     @property
     def subdomain_policy(self) -> str:
-        return self.sp or self.effective_policy
+        return "none" if self.degraded else self.sp or self.effective_policy
 
     @property
     def nonexistent_policy(self) -> str:
         """np= for names that do not exist, falling back to sp= then p= (RFC 9989 §4.7)."""
-        return self.np or self.subdomain_policy
+        return "none" if self.degraded else self.np or self.subdomain_policy
 
     def to_json(self) -> dict[str, object]:
         return {
