@@ -4,6 +4,7 @@ only when the output is a terminal."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 
 from handlers.check import DomainReport
 from handlers.findings import Finding, Severity
@@ -94,8 +95,7 @@ def _include_lines(spf_json: dict[str, object], depth: int = 0) -> list[str]:
     return lines
 
 
-def _finding_lines(f: Finding, paint: object) -> list[str]:
-    assert callable(paint)
+def _finding_lines(f: Finding, paint: Callable[[str, str], str]) -> list[str]:
     head = f"  {paint(_COLOURS[f.severity], _MARKS[f.severity])} {f.id}: {f.title}"
     lines = [head]
     lines += textwrap.wrap(f.detail, 100, initial_indent="         ", subsequent_indent="         ")
