@@ -76,3 +76,10 @@ def test_app_json_declares_every_required_setting() -> None:
     app = json.loads((ROOT / "app.json").read_text())
     assert app["env"]["SLACK_SIGNING_SECRET"]["required"] is True
     assert "DMARCBOT_DB" in app["env"]
+
+
+def test_every_cause_id_is_in_the_causes_table() -> None:
+    from handlers.message_verdict import CAUSES
+
+    for cause_id in CAUSES:
+        assert f"| `{cause_id}` |" in README, f"{cause_id} is missing from the README"

@@ -1,0 +1,84 @@
+"""Build what the `why` tests need: DKIM keys made here, messages signed with them by dkimpy, and
+zones for NSD built from a plain name -> records map (one zone per top-level domain, so every name
+the code asks about is answered authoritatively: NXDOMAIN and NODATA are real)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+
+import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from tests.dnstest import make_zone, txt
+
+Records = Mapping[str, Sequence[tuple[str, str]]]  # absolute name -> [(type, rdata)]
+
+
+@lru_cache(maxsize=8)
+def rsa_key(bits: int = 2048, tag: str = "") -> tuple[bytes, str]:
+    """(private key PEM for dkim.sign, base64 public key for p=); `tag` makes distinct keys."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = private.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, base64.b64encode(public).decode("ascii")
+
+
+@lru_cache(maxsize=4)
+def ed25519_key(tag: str = "") -> tuple[bytes, str]:
+    """(base64 seed for dkim.sign with ed25519-sha256, base64 raw public key for p=)."""
+    private = ed25519.Ed25519PrivateKey.generate()
+    seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+    public = private.public_key().public_bytes(serialization.Encoding.Raw,
+                                               serialization.PublicFormat.Raw)
+    return base64.b64encode(seed), base64.b64encode(public).decode("ascii")
+
+
+def key_record(public: str, k: str = "rsa") -> str:
+    return f"v=DKIM1; k={k}; p={public}"
+
+
+def message(from_: str = "Alice <alice@example.com>", subject: str = "Quarterly numbers",
+            body: str = "Hello,\r\n\r\nthe numbers are attached.\r\n", *,
+            headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    """An unsigned message; `headers` come first (Received, Return-Path…), then the usual ones."""
+    lines = [f"{name}: {value}" for name, value in headers]
+    lines += [f"From: {from_}", "To: Bob <bob@receiver.example>", f"Subject: {subject}",
+              "Date: Mon, 02 Mar 2026 10:00:00 +0000",
+              "Message-ID: <20260302100000.1@example.com>", "MIME-Version: 1.0",
+              "Content-Type: text/plain; charset=utf-8"]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode("utf-8")
+
+
+def sign(raw: bytes, domain: str, selector: str, private: bytes,
+         algorithm: bytes = b"rsa-sha256") -> bytes:
+    """`raw` with a DKIM-Signature by d=`domain` s=`selector` prepended (dkimpy signs)."""
+    signature = dkim.sign(raw, selector.encode(), domain.encode(), private,
+                          signature_algorithm=algorithm,
+                          canonicalize=(b"relaxed", b"relaxed"),
+                          include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+    return signature + raw
+
+
+def prepend(raw: bytes, *headers: tuple[str, str]) -> bytes:
+    """Headers added on top, as each hop adds its own (Received, Authentication-Results…)."""
+    return "".join(f"{n}: {v}\r\n" for n, v in headers).encode("utf-8") + raw
+
+
+def zones(records: Records) -> dict[str, str]:
+    """One zone per top-level domain holding every name under it."""
+    by_tld: dict[str, list[tuple[str, str, str]]] = {}
+    for name, entries in records.items():
+        absolute = name.rstrip(".").lower() + "."
+        tld = absolute.rstrip(".").rsplit(".", 1)[-1]
+        by_tld.setdefault(tld, [])
+        for rdtype, rdata in entries:
+            if rdtype.upper() == "TXT" and not rdata.startswith('"'):
+                rdata = txt(rdata)
+            by_tld[tld].append((absolute, rdtype, rdata))
+    return {tld: make_zone(tld, entries) for tld, entries in by_tld.items()}
