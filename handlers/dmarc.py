@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from handlers.dmarc_discovery import PolicyDiscovery, TreeWalk, tree_walk
+from handlers.dmarc_discovery import TreeWalk, tree_walk
 from handlers.dmarc_record import POLICIES, DmarcRecord, is_dmarc_record, parse_dmarc_record
 from handlers.findings import Finding, finding, temperror_finding
 from handlers.psl import same_organization
@@ -53,40 +53,32 @@ async def check_dmarc(session: DnsSession, domain: str) -> DmarcReport:
     """Find the DMARC record for `domain` by tree walk and report every problem with it."""
     walk = await tree_walk(session, domain)
     walked = tuple(step.name for step in walk.steps)
-    own = walk.steps[0]
-    if own.lookup.is_outage:
-        return DmarcReport(domain, None, None, None, (temperror_finding(own.lookup),), walked)
-    if len(own.dmarc_texts) > 1:
-        joined = "\n".join(own.dmarc_texts)
-        return DmarcReport(domain, None, None, None, (finding(
-            "dmarc.multiple",
-            f"_dmarc.{domain} has {len(own.dmarc_texts)} records that start with v=DMARC1; "
-            "receivers then apply no DMARC policy at all (RFC 9989 §4.10).",
-            record=joined),), walked)
-    if own.dmarc_texts:
-        record = parse_dmarc_record(own.dmarc_texts[0])
-        findings = [*_syntax_findings(record, domain)]
-        if not record.usable:
-            return DmarcReport(domain, record, domain, None, tuple(findings), walked)
-        discovery = PolicyDiscovery(domain, record, domain, None)
-    else:
-        discovery = walk.policy()
-        findings = []
+    discovery = walk.policy()
+
+    def ends_with(*findings: Finding, record: DmarcRecord | None = None,
+                  location: str | None = None) -> DmarcReport:
+        return DmarcReport(domain, record, location, None, findings, walked)
+
     if discovery.outage is not None:
-        return DmarcReport(domain, None, None, None, (temperror_finding(discovery.outage),), walked)
+        return ends_with(temperror_finding(discovery.outage))
+    where = "" if discovery.location == domain else \
+        f"{domain} has no record of its own, and "
+    if len(discovery.ignored) > 1:
+        return ends_with(finding(
+            "dmarc.multiple",
+            f"{where}_dmarc.{discovery.location} has {len(discovery.ignored)} records that start "
+            "with v=DMARC1; receivers then apply no DMARC policy at all (RFC 9989 §4.10).",
+            record="\n".join(discovery.ignored)))
+    if discovery.ignored and discovery.location:
+        unusable = parse_dmarc_record(discovery.ignored[0])
+        return ends_with(*_syntax_findings(unusable, discovery.location), record=unusable,
+                         location=discovery.location)
     if discovery.record is None or discovery.location is None:
-        crowded = next((step for step in walk.steps if len(step.dmarc_texts) > 1), None)
-        if crowded is not None:  # not "missing": a parent publishes several, so none applies
-            return DmarcReport(domain, None, None, None, (finding(
-                "dmarc.multiple",
-                f"{domain} has no record of its own, and _dmarc.{crowded.name} has "
-                f"{len(crowded.dmarc_texts)} records that start with v=DMARC1; receivers then apply "
-                "no DMARC policy at all (RFC 9989 §4.10).",
-                record="\n".join(crowded.dmarc_texts)),), walked)
-        return DmarcReport(domain, None, None, None, (_missing(domain, walk),), walked)
+        return ends_with(_missing(domain, walk))
 
     record, location = discovery.record, discovery.location
     policy = applied_policy(record, domain, location)
+    findings = _syntax_findings(record, location)
     if discovery.inherited:
         findings.append(finding(
             "dmarc.inherited",

@@ -56,13 +56,28 @@ class TreeWalk:
     steps: tuple[WalkStep, ...]
 
     def policy(self) -> PolicyDiscovery:
-        """The first usable record walking up; an outage before it leaves the answer unknown."""
+        """RFC 9989 §4.10: the first name up the walk that holds any DMARC record decides.
+        Several records there: none applies (§4.10 step 2; `dmarc.multiple`). One record with no
+        valid p= and no valid rua=: no DMARC processing (§4.10.1). An outage before that name
+        leaves the answer unknown."""
         for step in self.steps:
             if step.lookup.is_outage:
-                return PolicyDiscovery(self.domain, None, None, step.lookup)
-            if step.record is not None:
-                return PolicyDiscovery(self.domain, step.record, step.name, None)
-        return PolicyDiscovery(self.domain, None, None, None)
+                return PolicyDiscovery(self.domain, None, None, step.lookup,
+                                       reason="the DMARC lookup failed: "
+                                              + step.lookup.describe_failure())
+            if len(step.dmarc_texts) > 1:
+                return PolicyDiscovery(self.domain, None, step.name, None, step.dmarc_texts,
+                                       f"_dmarc.{step.name} publishes {len(step.dmarc_texts)} "
+                                       "DMARC records, so none is applied")
+            if step.dmarc_texts:
+                record = parse_dmarc_record(step.dmarc_texts[0])
+                if not record.usable:
+                    return PolicyDiscovery(self.domain, None, step.name, None, step.dmarc_texts,
+                                           f"the record at _dmarc.{step.name} has no valid p= "
+                                           "and no valid rua=, so receivers apply no DMARC to it")
+                return PolicyDiscovery(self.domain, record, step.name, None)
+        asked = ", ".join(f"_dmarc.{step.name}" for step in self.steps)
+        return PolicyDiscovery(self.domain, None, None, None, reason=f"no DMARC record at {asked}")
 
     def organizational_domain(self) -> OrgDomain:
         """RFC 9989 §4.10.2: psd=n marks the Organizational Domain; psd=y marks a public suffix
@@ -90,12 +105,15 @@ def _one_label_below(domain: str, suffix: str) -> str:
 
 @dataclass(frozen=True)
 class PolicyDiscovery:
-    """The record that applies to `domain` and where it was found (None: no record applies)."""
+    """The record that applies to `domain` and where it was found. With no record: `ignored` holds
+    the DMARC texts at `location` that could not apply, and `reason` says why none applies."""
 
     domain: str
     record: DmarcRecord | None
     location: str | None
     outage: Lookup | None
+    ignored: tuple[str, ...] = ()
+    reason: str = ""
 
     @property
     def inherited(self) -> bool:

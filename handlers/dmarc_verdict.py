@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from handlers.dmarc import applied_policy
-from handlers.dmarc_discovery import OrgDomain, TreeWalk, organizational_domain, tree_walk
-from handlers.dmarc_record import DmarcRecord, parse_dmarc_record
+from handlers.dmarc_discovery import OrgDomain, organizational_domain, tree_walk
+from handlers.dmarc_record import DmarcRecord
 from handlers.resolver import DnsSession, DnsStatus, Lookup, normalise_name
 
 RESULTS = ("pass", "fail", "none", "temperror", "permerror")
@@ -102,38 +102,6 @@ class DmarcVerdict:
         }
 
 
-@dataclass(frozen=True)
-class _Discovery:
-    record: DmarcRecord | None
-    location: str | None
-    reason: str
-    ignored: tuple[str, ...] = ()
-    outage: Lookup | None = None
-
-
-def _discover(walk: TreeWalk) -> _Discovery:
-    """RFC 9989 §4.10: the first name up the walk holding a DMARC record decides. Several records
-    there: none applies (§4.10 step 2, as RFC 7489 §6.6.3 step 5; FINDINGS `dmarc.multiple`). One
-    record with no valid p= and no valid rua=: no DMARC processing (§4.10.1)."""
-    for step in walk.steps:
-        if step.lookup.is_outage:
-            return _Discovery(None, None, f"the DMARC lookup failed: "
-                              f"{step.lookup.describe_failure()}", outage=step.lookup)
-        if len(step.dmarc_texts) > 1:
-            return _Discovery(None, None, f"_dmarc.{step.name} publishes "
-                              f"{len(step.dmarc_texts)} DMARC records, so none is applied",
-                              ignored=step.dmarc_texts)
-        if step.dmarc_texts:
-            record = parse_dmarc_record(step.dmarc_texts[0])
-            if not record.usable:
-                return _Discovery(None, None, f"the record at _dmarc.{step.name} has no valid "
-                                  "p= and no valid rua=, so receivers apply no DMARC to it",
-                                  ignored=step.dmarc_texts)
-            return _Discovery(record, step.name, "")
-    asked = ", ".join(f"_dmarc.{step.name}" for step in walk.steps)
-    return _Discovery(None, None, f"no DMARC record at {asked}")
-
-
 async def domain_exists(session: DnsSession, domain: str) -> tuple[bool | None, Lookup | None]:
     """RFC 9989 §4.10.1's existence test: NXDOMAIN for an A query means the name does not exist;
     any other answer (records, NODATA) means it does; an outage leaves it unknown (None)."""
@@ -168,7 +136,7 @@ async def evaluate_dmarc(session: DnsSession, from_domain: str, spf: tuple[str, 
     from_domain = normalise_name(from_domain)
     walk = await tree_walk(session, from_domain)
     walked = tuple(step.name for step in walk.steps)
-    found = _discover(walk)
+    found = walk.policy()
     from_org = walk.organizational_domain()
     record, location = found.record, found.location
     strict_spf = record is not None and record.aspf == "s"

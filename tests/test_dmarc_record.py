@@ -195,8 +195,8 @@ _RECORD_XFAIL = {
         "Mail::DMARC tolerates it. We would rather tell the owner to fix the record."),
     "v=DMARC1; psd=y": (
         "RFC 9989 §4.10.1 as REFERENCE.md reads it: a record with no p= is applied (as none) only when "
-        "it has a valid rua=; this PSD record has neither, so it is not usable for us (and its "
-        "psd=y is not seen by the organizational-domain walk). Mail::DMARC accepts it."),
+        "it has a valid rua=; this PSD record has neither, so it is not usable as a policy for us "
+        "(its psd=y still marks the organizational domain). Mail::DMARC accepts it."),
 }
 
 
