@@ -10,12 +10,12 @@ from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
 
 from bot.config import Settings
-from bot.listeners import commands, home, report_actions
+from bot.listeners import commands, home, report_actions, why
 
 # The bot scopes the manifest asks for, and no more (manifest.json lists the same).
 BOT_SCOPES = ["commands", "chat:write", "files:read", "channels:read", "groups:read"]
 
-LISTENER_MODULES = [commands, report_actions, home]
+LISTENER_MODULES = [commands, report_actions, home, why]
 
 
 def make_web_client(settings: Settings, token: str | None) -> WebClient:

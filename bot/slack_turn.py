@@ -34,8 +34,17 @@ class SlackTurn:
     team_id: str | None
 
     def tell(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
-        """An ephemeral answer to the person who asked, through the response_url."""
-        self.respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+        """An answer only the requester sees: through the response_url when the request has one
+        (commands, buttons, shortcuts), else as an ephemeral message (modal submissions)."""
+        if getattr(self.respond, "response_url", None):
+            self.respond(text=text, blocks=blocks, response_type="ephemeral",
+                         replace_original=False)
+        elif self.user_id:
+            try:
+                self.client.chat_postEphemeral(channel=self.channel_id or self.user_id,
+                                               user=self.user_id, text=text, blocks=blocks)
+            except SlackApiError:  # not a member there: a direct message still reaches them
+                self.client.chat_postMessage(channel=self.user_id, text=text, blocks=blocks)
 
     def post(self, text: str, blocks: list[dict[str, Any]], **extra: Any) -> dict[str, Any] | None:
         """Post in the request's channel for everyone; when the bot may not post there, show the
@@ -48,7 +57,7 @@ class SlackTurn:
             code = error.response.get("error", "")
             if code not in ("not_in_channel", "channel_not_found", "restricted_action"):
                 raise
-            self.respond(text=text, blocks=blocks, response_type="ephemeral")
+            self.tell(text, blocks)
             self.tell("I can't post in this channel, so only you see the result. To share results "
                       "here, invite me: `/invite @dmarcbot`.")
             return None

@@ -1,0 +1,129 @@
+"""`/dmarc why` and the "Why did DMARC fail?" shortcut through the app's real endpoint, with a
+message signed here and its key, SPF and DMARC records served by NSD."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from bot import slack_ids
+from tests.conftest import AppFactory
+from tests.dnstest import NsdServer
+from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones
+from tests.slackapp import RunningApp
+from tests.slackstub import SlackStandIn
+
+PEM, PUB = rsa_key(2048)
+SENDER_IP = "185.70.40.10"
+RECORDS = {
+    "_dmarc.example.com": [("TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@example.com")],
+    "example.com": [("TXT", f"v=spf1 ip4:{SENDER_IP} -all")],
+    "s1._domainkey.example.com": [("TXT", key_record(PUB))],
+}
+
+
+def signed_message(body: str = "Hello\r\n") -> bytes:
+    raw = sign(message(body=body), "example.com", "s1", PEM)
+    return prepend(raw, ("Received", f"from out.example.com (out.example.com [{SENDER_IP}]) "
+                                     "by mx.receiver.test; Tue, 1 Oct 2024 10:00:00 +0000"),
+                   ("Return-Path", "<bounce@example.com>"))
+
+
+@pytest.fixture
+def app(nsd: NsdServer, make_app: AppFactory) -> RunningApp:
+    nsd.set_zones(zones(RECORDS))
+    return make_app(nsd, dns_timeout=0.5)
+
+
+def headers_of(raw: bytes) -> str:
+    return raw.decode().split("\r\n\r\n", 1)[0]
+
+
+def test_why_opens_the_paste_modal(app: RunningApp, slack: SlackStandIn) -> None:
+    status, body = app.sim.slash_command("why", channel_id="C9")
+    assert status == 200 and body in ("", "null")  # acknowledged with nothing to say
+    (call,) = slack.wait_for("views.open")
+    view = call.params["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    assert view["callback_id"] == slack_ids.CALLBACK_WHY_MODAL
+    assert json.loads(view["private_metadata"]) == {"channel": "C9"}
+    element = view["blocks"][0]["element"]
+    assert element["max_length"] == 3000
+    assert "3,000 characters" in view["blocks"][0]["hint"]["text"]
+    assert "shortcut" in view["blocks"][0]["hint"]["text"]
+    slack.assert_no_violations()
+
+
+def test_pasted_headers_get_a_verdict_in_the_channel(app: RunningApp, slack: SlackStandIn) -> None:
+    status, _ = app.sim.view_submission(
+        slack_ids.CALLBACK_WHY_MODAL,
+        {slack_ids.BLOCK_WHY_HEADERS: {slack_ids.ACTION_WHY_HEADERS: headers_of(signed_message())}},
+        private_metadata=json.dumps({"channel": "C9"}))
+    assert status == 200
+    (post,) = slack.wait_for_posts(1)
+    assert post.params["channel"] == "C9"
+    assert post.text is not None and post.text.startswith("DMARC pass for mail from example.com")
+    rendered = json.dumps(post.blocks)
+    assert "d=`example.com` s=`s1`: *pass*" in rendered
+    assert "headers only: DKIM body hashes were not checked" in rendered
+    slack.assert_no_violations()
+
+
+def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp,
+                                                            slack: SlackStandIn) -> None:
+    status, body = app.sim.view_submission(
+        slack_ids.CALLBACK_WHY_MODAL,
+        {slack_ids.BLOCK_WHY_HEADERS: {slack_ids.ACTION_WHY_HEADERS: "hello, what is DMARC?"}},
+        private_metadata=json.dumps({"channel": "C9"}))
+    answer = json.loads(body)
+    assert status == 200 and answer["response_action"] == "errors"
+    assert answer["errors"][slack_ids.BLOCK_WHY_HEADERS]
+    time.sleep(0.3)
+    assert slack.posts() == []
+
+
+def test_shortcut_on_pasted_headers_answers_in_the_thread(app: RunningApp,
+                                                          slack: SlackStandIn) -> None:
+    # Slack stores pasted text escaped, with addresses turned into mailto links
+    pasted = headers_of(signed_message()).replace("&", "&amp;").replace("<", "&lt;") \
+        .replace(">", "&gt;").replace("alice@example.com",
+                                      "<mailto:alice@example.com|alice@example.com>")
+    status, _ = app.sim.message_shortcut(slack_ids.CALLBACK_WHY_SHORTCUT,
+                                         {"text": f"```{pasted}```", "ts": "1700000000.000200"},
+                                         channel_id="C7")
+    assert status == 200
+    (post,) = slack.wait_for_posts(1)
+    assert post.params["channel"] == "C7"
+    assert post.params["thread_ts"] == "1700000000.000200"
+    assert post.text is not None and post.text.startswith("DMARC pass")
+    slack.assert_no_violations()
+
+
+def test_shortcut_on_an_attached_eml_downloads_it_with_the_bot_token(
+        app: RunningApp, slack: SlackStandIn) -> None:
+    raw = signed_message(body="Hello\r\n")
+    # the body changed after signing: only the whole .eml can show it
+    tampered = raw.replace(b"Hello\r\n", b"Hello\r\n--\r\nSent via the list\r\n")
+    file = slack.add_file("msg.eml", tampered, filename="failed.eml", mimetype="message/rfc822",
+                          filetype="eml")
+    status, _ = app.sim.message_shortcut(slack_ids.CALLBACK_WHY_SHORTCUT,
+                                         {"text": "why did this fail?", "files": [file]},
+                                         channel_id="C7")
+    assert status == 200
+    (post,) = slack.wait_for_posts(1)
+    downloads = slack.calls("files.download")
+    assert downloads and downloads[0].params["authorized"]
+    rendered = json.dumps(post.blocks)
+    assert "cause.dkim_body_modified" in rendered
+    assert post.text is not None and post.text.startswith("DMARC pass")  # SPF still aligned
+
+
+def test_shortcut_on_a_message_with_nothing_to_read_says_what_to_do(
+        app: RunningApp, slack: SlackStandIn) -> None:
+    app.sim.message_shortcut(slack_ids.CALLBACK_WHY_SHORTCUT, {"text": "lunch?"}, channel_id="C7")
+    (answer,) = slack.wait_for("response_url")
+    assert "I can't read a message there" in answer.params["text"]
+    assert answer.params.get("response_type") == "ephemeral"
+    assert slack.calls("chat.postMessage") == []
