@@ -65,7 +65,8 @@ class Settings:
             text = get(name)
             if text is None:
                 return default
-            if not text.isdigit() or not low <= int(text) <= high:
+            # isascii(): "²" passes isdigit() but int() refuses it
+            if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
                 problems.append(f"{name}={text!r} must be a whole number from {low} to {high}")
                 return default
             return int(text)

@@ -51,7 +51,8 @@ def render_report(report: DomainReport, selectors: list[str] | None = None) -> t
     """The message for a domain report: (fallback text, blocks)."""
     name = report.display_domain
     verdict = report.verdict
-    text = f"DMARC check for {name}: {_VERDICT_WORDS[verdict]}. {report.summary}"
+    # the fallback text is mrkdwn too (notifications, screen readers): escape it like the blocks
+    text = f"DMARC check for {name}: {_VERDICT_WORDS[verdict]}. {safe(report.summary, 2600)}"
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text",
                                     "text": clip(f"{name}: {_VERDICT_WORDS[verdict]}", 150)}},
@@ -99,7 +100,7 @@ def _record_sections(report: DomainReport) -> list[Block]:
         parts.append(section("\n".join(lines)))
     if report.dkim is not None:
         dkim = report.dkim
-        keys = [f"• {code(k.selector, 70)}: {k.key_type or '?'}, {k.key_bits or '?'} bits"
+        keys = [f"• {code(k.selector, 70)}: {safe(k.key_type or '?', 40)}, {k.key_bits or '?'} bits"
                 f"{' (revoked)' if k.revoked else ''}" for k in dkim.keys[:10]]
         how = "named" if not dkim.probed else f"probed {len(dkim.selectors_tried)} common selectors"
         parts.append(section("*DKIM* (" + how + ")\n" + ("\n".join(keys) or "_no key found_")))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from typing import Any
+
 from slack_bolt import App
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
@@ -16,6 +20,8 @@ from bot.listeners import commands, home, report_actions, why
 BOT_SCOPES = ["commands", "chat:write", "files:read", "channels:read", "groups:read"]
 
 LISTENER_MODULES = [commands, report_actions, home, why]
+
+log = logging.getLogger("dmarcbot.slack")
 
 
 def make_web_client(settings: Settings, token: str | None) -> WebClient:
@@ -51,4 +57,15 @@ def create_app(settings: Settings) -> App:
     )
     for module in LISTENER_MODULES:
         module.register(app, settings)
+    register_catch_all(app)
     return app
+
+
+def register_catch_all(app: App) -> None:
+    """Acknowledge every event no listener above took. Bolt answers an unmatched request 404;
+    Slack then retries the event (X-Slack-Retry-Num) and, when failures persist, disables the
+    app's event subscriptions. Registered last: Bolt runs the first listener that matches."""
+
+    @app.event(re.compile(".*"))
+    def acknowledge_unhandled_event(event: dict[str, Any]) -> None:
+        log.debug("event %s: nothing to do", event.get("type"))

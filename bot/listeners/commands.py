@@ -48,6 +48,14 @@ def register(app: App, settings: Settings) -> None:
             return
         turn = SlackTurn(client, respond, settings, command.get("channel_id"),
                          command.get("user_id"), command.get("team_id"))
-        worker = WORKERS[job.work]
-        guarded(f"running /dmarc {command.get('text', '')[:80]}", turn,
-                lambda: worker(job.args, turn, body))
+        work_name = job.work
+
+        def run() -> None:
+            # Looked up inside guarded(): a listener that raises after ack() makes Bolt answer 404.
+            worker = WORKERS.get(work_name)
+            if worker is None:  # a routing-table row whose feature has not registered its worker
+                turn.tell("That subcommand is not available yet. `/dmarc help` lists what works.")
+                return
+            worker(job.args, turn, body)
+
+        guarded(f"running /dmarc {command.get('text', '')[:80]}", turn, run)

@@ -49,8 +49,3 @@ def register(app: App, settings: Settings) -> None:
         except SlackApiError as error:
             log.error("Could not publish App Home for %s: %s", event.get("user"),
                       error.response.get("error"))
-
-    @app.event("message")
-    def ignore_messages() -> None:
-        """Messages arrive because of the files feature's subscription; plain ones need nothing,
-        but an unmatched event would be answered 404 and retried by Slack."""

@@ -1,0 +1,126 @@
+"""The report's Block Kit, rendered from hand-made reports: limits (50 blocks, 3000 characters a
+section, 2000 a button value), "…and N more", escaping, and the buttons."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from bot import slack_ids
+from bot.report_blocks import render_report, report_button_value
+from handlers.check import DomainReport
+from handlers.dkim_keys import DkimKey, DkimReport
+from handlers.dmarc import DmarcReport
+from handlers.findings import Finding, Severity
+from handlers.mx import MxHost, MxReport
+from handlers.spf import SpfReport
+from tests.slackstub import message_problems
+
+EVIL = "<!channel> <!here> <https://evil.example|Click> & `x`"
+
+
+def strings(obj: Any) -> Iterator[str]:
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from strings(value)
+
+
+def evil_finding(i: int, severity: Severity = Severity.ERROR) -> Finding:
+    return Finding("dkim.key_invalid", severity, f"Title {i} {EVIL}", f"Detail {i} " + EVIL * 80,
+                   f"Fix {i} " + EVIL * 40, record=f"v=DKIM1; n={EVIL * 60}")
+
+
+def report(findings: list[Finding], *, domain: str = "example.test", exists: bool = True,
+           with_parts: bool = True) -> DomainReport:
+    parts: dict[str, Any] = {"dmarc": None, "spf": None, "dkim": None, "mx": None}
+    if with_parts:
+        parts = {
+            "dmarc": DmarcReport(domain, None, domain, None, (), ()),
+            "spf": SpfReport(domain, "v=spf1 " + "ip4:192.0.2.1 " * 400 + EVIL + " -all",
+                             dns_lookups=11, void_lookups=0),
+            "dkim": DkimReport(domain, tuple(
+                DkimKey(f"s{i}{EVIL}", f"s{i}._domainkey.{domain}", EVIL, EVIL, None, False, False,
+                        ()) for i in range(30)), ("s",) * 30, False, ()),
+            "mx": MxReport(domain, tuple(MxHost(i, f"mx{i}.{domain}") for i in range(20)), False, ()),
+        }
+    return DomainReport(domain, exists, findings=tuple(findings), queries=99,
+                        dns_unreachable=False, checked_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+                        **parts)
+
+
+def sections(blocks: list[dict[str, Any]]) -> list[str]:
+    return [b["text"]["text"] for b in blocks if b["type"] == "section"]
+
+
+def test_worst_case_stays_within_block_kit_limits() -> None:
+    findings = [evil_finding(i) for i in range(120)]
+    text, blocks = render_report(report(findings), ["sel"] * 20)
+    assert len(blocks) <= 50
+    assert all(len(s) <= 3000 for s in sections(blocks))
+    assert len(text) <= 3000
+    assert message_problems({"text": text, "blocks": blocks}) == []
+    shown = [s for s in sections(blocks) if s.startswith(":red_circle:")]
+    [more] = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"]
+              if e["text"].startswith("…and")]
+    assert more.startswith(f"…and {120 - len(shown)} more findings: run `dmarcbot check example.test`")
+    assert blocks[-1]["type"] == "actions"
+
+
+def test_no_more_line_when_everything_fits() -> None:
+    _, blocks = render_report(report([evil_finding(i) for i in range(5)]))
+    assert not any("more findings" in s for s in strings(blocks))
+    assert len([s for s in sections(blocks) if s.startswith(":red_circle:")]) == 5
+
+
+def test_everything_from_dns_is_escaped() -> None:
+    text, blocks = render_report(report([evil_finding(1), evil_finding(2, Severity.WARNING)]))
+    everything = "\n".join([text, *strings(blocks)])
+    for raw in ("<!channel>", "<!here>", "<https://evil.example"):
+        assert raw not in everything
+    assert "&lt;!channel&gt;" in everything
+    # a backtick from DNS never closes a code span early: each section's backticks pair up
+    for s in sections(blocks):
+        assert s.count("`") % 2 == 0, s
+
+
+def test_fallback_text_is_escaped() -> None:
+    """The summary quotes the top finding's fix, which can carry text from DNS."""
+    text, _ = render_report(report([evil_finding(1)], with_parts=False))
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+
+
+def test_buttons() -> None:
+    _, blocks = render_report(report([evil_finding(1, Severity.INFO)]), ["google"])
+    actions = blocks[-1]
+    assert actions["block_id"] == slack_ids.BLOCK_REPORT_ACTIONS
+    assert [e["action_id"] for e in actions["elements"]] == [slack_ids.ACTION_RECHECK,
+                                                              slack_ids.ACTION_WATCH]
+    assert json.loads(actions["elements"][0]["value"]) == {"d": "example.test", "s": ["google"]}
+    _, blocks = render_report(report([evil_finding(1, Severity.WARNING)]))
+    assert [e["action_id"] for e in blocks[-1]["elements"]][-1] == slack_ids.ACTION_FIX
+
+
+def test_button_value_stays_within_2000() -> None:
+    domain = ".".join(["a" * 63] * 3) + "." + "b" * 61  # 253 characters
+    value = report_button_value(domain, ["s" * 63] * 20)
+    assert len(value) <= 2000 and json.loads(value)["d"] == domain
+    value = report_button_value(domain, ["s" * 200] * 50)
+    assert len(value) <= 2000
+    assert json.loads(value)["d"] == domain
+    assert len(json.loads(report_button_value("x.test", [str(i) for i in range(50)]))["s"]) == 20
+
+
+def test_nxdomain_report() -> None:
+    text, blocks = render_report(report([Finding("domain.nxdomain", Severity.ERROR, "The domain "
+                                                 "does not exist", "d", "f")],
+                                        domain="nosuch.test", exists=False, with_parts=False))
+    assert blocks[0]["text"]["text"] == "nosuch.test: fails DMARC"
+    assert "*Domain*\nnosuch.test does not exist (NXDOMAIN)." in sections(blocks)
+    assert message_problems({"text": text, "blocks": blocks}) == []
