@@ -1,0 +1,353 @@
+"""Benchmark: aggregate report parsing, records per second and peak memory, ours against parsedmarc.
+
+    .venv/bin/pip install parsedmarc      # for this benchmark only: NOT a dmarcbot dependency
+    .venv/bin/python -m benchmarks.ingest [--records 1000000] [--parsedmarc-records 100000] [--runs 3]
+
+Inputs: the largest aggregate reports in ../shared/testdata (parsedmarc's large-example, OpenDMARC's
+NetEase reports) and generated reports of --records and --parsedmarc-records records, written to a
+temporary directory as a stream (the generator never holds the report in memory).
+
+Every measurement runs in its own subprocess, so the peak RSS (VmHWM, else `ru_maxrss`; whole process:
+interpreter, imports, parse) of one does not leak into another. Timings are the median of --runs
+runs in that subprocess, after one untimed warm-up run on the small samples (file cache,
+parsedmarc's GeoIP database load). Then one more, untimed, run under tracemalloc gives "traced MiB":
+the peak of the Python memory the parse itself allocated (input bytes included where the parser
+needs them whole).
+
+What is compared:
+- `ours stream`: `iter_records()` over the file (the ingest path: constant memory).
+- `ours parse_report`: `parse_report()` on the file's bytes, all Records kept (memory grows with
+  the records kept, not with the parse).
+- `parsedmarc`: `parse_aggregate_report_xml()` on the file's bytes, offline (no DNS, no downloads:
+  offline=True, always_use_local_files=True, and a loopback nameserver as a belt and braces). It
+  still looks each IP up in its bundled GeoIP database: that is part of its parse and is counted.
+  A guard in the subprocess refuses any socket to a non-loopback address, and the count of refused
+  attempts is printed: it must be 0.
+
+parsedmarc builds the whole document as dicts (xmltodict) and parses it twice, so on a million
+records it needs many GB: by default it runs on --parsedmarc-records records and its rate is the one
+measured there (the table says so); --parsedmarc-records 0 skips it on generated data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import ipaddress
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TESTDATA = REPO.parent / "shared" / "testdata"
+_NETEASE = TESTDATA / "dmarc-opendmarc" / "aggregate_reports"
+SAMPLES = [
+    TESTDATA / "dmarc-reports-parsedmarc" / "aggregate" / "!large-example.com!1711897200!1711983600.xml",
+    _NETEASE / "good.com!example.com!1337270400!1337356799.xml",
+    _NETEASE / "yeah.net!example.com!1337270400!1337356799.20120518.xml",
+]
+PIP_HINT = ".venv/bin/pip install parsedmarc   # benchmark only, not a project dependency"
+
+
+# --- generated reports ---------------------------------------------------------------------------
+
+_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<feedback>
+  <version>1.0</version>
+  <report_metadata>
+    <org_name>bench.example</org_name>
+    <email>noreply-dmarc@bench.example</email>
+    <report_id>bench-{n}</report_id>
+    <date_range><begin>1700000000</begin><end>1700086399</end></date_range>
+  </report_metadata>
+  <policy_published>
+    <domain>example.com</domain><adkim>r</adkim><aspf>r</aspf><p>quarantine</p><sp>none</sp><pct>100</pct>
+  </policy_published>
+"""
+
+_RECORD = """  <record>
+    <row>
+      <source_ip>{ip}</source_ip>
+      <count>{count}</count>
+      <policy_evaluated><disposition>{disposition}</disposition><dkim>{dkim}</dkim><spf>{spf}</spf></policy_evaluated>
+    </row>
+    <identifiers><envelope_from>{envelope}</envelope_from><header_from>example.com</header_from></identifiers>
+    <auth_results>
+      <dkim><domain>{dkim_domain}</domain><selector>s{selector}</selector><result>{dkim}</result></dkim>
+      <spf><domain>{envelope}</domain><scope>mfrom</scope><result>{spf}</result></spf>
+    </auth_results>
+  </record>
+"""
+
+
+def _records(n: int) -> Iterator[str]:
+    first_v4 = int(ipaddress.IPv4Address("11.0.0.0"))
+    for i in range(n):
+        # Distinct sources, as in a real report (one row per source and result combination); one in
+        # ten is IPv6.
+        if i % 10 == 9:
+            ip = f"2001:db8::{i >> 16:x}:{i & 0xFFFF:x}"
+        else:
+            ip = str(ipaddress.IPv4Address(first_v4 + i * 7))
+        passing = i % 4 != 0
+        yield _RECORD.format(
+            ip=ip,
+            count=1 + i % 97,
+            disposition="none" if passing else "quarantine",
+            dkim="pass" if passing else "fail",
+            spf="pass" if i % 3 else "fail",
+            envelope=f"bounce{i % 50}.example.com",
+            dkim_domain="example.com" if passing else "esp.example.net",
+            selector=i % 5,
+        )
+
+
+def generate(path: Path, n: int) -> Path:
+    """Write a report of n records to path, streaming (memory does not depend on n)."""
+    with path.open("w", encoding="ascii") as out:
+        out.write(_HEAD.format(n=n))
+        batch: list[str] = []
+        for record in _records(n):
+            batch.append(record)
+            if len(batch) == 10_000:
+                out.write("".join(batch))
+                batch.clear()
+        out.write("".join(batch))
+        out.write("</feedback>\n")
+    return path
+
+
+# --- the worker: one parser, one file, in a fresh process ----------------------------------------
+
+_refused_connections = 0
+
+
+def _guard_network() -> None:
+    """Refuse every socket to a non-loopback address, so a parser cannot reach the network."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_sendto = socket.socket.sendto
+
+    def allowed(address: Any) -> bool:
+        if not isinstance(address, tuple):
+            return True  # AF_UNIX
+        try:
+            return ipaddress.ip_address(address[0]).is_loopback
+        except ValueError:
+            return False  # a host name: it would need a DNS lookup first
+
+    def refuse(address: Any) -> None:
+        global _refused_connections
+        _refused_connections += 1
+        raise OSError(f"benchmark network guard: no connection to {address!r}")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if not allowed(address):
+            refuse(address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        if not allowed(address):
+            refuse(address)
+        return real_connect_ex(self, address)
+
+    def sendto(self: socket.socket, data: bytes, *args: Any) -> int:
+        if not allowed(args[-1]):
+            refuse(args[-1])
+        return real_sendto(self, data, *args)  # type: ignore[arg-type]
+
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
+    socket.socket.sendto = sendto  # type: ignore[method-assign,assignment]
+
+
+def _maxrss_mib() -> float:
+    # VmHWM belongs to this process's address space, which exec replaces; ru_maxrss on Linux keeps
+    # the parent's high-water mark across fork and exec, so it would report the driver's peak.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def _parser(kind: str) -> Callable[[Path], int]:
+    """Return a function that parses one file and returns the number of records it read."""
+    if kind == "ours-stream":
+        from handlers.aggregate_report import ReportLimits, iter_records
+
+        limits = ReportLimits(max_records=10**8)  # the benchmark's own input: no cap in the way
+
+        def run(path: Path) -> int:
+            with path.open("rb") as stream:
+                return sum(1 for _ in iter_records(stream, limits))
+
+        return run
+    if kind == "ours-parse_report":
+        from handlers.aggregate_report import ReportLimits, parse_report
+
+        limits = ReportLimits(max_records=10**8, max_xml_bytes=10**12)
+
+        def run(path: Path) -> int:
+            return len(parse_report(path.read_bytes(), limits).records)
+
+        return run
+    if kind == "parsedmarc":
+        import parsedmarc
+
+        def run(path: Path) -> int:
+            report = parsedmarc.parse_aggregate_report_xml(
+                path.read_bytes(),
+                offline=True,
+                always_use_local_files=True,
+                nameservers=["127.0.0.1"],
+                timeout=0.01,
+            )
+            return len(report["records"])
+
+        return run
+    raise SystemExit(f"unknown parser {kind}")
+
+
+def worker(kind: str, path: Path, runs: int, warmup: bool) -> None:
+    """Measure one parser on one file; print one JSON line."""
+    _guard_network()
+    run = _parser(kind)
+    if warmup:
+        run(path)
+    baseline = _maxrss_mib()
+    times = []
+    records = 0
+    for _ in range(runs):
+        started = time.perf_counter()
+        records = run(path)
+        times.append(time.perf_counter() - started)
+    peak = _maxrss_mib()
+    # One more run under tracemalloc (which slows it, hence not timed): the peak of what the
+    # parse itself allocated, free of the interpreter, the imports and allocator slack.
+    tracemalloc.start()
+    run(path)
+    traced_peak = tracemalloc.get_traced_memory()[1] / (1024 * 1024)
+    tracemalloc.stop()
+    print(
+        json.dumps(
+            {
+                "records": records,
+                "median_s": statistics.median(times),
+                "times": times,
+                "peak_mib": peak,
+                "baseline_mib": baseline,
+                "traced_peak_mib": traced_peak,
+                "refused_connections": _refused_connections,
+            }
+        )
+    )
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+
+def _measure(kind: str, path: Path, runs: int, warmup: bool) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.ingest", "--worker", kind, "--file", str(path)]
+    command += ["--runs", str(runs)]
+    if warmup:
+        command.append("--warmup")
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _have_parsedmarc() -> bool:
+    # find_spec, not import: an import here would raise this process's peak RSS, which a child
+    # process inherits (Linux keeps ru_maxrss across fork and exec) and would then report.
+    return importlib.util.find_spec("parsedmarc") is not None
+
+
+def main() -> None:
+    """Run every measurement and print the table."""
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    args.add_argument("--records", type=int, default=1_000_000, help="records in the big generated report")
+    args.add_argument(
+        "--parsedmarc-records", type=int, default=100_000, help="generated records for parsedmarc (0: skip)"
+    )
+    args.add_argument("--runs", type=int, default=3)
+    args.add_argument("--worker", help=argparse.SUPPRESS)
+    args.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    args.add_argument("--warmup", action="store_true", help=argparse.SUPPRESS)
+    opts = args.parse_args()
+    if opts.worker:
+        worker(opts.worker, opts.file, opts.runs, opts.warmup)
+        return
+
+    have_parsedmarc = _have_parsedmarc()
+    if not have_parsedmarc:
+        print(f"parsedmarc is not installed: only our parser is measured. To compare: {PIP_HINT}\n")
+    with tempfile.TemporaryDirectory(prefix="dmarcbot-bench-") as tmp:
+        jobs: list[tuple[str, Path, list[str], bool]] = []
+        both = ["ours-stream", "ours-parse_report"] + (["parsedmarc"] if have_parsedmarc else [])
+        for sample in SAMPLES:
+            if sample.exists():
+                jobs.append((sample.name[:40], sample, both, True))
+        if opts.parsedmarc_records:
+            mid = generate(Path(tmp) / "mid.xml", opts.parsedmarc_records)
+            jobs.append((f"generated {opts.parsedmarc_records:,}", mid, both, False))
+        big = generate(Path(tmp) / "big.xml", opts.records)
+        jobs.append((f"generated {opts.records:,}", big, ["ours-stream"], False))
+
+        header = (
+            f"{'input':42} {'MB':>7} {'parser':18} {'records':>9} {'median s':>9} {'records/s':>10} "
+            f"{'peak RSS MiB':>12} {'traced MiB':>10}"
+        )
+        print(header)
+        print("-" * len(header))
+        rates: dict[tuple[str, str], float] = {}
+        for label, path, kinds, warmup in jobs:
+            size = path.stat().st_size / 1e6
+            for kind in kinds:
+                result = _measure(kind, path, opts.runs, warmup)
+                if "error" in result:
+                    print(f"{label:42} {size:7.1f} {kind:18} failed: {result['error'][:80]}")
+                    continue
+                rate = result["records"] / result["median_s"]
+                rates[(label, kind)] = rate
+                print(
+                    f"{label:42} {size:7.1f} {kind:18} {result['records']:9,} {result['median_s']:9.3f} "
+                    f"{rate:10,.0f} {result['peak_mib']:12.1f} {result['traced_peak_mib']:10.1f}"
+                    + (f"  !! {result['refused_connections']} network attempts refused"
+                       if result["refused_connections"] else "")
+                )
+            sys.stdout.flush()
+
+    print()
+    print("ratio = ours-stream records/s over parsedmarc records/s on the same input:")
+    for label, _path, _kinds, _warmup in jobs:
+        ours, theirs = rates.get((label, "ours-stream")), rates.get((label, "parsedmarc"))
+        if ours and theirs:
+            print(f"  {label:42} {ours / theirs:5.1f}x")
+    if have_parsedmarc and opts.parsedmarc_records:
+        theirs = rates.get((f"generated {opts.parsedmarc_records:,}", "parsedmarc"))
+        ours = rates.get((f"generated {opts.records:,}", "ours-stream"))
+        if ours and theirs:
+            print(
+                f"  generated {opts.records:,}: parsedmarc not run (memory); its rate at "
+                f"{opts.parsedmarc_records:,} records extrapolated: ours {ours / theirs:.1f}x, "
+                f"parsedmarc would take about {opts.records / theirs:,.0f} s"
+            )
+    print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs; runs per measurement: {opts.runs}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""Unpack a DMARC aggregate report as it arrives (XML, gzip, zip, or a mail carrying one) into XML.
+
+Reports arrive as `.xml`, `.xml.gz`, `.zip` or attached to a mail (REFERENCE.md, "Standards"), and
+anyone can send them ("Untrusted input"). So the format is told by magic bytes, not by the name a
+stranger chose; every size is capped before the bytes are trusted; and decompression is streamed
+and stops at the cap, so a zip bomb is refused after inflating at most the cap, never all of it.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import lzma
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass
+from email.message import Message
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ReportError",
+    "ReportInvalid",
+    "ReportLimits",
+    "ReportRefused",
+    "detect_format",
+    "unpack_report",
+]
+
+MiB = 1024 * 1024
+MAX_MIME_DEPTH = 10  # multipart nesting; a report mail nests 2 deep, a forwarded one 4
+MAX_MIME_PARTS = 200  # all parts, attachments or not
+_CHUNK = 64 * 1024  # decompression step: the most a cap can be overshot by before we notice
+
+
+class ReportError(Exception):
+    """Base of every error a report can cause; the message is fit to show a user as is."""
+
+
+class ReportRefused(ReportError):
+    """A cap or a safety rule refused the input; `cap` names the ReportLimits field (or the rule)."""
+
+    def __init__(self, reason: str, cap: str, value: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cap = cap
+        self.value = value
+
+
+class ReportInvalid(ReportError):
+    """The input is not a valid aggregate report; the message says what is wrong and where."""
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    """What one input may cost us. Defaults fit the largest real reports with a wide margin."""
+
+    max_input_bytes: int = 25 * MiB  # the file or mail as received (a mail server's usual cap)
+    max_xml_bytes: int = 200 * MiB  # all decompressed XML of one input together
+    max_zip_members: int = 10
+    max_attachments: int = 10  # report-like attachments of one mail
+    max_records: int = 500_000  # about 250 MB of XML: more than any real reporter sends
+    max_record_elements: int = 10_000  # one <record> subtree; real ones have about 20
+    max_auth_results: int = 50  # DKIM or SPF results kept per record
+    max_text: int = 255  # every string kept from a report is cut to this
+
+
+DEFAULT_LIMITS = ReportLimits()
+
+
+def _over(what: str, cap: str, value: int, limit: int, unit: str = "bytes") -> ReportRefused:
+    # what: "the input is", "the zip archive has"...
+    return ReportRefused(f"{what} {value:,} {unit}, over the {cap} cap of {limit:,} {unit}", cap, value)
+
+
+class _Budget:
+    """Decompressed bytes left for this input, shared by every member and attachment."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> None:
+        self.used += n
+        if self.used > self.limit:
+            # The true size is unknown on purpose: we stopped inflating at the cap.
+            raise ReportRefused(
+                f"decompressed size exceeds the max_xml_bytes cap of {self.limit:,} bytes "
+                f"(stopped after {self.used:,} bytes)",
+                "max_xml_bytes",
+                self.used,
+            )
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# An RFC 5322 header field (printable ASCII name, colon), optionally after an mbox "From " line.
+_HEADER_LINE = re.compile(rb"(?:From [^\r\n]*\r?\n)?[!-9;-~]{1,76}:")
+_ARCHIVE_SUFFIX = re.compile(r"\.(?:xml|gz|gzip|zip)$", re.IGNORECASE)
+# Content types reporters really use for the report part (mimecast: application/gzip; Google:
+# application/zip; others application/x-gzip, application/octet-stream, text/xml).
+_REPORT_TYPES = frozenset(
+    {
+        "application/zip",
+        "application/x-zip",
+        "application/x-zip-compressed",
+        "application/gzip",
+        "application/x-gzip",
+        "application/x-gunzip",
+        "application/octet-stream",
+        "application/xml",
+        "text/xml",
+    }
+)
+
+
+def detect_format(data: bytes) -> str | None:
+    """Name the container by its first bytes: "xml", "gzip", "zip", "mail", or None."""
+    if data[:2] == b"\x1f\x8b":  # RFC 1952 §2.3.1
+        return "gzip"
+    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # local file header / empty archive
+        return "zip"
+    head = data[:4096]
+    if head.startswith(_UTF16_BOMS):
+        return "xml"
+    if head.startswith(_UTF8_BOM):
+        head = head[len(_UTF8_BOM):]
+    if head.lstrip(b" \t\r\n").startswith(b"<"):
+        return "xml"
+    if _HEADER_LINE.match(head):
+        return "mail"
+    return None
+
+
+def unpack_report(
+    data: bytes, filename: str | None = None, limits: ReportLimits = DEFAULT_LIMITS
+) -> list[bytes]:
+    """Return the XML document(s) inside an uploaded or mailed report, or raise a ReportError."""
+    if len(data) > limits.max_input_bytes:
+        raise _over("the input is", "max_input_bytes", len(data), limits.max_input_bytes)
+    if not data or data.isspace():  # isspace, not strip(): no copy of a large input
+        raise ReportInvalid("the file is empty")
+    budget = _Budget(limits.max_xml_bytes)
+    kind = detect_format(data)
+    if kind is None and filename and filename.lower().endswith((".eml", ".msg")):
+        kind = "mail"  # the name is only a tie-breaker for a mail whose first line is odd
+    if kind == "mail":
+        return _unpack_mail(data, budget, limits)
+    if kind is None:
+        raise ReportInvalid(f"not a report: {_what_it_is(data)}")
+    docs = _unpack_payload(data, kind, budget, limits)
+    if not docs:
+        raise ReportInvalid("the zip archive holds no XML file")
+    return docs
+
+
+def _unpack_payload(data: bytes, kind: str, budget: _Budget, limits: ReportLimits) -> list[bytes]:
+    if kind == "xml":
+        budget.take(len(data))
+        return [data]
+    if kind == "gzip":
+        return [_gunzip(data, budget)]
+    if kind == "zip":
+        return _unzip(data, budget, limits)
+    return []  # anything else inside a mail (a logo, a PDF) is not ours to read
+
+
+def _gunzip(data: bytes, budget: _Budget) -> bytes:
+    out: list[bytes] = []
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # 16+: expect a gzip header and trailer
+        pending = rest
+        try:
+            while not inflater.eof:
+                # max_length bounds each step, so a bomb costs at most the cap plus one chunk.
+                chunk = inflater.decompress(pending, _CHUNK)
+                pending = inflater.unconsumed_tail
+                if not chunk and not pending:
+                    break
+                budget.take(len(chunk))
+                out.append(chunk)
+        except zlib.error as exc:
+            raise ReportInvalid(f"the gzip data is corrupt: {exc}") from None
+        if not inflater.eof:
+            raise ReportInvalid("the gzip data is truncated (no end of stream)")
+        rest = inflater.unused_data
+        if rest[:2] != b"\x1f\x8b":
+            # Bytes after the stream that are not another member are ignored: Mimecast, for one,
+            # appends a CRLF that makes gzip.decompress() fail on a good report.
+            break
+        # else: a multi-member gzip (RFC 1952 §2.2): the members' contents are concatenated.
+    xml = b"".join(out)
+    if detect_format(xml) != "xml":
+        raise ReportInvalid(f"the gzip file does not hold a report: {_what_it_is(xml)}")
+    return xml
+
+
+def _what_it_is(data: bytes) -> str:
+    if data.lstrip()[:1] in (b"{", b"["):
+        # SMTP TLS reports (RFC 8460) reach the same mailbox and are JSON.
+        return "it is JSON (an SMTP TLS report?), not a DMARC aggregate report"
+    return f"expected XML, gzip, zip or a mail message, got data starting with {data[:16]!r}"
+
+
+def _precheck_zip(data: bytes, limits: ReportLimits) -> None:
+    # ZipFile() reads the whole central directory into ZipInfo objects before we can count them;
+    # the end-of-central-directory record (APPNOTE 4.3.16) tells the count and size up front.
+    eocd = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if eocd < 0 or eocd + 22 > len(data):
+        return  # ZipFile() will say what is wrong
+    entries = int.from_bytes(data[eocd + 10 : eocd + 12], "little")
+    directory_size = int.from_bytes(data[eocd + 12 : eocd + 16], "little")
+    if entries > limits.max_zip_members:
+        raise _over("the zip archive has", "max_zip_members", entries, limits.max_zip_members, "members")
+    # A central directory entry is 46 bytes plus name, extra field and comment; 4 KiB each is
+    # generous. A larger directory lies about its count, or holds names no reporter writes.
+    if directory_size > (limits.max_zip_members + 1) * 4096:
+        raise ReportRefused(
+            f"the zip central directory is {directory_size:,} bytes, too large for the "
+            f"max_zip_members cap of {limits.max_zip_members} members",
+            "max_zip_members",
+            directory_size,
+        )
+
+
+def _unzip(data: bytes, budget: _Budget, limits: ReportLimits) -> list[bytes]:
+    _precheck_zip(data, limits)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        raise ReportInvalid(f"not a readable zip archive: {exc}") from None
+    with archive:
+        # Not ZipInfo.is_dir(): it fails on the nameless member a zip written from a pipe has.
+        members = [info for info in archive.infolist() if not info.filename.endswith("/")]
+        # Counted from the central directory before any member is inflated.
+        if len(members) > limits.max_zip_members:
+            count = len(members)
+            raise _over("the zip archive has", "max_zip_members", count, limits.max_zip_members, "members")
+        docs: list[bytes] = []
+        for info in members:
+            if info.flag_bits & 0x1:
+                raise ReportInvalid(f"the zip member {info.filename[:100]!r} is encrypted")
+            content = _read_member(archive, info, budget)
+            kind = detect_format(content)
+            if kind == "gzip":
+                docs.append(_gunzip(content, budget))
+            elif kind == "xml":
+                docs.append(content)
+            # else: a README or the like beside the report; skipped
+        return docs
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
+    parts: list[bytes] = []
+    try:
+        with archive.open(info) as member:
+            # Read in chunks and count as we go: the sizes in the zip headers are the sender's word.
+            while chunk := member.read(_CHUNK):
+                budget.take(len(chunk))
+                parts.append(chunk)
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
+        raise ReportInvalid(f"the zip member {info.filename[:100]!r} is corrupt: {exc}") from None
+    except NotImplementedError as exc:  # e.g. deflate64, which zipfile cannot inflate
+        raise ReportInvalid(f"the zip member {info.filename[:100]!r} uses {exc}") from None
+    return b"".join(parts)
+
+
+def _unpack_mail(data: bytes, budget: _Budget, limits: ReportLimits) -> list[bytes]:
+    try:
+        # compat32 parses leniently and records defects instead of raising on odd headers.
+        message = email.message_from_bytes(data, policy=email.policy.compat32)
+        candidates = [part for part in _walk(message, limits) if _is_report_part(part)]
+    except RecursionError:
+        # The stdlib parser recurses once per nested multipart: a few thousand levels (300 kB of
+        # mail) exhaust the stack.
+        raise ReportRefused(
+            f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep (max_mime_depth cap)",
+            "max_mime_depth",
+        ) from None
+    if len(candidates) > limits.max_attachments:
+        count = len(candidates)
+        raise _over("the message has", "max_attachments", count, limits.max_attachments, "attachments")
+    docs: list[bytes] = []
+    for part in candidates:
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
+        kind = detect_format(payload)
+        if kind in ("xml", "gzip", "zip"):  # never a mail inside a mail: one level of nesting
+            docs.extend(_unpack_payload(payload, kind, budget, limits))
+    if not docs:
+        raise ReportInvalid("the message carries no aggregate report (no XML, gzip or zip attachment)")
+    return docs
+
+
+def _walk(message: Message, limits: ReportLimits) -> list[Message]:
+    # Message.walk() with a depth cap (real reports nest 2 deep) and a part count cap.
+    found: list[Message] = []
+    pending: list[tuple[Message, int]] = [(message, 0)]
+    while pending:
+        part, depth = pending.pop()
+        if depth > MAX_MIME_DEPTH:
+            raise ReportRefused(
+                f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep (max_mime_depth cap)",
+                "max_mime_depth",
+                depth,
+            )
+        found.append(part)
+        if len(found) > MAX_MIME_PARTS:
+            raise _over("the message has", "max_mime_parts", len(found), MAX_MIME_PARTS, "MIME parts")
+        children = part.get_payload() if part.is_multipart() else []
+        if isinstance(children, list):
+            pending.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
+    return found
+
+
+def _is_report_part(part: Message) -> bool:
+    if part.is_multipart():
+        return False
+    if part.get_content_type() in _REPORT_TYPES:
+        return True
+    name = part.get_filename() or part.get_param("name")
+    return isinstance(name, str) and bool(_ARCHIVE_SUFFIX.search(name))
