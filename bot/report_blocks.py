@@ -8,12 +8,14 @@ fits Block Kit's limits (50 blocks, 3000 characters a section): extra findings b
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from bot import slack_ids
 from bot.mrkdwn import clip, code, code_block, safe
 from handlers.check import DomainReport
 from handlers.findings import Finding, Severity
+from handlers.record_fixes import fix_kind
 
 Block = dict[str, Any]
 
@@ -47,8 +49,37 @@ def report_button_value(domain: str, selectors: list[str]) -> str:
     return value if len(value) <= 2000 else json.dumps({"d": domain, "s": []})
 
 
-def render_report(report: DomainReport, selectors: list[str] | None = None) -> tuple[str, list[Block]]:
-    """The message for a domain report: (fallback text, blocks)."""
+_KEY_NAME = re.compile(r"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)\._domainkey\.")
+
+
+def fix_button_value(f: Finding, domain: str, team_id: str | None,
+                     selectors: list[str] | None = None) -> str:
+    """What a finding's Fix it button carries: the finding id, the domain, the owning team, and
+    the DKIM selector at fault (read from the finding's detail) — well within 2000 characters."""
+    data: dict[str, Any] = {"f": f.id, "d": domain}
+    if team_id:
+        data["o"] = team_id
+    if f.id.startswith("dkim."):
+        found = _KEY_NAME.search(f.detail)
+        if found and len(found.group(1)) <= 63:
+            data["x"] = found.group(1).lower()
+    data["s"] = (selectors or [])[:20]
+    return json.dumps(data, separators=(",", ":"))[:2000]
+
+
+def fix_button(f: Finding, domain: str, team_id: str | None,
+               selectors: list[str] | None = None) -> Block | None:
+    """A finding's own Fix it button, or None when the fix-it flow has no fix for it (alerts use
+    this too, so every fixable finding carries one)."""
+    if fix_kind(f.id) is None:
+        return None
+    return button("Fix it", slack_ids.ACTION_FIX, fix_button_value(f, domain, team_id, selectors))
+
+
+def render_report(report: DomainReport, selectors: list[str] | None = None,
+                  team_id: str | None = None) -> tuple[str, list[Block]]:
+    """The message for a domain report: (fallback text, blocks). `team_id`, the workspace that
+    asked, goes into the Fix it buttons so only its members may fix the domain."""
     name = report.display_domain
     verdict = report.verdict
     # the fallback text is mrkdwn too (notifications, screen readers): escape it like the blocks
@@ -63,7 +94,8 @@ def render_report(report: DomainReport, selectors: list[str] | None = None) -> t
     ]
     room = MAX_MESSAGE_BLOCKS - len(blocks) - 3  # context, actions, and one "…and N more"
     findings = list(report.findings)
-    blocks += [_finding_section(f) for f in findings[:room]]
+    blocks += [_finding_section(f, fix_button(f, report.domain, team_id, selectors))
+               for f in findings[:room]]
     if len(findings) > room:
         blocks.append(context(f"…and {len(findings) - room} more findings: run "
                               f"`dmarcbot check {report.domain}` for the full list."))
@@ -73,8 +105,13 @@ def render_report(report: DomainReport, selectors: list[str] | None = None) -> t
     value = report_button_value(report.domain, selectors or [])
     actions = [button("Re-check", slack_ids.ACTION_RECHECK, value, "primary"),
                button("Watch", slack_ids.ACTION_WATCH, value)]
-    if any(f.severity is not Severity.INFO for f in report.findings):
-        actions.append(button("Fix it", slack_ids.ACTION_FIX, value))
+    fixable = [f for f in report.findings if f.severity is not Severity.INFO and fix_kind(f.id)]
+    if fixable:
+        # The report-wide button fixes the most important finding; each finding has its own too.
+        top = report.top_finding if report.top_finding in fixable else fixable[0]
+        assert top is not None
+        actions.append(button("Fix it", slack_ids.ACTION_FIX,
+                              fix_button_value(top, report.domain, team_id, selectors)))
     blocks.append({"type": "actions", "block_id": slack_ids.BLOCK_REPORT_ACTIONS,
                    "elements": actions})
     return clip(text, 3000), blocks
@@ -114,10 +151,13 @@ def _record_sections(report: DomainReport) -> list[Block]:
     return parts
 
 
-def _finding_section(f: Finding) -> Block:
+def _finding_section(f: Finding, fix: Block | None = None) -> Block:
     lines = [f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`",
              safe(f.detail, 1200)]
     if f.record:
         lines.append(code(f.record, 700))
     lines.append(f"*Fix:* {safe(f.fix, 700)}")
-    return section("\n".join(lines))
+    block = section("\n".join(lines))
+    if fix is not None:
+        block["accessory"] = fix
+    return block

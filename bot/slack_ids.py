@@ -18,3 +18,10 @@ CALLBACK_WHY_MODAL = "why_modal"
 CALLBACK_WHY_SHORTCUT = "why_shortcut"
 BLOCK_WHY_HEADERS = "why_headers"
 ACTION_WHY_HEADERS = "why_headers_input"
+
+# Fix it: the modal, its inputs (every input's action_id starts with FIX_INPUT_PREFIX, and its
+# block_id is the same string), and the Verify button on a posted plan
+CALLBACK_FIX_MODAL = "fixit_modal"
+FIX_INPUT_PREFIX = "fixit_in_"
+ACTION_FIX_VERIFY = "fixit_verify"
+BLOCK_FIX_PLAN_ACTIONS = "fixit_plan_actions"

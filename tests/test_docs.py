@@ -83,3 +83,11 @@ def test_every_cause_id_is_in_the_causes_table() -> None:
 
     for cause_id in CAUSES:
         assert f"| `{cause_id}` |" in README, f"{cause_id} is missing from the README"
+
+
+def test_every_fixable_finding_is_listed_as_fixable() -> None:
+    from handlers.record_fixes import fix_kind
+
+    fixable = README.split("Fixable finding ids:", 1)[1].split("\n\n", 1)[0]
+    for finding_id in CATALOG:
+        assert (f"`{finding_id}`" in fixable) == (fix_kind(finding_id) is not None), finding_id

@@ -25,7 +25,7 @@ def register_worker(name: str, worker: Any) -> None:
 def check_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
     """Run the check and post the report in the channel for the team to see."""
     report = run_domain_check(turn.settings, args["domain"], args["selectors"])
-    text, blocks = render_report(report, args["selectors"])
+    text, blocks = render_report(report, args["selectors"], turn.team_id)
     turn.post(text, blocks)
 
 

@@ -1,4 +1,7 @@
-"""The buttons on a domain report: Re-check (fresh DNS, same message), Watch, Fix it."""
+"""The buttons on a domain report: Re-check (fresh DNS, same message) and Watch.
+
+The Fix it buttons are handled by bot/listeners/fixit.py.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ def register(app: App, settings: Settings) -> None:
                 turn.tell("That button no longer works: run `/dmarc check DOMAIN` again.")
                 return
             report = run_domain_check(settings, domain, selectors)
-            text, blocks = render_report(report, selectors)
+            text, blocks = render_report(report, selectors, turn.team_id)
             message = body.get("message") or {}
             container = body.get("container") or {}
             if container.get("is_ephemeral") or not message.get("ts"):
@@ -71,10 +74,3 @@ def register(app: App, settings: Settings) -> None:
         turn = turn_for(body, client, respond, settings)
         guarded("starting to watch a domain", turn, lambda: turn.tell(
             "Watching domains is not available yet: it arrives with the watch feature."))
-
-    @app.action(slack_ids.ACTION_FIX)
-    def handle_fix(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
-        turn = turn_for(body, client, respond, settings)
-        guarded("opening the fix-it flow", turn, lambda: turn.tell(
-            "The fix-it flow is not available yet; each finding in the report names its fix."))

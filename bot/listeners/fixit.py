@@ -1,0 +1,302 @@
+"""The fix-it flow in Slack: "Fix it" opens the modal, input changes update the proposal, the
+submission posts the plan in the report's thread, "Verify" looks again.
+
+The modal is opened with the trigger_id before any DNS (the trigger expires 3 seconds after the
+click): first a "reading the records" view built from the button value, then views.update with the
+proposal from fresh lookups. Only members of the workspace that owns the report may act: the owner
+travels in the button value and the modal's private_metadata, and a user of another team in a
+shared channel is refused with a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import sqlite_utils
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot import slack_ids
+from bot.config import Settings
+from bot.fix_plans import BadPlanValue, FixPlan, check_plan, save_fix_plan
+from bot.fixit_views import (
+    fix_view,
+    input_id,
+    loading_view,
+    metadata,
+    plan_message,
+    read_form,
+    verification_message,
+)
+from bot.slack_turn import SlackTurn, guarded
+from handlers.domain_name import InvalidDomain, normalise_domain
+from handlers.fix_session import FixForm, FixScreen, expected_records, prepare_fix, refused_reasons
+from handlers.record_fixes import FixInputError, fix_kind
+
+log = logging.getLogger("dmarcbot.fixit")
+
+FOREIGN_TEAM = ("Only members of the workspace that ran this check can fix its domain; you are in "
+                "another organisation sharing this channel.")
+
+
+@dataclass(frozen=True)
+class FixRequest:
+    """What a Fix it button (or the modal's metadata) says: the finding, domain and owner."""
+
+    finding_id: str
+    domain: str
+    owner: str | None
+    selectors: tuple[str, ...]
+    selector: str | None
+    channel_id: str | None = None
+    thread_ts: str | None = None
+
+    def to_metadata(self) -> str:
+        return metadata({"f": self.finding_id, "d": self.domain, "o": self.owner,
+                         "s": list(self.selectors), "x": self.selector, "c": self.channel_id,
+                         "ts": self.thread_ts})
+
+    @property
+    def kind(self) -> str:
+        return fix_kind(self.finding_id) or ""
+
+
+class BadFixValue(ValueError):
+    """A button value or metadata we did not write (forged, or from an older version)."""
+
+
+def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | None = None
+                     ) -> FixRequest:
+    """Validate what came back from the client: values can be altered on the way."""
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        finding_id = str(data["f"])
+        if fix_kind(finding_id) is None:
+            raise ValueError(f"no fix for {finding_id}")
+        selector = data.get("x")
+        return FixRequest(
+            finding_id, normalise_domain(str(data["d"])),
+            str(data["o"]) if data.get("o") else None,
+            tuple(str(s) for s in data.get("s") or [])[:20],
+            str(selector) if selector else None,
+            data.get("c") or channel_id, data.get("ts") or thread_ts)
+    except (KeyError, TypeError, ValueError, InvalidDomain) as error:
+        raise BadFixValue(str(error)) from None
+
+
+def _user_team(body: dict[str, Any]) -> str | None:
+    return (body.get("user") or {}).get("team_id") or (body.get("team") or {}).get("id")
+
+
+def _foreign(owner: str | None, body: dict[str, Any]) -> bool:
+    """True when the report has an owner and the acting user belongs to another team."""
+    return owner is not None and _user_team(body) != owner
+
+
+class ModalTurn(SlackTurn):
+    """A turn started from a modal: no response_url, so answers go as ephemeral messages."""
+
+    def tell(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        if self.channel_id and self.user_id:
+            self.client.chat_postEphemeral(channel=self.channel_id, user=self.user_id, text=text,
+                                           blocks=blocks)
+        else:
+            log.warning("No channel to tell user %s: %s", self.user_id, text)
+
+
+def _screen(settings: Settings, request: FixRequest, form: FixForm | None) -> FixScreen:
+    """Prepare the fix from fresh records (a new DnsSession for every step)."""
+    return asyncio.run(prepare_fix(settings.dns_session(), request.finding_id, request.domain,
+                                   request.selectors, request.selector, form))
+
+
+def _overlay_action(values: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
+    """The view's state with the changed input's new value, whatever Slack sent in `state`."""
+    action_id = action.get("action_id", "")
+    kind = action.get("type")
+    if kind == "static_select":
+        entry = {"type": kind, "selected_option": action.get("selected_option")}
+    elif kind == "multi_static_select":
+        entry = {"type": kind, "selected_options": action.get("selected_options") or []}
+    elif kind == "plain_text_input":
+        entry = {"type": kind, "value": action.get("value")}
+    else:
+        return values
+    return {**values, action.get("block_id", action_id): {action_id: entry}}
+
+
+def _remember(settings: Settings, plan: FixPlan) -> None:
+    """Store the plan for the monitor, once the store's migrations include the fix_plans table."""
+    if not os.path.exists(settings.db_path):
+        return
+    db = sqlite_utils.Database(settings.db_path)
+    try:
+        if "fix_plans" in db.table_names():
+            save_fix_plan(db, plan, datetime.now(UTC).isoformat(timespec="seconds"))
+    finally:
+        db.close()
+
+
+def register(app: App, settings: Settings) -> None:
+    """Attach the fix-it listeners to `app`."""
+
+    @app.action(slack_ids.ACTION_FIX)
+    def handle_fix_click(ack: Ack, body: dict[str, Any], client: WebClient,
+                         respond: Respond) -> None:
+        ack()
+        message = body.get("message") or {}
+        channel_id = (body.get("channel") or {}).get("id")
+        turn = SlackTurn(client, respond, settings, channel_id, (body.get("user") or {}).get("id"),
+                         _user_team(body))
+
+        def open_modal() -> None:
+            try:
+                data = json.loads(body["actions"][0]["value"])
+                if isinstance(data, dict) and not data.get("o") and message.get("team"):
+                    data["o"] = message["team"]  # the workspace whose bot posted the report
+                request = read_fix_request(data, channel_id,
+                                           message.get("thread_ts") or message.get("ts"))
+            except (KeyError, IndexError, ValueError, BadFixValue):
+                turn.tell("That Fix it button is from an older report: press Re-check, then the "
+                          "Fix it button of the finding.")
+                return
+            if _foreign(request.owner, body):
+                turn.tell(FOREIGN_TEAM)
+                return
+            opened = client.views_open(trigger_id=body["trigger_id"], view=loading_view(
+                request.finding_id, request.domain, request.kind, request.to_metadata()))
+            view_id = opened["view"]["id"]
+            screen = _screen(settings, request, None)
+            client.views_update(view_id=view_id, view=fix_view(screen, request.to_metadata()))
+
+        guarded("opening the fix-it flow", turn, open_modal)
+
+    @app.action(re.compile("^" + re.escape(slack_ids.FIX_INPUT_PREFIX)))
+    def handle_fix_input(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        view = body.get("view") or {}
+        turn = ModalTurn(client, _no_respond, settings, None, (body.get("user") or {}).get("id"),
+                         _user_team(body))
+
+        def update() -> None:
+            try:
+                request = read_fix_request(json.loads(view.get("private_metadata") or "{}"))
+            except (ValueError, BadFixValue):
+                return
+            turn.channel_id = request.channel_id
+            if _foreign(request.owner, body):
+                turn.tell(FOREIGN_TEAM)
+                return
+            values = (view.get("state") or {}).get("values") or {}
+            for action in body.get("actions") or []:
+                values = _overlay_action(values, action)
+            try:
+                form = read_form(request.kind, values, request.domain, request.selector)
+            except FixInputError as error:
+                screen = _screen(settings, request, None)
+                shown = fix_view(screen, request.to_metadata())
+                shown["blocks"].insert(0, {"type": "section", "text": {
+                    "type": "mrkdwn", "text": f":warning: {error.message[:2900]}"}})
+                client.views_update(view_id=view["id"], view=shown)
+                return
+            screen = _screen(settings, request, form)
+            client.views_update(view_id=view["id"], view=fix_view(screen, request.to_metadata()))
+
+        guarded("updating the fix proposal", turn, update)
+
+    @app.view(slack_ids.CALLBACK_FIX_MODAL)
+    def handle_fix_submission(ack: Ack, body: dict[str, Any], client: WebClient,
+                              view: dict[str, Any]) -> None:
+        user_id = (body.get("user") or {}).get("id")
+        try:
+            request = read_fix_request(json.loads(view.get("private_metadata") or "{}"))
+        except (ValueError, BadFixValue):
+            ack()
+            return
+        turn = ModalTurn(client, _no_respond, settings, request.channel_id, user_id,
+                         _user_team(body))
+        if _foreign(request.owner, body):
+            first = _first_input(view)
+            if first is None:
+                ack()
+                guarded("refusing a fix", turn, lambda: turn.tell(FOREIGN_TEAM))
+            else:
+                ack(response_action="errors", errors={first: FOREIGN_TEAM})
+            return
+        try:
+            form = read_form(request.kind, (view.get("state") or {}).get("values") or {},
+                             request.domain, request.selector)
+        except FixInputError as error:
+            # Slack shows the message under the field (response_action: errors).
+            ack(response_action="errors", errors={input_id(error.field): error.message[:300]})
+            return
+        ack()
+
+        def post_plan() -> None:
+            screen = _screen(settings, request, form)
+            reasons = refused_reasons(screen)
+            if reasons:
+                turn.tell("The plan was not posted: " + "; ".join(reasons)[:2500])
+                return
+            if not request.channel_id or not request.thread_ts:
+                turn.tell("The report this fix belongs to is gone; run the check again.")
+                return
+            plan = FixPlan(request.owner or _user_team(body) or "", request.channel_id,
+                           request.thread_ts, request.domain, screen.proposal.kind,
+                           request.finding_id, expected_records(screen.proposal),
+                           screen.family_findings,
+                           (screen.proposal.selector,) if screen.proposal.selector
+                           else request.selectors,
+                           screen.proposal.watch_includes, user_id or "")
+            text, blocks = plan_message(plan, screen.proposal, user_id or "")
+            client.chat_postMessage(channel=request.channel_id, thread_ts=request.thread_ts,
+                                    text=text, blocks=blocks)
+            _remember(settings, plan)
+
+        guarded("posting the fix plan", turn, post_plan)
+
+    @app.action(slack_ids.ACTION_FIX_VERIFY)
+    def handle_fix_verify(ack: Ack, body: dict[str, Any], client: WebClient,
+                          respond: Respond) -> None:
+        ack()
+        user_id = (body.get("user") or {}).get("id")
+        turn = SlackTurn(client, respond, settings, (body.get("channel") or {}).get("id"),
+                         user_id, _user_team(body))
+
+        def verify() -> None:
+            try:
+                plan = FixPlan.from_button_value(body["actions"][0]["value"])
+                normalise_domain(plan.domain)
+            except (KeyError, IndexError, BadPlanValue, InvalidDomain):
+                turn.tell("That Verify button no longer works: run the check again.")
+                return
+            if _foreign(plan.team_id or None, body):
+                turn.tell(FOREIGN_TEAM)
+                return
+            check = check_plan(settings, plan)
+            text, blocks = verification_message(plan, check, user_id)
+            client.chat_postMessage(channel=plan.channel_id, thread_ts=plan.thread_ts,
+                                    text=text, blocks=blocks)
+
+        guarded("verifying a fix", turn, verify)
+
+
+def _first_input(view: dict[str, Any]) -> str | None:
+    blocks = [b for b in view.get("blocks") or [] if b.get("type") == "input"]
+    return str(blocks[0]["block_id"]) if blocks else None
+
+
+def _never_called(**_: Any) -> None:
+    raise RuntimeError("no response_url for a modal")
+
+
+# Modals have no response_url: ModalTurn.tell answers with chat.postEphemeral and never calls this.
+_no_respond = cast(Respond, _never_called)

@@ -1,0 +1,166 @@
+"""A catalog of common mail senders: their documented SPF include and DKIM selector conventions.
+
+The fix-it flow offers these as "add a sender" choices and as DKIM publishing steps. Values are
+what each provider's own setup pages tell customers to publish; where the value is specific to an
+account (a HubSpot hub id, a Microsoft tenant), the entry says where to find it instead of guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DkimCname:
+    """One CNAME selector: `<selector>._domainkey.<domain>` points to `target`; `{dashed}` in the
+    target stands for the domain with dots replaced by dashes, as several providers write it."""
+
+    selector: str
+    target: str
+
+    def target_for(self, domain: str) -> str:
+        return self.target.replace("{dashed}", domain.replace(".", "-")).replace("{domain}", domain)
+
+
+@dataclass(frozen=True)
+class MailProvider:
+    """One sender: how it is authorised in SPF and how its DKIM key is published."""
+
+    key: str
+    name: str
+    spf_include: str | None  # None: the provider needs no include in the From domain's SPF
+    spf_note: str
+    dkim_selectors: tuple[str, ...]
+    dkim_cnames: tuple[DkimCname, ...]  # fixed CNAME targets; empty when TXT or account-specific
+    dkim_uses_cname: bool
+    dkim_steps: str
+
+
+PROVIDERS: tuple[MailProvider, ...] = (
+    MailProvider(
+        "google", "Google Workspace", "_spf.google.com", "",
+        ("google",), (), False,
+        "Admin console → Apps → Google Workspace → Gmail → Authenticate email: choose 2048-bit, "
+        "Generate new record, publish the TXT record it shows at google._domainkey, then Start "
+        "authentication."),
+    MailProvider(
+        "microsoft", "Microsoft 365", "spf.protection.outlook.com", "",
+        ("selector1", "selector2"), (), True,
+        "Microsoft Defender portal → Email & collaboration → Policies → Email authentication "
+        "settings → DKIM: select the domain, publish the two CNAME records it lists "
+        "(selector1._domainkey and selector2._domainkey, pointing into your tenant), then Enable. "
+        "Microsoft rotates the keys behind the CNAMEs; 2048-bit keys are the default."),
+    MailProvider(
+        "amazonses", "Amazon SES", "amazonses.com",
+        "Amazon SES authorises its own bounce domain by default; the include is needed only when "
+        "you set a custom MAIL FROM domain, and then belongs in that domain's SPF.",
+        (), (), True,
+        "SES console → Verified identities → your domain → Authentication → Easy DKIM (RSA 2048): "
+        "publish the three CNAME records it shows (<token>._domainkey → <token>.dkim.amazonses.com)."),
+    MailProvider(
+        "sendgrid", "SendGrid", "sendgrid.net",
+        "With automated security, SendGrid's bounce subdomain CNAME covers SPF instead.",
+        ("s1", "s2"), (), True,
+        "SendGrid → Settings → Sender Authentication → Authenticate your domain: publish the CNAME "
+        "records it lists (s1._domainkey and s2._domainkey → s1/s2.domainkey.u<id>.wl<id>.sendgrid.net)."),
+    MailProvider(
+        "mailgun", "Mailgun", "mailgun.org", "EU-region accounts use include:eu.mailgun.org.",
+        ("pic", "mx", "k1", "smtp"), (), False,
+        "Mailgun → Sending → Domains → your domain → DNS records: publish the DKIM TXT record shown "
+        "there (its selector, such as pic._domainkey, is named on that page); Domain settings → "
+        "DKIM key size 2048 to rotate a weak key."),
+    MailProvider(
+        "mailchimp", "Mailchimp", None,
+        "Mailchimp sends with its own bounce domain, so it needs no include in your SPF.",
+        ("k2", "k3"), (DkimCname("k2", "dkim2.mcsv.net"), DkimCname("k3", "dkim3.mcsv.net")), True,
+        "Mailchimp → Website → Domains → Authenticate: publish k2._domainkey CNAME dkim2.mcsv.net "
+        "and k3._domainkey CNAME dkim3.mcsv.net."),
+    MailProvider(
+        "mandrill", "Mandrill (Mailchimp Transactional)", "spf.mandrillapp.com", "",
+        ("mte1", "mte2"),
+        (DkimCname("mte1", "dkim1.mandrillapp.com"), DkimCname("mte2", "dkim2.mandrillapp.com")),
+        True,
+        "Mandrill → Settings → Domains → Sending domains: publish mte1._domainkey CNAME "
+        "dkim1.mandrillapp.com and mte2._domainkey CNAME dkim2.mandrillapp.com."),
+    MailProvider(
+        "postmark", "Postmark", "spf.mtasv.net",
+        "Postmark's custom Return-Path (pm-bounces CNAME pm.mtasv.net) covers SPF instead.",
+        (), (), False,
+        "Postmark → Sender Signatures → DNS settings: publish the DKIM TXT record at the "
+        "<date>pm._domainkey selector shown there."),
+    MailProvider(
+        "zendesk", "Zendesk", "mail.zendesk.com", "",
+        ("zendesk1", "zendesk2"),
+        (DkimCname("zendesk1", "zendesk1._domainkey.zendesk.com"),
+         DkimCname("zendesk2", "zendesk2._domainkey.zendesk.com")), True,
+        "Zendesk Admin Center → Channels → Email → Digitally sign: publish zendesk1._domainkey and "
+        "zendesk2._domainkey as CNAMEs to zendesk1/zendesk2._domainkey.zendesk.com."),
+    MailProvider(
+        "salesforce", "Salesforce", "_spf.salesforce.com", "",
+        (), (), True,
+        "Salesforce Setup → DKIM Keys → Create New Key (2048-bit): publish the two CNAME records "
+        "it shows (<selector>._domainkey → …custdkim.salesforce.com), then Activate."),
+    MailProvider(
+        "hubspot", "HubSpot", None,
+        "HubSpot gives an account-specific include (<hub id>.spf0<n>.hubspotemail.net) on its "
+        "domain-connect page; add it as a free-form include.",
+        ("hs1", "hs2"), (), True,
+        "HubSpot → Settings → Content → Domains & URLs → Connect email sending domain: publish the "
+        "two CNAME records (hs1-<hub id>._domainkey and hs2-<hub id>._domainkey) it lists."),
+    MailProvider(
+        "mailjet", "Mailjet", "spf.mailjet.com", "",
+        ("mailjet",), (), False,
+        "Mailjet → Account settings → Domains → Setup SPF/DKIM: publish the TXT record shown at "
+        "mailjet._domainkey."),
+    MailProvider(
+        "brevo", "Brevo (Sendinblue)", "spf.brevo.com", "",
+        ("brevo1", "brevo2"), (), True,
+        "Brevo → Senders, domains & dedicated IPs → Domains → Authenticate: publish the brevo1 and "
+        "brevo2 ._domainkey CNAME records it shows."),
+    MailProvider(
+        "zoho", "Zoho Mail", "zoho.com", "EU data-centre accounts use include:zoho.eu.",
+        ("zmail",), (), False,
+        "Zoho Mail Admin Console → Domains → your domain → Email configuration → DKIM: add a "
+        "selector, publish the TXT record shown, then Verify."),
+    MailProvider(
+        "fastmail", "Fastmail", "spf.messagingengine.com", "",
+        ("fm1", "fm2", "fm3"),
+        tuple(DkimCname(s, f"{s}.{{domain}}.dkim.fmhosted.com") for s in ("fm1", "fm2", "fm3")),
+        True,
+        "Fastmail → Settings → Domains → your domain → DNS: publish fm1, fm2 and fm3._domainkey as "
+        "CNAMEs to fm1/fm2/fm3.<your domain>.dkim.fmhosted.com."),
+    MailProvider(
+        "proton", "Proton Mail", "_spf.protonmail.ch", "",
+        ("protonmail", "protonmail2", "protonmail3"), (), True,
+        "Proton → Settings → Domain names → your domain → DKIM: publish the three CNAME records "
+        "(protonmail._domainkey …) it lists."),
+    MailProvider(
+        "sparkpost", "SparkPost", "_spf.sparkpostmail.com", "",
+        (), (), False,
+        "SparkPost → Configuration → Domains → your sending domain: publish the DKIM TXT record "
+        "(scph<MMYY>._domainkey) it shows."),
+)
+
+PROVIDERS_BY_KEY: dict[str, MailProvider] = {p.key: p for p in PROVIDERS}
+# Includes a provider documents besides its main one (regional variants, older names).
+_INCLUDE_ALIASES = {"eu.mailgun.org": "mailgun", "zoho.eu": "zoho", "spf.sendinblue.com": "brevo"}
+
+
+def provider_for_include(include: str) -> MailProvider | None:
+    """The catalog entry whose documented include is `include` (case-insensitive), if any."""
+    name = include.strip().rstrip(".").lower()
+    for provider in PROVIDERS:
+        if provider.spf_include == name:
+            return provider
+    key = _INCLUDE_ALIASES.get(name)
+    return PROVIDERS_BY_KEY.get(key) if key else None
+
+
+def providers_for_selector(selector: str) -> tuple[MailProvider, ...]:
+    """Providers that publish DKIM keys at `selector` by convention (several may share one)."""
+    name = selector.lower()
+    return tuple(p for p in PROVIDERS if name in p.dkim_selectors)
+
+
+__all__ = ["PROVIDERS", "PROVIDERS_BY_KEY", "DkimCname", "MailProvider", "provider_for_include",
+           "providers_for_selector"]
