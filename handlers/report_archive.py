@@ -128,6 +128,10 @@ def detect_format(data: bytes) -> str | None:
         head = head[len(_UTF8_BOM):]
     if head.lstrip(b" \t\r\n").startswith(b"<"):
         return "xml"
+    # `{"organization-name":` would pass for a header field name (RFC 5322 allows { and "), but
+    # compact JSON is an SMTP TLS report (RFC 8460), not a mail
+    if head.lstrip(b" \t\r\n").startswith((b"{", b"[")):
+        return None
     if _HEADER_LINE.match(head):
         return "mail"
     return None

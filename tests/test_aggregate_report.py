@@ -674,3 +674,10 @@ def test_report_is_hashable_and_frozen() -> None:
     assert hash(report) == hash(parse_report(_report_xml(_record_xml(0))))
     with pytest.raises(AttributeError):
         report.report_id = "x"  # type: ignore[misc]
+
+
+def test_compact_json_is_named_as_a_tls_report_not_a_mail() -> None:
+    """Google sends SMTP TLS reports as compact JSON, whose start looks like a header field."""
+    compact = b'{"organization-name":"Google Inc.","date-range":{}}'
+    with pytest.raises(ReportInvalid, match="JSON"):
+        unpack_report(compact, "google.json")
