@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from handlers.check import DomainReport, check_domain
 from handlers.resolver import DnsSession
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
-
-
-def rsa_public_key(bits: int = 2048) -> str:
-    """A real RSA public key, base64 SubjectPublicKeyInfo as a DKIM p= tag carries it."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
-    der = key.public_bytes(serialization.Encoding.DER,
-                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
+from tests.keys import rsa_public_key
 
 
 def zones(**overrides: str) -> dict[str, str]:

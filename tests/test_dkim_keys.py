@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,26 +25,11 @@ from handlers.dkim_keys import (
 from handlers.findings import Severity
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
+from tests.keys import rsa_public_key
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 DKIMPY = TESTDATA / "dkim-dkimpy"
 MAILAUTH = TESTDATA / "dkim-mailauth-ec"
-
-
-def _spki(public_key: rsa.RSAPublicKey) -> str:
-    der = public_key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
-
-
-def rsa_key(bits: int) -> str:
-    """Base64 SubjectPublicKeyInfo of an RSA key of `bits`. cryptography refuses to generate keys
-    under 1024 bits, so shorter ones are built from a random odd modulus of that length: DNS and
-    the key reader only see the public numbers."""
-    if bits >= 1024:
-        return _spki(rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key())
-    modulus = (1 << (bits - 1)) | secrets.randbits(bits - 1) | 1
-    return _spki(rsa.RSAPublicNumbers(65537, modulus).public_key())
 
 
 def pkcs1_key(bits: int) -> str:
@@ -60,7 +44,7 @@ def ed25519_key() -> str:
     return base64.b64encode(raw).decode()
 
 
-RSA512, RSA1023, RSA1024, RSA2048, RSA4096 = (rsa_key(b) for b in (512, 1023, 1024, 2048, 4096))
+RSA512, RSA1023, RSA1024, RSA2048, RSA4096 = (rsa_public_key(b) for b in (512, 1023, 1024, 2048, 4096))
 ED = ed25519_key()
 THIRTY_ONE_BYTES = base64.b64encode(b"x" * 31).decode()
 

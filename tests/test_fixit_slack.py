@@ -21,9 +21,10 @@ from bot import slack_ids
 from bot.fixit_views import input_id
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
+from tests.keys import rsa_public_key
 from tests.slackapp import RunningApp
 from tests.slackstub import Call, SlackStandIn
-from tests.test_record_fixes import dkim_public_key, fixit_zones
+from tests.test_record_fixes import fixit_zones
 
 REPORT_TS = "1700000000.000100"
 TIMEOUT = 20
@@ -187,7 +188,7 @@ class Case:
     cleared: list[str] = field(default_factory=list)
 
 
-KEY = dkim_public_key(2048)
+KEY = rsa_public_key(2048)
 CASES = [
     Case("dmarc policy (new record)", "dmarc.missing", "nodmarc.test",
          "v=DMARC1; p=none; rua=mailto:dmarc-reports@nodmarc.test", "policy", select("quarantine"),
@@ -340,7 +341,7 @@ def test_too_many_lookups_without_flattening_is_not_offered(world: NsdServer,
     ("spf.pass_all", "passall.test", None, "terms", typed("ip4:300.1.1.1"), "ip4:192.0.2.0/24"),
     ("dkim.weak_key", "weak.test", "k2", "key",
      typed("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"), "private key"),
-    ("dkim.weak_key", "weak.test", "k2", "key", typed(dkim_public_key(1024)), "2048-bit"),
+    ("dkim.weak_key", "weak.test", "k2", "key", typed(rsa_public_key(1024)), "2048-bit"),
 ])
 def test_invalid_input_gets_errors_on_the_field(world: NsdServer, make_app: AppFactory,
                                                 slack: SlackStandIn, finding: str, domain: str,

@@ -8,8 +8,6 @@ the same server.
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
 from collections.abc import Sequence
 
 import pytest
@@ -51,23 +49,15 @@ from handlers.spf_fixes import (
     propose_spf,
 )
 from tests.dnstest import NsdServer, make_zone
+from tests.keys import rsa_public_key
 
 BIG_INCLUDES = 11
-
-
-@functools.lru_cache
-def dkim_public_key(bits: int) -> str:
-    """The base64 SubjectPublicKeyInfo of a fresh RSA key (the private half is thrown away)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
-    der = key.public_bytes(serialization.Encoding.DER,
-                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
 
 
 def fixit_zones() -> dict[str, str]:
     """The test world of the fix-it tests: one domain per fixable finding, and stand-ins for the
     providers' include and DKIM names, all on loopback."""
-    key2048, key1024 = dkim_public_key(2048), dkim_public_key(1024)
+    key2048, key1024 = rsa_public_key(2048), rsa_public_key(1024)
     test = [
         # dmarc.policy_none (and progression), with senders known from SPF and DKIM
         ("pnone", "TXT", "v=spf1 include:_spf.google.com ~all"),
@@ -372,7 +362,7 @@ def test_remove_testing_flag_keeps_the_rest() -> None:
 
 
 def test_testing_proposal_is_a_valid_key_without_t() -> None:
-    record = f"v=DKIM1; k=rsa; t=y; p={dkim_public_key(2048)}"
+    record = f"v=DKIM1; k=rsa; t=y; p={rsa_public_key(2048)}"
     proposal = propose_dkim_testing("dkimt.test", "sel", record, ("dkim.testing",))
     [entry] = proposal.entries
     key = parse_key_record("sel", entry.host, entry.value)
@@ -382,7 +372,7 @@ def test_testing_proposal_is_a_valid_key_without_t() -> None:
 
 
 def test_public_key_input_forms() -> None:
-    b64 = dkim_public_key(2048)
+    b64 = rsa_public_key(2048)
     assert parse_public_key_input(b64) == f"v=DKIM1; k=rsa; p={b64}"
     assert parse_public_key_input(f'"v=DKIM1; k=rsa; p={b64}"') == f"v=DKIM1; k=rsa; p={b64}"
     pem = "-----BEGIN PUBLIC KEY-----\n" + "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64)) \
@@ -401,7 +391,7 @@ def test_a_private_key_is_refused_and_never_echoed() -> None:
 
 
 @pytest.mark.parametrize(("text", "words"), [
-    (dkim_public_key(1024), "1024-bit RSA key"),
+    (rsa_public_key(1024), "1024-bit RSA key"),
     ("v=DKIM1; k=rsa; p=", "revokes"),
     ("v=DKIM1; k=rsa; p=not!base64", "not valid base64"),
 ])

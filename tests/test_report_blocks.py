@@ -4,7 +4,6 @@ section, 2000 a button value), "…and N more", escaping, and the buttons."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,20 +15,9 @@ from handlers.dmarc import DmarcReport
 from handlers.findings import Finding, Severity
 from handlers.mx import MxHost, MxReport
 from handlers.spf import SpfReport
-from tests.slackstub import message_problems
+from tests.slackstub import message_problems, strings
 
 EVIL = "<!channel> <!here> <https://evil.example|Click> & `x`"
-
-
-def strings(obj: Any) -> Iterator[str]:
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            yield from strings(value)
-    elif isinstance(obj, list):
-        for value in obj:
-            yield from strings(value)
 
 
 def evil_finding(i: int, severity: Severity = Severity.ERROR) -> Finding:

@@ -7,39 +7,27 @@ answer Slack would have seen; nothing inside the app is replaced.
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import re
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot import slack_ids
 from bot.subcommands import SUBCOMMANDS, Job, Subcommand
 from tests.conftest import AppFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
+from tests.keys import rsa_public_key
 from tests.slackapp import RunningApp
-from tests.slackstub import Call, SlackClientSim, SlackStandIn
+from tests.slackstub import Call, SlackClientSim, SlackStandIn, strings
 
 # ------------------------------------------------------------------------------------------ zones
-
-
-@functools.lru_cache
-def dkim_key(bits: int) -> str:
-    """The base64 SubjectPublicKeyInfo of a fresh RSA key, as a DKIM record's p= carries it."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
 
 
 NASTY = "<!channel> <!here> <https://evil.example|Click>"
@@ -52,7 +40,7 @@ def world_records() -> list[tuple[str, str, str]]:
         # good.test: DMARC reject, SPF, a 2048-bit DKIM key at a probed selector, MX
         ("good", "TXT", "v=spf1 ip4:192.0.2.1 -all"),
         ("_dmarc.good", "TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@good.test"),
-        ("google._domainkey.good", "TXT", f"v=DKIM1; k=rsa; p={dkim_key(2048)}"),
+        ("google._domainkey.good", "TXT", f"v=DKIM1; k=rsa; p={rsa_public_key(2048)}"),
         ("good", "MX", "10 mx.good.test."),
         ("mx.good", "A", "192.0.2.25"),
         # pnone.test: p=none
@@ -74,7 +62,7 @@ def world_records() -> list[tuple[str, str, str]]:
         ("worst", "TXT", "v=spf1 " + " ".join(f"ip4:198.51.100.{i}" for i in range(1, 120))
          + " ptr " + " ".join(f"include:i{i}.bigspf.test" for i in range(11)) + " ?all"),
         ("_dmarc.worst", "TXT", "v=DMARC1; p=none; pct=50; rf=afrf; ri=3600; " + "x" * 300 + "=y"),
-        *[(f"{s}._domainkey.worst", "TXT", f"v=DKIM1; k=rsa; t=y; p={dkim_key(1024)}")
+        *[(f"{s}._domainkey.worst", "TXT", f"v=DKIM1; k=rsa; t=y; p={rsa_public_key(1024)}")
           for s in WORST_SELECTORS],
     ]
     return records
@@ -91,18 +79,6 @@ def world(nsd: NsdServer) -> NsdServer:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-
-
-def strings(obj: Any) -> Iterator[str]:
-    """Every string inside a JSON value (block texts, button labels, values, ids)."""
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            yield from strings(value)
-    elif isinstance(obj, list):
-        for value in obj:
-            yield from strings(value)
 
 
 def all_text(call: Call) -> str:

@@ -4,39 +4,15 @@ the code asks about is answered authoritatively: NXDOMAIN and NODATA are real)."
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from tests.dnstest import make_zone, txt
+from tests.keys import ed25519_key as ed25519_key  # re-exported for the message tests
+from tests.keys import rsa_key as rsa_key
 
 Records = Mapping[str, Sequence[tuple[str, str]]]  # absolute name -> [(type, rdata)]
-
-
-@lru_cache(maxsize=8)
-def rsa_key(bits: int = 2048, tag: str = "") -> tuple[bytes, str]:
-    """(private key PEM for dkim.sign, base64 public key for p=); `tag` makes distinct keys."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = private.public_key().public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-    return pem, base64.b64encode(public).decode("ascii")
-
-
-@lru_cache(maxsize=4)
-def ed25519_key(tag: str = "") -> tuple[bytes, str]:
-    """(base64 seed for dkim.sign with ed25519-sha256, base64 raw public key for p=)."""
-    private = ed25519.Ed25519PrivateKey.generate()
-    seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
-    public = private.public_key().public_bytes(serialization.Encoding.Raw,
-                                               serialization.PublicFormat.Raw)
-    return base64.b64encode(seed), base64.b64encode(public).decode("ascii")
 
 
 def key_record(public: str, k: str = "rsa") -> str:

@@ -14,6 +14,7 @@ is parsed and validated by slack_sdk, and the limits from REFERENCE.md are check
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -423,3 +424,15 @@ def _walk_mentions(node: Any, path: str) -> list[Problem]:
         for i, val in enumerate(node):
             out += _walk_mentions(val, f"{path}/{i}")
     return out
+
+
+def strings(obj: Any) -> Iterator[str]:
+    """Every string inside a JSON value (block texts, button labels, values, ids)."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from strings(value)
