@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from bot import slack_ids
@@ -56,14 +57,20 @@ def fix_button_value(f: Finding, domain: str, team_id: str | None,
                      selectors: list[str] | None = None) -> str:
     """What a finding's Fix it button carries: the finding id, the domain, the owning team, and
     the DKIM selector at fault (read from the finding's detail) — well within 2000 characters."""
-    data: dict[str, Any] = {"f": f.id, "d": domain}
+    return fix_value(f.id, f.detail, domain, team_id, selectors)
+
+
+def fix_value(finding_id: str, detail: str, domain: str, team_id: str | None,
+              selectors: Sequence[str] | None = None) -> str:
+    """The same, from a finding's id and detail (alerts keep findings as plain data)."""
+    data: dict[str, Any] = {"f": finding_id, "d": domain}
     if team_id:
         data["o"] = team_id
-    if f.id.startswith("dkim."):
-        found = _KEY_NAME.search(f.detail)
+    if finding_id.startswith("dkim."):
+        found = _KEY_NAME.search(detail)
         if found and len(found.group(1)) <= 63:
             data["x"] = found.group(1).lower()
-    data["s"] = (selectors or [])[:20]
+    data["s"] = list(selectors or [])[:20]
     return json.dumps(data, separators=(",", ":"))[:2000]
 
 

@@ -15,7 +15,9 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.config import Settings
+from bot.scheduler import MonitorScheduler
 from bot.slack_app import create_app
+from bot.store import shared_store
 
 log = logging.getLogger("dmarcbot")
 
@@ -56,16 +58,23 @@ def serve(settings: Settings) -> None:
         log.warning("This platform's disk is ephemeral (DYNO is set): %s is wiped at every deploy "
                     "and restart. Keep DMARCBOT_DB on persistent storage; see the README.",
                     settings.db_path)
+    # Migrations run once, here, before any listener or the monitor touches the database.
+    store = shared_store(settings.db_path)
     app = create_app(settings)
-    if settings.socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        log.info("dmarcbot: Socket Mode")
-        SocketModeHandler(app, settings.slack_app_token).start()
-        return
-    server = make_http_server(app, "0.0.0.0", settings.port)
-    log.info("dmarcbot: HTTP on port %d at %s", settings.port, EVENTS_PATH)
+    scheduler = MonitorScheduler(settings, store)
+    scheduler.start()
     try:
-        server.serve_forever()
+        if settings.socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            log.info("dmarcbot: Socket Mode")
+            SocketModeHandler(app, settings.slack_app_token).start()
+            return
+        server = make_http_server(app, "0.0.0.0", settings.port)
+        log.info("dmarcbot: HTTP on port %d at %s", settings.port, EVENTS_PATH)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
     finally:
-        server.server_close()
+        scheduler.stop()

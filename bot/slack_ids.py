@@ -19,6 +19,10 @@ CALLBACK_WHY_SHORTCUT = "why_shortcut"
 BLOCK_WHY_HEADERS = "why_headers"
 ACTION_WHY_HEADERS = "why_headers_input"
 
+# Watches and alerts (issue 4)
+BLOCK_ALERT_ACTIONS = "alert_actions"
+BLOCK_WATCH_ACTIONS = "watch_actions"
+
 # Fix it: the modal, its inputs (every input's action_id starts with FIX_INPUT_PREFIX, and its
 # block_id is the same string), and the Verify button on a posted plan
 CALLBACK_FIX_MODAL = "fixit_modal"

@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 
 from bot import slack_ids
 from bot.config import Settings
+from bot.listeners.watch import start_watching
 from bot.report_blocks import render_report
 from bot.slack_turn import SlackTurn, guarded, run_domain_check
 from handlers.domain_name import InvalidDomain, normalise_domain
@@ -72,5 +73,13 @@ def register(app: App, settings: Settings) -> None:
     def handle_watch(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
         turn = turn_for(body, client, respond, settings)
-        guarded("starting to watch a domain", turn, lambda: turn.tell(
-            "Watching domains is not available yet: it arrives with the watch feature."))
+
+        def watch() -> None:
+            try:
+                domain, selectors = read_button_value(body)
+            except BadButtonValue:
+                turn.tell("That button no longer works: run `/dmarc watch DOMAIN` instead.")
+                return
+            start_watching(domain, selectors, turn)
+
+        guarded("starting to watch a domain", turn, watch)

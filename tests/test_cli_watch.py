@@ -1,0 +1,201 @@
+"""`dmarcbot watch / unwatch / list / monitor / export / import`: the real entry point, a real
+database file, the real DNS server, and (for monitor) the Slack stand-in. The crash test runs
+`python -m bot monitor --once` as a real subprocess and kills it between outbox and post."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from bot.cli_watch import CLI_DEFAULT_TEAM, CRASH_AFTER_OUTBOX_ENV, CRASH_EXIT_CODE
+from bot.store import WatchStore
+from tests.dnstest import NsdServer
+from tests.slackstub import SlackStandIn
+from tests.watchtest import PROVIDER, domain_zone, provider_zone
+
+DOMAIN = "example.test"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def world(nsd: NsdServer) -> NsdServer:
+    nsd.set_zones({PROVIDER: provider_zone(), DOMAIN: domain_zone(DOMAIN)})
+    return nsd
+
+
+@pytest.fixture
+def env(tmp_path: Path, world: NsdServer, slack: SlackStandIn,
+        monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment a deployment would have: its database, its DNS, its Slack."""
+    values = {"DMARCBOT_DB": str(tmp_path / "cli.db"), "DMARCBOT_NAMESERVERS": world.address,
+              "SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": slack.api_url}
+    for name in ("SLACK_TEAM_ID", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "DYNO",
+                 CRASH_AFTER_OUTBOX_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_every_watch_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == EXIT_OK
+    for command in ("watch", "unwatch", "list", "monitor", "export", "import"):
+        assert f"    {command} " in out
+
+
+def test_watch_list_unwatch(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "watch", DOMAIN, "--channel", "C0ALERTS", "--team", "T1",
+                       "--selector", "sel")
+    assert code == EXIT_OK
+    assert f"Watching {DOMAIN} for team T1; alerts go to channel C0ALERTS" in out
+    assert "First check: Mail from example.test can pass DMARC" in out
+    code, out, _ = run(capsys, "list", "--team", "T1")
+    assert code == EXIT_OK and DOMAIN in out and "C0ALERTS" in out and "pass" in out
+    code, out, _ = run(capsys, "list", "--json", "--team", "T1")
+    listed = json.loads(out)
+    assert [(w["domain"], w["channel_id"], w["selectors"], w["last_status"]) for w in listed] == [
+        (DOMAIN, "C0ALERTS", ["sel"], "pass")]
+    assert json.loads(run(capsys, "list", "--json")[1]) == []  # another team's list
+    code, out, _ = run(capsys, "unwatch", DOMAIN, "--team", "T1")
+    assert code == EXIT_OK and "Stopped watching" in out
+    assert json.loads(run(capsys, "list", "--json", "--team", "T1")[1]) == []
+
+
+def test_default_team_is_slack_team_id_else_the_constant(
+        env: dict[str, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(capsys, "watch", DOMAIN, "--channel", "C1")[0] == EXIT_OK
+    monkeypatch.setenv("SLACK_TEAM_ID", "T0WORK")
+    assert run(capsys, "watch", "provider.test", "--channel", "C1")[0] == EXIT_OK
+    store = WatchStore(env["DMARCBOT_DB"])
+    try:
+        assert [w.domain for w in store.watches(CLI_DEFAULT_TEAM)] == [DOMAIN]
+        assert [w.domain for w in store.watches("T0WORK")] == ["provider.test"]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("watch", "not a domain", "--channel", "C1"), "not"),
+    (("watch", DOMAIN, "--channel", "#general"), "is not a Slack channel id"),
+    (("watch", DOMAIN, "--channel", "C1", "--selector", "bad selector!"), "is not a DKIM selector"),
+    (("watch", DOMAIN, "--channel", "C1", "--team", "T 1"), "is not a Slack team id"),
+    (("watch", DOMAIN), "--channel"),
+    (("unwatch", "nowhere.test"), "is not watched"),
+    (("import", "/nonexistent/watches.json"), "cannot read"),
+])
+def test_bad_input_exits_2_with_a_clear_message(env: dict[str, str],
+                                                capsys: pytest.CaptureFixture[str],
+                                                argv: tuple[str, ...], message: str) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == EXIT_BAD_INPUT
+    assert message in err and "Traceback" not in err
+
+
+def test_export_import_round_trip(env: dict[str, str], tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    run(capsys, "watch", DOMAIN, "--channel", "C1", "--team", "T1", "--selector", "sel")
+    run(capsys, "watch", DOMAIN, "--channel", "C2", "--team", "T2")
+    code, exported, _ = run(capsys, "export")
+    assert code == EXIT_OK
+    data = json.loads(exported)
+    assert [(w["team_id"], w["channel_id"], w["selectors"]) for w in data["watches"]] == [
+        ("T1", "C1", ["sel"]), ("T2", "C2", [])]
+    dump = tmp_path / "watches.json"
+    dump.write_text(exported)
+    monkeypatch.setenv("DMARCBOT_DB", str(tmp_path / "restored.db"))
+    code, out, _ = run(capsys, "import", str(dump))
+    assert code == EXIT_OK and "Imported 2 watches" in out and "2 new" in out
+    again = json.loads(run(capsys, "export")[1])
+    strip = [{k: v for k, v in w.items() if k != "created_at"} for w in data["watches"]]
+    assert [{k: v for k, v in w.items() if k != "created_at"} for w in again["watches"]] == strip
+    assert run(capsys, "import", str(dump))[1].count("0 new") == 1  # importing twice adds nothing
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("not json", "is not JSON"),
+    ('{"watches": []}', "is not a dmarcbot watch export"),
+    ('{"format": "dmarcbot-watches", "version": 9, "watches": []}', "export version 9"),
+    ('{"format": "dmarcbot-watches", "version": 1, "watches": [{"team_id": "T1", '
+     '"channel_id": "C1", "domain": "ok.test"}, {"team_id": "T1", "channel_id": "C1", '
+     '"domain": "bad domain"}]}', "watch #2"),
+])
+def test_a_bad_import_file_imports_nothing(env: dict[str, str], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str], content: str,
+                                           message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    code, _, err = run(capsys, "import", str(path))
+    assert code == EXIT_BAD_INPUT and message in err
+    assert json.loads(run(capsys, "list", "--json", "--team", "T1")[1]) == []
+
+
+def test_monitor_once_posts_the_change(env: dict[str, str], world: NsdServer,
+                                       slack: SlackStandIn,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "watch", DOMAIN, "--channel", "C1", "--team", "T1", "--selector", "sel")
+    code, out, _ = run(capsys, "monitor", "--once")
+    assert code == EXIT_OK and "0 alerts written" in out and slack.posts() == []
+    world.set_zone(DOMAIN, domain_zone(DOMAIN, dmarc="v=DMARC1; p=none; rua=mailto:d@example.test"))
+    code, out, _ = run(capsys, "monitor", "--once")
+    assert code == EXIT_OK and "1 alerts written, 1 posted in 1 messages, 0 pending" in out
+    assert slack.posts()[0].text.startswith(f"{DOMAIN}: DNS records changed")
+
+
+def test_monitor_without_a_token_keeps_alerts_pending(
+        env: dict[str, str], world: NsdServer, slack: SlackStandIn,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    run(capsys, "watch", DOMAIN, "--channel", "C1", "--team", "T1", "--selector", "sel")
+    world.set_zone(DOMAIN, domain_zone(DOMAIN, dmarc="v=DMARC1; p=none; rua=mailto:d@example.test"))
+    monkeypatch.delenv("SLACK_BOT_TOKEN")
+    code, out, err = run(capsys, "monitor", "--once")
+    assert code == EXIT_OK and "1 pending" in out and "SLACK_BOT_TOKEN" in err
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
+    code, out, _ = run(capsys, "monitor", "--once")
+    assert "1 posted" in out and len(slack.posts()) == 1
+
+
+def monitor_process(env: dict[str, str], crash: bool) -> subprocess.CompletedProcess[str]:
+    """`python -m bot monitor --once` as its own process, as cron would run it."""
+    child_env = {**os.environ, **env}
+    child_env.pop(CRASH_AFTER_OUTBOX_ENV, None)
+    if crash:
+        child_env[CRASH_AFTER_OUTBOX_ENV] = "1"
+    return subprocess.run([sys.executable, "-m", "bot", "monitor", "--once"], cwd=ROOT,
+                          env=child_env, capture_output=True, text=True, timeout=60)
+
+
+def test_killed_between_outbox_and_post_then_restarted_posts_exactly_once(
+        env: dict[str, str], world: NsdServer, slack: SlackStandIn,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "watch", DOMAIN, "--channel", "C1", "--team", "T1", "--selector", "sel")
+    world.set_zone(PROVIDER, provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 -all"))
+    crashed = monitor_process(env, crash=True)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    assert slack.posts() == []
+    store = WatchStore(env["DMARCBOT_DB"])
+    try:
+        assert [a.state for a in store.alerts("T1")] == ["pending"]  # written, not posted
+    finally:
+        store.close()
+    restarted = monitor_process(env, crash=False)
+    assert restarted.returncode == 0, restarted.stderr
+    assert "0 alerts written, 1 posted" in restarted.stdout  # the change is not decided twice
+    again = monitor_process(env, crash=False)
+    assert again.returncode == 0 and "0 posted" in again.stdout
+    posts = slack.posts()
+    assert len(posts) == 1 and posts[0].text.startswith(f"{DOMAIN}: DNS records changed")

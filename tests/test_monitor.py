@@ -1,0 +1,354 @@
+"""The monitor against real parts: NSD (through the fault proxy where faults are needed), a real
+SQLite file, and the Slack stand-in receiving the alerts through the app's own WebClient."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot import slack_ids
+from bot.watch_state import CANNOT_CHECK_AFTER, SETTLE_CHECKS
+from tests.dnstest import FaultProxy, NsdServer
+from tests.slackstub import SlackStandIn
+from tests.watchtest import (
+    INCLUDE,
+    INCLUDE_RECORD,
+    PROVIDER,
+    MonitorHarness,
+    domain_zone,
+    make_harness,
+    provider_zone,
+)
+
+DOMAIN = "example.test"
+
+
+@pytest.fixture
+def world(nsd: NsdServer) -> NsdServer:
+    nsd.set_zones({PROVIDER: provider_zone(), DOMAIN: domain_zone(DOMAIN)})
+    return nsd
+
+
+@pytest.fixture
+def monitor(tmp_path: Path, slack: SlackStandIn, world: NsdServer) -> Iterator[MonitorHarness]:
+    harness = make_harness(tmp_path, slack, world)
+    yield harness
+    harness.store.close()
+    slack.assert_no_violations()
+
+
+@pytest.fixture
+def proxied(tmp_path: Path, slack: SlackStandIn, world: NsdServer, fault_proxy: FaultProxy
+            ) -> Iterator[MonitorHarness]:
+    harness = make_harness(tmp_path, slack, fault_proxy)
+    yield harness
+    harness.store.close()
+    slack.assert_no_violations()
+
+
+def all_text(call_blocks: list[dict]) -> str:
+    return json.dumps(call_blocks, ensure_ascii=False)
+
+
+def test_first_cycle_is_the_baseline_and_no_change_means_no_alert(monitor: MonitorHarness,
+                                                                  slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN)
+    for _ in range(3):
+        checked, delivered = monitor.cycle()
+        assert checked.alerts_written == 0 and delivered.messages_posted == 0
+    assert slack.posts() == []
+    watch = monitor.store.watch("T1", DOMAIN)
+    assert watch is not None and watch.last_status == "pass" and watch.temperror_streak == 0
+    snapshot = monitor.store.latest_snapshot("T1", watch.id)
+    assert snapshot is not None and snapshot.checks == 3
+    assert snapshot.records[f"SPF include:{INCLUDE}"] == INCLUDE_RECORD
+
+
+def test_a_change_in_the_include_chain_alerts_with_before_and_after(
+        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    changed = "v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 <!channel> ~all"
+    world.set_zone(PROVIDER, provider_zone(changed))
+    checked, delivered = monitor.cycle()
+    assert checked.alerts_written == 1 and delivered.messages_posted == 1
+    post = slack.posts()[0]
+    assert post.params["channel"] == "C1"
+    assert post.text.startswith(f"{DOMAIN}: DNS records changed")
+    text = all_text(post.blocks)
+    assert f"SPF include:{INCLUDE}* changed" in text
+    assert f"*Before:* ```{INCLUDE_RECORD}```" in text
+    # DNS text is escaped: the record cannot ping the channel
+    assert "&lt;!channel&gt;" in text and "<!channel>" not in text
+    assert "`spf.syntax`" in text  # the finding that appeared with it
+    stored = monitor.store.alerts("T1")
+    assert [(a.kind, a.state, a.ts) for a in stored] == [("changed", "posted", post.response["ts"])]
+
+
+def test_dmarc_dkim_and_mx_changes_are_each_shown(monitor: MonitorHarness, world: NsdServer,
+                                                  slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    world.set_zone(DOMAIN, domain_zone(DOMAIN, dmarc="v=DMARC1; p=quarantine; rua=mailto:d@example.test",
+                                       dkim="v=DKIM1; k=rsa; p=", mx=False))
+    monitor.cycle()
+    text = all_text(slack.posts()[0].blocks)
+    assert f"DMARC _dmarc.{DOMAIN}* changed" in text and "p=quarantine" in text
+    assert f"DKIM sel._domainkey.{DOMAIN}* changed" in text and "`dkim.key_revoked`" in text
+    assert f"MX {DOMAIN}* removed" in text and "`mx.missing`" in text
+
+
+def test_alignment_failing_alert_has_the_fix_it_button_then_recovered(
+        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    world.set_zone(DOMAIN, domain_zone(DOMAIN, spf=None, dkim=None))
+    monitor.cycle()
+    failing = slack.posts()[-1]
+    assert failing.text.startswith(f"{DOMAIN}: mail now fails DMARC")
+    buttons = [e for b in failing.blocks if b["type"] == "actions" for e in b["elements"]]
+    # the button names the finding to fix and the team that owns the watch, as Fix it requires
+    assert [(b["action_id"], json.loads(b["value"])) for b in buttons] == [
+        (slack_ids.ACTION_FIX, {"f": "spf.missing", "d": DOMAIN, "o": "T1", "s": ["sel"]})]
+    assert "`spf.missing`" in all_text(failing.blocks)
+    world.set_zone(DOMAIN, domain_zone(DOMAIN))
+    monitor.cycle()
+    recovered = slack.posts()[-1]
+    assert recovered.text.startswith(f"{DOMAIN}: recovered")
+    assert "*Cleared:*" in all_text(recovered.blocks)
+    assert len(slack.posts()) == 2
+
+
+@pytest.mark.parametrize("fault", ["servfail", "timeout"])
+def test_one_failed_cycle_is_not_an_alert(proxied: MonitorHarness, fault_proxy: FaultProxy,
+                                          slack: SlackStandIn, fault: str) -> None:
+    proxied.watch(DOMAIN)
+    proxied.cycle()
+    fault_proxy.add_fault(f"_dmarc.{DOMAIN}", fault)
+    checked, _ = proxied.cycle()
+    assert checked.outages == 1 and checked.alerts_written == 0
+    watch = proxied.store.watch("T1", DOMAIN)
+    assert watch is not None and watch.temperror_streak == 1 and watch.last_status == "pass"
+    fault_proxy.clear_faults()
+    checked, _ = proxied.cycle()
+    assert checked.alerts_written == 0 and slack.posts() == []
+    snapshot = proxied.store.latest_snapshot("T1", watch.id)
+    assert snapshot is not None and snapshot.checks == 2  # the outage cycle left it untouched
+
+
+def test_an_outage_hiding_a_removed_record_is_never_reported_as_removed(
+        proxied: MonitorHarness, fault_proxy: FaultProxy, world: NsdServer,
+        slack: SlackStandIn) -> None:
+    proxied.watch(DOMAIN)
+    proxied.cycle()
+    fault_proxy.add_fault(INCLUDE, "servfail")
+    proxied.cycle()
+    proxied.cycle()
+    assert slack.posts() == []  # two outage cycles: silence, not "include removed"
+
+
+def test_three_failed_cycles_say_cannot_check_once(proxied: MonitorHarness,
+                                                   fault_proxy: FaultProxy,
+                                                   slack: SlackStandIn) -> None:
+    proxied.watch(DOMAIN)
+    proxied.cycle()
+    fault_proxy.add_fault(INCLUDE, "timeout")
+    for cycle in range(1, CANNOT_CHECK_AFTER + 2):
+        proxied.cycle()
+        assert len(slack.posts()) == (1 if cycle >= CANNOT_CHECK_AFTER else 0)
+    post = slack.posts()[0]
+    assert post.text.startswith(f"{DOMAIN}: cannot check")
+    assert "unknown" in post.text and "removed" not in all_text(post.blocks)
+    watch = proxied.store.watch("T1", DOMAIN)
+    assert watch is not None and watch.last_status == "cannot_check"
+    fault_proxy.clear_faults()
+    proxied.cycle()
+    assert len(slack.posts()) == 2
+    assert slack.posts()[1].text.startswith(f"{DOMAIN}: checking again")
+
+
+def test_a_flapping_record_alerts_once(monitor: MonitorHarness, world: NsdServer,
+                                       slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    flip = {True: provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 -all"),
+            False: provider_zone()}
+    for n in range(6):
+        world.set_zone(PROVIDER, flip[n % 2 == 0])
+        monitor.cycle()
+    assert len(slack.posts()) == 1
+    assert "203.0.113.0/24" in all_text(slack.posts()[0].blocks)
+
+
+def test_a_flap_that_settles_is_announced_after_settle_checks(
+        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    other = provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 -all")
+    for zone in (other, provider_zone(), other):  # alert, held, back to what the channel knows
+        world.set_zone(PROVIDER, zone)
+        monitor.cycle()
+    assert len(slack.posts()) == 1
+    world.set_zone(PROVIDER, provider_zone())
+    for _ in range(SETTLE_CHECKS - 1):
+        monitor.cycle()
+    assert len(slack.posts()) == 1  # still held
+    monitor.cycle()
+    assert len(slack.posts()) == 2  # it held for SETTLE_CHECKS checks: the channel is told
+    assert "*Before:* ```v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 -all```" in \
+        all_text(slack.posts()[1].blocks)
+
+
+def test_flapping_between_passing_and_failing_says_each_once(
+        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    broken, good = domain_zone(DOMAIN, spf=None, dkim=None), domain_zone(DOMAIN)
+    for n in range(6):
+        world.set_zone(DOMAIN, broken if n % 2 == 0 else good)
+        monitor.cycle()
+    assert [p.text.split(". ")[0] for p in slack.posts()] == [
+        f"{DOMAIN}: mail now fails DMARC", f"{DOMAIN}: recovered: mail can pass DMARC again"]
+
+
+def test_many_changes_in_one_channel_are_one_digest(monitor: MonitorHarness, world: NsdServer,
+                                                    fault_proxy: FaultProxy,
+                                                    slack: SlackStandIn) -> None:
+    domains = [f"d{n:02d}.test" for n in range(60)]
+    world.set_zones({PROVIDER: provider_zone(), **{d: domain_zone(d) for d in domains}})
+    monitor.dns = fault_proxy  # to count the queries
+    for d in domains:
+        monitor.watch(d, channel="C7")
+    monitor.watch("d00.test", channel="C8", team="T2")
+    monitor.cycle()
+    assert fault_proxy.count(INCLUDE, "TXT") == 1  # one session per cycle: the include once
+    world.set_zones({PROVIDER: provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:198.18.0.0/15 -all"),
+                     **{d: domain_zone(d) for d in domains[1:]},
+                     "d00.test": domain_zone("d00.test", dmarc="v=DMARC1; p=none; rua=mailto:x@d00.test")})
+    checked, delivered = monitor.cycle()
+    assert checked.domains == 60 and checked.alerts_written == 61
+    assert delivered.messages_posted == 2  # one digest in C7, one alert in T2's C8
+    by_channel = {p.params["channel"]: p for p in slack.posts()}
+    digest = by_channel["C7"]
+    assert digest.text.startswith("60 alerts for watched domains")
+    sections = [b["text"]["text"] for b in digest.blocks if b["type"] == "section"]
+    assert len(sections) == 2  # the shared include's change, and d00's own
+    shared = sections[0]
+    assert f"SPF include:{INCLUDE}* changed" in shared and "*59 domains:*" in shared
+    assert all(d in shared for d in domains[1:])
+    assert "*d00.test*" in sections[1] and "DMARC _dmarc.d00.test" in sections[1]
+    assert by_channel["C8"].text.startswith("d00.test: DNS records changed")
+    assert {a.state for a in monitor.store.alerts("T1")} == {"posted"}
+
+
+def test_two_workspaces_watching_one_domain_see_only_their_own(
+        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN, channel="C1", team="T1")
+    monitor.watch(DOMAIN, channel="C2", team="T2", selectors=("sel",))
+    monitor.cycle()
+    world.set_zone(DOMAIN, domain_zone(DOMAIN, dmarc="v=DMARC1; p=none; rua=mailto:d@example.test"))
+    checked, _ = monitor.cycle()
+    assert checked.domains == 1 and checked.alerts_written == 2  # checked once, told twice
+    assert sorted(p.params["channel"] for p in slack.posts()) == ["C1", "C2"]
+    assert [w.channel_id for w in monitor.store.watches("T1")] == ["C1"]
+    assert [w.channel_id for w in monitor.store.watches("T2")] == ["C2"]
+    assert {a.channel_id for a in monitor.store.alerts("T1")} == {"C1"}
+    assert {a.channel_id for a in monitor.store.alerts("T2")} == {"C2"}
+    assert monitor.store.watches("T3") == []
+
+
+def test_a_429_during_an_alert_is_posted_once_after_retry_after(
+        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    world.set_zone(PROVIDER, provider_zone("v=spf1 ip4:192.0.2.0/24 ~all"))
+    slack.fail_next("chat.postMessage", status=429, retry_after=1)
+    _, delivered = monitor.cycle()
+    calls = slack.calls("chat.postMessage")
+    assert [c.status for c in calls] == [429, 200]
+    assert calls[1].at - calls[0].at >= 0.9  # Retry-After was honoured
+    assert delivered.messages_posted == 1 and len(slack.posts()) == 1
+    assert monitor.deliver().messages_posted == 0  # marked posted: never again
+
+
+def test_a_5xx_keeps_the_alert_pending_for_the_next_pass(
+        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    world.set_zone(PROVIDER, provider_zone("v=spf1 ip4:192.0.2.0/24 ~all"))
+    slack.fail_next("chat.postMessage", status=500)
+    _, delivered = monitor.cycle()
+    assert delivered.messages_posted == 0 and delivered.alerts_pending == 1
+    assert [a.state for a in monitor.store.alerts("T1")] == ["pending"]
+    assert monitor.deliver().messages_posted == 1
+    assert monitor.deliver().messages_posted == 0
+    assert len(slack.posts()) == 1
+    assert [(a.state, a.attempts) for a in monitor.store.alerts("T1")] == [("posted", 2)]
+
+
+def test_posts_to_one_channel_are_a_second_apart(monitor: MonitorHarness, world: NsdServer,
+                                                 slack: SlackStandIn) -> None:
+    monitor.pacer_spacing = 1.0
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    from bot.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
+
+    pacer = ChannelPacer(1.0)  # one pacer for both passes, as in one process
+    for record in ("v=spf1 ip4:192.0.2.0/24 ~all", "v=spf1 ip4:192.0.2.0/25 ~all"):
+        world.set_zone(PROVIDER, provider_zone(record))
+        monitor.deliver = lambda: deliver_pending(  # type: ignore[method-assign]
+            monitor.store, client_for_team_factory(monitor.settings), pacer)
+        monitor.cycle()
+    first, second = slack.calls("chat.postMessage")
+    assert second.at - first.at >= 0.9
+
+
+def test_a_channel_the_bot_left_keeps_alerts_until_attempts_run_out(
+        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    slack.set_channel("C1", is_member=False)
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    world.set_zone(PROVIDER, provider_zone("v=spf1 ip4:192.0.2.0/24 ~all"))
+    _, delivered = monitor.cycle()
+    assert delivered.alerts_pending == 1 and delivered.errors == ["C1: not_in_channel"]
+    slack.set_channel("C1", is_member=True)  # invited again
+    assert monitor.deliver().messages_posted == 1
+
+
+def test_the_scheduler_runs_cycles_until_stopped(monitor: MonitorHarness, world: NsdServer,
+                                                 slack: SlackStandIn) -> None:
+    from bot.scheduler import MonitorScheduler, run_cycle
+
+    monitor.watch(DOMAIN)
+    scheduler = MonitorScheduler(monitor.settings, monitor.store, run_cycle, interval=0.05)
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 10
+        while scheduler.cycles_run < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        scheduler.stop(timeout=10)
+    assert scheduler.cycles_run >= 2
+    assert not scheduler._thread or not scheduler._thread.is_alive()
+    watch = monitor.store.watch("T1", DOMAIN)
+    assert watch is not None and watch.last_status == "pass"
+
+
+def test_a_failing_cycle_does_not_stop_the_scheduler(monitor: MonitorHarness) -> None:
+    from bot.scheduler import MonitorScheduler
+
+    def broken_cycle(settings: object, store: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    scheduler = MonitorScheduler(monitor.settings, monitor.store, broken_cycle, interval=0.01)
+    scheduler.start()
+    deadline = time.monotonic() + 5
+    while scheduler.cycles_run < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    scheduler.stop(timeout=5)
+    assert scheduler.cycles_run >= 3

@@ -1,0 +1,162 @@
+"""`/dmarc watch`, `unwatch`, `list`, the Watch button and App Home, through the app's real HTTP
+endpoint with signed requests, its Web API calls going to the Slack stand-in, a real database file
+and the real DNS server; then a monitor cycle over what the commands stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from bot import slack_ids
+from bot.report_blocks import report_button_value
+from bot.store import WatchStore
+from tests.dnstest import NsdServer
+from tests.slackapp import RunningApp
+from tests.slackstub import SlackStandIn
+from tests.watchtest import PROVIDER, MonitorHarness, domain_zone, provider_zone
+
+DOMAIN = "example.test"
+AppFactory = Callable[..., RunningApp]
+
+
+@pytest.fixture
+def world(nsd: NsdServer) -> NsdServer:
+    nsd.set_zones({PROVIDER: provider_zone(), DOMAIN: domain_zone(DOMAIN),
+                   "other.test": domain_zone("other.test")})
+    return nsd
+
+
+@pytest.fixture
+def app(make_app: AppFactory, world: NsdServer, slack: SlackStandIn) -> RunningApp:
+    running = make_app(world)
+    return running
+
+
+def store_of(app: RunningApp) -> WatchStore:
+    return WatchStore(app.settings.db_path)
+
+
+def replies(slack: SlackStandIn) -> list[str]:
+    """Everything said through response_urls (ephemeral answers), in order."""
+    return [c.params.get("text") or "" for c in slack.calls("response_url")]
+
+
+def test_watch_in_a_channel_stores_it_and_posts_the_first_check(
+        app: RunningApp, slack: SlackStandIn) -> None:
+    status, body = app.sim.slash_command(f"watch {DOMAIN} sel", channel_id="C1", team_id="T1",
+                                         user_id="U7")
+    assert status == 200 and "Watching example.test" in body
+    assert app.sim.last_elapsed < 3
+    post = slack.wait_for("chat.postMessage", ok_only=True)[0]
+    assert post.params["channel"] == "C1"
+    assert post.text.startswith(f"Now watching {DOMAIN} in this channel. First check: Mail from")
+    store = store_of(app)
+    try:
+        watch = store.watch("T1", DOMAIN)
+        assert watch is not None and watch.channel_id == "C1" and watch.selectors == ("sel",)
+        assert watch.added_by == "U7" and watch.last_status == "pass"
+        assert store.latest_snapshot("T1", watch.id) is not None  # the baseline
+    finally:
+        store.close()
+    slack.assert_no_violations()
+
+
+def test_watch_where_the_bot_is_not_a_member_says_how_to_invite_it(
+        app: RunningApp, slack: SlackStandIn) -> None:
+    slack.set_channel("C5", is_member=False)
+    app.sim.slash_command(f"watch {DOMAIN}", channel_id="C5")
+    slack.wait_for("response_url")
+    assert "/invite @dmarcbot" in replies(slack)[0]
+    assert slack.calls("chat.postMessage") == []
+    store = store_of(app)
+    try:
+        assert store.watches("T1") == []
+    finally:
+        store.close()
+
+
+def test_watch_with_bad_input_answers_with_usage(app: RunningApp, slack: SlackStandIn) -> None:
+    status, body = app.sim.slash_command("watch <!channel>")
+    assert status == 200
+    assert "Usage: `/dmarc watch DOMAIN [SELECTOR...]`" in body and "<!channel>" not in body
+    status, body = app.sim.slash_command("watch")
+    assert "Give a domain name" in body
+
+
+def test_list_and_unwatch_see_only_their_own_workspace(app: RunningApp,
+                                                      slack: SlackStandIn) -> None:
+    app.sim.slash_command(f"watch {DOMAIN}", channel_id="C1", team_id="T1")
+    app.sim.slash_command("watch other.test", channel_id="C2", team_id="T2")
+    slack.wait_for("chat.postMessage", 2, ok_only=True)
+    app.sim.slash_command("list", team_id="T1")
+    slack.wait_for("response_url")
+    listed = slack.calls("response_url")[-1]
+    assert DOMAIN in listed.params["text"] and "other.test" not in json.dumps(listed.params)
+    assert "<#C1>" in json.dumps(listed.params["blocks"])
+    app.sim.slash_command("unwatch other.test", team_id="T1")  # T2's watch: not T1's to remove
+    slack.wait_for("response_url", 2)
+    assert "is not watched in this workspace" in replies(slack)[-1]
+    app.sim.slash_command("unwatch other.test", team_id="T2")
+    slack.wait_for("response_url", 3)
+    assert replies(slack)[-1] == "Stopped watching other.test."
+    store = store_of(app)
+    try:
+        assert [w.domain for w in store.watches("T1")] == [DOMAIN]
+        assert store.watches("T2") == []
+    finally:
+        store.close()
+    slack.assert_no_violations()
+
+
+def test_the_report_watch_button_watches(app: RunningApp, slack: SlackStandIn) -> None:
+    app.sim.block_action(slack_ids.ACTION_WATCH, report_button_value(DOMAIN, ["sel"]),
+                         channel_id="C3", team_id="T1")
+    post = slack.wait_for("chat.postMessage", ok_only=True)[0]
+    assert post.params["channel"] == "C3" and "Now watching" in post.text
+    store = store_of(app)
+    try:
+        watch = store.watch("T1", DOMAIN)
+        assert watch is not None and watch.selectors == ("sel",)
+    finally:
+        store.close()
+
+
+def test_a_forged_watch_button_is_refused(app: RunningApp, slack: SlackStandIn) -> None:
+    app.sim.block_action(slack_ids.ACTION_WATCH, '{"d": "not a domain!"}')
+    slack.wait_for("response_url")
+    assert "no longer works" in replies(slack)[0]
+
+
+def test_app_home_lists_the_workspace_watches(app: RunningApp, slack: SlackStandIn) -> None:
+    app.sim.slash_command(f"watch {DOMAIN}", channel_id="C1", team_id="T1")
+    slack.wait_for("chat.postMessage", ok_only=True)
+    app.sim.event({"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"},
+                  team_id="T1")
+    view = slack.wait_for("views.publish")[0].params["view"]
+    text = json.dumps(view)
+    assert "Watched domains (1)" in text and DOMAIN in text
+    app.sim.event({"type": "app_home_opened", "user": "U9", "channel": "D9", "tab": "home"},
+                  team_id="T2")
+    view = slack.wait_for("views.publish", 2)[1].params["view"]
+    assert DOMAIN not in json.dumps(view) and "No domain is watched" in json.dumps(view)
+    slack.assert_no_violations()
+
+
+def test_a_watch_made_in_slack_alerts_its_channel(app: RunningApp, world: NsdServer,
+                                                  slack: SlackStandIn) -> None:
+    app.sim.slash_command(f"watch {DOMAIN} sel", channel_id="C1", team_id="T1")
+    slack.wait_for("chat.postMessage", ok_only=True)
+    world.set_zone(DOMAIN, domain_zone(DOMAIN, spf=None, dkim=None))
+    monitor = MonitorHarness(store_of(app), app.settings, slack, world)
+    try:
+        monitor.cycle()
+    finally:
+        monitor.store.close()
+    alert = slack.posts()[-1]
+    assert alert.params["channel"] == "C1"
+    assert alert.text.startswith(f"{DOMAIN}: mail now fails DMARC")
+    fix = [e for b in alert.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert fix[0]["action_id"] == slack_ids.ACTION_FIX
+    slack.assert_no_violations()
