@@ -107,9 +107,10 @@ def register_core_commands(add: AddCommand) -> None:
 def command_registrars() -> list[Callable[[AddCommand], None]]:
     """Every module's `register_commands(add)`, in the order `dmarcbot --help` lists them.
     Imported here, not at the top, so `dmarcbot check` does not load the Slack stack."""
-    from bot import cli_watch, cli_why
+    from bot import cli_reports, cli_watch, cli_why
 
-    return [register_core_commands, cli_why.register_commands, cli_watch.register_commands]
+    return [register_core_commands, cli_why.register_commands, cli_watch.register_commands,
+            cli_reports.register_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ class Settings:
     imap_user: str | None = None
     imap_password: str | None = field(default=None, repr=False)
     imap_folder: str = "INBOX"
+    imap_cafile: str | None = None  # CA bundle to verify the IMAP server with (default: system)
     ephemeral_disk: bool = False  # Heroku's dyno disk is wiped at every deploy and restart
 
     def dns_session(self) -> DnsSession:
@@ -114,6 +115,7 @@ class Settings:
             imap_user=get("DMARCBOT_IMAP_USER"),
             imap_password=get("DMARCBOT_IMAP_PASSWORD"),
             imap_folder=get("DMARCBOT_IMAP_FOLDER") or "INBOX",
+            imap_cafile=get("DMARCBOT_IMAP_CAFILE"),
             ephemeral_disk=bool(get("DYNO")),
         )
         if problems:
@@ -133,4 +135,9 @@ class Settings:
                             "since requests could not be verified as coming from Slack")
         if bool(self.slack_client_id) != bool(self.slack_client_secret):
             problems.append("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET must be set together")
+        imap = {"DMARCBOT_IMAP_HOST": self.imap_host, "DMARCBOT_IMAP_USER": self.imap_user,
+                "DMARCBOT_IMAP_PASSWORD": self.imap_password}
+        if any(imap.values()) and not all(imap.values()):  # issue 7: the rua mailbox
+            problems.append("set DMARCBOT_IMAP_HOST, DMARCBOT_IMAP_USER and DMARCBOT_IMAP_PASSWORD "
+                            "together (missing: " + ", ".join(k for k, v in imap.items() if not v) + ")")
         return problems

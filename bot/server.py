@@ -15,6 +15,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.config import Settings
+from bot.imap_poller import start_imap_poller
 from bot.scheduler import MonitorScheduler
 from bot.slack_app import create_app
 from bot.store import shared_store
@@ -63,6 +64,7 @@ def serve(settings: Settings) -> None:
     app = create_app(settings)
     scheduler = MonitorScheduler(settings, store)
     scheduler.start()
+    imap = start_imap_poller(settings, store)  # None unless DMARCBOT_IMAP_* are set
     try:
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -78,3 +80,5 @@ def serve(settings: Settings) -> None:
             server.server_close()
     finally:
         scheduler.stop()
+        if imap is not None:
+            imap.stop()

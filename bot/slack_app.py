@@ -14,12 +14,13 @@ from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
 
 from bot.config import Settings
-from bot.listeners import commands, fixit, home, report_actions, watch, why
+from bot.listeners import commands, fixit, home, report_actions, reports, watch, why
 
 # The bot scopes the manifest asks for, and no more (manifest.json lists the same).
-BOT_SCOPES = ["commands", "chat:write", "files:read", "channels:read", "groups:read"]
+# files:write: the report chart goes up with files_upload_v2 (issue 7).
+BOT_SCOPES = ["commands", "chat:write", "files:read", "files:write", "channels:read", "groups:read"]
 
-LISTENER_MODULES = [commands, report_actions, fixit, home, watch, why]
+LISTENER_MODULES = [commands, report_actions, reports, fixit, home, watch, why]
 
 log = logging.getLogger("dmarcbot.slack")
 

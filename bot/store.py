@@ -25,6 +25,8 @@ from typing import Any
 
 import sqlite_utils
 
+from bot.report_store import create_report_tables
+
 BUSY_TIMEOUT_SECONDS = 10.0
 SNAPSHOTS_KEPT_PER_WATCH = 20  # enough history for the flap window; older ones are pruned
 ALERT_STATES = ("pending", "posted", "failed")
@@ -186,6 +188,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
     (2, "snapshots", _create_snapshots),
     (3, "alerts outbox", _create_alerts),
+    (4, "aggregate reports", create_report_tables),  # issue 7: bot/report_store.py
 ]
 
 

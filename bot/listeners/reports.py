@@ -1,0 +1,204 @@
+"""Aggregate reports in Slack: a report file shared where the bot is gets ingested and answered in
+its thread; `/dmarc report DOMAIN [DAYS]` posts the summary and the daily chart.
+
+The data belongs to the team the event or command came from. A file is fetched the way Slack
+documents it: `files.info` for the URL (never a URL from the event payload, so the bot token is
+only ever sent where Slack's own API pointed), then `url_private_download` with the bot token.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+import urllib.request
+from datetime import date
+from typing import Any, cast
+
+from slack_bolt import App, BoltContext, Respond
+from slack_sdk import WebClient
+
+from bot.aggregate_blocks import render_file_answer, render_summary
+from bot.config import Settings
+from bot.listeners.commands import register_worker
+from bot.report_alerts import review_after_ingest
+from bot.report_ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
+from bot.report_store import ReportStore
+from bot.report_summary import MAX_DAYS, build_summary, resolve_names, top_source_ips
+from bot.slack_turn import SlackTurn, guarded
+from bot.store import WatchStore, shared_store
+from bot.subcommands import Job, Subcommand, UsageProblem, parse_domain_argument, register_subcommand
+from handlers.domain_name import display_name
+from handlers.report_archive import DEFAULT_LIMITS
+
+log = logging.getLogger("dmarcbot.reports")
+
+DEFAULT_DAYS = 30
+DOWNLOAD_TIMEOUT_SECONDS = 30
+
+
+class DownloadRefused(Exception):
+    """The file could not be fetched as a report; the message says why, for the thread."""
+
+
+def parse_report_command(words: list[str]) -> Job:
+    """Summarise a domain's DMARC aggregate reports: sources, failures, selectors, chart."""
+    domain = parse_domain_argument(words, "report DOMAIN [DAYS]")
+    days = DEFAULT_DAYS
+    if len(words) > 1:
+        if not words[1].isdigit() or not 1 <= int(words[1]) <= MAX_DAYS:
+            raise UsageProblem(f"DAYS must be a whole number from 1 to {MAX_DAYS}, "
+                               f"not “{words[1][:20]}”.")
+        days = int(words[1])
+    if len(words) > 2:
+        raise UsageProblem("Give a domain and, optionally, a number of days.")
+    return Job(f"Summarising the reports for {display_name(domain)}…", "report",
+               {"domain": domain, "days": days})
+
+
+register_subcommand(Subcommand("report", "report DOMAIN [DAYS]", parse_report_command,
+                               ("/dmarc report example.com", "/dmarc report example.com 7")))
+
+
+def report_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
+    """Post the summary in the channel, then the chart in its thread."""
+    reports = ReportStore(shared_store(turn.settings.db_path))
+    team = turn.team_id or ""
+    domain, days = args["domain"], int(args["days"])
+    names = resolve_names(top_source_ips(reports, team, domain, days), turn.settings.dns_session())
+    summary = build_summary(reports, team, domain, days, names)
+    text, blocks = render_summary(summary)
+    answer = turn.post(text, blocks)
+    if answer is None or not summary.messages:
+        return  # shown to the requester alone, or nothing to chart
+    from bot.report_chart import render_chart  # matplotlib: loaded on the first chart only
+
+    turn.client.files_upload_v2(
+        channel=turn.channel_id, thread_ts=answer.get("ts"), file=render_chart(summary),
+        filename=f"dmarc-{domain}-{days}d.png", title=f"{domain}: DMARC reports, last {days} days",
+        alt_txt=f"Daily messages and DMARC pass rate for {domain}")
+
+
+register_worker("report", report_worker)
+
+
+# -- shared files ---------------------------------------------------------------------------------
+
+class _ThreadReply:
+    """A Respond look-alike for events (they have no response_url): answers in the file's thread."""
+
+    def __init__(self, client: WebClient, channel: str, thread_ts: str | None) -> None:
+        self.client, self.channel, self.thread_ts = client, channel, thread_ts
+
+    def __call__(self, text: str = "", blocks: list[dict[str, Any]] | None = None, **_: Any) -> None:
+        self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=text,
+                                     blocks=blocks)
+
+
+def share_ts(info: dict[str, Any], channel: str) -> str | None:
+    """The ts of the message that shared the file in `channel` (the thread to answer in)."""
+    shares = info.get("shares") or {}
+    for kind in ("public", "private"):
+        for share in (shares.get(kind) or {}).get(channel) or []:
+            return str(share.get("thread_ts") or share.get("ts") or "") or None
+    return None
+
+
+def download(url: str, token: str, limit: int = DEFAULT_LIMITS.max_input_bytes) -> bytes:
+    """Fetch a private Slack file with the bot token; refuse redirects, sign-in pages and files
+    over `limit` bytes."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(_NoRedirect())
+    try:
+        with opener.open(request, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+            data: bytes = response.read(limit + 1)
+            content_type = response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as error:
+        if 300 <= error.code < 400:
+            # Slack redirects to its sign-in page when the token may not read the file; following
+            # it would also carry the token to wherever the redirect points.
+            raise DownloadRefused("Slack sent a sign-in page instead of the file: the bot token "
+                                  "may not read it (is the files:read scope granted?)") from None
+        raise DownloadRefused(f"Slack answered HTTP {error.code} to the download") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise DownloadRefused(f"the download failed: {getattr(error, 'reason', error)}") from None
+    if len(data) > limit:
+        raise DownloadRefused(f"the file is over the max_input_bytes cap of {limit:,} bytes")
+    if "text/html" in content_type.lower() or data.lstrip()[:15].lower().startswith(
+            (b"<!doctype html", b"<html")):
+        raise DownloadRefused("Slack sent a sign-in page instead of the file: the bot token may "
+                              "not read it (is the files:read scope granted?)")
+    return data
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx surfaces as an HTTPError
+
+
+def ingest_shared_file(store: WatchStore, settings: Settings, client: WebClient, team_id: str,
+                       info: dict[str, Any], reply: _ThreadReply) -> FileOutcome | None:
+    """Download, ingest and answer one shared file; None when it is not a report file."""
+    name = str(info.get("name") or info.get("title") or "file")[:200]
+    if not looks_like_report_name(name):
+        return None
+    reports = ReportStore(store)
+    url = info.get("url_private_download") or info.get("url_private")
+    if int(info.get("size") or 0) > DEFAULT_LIMITS.max_input_bytes:
+        outcome = FileOutcome(name, error=f"the file is {int(info['size']):,} bytes, over the "
+                                          f"max_input_bytes cap of {DEFAULT_LIMITS.max_input_bytes:,}")
+    elif not url:
+        outcome = FileOutcome(name, error="Slack gave no download URL for it")
+    else:
+        try:
+            data = download(str(url), client.token or "")
+        except DownloadRefused as refused:
+            outcome = FileOutcome(name, error=str(refused))
+        else:
+            outcome = ingest_bytes(reports, data, name, one_team(team_id), "slack")
+    if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
+        return outcome  # a message shared for `/dmarc why`, not a report: not ours to answer
+    summaries = [build_summary(reports, team_id, domain, days=_span(first, last), first=first, last=last)
+                 for domain, (first, last) in _spans(outcome).items()]
+    text, blocks = render_file_answer(outcome, summaries)
+    reply(text=text, blocks=blocks)
+    review_after_ingest(store, reports, outcome.reports, settings.dns_session())
+    return outcome
+
+
+def _spans(outcome: FileOutcome) -> dict[str, tuple[str, str]]:
+    """Each domain in the file with the first and last day its reports cover."""
+    spans: dict[str, tuple[str, str]] = {}
+    for stored in outcome.reports:
+        first, last = spans.get(stored.domain, (stored.day, stored.day))
+        spans[stored.domain] = (min(first, stored.day), max(last, stored.day))
+    return spans
+
+
+def _span(first: str, last: str) -> int:
+    return (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
+
+
+def register(app: App, settings: Settings) -> None:
+    """Attach the file_shared listener to `app`."""
+    store = shared_store(settings.db_path)  # migrated here, before the first event
+
+    @app.event("file_shared")
+    def handle_file_shared(event: dict[str, Any], body: dict[str, Any], client: WebClient,
+                           context: BoltContext) -> None:
+        if event.get("user_id") and event.get("user_id") == context.bot_user_id:
+            return  # our own chart upload
+        channel = str(event.get("channel_id") or "")
+        team_id = str(body.get("team_id") or context.team_id or "")
+        file_id = str(event.get("file_id") or (event.get("file") or {}).get("id") or "")
+        if not channel or not file_id or not team_id:
+            return
+        reply = _ThreadReply(client, channel, None)
+        turn = SlackTurn(client, cast(Respond, reply), settings, channel, event.get("user_id"),
+                         team_id)
+
+        def work() -> None:
+            info = client.files_info(file=file_id).get("file") or {}
+            reply.thread_ts = share_ts(info, channel)
+            ingest_shared_file(store, settings, client, team_id, info, reply)
+
+        guarded("reading a shared report file", turn, work)
