@@ -70,7 +70,7 @@ class PollReport:
 
 def imap_address(host: str) -> tuple[str, int]:
     """`host`, `host:port` or `[v6]:port` -> (host, port); 993 (IMAP over TLS) by default."""
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?|([^:\s]+)(?::(\d{1,5}))?", host.strip())
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?|([^:\s]+)(?::([0-9]{1,5}))?", host.strip())
     if match is None:
         raise ValueError(f"DMARCBOT_IMAP_HOST={host!r} is not host[:port]")
     name = match.group(1) or match.group(3)

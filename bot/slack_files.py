@@ -9,34 +9,47 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-DOWNLOAD_TIMEOUT = 20.0
+DOWNLOAD_TIMEOUT = 30.0
+_SIGN_IN_PAGE = ("Slack sent a sign-in page instead of the file: the bot token may not read it "
+                 "(is the files:read scope granted?)")
 
 
 class FileRefused(ValueError):
     """The file could not be read, or is not what we can use; the message says which and why."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx surfaces as an HTTPError
+
+
 def download_file(file: dict[str, Any], token: str, limit: int) -> bytes:
-    """A shared file's bytes, at most `limit`, fetched with the bot token as Slack requires."""
+    """A shared file's bytes (at most `limit`), fetched with the bot token as Slack requires.
+    Redirects are refused: Slack redirects to its sign-in page when the token may not read the
+    file, and following one would carry the token to wherever it points."""
     url = file.get("url_private_download") or file.get("url_private")
-    name = str(file.get("name") or "the file")[:100]
-    if not url or not str(url).startswith(("https://", "http://")):
-        raise FileRefused(f"{name} has no download address I can use")
     size = file.get("size")
     if isinstance(size, int) and size > limit:
-        raise FileRefused(f"{name} is {size:,} bytes; the limit is {limit:,}")
+        raise FileRefused(f"the file is {size:,} bytes, over the limit of {limit:,}")
+    if not url or not str(url).startswith(("https://", "http://")):
+        raise FileRefused("Slack gave no download address for it")
     request = urllib.request.Request(str(url), headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:
-            # Without a valid token Slack answers 200 with its HTML sign-in page, not the file.
-            if "text/html" in response.headers.get("Content-Type", ""):
-                raise FileRefused(f"Slack did not let me download {name} (it answered with a "
-                                  "sign-in page): check that the app has the files:read scope")
+        with urllib.request.build_opener(_NoRedirect()).open(
+                request, timeout=DOWNLOAD_TIMEOUT) as response:
             data: bytes = response.read(limit + 1)
-    except urllib.error.URLError as error:
-        raise FileRefused(f"downloading {name} failed: {error}") from None
+            content_type = response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as error:
+        if 300 <= error.code < 400:
+            raise FileRefused(_SIGN_IN_PAGE) from None
+        raise FileRefused(f"Slack answered HTTP {error.code} to the download") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise FileRefused(f"the download failed: {getattr(error, 'reason', error)}") from None
     if len(data) > limit:
-        raise FileRefused(f"{name} is larger than the limit of {limit:,} bytes")
+        raise FileRefused(f"the file is over the limit of {limit:,} bytes")
+    if "text/html" in content_type.lower() or \
+            data.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+        raise FileRefused(_SIGN_IN_PAGE)
     return data
 
 

@@ -117,7 +117,7 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
         prep = checker.verify_headerprep(idx)
     except dkim.ValidationError as error:
         expires = tags.tags.get("x", "")
-        if expires.isdigit() and int(expires) < time.time():
+        if expires.isascii() and expires.isdigit() and int(expires) < time.time():
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(expires)))
             return result("permerror", EXPIRED, f"the signature expired at {when} (x=); "
                           "receivers may refuse it after that time (RFC 6376 §3.5).")

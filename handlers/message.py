@@ -340,7 +340,7 @@ def _return_path(fields: tuple[HeaderField, ...]) -> str | None:
 _RECEIVED_FROM = re.compile(r"\bfrom\s+(\S+)", re.IGNORECASE)
 _RECEIVED_BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)
 _BRACKET_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
-_BARE_IP = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])")
+_BARE_IP = re.compile(r"(?<![\w.:])([0-9]{1,3}(?:\.[0-9]{1,3}){3})(?![\w.])")
 
 
 def parse_received(value: str, index: int = 0) -> ReceivedHop:
@@ -402,14 +402,14 @@ def parse_authentication_results(value: str) -> AuthResults:
 
 
 def _drop_instance(value: str) -> str:
-    return re.sub(r"^\s*i\s*=\s*\d+\s*;", "", value, count=1)
+    return re.sub(r"^\s*i\s*=\s*[0-9]+\s*;", "", value, count=1)
 
 
 def _arc_seal(value: str) -> ArcSeal:
     tags = parse_tag_list(value)
     instance = tags.get("i", "")
-    return ArcSeal(int(instance) if instance.isdigit() else None, tags.get("cv", "").lower(),
-                   tags.get("d", "").lower())
+    number = int(instance) if instance.isascii() and instance.isdigit() else None  # not "²"
+    return ArcSeal(number, tags.get("cv", "").lower(), tags.get("d", "").lower())
 
 
 def parse_tag_list(value: str) -> dict[str, str]:

@@ -130,3 +130,11 @@ def test_huge_header_counts_are_bounded() -> None:
 def test_overlong_from_is_refused() -> None:
     with pytest.raises(MessageError, match="characters long"):
         parse_from("a" * 5000 + "@example.com")
+
+
+def test_non_ascii_digits_in_tags_do_not_crash() -> None:
+    """"²".isdigit() is true but int("²") raises: tag numbers from a message are ASCII or nothing."""
+    raw = (b"ARC-Seal: i=\xc2\xb2; a=rsa-sha256; cv=none; d=example.org; s=arc; t=1; b=abc\r\n"
+           b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: hi\r\n\r\nbody\r\n")
+    parsed = parse_message(raw)
+    assert parsed.arc_seals[0].instance is None

@@ -9,8 +9,6 @@ only ever sent where Slack's own API pointed), then `url_private_download` with 
 from __future__ import annotations
 
 import logging
-import urllib.error
-import urllib.request
 from datetime import date
 from typing import Any, cast
 
@@ -24,6 +22,7 @@ from bot.report_alerts import review_after_ingest
 from bot.report_ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
 from bot.report_store import ReportStore
 from bot.report_summary import MAX_DAYS, build_summary, resolve_names, top_source_ips
+from bot.slack_files import FileRefused, download_file
 from bot.slack_turn import SlackTurn, guarded
 from bot.store import WatchStore, shared_store
 from bot.subcommands import Job, Subcommand, UsageProblem, parse_domain_argument, register_subcommand
@@ -33,11 +32,6 @@ from handlers.report_archive import DEFAULT_LIMITS
 log = logging.getLogger("dmarcbot.reports")
 
 DEFAULT_DAYS = 30
-DOWNLOAD_TIMEOUT_SECONDS = 30
-
-
-class DownloadRefused(Exception):
-    """The file could not be fetched as a report; the message says why, for the thread."""
 
 
 def parse_report_command(words: list[str]) -> Job:
@@ -45,7 +39,7 @@ def parse_report_command(words: list[str]) -> Job:
     domain = parse_domain_argument(words, "report DOMAIN [DAYS]")
     days = DEFAULT_DAYS
     if len(words) > 1:
-        if not words[1].isdigit() or not 1 <= int(words[1]) <= MAX_DAYS:
+        if not (words[1].isascii() and words[1].isdigit()) or not 1 <= int(words[1]) <= MAX_DAYS:
             raise UsageProblem(f"DAYS must be a whole number from 1 to {MAX_DAYS}, "
                                f"not “{words[1][:20]}”.")
         days = int(words[1])
@@ -103,38 +97,6 @@ def share_ts(info: dict[str, Any], channel: str) -> str | None:
     return None
 
 
-def download(url: str, token: str, limit: int = DEFAULT_LIMITS.max_input_bytes) -> bytes:
-    """Fetch a private Slack file with the bot token; refuse redirects, sign-in pages and files
-    over `limit` bytes."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    opener = urllib.request.build_opener(_NoRedirect())
-    try:
-        with opener.open(request, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
-            data: bytes = response.read(limit + 1)
-            content_type = response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as error:
-        if 300 <= error.code < 400:
-            # Slack redirects to its sign-in page when the token may not read the file; following
-            # it would also carry the token to wherever the redirect points.
-            raise DownloadRefused("Slack sent a sign-in page instead of the file: the bot token "
-                                  "may not read it (is the files:read scope granted?)") from None
-        raise DownloadRefused(f"Slack answered HTTP {error.code} to the download") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise DownloadRefused(f"the download failed: {getattr(error, 'reason', error)}") from None
-    if len(data) > limit:
-        raise DownloadRefused(f"the file is over the max_input_bytes cap of {limit:,} bytes")
-    if "text/html" in content_type.lower() or data.lstrip()[:15].lower().startswith(
-            (b"<!doctype html", b"<html")):
-        raise DownloadRefused("Slack sent a sign-in page instead of the file: the bot token may "
-                              "not read it (is the files:read scope granted?)")
-    return data
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx surfaces as an HTTPError
-
-
 def ingest_shared_file(store: WatchStore, settings: Settings, client: WebClient, team_id: str,
                        info: dict[str, Any], reply: _ThreadReply) -> FileOutcome | None:
     """Download, ingest and answer one shared file; None when it is not a report file."""
@@ -142,19 +104,12 @@ def ingest_shared_file(store: WatchStore, settings: Settings, client: WebClient,
     if not looks_like_report_name(name):
         return None
     reports = ReportStore(store)
-    url = info.get("url_private_download") or info.get("url_private")
-    if int(info.get("size") or 0) > DEFAULT_LIMITS.max_input_bytes:
-        outcome = FileOutcome(name, error=f"the file is {int(info['size']):,} bytes, over the "
-                                          f"max_input_bytes cap of {DEFAULT_LIMITS.max_input_bytes:,}")
-    elif not url:
-        outcome = FileOutcome(name, error="Slack gave no download URL for it")
+    try:
+        data = download_file(info, client.token or "", DEFAULT_LIMITS.max_input_bytes)
+    except FileRefused as refused:
+        outcome = FileOutcome(name, error=str(refused))
     else:
-        try:
-            data = download(str(url), client.token or "")
-        except DownloadRefused as refused:
-            outcome = FileOutcome(name, error=str(refused))
-        else:
-            outcome = ingest_bytes(reports, data, name, one_team(team_id), "slack")
+        outcome = ingest_bytes(reports, data, name, one_team(team_id), "slack")
     if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
         return outcome  # a message shared for `/dmarc why`, not a report: not ours to answer
     summaries = [build_summary(reports, team_id, domain, days=_span(first, last), first=first, last=last)
