@@ -22,11 +22,8 @@ NASTY = "<!channel>"
 def share(slack: SlackStandIn, name: str, data: bytes, channel: str = "C1", ts: str = "1700000000.000100",
           user: str = "U1", mimetype: str = "application/gzip") -> dict[str, Any]:
     """Serve a file and say, as Slack's files.info does, which message shared it where."""
-    info = slack.add_file(name, data, mimetype=mimetype, user=user)
-    # The stand-in's file object lacks `shares`; Slack's has it (the thread to answer in).
-    with slack._cond:
-        slack._files[name].info["shares"] = {"public": {channel: [{"ts": ts}]}}
-    return info
+    return slack.add_file(name, data, mimetype=mimetype, user=user,
+                          shares={"public": {channel: [{"ts": ts}]}})
 
 
 def file_shared(app: RunningApp, info: dict[str, Any], channel: str = "C1", user: str = "U1",

@@ -340,6 +340,27 @@ def test_lookup_many_keeps_order_and_runs_concurrently(proxy: FaultProxy, make_s
     assert elapsed < 3.0  # 20 × 0.2 s (or 40 × 0.2 s) if anything serialised them
 
 
+def test_bursts_of_nxdomain_answers_are_not_rate_limited(matrix_nsd: NsdServer,
+                                                        make_session: SessionFactory) -> None:
+    # NSD's response rate limiting (on by default: ~200 answers/s of one kind, and every NXDOMAIN
+    # from a zone is the same kind) would drop answers or slip them to TCP; tests/dnstest/nsd.py
+    # turns it off. RRL judges a second by the one before it, so a burst fills one wall-clock
+    # second and a second burst follows in the next.
+    session = make_session(matrix_nsd, timeout=3)
+    for burst in range(2):
+        _wait_for_the_next_second()
+        names = [f"burst{burst}-{i}.nowhere.matrix.test" for i in range(300)]
+        results = run(session.lookup_many((n, "TXT") for n in names))
+        assert [r.name for r in results] == names
+        wrong = [(r.name, r.status, r.detail) for r in results if r.status is not DnsStatus.NXDOMAIN]
+        assert wrong == [], f"burst {burst}: {len(wrong)} of 300 not NXDOMAIN"
+    assert session.queries_sent == 600  # one UDP query each: nothing dropped, nothing slipped to TCP
+
+
+def _wait_for_the_next_second() -> None:
+    time.sleep(1.02 - time.time() % 1.0)
+
+
 def test_no_caching_across_sessions(nsd: NsdServer, fault_proxy: FaultProxy,
                                     make_session: SessionFactory) -> None:
     nsd.set_zone("fresh.test", make_zone("fresh.test", [("_dmarc", "TXT", "v=DMARC1; p=none")]))

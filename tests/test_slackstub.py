@@ -379,6 +379,29 @@ def test_file_download_requires_bearer_token(stand_in: SlackStandIn, client: Web
     assert [c.params["authorized"] for c in stand_in.calls("files.download")] == [True, False]
 
 
+def test_files_info_returns_the_shares_given_to_add_file(stand_in: SlackStandIn, client: WebClient) -> None:
+    shares = {
+        "public": {"C1": [{"ts": "1700000000.000100"}]},
+        "private": {"G1": [{"ts": "1700000000.000300", "thread_ts": "1700000000.000200"}]},
+    }
+    file_obj = stand_in.add_file("shared", b"x", filename="r.xml", shares=shares)
+    assert file_obj["shares"] == shares
+    file_obj["shares"]["public"]["C1"].clear()  # the caller's copy, not the stored file object
+    shares["public"]["C1"].append({"ts": "1"})  # nor is the argument kept by reference
+    info = client.files_info(file=file_obj["id"])["file"]
+    assert info["shares"] == {
+        "public": {"C1": [{"ts": "1700000000.000100"}]},
+        "private": {"G1": [{"ts": "1700000000.000300", "thread_ts": "1700000000.000200"}]},
+    }
+    unshared = stand_in.add_file("plain", b"y")
+    assert "shares" not in client.files_info(file=unshared["id"])["file"]
+
+    for bad in ({"dm": {"D1": [{"ts": "1.2"}]}}, {"public": {"C1": {"ts": "1.2"}}},
+                {"public": {"C1": [{"thread_ts": "1.2"}]}}, {"public": {"C1": [{"ts": 1.2}]}}):
+        with pytest.raises(ValueError, match="shares"):
+            stand_in.add_file("bad", b"z", shares=bad)  # type: ignore[arg-type]
+
+
 # -------------------------------------------------------------------------------------- response_url
 
 

@@ -215,6 +215,10 @@ class NsdServer:
             "  do-ip4: yes\n"
             "  do-ip6: no\n"
             "  verbosity: 1\n"
+            # No response rate limiting: its default (200 answers/s per kind of answer) drops
+            # bursts of NXDOMAIN/NODATA answers, and the tests burst. Both 0 turns RRL off.
+            "  rrl-ratelimit: 0\n"
+            "  rrl-whitelist-ratelimit: 0\n"
             "remote-control:\n"
             "  control-enable: no\n" + "".join(zone_blocks)
         )

@@ -9,12 +9,13 @@ it, and the problem is kept in ``stand_in.violations``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import itertools
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -250,15 +251,23 @@ class SlackStandIn:
         title: str | None = None,
         filetype: str | None = None,
         user: str = "U1",
+        shares: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
     ) -> dict:
         """Serve ``data`` at ``file_url(name)`` (needs ``Authorization: Bearer xoxb-...``) and return a
-        Slack file object for files.info answers and ``files`` in message events."""
+        Slack file object for files.info answers and ``files`` in message events.
+
+        ``shares`` says which messages shared the file where, as files.info's ``shares`` does:
+        ``{"public" | "private": {channel_id: [{"ts": ..., "thread_ts": ...}, ...]}}`` (``thread_ts``
+        only for a share inside a thread). Without it the file object has no ``shares``."""
         filename = filename or name
+        shares_copy = _check_shares(shares) if shares is not None else None
         with self._cond:
             file_id = f"F{next(self._ids):08d}"
             info = self._file_object(file_id, name, filename, data, mimetype, title, filetype, user)
+            if shares_copy is not None:
+                info["shares"] = shares_copy
             self._files[name] = _File(name=name, data=data, info=info)
-            return dict(info)
+            return copy.deepcopy(info)
 
     def fail_next(
         self,
@@ -895,6 +904,30 @@ class SlackStandIn:
                 "Content-Disposition": f'attachment; filename="{f.info["name"]}"',
             },
         )
+
+
+def _check_shares(shares: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> dict:
+    """A copy of ``shares`` in files.info's shape, or ValueError saying what is off."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for kind, channels in shares.items():
+        if kind not in ("public", "private"):
+            raise ValueError(f"shares: kind must be 'public' or 'private', not {kind!r}")
+        if not isinstance(channels, Mapping):
+            raise ValueError(f"shares[{kind!r}] must map channel ids to lists of shares")
+        out[kind] = {}
+        for channel, entries in channels.items():
+            if not isinstance(channel, str) or not channel:
+                raise ValueError(f"shares[{kind!r}]: channel id must be a non-empty string, not {channel!r}")
+            if isinstance(entries, (str, bytes, Mapping)) or not isinstance(entries, Sequence):
+                raise ValueError(f"shares[{kind!r}][{channel!r}] must be a list of shares")
+            out[kind][channel] = []
+            for entry in entries:
+                if not isinstance(entry, Mapping) or not isinstance(entry.get("ts"), str):
+                    raise ValueError(f"shares[{kind!r}][{channel!r}]: each share needs a string 'ts'")
+                if "thread_ts" in entry and not isinstance(entry["thread_ts"], str):
+                    raise ValueError(f"shares[{kind!r}][{channel!r}]: 'thread_ts' must be a string")
+                out[kind][channel].append(copy.deepcopy(dict(entry)))
+    return out
 
 
 def _digest(obj: Any) -> str:
