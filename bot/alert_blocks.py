@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot import slack_ids
-from bot.mrkdwn import clip, code_block, safe
+from bot.mrkdwn import clip, code, code_block, safe
 from bot.report_blocks import (
     MAX_MESSAGE_BLOCKS,
     button,
@@ -27,6 +27,7 @@ from bot.store import Alert, Watch
 from bot.watch_state import Change
 from handlers.check import DomainReport
 from handlers.record_fixes import fix_kind
+from handlers.spf_fixes import address_drift
 
 Block = dict[str, Any]
 
@@ -196,6 +197,50 @@ def _group_section(group: Sequence[Alert]) -> Block:
         shown.append(name)
     more = f" and {len(names) - len(shown)} more" if len(shown) < len(names) else ""
     return section(f"{group[0].digest_summary}\n*{len(group)} domains:* {', '.join(shown)}{more}")
+
+
+def render_include_drift(domain: str, include: str, team_id: str, selectors: Sequence[str],
+                         before: Sequence[str], after: Sequence[str], problem: str | None
+                         ) -> tuple[str, list[Block], Block, str]:
+    """A flattened include whose provider changed its addresses: (fallback text, blocks, digest
+    section, digest summary naming no domain). The Fix it button re-flattens: the provider's old
+    addresses out of the record, its new ones in."""
+    drift = address_drift(include, before, after)
+    what = (f"include:{include}, flattened into this domain's SPF, cannot be flattened any more "
+            f"({problem})" if problem else
+            f"The provider changed the addresses of include:{include}, which a verified fix "
+            "flattened into this domain's SPF")
+    summary = (f"{what}: the flattened SPF is stale, and mail from the provider's new addresses "
+               "fails SPF.")
+    lines = [f":warning: {safe(summary, 1200)}"]
+    if drift.added:
+        lines.append("*New addresses:* " + code(" ".join(drift.added), 700))
+    if drift.removed:
+        lines.append("*No longer the provider's:* " + code(" ".join(drift.removed), 700))
+    body = "\n".join(lines)
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text",
+                                    "text": clip(f"{domain}: flattened SPF is stale", 150)}},
+        section(body)]
+    value = json.dumps({"f": "spf.flattened_stale", "d": domain, "o": team_id,
+                        "s": list(selectors)[:20], "i": include, "r": list(drift.removed),
+                        "a": list(drift.added)}, separators=(",", ":"))
+    fix = None
+    if problem is None and len(value) <= 2000:
+        fix = button("Fix it", slack_ids.ACTION_FIX, value, "danger")
+        blocks.append({"type": "actions", "block_id": slack_ids.BLOCK_ALERT_ACTIONS,
+                       "elements": [fix]})
+    elif problem is None:
+        blocks.append(context("Too many addresses changed for a button: open Fix it for "
+                              f"`spf.too_many_lookups` from `/dmarc check {safe(domain, 300)}`."))
+    blocks.append(context(f"Watched domain {safe(domain, 300)} · flattened include "
+                          f"{code(include, 300)}"))
+    digest_block = section(f"{ICONS['changed']} *{safe(domain, 300)}*: flattened SPF is stale\n"
+                           + body)
+    if fix is not None:
+        digest_block["accessory"] = fix
+    text = clip(f"{domain}: flattened SPF is stale. {summary}", 2900)
+    return safe(text, 2950), blocks, digest_block, clip(body, 2000)
 
 
 def render_watch_started(report: DomainReport, watch: Watch, newly: bool,

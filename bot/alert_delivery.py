@@ -8,7 +8,8 @@ would post that one message again; no other path posts twice.
 All pending alerts for one channel go out as one message per pass: a digest when there are
 several (50 domains sharing an include that changed make one message, with one section naming
 them all, not 50 messages), and posts to one channel are spaced at least a second apart (Slack
-allows about one chat.postMessage per second per channel).
+allows about one chat.postMessage per second per channel). A reply in a thread (a fix plan's
+"fixed") is posted on its own, in its thread: a digest is a top-level message.
 """
 
 from __future__ import annotations
@@ -104,27 +105,36 @@ def deliver_pending(store: WatchStore, client_for_team: ClientForTeam,
             log.warning("No Slack token for team %s: %d alerts stay pending", team_id, len(pending))
             continue
         by_channel: dict[str, list[Alert]] = {}
+        replies: list[Alert] = []
         for alert in pending:
-            by_channel.setdefault(alert.channel_id, []).append(alert)
+            if alert.thread_ts:
+                replies.append(alert)
+            else:
+                by_channel.setdefault(alert.channel_id, []).append(alert)
         for channel_id, alerts in by_channel.items():
             _post_batch(store, client, team_id, channel_id, alerts, pacer, report)
+        for alert in replies:
+            _post_batch(store, client, team_id, alert.channel_id, [alert], pacer, report)
     report.alerts_pending = sum(len(store.pending_alerts(t)) for t in store.teams())
     return report
 
 
 def _post_batch(store: WatchStore, client: WebClient, team_id: str, channel_id: str,
                 batch: list[Alert], pacer: ChannelPacer, report: DeliveryReport) -> bool:
-    """Post one message for `batch`; True when it went out."""
+    """Post one message for `batch` (a reply in its thread when it is one threaded alert); True
+    when it went out."""
     ids = [a.id for a in batch]
+    thread_ts = None
     if len(batch) == 1:
-        text, blocks = batch[0].text, batch[0].blocks
+        text, blocks, thread_ts = batch[0].text, batch[0].blocks, batch[0].thread_ts
     else:
         text, blocks = render_digest(batch)
     pacer.wait_turn(channel_id)
     try:
         # The client's RateLimitErrorRetryHandler already waited out a 429's Retry-After.
         response = client.chat_postMessage(channel=channel_id, text=text, blocks=blocks,
-                                           unfurl_links=False, unfurl_media=False)
+                                           unfurl_links=False, unfurl_media=False,
+                                           thread_ts=thread_ts)
     except SlackApiError as error:
         code = str(error.response.get("error") or error.response.status_code)
         retry_later = code == "ratelimited" or error.response.status_code >= 500

@@ -1,20 +1,17 @@
-"""A posted fix plan, and the hook the monitor uses to verify it on its next cycle.
+"""A posted fix plan: what it publishes, where it was posted, and how Verify reads it back.
 
 The plan travels in its message's "Verify" button (≤ 2000 characters: values are kept as digests),
-so Verify works with no database. For a watched domain the monitor can verify pending plans itself:
-`create_fix_plans_table` is the migration to append to bot/store.py's MIGRATIONS, `save_fix_plan`
-and `pending_fix_plans` read and write it (every row scoped to one team), and `check_plan` plus
-`render_fix_check` give the "fixed" message to post in the plan's thread.
+so Verify works with no database. It is also stored (bot.store's `fix_plans`, one row per team and
+plan) so the monitor verifies it with the watched domain's next check (bot.fix_followup).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
-
-import sqlite_utils
 
 from bot.config import Settings
 from handlers.fix_session import ExpectedRecord, FixCheck, verify_fix
@@ -48,6 +45,13 @@ class FixPlan:
                 "e": [[e.host, e.rdtype, e.digest] for e in self.expected],
                 "x": list(self.clears), "s": list(self.selectors),
                 "w": list(self.watch_includes), "u": self.proposed_by}
+
+    def key(self) -> str:
+        """The plan's identity: where it was posted and what it publishes. The button value may
+        cut the longer lists, never these fields, so a Verify button names its stored row."""
+        identity = [self.team_id, self.channel_id, self.thread_ts, self.domain, self.finding_id,
+                    [[e.host, e.rdtype, e.digest] for e in self.expected]]
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:40]
 
     def button_value(self) -> str:
         """The plan as a Verify button value; long lists are cut to stay within Block Kit's 2000."""
@@ -91,39 +95,4 @@ def check_plan(settings: Settings, plan: FixPlan) -> FixCheck:
                                   plan.selectors))
 
 
-# -- storage, for the monitor -------------------------------------------------------------------
-
-def create_fix_plans_table(db: sqlite_utils.Database) -> None:
-    """Migration: the fix_plans table (append `(N, "fix plans", create_fix_plans_table)`)."""
-    db["fix_plans"].create(  # type: ignore[union-attr]
-        {"id": int, "team_id": str, "domain": str, "plan": str, "state": str, "created_at": str,
-         "verified_at": str},
-        pk="id", not_null={"team_id", "domain", "plan", "state", "created_at"},
-        defaults={"state": "pending"})
-    db["fix_plans"].create_index(["team_id", "domain", "state"])  # type: ignore[union-attr]
-
-
-def save_fix_plan(db: sqlite_utils.Database, plan: FixPlan, created_at: str) -> None:
-    """Remember a posted plan so the monitor verifies it with the domain's next check."""
-    db["fix_plans"].insert({"team_id": plan.team_id, "domain": plan.domain,  # type: ignore[union-attr]
-                            "plan": json.dumps(plan.to_json()), "state": "pending",
-                            "created_at": created_at})
-
-
-def pending_fix_plans(db: sqlite_utils.Database, team_id: str, domain: str
-                      ) -> list[tuple[int, FixPlan]]:
-    """The team's plans for `domain` not verified yet, oldest first, with their row ids."""
-    rows = db["fix_plans"].rows_where("team_id = ? AND domain = ? AND state = 'pending'",
-                                      [team_id, domain], order_by="id")
-    return [(row["id"], FixPlan.from_json(json.loads(row["plan"]))) for row in rows]
-
-
-def mark_fix_plan_verified(db: sqlite_utils.Database, team_id: str, plan_id: int,
-                           verified_at: str) -> None:
-    """The plan's records are live: the monitor has posted "fixed" in its thread."""
-    db.execute("UPDATE fix_plans SET state = 'verified', verified_at = ? "
-               "WHERE team_id = ? AND id = ?", [verified_at, team_id, plan_id])
-
-
-__all__ = ["BadPlanValue", "FixPlan", "check_plan", "create_fix_plans_table",
-           "mark_fix_plan_verified", "pending_fix_plans", "save_fix_plan"]
+__all__ = ["BadPlanValue", "FixPlan", "check_plan"]

@@ -4,7 +4,8 @@ The whole cycle shares one DnsSession (one unit of freshness): a provider's incl
 domains name is asked once per cycle, not 500 times, and no answer predates the cycle. Each
 distinct (domain, selectors) is checked once however many teams watch it, all of them
 concurrently up to MONITOR_CONCURRENCY. Alerts go to the outbox in the same transaction as the
-new snapshot (bot.store.apply_check); posting them is bot.alert_delivery's job, after.
+new snapshot (bot.store.apply_check); posting them is bot.alert_delivery's job, after. Then the
+fixes planned on the watched domains are followed up through the same session (bot.fix_followup).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.alert_blocks import digest_group, render_alert
+from bot.fix_followup import verify_pending_plans, watch_flattened_includes
 from bot.store import Decision, NewAlert, Watch, WatchHistory, WatchStore, utcnow
 from bot.watch_state import (
     CANNOT_CHECK_AFTER,
@@ -43,6 +45,7 @@ class CycleReport:
     queries: int = 0
     alerts_written: int = 0
     outages: int = 0
+    fixes_verified: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -110,7 +113,8 @@ def check_watches(store: WatchStore, session: DnsSession, now: datetime | None =
     watches = [w for team in store.teams() for w in store.watches(team)]
     targets = list(dict.fromkeys((w.domain, w.selectors) for w in watches))
     results = asyncio.run(check_all(targets, session, concurrency))
-    report = CycleReport(watches=len(watches), domains=len(targets), queries=session.queries_sent)
+    report = CycleReport(watches=len(watches), domains=len(targets))
+    checked: list[Watch] = []
     for watch in watches:
         result = results[(watch.domain, watch.selectors)]
         if isinstance(result, BaseException):
@@ -123,4 +127,12 @@ def check_watches(store: WatchStore, session: DnsSession, now: datetime | None =
         observation = observe(result)
         report.outages += observation.outage
         report.alerts_written += len(record_observation(store, watch, observation, now))
+        if not observation.outage:
+            checked.append(watch)
+    # After the checks, through the same session: a plan is verified against the answers the
+    # domain's own check just got (and never when that check hit an outage).
+    report.fixes_verified = verify_pending_plans(store, session, checked, now)
+    report.alerts_written += report.fixes_verified
+    report.alerts_written += watch_flattened_includes(store, session, checked, now)
+    report.queries = session.queries_sent
     return report

@@ -17,7 +17,6 @@ again, never alerts twice; the outbox (bot.store) delivers them and survives res
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from bot.aggregate_blocks import render_report_alert
 from bot.report_store import ReportStore, StoredReport, shift
 from bot.store import NewAlert, Watch, WatchStore
 from bot.subcommands import MAX_SELECTORS
-from handlers.dkim_keys import InvalidSelector, validate_selector
 from handlers.resolver import DnsSession
 
 log = logging.getLogger("dmarcbot.reports")
@@ -121,26 +119,12 @@ def new_source_alerts(reports: ReportStore, watch: Watch, days: set[str],
 def add_report_selectors(store: WatchStore, reports: ReportStore, watch: Watch,
                          thresholds: Thresholds = DEFAULT_THRESHOLDS,
                          now: datetime | None = None) -> Watch:
-    """Add the selectors that signed the domain's passing mail to the watch (at most
-    MAX_SELECTORS in all), so the monitor checks their keys. Returns the watch as stored."""
+    """Add the selectors that signed the domain's passing mail to the watch, so the monitor
+    checks their keys (WatchStore.add_selectors validates and caps them: anyone can send a
+    report, so only well-formed selectors that passed DKIM get that far). Returns the watch as
+    stored."""
     seen = _recent_selectors(reports, watch, thresholds, now)
-    # Anyone can send a report: only well-formed selectors that passed DKIM are trusted enough.
-    wanted = []
-    for selector in seen:
-        try:
-            wanted.append(validate_selector(selector))
-        except InvalidSelector:
-            continue
-    with store.write() as db:
-        # Read and written in one BEGIN IMMEDIATE: a /dmarc watch at the same moment is not lost.
-        current = store.watch(watch.team_id, watch.domain)
-        if current is None:
-            return watch
-        merged = list(dict.fromkeys([*current.selectors, *wanted]))[:MAX_SELECTORS]
-        if merged != list(current.selectors):
-            db.execute("UPDATE watches SET selectors = ? WHERE team_id = ? AND id = ?",
-                       [json.dumps(merged), watch.team_id, current.id])
-    return store.watch(watch.team_id, watch.domain) or watch
+    return store.add_selectors(watch.team_id, watch.domain, list(seen)) or watch
 
 
 def _recent_selectors(reports: ReportStore, watch: Watch, thresholds: Thresholds,

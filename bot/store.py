@@ -25,7 +25,10 @@ from typing import Any
 
 import sqlite_utils
 
+from bot.fix_plans import FixPlan
 from bot.report_store import create_report_tables
+from bot.subcommands import MAX_SELECTORS
+from handlers.dkim_keys import InvalidSelector, validate_selector
 
 BUSY_TIMEOUT_SECONDS = 10.0
 SNAPSHOTS_KEPT_PER_WATCH = 20  # enough history for the flap window; older ones are pruned
@@ -114,6 +117,9 @@ class NewAlert:
     # include) share one section of a digest, described by `digest_summary` plus the domains.
     digest_group: str = ""
     digest_summary: str = ""
+    # A reply in this thread of the channel (a fix plan's "fixed"): posted on its own, never
+    # folded into a digest, since a digest is a top-level message.
+    thread_ts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,28 @@ class Alert:
     created_at: str
     digest_group: str = ""
     digest_summary: str = ""
+    thread_ts: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredFixPlan:
+    """A fix plan the monitor verifies with the watched domain's checks, and when it was posted."""
+
+    id: int
+    plan: FixPlan
+    created_at: str
+
+
+@dataclass(frozen=True)
+class FlattenedInclude:
+    """A provider's include flattened into a team's domain by a verified fix, and the addresses it
+    authorised when last resolved (`terms` None: not resolved yet since the fix was verified)."""
+
+    domain: str
+    include: str
+    terms: tuple[str, ...] | None
+    problem: str | None  # why it could not be flattened when last resolved
+    since: str
 
 
 # -- migrations ---------------------------------------------------------------------------------
@@ -183,12 +211,39 @@ def _create_alerts(db: sqlite_utils.Database) -> None:
     db.table("alerts").create_index(["team_id", "state", "channel_id"])
 
 
+def _create_fix_plans(db: sqlite_utils.Database) -> None:
+    # `plan_key` names the plan by what it publishes and where it was posted (FixPlan.key), so a
+    # replayed submission stores it once and a Verify button finds its row.
+    db.table("fix_plans").create(
+        {"id": int, "team_id": str, "domain": str, "plan_key": str, "plan": str, "state": str,
+         "created_at": str, "settled_at": str},
+        pk="id", not_null={"team_id", "domain", "plan_key", "plan", "state", "created_at"},
+        defaults={"state": "pending"})
+    db.table("fix_plans").create_index(["team_id", "plan_key"], unique=True)
+    db.table("fix_plans").create_index(["team_id", "domain", "state"])
+
+
+def _add_alert_threads(db: sqlite_utils.Database) -> None:
+    db.table("alerts").add_column("thread_ts", str)
+
+
+def _create_flattened_includes(db: sqlite_utils.Database) -> None:
+    db.table("flattened_includes").create(
+        {"id": int, "team_id": str, "domain": str, "include": str, "terms": str, "problem": str,
+         "since": str, "changed_at": str},
+        pk="id", not_null={"team_id", "domain", "include", "since"})
+    db.table("flattened_includes").create_index(["team_id", "domain", "include"], unique=True)
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
     (2, "snapshots", _create_snapshots),
     (3, "alerts outbox", _create_alerts),
     (4, "aggregate reports", create_report_tables),  # issue 7: bot/report_store.py
+    (5, "fix plans", _create_fix_plans),  # issue 6: the monitor verifies them
+    (6, "threaded alerts", _add_alert_threads),  # a plan's "fixed" goes in its thread
+    (7, "flattened includes", _create_flattened_includes),  # watched for drift once verified
 ]
 
 
@@ -324,6 +379,28 @@ class WatchStore:
             db.execute("DELETE FROM watches WHERE team_id = ? AND id = ?", [team_id, row["id"]])
         return True
 
+    def add_selectors(self, team_id: str, domain: str, selectors: Sequence[str]) -> Watch | None:
+        """Add DKIM selectors to the team's watch of `domain`: malformed ones are dropped, known
+        ones kept once, at most MAX_SELECTORS in all (the first come stay). Returns the watch as
+        stored, None when the domain is not watched."""
+        wanted = []
+        for selector in selectors:
+            try:
+                wanted.append(validate_selector(selector))
+            except InvalidSelector:
+                continue  # from a report anyone can send: skipped, never an error
+        # Read and written in one BEGIN IMMEDIATE: a /dmarc watch at the same moment is not lost.
+        with self.write() as db:
+            row = self._watch_row(team_id, domain)
+            if row is None:
+                return None
+            current = _watch(row).selectors
+            merged = list(dict.fromkeys([*current, *wanted]))[:MAX_SELECTORS]
+            if merged != list(current):
+                db.table("watches").update(row["id"], {"selectors": json.dumps(merged)})
+                row = self._watch_row(team_id, domain)
+        return _watch(row) if row else None
+
     def watch(self, team_id: str, domain: str) -> Watch | None:
         """The team's watch of `domain`, if any."""
         row = self._watch_row(team_id, domain)
@@ -439,11 +516,11 @@ class WatchStore:
         for alert in alerts:
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO alerts (team_id, channel_id, domain, kind, dedupe_key, text, "
-                "blocks, digest_block, digest_group, digest_summary, state, attempts, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+                "blocks, digest_block, digest_group, digest_summary, thread_ts, state, attempts, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
                 [team_id, alert.channel_id, alert.domain, alert.kind, alert.dedupe_key, alert.text,
                  json.dumps(alert.blocks), json.dumps(alert.digest_block), alert.digest_group,
-                 alert.digest_summary, when])
+                 alert.digest_summary, alert.thread_ts, when])
             written += cursor.rowcount
         return written
 
@@ -482,6 +559,88 @@ class WatchStore:
                     [error[:500], give_up_after, team_id, alert_id])
 
 
+    # -- fix plans -------------------------------------------------------------------------------
+
+    def save_fix_plan(self, plan: FixPlan, now: datetime | None = None) -> bool:
+        """Remember a posted plan so the monitor verifies it with the domain's checks; False when
+        it was already stored (a replayed submission)."""
+        with self.write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO fix_plans (team_id, domain, plan_key, plan, state, "
+                "created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
+                [plan.team_id, plan.domain, plan.key(), json.dumps(plan.to_json()),
+                 _iso(now or utcnow())])
+            return cursor.rowcount == 1
+
+    def pending_fix_plans(self, team_id: str, domain: str) -> list[StoredFixPlan]:
+        """The team's plans for `domain` not settled yet, oldest first."""
+        rows = self.db.table("fix_plans").rows_where(
+            "team_id = ? AND domain = ? AND state = 'pending'", [team_id, domain], order_by="id")
+        return [StoredFixPlan(row["id"], FixPlan.from_json(json.loads(row["plan"])),
+                              row["created_at"]) for row in rows]
+
+    def fix_plan_state(self, team_id: str, plan: FixPlan) -> str | None:
+        """pending / verified / expired for a stored plan, None when it was never stored."""
+        row = self.db.execute("SELECT state FROM fix_plans WHERE team_id = ? AND plan_key = ?",
+                              [team_id, plan.key()]).fetchone()
+        return row[0] if row else None
+
+    def settle_fix_plan(self, team_id: str, plan: FixPlan, state: str,
+                        alerts: Sequence[NewAlert] = (), now: datetime | None = None) -> bool:
+        """Close a pending plan as `verified` or `expired` and write `alerts` to the outbox in the
+        same transaction: a crash leaves the plan pending with no alert, or settled with its
+        alert, never one without the other. False when it was not pending (already settled)."""
+        if state not in ("verified", "expired"):
+            raise ValueError(f"not a settled state: {state}")
+        when = _iso(now or utcnow())
+        with self.write() as db:
+            cursor = db.execute(
+                "UPDATE fix_plans SET state = ?, settled_at = ? "
+                "WHERE team_id = ? AND plan_key = ? AND state = 'pending'",
+                [state, when, team_id, plan.key()])
+            if cursor.rowcount != 1:
+                return False
+            self._insert_alerts(team_id, alerts, when)
+            if state == "verified":
+                for include in plan.watch_includes:
+                    # A re-flatten starts the include's history afresh: the next resolution
+                    # is its baseline.
+                    db.execute(
+                        "INSERT INTO flattened_includes (team_id, domain, include, since) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (team_id, domain, include) DO UPDATE "
+                        "SET terms = NULL, problem = NULL, since = excluded.since",
+                        [team_id, plan.domain, include, when])
+            return True
+
+    def flattened_includes(self, team_id: str, domain: str) -> list[FlattenedInclude]:
+        """The provider includes the team's verified fixes flattened into `domain`."""
+        rows = self.db.table("flattened_includes").rows_where(
+            "team_id = ? AND domain = ?", [team_id, domain], order_by="include")
+        return [FlattenedInclude(row["domain"], row["include"],
+                                 None if row["terms"] is None else tuple(json.loads(row["terms"])),
+                                 row["problem"], row["since"]) for row in rows]
+
+    def update_flattened_include(self, team_id: str, known: FlattenedInclude,
+                                 terms: Sequence[str], problem: str | None,
+                                 alerts: Sequence[NewAlert] = (), now: datetime | None = None
+                                 ) -> bool:
+        """Store what `known.include` authorises now, with the alerts about the change, in one
+        transaction, only if the row still holds `known` (two monitors never both alert).
+        Returns whether it was written."""
+        when = _iso(now or utcnow())
+        before = None if known.terms is None else json.dumps(list(known.terms))
+        with self.write() as db:
+            cursor = db.execute(
+                "UPDATE flattened_includes SET terms = ?, problem = ?, changed_at = ? "
+                "WHERE team_id = ? AND domain = ? AND include = ? AND terms IS ? AND problem IS ?",
+                [json.dumps(list(terms)), problem, when, team_id, known.domain, known.include,
+                 before, known.problem])
+            if cursor.rowcount != 1:
+                return False
+            self._insert_alerts(team_id, alerts, when)
+            return True
+
+
 def _watch(row: dict[str, Any]) -> Watch:
     return Watch(id=row["id"], team_id=row["team_id"], channel_id=row["channel_id"],
                  domain=row["domain"], selectors=tuple(json.loads(row["selectors"] or "[]")),
@@ -503,7 +662,8 @@ def _alert(row: dict[str, Any]) -> Alert:
                  text=row["text"], blocks=json.loads(row["blocks"]),
                  digest_block=json.loads(row["digest_block"] or "{}"), state=row["state"],
                  attempts=int(row["attempts"]), ts=row["ts"], created_at=row["created_at"],
-                 digest_group=row["digest_group"] or "", digest_summary=row["digest_summary"] or "")
+                 digest_group=row["digest_group"] or "", digest_summary=row["digest_summary"] or "",
+                 thread_ts=row.get("thread_ts") or None)
 
 
 def open_store(path: str) -> WatchStore:

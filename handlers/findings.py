@@ -105,6 +105,8 @@ CATALOG: dict[str, FindingKind] = {
         "End the record with -all (or ~all)."),
     "spf.near_limit": FindingKind(W, "9 or 10 DNS lookups: one more sender breaks SPF",
         "Free lookups now: drop unused includes or flatten one into ip4/ip6 terms."),
+    "spf.flattened_stale": FindingKind(W, "A flattened include's provider changed its addresses",
+        "Re-flatten: drop the old addresses from the record and add the new ones."),
     "spf.ptr": FindingKind(W, "The deprecated ptr mechanism",
         "Replace ptr with ip4/ip6 or a/mx terms (RFC 7208 §5.5)."),
     "dkim.no_selector": FindingKind(I, "No DKIM key found at the probed selectors",
@@ -122,6 +124,10 @@ CATALOG: dict[str, FindingKind] = {
     "mx.missing": FindingKind(I, "No MX record",
         "Publish MX records if the domain receives mail; publish a null MX (\"0 .\") if it never does."),
 }
+
+# Raised by the monitor (bot.fix_followup), never by a check: a flattened record's address terms
+# look like any others, and only the provider's addresses remembered since the fix tell them apart.
+MONITOR_FINDINGS = frozenset({"spf.flattened_stale"})
 
 
 def finding(

@@ -27,7 +27,14 @@ from handlers.record_fixes import (
 from handlers.record_validation import dmarc_record_problems, spf_record_problems
 from handlers.resolver import DnsSession
 from handlers.spf import is_spf_record
-from handlers.spf_fixes import SpfChoices, includes_of, initial_spf_choices, merge_spf_records, propose_spf
+from handlers.spf_fixes import (
+    AddressDrift,
+    SpfChoices,
+    includes_of,
+    initial_spf_choices,
+    merge_spf_records,
+    propose_spf,
+)
 from handlers.spf_providers import providers_for_selector
 
 
@@ -61,9 +68,10 @@ def family_of(finding_id: str) -> str:
 
 async def prepare_fix(session: DnsSession, finding_id: str, domain: str,
                       selectors: Sequence[str] = (), selector: str | None = None,
-                      form: FixForm | None = None, stats: AggregateStats | None = None
-                      ) -> FixScreen:
-    """The proposal for `finding_id` on `domain`, from fresh records and `form` (None: defaults)."""
+                      form: FixForm | None = None, stats: AggregateStats | None = None,
+                      drift: AddressDrift | None = None) -> FixScreen:
+    """The proposal for `finding_id` on `domain`, from fresh records and `form` (None: defaults;
+    `stats` judge a policy step's readiness, `drift` opens a re-flatten of a stale include)."""
     kind = fix_kind(finding_id)
     if kind is None:
         raise ValueError(f"no fix for {finding_id}")
@@ -75,7 +83,7 @@ async def prepare_fix(session: DnsSession, finding_id: str, domain: str,
     if kind in ("dmarc", "dmarc_progress"):
         return await _dmarc_screen(session, report, finding_id, kind, form, clears, stats)
     if kind == "spf":
-        return await _spf_screen(session, report, finding_id, form, clears)
+        return await _spf_screen(session, report, finding_id, form, clears, drift)
     return await _dkim_screen(session, report, finding_id, kind, selector, form, clears)
 
 
@@ -100,13 +108,15 @@ async def _dmarc_screen(session: DnsSession, report: DomainReport, finding_id: s
 
 
 async def _spf_screen(session: DnsSession, report: DomainReport, finding_id: str,
-                      form: FixForm | None, clears: tuple[str, ...]) -> FixScreen:
+                      form: FixForm | None, clears: tuple[str, ...],
+                      drift: AddressDrift | None = None) -> FixScreen:
     domain = report.domain
     lookup = await session.lookup(domain, "TXT")
     records = tuple(t for t in lookup.records if is_spf_record(t))
     others = tuple(t for t in lookup.records if not is_spf_record(t))
     merged = merge_spf_records(records)
-    choices = form.spf if form and form.spf else initial_spf_choices(finding_id, report.spf, merged)
+    choices = form.spf if form and form.spf else initial_spf_choices(finding_id, report.spf,
+                                                                     merged, drift)
     proposal = await propose_spf(session, domain, records, choices, clears, others)
     proposal = await _judged(proposal, session)
     return FixScreen(finding_id, domain, "spf", proposal, FixForm(spf=choices), None,

@@ -152,6 +152,7 @@ class Flattened:
     networks: tuple[Network, ...]
     lookups_saved: int
     problem: str | None = None
+    outage: bool = False  # the problem is a DNS failure: nothing is known about the addresses
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -173,58 +174,62 @@ async def flatten_include(session: DnsSession, include: str) -> Flattened:
     errors = [f for f in report.findings if f.severity is Severity.ERROR]
     if report.record is None or errors:
         why = errors[0].detail if errors else f"{include} has no SPF record"
-        return Flattened(include, (), 0, f"cannot flatten include:{include}: {why}")
+        outage = any(f.id == "dns.temperror" for f in errors)
+        return Flattened(include, (), 0, f"cannot flatten include:{include}: {why}", outage)
     networks: list[Network] = []
     for record in report.tree_records:
-        problem = await _collect_networks(session, record, include, networks)
+        problem, outage = await _collect_networks(session, record, include, networks)
         if problem:
-            return Flattened(include, (), 0, f"cannot flatten include:{include}: {problem}")
+            return Flattened(include, (), 0, f"cannot flatten include:{include}: {problem}",
+                             outage)
     collapsed = _collapse(networks)
     return Flattened(include, collapsed, 1 + report.dns_lookups)
 
 
 async def _collect_networks(session: DnsSession, record: SpfRecord, include: str,
-                            networks: list[Network]) -> str | None:
+                            networks: list[Network]) -> tuple[str | None, bool]:
+    """Add the record's networks; returns (why it cannot be flattened, whether that is an outage)."""
     for term in record.reachable_mechanisms():
         if term.name == "all":
             if term.qualifier == "+":
-                return "a record in its tree ends +all (everyone passes)"
+                return "a record in its tree ends +all (everyone passes)", False
             continue  # §5.2: an included record's fail/softfail/neutral just means "no match"
         if term.qualifier != "+":
-            return f"{term.raw!r} has a {term.qualifier} qualifier, which flattening would lose"
+            return f"{term.raw!r} has a {term.qualifier} qualifier, which flattening would lose", False
         if term.has_macro or term.name in ("exists", "ptr"):
-            return f"{term.raw!r} depends on the message being checked (RFC 7208 §5.5, §5.7, §7)"
+            return (f"{term.raw!r} depends on the message being checked (RFC 7208 §5.5, §5.7, "
+                    "§7)"), False
         if term.name in ("ip4", "ip6"):
             network = term.network()
             if network is not None:
                 networks.append(network)
         elif term.name in ("a", "mx"):
-            problem = await _resolve_hosts(session, term, record, networks)
+            problem, outage = await _resolve_hosts(session, term, record, networks)
             if problem:
-                return problem
-    return None
+                return problem, outage
+    return None, False
 
 
 async def _resolve_hosts(session: DnsSession, term: SpfTerm, record: SpfRecord,
-                         networks: list[Network]) -> str | None:
+                         networks: list[Network]) -> tuple[str | None, bool]:
     domain = normalise_name(term.value) if term.value else None
     if domain is None:
-        return f"{term.raw!r} names the including domain implicitly"
+        return f"{term.raw!r} names the including domain implicitly", False
     hosts = [domain]
     if term.name == "mx":
         answer = await session.lookup(domain, "MX")
         if answer.is_outage:
-            return answer.describe_failure()
+            return answer.describe_failure(), True
         hosts = [r.partition(" ")[2] for r in answer.records if r.partition(" ")[2] not in ("", ".")]
     for lookup in await session.lookup_many([(h, t) for h in hosts for t in ("A", "AAAA")]):
         if lookup.is_outage:
-            return lookup.describe_failure()
+            return lookup.describe_failure(), True
         for address in lookup.records:
             ip = ipaddress.ip_address(address)
             length = (term.cidr4 if ip.version == 4 else term.cidr6)
             length = ip.max_prefixlen if length is None else length
             networks.append(ipaddress.ip_network(f"{ip}/{length}", strict=False))
-    return None
+    return None, False
 
 
 def _collapse(networks: Sequence[Network]) -> tuple[Network, ...]:
@@ -264,10 +269,34 @@ def suggest_flatten(report: SpfReport, terms: Sequence[str], target: int = MAX_D
     return tuple(chosen)
 
 
-def initial_spf_choices(finding_id: str, report: SpfReport | None, merged: MergedSpf
-                        ) -> SpfChoices:
-    """The choices the modal opens with for an SPF finding."""
+@dataclass(frozen=True)
+class AddressDrift:
+    """How a flattened include's addresses changed since it was flattened into the record: the
+    address terms to drop from the record and the ones to add (a re-flatten)."""
+
+    include: str
+    removed: tuple[str, ...]
+    added: tuple[str, ...]
+
+
+def address_drift(include: str, before: Sequence[str], after: Sequence[str]) -> AddressDrift:
+    """The re-flatten that takes a record from the `before` addresses of `include` to `after`."""
+    old, new = {t.lower() for t in before}, {t.lower() for t in after}
+    return AddressDrift(include, tuple(t for t in before if t.lower() not in new),
+                        tuple(t for t in after if t.lower() not in old))
+
+
+def initial_spf_choices(finding_id: str, report: SpfReport | None, merged: MergedSpf,
+                        drift: AddressDrift | None = None) -> SpfChoices:
+    """The choices the modal opens with for an SPF finding (with `drift`, a stale flattening:
+    the provider's old addresses dropped, its new ones added)."""
     qualifier = merged.all_qualifier if merged.all_qualifier in ALL_QUALIFIERS else "~"
+    if drift is not None:
+        removed = {t.lower() for t in drift.removed}
+        present = {t.lower() for t in merged.terms}
+        return SpfChoices(remove_terms=tuple(t for t in merged.terms if t.lower() in removed),
+                          extra_terms=tuple(t for t in drift.added if t.lower() not in present),
+                          all_qualifier=qualifier)
     flatten: tuple[str, ...] = ()
     if report is not None and finding_id in ("spf.too_many_lookups", "spf.near_limit"):
         goal = MAX_DNS_LOOKUPS if finding_id == "spf.too_many_lookups" else MAX_DNS_LOOKUPS - 2
@@ -349,7 +378,7 @@ async def propose_spf(session: DnsSession, domain: str, records: Sequence[str],
 
 
 __all__ = [
-    "ALL_QUALIFIERS", "Flattened", "MergedSpf", "SpfChoices", "build_spf_record", "count_lookups",
-    "flatten_include", "includes_of", "initial_spf_choices", "merge_spf_records",
-    "parse_extra_terms", "propose_spf", "suggest_flatten",
+    "ALL_QUALIFIERS", "AddressDrift", "Flattened", "MergedSpf", "SpfChoices", "address_drift",
+    "build_spf_record", "count_lookups", "flatten_include", "includes_of", "initial_spf_choices",
+    "merge_spf_records", "parse_extra_terms", "propose_spf", "suggest_flatten",
 ]

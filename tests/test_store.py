@@ -184,3 +184,37 @@ def test_a_second_process_sees_the_same_file(db_path: str, store: WatchStore) ->
         assert [w.domain for w in other.watches("T1")] == ["example.com"]
     finally:
         other.close()
+
+
+def test_add_selectors_validates_dedupes_and_caps(store: WatchStore) -> None:
+    store.add_watch("T1", "C1", "example.com", ["s1"], "U1")
+    watch = store.add_selectors("T1", "example.com", ["S2", "s1", "bad selector", "a" * 70, "s2"])
+    assert watch is not None and watch.selectors == ("s1", "s2")
+    many = [f"k{n}" for n in range(30)]
+    watch = store.add_selectors("T1", "example.com", many)
+    assert watch is not None and len(watch.selectors) == 20
+    assert watch.selectors[:3] == ("s1", "s2", "k0")  # the first come stay
+    assert store.add_selectors("T2", "example.com", ["s9"]) is None  # another team's: not watched
+    assert store.watch("T2", "example.com") is None
+
+
+def test_a_v4_database_gains_fix_plans_and_threaded_alerts(db_path: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.store as store_module
+
+    with monkeypatch.context() as patch:  # the schema as the release with 4 migrations left it
+        patch.setattr(store_module, "MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 4])
+        apply_migrations(db_path)
+    with sqlite3.connect(db_path) as conn:  # a row as the v4 code wrote it
+        conn.execute("INSERT INTO alerts (team_id, channel_id, domain, kind, dedupe_key, text, "
+                     "blocks, digest_block, state, attempts, created_at) VALUES ('T1', 'C1', "
+                     "'example.com', 'changed', 'before', 't', '[]', '{}', 'pending', 0, 'now')")
+    conn.close()
+    assert apply_migrations(db_path) == [v for v, _, _ in MIGRATIONS if v > 4]
+    upgraded = WatchStore(db_path)
+    [kept] = upgraded.pending_alerts("T1")
+    assert kept.dedupe_key == "before" and kept.thread_ts is None
+    upgraded.add_alerts("T1", [NewAlert("C1", "example.com", "fixed", "reply", "t", [], {},
+                                        thread_ts="1700000000.000100")])
+    assert [a.thread_ts for a in upgraded.pending_alerts("T1")] == [None, "1700000000.000100"]
+    upgraded.close()

@@ -13,19 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 
-import sqlite_utils
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot import slack_ids
 from bot.config import Settings
-from bot.fix_plans import BadPlanValue, FixPlan, check_plan, save_fix_plan
+from bot.fix_followup import settle_verified
+from bot.fix_plans import BadPlanValue, FixPlan, check_plan
 from bot.fixit_views import (
     fix_view,
     input_id,
@@ -35,13 +33,18 @@ from bot.fixit_views import (
     read_form,
     verification_message,
 )
+from bot.report_store import ReportStore
+from bot.report_summary import readiness_stats
 from bot.slack_turn import SlackTurn, guarded
+from bot.store import shared_store
 from handlers.domain_name import InvalidDomain, normalise_domain
 from handlers.fix_session import FixForm, FixScreen, expected_records, prepare_fix, refused_reasons
 from handlers.record_fixes import FixInputError, fix_kind
+from handlers.spf_fixes import AddressDrift, parse_extra_terms
 
 log = logging.getLogger("dmarcbot.fixit")
 
+MAX_DRIFT_TERMS = 100  # a button value holds 2000 characters: far fewer fit anyway
 FOREIGN_TEAM = ("Only members of the workspace that ran this check can fix its domain; you are in "
                 "another organisation sharing this channel.")
 
@@ -57,6 +60,9 @@ class FixRequest:
     selector: str | None
     channel_id: str | None = None
     thread_ts: str | None = None
+    # A stale flattening's re-flatten (the drift alert's button): only the first screen needs
+    # it, the modal's inputs carry the choices after that, so it stays out of the metadata.
+    drift: AddressDrift | None = None
 
     def to_metadata(self) -> str:
         return metadata({"f": self.finding_id, "d": self.domain, "o": self.owner,
@@ -87,9 +93,29 @@ def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | 
             str(data["o"]) if data.get("o") else None,
             tuple(str(s) for s in data.get("s") or [])[:20],
             str(selector) if selector else None,
-            data.get("c") or channel_id, data.get("ts") or thread_ts)
+            data.get("c") or channel_id, data.get("ts") or thread_ts, _read_drift(data))
     except (KeyError, TypeError, ValueError, InvalidDomain) as error:
         raise BadFixValue(str(error)) from None
+
+
+def _read_drift(data: dict[str, Any]) -> AddressDrift | None:
+    """The re-flatten a drift alert's button carries: address terms only, as the form checks them."""
+    if not data.get("i"):
+        return None
+
+    def terms(key: str) -> tuple[str, ...]:
+        out = []
+        for raw in list(data.get(key) or [])[:MAX_DRIFT_TERMS]:
+            try:
+                (term,) = parse_extra_terms(str(raw))
+            except (FixInputError, ValueError):
+                raise ValueError(f"not an address term: {str(raw)[:60]}") from None
+            if not term.startswith(("ip4:", "ip6:")):
+                raise ValueError("a re-flatten only moves ip4/ip6 terms")
+            out.append(term)
+        return tuple(out)
+
+    return AddressDrift(normalise_domain(str(data["i"])), terms("r"), terms("a"))
 
 
 def _user_team(body: dict[str, Any]) -> str | None:
@@ -112,10 +138,18 @@ class ModalTurn(SlackTurn):
             log.warning("No channel to tell user %s: %s", self.user_id, text)
 
 
-def _screen(settings: Settings, request: FixRequest, form: FixForm | None) -> FixScreen:
-    """Prepare the fix from fresh records (a new DnsSession for every step)."""
+def _screen(settings: Settings, request: FixRequest, form: FixForm | None,
+            body: dict[str, Any]) -> FixScreen:
+    """Prepare the fix from fresh records (a new DnsSession for every step); a policy step reads
+    its readiness from the owning team's aggregate reports when it has some."""
+    stats = None
+    if request.kind == "dmarc_progress":
+        team_id = request.owner or _user_team(body) or ""
+        stats = readiness_stats(ReportStore(shared_store(settings.db_path)), team_id,
+                                request.domain)
     return asyncio.run(prepare_fix(settings.dns_session(), request.finding_id, request.domain,
-                                   request.selectors, request.selector, form))
+                                   request.selectors, request.selector, form, stats,
+                                   request.drift))
 
 
 def _overlay_action(values: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
@@ -131,18 +165,6 @@ def _overlay_action(values: dict[str, Any], action: dict[str, Any]) -> dict[str,
     else:
         return values
     return {**values, action.get("block_id", action_id): {action_id: entry}}
-
-
-def _remember(settings: Settings, plan: FixPlan) -> None:
-    """Store the plan for the monitor, once the store's migrations include the fix_plans table."""
-    if not os.path.exists(settings.db_path):
-        return
-    db = sqlite_utils.Database(settings.db_path)
-    try:
-        if "fix_plans" in db.table_names():
-            save_fix_plan(db, plan, datetime.now(UTC).isoformat(timespec="seconds"))
-    finally:
-        db.close()
 
 
 def register(app: App, settings: Settings) -> None:
@@ -174,7 +196,7 @@ def register(app: App, settings: Settings) -> None:
             opened = client.views_open(trigger_id=body["trigger_id"], view=loading_view(
                 request.finding_id, request.domain, request.kind, request.to_metadata()))
             view_id = opened["view"]["id"]
-            screen = _screen(settings, request, None)
+            screen = _screen(settings, request, None, body)
             client.views_update(view_id=view_id, view=fix_view(screen, request.to_metadata()))
 
         guarded("opening the fix-it flow", turn, open_modal)
@@ -201,13 +223,13 @@ def register(app: App, settings: Settings) -> None:
             try:
                 form = read_form(request.kind, values, request.domain, request.selector)
             except FixInputError as error:
-                screen = _screen(settings, request, None)
+                screen = _screen(settings, request, None, body)
                 shown = fix_view(screen, request.to_metadata())
                 shown["blocks"].insert(0, {"type": "section", "text": {
                     "type": "mrkdwn", "text": f":warning: {error.message[:2900]}"}})
                 client.views_update(view_id=view["id"], view=shown)
                 return
-            screen = _screen(settings, request, form)
+            screen = _screen(settings, request, form, body)
             client.views_update(view_id=view["id"], view=fix_view(screen, request.to_metadata()))
 
         guarded("updating the fix proposal", turn, update)
@@ -241,7 +263,7 @@ def register(app: App, settings: Settings) -> None:
         ack()
 
         def post_plan() -> None:
-            screen = _screen(settings, request, form)
+            screen = _screen(settings, request, form, body)
             reasons = refused_reasons(screen)
             if reasons:
                 turn.tell("The plan was not posted: " + "; ".join(reasons)[:2500])
@@ -259,7 +281,8 @@ def register(app: App, settings: Settings) -> None:
             text, blocks = plan_message(plan, screen.proposal, user_id or "")
             client.chat_postMessage(channel=request.channel_id, thread_ts=request.thread_ts,
                                     text=text, blocks=blocks)
-            _remember(settings, plan)
+            # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
+            shared_store(settings.db_path).save_fix_plan(plan)
 
         guarded("posting the fix plan", turn, post_plan)
 
@@ -285,6 +308,9 @@ def register(app: App, settings: Settings) -> None:
             text, blocks = verification_message(plan, check, user_id)
             client.chat_postMessage(channel=plan.channel_id, thread_ts=plan.thread_ts,
                                     text=text, blocks=blocks)
+            if check.live:
+                # The thread has just been told: the monitor must not say "fixed" again.
+                settle_verified(shared_store(settings.db_path), plan)
 
         guarded("verifying a fix", turn, verify)
 
