@@ -11,8 +11,9 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from bot.config import Settings, SettingsError
 from handlers.check import check_domain
@@ -39,6 +40,25 @@ def load_settings(nameserver_flags: Sequence[str] | None = None) -> Settings:
     except (SettingsError, NameserverError) as error:
         raise UsageError(str(error)) from None
     return settings
+
+
+LOCAL_TEAM = "local"  # the workspace of a database no Slack workspace has used yet
+TEAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+def resolve_team(given: str | None, settings: Settings, known: Iterable[str]) -> str:
+    """The workspace a command acts for: --team, else SLACK_TEAM_ID, else the only workspace the
+    database knows (so a single-workspace bot's data is found without flags), else `local`."""
+    team = (given or settings.default_team or "").strip()
+    if team:
+        if not TEAM_ID.match(team):
+            raise UsageError(f"{team[:50]!r} is not a Slack team id (like T0123ABCD)")
+        return team
+    teams = sorted(set(known))
+    if len(teams) > 1:
+        raise UsageError("this database holds several workspaces (" + ", ".join(teams[:10])
+                         + "): name one with --team or SLACK_TEAM_ID")
+    return teams[0] if teams else LOCAL_TEAM
 
 
 def nameservers_from(flags: Sequence[str] | None) -> tuple[Nameserver, ...]:

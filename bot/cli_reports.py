@@ -1,7 +1,6 @@
 """`dmarcbot ingest FILE...` and `dmarcbot report DOMAIN`: aggregate reports from the command line.
 
-Rows belong to a team (a Slack workspace). `--team` names it; without it the team is the only
-one the database knows, or `local` for a database no workspace has used yet.
+Rows belong to a team (a Slack workspace), chosen by bot.cli.resolve_team.
 """
 
 from __future__ import annotations
@@ -18,7 +17,9 @@ from bot.cli import (
     UsageError,
     add_nameserver_flag,
     load_settings,
+    resolve_team,
 )
+from bot.config import Settings
 from bot.report_alerts import review_after_ingest
 from bot.report_ingest import FileOutcome, ingest_bytes, one_team
 from bot.report_store import ReportStore
@@ -27,21 +28,10 @@ from bot.store import WatchStore, open_store
 from handlers.domain_name import InvalidDomain, normalise_domain
 from handlers.report_archive import DEFAULT_LIMITS
 
-LOCAL_TEAM = "local"
 
-
-def resolve_team(store: WatchStore, reports: ReportStore, given: str | None) -> str:
-    """The team the command works for: --team, else the database's only team, else `local`."""
-    if given:
-        team = given.strip()
-        if not team or len(team) > 40 or not team.replace("_", "").replace("-", "").isalnum():
-            raise UsageError(f"--team {given[:50]!r} is not a Slack team id (like T0123ABCD)")
-        return team
-    known = sorted(set(store.teams()) | set(reports.teams()))
-    if len(known) > 1:
-        raise UsageError("this database holds several workspaces (" + ", ".join(known[:10])
-                         + "): name one with --team")
-    return known[0] if known else LOCAL_TEAM
+def team_for(settings: Settings, store: WatchStore, reports: ReportStore, given: str | None) -> str:
+    """The workspace whose reports the command reads or writes (see bot.cli.resolve_team)."""
+    return resolve_team(given, settings, [*store.teams(), *reports.teams()])
 
 
 def command_ingest(args: argparse.Namespace) -> int:
@@ -49,7 +39,7 @@ def command_ingest(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = open_store(settings.db_path)
     reports = ReportStore(store)
-    team = resolve_team(store, reports, args.team)
+    team = team_for(settings, store, reports, args.team)
     outcomes: list[FileOutcome] = []
     for path_text in args.files:
         path = Path(path_text)
@@ -90,7 +80,7 @@ def command_report(args: argparse.Namespace) -> int:
     settings = load_settings(args.nameserver)
     store = open_store(settings.db_path)
     reports = ReportStore(store)
-    team = resolve_team(store, reports, args.team)
+    team = team_for(settings, store, reports, args.team)
     names = resolve_names(top_source_ips(reports, team, domain, args.days), settings.dns_session())
     summary = build_summary(reports, team, domain, args.days, names)
     if args.chart:

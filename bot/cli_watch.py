@@ -1,9 +1,10 @@
 """`dmarcbot watch`, `unwatch`, `list`, `monitor`, `export` and `import`: the watch list from the
 command line, and the monitor cycle for cron (`monitor --once`).
 
-The database is DMARCBOT_DB (default ./dmarcbot.db). Watches belong to a Slack workspace: `--team`,
-else SLACK_TEAM_ID, else CLI_DEFAULT_TEAM. Set SLACK_TEAM_ID to your workspace's id (T…) so that
-watches added here show up in Slack's `/dmarc list`.
+The database is DMARCBOT_DB (default ./dmarcbot.db). Watches belong to a Slack workspace, chosen
+by bot.cli.resolve_team: `--team`, else SLACK_TEAM_ID, else the database's only workspace, else
+`local`. Set SLACK_TEAM_ID to your workspace's id (T…) so that watches added here show up in
+Slack's `/dmarc list`.
 """
 
 from __future__ import annotations
@@ -18,15 +19,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.cli import EXIT_OK, AddCommand, UsageError, add_nameserver_flag, nameservers_from
-from bot.config import Settings, SettingsError
+from bot.cli import (
+    EXIT_OK,
+    TEAM_ID,
+    AddCommand,
+    UsageError,
+    add_nameserver_flag,
+    load_settings,
+    resolve_team,
+)
+from bot.config import Settings
 from bot.store import Watch, WatchStore, open_store
 from handlers.check import check_domain
 from handlers.dkim_keys import InvalidSelector, validate_selector
 from handlers.domain_name import InvalidDomain, normalise_domain
-from handlers.resolver import DnsSession
 
-CLI_DEFAULT_TEAM = "local"  # watches added from the CLI with no --team and no SLACK_TEAM_ID
 # Test-only: `monitor --once` exits right after the outbox is written, before anything is posted,
 # as a crash there would. tests/test_cli_watch.py uses it to prove a restart posts exactly once.
 CRASH_AFTER_OUTBOX_ENV = "DMARCBOT_TEST_CRASH_AFTER_OUTBOX"
@@ -36,25 +43,14 @@ EXPORT_VERSION = 1
 MAX_SELECTORS = 20
 
 _SLACK_ID = re.compile(r"^[A-Z0-9]{2,30}$")
-_TEAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env(os.environ)
-    except SettingsError as error:
-        raise UsageError(str(error)) from None
 
 
 def _store(settings: Settings) -> WatchStore:
     return open_store(settings.db_path)
 
 
-def _team(args: argparse.Namespace) -> str:
-    team = args.team or os.environ.get("SLACK_TEAM_ID", "").strip() or CLI_DEFAULT_TEAM
-    if not _TEAM_ID.match(team):
-        raise UsageError(f"--team {team!r} is not a Slack team id (like T0123ABCD)")
-    return team
+def _team(args: argparse.Namespace, settings: Settings, store: WatchStore) -> str:
+    return resolve_team(args.team, settings, store.teams())
 
 
 def _channel(text: str) -> str:
@@ -87,13 +83,12 @@ def command_watch(args: argparse.Namespace) -> int:
     from bot.watch_state import observe
 
     domain, channel = _domain(args.domain), _channel(args.channel)
-    team, selectors = _team(args), _selectors(args.selector)
-    settings = _settings()
+    selectors = _selectors(args.selector)
+    settings = load_settings(args.nameserver)
     store = _store(settings)
+    team = _team(args, settings, store)
     watch, newly = store.add_watch(team, channel, domain, selectors, added_by="cli")
-    session = DnsSession(nameservers_from(args.nameserver) or settings.nameservers,
-                         timeout=settings.dns_timeout)
-    report = asyncio.run(check_domain(domain, session, selectors))
+    report = asyncio.run(check_domain(domain, settings.dns_session(), selectors))
     record_observation(store, watch, observe(report))
     verb = "Watching" if newly else "Updated the watch of"
     print(f"{verb} {domain} for team {team}; alerts go to channel {channel}"
@@ -104,8 +99,10 @@ def command_watch(args: argparse.Namespace) -> int:
 
 def command_unwatch(args: argparse.Namespace) -> int:
     """Stop watching a domain (its history and undelivered alerts are deleted)."""
-    domain, team = _domain(args.domain), _team(args)
-    if not _store(_settings()).remove_watch(team, domain):
+    domain, settings = _domain(args.domain), load_settings()
+    store = _store(settings)
+    team = _team(args, settings, store)
+    if not store.remove_watch(team, domain):
         raise UsageError(f"{domain} is not watched for team {team}: `dmarcbot list` shows the "
                          "watched domains")
     print(f"Stopped watching {domain} for team {team}.")
@@ -114,8 +111,10 @@ def command_unwatch(args: argparse.Namespace) -> int:
 
 def command_list(args: argparse.Namespace) -> int:
     """List the watched domains: channel, last check, status."""
-    team = _team(args)
-    watches = _store(_settings()).watches(team)
+    settings = load_settings()
+    store = _store(settings)
+    team = _team(args, settings, store)
+    watches = store.watches(team)
     if args.json:
         print(json.dumps([w.to_json() for w in watches], indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -142,12 +141,11 @@ def command_monitor(args: argparse.Namespace) -> int:
     from bot.alert_delivery import client_for_team_factory, deliver_pending
     from bot.monitor import check_watches
 
-    settings = _settings()
-    nameservers = nameservers_from(args.nameserver) or settings.nameservers
+    settings = load_settings(args.nameserver)
     store = _store(settings)
     if not args.once:
         return _monitor_forever(settings, store)
-    cycle = check_watches(store, DnsSession(nameservers, timeout=settings.dns_timeout))
+    cycle = check_watches(store, settings.dns_session())
     if os.environ.get(CRASH_AFTER_OUTBOX_ENV) == "1":
         sys.stdout.flush()
         os._exit(CRASH_EXIT_CODE)  # test-only: die as a crash would, with the outbox written
@@ -180,7 +178,7 @@ def _monitor_forever(settings: Settings, store: WatchStore) -> int:
 
 def command_export(args: argparse.Namespace) -> int:
     """Print the watch list as JSON (every team, or --team's), for a backup or another host."""
-    store = _store(_settings())
+    store = _store(load_settings())
     teams = [args.team] if args.team else store.teams()
     watches = [w for team in teams for w in store.watches(team)]
     print(json.dumps({
@@ -203,7 +201,7 @@ def command_import(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file} is not UTF-8 text: give a file made by `dmarcbot export`") \
             from None
     entries = parse_export(text, args.file)
-    store = _store(_settings())
+    store = _store(load_settings())
     added = 0
     for team, channel, domain, selectors, added_by in entries:
         _, newly = store.add_watch(team, channel, domain, selectors, added_by)
@@ -243,7 +241,7 @@ def _entry(item: Any, where: str) -> ImportEntry:
         for name in ("team_id", "channel_id", "domain"):
             if not isinstance(item.get(name), str) or not item[name]:
                 raise UsageError(f"has no {name!r} (a non-empty string)")
-        if not _TEAM_ID.match(item["team_id"]):
+        if not TEAM_ID.match(item["team_id"]):
             raise UsageError(f"team_id {item['team_id']!r} is not a Slack team id")
         selectors = item.get("selectors", [])
         if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
@@ -260,8 +258,8 @@ def register_commands(add: AddCommand) -> None:
 
     def team_flag(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--team", metavar="TEAM_ID",
-                            help=f"the Slack workspace id (default: $SLACK_TEAM_ID, else "
-                                 f"{CLI_DEFAULT_TEAM!r})")
+                            help="the Slack workspace id (default: $SLACK_TEAM_ID, else the "
+                                 "database's only workspace, else 'local')")
 
     watch = add("watch", command_watch)
     watch.add_argument("domain", metavar="DOMAIN", help="the domain, e.g. example.com")

@@ -40,6 +40,7 @@ class Settings:
     imap_folder: str = "INBOX"
     imap_cafile: str | None = None  # CA bundle to verify the IMAP server with (default: system)
     ephemeral_disk: bool = False  # Heroku's dyno disk is wiped at every deploy and restart
+    default_team: str | None = None  # SLACK_TEAM_ID: the workspace CLI commands act for
 
     def dns_session(self) -> DnsSession:
         """A fresh DnsSession with these settings: one per check, re-check or monitor cycle."""
@@ -117,6 +118,7 @@ class Settings:
             imap_folder=get("DMARCBOT_IMAP_FOLDER") or "INBOX",
             imap_cafile=get("DMARCBOT_IMAP_CAFILE"),
             ephemeral_disk=bool(get("DYNO")),
+            default_team=get("SLACK_TEAM_ID"),
         )
         if problems:
             raise SettingsError("; ".join(problems))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from bot.cli_watch import CLI_DEFAULT_TEAM, CRASH_AFTER_OUTBOX_ENV, CRASH_EXIT_CODE
+from bot.cli import EXIT_BAD_INPUT, EXIT_OK, LOCAL_TEAM, main
+from bot.cli_watch import CRASH_AFTER_OUTBOX_ENV, CRASH_EXIT_CODE
 from bot.store import WatchStore
 from tests.dnstest import NsdServer
 from tests.slackstub import SlackStandIn
@@ -68,24 +68,29 @@ def test_watch_list_unwatch(env: dict[str, str], capsys: pytest.CaptureFixture[s
     listed = json.loads(out)
     assert [(w["domain"], w["channel_id"], w["selectors"], w["last_status"]) for w in listed] == [
         (DOMAIN, "C0ALERTS", ["sel"], "pass")]
-    assert json.loads(run(capsys, "list", "--json")[1]) == []  # another team's list
+    assert json.loads(run(capsys, "list", "--json", "--team", "T2")[1]) == []  # another team's
+    assert len(json.loads(run(capsys, "list", "--json")[1])) == 1  # T1, the only workspace
     code, out, _ = run(capsys, "unwatch", DOMAIN, "--team", "T1")
     assert code == EXIT_OK and "Stopped watching" in out
     assert json.loads(run(capsys, "list", "--json", "--team", "T1")[1]) == []
 
 
-def test_default_team_is_slack_team_id_else_the_constant(
+def test_default_team_is_slack_team_id_else_the_only_one_else_local(
         env: dict[str, str], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    assert run(capsys, "watch", DOMAIN, "--channel", "C1")[0] == EXIT_OK
+    assert run(capsys, "watch", DOMAIN, "--channel", "C1")[0] == EXIT_OK  # empty database: local
+    assert run(capsys, "watch", "other.test", "--channel", "C1")[0] == EXIT_OK  # the only team
     monkeypatch.setenv("SLACK_TEAM_ID", "T0WORK")
     assert run(capsys, "watch", "provider.test", "--channel", "C1")[0] == EXIT_OK
     store = WatchStore(env["DMARCBOT_DB"])
     try:
-        assert [w.domain for w in store.watches(CLI_DEFAULT_TEAM)] == [DOMAIN]
+        assert sorted(w.domain for w in store.watches(LOCAL_TEAM)) == [DOMAIN, "other.test"]
         assert [w.domain for w in store.watches("T0WORK")] == ["provider.test"]
     finally:
         store.close()
+    monkeypatch.delenv("SLACK_TEAM_ID")
+    code, _, err = run(capsys, "list")  # two workspaces now: which one is not guessed
+    assert code == EXIT_BAD_INPUT and "several workspaces" in err and "--team" in err
 
 
 @pytest.mark.parametrize(("argv", "message"), [
