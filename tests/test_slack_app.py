@@ -408,6 +408,26 @@ def test_recheck_updates_the_same_message_with_fresh_dns(world: NsdServer, make_
     slack.assert_no_violations()
 
 
+def test_recheck_of_a_report_only_the_user_sees_replaces_it_in_place(
+        world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
+    """A report shown ephemerally (the bot was not in the channel) has no message to update:
+    Slack sends no `message`, and the new report replaces the old through the response_url."""
+    app = make_app(world)
+    value = '{"d":"pnone.test","s":[]}'
+    records = [r for r in world_records() if r[0] != "_dmarc.pnone"]
+    records.append(("_dmarc.pnone", "TXT", "v=DMARC1; p=quarantine; rua=mailto:dmarc@pnone.test"))
+    world.set_zones({"test": make_zone("test", records)})
+
+    status, _ = app.sim.block_action(slack_ids.ACTION_RECHECK, value,
+                                     block_id=slack_ids.BLOCK_REPORT_ACTIONS, ephemeral=True)
+    assert status == 200
+    [replaced] = slack.wait_for("response_url", 1, timeout=15)
+    assert replaced.params["replace_original"] is True
+    assert "p=quarantine" in json.dumps(replaced.params["blocks"])
+    assert slack.calls("chat.update") == [] and slack.calls("chat.postMessage") == []
+    slack.assert_no_violations()
+
+
 def test_recheck_with_a_tampered_value_is_refused_politely(world: NsdServer, make_app: AppFactory,
                                                            slack: SlackStandIn) -> None:
     app = make_app(world)

@@ -188,12 +188,15 @@ class SlackClientSim:
         *,
         action: dict | None = None,
         state_values: dict | None = None,
+        ephemeral: bool = False,
         forge_signature: bool = False,
         timestamp_offset: int = 0,
     ) -> tuple[int, str]:
         """A button click (``action`` replaces the whole action object, e.g. for a static_select).
         In a message by default; with ``view=`` it comes from a modal or the Home tab (no channel,
-        message or response_url, like Slack)."""
+        message or response_url, like Slack); with ``ephemeral=True`` from a message only the
+        user sees, which Slack sends with no ``message`` object (it cannot be updated, only
+        replaced through the response_url)."""
         act = action or {
             "action_id": action_id,
             "block_id": block_id,
@@ -224,20 +227,21 @@ class SlackClientSim:
                 "type": "message",
                 "message_ts": message_ts,
                 "channel_id": channel_id,
-                "is_ephemeral": False,
+                "is_ephemeral": ephemeral,
             }
             payload["channel"] = {"id": channel_id, "name": channel_id.lower()}
-            payload["message"] = message or {
-                "type": "message",
-                "subtype": "bot_message",
-                "text": "",
-                "user": BOT_USER_ID,
-                "bot_id": "BBOT",
-                "app_id": APP_ID,
-                "team": team_id,
-                "ts": message_ts,
-                "blocks": [],
-            }
+            if not ephemeral:
+                payload["message"] = message or {
+                    "type": "message",
+                    "subtype": "bot_message",
+                    "text": "",
+                    "user": BOT_USER_ID,
+                    "bot_id": "BBOT",
+                    "app_id": APP_ID,
+                    "team": team_id,
+                    "ts": message_ts,
+                    "blocks": [],
+                }
             payload["state"] = {"values": state_values or {}}
             payload["response_url"] = self._response_url(response_url)
         payload["actions"] = [act]
