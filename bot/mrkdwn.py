@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 
-SECTION_TEXT_LIMIT = 3000  # Block Kit: characters in one section's text
-
 
 def escape(text: str) -> str:
     """Escape &, < and > (in that order, as Slack documents) so nothing is read as markup."""

@@ -32,7 +32,6 @@ from handlers.dkim_keys import InvalidSelector, validate_selector
 
 BUSY_TIMEOUT_SECONDS = 10.0
 SNAPSHOTS_KEPT_PER_WATCH = 20  # enough history for the flap window; older ones are pruned
-ALERT_STATES = ("pending", "posted", "failed")
 
 
 def utcnow() -> datetime:
@@ -578,12 +577,6 @@ class WatchStore:
             "team_id = ? AND domain = ? AND state = 'pending'", [team_id, domain], order_by="id")
         return [StoredFixPlan(row["id"], FixPlan.from_json(json.loads(row["plan"])),
                               row["created_at"]) for row in rows]
-
-    def fix_plan_state(self, team_id: str, plan: FixPlan) -> str | None:
-        """pending / verified / expired for a stored plan, None when it was never stored."""
-        row = self.db.execute("SELECT state FROM fix_plans WHERE team_id = ? AND plan_key = ?",
-                              [team_id, plan.key()]).fetchone()
-        return row[0] if row else None
 
     def settle_fix_plan(self, team_id: str, plan: FixPlan, state: str,
                         alerts: Sequence[NewAlert] = (), now: datetime | None = None) -> bool:

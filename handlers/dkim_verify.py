@@ -29,7 +29,6 @@ from handlers.message import ParsedMessage
 from handlers.resolver import DnsSession, DnsStatus, Lookup
 
 MIN_RSA_BITS = 1024  # RFC 8301 §3.2: verifiers must not accept RSA keys under 1024 bits
-RECOMMENDED_RSA_BITS = 2048
 MAX_SIGNATURES = 20  # more than this on one message is an attack, not mail
 
 # reason ids (stable, in JSON output)
@@ -43,8 +42,6 @@ KEY_WEAK = "key_weak"
 EXPIRED = "expired"
 TEMPERROR = "temperror"
 SIGNATURE_INVALID = "signature_invalid"  # the DKIM-Signature itself does not parse or is refused
-
-KEY_PROBLEMS = (KEY_REVOKED, KEY_INVALID, KEY_WEAK)
 
 
 @dataclass(frozen=True)

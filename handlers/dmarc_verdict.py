@@ -68,12 +68,6 @@ class DmarcVerdict:
         return self.policy if self.result == "fail" and self.policy else "none"
 
     @property
-    def aligned_identifiers(self) -> tuple[str, ...]:
-        found = [a.identifier for a in (self.spf, *self.dkim)
-                 if a is not None and a.authenticated and a.aligned]
-        return tuple(dict.fromkeys(found))
-
-    @property
     def error(self) -> str | None:
         return self.outage.describe_failure() if self.outage else None
 
