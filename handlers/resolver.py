@@ -13,6 +13,7 @@ report an outage as a missing record.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import ipaddress
 import threading
@@ -52,6 +53,13 @@ class DnsStatus(enum.Enum):
 OUTAGES = frozenset(
     {DnsStatus.SERVFAIL, DnsStatus.REFUSED, DnsStatus.TIMEOUT, DnsStatus.TRUNCATED, DnsStatus.ERROR}
 )
+
+
+class CnameFailure(enum.Enum):
+    """Why following CNAMEs stopped before an answer: a broken zone, reported with status ERROR."""
+
+    LOOP = "loop"
+    TOO_LONG = "too long"
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,7 @@ class Lookup:
     records: tuple[str, ...] = ()
     detail: str = ""
     cname_chain: tuple[str, ...] = ()
+    cname_failure: CnameFailure | None = None
 
     @property
     def ok(self) -> bool:
@@ -251,11 +260,11 @@ class DnsSession:
             for target in followed:
                 if target == name or target in chain:
                     return Lookup(name, rdtype, DnsStatus.ERROR, detail=f"CNAME loop at {target}",
-                                  cname_chain=tuple(chain))
+                                  cname_chain=tuple(chain), cname_failure=CnameFailure.LOOP)
                 chain.append(target)
                 if len(chain) > MAX_CNAME_HOPS:
                     return Lookup(name, rdtype, DnsStatus.ERROR, detail="CNAME chain too long",
-                                  cname_chain=tuple(chain))
+                                  cname_chain=tuple(chain), cname_failure=CnameFailure.TOO_LONG)
             if records or not followed:
                 status = DnsStatus.OK if records else _empty_status(outcome)
                 return Lookup(name, rdtype, status, tuple(records), cname_chain=tuple(chain))
@@ -340,5 +349,5 @@ def _empty_status(response: dns.message.Message) -> DnsStatus:
 def _with_chain(lookup: Lookup, name: str, chain: list[str]) -> Lookup:
     if not chain:
         return lookup
-    return Lookup(name, lookup.rdtype, lookup.status, lookup.records, lookup.detail, tuple(chain))
+    return dataclasses.replace(lookup, name=name, cname_chain=tuple(chain))
 

@@ -26,7 +26,7 @@ import dns.exception
 import dns.name
 import spf
 
-from handlers.resolver import DnsSession, normalise_name
+from handlers.resolver import CnameFailure, DnsSession, normalise_name
 
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
 
@@ -79,12 +79,12 @@ def _dispatch(name: str, qtype: str, strict: Any = True, timeout: Any = None) ->
     # The session's lookups run on the evaluation's event loop; this worker thread waits.
     future = asyncio.run_coroutine_threadsafe(route.session.lookup(name, qtype), route.loop)
     lookup = future.result()
-    if lookup.cname_chain and lookup.detail.startswith("CNAME loop"):
+    if lookup.cname_failure is CnameFailure.LOOP:
         # A CNAME loop is a broken zone, not a transient failure. pyspf, which follows CNAMEs
         # itself with its own drivers, treats a loop as "no data" (RFC 7208 test ptr-cname-loop:
         # a looping name met while validating PTR names is skipped, §5.5); so do we.
         return []
-    if lookup.cname_chain and lookup.detail == "CNAME chain too long":
+    if lookup.cname_failure is CnameFailure.TOO_LONG:
         raise spf.PermError(f"DNS {lookup.describe_failure()}")  # as pyspf's MAX_CNAME check
     if lookup.is_outage:
         # §2.6.6 / §4.4: a DNS error other than "no such name" is temperror.
