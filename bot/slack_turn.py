@@ -63,6 +63,19 @@ class SlackTurn:
             return None
 
 
+def interaction_team(body: dict[str, Any]) -> str | None:
+    """The acting user's workspace in an interaction payload: in a shared channel the user's own
+    team, which may differ from the team the payload was delivered to."""
+    return (body.get("user") or {}).get("team_id") or (body.get("team") or {}).get("id")
+
+
+def turn_for_interaction(body: dict[str, Any], client: WebClient, respond: Respond,
+                         settings: Settings) -> SlackTurn:
+    """A SlackTurn for a button click or a shortcut."""
+    return SlackTurn(client, respond, settings, (body.get("channel") or {}).get("id"),
+                     (body.get("user") or {}).get("id"), interaction_team(body))
+
+
 def run_domain_check(settings: Settings, domain: str, selectors: Sequence[str]) -> DomainReport:
     """A fresh check (new DnsSession: no answer older than this request) from a worker thread."""
     return asyncio.run(check_domain(domain, settings.dns_session(), selectors))

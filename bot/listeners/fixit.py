@@ -35,7 +35,7 @@ from bot.fixit_views import (
 )
 from bot.report_store import ReportStore
 from bot.report_summary import readiness_stats
-from bot.slack_turn import SlackTurn, guarded
+from bot.slack_turn import SlackTurn, guarded, interaction_team, turn_for_interaction
 from bot.store import shared_store
 from handlers.domain_name import InvalidDomain, normalise_domain
 from handlers.fix_session import FixForm, FixScreen, expected_records, prepare_fix, refused_reasons
@@ -118,13 +118,9 @@ def _read_drift(data: dict[str, Any]) -> AddressDrift | None:
     return AddressDrift(normalise_domain(str(data["i"])), terms("r"), terms("a"))
 
 
-def _user_team(body: dict[str, Any]) -> str | None:
-    return (body.get("user") or {}).get("team_id") or (body.get("team") or {}).get("id")
-
-
 def _foreign(owner: str | None, body: dict[str, Any]) -> bool:
     """True when the report has an owner and the acting user belongs to another team."""
-    return owner is not None and _user_team(body) != owner
+    return owner is not None and interaction_team(body) != owner
 
 
 class ModalTurn(SlackTurn):
@@ -144,7 +140,7 @@ def _screen(settings: Settings, request: FixRequest, form: FixForm | None,
     its readiness from the owning team's aggregate reports when it has some."""
     stats = None
     if request.kind == "dmarc_progress":
-        team_id = request.owner or _user_team(body) or ""
+        team_id = request.owner or interaction_team(body) or ""
         stats = readiness_stats(ReportStore(shared_store(settings.db_path)), team_id,
                                 request.domain)
     return asyncio.run(prepare_fix(settings.dns_session(), request.finding_id, request.domain,
@@ -175,9 +171,8 @@ def register(app: App, settings: Settings) -> None:
                          respond: Respond) -> None:
         ack()
         message = body.get("message") or {}
-        channel_id = (body.get("channel") or {}).get("id")
-        turn = SlackTurn(client, respond, settings, channel_id, (body.get("user") or {}).get("id"),
-                         _user_team(body))
+        turn = turn_for_interaction(body, client, respond, settings)
+        channel_id = turn.channel_id
 
         def open_modal() -> None:
             try:
@@ -206,7 +201,7 @@ def register(app: App, settings: Settings) -> None:
         ack()
         view = body.get("view") or {}
         turn = ModalTurn(client, _no_respond, settings, None, (body.get("user") or {}).get("id"),
-                         _user_team(body))
+                         interaction_team(body))
 
         def update() -> None:
             try:
@@ -244,7 +239,7 @@ def register(app: App, settings: Settings) -> None:
             ack()
             return
         turn = ModalTurn(client, _no_respond, settings, request.channel_id, user_id,
-                         _user_team(body))
+                         interaction_team(body))
         if _foreign(request.owner, body):
             first = _first_input(view)
             if first is None:
@@ -271,7 +266,7 @@ def register(app: App, settings: Settings) -> None:
             if not request.channel_id or not request.thread_ts:
                 turn.tell("The report this fix belongs to is gone; run the check again.")
                 return
-            plan = FixPlan(request.owner or _user_team(body) or "", request.channel_id,
+            plan = FixPlan(request.owner or interaction_team(body) or "", request.channel_id,
                            request.thread_ts, request.domain, screen.proposal.kind,
                            request.finding_id, expected_records(screen.proposal),
                            screen.family_findings,
@@ -290,9 +285,8 @@ def register(app: App, settings: Settings) -> None:
     def handle_fix_verify(ack: Ack, body: dict[str, Any], client: WebClient,
                           respond: Respond) -> None:
         ack()
-        user_id = (body.get("user") or {}).get("id")
-        turn = SlackTurn(client, respond, settings, (body.get("channel") or {}).get("id"),
-                         user_id, _user_team(body))
+        turn = turn_for_interaction(body, client, respond, settings)
+        user_id = turn.user_id
 
         def verify() -> None:
             try:

@@ -15,7 +15,7 @@ from bot import slack_ids
 from bot.config import Settings
 from bot.listeners.watch import start_watching
 from bot.report_blocks import render_report
-from bot.slack_turn import SlackTurn, guarded, run_domain_check
+from bot.slack_turn import guarded, run_domain_check, turn_for_interaction
 from handlers.domain_name import InvalidDomain, normalise_domain
 
 
@@ -35,21 +35,13 @@ def read_button_value(body: dict[str, Any]) -> tuple[str, list[str]]:
     return domain, selectors
 
 
-def turn_for(body: dict[str, Any], client: WebClient, respond: Respond,
-             settings: Settings) -> SlackTurn:
-    """A SlackTurn for an interaction payload."""
-    return SlackTurn(client, respond, settings, (body.get("channel") or {}).get("id"),
-                     (body.get("user") or {}).get("id"),
-                     (body.get("user") or {}).get("team_id") or (body.get("team") or {}).get("id"))
-
-
 def register(app: App, settings: Settings) -> None:
     """Attach the report buttons' listeners to `app`."""
 
     @app.action(slack_ids.ACTION_RECHECK)
     def handle_recheck(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
-        turn = turn_for(body, client, respond, settings)
+        turn = turn_for_interaction(body, client, respond, settings)
 
         def recheck() -> None:
             try:
@@ -72,7 +64,7 @@ def register(app: App, settings: Settings) -> None:
     @app.action(slack_ids.ACTION_WATCH)
     def handle_watch(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
-        turn = turn_for(body, client, respond, settings)
+        turn = turn_for_interaction(body, client, respond, settings)
 
         def watch() -> None:
             try:

@@ -13,7 +13,7 @@ from bot import slack_ids
 from bot.config import Settings
 from bot.listeners.commands import register_worker
 from bot.slack_files import FileRefused, download_file, pasted_text
-from bot.slack_turn import SlackTurn, guarded
+from bot.slack_turn import SlackTurn, guarded, turn_for_interaction
 from bot.why_blocks import render_verdict
 from handlers.message import MAX_MESSAGE_BYTES, MessageError, ParsedMessage, parse_message
 from handlers.message_verdict import diagnose_message
@@ -104,8 +104,7 @@ def register(app: App, settings: Settings) -> None:
     def handle_why_shortcut(ack: Ack, body: dict[str, Any], client: WebClient,
                             respond: Respond, context: dict[str, Any]) -> None:
         ack()
-        turn = SlackTurn(client, respond, settings, (body.get("channel") or {}).get("id"),
-                         (body.get("user") or {}).get("id"), (body.get("team") or {}).get("id"))
+        turn = turn_for_interaction(body, client, respond, settings)
         shared = body.get("message") or {}
 
         def explain() -> None:
