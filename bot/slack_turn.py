@@ -27,7 +27,7 @@ class SlackTurn:
     """The request's client, respond(), channel, user and team, and the settings."""
 
     client: WebClient
-    respond: Respond
+    respond: Respond | None  # None for modal submissions and inputs: they carry no response_url
     settings: Settings
     channel_id: str | None
     user_id: str | None
@@ -36,7 +36,7 @@ class SlackTurn:
     def tell(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """An answer only the requester sees: through the response_url when the request has one
         (commands, buttons, shortcuts), else as an ephemeral message (modal submissions)."""
-        if getattr(self.respond, "response_url", None):
+        if self.respond is not None and self.respond.response_url:
             self.respond(text=text, blocks=blocks, response_type="ephemeral",
                          replace_original=False)
         elif self.user_id:

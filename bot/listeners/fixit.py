@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
@@ -123,17 +123,6 @@ def _foreign(owner: str | None, body: dict[str, Any]) -> bool:
     return owner is not None and interaction_team(body) != owner
 
 
-class ModalTurn(SlackTurn):
-    """A turn started from a modal: no response_url, so answers go as ephemeral messages."""
-
-    def tell(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
-        if self.channel_id and self.user_id:
-            self.client.chat_postEphemeral(channel=self.channel_id, user=self.user_id, text=text,
-                                           blocks=blocks)
-        else:
-            log.warning("No channel to tell user %s: %s", self.user_id, text)
-
-
 def _screen(settings: Settings, request: FixRequest, form: FixForm | None,
             body: dict[str, Any]) -> FixScreen:
     """Prepare the fix from fresh records (a new DnsSession for every step); a policy step reads
@@ -200,7 +189,7 @@ def register(app: App, settings: Settings) -> None:
     def handle_fix_input(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         view = body.get("view") or {}
-        turn = ModalTurn(client, _no_respond, settings, None, (body.get("user") or {}).get("id"),
+        turn = SlackTurn(client, None, settings, None, (body.get("user") or {}).get("id"),
                          interaction_team(body))
 
         def update() -> None:
@@ -238,7 +227,7 @@ def register(app: App, settings: Settings) -> None:
         except (ValueError, BadFixValue):
             ack()
             return
-        turn = ModalTurn(client, _no_respond, settings, request.channel_id, user_id,
+        turn = SlackTurn(client, None, settings, request.channel_id, user_id,
                          interaction_team(body))
         if _foreign(request.owner, body):
             first = _first_input(view)
@@ -312,11 +301,3 @@ def register(app: App, settings: Settings) -> None:
 def _first_input(view: dict[str, Any]) -> str | None:
     blocks = [b for b in view.get("blocks") or [] if b.get("type") == "input"]
     return str(blocks[0]["block_id"]) if blocks else None
-
-
-def _never_called(**_: Any) -> None:
-    raise RuntimeError("no response_url for a modal")
-
-
-# Modals have no response_url: ModalTurn.tell answers with chat.postEphemeral and never calls this.
-_no_respond = cast(Respond, _never_called)

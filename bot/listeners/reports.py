@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 from datetime import date
-from typing import Any, cast
+from typing import Any
 
-from slack_bolt import App, BoltContext, Respond
+from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot.aggregate_blocks import render_file_answer, render_summary
@@ -148,7 +148,7 @@ def register(app: App, settings: Settings) -> None:
         if not channel or not file_id or not team_id:
             return
         reply = _ThreadReply(client, channel, None)
-        turn = SlackTurn(client, cast(Respond, reply), settings, channel, event.get("user_id"),
+        turn = SlackTurn(client, None, settings, channel, event.get("user_id"),
                          team_id)
 
         def work() -> None:
