@@ -25,7 +25,7 @@ from handlers.record_fixes import (
     value_digest,
 )
 from handlers.record_validation import dmarc_record_problems, spf_record_problems
-from handlers.resolver import DnsSession
+from handlers.resolver import DnsSession, Lookup
 from handlers.spf import is_spf_record
 from handlers.spf_fixes import (
     AddressDrift,
@@ -98,7 +98,7 @@ async def _dmarc_screen(session: DnsSession, report: DomainReport, finding_id: s
     before = tuple(t for t in lookup.records if is_dmarc_record(t))
     choices = form.dmarc if form and form.dmarc else initial_dmarc_choices(finding_id, before, location)
     proposal = propose_dmarc(domain, location, before, choices, clears, kind)
-    proposal = await _judged(proposal, session)
+    proposal = await _judged(_unless_unread(proposal, lookup), session)
     readiness = None
     if kind == "dmarc_progress" and report.spf is not None:
         selectors = report.passing_dkim_selectors()
@@ -118,7 +118,7 @@ async def _spf_screen(session: DnsSession, report: DomainReport, finding_id: str
     choices = form.spf if form and form.spf else initial_spf_choices(finding_id, report.spf,
                                                                      merged, drift)
     proposal = await propose_spf(session, domain, records, choices, clears, others)
-    proposal = await _judged(proposal, session)
+    proposal = await _judged(_unless_unread(proposal, lookup), session)
     return FixScreen(finding_id, domain, "spf", proposal, FixForm(spf=choices), None,
                      spf_terms=merged.terms, spf_includes=includes_of(merged.terms),
                      family_findings=clears)
@@ -131,6 +131,7 @@ async def _dkim_screen(session: DnsSession, report: DomainReport, finding_id: st
     choices = form.dkim if form and form.dkim else None
     chosen = (choices.selector if choices else None) or selector
     before: tuple[str, ...] = ()
+    lookup: Lookup | None = None
     if chosen:
         lookup = await session.lookup(key_host(chosen, domain), "TXT")
         before = lookup.records
@@ -141,8 +142,20 @@ async def _dkim_screen(session: DnsSession, report: DomainReport, finding_id: st
         guessed = providers_for_selector(chosen) if chosen else ()
         choices = DkimKeyChoices(guessed[0].key if guessed else None, chosen or "")
     proposal = propose_dkim_key(domain, choices, before, clears)
+    if lookup is not None:
+        proposal = _unless_unread(proposal, lookup)
     return FixScreen(finding_id, domain, "dkim_key", proposal, FixForm(dkim=choices), None,
                      family_findings=clears)
+
+
+def _unless_unread(proposal: Proposal, current: Lookup) -> Proposal:
+    """Not offered when the record it replaces could not be read: an outage is not an absence,
+    and a proposal built on it would overwrite a record nobody saw (FINDINGS dns.temperror)."""
+    if not current.is_outage:
+        return proposal
+    return proposal.with_problems([f"the current record could not be read "
+                                   f"({current.describe_failure()}); nothing is proposed until "
+                                   "DNS answers. Try again in a few minutes."])
 
 
 async def _judged(proposal: Proposal, session: DnsSession) -> Proposal:

@@ -24,6 +24,7 @@ from handlers.dkim_fixes import (
 from handlers.dkim_keys import parse_key_record
 from handlers.dmarc_record import parse_dmarc_record
 from handlers.dns_entry import CLASSIC_UDP_LIMIT, MAX_STRING_BYTES
+from handlers.fix_session import prepare_fix
 from handlers.record_fixes import (
     FIX_KINDS,
     DmarcChoices,
@@ -48,7 +49,7 @@ from handlers.spf_fixes import (
     parse_extra_terms,
     propose_spf,
 )
-from tests.dnstest import NsdServer, make_zone
+from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.keys import rsa_public_key
 
 BIG_INCLUDES = 11
@@ -413,3 +414,20 @@ def test_account_specific_provider_gives_steps_only() -> None:
     proposal = propose_dkim_key("weak.test", DkimKeyChoices("microsoft", "selector1"), (), ())
     assert proposal.entries == () and "Defender portal" in proposal.steps
     assert proposal.offered
+
+
+@pytest.mark.parametrize(("finding_id", "failing", "rdtype"), [
+    ("dmarc.policy_none", "_dmarc.pnone.test", "TXT"),
+    ("spf.neutral_all", "pnone.test", "TXT"),
+])
+def test_no_proposal_over_a_record_that_could_not_be_read(
+        nsd: NsdServer, fault_proxy: FaultProxy, finding_id: str, failing: str,
+        rdtype: str) -> None:
+    """An outage is not an absence: the fix must not propose a record in place of one it could
+    not read (it would overwrite what nobody saw)."""
+    nsd.set_zones(fixit_zones())
+    fault_proxy.add_fault(failing, "servfail", rdtype)
+    session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
+    screen = asyncio.run(prepare_fix(session, finding_id, "pnone.test"))
+    assert not screen.proposal.offered
+    assert any("could not be read" in p and "SERVFAIL" in p for p in screen.proposal.problems)
