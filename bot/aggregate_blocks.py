@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.mrkdwn import clip, safe
+from bot.mrkdwn import clip, fit_lines, safe
 from bot.report_blocks import context, section
 from bot.report_ingest import FileOutcome
 from bot.report_summary import ReportSummary, group_by_provider, nothing_text, percent, why_text
@@ -70,7 +70,7 @@ def _sources_text(summary: ReportSummary) -> str:
             lines.append(f"  …and {len(members) - MAX_SOURCES_PER_GROUP} more")
     if len(groups) > MAX_SOURCE_GROUPS:
         lines.append(f"…and {len(groups) - MAX_SOURCE_GROUPS} more groups of sources")
-    return _fit(lines)
+    return fit_lines(lines)
 
 
 def _failures_text(summary: ReportSummary) -> str:
@@ -79,7 +79,7 @@ def _failures_text(summary: ReportSummary) -> str:
         lines.append(f"• `{failure.ip}` ({failure.messages:,}): {safe(why_text(failure), 400)}")
     if len(summary.failures) > MAX_FAILURES:
         lines.append(f"…and {len(summary.failures) - MAX_FAILURES} more")
-    return _fit(lines)
+    return fit_lines(lines)
 
 
 def _selectors_text(summary: ReportSummary) -> str:
@@ -89,20 +89,7 @@ def _selectors_text(summary: ReportSummary) -> str:
                       for s in summary.selectors[:MAX_SELECTORS])
     extra = len(summary.selectors) - MAX_SELECTORS
     more = f" and {extra} more" if extra > 0 else ""
-    return _fit([f"*DKIM selectors seen:* {shown}{more}"])
-
-
-def _fit(lines: list[str], limit: int = 2900) -> str:
-    """Join whole lines up to `limit` characters (never cutting an escaped entity in two)."""
-    kept: list[str] = []
-    size = 0
-    for line in lines:
-        if size + len(line) + 1 > limit:
-            kept.append("…")
-            break
-        kept.append(line)
-        size += len(line) + 1
-    return "\n".join(kept)
+    return fit_lines([f"*DKIM selectors seen:* {shown}{more}"])
 
 
 def _rate(part: int, whole: int) -> float | None:

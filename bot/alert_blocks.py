@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot import slack_ids
-from bot.mrkdwn import clip, code, code_block, safe
+from bot.mrkdwn import clip, code, code_block, fit_lines, safe
 from bot.report_blocks import (
     MAX_MESSAGE_BLOCKS,
     button,
@@ -76,12 +76,14 @@ def render_alert(change: Change, team_id: str) -> tuple[str, list[Block], Block]
     return safe(text, 2950), blocks, _digest_section(change, team_id)
 
 
-def _record_change_text(name: str, before: str | None, after: str | None) -> str:
-    """Before and after of one record, each half of a section's room."""
+def _record_change_text(name: str, before: str | None, after: str | None, limit: int = 1200,
+                        render: Callable[[str, int], str] = code_block) -> str:
+    """Before and after of one record, each at most `limit` characters (by default half of a
+    section's room, as code blocks)."""
     what = "added" if before is None else "removed" if after is None else "changed"
     lines = [f"*{safe(name, 300)}* {what}"]
-    lines.append("*Before:* " + (code_block(before, 1200) if before is not None else "_no record_"))
-    lines.append("*After:* " + (code_block(after, 1200) if after is not None else "_no record_"))
+    lines.append("*Before:* " + (render(before, limit) if before is not None else "_no record_"))
+    lines.append("*After:* " + (render(after, limit) if after is not None else "_no record_"))
     return "\n".join(lines)
 
 
@@ -152,7 +154,7 @@ def digest_group(change: Change) -> tuple[str, str]:
                       sorted(f["id"] for f in change.cleared)])
     lines = [f"{ICONS[change.kind]} {HEADLINES[change.kind]}"]
     for r in change.records[:3]:
-        lines.append(_record_change_text(r.name, r.before, r.after).replace("```", "`")[:700])
+        lines.append(_record_change_text(r.name, r.before, r.after, limit=200, render=code))
     if len(change.records) > 3:
         lines.append(f"…and {len(change.records) - 3} more records")
     appeared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.appeared[:8])
@@ -161,7 +163,7 @@ def digest_group(change: Change) -> tuple[str, str]:
         lines.append(f"Appeared: {appeared}")
     if cleared:
         lines.append(f"Cleared: {cleared}")
-    return hashlib.sha256(key.encode()).hexdigest()[:32], clip("\n".join(lines), 2000)
+    return hashlib.sha256(key.encode()).hexdigest()[:32], fit_lines(lines, 2000)
 
 
 def render_digest(alerts: Sequence[Alert]) -> tuple[str, list[Block]]:

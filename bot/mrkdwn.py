@@ -35,3 +35,17 @@ def code_block(text: str, limit: int = 2500) -> str:
 def clip(text: str, limit: int) -> str:
     """At most `limit` characters, with an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fit_lines(lines: list[str], limit: int = 2900) -> str:
+    """Join whole lines of finished mrkdwn up to `limit` characters: cutting inside a line could
+    split an escaped entity or leave a code span open."""
+    kept: list[str] = []
+    size = 0
+    for line in lines:
+        if size + len(line) + 1 > limit:
+            kept.append("…")
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(kept)
