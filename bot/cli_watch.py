@@ -31,7 +31,7 @@ from bot.cli import (
 from bot.config import Settings
 from bot.store import Watch, WatchStore, open_store
 from handlers.check import check_domain
-from handlers.dkim_keys import InvalidSelector, validate_selector
+from handlers.dkim_keys import InvalidSelector, validate_selectors
 from handlers.domain_name import InvalidDomain, normalise_domain
 
 # Test-only: `monitor --once` exits right after the outbox is written, before anything is posted,
@@ -40,7 +40,6 @@ CRASH_AFTER_OUTBOX_ENV = "DMARCBOT_TEST_CRASH_AFTER_OUTBOX"
 CRASH_EXIT_CODE = 70
 EXPORT_FORMAT = "dmarcbot-watches"
 EXPORT_VERSION = 1
-MAX_SELECTORS = 20
 
 _SLACK_ID = re.compile(r"^[A-Z0-9]{2,30}$")
 
@@ -69,10 +68,8 @@ def _domain(text: str) -> str:
 
 
 def _selectors(texts: list[str] | None) -> list[str]:
-    if texts and len(texts) > MAX_SELECTORS:
-        raise UsageError(f"give at most {MAX_SELECTORS} selectors")
     try:
-        return list(dict.fromkeys(validate_selector(s) for s in texts or []))
+        return validate_selectors(texts or [])
     except InvalidSelector as error:
         raise UsageError(str(error)) from None
 

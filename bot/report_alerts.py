@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from bot.aggregate_blocks import render_report_alert
 from bot.report_store import ReportStore, StoredReport, shift
 from bot.store import NewAlert, Watch, WatchStore
-from bot.subcommands import MAX_SELECTORS
+from handlers.dkim_keys import MAX_SELECTORS
 from handlers.resolver import DnsSession
 
 log = logging.getLogger("dmarcbot.reports")

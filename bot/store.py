@@ -27,8 +27,7 @@ import sqlite_utils
 
 from bot.fix_plans import FixPlan
 from bot.report_store import create_report_tables
-from bot.subcommands import MAX_SELECTORS
-from handlers.dkim_keys import InvalidSelector, validate_selector
+from handlers.dkim_keys import MAX_SELECTORS, InvalidSelector, validate_selector
 
 BUSY_TIMEOUT_SECONDS = 10.0
 SNAPSHOTS_KEPT_PER_WATCH = 20  # enough history for the flap window; older ones are pruned

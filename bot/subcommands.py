@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.mrkdwn import safe
-from handlers.dkim_keys import InvalidSelector, validate_selector
+from handlers.dkim_keys import InvalidSelector, validate_selectors
 from handlers.domain_name import InvalidDomain, display_name, normalise_domain
-
-MAX_SELECTORS = 20
 
 
 class UsageProblem(ValueError):
@@ -57,10 +55,8 @@ def parse_domain_argument(words: list[str], usage: str) -> str:
 
 
 def parse_selectors(words: list[str]) -> list[str]:
-    if len(words) > MAX_SELECTORS:
-        raise UsageProblem(f"Give at most {MAX_SELECTORS} DKIM selectors.")
     try:
-        return [validate_selector(w) for w in words]
+        return validate_selectors(words)
     except InvalidSelector as error:
         raise UsageProblem(f"{error}.") from None
 

@@ -38,6 +38,9 @@ RSA_RECOMMENDED_BITS = 2048  # RFC 8301 §3.2: signers should use at least 2048
 _SELECTOR = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
+MAX_SELECTORS = 20  # named for one domain: a watch, a check; more is a mistake or an abuse
+
+
 class InvalidSelector(ValueError):
     """A selector that cannot be part of a DNS name."""
 
@@ -49,6 +52,14 @@ def validate_selector(selector: str) -> str:
         raise InvalidSelector(f"“{selector[:70]}” is not a DKIM selector: use letters, digits, "
                               "hyphens and dots, as in the s= tag of a DKIM-Signature")
     return cleaned
+
+
+def validate_selectors(texts: Sequence[str]) -> list[str]:
+    """Each selector validated and lower-cased, duplicates dropped; more than MAX_SELECTORS is
+    refused with InvalidSelector."""
+    if len(texts) > MAX_SELECTORS:
+        raise InvalidSelector(f"Give at most {MAX_SELECTORS} DKIM selectors")
+    return list(dict.fromkeys(validate_selector(s) for s in texts))
 
 
 @dataclass(frozen=True)
