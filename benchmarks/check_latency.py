@@ -70,25 +70,26 @@ GOAL_VS_CRITICAL = 2.0
 #   spf.crmsender.example: include                                    = 1
 #   others: ip4/ip6 only                                              = 0   -> 8 in all
 SPF: dict[str, str] = {
-    DOMAIN: ("v=spf1 a mx include:_spf.mailhost.example include:spf.crmsender.example "
-             "include:_spf.helpdesk.example ~all"),
+    DOMAIN: (
+        "v=spf1 a mx include:_spf.mailhost.example include:spf.crmsender.example "
+        "include:_spf.helpdesk.example ~all"
+    ),
     "_spf.mailhost.example": "v=spf1 include:_netblocks.mailhost.example ~all",
-    "_netblocks.mailhost.example": ("v=spf1 ip4:198.51.100.0/24 ip4:203.0.113.0/25 "
-                                    "include:_netblocks3.mailhost.example ~all"),
+    "_netblocks.mailhost.example": (
+        "v=spf1 ip4:198.51.100.0/24 ip4:203.0.113.0/25 include:_netblocks3.mailhost.example ~all"
+    ),
     "_netblocks3.mailhost.example": "v=spf1 ip6:2001:db8:10::/48 ip4:192.0.2.128/25 ~all",
     "spf.crmsender.example": "v=spf1 ip4:198.18.0.0/24 include:spf.esprelay.example ~all",
     "spf.esprelay.example": "v=spf1 ip4:198.18.10.0/24 ip4:198.18.11.0/24 ~all",
     "_spf.helpdesk.example": "v=spf1 ip4:198.19.0.0/24 -all",
 }
 MX_HOSTS = {"mx1.brand.example": "192.0.2.25", "mx2.brand.example": "192.0.2.26"}
-DMARC = (f"v=DMARC1; p=quarantine; sp=reject; rua=mailto:agg@{RUA_HOST},"
-         f"mailto:dmarc@{DOMAIN}; fo=1")
+DMARC = f"v=DMARC1; p=quarantine; sp=reject; rua=mailto:agg@{RUA_HOST},mailto:dmarc@{DOMAIN}; fo=1"
 
 
 def _dkim_record() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-    der = key.public_bytes(serialization.Encoding.DER,
-                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
 
 
@@ -147,10 +148,14 @@ def critical_path() -> tuple[list[str], list[tuple[str, list[str]]]]:
     """The longest chain, and every part's chain (each part's lookups start at time zero)."""
     parts = [
         ("SPF (TXT, then each include level, a, mx)", _spf_chain(DOMAIN)),
-        ("DMARC (tree walk, all names at once; then the rua authorisation)",
-         [f"TXT _dmarc.{DOMAIN} + _dmarc.example", f"TXT {DOMAIN}._report._dmarc.{RUA_HOST}"]),
-        ("DKIM (every common selector at once)",
-         [f"TXT <selector>._domainkey.{DOMAIN} x {len(COMMON_SELECTORS)}"]),
+        (
+            "DMARC (tree walk, all names at once; then the rua authorisation)",
+            [f"TXT _dmarc.{DOMAIN} + _dmarc.example", f"TXT {DOMAIN}._report._dmarc.{RUA_HOST}"],
+        ),
+        (
+            "DKIM (every common selector at once)",
+            [f"TXT <selector>._domainkey.{DOMAIN} x {len(COMMON_SELECTORS)}"],
+        ),
         ("MX", [f"MX {DOMAIN}"]),
     ]
     longest = max((chain for _, chain in parts), key=len)
@@ -160,8 +165,12 @@ def critical_path() -> tuple[list[str], list[tuple[str, list[str]]]]:
 def designed_spf_lookups() -> int:
     """The DNS-querying terms (RFC 7208 §4.6.4) in every record of the designed tree."""
     names = {"include", "a", "mx", "ptr", "exists", "redirect"}
-    return sum(1 for record in SPF.values() for term in record.split()[1:]
-               if term.lstrip("+-~?").replace("=", ":").replace("/", ":").split(":")[0] in names)
+    return sum(
+        1
+        for record in SPF.values()
+        for term in record.split()[1:]
+        if term.lstrip("+-~?").replace("=", ":").replace("/", ":").split(":")[0] in names
+    )
 
 
 # -- a proxy that also notes when each query arrived (for the per-round profile) ------------------
@@ -175,8 +184,9 @@ class TimedProxy(FaultProxy):
         if query is not None:
             question = query.question[0]
             with self._lock:
-                self.arrivals.append((time.monotonic(), question.name.to_text().rstrip("."),
-                                      str(question.rdtype.name)))
+                self.arrivals.append(
+                    (time.monotonic(), question.name.to_text().rstrip("."), str(question.rdtype.name))
+                )
         return query, fault
 
     def reset_counts(self) -> None:
@@ -247,8 +257,10 @@ def check_peer(result: tuple[dict[str, Any], dict[str, Any]]) -> list[str]:
     spf, dmarc = result
     problems = []
     if not spf.get("valid") or spf.get("dns_lookups") != designed_spf_lookups():
-        problems.append(f"checkdmarc SPF: valid={spf.get('valid')} lookups={spf.get('dns_lookups')} "
-                        f"error={spf.get('error')}")
+        problems.append(
+            f"checkdmarc SPF: valid={spf.get('valid')} lookups={spf.get('dns_lookups')} "
+            f"error={spf.get('error')}"
+        )
     if not dmarc.get("valid") or dmarc.get("location") != DOMAIN:
         problems.append(f"checkdmarc DMARC: valid={dmarc.get('valid')} error={dmarc.get('error')}")
     return problems
@@ -258,15 +270,18 @@ def print_ours(report: DomainReport) -> None:
     assert report.spf is not None and report.dkim is not None and report.mx is not None
     assert report.dmarc is not None
     print(f"  verdict: {report.verdict}; {report.summary}")
-    print(f"  SPF: {report.spf.dns_lookups} DNS lookups (designed {designed_spf_lookups()}), "
-          f"{report.spf.void_lookups} void; includes reached: {', '.join(report.spf.senders())}")
+    print(
+        f"  SPF: {report.spf.dns_lookups} DNS lookups (designed {designed_spf_lookups()}), "
+        f"{report.spf.void_lookups} void; includes reached: {', '.join(report.spf.senders())}"
+    )
     print(f"  DMARC: policy {report.dmarc.policy} from _dmarc.{report.dmarc.location}")
-    print("  DKIM: " + ", ".join(f"{k.selector} ({k.key_type} {k.key_bits} bits)"
-                                 for k in report.dkim.keys)
-          + f" of {len(report.dkim.selectors_tried)} selectors probed")
+    print(
+        "  DKIM: "
+        + ", ".join(f"{k.selector} ({k.key_type} {k.key_bits} bits)" for k in report.dkim.keys)
+        + f" of {len(report.dkim.selectors_tried)} selectors probed"
+    )
     print("  MX: " + ", ".join(f"{h.preference} {h.host}" for h in report.mx.hosts))
-    print("  findings: " + (", ".join(f"{f.id} ({f.severity.value})" for f in report.findings)
-                            or "none"))
+    print("  findings: " + (", ".join(f"{f.id} ({f.severity.value})" for f in report.findings) or "none"))
     print(f"  queries our session sent: {report.queries}")
 
 
@@ -277,8 +292,9 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=7, help="timed runs of each tool (default 7)")
-    parser.add_argument("--latency", type=float, default=0.05,
-                        help="seconds the proxy adds to every query (default 0.05)")
+    parser.add_argument(
+        "--latency", type=float, default=0.05, help="seconds the proxy adds to every query (default 0.05)"
+    )
     args = parser.parse_args()
     if args.runs < 1 or args.latency <= 0:
         parser.error("--runs must be at least 1 and --latency positive")
@@ -305,15 +321,23 @@ def main() -> int:
             peer_servers = checkdmarc_nameservers(servers)
 
             def ours() -> DomainReport:
-                return asyncio.run(check_domain(DOMAIN, DnsSession(nameservers=servers,
-                                                                   timeout=2.0, attempts=2), ()))
+                return asyncio.run(
+                    check_domain(DOMAIN, DnsSession(nameservers=servers, timeout=2.0, attempts=2), ())
+                )
 
             def peer() -> tuple[dict[str, Any], dict[str, Any]]:
-                return (checkdmarc.spf.check_spf(DOMAIN, nameservers=peer_servers),
-                        checkdmarc.dmarc.check_dmarc(DOMAIN, nameservers=peer_servers))
+                return (
+                    checkdmarc.spf.check_spf(DOMAIN, nameservers=peer_servers),
+                    checkdmarc.dmarc.check_dmarc(DOMAIN, nameservers=peer_servers),
+                )
 
-            return _bench(args, proxy, len(zones), Side("dmarcbot check (full)", ours),
-                          Side("checkdmarc SPF+DMARC", peer))
+            return _bench(
+                args,
+                proxy,
+                len(zones),
+                Side("dmarcbot check (full)", ours),
+                Side("checkdmarc SPF+DMARC", peer),
+            )
         except KeyboardInterrupt:
             print("\ninterrupted: stopping the proxy and NSD", file=sys.stderr)
             return 130
@@ -323,13 +347,16 @@ def main() -> int:
             nsd.stop()
 
 
-def _bench(args: argparse.Namespace, proxy: TimedProxy, zone_count: int, ours: Side, peer: Side
-           ) -> int:
+def _bench(args: argparse.Namespace, proxy: TimedProxy, zone_count: int, ours: Side, peer: Side) -> int:
     latency = args.latency
-    print(f"Zone: {DOMAIN} and {zone_count - 1} more zones on NSD; FaultProxy "
-          f"{proxy.address} adds {latency * 1000:.0f} ms to every query.")
-    print("checkdmarc's process-wide DNS cache (checkdmarc.utils.DNS_CACHE) is cleared before each "
-          "of its runs (untimed), so every run of it asks DNS afresh, as ours does.")
+    print(
+        f"Zone: {DOMAIN} and {zone_count - 1} more zones on NSD; FaultProxy "
+        f"{proxy.address} adds {latency * 1000:.0f} ms to every query."
+    )
+    print(
+        "checkdmarc's process-wide DNS cache (checkdmarc.utils.DNS_CACHE) is cleared before each "
+        "of its runs (untimed), so every run of it asks DNS afresh, as ours does."
+    )
 
     # Warm-up (untimed in the table): imports, the PSL, dnspython's first sockets. Its results are
     # the ones checked for sanity.
@@ -339,9 +366,11 @@ def _bench(args: argparse.Namespace, proxy: TimedProxy, zone_count: int, ours: S
     print("\nOur findings on this zone:")
     print_ours(report)
     spf, dmarc = peer_result
-    print(f"checkdmarc: SPF valid={spf.get('valid')} dns_lookups={spf.get('dns_lookups')} "
-          f"void={spf.get('void_dns_lookups')}; DMARC valid={dmarc.get('valid')} "
-          f"location={dmarc.get('location')} warnings={len(dmarc.get('warnings', []))}")
+    print(
+        f"checkdmarc: SPF valid={spf.get('valid')} dns_lookups={spf.get('dns_lookups')} "
+        f"void={spf.get('void_dns_lookups')}; DMARC valid={dmarc.get('valid')} "
+        f"location={dmarc.get('location')} warnings={len(dmarc.get('warnings', []))}"
+    )
     if problems:
         print("\nNOT SANE, no timing reported (a benchmark of a broken check is meaningless):")
         for problem in problems:
@@ -355,18 +384,21 @@ def _bench(args: argparse.Namespace, proxy: TimedProxy, zone_count: int, ours: S
 
     chain, parts = critical_path()
     critical = len(chain) * latency
-    print("\nCritical path: the longest chain of lookups that each need the previous answer "
-          "(every chain starts at time zero, all lookups of one step go out together):")
+    print(
+        "\nCritical path: the longest chain of lookups that each need the previous answer "
+        "(every chain starts at time zero, all lookups of one step go out together):"
+    )
     for label, part in parts:
         print(f"  {len(part)} step(s)  {label}: " + " -> ".join(part))
-    print(f"  longest: {len(chain)} dependent lookups x {latency * 1000:.0f} ms = "
-          f"{critical:.3f} s")
+    print(f"  longest: {len(chain)} dependent lookups x {latency * 1000:.0f} ms = {critical:.3f} s")
 
     ours_median = statistics.median(ours.times)
     peer_median = statistics.median(peer.times)
     print(f"\n{args.runs} runs each, alternating, in one process (no start-up in any figure):")
-    header = (f"{'tool':<24} {'median s':>9} {'min s':>7} {'max s':>7} {'queries/run':>12} "
-              f"{'checkdmarc/ours':>16} {'vs critical path':>17}")
+    header = (
+        f"{'tool':<24} {'median s':>9} {'min s':>7} {'max s':>7} {'queries/run':>12} "
+        f"{'checkdmarc/ours':>16} {'vs critical path':>17}"
+    )
     print(header)
     print("-" * len(header))
     for side in (ours, peer):
@@ -374,37 +406,48 @@ def _bench(args: argparse.Namespace, proxy: TimedProxy, zone_count: int, ours: S
         queries = sorted(set(side.queries))
         qtext = str(queries[0]) if len(queries) == 1 else f"{queries[0]}-{queries[-1]}"
         ratio = f"{peer_median / ours_median:.1f}x" if side is ours else ""
-        print(f"{side.name:<24} {median:>9.3f} {min(side.times):>7.3f} {max(side.times):>7.3f} "
-              f"{qtext:>12} {ratio:>16} {median / critical:>16.2f}x")
-    print(f"{'critical path':<24} {critical:>9.3f} {'':>7} {'':>7} {'':>12} {'':>16} "
-          f"{1.0:>16.2f}x")
+        print(
+            f"{side.name:<24} {median:>9.3f} {min(side.times):>7.3f} {max(side.times):>7.3f} "
+            f"{qtext:>12} {ratio:>16} {median / critical:>16.2f}x"
+        )
+    print(f"{'critical path':<24} {critical:>9.3f} {'':>7} {'':>7} {'':>12} {'':>16} {1.0:>16.2f}x")
 
     vs_peer = peer_median / ours_median
     vs_critical = ours_median / critical
     goals = [
-        (vs_peer >= GOAL_VS_PEER,
-         f"ours >= {GOAL_VS_PEER:.0f}x faster than checkdmarc SPF+DMARC: {vs_peer:.1f}x"),
-        (vs_critical <= GOAL_VS_CRITICAL,
-         f"ours within {GOAL_VS_CRITICAL:.0f}x of the critical path: {vs_critical:.2f}x "
-         f"({ours_median:.3f} s vs {critical:.3f} s)"),
+        (
+            vs_peer >= GOAL_VS_PEER,
+            f"ours >= {GOAL_VS_PEER:.0f}x faster than checkdmarc SPF+DMARC: {vs_peer:.1f}x",
+        ),
+        (
+            vs_critical <= GOAL_VS_CRITICAL,
+            f"ours within {GOAL_VS_CRITICAL:.0f}x of the critical path: {vs_critical:.2f}x "
+            f"({ours_median:.3f} s vs {critical:.3f} s)",
+        ),
     ]
     print()
     for ok, text in goals:
         print(f"{'PASS' if ok else 'MISS'}  {text}")
 
-    print("\nOur last run: when each query reached the proxy, in ms after the check began (a query "
-          f"that needs an earlier answer comes >= {latency * 1000:.0f} ms after that one):")
+    print(
+        "\nOur last run: when each query reached the proxy, in ms after the check began (a query "
+        f"that needs an earlier answer comes >= {latency * 1000:.0f} ms after that one):"
+    )
     dkim = [at for at, name, _ in ours.last_arrivals if "._domainkey." in name]
     if dkim:
-        print(f"  {(min(dkim) - ours.last_start) * 1000:6.1f}-{(max(dkim) - ours.last_start) * 1000:.1f}"
-              f"  TXT <selector>._domainkey.{DOMAIN} x {len(dkim)}")
+        print(
+            f"  {(min(dkim) - ours.last_start) * 1000:6.1f}-{(max(dkim) - ours.last_start) * 1000:.1f}"
+            f"  TXT <selector>._domainkey.{DOMAIN} x {len(dkim)}"
+        )
     for at, name, rdtype in sorted(ours.last_arrivals):
         if "._domainkey." not in name:
             print(f"  {(at - ours.last_start) * 1000:6.1f}  {rdtype} {name}")
     spread = (peer.last_arrivals[-1][0] - peer.last_arrivals[0][0]) if peer.last_arrivals else 0.0
-    print(f"checkdmarc's last run: {peer.queries[-1]} queries, one after another, the last "
-          f"{spread * 1000:.0f} ms after the first (~{spread / max(1, peer.queries[-1] - 1) * 1000:.0f} "
-          "ms apart)")
+    print(
+        f"checkdmarc's last run: {peer.queries[-1]} queries, one after another, the last "
+        f"{spread * 1000:.0f} ms after the first (~{spread / max(1, peer.queries[-1] - 1) * 1000:.0f} "
+        "ms apart)"
+    )
     return 0 if all(ok for ok, _ in goals) else 1
 
 

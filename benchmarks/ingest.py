@@ -326,8 +326,11 @@ def main() -> None:
                 print(
                     f"{label:42} {size:7.1f} {kind:18} {result['records']:9,} {result['median_s']:9.3f} "
                     f"{rate:10,.0f} {result['peak_mib']:12.1f} {result['traced_peak_mib']:10.1f}"
-                    + (f"  !! {result['refused_connections']} network attempts refused"
-                       if result["refused_connections"] else "")
+                    + (
+                        f"  !! {result['refused_connections']} network attempts refused"
+                        if result["refused_connections"]
+                        else ""
+                    )
                 )
             sys.stdout.flush()
 

@@ -65,7 +65,7 @@ ALONE_SAMPLE = 100
 # The providers' SPF records, name -> record: the lookups every domain shares.
 PROVIDERS: dict[str, str] = {
     "_spf.mailhost.example": "v=spf1 include:_netblocks.mailhost.example "
-                             "include:_netblocks2.mailhost.example ~all",
+    "include:_netblocks2.mailhost.example ~all",
     "_netblocks.mailhost.example": "v=spf1 ip4:198.51.100.0/24 include:_netblocks3.mailhost.example ~all",
     "_netblocks2.mailhost.example": "v=spf1 ip6:2001:db8:20::/48 ~all",
     "_netblocks3.mailhost.example": "v=spf1 ip4:192.0.2.128/25 ~all",
@@ -75,14 +75,18 @@ PROVIDERS: dict[str, str] = {
     "spf.newsletter.example": "v=spf1 ip4:203.0.113.0/25 -all",
     "spf.billing.example": "v=spf1 ip4:203.0.113.128/25 -all",
 }
-TOP_INCLUDES = ["_spf.mailhost.example", "spf.crmsender.example", "_spf.helpdesk.example",
-                "spf.newsletter.example", "spf.billing.example"]
+TOP_INCLUDES = [
+    "_spf.mailhost.example",
+    "spf.crmsender.example",
+    "_spf.helpdesk.example",
+    "spf.newsletter.example",
+    "spf.billing.example",
+]
 
 
 def dkim_record() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-    der = key.public_bytes(serialization.Encoding.DER,
-                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
 
 
@@ -101,8 +105,11 @@ def build_zones(count: int, mailhost_ip: str = "198.51.100.0/24") -> dict[str, s
         spf = "v=spf1 mx " + " ".join(f"include:{i}" for i in includes) + " ~all"
         records += [
             (label, "TXT", spf),
-            (f"_dmarc.{label}", "TXT",
-             f"v=DMARC1; p=reject; rua=mailto:agg@reports.{VENDOR},mailto:dmarc@{domain_name(n)}"),
+            (
+                f"_dmarc.{label}",
+                "TXT",
+                f"v=DMARC1; p=reject; rua=mailto:agg@reports.{VENDOR},mailto:dmarc@{domain_name(n)}",
+            ),
             (label, "MX", f"10 mx1.{label}.{ZONE}."),
             (label, "MX", f"20 mx2.{label}.{ZONE}."),
             (f"mx1.{label}", "A", "192.0.2.25"),
@@ -121,8 +128,11 @@ def build_zones(count: int, mailhost_ip: str = "198.51.100.0/24") -> dict[str, s
     # (200 a second) counts every wildcard or NODATA answer of a zone as one stream and would drop
     # some of 2,000 in a burst, which is the test server's limit, not the monitor's.
     vendor = [(f"{domain_name(n)}._report._dmarc.reports", "TXT", "v=DMARC1") for n in range(count)]
-    zones = {ZONE: make_zone(ZONE, records), "example": make_zone("example", []),
-             VENDOR: make_zone(VENDOR, vendor)}
+    zones = {
+        ZONE: make_zone(ZONE, records),
+        "example": make_zone("example", []),
+        VENDOR: make_zone(VENDOR, vendor),
+    }
     zones.update({origin: make_zone(origin, recs) for origin, recs in providers.items()})
     return zones
 
@@ -133,8 +143,9 @@ class ProxyProcess:
 
     def __init__(self, upstream: tuple[str, int], latency: float) -> None:
         self._conn, child = multiprocessing.Pipe()
-        self._process = multiprocessing.Process(target=_serve_proxy, args=(upstream, latency, child),
-                                                daemon=True)
+        self._process = multiprocessing.Process(
+            target=_serve_proxy, args=(upstream, latency, child), daemon=True
+        )
         self._process.start()
         self.host, self.port = self._conn.recv()
 
@@ -156,8 +167,9 @@ def _serve_proxy(upstream: tuple[str, int], latency: float, conn: object) -> Non
     udp = proxy._udp
     if udp is not None:
         with contextlib.suppress(OSError):
-            udp.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", socket.SO_RCVBUF),
-                           16 * 1024 * 1024)
+            udp.setsockopt(
+                socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", socket.SO_RCVBUF), 16 * 1024 * 1024
+            )
     conn.send((proxy.host, proxy.port))  # type: ignore[attr-defined]
     while conn.recv() == "count":  # type: ignore[attr-defined]
         conn.send(len(proxy.queries))  # type: ignore[attr-defined]
@@ -176,8 +188,7 @@ def peak_rss_mb() -> float:
 Row = tuple[float, int, int, int, int]
 
 
-def one_cycle(store: WatchStore, settings: Settings, server: Nameserver, proxy: ProxyProcess
-              ) -> Row:
+def one_cycle(store: WatchStore, settings: Settings, server: Nameserver, proxy: ProxyProcess) -> Row:
     """(seconds, DNS queries sent, alerts written, messages posted, outages) of one full cycle.
     An outage (a query unanswered twice in 2 s) is what the monitor must tolerate, so it is
     counted, not fatal; a Python error in a check is."""
@@ -189,12 +200,12 @@ def one_cycle(store: WatchStore, settings: Settings, server: Nameserver, proxy: 
     elapsed = time.monotonic() - started
     if cycle.errors:
         raise SystemExit(f"a broken cycle is no benchmark: {cycle.errors[:3]}")
-    return (elapsed, proxy.queries() - before, cycle.alerts_written, delivery.messages_posted,
-            cycle.outages)
+    return (elapsed, proxy.queries() - before, cycle.alerts_written, delivery.messages_posted, cycle.outages)
 
 
 def queries_alone(server: Nameserver, sample: int) -> float:
     """Queries per domain when each is checked on its own (a fresh session each)."""
+
     async def run() -> int:
         total = 0
         for n in range(sample):
@@ -209,8 +220,9 @@ def queries_alone(server: Nameserver, sample: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--domains", type=int, default=2000)
-    parser.add_argument("--latency", type=float, default=0.02,
-                        help="seconds the proxy adds to every query (default 0.02)")
+    parser.add_argument(
+        "--latency", type=float, default=0.02, help="seconds the proxy adds to every query (default 0.02)"
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs of each cycle kind (default 3)")
     args = parser.parse_args()
     if args.domains < ALONE_SAMPLE or args.runs < 1 or args.latency < 0:
@@ -236,8 +248,16 @@ def main() -> int:
             nsd.stop()
 
 
-def bench(args: argparse.Namespace, nsd: NsdServer, proxy: ProxyProcess, slack: SlackStandIn,
-          server: Nameserver, settings: Settings, workdir: Path, rss_start: float) -> int:
+def bench(
+    args: argparse.Namespace,
+    nsd: NsdServer,
+    proxy: ProxyProcess,
+    slack: SlackStandIn,
+    server: Nameserver,
+    settings: Settings,
+    workdir: Path,
+    rss_start: float,
+) -> int:
     kinds: dict[str, list[Row]] = {"baseline": [], "no change": [], "include changed": []}
     flips = ["198.51.100.0/24", "198.51.101.0/24"]
     for run in range(args.runs):
@@ -245,8 +265,7 @@ def bench(args: argparse.Namespace, nsd: NsdServer, proxy: ProxyProcess, slack: 
         db = workdir / f"run{run}.db"
         store = open_store(str(db))
         add_watches(store, args.domains)
-        settings = Settings(slack_bot_token="xoxb-bench", slack_api_url=slack.api_url,
-                            db_path=str(db))
+        settings = Settings(slack_bot_token="xoxb-bench", slack_api_url=slack.api_url, db_path=str(db))
         kinds["baseline"].append(one_cycle(store, settings, server, proxy))
         kinds["no change"].append(one_cycle(store, settings, server, proxy))
         nsd.set_zones(build_zones(args.domains, flips[1]))  # a provider changes its netblock
@@ -255,11 +274,15 @@ def bench(args: argparse.Namespace, nsd: NsdServer, proxy: ProxyProcess, slack: 
     alone = queries_alone(server, ALONE_SAMPLE)
     rss_peak = peak_rss_mb()
 
-    print(f"{args.domains} watched domains ({CHANNELS} channels, {len(TEAMS)} teams, selector "
-          f"{SELECTOR}), {len(PROVIDERS)} shared provider SPF records; FaultProxy adds "
-          f"{args.latency * 1000:.0f} ms to every query; {args.runs} runs of each cycle.")
-    header = (f"{'cycle':<17}{'median s':>10}{'min s':>8}{'max s':>8}{'queries':>9}"
-              f"{'q/domain':>10}{'alerts':>8}{'posts':>7}{'outages':>9}")
+    print(
+        f"{args.domains} watched domains ({CHANNELS} channels, {len(TEAMS)} teams, selector "
+        f"{SELECTOR}), {len(PROVIDERS)} shared provider SPF records; FaultProxy adds "
+        f"{args.latency * 1000:.0f} ms to every query; {args.runs} runs of each cycle."
+    )
+    header = (
+        f"{'cycle':<17}{'median s':>10}{'min s':>8}{'max s':>8}{'queries':>9}"
+        f"{'q/domain':>10}{'alerts':>8}{'posts':>7}{'outages':>9}"
+    )
     print(header)
     print("-" * len(header))
     worst = 0.0
@@ -267,13 +290,17 @@ def bench(args: argparse.Namespace, nsd: NsdServer, proxy: ProxyProcess, slack: 
         times = [r[0] for r in rows]
         worst = max(worst, max(times))
         queries = rows[-1][1]
-        print(f"{kind:<17}{statistics.median(times):>10.2f}{min(times):>8.2f}{max(times):>8.2f}"
-              f"{queries:>9}{queries / args.domains:>10.2f}{rows[-1][2]:>8}{rows[-1][3]:>7}"
-              f"{sum(r[4] for r in rows):>9}")
+        print(
+            f"{kind:<17}{statistics.median(times):>10.2f}{min(times):>8.2f}{max(times):>8.2f}"
+            f"{queries:>9}{queries / args.domains:>10.2f}{rows[-1][2]:>8}{rows[-1][3]:>7}"
+            f"{sum(r[4] for r in rows):>9}"
+        )
     shared = kinds["no change"][-1][1] / args.domains
-    print(f"\nQueries per domain checked alone (fresh session each, {ALONE_SAMPLE} sampled): "
-          f"{alone:.2f}; in one cycle's shared session: {shared:.2f} "
-          f"({alone / shared:.1f}x fewer).")
+    print(
+        f"\nQueries per domain checked alone (fresh session each, {ALONE_SAMPLE} sampled): "
+        f"{alone:.2f}; in one cycle's shared session: {shared:.2f} "
+        f"({alone / shared:.1f}x fewer)."
+    )
     print(f"Peak resident memory: {rss_peak:.0f} MB (at start {rss_start:.0f} MB).")
     verdict = "met" if worst < GOAL_SECONDS else "NOT met"
     print(f"Goal: every cycle under {GOAL_SECONDS:.0f} s: {verdict} (slowest {worst:.1f} s).")

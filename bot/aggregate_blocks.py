@@ -33,22 +33,29 @@ def render_summary(summary: ReportSummary) -> tuple[str, list[Block]]:
         text = f"{summary.domain}: no aggregate reports for {period}. {nothing_text(summary)}"
         return clip(text, 2900), [
             _header(f"{summary.domain}: DMARC reports"),
-            section(f"No aggregate reports for *{domain}* from {period}. "
-                    f"{safe(nothing_text(summary), 500)}")]
+            section(f"No aggregate reports for *{domain}* from {period}. {safe(nothing_text(summary), 500)}"),
+        ]
     rate = percent(summary.pass_rate)
-    text = clip(f"{summary.domain}: {summary.messages:,} messages in {summary.days} days, "
-                f"{rate} passed DMARC", 2900)
+    text = clip(
+        f"{summary.domain}: {summary.messages:,} messages in {summary.days} days, {rate} passed DMARC", 2900
+    )
     blocks: list[Block] = [
         _header(f"{summary.domain}: DMARC reports, last {summary.days} days"),
-        section(f"*{summary.messages:,}* messages from {len(summary.sources):,} sources "
-                f"({period}); *{rate}* passed DMARC."),
+        section(
+            f"*{summary.messages:,}* messages from {len(summary.sources):,} sources "
+            f"({period}); *{rate}* passed DMARC."
+        ),
         section(_sources_text(summary)),
     ]
     if summary.failures:
         blocks.append(section(_failures_text(summary)))
     blocks.append(section(_selectors_text(summary)))
-    blocks.append(context("Aligned = passed and matched the From domain (RFC 9989). "
-                          f"`dmarcbot report {domain} --days {summary.days}` prints every source."))
+    blocks.append(
+        context(
+            "Aligned = passed and matched the From domain (RFC 9989). "
+            f"`dmarcbot report {domain} --days {summary.days}` prints every source."
+        )
+    )
     return text, blocks
 
 
@@ -63,9 +70,11 @@ def _sources_text(summary: ReportSummary) -> str:
         lines.append(f"*{safe(provider, 120)}*")
         for s in members[:MAX_SOURCES_PER_GROUP]:
             name = f" {safe(s.name, 100)}" if s.name else ""
-            lines.append(f"• `{s.ip}`{name}: {s.messages:,} · {percent(_rate(s.passed, s.messages))}"
-                         f" · {percent(_rate(s.spf_aligned, s.messages))}"
-                         f" · {percent(_rate(s.dkim_aligned, s.messages))}")
+            lines.append(
+                f"• `{s.ip}`{name}: {s.messages:,} · {percent(_rate(s.passed, s.messages))}"
+                f" · {percent(_rate(s.spf_aligned, s.messages))}"
+                f" · {percent(_rate(s.dkim_aligned, s.messages))}"
+            )
         if len(members) > MAX_SOURCES_PER_GROUP:
             lines.append(f"  …and {len(members) - MAX_SOURCES_PER_GROUP} more")
     if len(groups) > MAX_SOURCE_GROUPS:
@@ -85,8 +94,7 @@ def _failures_text(summary: ReportSummary) -> str:
 def _selectors_text(summary: ReportSummary) -> str:
     if not summary.selectors:
         return f"*DKIM selectors seen:* none with d={safe(summary.domain, 255)}"
-    shown = ", ".join(f"`{safe(s.selector, 63)}` ({s.messages:,})"
-                      for s in summary.selectors[:MAX_SELECTORS])
+    shown = ", ".join(f"`{safe(s.selector, 63)}` ({s.messages:,})" for s in summary.selectors[:MAX_SELECTORS])
     extra = len(summary.selectors) - MAX_SELECTORS
     more = f" and {extra} more" if extra > 0 else ""
     return fit_lines([f"*DKIM selectors seen:* {shown}{more}"])
@@ -96,21 +104,24 @@ def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def render_file_answer(outcome: FileOutcome, summaries: Sequence[ReportSummary]
-                       ) -> tuple[str, list[Block]]:
+def render_file_answer(outcome: FileOutcome, summaries: Sequence[ReportSummary]) -> tuple[str, list[Block]]:
     """The thread answer to a shared report file: what was stored, then each domain's summary."""
     if not outcome.ok:
         text = clip(f"I could not ingest {outcome.name}: {outcome.error}", 2900)
-        return text, [section(f":warning: I could not ingest *{safe(outcome.name, 200)}*: "
-                              f"{safe(outcome.error or '', 2000)}")]
+        return text, [
+            section(
+                f":warning: I could not ingest *{safe(outcome.name, 200)}*: {safe(outcome.error or '', 2000)}"
+            )
+        ]
     new = len(outcome.new_reports)
     again = len(outcome.reports) - new
     headline = f"Ingested {new} report{'s' if new != 1 else ''}"
     if again:
         headline += f"; {again} already ingested (counted once)"
     text = clip(f"{outcome.name}: {headline}.", 2900)
-    blocks: list[Block] = [section(f":inbox_tray: *{safe(outcome.name, 200)}*: {headline}.\n"
-                                   + safe(outcome.describe(), 2000))]
+    blocks: list[Block] = [
+        section(f":inbox_tray: *{safe(outcome.name, 200)}*: {headline}.\n" + safe(outcome.describe(), 2000))
+    ]
     for summary in summaries[:MAX_FILE_SUMMARIES]:
         _text, summary_blocks = render_summary(summary)
         blocks.extend(summary_blocks[1:])  # the file's headline stands in for the header
@@ -126,9 +137,12 @@ def render_report_alert(domain: str, headline: str, detail: str) -> tuple[str, l
     blocks: list[Block] = [
         _header(f"{domain}: {headline}"),
         section(f":chart_with_downwards_trend: {safe(detail, 2800)}"),
-        context(f"From DMARC aggregate reports. `/dmarc report {safe(domain, 255)}` shows the "
-                "sources and why they fail."),
+        context(
+            f"From DMARC aggregate reports. `/dmarc report {safe(domain, 255)}` shows the "
+            "sources and why they fail."
+        ),
     ]
-    digest = section(f":chart_with_downwards_trend: *{safe(domain, 255)}*: {safe(headline, 200)}\n"
-                     f"{safe(detail, 600)}")
+    digest = section(
+        f":chart_with_downwards_trend: *{safe(domain, 255)}*: {safe(headline, 200)}\n{safe(detail, 600)}"
+    )
     return text, blocks, digest

@@ -31,8 +31,9 @@ log = logging.getLogger("dmarcbot.monitor")
 
 MAX_ATTEMPTS = 10  # failed posts of one alert before it is given up as `failed`
 # Errors no retry can fix: the message or the channel itself is wrong.
-PERMANENT_ERRORS = frozenset({"channel_not_found", "is_archived", "invalid_blocks",
-                              "msg_too_long", "no_text", "invalid_arguments"})
+PERMANENT_ERRORS = frozenset(
+    {"channel_not_found", "is_archived", "invalid_blocks", "msg_too_long", "no_text", "invalid_arguments"}
+)
 CHANNEL_SPACING_SECONDS = 1.0
 
 ClientForTeam = Callable[[str], WebClient | None]
@@ -76,14 +77,14 @@ def client_for_team_factory(settings: Settings) -> ClientForTeam:
     from bot.slack_app import make_web_client  # here: bot.slack_app imports the listeners
 
     if not settings.oauth:
-        client = make_web_client(settings, settings.slack_bot_token) \
-            if settings.slack_bot_token else None
+        client = make_web_client(settings, settings.slack_bot_token) if settings.slack_bot_token else None
         return lambda team_id: client
 
     from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 
-    installations = SQLite3InstallationStore(database=settings.db_path,
-                                             client_id=settings.slack_client_id or "")
+    installations = SQLite3InstallationStore(
+        database=settings.db_path, client_id=settings.slack_client_id or ""
+    )
 
     def for_team(team_id: str) -> WebClient | None:
         bot = installations.find_bot(enterprise_id=None, team_id=team_id)
@@ -92,8 +93,9 @@ def client_for_team_factory(settings: Settings) -> ClientForTeam:
     return for_team
 
 
-def deliver_pending(store: WatchStore, client_for_team: ClientForTeam,
-                    pacer: ChannelPacer = PACER) -> DeliveryReport:
+def deliver_pending(
+    store: WatchStore, client_for_team: ClientForTeam, pacer: ChannelPacer = PACER
+) -> DeliveryReport:
     """Post every team's pending alerts: one message per channel, a digest when there are several."""
     report = DeliveryReport()
     for team_id in store.teams():
@@ -119,8 +121,15 @@ def deliver_pending(store: WatchStore, client_for_team: ClientForTeam,
     return report
 
 
-def _post_batch(store: WatchStore, client: WebClient, team_id: str, channel_id: str,
-                batch: list[Alert], pacer: ChannelPacer, report: DeliveryReport) -> bool:
+def _post_batch(
+    store: WatchStore,
+    client: WebClient,
+    team_id: str,
+    channel_id: str,
+    batch: list[Alert],
+    pacer: ChannelPacer,
+    report: DeliveryReport,
+) -> bool:
     """Post one message for `batch` (a reply in its thread when it is one threaded alert); True
     when it went out."""
     ids = [a.id for a in batch]
@@ -132,22 +141,39 @@ def _post_batch(store: WatchStore, client: WebClient, team_id: str, channel_id: 
     pacer.wait_turn(channel_id)
     try:
         # The client's RateLimitErrorRetryHandler already waited out a 429's Retry-After.
-        response = client.chat_postMessage(channel=channel_id, text=text, blocks=blocks,
-                                           unfurl_links=False, unfurl_media=False,
-                                           thread_ts=thread_ts)
+        response = client.chat_postMessage(
+            channel=channel_id,
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+            thread_ts=thread_ts,
+        )
     except SlackApiError as error:
         code = str(error.response.get("error") or error.response.status_code)
         retry_later = code == "ratelimited" or error.response.status_code >= 500
-        log.warning("Posting %d alerts to %s (team %s) failed: %s%s", len(batch), channel_id,
-                    team_id, code, "; kept pending" if retry_later else "")
-        store.mark_attempt_failed(team_id, ids, code,
-                                  give_up_after=1 if code in PERMANENT_ERRORS else MAX_ATTEMPTS)
+        log.warning(
+            "Posting %d alerts to %s (team %s) failed: %s%s",
+            len(batch),
+            channel_id,
+            team_id,
+            code,
+            "; kept pending" if retry_later else "",
+        )
+        store.mark_attempt_failed(
+            team_id, ids, code, give_up_after=1 if code in PERMANENT_ERRORS else MAX_ATTEMPTS
+        )
         report.errors.append(f"{channel_id}: {code}")
         report.alerts_failed += sum(1 for a in store.alerts(team_id, "failed") if a.id in ids)
         return False
     except OSError as error:  # connection refused or reset, DNS of slack.com: try next pass
-        log.warning("Posting %d alerts to %s (team %s) failed: %s; kept pending", len(batch),
-                    channel_id, team_id, error)
+        log.warning(
+            "Posting %d alerts to %s (team %s) failed: %s; kept pending",
+            len(batch),
+            channel_id,
+            team_id,
+            error,
+        )
         store.mark_attempt_failed(team_id, ids, str(error), give_up_after=MAX_ATTEMPTS)
         report.errors.append(f"{channel_id}: {error}")
         return False
@@ -155,4 +181,3 @@ def _post_batch(store: WatchStore, client: WebClient, team_id: str, channel_id: 
     report.messages_posted += 1
     report.alerts_posted += len(batch)
     return True
-

@@ -35,8 +35,7 @@ def load_settings(nameserver_flags: Sequence[str] | None = None) -> Settings:
     try:
         settings = Settings.from_env(os.environ)
         if nameserver_flags:
-            settings = dataclasses.replace(settings,
-                                           nameservers=parse_nameservers(nameserver_flags))
+            settings = dataclasses.replace(settings, nameservers=parse_nameservers(nameserver_flags))
     except (SettingsError, NameserverError) as error:
         raise UsageError(str(error)) from None
     return settings
@@ -56,8 +55,11 @@ def resolve_team(given: str | None, settings: Settings, known: Iterable[str]) ->
         return team
     teams = sorted(set(known))
     if len(teams) > 1:
-        raise UsageError("this database holds several workspaces (" + ", ".join(teams[:10])
-                         + "): name one with --team or SLACK_TEAM_ID")
+        raise UsageError(
+            "this database holds several workspaces ("
+            + ", ".join(teams[:10])
+            + "): name one with --team or SLACK_TEAM_ID"
+        )
     return teams[0] if teams else LOCAL_TEAM
 
 
@@ -97,16 +99,19 @@ def command_serve(args: argparse.Namespace) -> int:
     problems = settings.serve_problems()
     if problems:
         raise UsageError("cannot start: " + "; ".join(problems))
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve(settings)
     return EXIT_OK
 
 
 def add_nameserver_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nameserver", action="append", metavar="HOST[:PORT]",
-                        help="DNS server to ask instead of the system resolver (repeatable; "
-                             "also DMARCBOT_NAMESERVERS=host[:port],...)")
+    parser.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="DNS server to ask instead of the system resolver (repeatable; "
+        "also DMARCBOT_NAMESERVERS=host[:port],...)",
+    )
 
 
 AddCommand = Callable[[str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
@@ -116,9 +121,12 @@ def register_core_commands(add: AddCommand) -> None:
     """`check` and `serve`."""
     check = add("check", command_check)
     check.add_argument("domain", metavar="DOMAIN", help="the domain, e.g. example.com")
-    check.add_argument("--selector", action="append", metavar="SEL",
-                       help="DKIM selector to check (repeatable); without it common selectors "
-                            "are probed")
+    check.add_argument(
+        "--selector",
+        action="append",
+        metavar="SEL",
+        help="DKIM selector to check (repeatable); without it common selectors are probed",
+    )
     add_nameserver_flag(check)
     check.add_argument("--json", action="store_true", help="print one JSON object")
     add("serve", command_serve)
@@ -129,14 +137,19 @@ def command_registrars() -> list[Callable[[AddCommand], None]]:
     Imported here, not at the top, so `dmarcbot check` does not load the Slack stack."""
     from bot import cli_reports, cli_watch, cli_why
 
-    return [register_core_commands, cli_why.register_commands, cli_watch.register_commands,
-            cli_reports.register_commands]
+    return [
+        register_core_commands,
+        cli_why.register_commands,
+        cli_watch.register_commands,
+        cli_reports.register_commands,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one subcommand per handler, help from the handler's docstring."""
     parser = argparse.ArgumentParser(
-        prog="dmarcbot", description="Explain why DMARC fails for a domain or a message.")
+        prog="dmarcbot", description="Explain why DMARC fails for a domain or a message."
+    )
     parser.add_argument("--version", action="version", version=f"dmarcbot {VERSION}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 

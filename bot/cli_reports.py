@@ -46,9 +46,14 @@ def command_ingest(args: argparse.Namespace) -> int:
         try:
             if path.stat().st_size > DEFAULT_LIMITS.max_input_bytes:
                 # Checked before reading: a stray disk image must not be loaded into memory.
-                outcome = FileOutcome(path_text, error=(
-                    f"the file is {path.stat().st_size:,} bytes, over the max_input_bytes cap of "
-                    f"{DEFAULT_LIMITS.max_input_bytes:,} bytes"), refused_by_cap="max_input_bytes")
+                outcome = FileOutcome(
+                    path_text,
+                    error=(
+                        f"the file is {path.stat().st_size:,} bytes, over the max_input_bytes cap of "
+                        f"{DEFAULT_LIMITS.max_input_bytes:,} bytes"
+                    ),
+                    refused_by_cap="max_input_bytes",
+                )
             else:
                 outcome = ingest_bytes(reports, path.read_bytes(), path_text, one_team(team), "cli")
         except OSError as error:
@@ -57,14 +62,18 @@ def command_ingest(args: argparse.Namespace) -> int:
         print(outcome.describe(), file=sys.stdout if outcome.ok else sys.stderr)
         for warning in outcome.warnings[:5]:
             print(f"  warning: {warning}", file=sys.stderr)
-    alerts = review_after_ingest(store, reports, [r for o in outcomes for r in o.new_reports],
-                                 settings.dns_session())
+    alerts = review_after_ingest(
+        store, reports, [r for o in outcomes for r in o.new_reports], settings.dns_session()
+    )
     if alerts:
         print(f"{alerts} alerts added to the outbox of the watching channels")
     refused = [o for o in outcomes if not o.ok]
     if refused:
-        print(f"dmarcbot ingest: {len(refused)} of {len(outcomes)} files refused: "
-              + ", ".join(o.name for o in refused[:10]), file=sys.stderr)
+        print(
+            f"dmarcbot ingest: {len(refused)} of {len(outcomes)} files refused: "
+            + ", ".join(o.name for o in refused[:10]),
+            file=sys.stderr,
+        )
         return EXIT_ERROR_FINDING
     return EXIT_OK
 
@@ -101,10 +110,14 @@ def register_commands(add: AddCommand) -> None:
     ingest.add_argument("--team", metavar="TEAM_ID", help="the Slack team the reports belong to")
     report = add("report", command_report)
     report.add_argument("domain", metavar="DOMAIN", help="the policy domain, e.g. example.com")
-    report.add_argument("--days", type=int, default=30, metavar="N",
-                        help=f"the last N days, today included (1 to {MAX_DAYS}; default 30)")
+    report.add_argument(
+        "--days",
+        type=int,
+        default=30,
+        metavar="N",
+        help=f"the last N days, today included (1 to {MAX_DAYS}; default 30)",
+    )
     report.add_argument("--json", action="store_true", help="print one JSON object")
     report.add_argument("--chart", metavar="PNG", help="also write the daily chart to this file")
     report.add_argument("--team", metavar="TEAM_ID", help="the Slack team whose reports to read")
     add_nameserver_flag(report)
-

@@ -55,8 +55,10 @@ def _team(args: argparse.Namespace, settings: Settings, store: WatchStore) -> st
 def _channel(text: str) -> str:
     channel = text.strip()
     if not _SLACK_ID.match(channel) or channel[0] not in "CGD":
-        raise UsageError(f"--channel {text!r} is not a Slack channel id: use the id (like "
-                         "C0123ABCD, from the channel's details), not its name")
+        raise UsageError(
+            f"--channel {text!r} is not a Slack channel id: use the id (like "
+            "C0123ABCD, from the channel's details), not its name"
+        )
     return channel
 
 
@@ -88,8 +90,11 @@ def command_watch(args: argparse.Namespace) -> int:
     report = asyncio.run(check_domain(domain, settings.dns_session(), selectors))
     record_observation(store, watch, observe(report))
     verb = "Watching" if newly else "Updated the watch of"
-    print(f"{verb} {domain} for team {team}; alerts go to channel {channel}"
-          + (f"; DKIM selectors {', '.join(selectors)}" if selectors else "") + ".")
+    print(
+        f"{verb} {domain} for team {team}; alerts go to channel {channel}"
+        + (f"; DKIM selectors {', '.join(selectors)}" if selectors else "")
+        + "."
+    )
     print(f"First check: {report.summary}")
     return EXIT_OK
 
@@ -100,8 +105,9 @@ def command_unwatch(args: argparse.Namespace) -> int:
     store = _store(settings)
     team = _team(args, settings, store)
     if not store.remove_watch(team, domain):
-        raise UsageError(f"{domain} is not watched for team {team}: `dmarcbot list` shows the "
-                         "watched domains")
+        raise UsageError(
+            f"{domain} is not watched for team {team}: `dmarcbot list` shows the watched domains"
+        )
     print(f"Stopped watching {domain} for team {team}.")
     return EXIT_OK
 
@@ -124,11 +130,20 @@ def command_list(args: argparse.Namespace) -> int:
 
 def _table(watches: list[Watch]) -> str:
     rows = [("DOMAIN", "CHANNEL", "LAST CHECK", "STATUS", "SELECTORS")]
-    rows += [(w.domain, w.channel_id, (w.last_checked_at or "never").replace("T", " ")[:16],
-              w.last_status or "-", ",".join(w.selectors) or "-") for w in watches]
+    rows += [
+        (
+            w.domain,
+            w.channel_id,
+            (w.last_checked_at or "never").replace("T", " ")[:16],
+            w.last_status or "-",
+            ",".join(w.selectors) or "-",
+        )
+        for w in watches
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                     .rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def command_monitor(args: argparse.Namespace) -> int:
@@ -148,13 +163,16 @@ def command_monitor(args: argparse.Namespace) -> int:
         os._exit(CRASH_EXIT_CODE)  # test-only: die as a crash would, with the outbox written
     clients = client_for_team_factory(settings)
     delivery = deliver_pending(store, clients)
-    print(f"Checked {cycle.watches} watches ({cycle.domains} domains, {cycle.queries} DNS "
-          f"queries, {cycle.outages} with DNS failures); {cycle.alerts_written} alerts written, "
-          f"{delivery.alerts_posted} posted in {delivery.messages_posted} messages, "
-          f"{delivery.alerts_pending} pending.")
+    print(
+        f"Checked {cycle.watches} watches ({cycle.domains} domains, {cycle.queries} DNS "
+        f"queries, {cycle.outages} with DNS failures); {cycle.alerts_written} alerts written, "
+        f"{delivery.alerts_posted} posted in {delivery.messages_posted} messages, "
+        f"{delivery.alerts_pending} pending."
+    )
     if delivery.alerts_pending and not (settings.slack_bot_token or settings.oauth):
-        print("Alerts stay pending: set SLACK_BOT_TOKEN (or the OAuth settings) to post them.",
-              file=sys.stderr)
+        print(
+            "Alerts stay pending: set SLACK_BOT_TOKEN (or the OAuth settings) to post them.", file=sys.stderr
+        )
     for problem in [*cycle.errors, *delivery.errors]:
         print(f"problem: {problem}", file=sys.stderr)
     return EXIT_OK
@@ -178,13 +196,24 @@ def command_export(args: argparse.Namespace) -> int:
     store = _store(load_settings())
     teams = [args.team] if args.team else store.teams()
     watches = [w for team in teams for w in store.watches(team)]
-    print(json.dumps({
-        "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "watches": [{key: w.to_json()[key] for key in
-                     ("team_id", "channel_id", "domain", "selectors", "added_by", "created_at")}
-                    for w in watches],
-    }, indent=2, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "format": EXPORT_FORMAT,
+                "version": EXPORT_VERSION,
+                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "watches": [
+                    {
+                        key: w.to_json()[key]
+                        for key in ("team_id", "channel_id", "domain", "selectors", "added_by", "created_at")
+                    }
+                    for w in watches
+                ],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
     return EXIT_OK
 
 
@@ -195,16 +224,17 @@ def command_import(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"cannot read {args.file}: {error.strerror or error}") from None
     except UnicodeDecodeError:
-        raise UsageError(f"{args.file} is not UTF-8 text: give a file made by `dmarcbot export`") \
-            from None
+        raise UsageError(f"{args.file} is not UTF-8 text: give a file made by `dmarcbot export`") from None
     entries = parse_export(text, args.file)
     store = _store(load_settings())
     added = 0
     for team, channel, domain, selectors, added_by in entries:
         _, newly = store.add_watch(team, channel, domain, selectors, added_by)
         added += newly
-    print(f"Imported {len(entries)} watches from {args.file} ({added} new, "
-          f"{len(entries) - added} updated). Their first monitor cycle takes the baseline.")
+    print(
+        f"Imported {len(entries)} watches from {args.file} ({added} new, "
+        f"{len(entries) - added} updated). Their first monitor cycle takes the baseline."
+    )
     return EXIT_OK
 
 
@@ -216,15 +246,23 @@ def parse_export(text: str, source: str) -> list[ImportEntry]:
     try:
         data: Any = json.loads(text)
     except json.JSONDecodeError as error:
-        raise UsageError(f"{source} is not JSON ({error.msg}, line {error.lineno}): give a file "
-                         "made by `dmarcbot export`") from None
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT \
-            or not isinstance(data.get("watches"), list):
-        raise UsageError(f"{source} is not a dmarcbot watch export: expected an object with "
-                         f'"format": "{EXPORT_FORMAT}" and a "watches" list')
+        raise UsageError(
+            f"{source} is not JSON ({error.msg}, line {error.lineno}): give a file made by `dmarcbot export`"
+        ) from None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != EXPORT_FORMAT
+        or not isinstance(data.get("watches"), list)
+    ):
+        raise UsageError(
+            f"{source} is not a dmarcbot watch export: expected an object with "
+            f'"format": "{EXPORT_FORMAT}" and a "watches" list'
+        )
     if data.get("version") != EXPORT_VERSION:
-        raise UsageError(f"{source} has export version {data.get('version')!r}; this dmarcbot "
-                         f"reads version {EXPORT_VERSION}")
+        raise UsageError(
+            f"{source} has export version {data.get('version')!r}; this dmarcbot "
+            f"reads version {EXPORT_VERSION}"
+        )
     entries = []
     for number, item in enumerate(data["watches"], start=1):
         entries.append(_entry(item, f"{source}: watch #{number}"))
@@ -244,8 +282,13 @@ def _entry(item: Any, where: str) -> ImportEntry:
         if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
             raise UsageError("selectors must be a list of strings")
         added_by = item.get("added_by")
-        return (item["team_id"], _channel(item["channel_id"]), _domain(item["domain"]),
-                _selectors(selectors), added_by if isinstance(added_by, str) else None)
+        return (
+            item["team_id"],
+            _channel(item["channel_id"]),
+            _domain(item["domain"]),
+            _selectors(selectors),
+            added_by if isinstance(added_by, str) else None,
+        )
     except UsageError as error:
         raise UsageError(f"{where} {error}") from None
 
@@ -254,18 +297,28 @@ def register_commands(add: AddCommand) -> None:
     """`watch`, `unwatch`, `list`, `monitor`, `export`, `import`."""
 
     def team_flag(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--team", metavar="TEAM_ID",
-                            help="the Slack workspace id (default: $SLACK_TEAM_ID, else the "
-                                 "database's only workspace, else 'local')")
+        parser.add_argument(
+            "--team",
+            metavar="TEAM_ID",
+            help="the Slack workspace id (default: $SLACK_TEAM_ID, else the "
+            "database's only workspace, else 'local')",
+        )
 
     watch = add("watch", command_watch)
     watch.add_argument("domain", metavar="DOMAIN", help="the domain, e.g. example.com")
-    watch.add_argument("--channel", required=True, metavar="CHANNEL_ID",
-                       help="the Slack channel id that gets the alerts (C…)")
+    watch.add_argument(
+        "--channel",
+        required=True,
+        metavar="CHANNEL_ID",
+        help="the Slack channel id that gets the alerts (C…)",
+    )
     team_flag(watch)
-    watch.add_argument("--selector", action="append", metavar="SEL",
-                       help="DKIM selector to watch (repeatable); without it common selectors "
-                            "are probed")
+    watch.add_argument(
+        "--selector",
+        action="append",
+        metavar="SEL",
+        help="DKIM selector to watch (repeatable); without it common selectors are probed",
+    )
     add_nameserver_flag(watch)
 
     unwatch = add("unwatch", command_unwatch)
@@ -277,8 +330,9 @@ def register_commands(add: AddCommand) -> None:
     team_flag(listing)
 
     monitor = add("monitor", command_monitor)
-    monitor.add_argument("--once", action="store_true",
-                         help="run one cycle, post the alerts and exit (for cron)")
+    monitor.add_argument(
+        "--once", action="store_true", help="run one cycle, post the alerts and exit (for cron)"
+    )
     add_nameserver_flag(monitor)
 
     export = add("export", command_export)

@@ -22,18 +22,28 @@ EXIT_PASS, EXIT_NOT_PASS, EXIT_BAD_INPUT = 0, 1, 2
 
 def add_why_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of `dmarcbot why`."""
-    parser.add_argument("file", metavar="FILE",
-                        help="the raw message (.eml) or its header block; - reads standard input")
-    parser.add_argument("--ip", metavar="ADDR",
-                        help="the connecting IP to evaluate SPF for (else the receiver's "
-                             "Received-SPF, else the Received chain)")
+    parser.add_argument(
+        "file", metavar="FILE", help="the raw message (.eml) or its header block; - reads standard input"
+    )
+    parser.add_argument(
+        "--ip",
+        metavar="ADDR",
+        help="the connecting IP to evaluate SPF for (else the receiver's "
+        "Received-SPF, else the Received chain)",
+    )
     parser.add_argument("--helo", metavar="NAME", help="the HELO/EHLO name the client gave")
-    parser.add_argument("--mail-from", metavar="ADDR",
-                        help="the envelope sender (MAIL FROM); <> for the null sender "
-                             "(else the Return-Path header)")
-    parser.add_argument("--nameserver", action="append", metavar="HOST[:PORT]",
-                        help="DNS server to ask instead of the system resolver (repeatable; "
-                             "also DMARCBOT_NAMESERVERS=host[:port],...)")
+    parser.add_argument(
+        "--mail-from",
+        metavar="ADDR",
+        help="the envelope sender (MAIL FROM); <> for the null sender (else the Return-Path header)",
+    )
+    parser.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="DNS server to ask instead of the system resolver (repeatable; "
+        "also DMARCBOT_NAMESERVERS=host[:port],...)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -56,8 +66,7 @@ def command_why(args: argparse.Namespace) -> int:
     except MessageError as error:
         raise UsageError(f"{args.file}: {error}") from None
     session = DnsSession(nameservers)
-    verdict = asyncio.run(diagnose_message(session, message, ip=ip, helo=helo,
-                                           mail_from=mail_from))
+    verdict = asyncio.run(diagnose_message(session, message, ip=ip, helo=helo, mail_from=mail_from))
     if args.json:
         print(json.dumps(verdict.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -115,18 +124,14 @@ def _mail_from(text: str | None) -> str | None:
 def render_verdict(verdict: MessageVerdict) -> str:
     """The verdict as text for a terminal: result first, then each identifier, then the causes."""
     dmarc, spf = verdict.dmarc, verdict.spf
-    lines = [f"DMARC {dmarc.result.upper()} for {verdict.from_domain} "
-             f"(From: {verdict.from_address})"]
+    lines = [f"DMARC {dmarc.result.upper()} for {verdict.from_domain} (From: {verdict.from_address})"]
     if dmarc.record is not None:
         lines.append(f"  record: _dmarc.{dmarc.location}: {dmarc.record.raw}")
-        lines.append(f"  policy for failing mail: {dmarc.policy}; organizational domain "
-                     f"{dmarc.org_domain}")
+        lines.append(f"  policy for failing mail: {dmarc.policy}; organizational domain {dmarc.org_domain}")
     lines.append(f"  {dmarc.reason}")
     lines.append("")
-    aligned = {True: "domain aligned", False: "domain not aligned",
-               None: "alignment unknown"}[spf.aligned]
-    lines.append(f"SPF {spf.result or 'not evaluated'} for {spf.domain or '?'} ({spf.identity}), "
-                 f"{aligned}")
+    aligned = {True: "domain aligned", False: "domain not aligned", None: "alignment unknown"}[spf.aligned]
+    lines.append(f"SPF {spf.result or 'not evaluated'} for {spf.domain or '?'} ({spf.identity}), {aligned}")
     lines.append(f"  IP {spf.ip or 'unknown'}: {spf.ip_detail}")
     if spf.explanation:
         lines.append(f"  {spf.explanation}")
@@ -134,11 +139,18 @@ def render_verdict(verdict: MessageVerdict) -> str:
     if not verdict.dkim:
         lines.append("DKIM: no signature")
     for result, alignment in zip(verdict.dkim, verdict.dkim_alignment, strict=True):
-        state = "" if alignment is None else (
-            ", aligned" if alignment.aligned else ", not aligned" if alignment.aligned is False
-            else ", alignment unknown")
-        lines.append(f"DKIM {result.result} d={result.domain} s={result.selector}{state} "
-                     f"[{result.reason}]")
+        state = (
+            ""
+            if alignment is None
+            else (
+                ", aligned"
+                if alignment.aligned
+                else ", not aligned"
+                if alignment.aligned is False
+                else ", alignment unknown"
+            )
+        )
+        lines.append(f"DKIM {result.result} d={result.domain} s={result.selector}{state} [{result.reason}]")
         lines.append(f"  {result.detail}")
     if verdict.headers_only:
         lines.append("  (headers only: body hashes were not checked)")
@@ -147,10 +159,10 @@ def render_verdict(verdict: MessageVerdict) -> str:
         lines.append("Causes:")
         for item in verdict.causes:
             lines.append(f"- {item.id}: {item.title}")
-            lines.extend(textwrap.wrap(item.detail, 96, initial_indent="    ",
-                                       subsequent_indent="    "))
-            lines.extend(textwrap.wrap("Fix: " + item.fix, 96, initial_indent="    ",
-                                       subsequent_indent="    "))
+            lines.extend(textwrap.wrap(item.detail, 96, initial_indent="    ", subsequent_indent="    "))
+            lines.extend(
+                textwrap.wrap("Fix: " + item.fix, 96, initial_indent="    ", subsequent_indent="    ")
+            )
     if verdict.differences:
         lines.append("")
         lines.append(f"Differences from the receiver's Authentication-Results ({verdict.receiver}):")

@@ -86,8 +86,9 @@ class Settings:
                 if not 0.05 <= dns_timeout <= 30:
                     raise ValueError
             except ValueError:
-                problems.append(f"DMARCBOT_DNS_TIMEOUT={timeout_text!r} must be a number of "
-                                "seconds from 0.05 to 30")
+                problems.append(
+                    f"DMARCBOT_DNS_TIMEOUT={timeout_text!r} must be a number of seconds from 0.05 to 30"
+                )
                 dns_timeout = 2.0
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if not isinstance(logging.getLevelName(log_level), int):
@@ -110,8 +111,7 @@ class Settings:
             dns_timeout=dns_timeout,
             port=integer("PORT", DEFAULT_PORT, 1, 65535),
             log_level=log_level,
-            monitor_interval=integer("DMARCBOT_MONITOR_INTERVAL", DEFAULT_MONITOR_INTERVAL, 10,
-                                     7 * 86400),
+            monitor_interval=integer("DMARCBOT_MONITOR_INTERVAL", DEFAULT_MONITOR_INTERVAL, 10, 7 * 86400),
             imap_host=get("DMARCBOT_IMAP_HOST"),
             imap_user=get("DMARCBOT_IMAP_USER"),
             imap_password=get("DMARCBOT_IMAP_PASSWORD"),
@@ -130,16 +130,25 @@ class Settings:
         if self.socket_mode and not self.slack_app_token.startswith("xapp-"):  # type: ignore[union-attr]
             problems.append("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
         if not self.oauth and not self.slack_bot_token:
-            problems.append("SLACK_BOT_TOKEN is not set (or set SLACK_CLIENT_ID and "
-                            "SLACK_CLIENT_SECRET for multi-workspace installs)")
+            problems.append(
+                "SLACK_BOT_TOKEN is not set (or set SLACK_CLIENT_ID and "
+                "SLACK_CLIENT_SECRET for multi-workspace installs)"
+            )
         if not self.socket_mode and not self.slack_signing_secret:
-            problems.append("SLACK_SIGNING_SECRET is not set: HTTP mode will not start without it, "
-                            "since requests could not be verified as coming from Slack")
+            problems.append(
+                "SLACK_SIGNING_SECRET is not set: HTTP mode will not start without it, "
+                "since requests could not be verified as coming from Slack"
+            )
         if bool(self.slack_client_id) != bool(self.slack_client_secret):
             problems.append("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET must be set together")
-        imap = {"DMARCBOT_IMAP_HOST": self.imap_host, "DMARCBOT_IMAP_USER": self.imap_user,
-                "DMARCBOT_IMAP_PASSWORD": self.imap_password}
+        imap = {
+            "DMARCBOT_IMAP_HOST": self.imap_host,
+            "DMARCBOT_IMAP_USER": self.imap_user,
+            "DMARCBOT_IMAP_PASSWORD": self.imap_password,
+        }
         if any(imap.values()) and not all(imap.values()):  # issue 7: the rua mailbox
-            problems.append("set DMARCBOT_IMAP_HOST, DMARCBOT_IMAP_USER and DMARCBOT_IMAP_PASSWORD "
-                            "together (missing: " + ", ".join(k for k, v in imap.items() if not v) + ")")
+            problems.append(
+                "set DMARCBOT_IMAP_HOST, DMARCBOT_IMAP_USER and DMARCBOT_IMAP_PASSWORD "
+                "together (missing: " + ", ".join(k for k, v in imap.items() if not v) + ")"
+            )
         return problems

@@ -47,21 +47,30 @@ def fixed_alert(stored: StoredFixPlan, check: FixCheck) -> NewAlert:
     """The "fixed" reply for the plan's thread, keyed by the plan's row so it is written once."""
     plan = stored.plan
     text, blocks = verification_message(plan, check, None)
-    blocks.append(context("Seen by this watched domain's scheduled check: no need to press "
-                          "Verify."))
-    return NewAlert(plan.channel_id, plan.domain, "fixed", f"fix-plan:{stored.id}", text, blocks,
-                    blocks[0], thread_ts=plan.thread_ts)
+    blocks.append(context("Seen by this watched domain's scheduled check: no need to press Verify."))
+    return NewAlert(
+        plan.channel_id,
+        plan.domain,
+        "fixed",
+        f"fix-plan:{stored.id}",
+        text,
+        blocks,
+        blocks[0],
+        thread_ts=plan.thread_ts,
+    )
 
 
-def settle_verified(store: WatchStore, plan: FixPlan, alerts: Sequence[NewAlert] = (),
-                    now: datetime | None = None) -> bool:
+def settle_verified(
+    store: WatchStore, plan: FixPlan, alerts: Sequence[NewAlert] = (), now: datetime | None = None
+) -> bool:
     """Mark a plan verified (with its "fixed" alert, if any, in the same transaction); False
     when it was not pending (never stored, or already settled)."""
     return store.settle_fix_plan(plan.team_id, plan, "verified", alerts, now)
 
 
-def verify_pending_plans(store: WatchStore, session: DnsSession, watches: Sequence[Watch],
-                         now: datetime | None = None) -> int:
+def verify_pending_plans(
+    store: WatchStore, session: DnsSession, watches: Sequence[Watch], now: datetime | None = None
+) -> int:
     """Verify the pending plans of each watch's team for its domain (each watch just had a good
     check through `session`); returns how many were found live and written as "fixed"."""
     now = now or utcnow()
@@ -80,30 +89,41 @@ def verify_pending_plans(store: WatchStore, session: DnsSession, watches: Sequen
         if isinstance(check, BaseException):
             if not isinstance(check, Exception):
                 raise check  # KeyboardInterrupt, SystemExit: stop, do not swallow
-            log.error("Verifying a fix plan for %s (team %s) failed", stored.plan.domain,
-                      stored.plan.team_id, exc_info=check)
+            log.error(
+                "Verifying a fix plan for %s (team %s) failed",
+                stored.plan.domain,
+                stored.plan.team_id,
+                exc_info=check,
+            )
             continue
         if check.live:
             fixed += settle_verified(store, stored.plan, [fixed_alert(stored, check)], now)
     return fixed
 
 
-async def _verify_all(session: DnsSession, due: Sequence[StoredFixPlan]
-                      ) -> list[FixCheck | BaseException]:
+async def _verify_all(session: DnsSession, due: Sequence[StoredFixPlan]) -> list[FixCheck | BaseException]:
     # return_exceptions: one plan's bug must not cost the others their verification.
-    return list(await asyncio.gather(
-        *(verify_fix(session, s.plan.domain, s.plan.expected, s.plan.clears, s.plan.selectors)
-          for s in due), return_exceptions=True))
+    return list(
+        await asyncio.gather(
+            *(
+                verify_fix(session, s.plan.domain, s.plan.expected, s.plan.clears, s.plan.selectors)
+                for s in due
+            ),
+            return_exceptions=True,
+        )
+    )
 
 
-def watch_flattened_includes(store: WatchStore, session: DnsSession, watches: Sequence[Watch],
-                             now: datetime | None = None) -> int:
+def watch_flattened_includes(
+    store: WatchStore, session: DnsSession, watches: Sequence[Watch], now: datetime | None = None
+) -> int:
     """Resolve the includes verified fixes flattened into each watch's domain (each watch just
     had a good check through `session`) and alert the watch's channel about those whose addresses
     changed; returns the alerts written."""
     now = now or utcnow()
-    tracked = [(watch, known) for watch in watches
-               for known in store.flattened_includes(watch.team_id, watch.domain)]
+    tracked = [
+        (watch, known) for watch in watches for known in store.flattened_includes(watch.team_id, watch.domain)
+    ]
     if not tracked:
         return 0
     names = sorted({known.include for _, known in tracked})
@@ -114,8 +134,7 @@ def watch_flattened_includes(store: WatchStore, session: DnsSession, watches: Se
         if isinstance(now_seen, BaseException):
             if not isinstance(now_seen, Exception):
                 raise now_seen
-            log.error("Resolving include:%s for %s failed", known.include, watch.domain,
-                      exc_info=now_seen)
+            log.error("Resolving include:%s for %s failed", known.include, watch.domain, exc_info=now_seen)
             continue
         if now_seen.outage:
             continue  # unknown, not changed: the stored addresses stay as they were
@@ -123,8 +142,7 @@ def watch_flattened_includes(store: WatchStore, session: DnsSession, watches: Se
         if known.terms is not None and (known.terms, known.problem) == (now_seen.terms, problem):
             continue
         alerts = [] if known.terms is None else [drift_alert(watch, known, now_seen)]
-        if store.update_flattened_include(watch.team_id, known, now_seen.terms, problem, alerts,
-                                          now):
+        if store.update_flattened_include(watch.team_id, known, now_seen.terms, problem, alerts, now):
             written += len(alerts)
     return written
 
@@ -133,18 +151,29 @@ def drift_alert(watch: Watch, known: FlattenedInclude, now_seen: Flattened) -> N
     """The alert for a flattened include whose addresses changed since `known`."""
     before = list(known.terms or ())
     text, blocks, digest_block, summary = render_include_drift(
-        watch.domain, known.include, watch.team_id, watch.selectors, before,
-        list(now_seen.terms), now_seen.problem)
-    change = json.dumps([known.include, before, known.problem, list(now_seen.terms),
-                         now_seen.problem])
+        watch.domain,
+        known.include,
+        watch.team_id,
+        watch.selectors,
+        before,
+        list(now_seen.terms),
+        now_seen.problem,
+    )
+    change = json.dumps([known.include, before, known.problem, list(now_seen.terms), now_seen.problem])
     digest = hashlib.sha256(change.encode()).hexdigest()[:32]
-    return NewAlert(watch.channel_id, watch.domain, "include_drift",
-                    f"w{watch.id}:include_drift:{known.include}:{digest}", text, blocks,
-                    digest_block, digest_group=f"include_drift:{digest}", digest_summary=summary)
+    return NewAlert(
+        watch.channel_id,
+        watch.domain,
+        "include_drift",
+        f"w{watch.id}:include_drift:{known.include}:{digest}",
+        text,
+        blocks,
+        digest_block,
+        digest_group=f"include_drift:{digest}",
+        digest_summary=summary,
+    )
 
 
-async def _flatten_all(session: DnsSession, names: Sequence[str]
-                       ) -> list[Flattened | BaseException]:
+async def _flatten_all(session: DnsSession, names: Sequence[str]) -> list[Flattened | BaseException]:
     # Each distinct include once, however many watches flattened it (the session caches answers).
-    return list(await asyncio.gather(*(flatten_include(session, n) for n in names),
-                                     return_exceptions=True))
+    return list(await asyncio.gather(*(flatten_include(session, n) for n in names), return_exceptions=True))

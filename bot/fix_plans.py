@@ -40,17 +40,31 @@ class FixPlan:
     proposed_by: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"o": self.team_id, "c": self.channel_id, "ts": self.thread_ts, "d": self.domain,
-                "k": self.kind, "f": self.finding_id,
-                "e": [[e.host, e.rdtype, e.digest] for e in self.expected],
-                "x": list(self.clears), "s": list(self.selectors),
-                "w": list(self.watch_includes), "u": self.proposed_by}
+        return {
+            "o": self.team_id,
+            "c": self.channel_id,
+            "ts": self.thread_ts,
+            "d": self.domain,
+            "k": self.kind,
+            "f": self.finding_id,
+            "e": [[e.host, e.rdtype, e.digest] for e in self.expected],
+            "x": list(self.clears),
+            "s": list(self.selectors),
+            "w": list(self.watch_includes),
+            "u": self.proposed_by,
+        }
 
     def key(self) -> str:
         """The plan's identity: where it was posted and what it publishes. The button value may
         cut the longer lists, never these fields, so a Verify button names its stored row."""
-        identity = [self.team_id, self.channel_id, self.thread_ts, self.domain, self.finding_id,
-                    [[e.host, e.rdtype, e.digest] for e in self.expected]]
+        identity = [
+            self.team_id,
+            self.channel_id,
+            self.thread_ts,
+            self.domain,
+            self.finding_id,
+            [[e.host, e.rdtype, e.digest] for e in self.expected],
+        ]
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:40]
 
     def button_value(self) -> str:
@@ -67,13 +81,18 @@ class FixPlan:
         """Read a plan back; raises BadPlanValue when fields are missing or of the wrong type."""
         try:
             return cls(
-                team_id=str(data["o"]), channel_id=str(data["c"]), thread_ts=str(data["ts"]),
-                domain=str(data["d"]), kind=str(data["k"]), finding_id=str(data["f"]),
+                team_id=str(data["o"]),
+                channel_id=str(data["c"]),
+                thread_ts=str(data["ts"]),
+                domain=str(data["d"]),
+                kind=str(data["k"]),
+                finding_id=str(data["f"]),
                 expected=tuple(ExpectedRecord(str(h), str(t), str(g)) for h, t, g in data["e"]),
                 clears=tuple(str(x) for x in data["x"]),
                 selectors=tuple(str(s) for s in data.get("s", []))[:20],
                 watch_includes=tuple(str(w) for w in data.get("w", [])),
-                proposed_by=str(data.get("u", "")))
+                proposed_by=str(data.get("u", "")),
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise BadPlanValue(str(error)) from None
 
@@ -91,8 +110,9 @@ class FixPlan:
 
 def check_plan(settings: Settings, plan: FixPlan) -> FixCheck:
     """Verify a plan afresh (a new DnsSession: never an answer older than this call)."""
-    return asyncio.run(verify_fix(settings.dns_session(), plan.domain, plan.expected, plan.clears,
-                                  plan.selectors))
+    return asyncio.run(
+        verify_fix(settings.dns_session(), plan.domain, plan.expected, plan.clears, plan.selectors)
+    )
 
 
 __all__ = ["BadPlanValue", "FixPlan", "check_plan"]

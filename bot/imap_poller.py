@@ -103,8 +103,12 @@ def _ok(answer: tuple[str, Sequence[Any]], what: str) -> list[Any]:
     return list(data)
 
 
-def poll_once(settings: Settings, store: WatchStore, default_team: str | None = None,
-              limits: ReportLimits = DEFAULT_LIMITS) -> PollReport:
+def poll_once(
+    settings: Settings,
+    store: WatchStore,
+    default_team: str | None = None,
+    limits: ReportLimits = DEFAULT_LIMITS,
+) -> PollReport:
     """Connect, ingest every message in the folder (at most MAX_MESSAGES_PER_POLL), move each."""
     assert settings.imap_host and settings.imap_user and settings.imap_password
     host, port = imap_address(settings.imap_host)
@@ -115,8 +119,9 @@ def poll_once(settings: Settings, store: WatchStore, default_team: str | None = 
     result = PollReport()
     with imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=IMAP_TIMEOUT_SECONDS) as imap:
         _ok(imap.login(settings.imap_user, settings.imap_password), "LOGIN")
-        capabilities = b" ".join(d for d in _ok(imap.capability(), "CAPABILITY")
-                                 if isinstance(d, bytes)).upper().split()
+        capabilities = (
+            b" ".join(d for d in _ok(imap.capability(), "CAPABILITY") if isinstance(d, bytes)).upper().split()
+        )
         for folder in (PROCESSED_FOLDER, REFUSED_FOLDER):
             imap.create(_quote(folder))  # answered NO when it exists already: that is fine
         _ok(imap.select(_quote(settings.imap_folder)), f"SELECT {settings.imap_folder}")
@@ -126,8 +131,7 @@ def poll_once(settings: Settings, store: WatchStore, default_team: str | None = 
         result.left_for_next_poll = max(0, len(uids) - MAX_MESSAGES_PER_POLL)
         for uid in uids[:MAX_MESSAGES_PER_POLL]:
             mail = _process(imap, uid, reports, owners, limits)
-            result.alerts += review_after_ingest(store, reports, mail.outcome.reports,
-                                                 settings.dns_session())
+            result.alerts += review_after_ingest(store, reports, mail.outcome.reports, settings.dns_session())
             _move(imap, uid, mail.folder, b"MOVE" in capabilities)
             (result.processed if mail.outcome.ok else result.refused).append(mail)
             if mail.outcome.ok:
@@ -138,10 +142,12 @@ def poll_once(settings: Settings, store: WatchStore, default_team: str | None = 
     return result
 
 
-def _process(imap: imaplib.IMAP4, uid: str, reports: ReportStore, owners: Owners,
-             limits: ReportLimits) -> MailOutcome:
-    head = _ok(imap.uid("FETCH", uid, "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT MESSAGE-ID)])"),
-               f"FETCH {uid}")
+def _process(
+    imap: imaplib.IMAP4, uid: str, reports: ReportStore, owners: Owners, limits: ReportLimits
+) -> MailOutcome:
+    head = _ok(
+        imap.uid("FETCH", uid, "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT MESSAGE-ID)])"), f"FETCH {uid}"
+    )
     # Each fetched item is (b'1 (UID 7 RFC822.SIZE 123 BODY[...] {80}', header bytes), b')'.
     prefixes = b" ".join(i[0] if isinstance(i, tuple) else i for i in head if isinstance(i, (bytes, tuple)))
     headers = b"".join(i[1] for i in head if isinstance(i, tuple) and len(i) > 1)
@@ -149,9 +155,12 @@ def _process(imap: imaplib.IMAP4, uid: str, reports: ReportStore, owners: Owners
     size = _SIZE.search(prefixes)
     if size is not None and int(size.group(1)) > limits.max_input_bytes:
         # Refused before download: anyone can mail the report address.
-        outcome = FileOutcome(label, error=f"the message is {int(size.group(1)):,} bytes, over the "
-                                           f"max_input_bytes cap of {limits.max_input_bytes:,}",
-                              refused_by_cap="max_input_bytes")
+        outcome = FileOutcome(
+            label,
+            error=f"the message is {int(size.group(1)):,} bytes, over the "
+            f"max_input_bytes cap of {limits.max_input_bytes:,}",
+            refused_by_cap="max_input_bytes",
+        )
     else:
         body = _ok(imap.uid("FETCH", uid, "(BODY.PEEK[])"), f"FETCH {uid}")
         raw = next((item[1] for item in body if isinstance(item, tuple) and len(item) > 1), b"")
@@ -161,8 +170,9 @@ def _process(imap: imaplib.IMAP4, uid: str, reports: ReportStore, owners: Owners
 
 def _label(uid: str, headers: bytes) -> str:
     """How the log names a message: its UID, Subject and Message-ID (clipped, one line)."""
-    fields = {m.group(1).lower(): re.sub(rb"\s+", b" ", m.group(2)).strip()
-              for m in _HEADER.finditer(headers)}
+    fields = {
+        m.group(1).lower(): re.sub(rb"\s+", b" ", m.group(2)).strip() for m in _HEADER.finditer(headers)
+    }
     subject = fields.get(b"subject", b"").decode("utf-8", "replace")[:120]
     message_id = fields.get(b"message-id", b"").decode("utf-8", "replace")[:120]
     return f"mail UID {uid} “{subject}” {message_id}".strip()
@@ -179,13 +189,18 @@ def _move(imap: imaplib.IMAP4, uid: str, folder: str, can_move: bool) -> None:
 
 # -- the background thread ----------------------------------------------------------------------
 
+
 class ImapPoller:
     """Polls every `interval` seconds in a daemon thread until `stop`; a failed poll is logged
     and retried at the next interval (the messages stay in the folder meanwhile)."""
 
-    def __init__(self, settings: Settings, store: WatchStore,
-                 default_team: Callable[[], str | None] = lambda: None,
-                 interval: float = POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: WatchStore,
+        default_team: Callable[[], str | None] = lambda: None,
+        interval: float = POLL_SECONDS,
+    ) -> None:
         self.settings, self.store, self.default_team = settings, store, default_team
         self.interval = interval
         self._stop = threading.Event()
@@ -207,13 +222,21 @@ class ImapPoller:
         while not self._stop.is_set():
             try:
                 report = poll_once(self.settings, self.store, self.default_team())
-                log.info("IMAP poll: %d processed, %d refused, %d alerts, %d left for the next poll",
-                         len(report.processed), len(report.refused), report.alerts,
-                         report.left_for_next_poll)
+                log.info(
+                    "IMAP poll: %d processed, %d refused, %d alerts, %d left for the next poll",
+                    len(report.processed),
+                    len(report.refused),
+                    report.alerts,
+                    report.left_for_next_poll,
+                )
             except (imaplib.IMAP4.error, ImapFailure, OSError, sqlite3.Error, ValueError) as error:
                 # ssl.SSLError (a certificate that does not verify) and timeouts are OSErrors.
-                log.error("IMAP poll of %s failed: %s; retrying in %.0f s", self.settings.imap_host,
-                          error, self.interval)
+                log.error(
+                    "IMAP poll of %s failed: %s; retrying in %.0f s",
+                    self.settings.imap_host,
+                    error,
+                    self.interval,
+                )
             self._stop.wait(self.interval)
 
 
@@ -223,8 +246,7 @@ def start_imap_poller(settings: Settings, store: WatchStore) -> ImapPoller | Non
         return None
     poller = ImapPoller(settings, store, single_workspace_team(settings))
     poller.start()
-    log.info("IMAP: polling %s folder %s every %d s", settings.imap_host, settings.imap_folder,
-             POLL_SECONDS)
+    log.info("IMAP: polling %s folder %s every %d s", settings.imap_host, settings.imap_folder, POLL_SECONDS)
     return poller
 
 
@@ -245,8 +267,11 @@ def single_workspace_team(settings: Settings) -> Callable[[], str | None]:
                 answer = make_web_client(settings, settings.slack_bot_token).auth_test()
                 found.append(str(answer["team_id"]))
             except (SlackApiError, OSError) as error:
-                log.warning("IMAP: cannot tell the bot's team yet (auth.test: %s); reports for "
-                            "unwatched domains wait", error)
+                log.warning(
+                    "IMAP: cannot tell the bot's team yet (auth.test: %s); reports for "
+                    "unwatched domains wait",
+                    error,
+                )
                 return None
         return found[0]
 

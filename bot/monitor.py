@@ -53,20 +53,29 @@ def alert_for(change: Change, watch: Watch, key: str) -> NewAlert:
     """The outbox row for a change; `key` identifies the decision so writing it twice is a no-op."""
     text, blocks, digest_block = render_alert(change, watch.team_id)
     group, summary = digest_group(change)
-    return NewAlert(watch.channel_id, watch.domain, change.kind, f"w{watch.id}:{change.kind}:{key}",
-                    text, blocks, digest_block, group, summary)
+    return NewAlert(
+        watch.channel_id,
+        watch.domain,
+        change.kind,
+        f"w{watch.id}:{change.kind}:{key}",
+        text,
+        blocks,
+        digest_block,
+        group,
+        summary,
+    )
 
 
-def record_observation(store: WatchStore, watch: Watch, observation: Observation,
-                       now: datetime | None = None) -> list[Change]:
+def record_observation(
+    store: WatchStore, watch: Watch, observation: Observation, now: datetime | None = None
+) -> list[Change]:
     """Store one check of one watch and write the alerts it calls for; returns their changes."""
     now = now or utcnow()
     if observation.outage:
         changes: list[Change] = []
 
         def outage_alert(current: Watch, streak: int) -> NewAlert:
-            change = cannot_check_change(current.domain, current.selectors, streak,
-                                         observation.outage_detail)
+            change = cannot_check_change(current.domain, current.selectors, streak, observation.outage_detail)
             changes.append(change)
             return alert_for(change, current, f"{now.isoformat()}")
 
@@ -84,14 +93,15 @@ def record_observation(store: WatchStore, watch: Watch, observation: Observation
         key = f"{known}>{observation.state.fingerprint[:16]}:{now.isoformat()}"
         return Decision([alert_for(change, history.watch, key)], acknowledge)
 
-    store.apply_check(watch.team_id, watch.id, observation.state, decide_alerts,
-                      now - FLAP_WINDOW, now)
+    store.apply_check(watch.team_id, watch.id, observation.state, decide_alerts, now - FLAP_WINDOW, now)
     return said
 
 
-async def check_all(targets: Sequence[tuple[str, tuple[str, ...]]], session: DnsSession,
-                    concurrency: int = MONITOR_CONCURRENCY
-                    ) -> dict[tuple[str, tuple[str, ...]], DomainReport | BaseException]:
+async def check_all(
+    targets: Sequence[tuple[str, tuple[str, ...]]],
+    session: DnsSession,
+    concurrency: int = MONITOR_CONCURRENCY,
+) -> dict[tuple[str, tuple[str, ...]], DomainReport | BaseException]:
     """Check each (domain, selectors) once through `session`, at most `concurrency` at a time."""
     limit = asyncio.Semaphore(concurrency)
 
@@ -105,8 +115,12 @@ async def check_all(targets: Sequence[tuple[str, tuple[str, ...]]], session: Dns
     return dict(zip(targets, results, strict=True))
 
 
-def check_watches(store: WatchStore, session: DnsSession, now: datetime | None = None,
-                  concurrency: int = MONITOR_CONCURRENCY) -> CycleReport:
+def check_watches(
+    store: WatchStore,
+    session: DnsSession,
+    now: datetime | None = None,
+    concurrency: int = MONITOR_CONCURRENCY,
+) -> CycleReport:
     """Check every team's watches through one session and write the outcome (snapshots, status,
     alerts in the outbox). Posting is separate: bot.alert_delivery.deliver_pending."""
     now = now or utcnow()
@@ -120,8 +134,7 @@ def check_watches(store: WatchStore, session: DnsSession, now: datetime | None =
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
                 raise result  # KeyboardInterrupt, SystemExit: stop, do not swallow
-            log.error("Checking %s for team %s failed", watch.domain, watch.team_id,
-                      exc_info=result)
+            log.error("Checking %s for team %s failed", watch.domain, watch.team_id, exc_info=result)
             report.errors.append(f"{watch.domain}: {type(result).__name__}: {result}")
             continue
         observation = observe(result)

@@ -46,9 +46,14 @@ class Thresholds:
 DEFAULT_THRESHOLDS = Thresholds()
 
 
-def review_after_ingest(store: WatchStore, reports: ReportStore, stored: Sequence[StoredReport],
-                        session: DnsSession, thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                        now: datetime | None = None) -> int:
+def review_after_ingest(
+    store: WatchStore,
+    reports: ReportStore,
+    stored: Sequence[StoredReport],
+    session: DnsSession,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    now: datetime | None = None,
+) -> int:
     """Check every watched (team, domain) among the `stored` reports; returns alerts written."""
     touched: dict[tuple[str, str], set[str]] = {}
     for report in stored:
@@ -60,8 +65,10 @@ def review_after_ingest(store: WatchStore, reports: ReportStore, stored: Sequenc
         watch = store.watch(team_id, domain)
         if watch is None:
             continue  # alerts go to the watch's channel: an unwatched domain has none
-        alerts = [*rate_alerts(reports, watch, days, thresholds),
-                  *new_source_alerts(reports, watch, days, thresholds)]
+        alerts = [
+            *rate_alerts(reports, watch, days, thresholds),
+            *new_source_alerts(reports, watch, days, thresholds),
+        ]
         watch = add_report_selectors(store, reports, watch, thresholds, now)
         alerts += asyncio.run(selector_alerts(reports, watch, session, thresholds, now))
         if alerts:
@@ -69,8 +76,9 @@ def review_after_ingest(store: WatchStore, reports: ReportStore, stored: Sequenc
     return written
 
 
-def rate_alerts(reports: ReportStore, watch: Watch, days: set[str],
-                thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[NewAlert]:
+def rate_alerts(
+    reports: ReportStore, watch: Watch, days: set[str], thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> list[NewAlert]:
     """A drop of a day's DMARC pass rate below its trailing baseline."""
     alerts = []
     for day in sorted(days):
@@ -81,44 +89,66 @@ def rate_alerts(reports: ReportStore, watch: Watch, days: set[str],
         assert today.pass_rate is not None and base.pass_rate is not None  # messages > 0 above
         if base.pass_rate - today.pass_rate <= thresholds.drop:
             continue
-        detail = (f"On {day}, {today.pass_rate:.0%} of {today.messages:,} messages passed DMARC, "
-                  f"against {base.pass_rate:.0%} of {base.messages:,} over the "
-                  f"{thresholds.baseline_days} days before.")
-        alerts.append(_alert(watch, "report_pass_rate_drop", f"pass-rate:{day}",
-                             "DMARC pass rate dropped", detail))
+        detail = (
+            f"On {day}, {today.pass_rate:.0%} of {today.messages:,} messages passed DMARC, "
+            f"against {base.pass_rate:.0%} of {base.messages:,} over the "
+            f"{thresholds.baseline_days} days before."
+        )
+        alerts.append(
+            _alert(watch, "report_pass_rate_drop", f"pass-rate:{day}", "DMARC pass rate dropped", detail)
+        )
     return alerts
 
 
-def new_source_alerts(reports: ReportStore, watch: Watch, days: set[str],
-                      thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[NewAlert]:
+def new_source_alerts(
+    reports: ReportStore, watch: Watch, days: set[str], thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> list[NewAlert]:
     """A source new in the last `baseline_days` days, with real volume, failing alignment."""
     alerts = []
     for day in sorted(days):
-        sources = [s for s in reports.sources(watch.team_id, watch.domain, day, day)
-                   if s.messages >= thresholds.new_source_min_messages
-                   and s.passed / s.messages <= thresholds.new_source_max_pass_rate]
+        sources = [
+            s
+            for s in reports.sources(watch.team_id, watch.domain, day, day)
+            if s.messages >= thresholds.new_source_min_messages
+            and s.passed / s.messages <= thresholds.new_source_max_pass_rate
+        ]
         if not sources:
             continue
-        seen = reports.sources_seen_before(watch.team_id, watch.domain, [s.ip for s in sources],
-                                           day, thresholds.baseline_days)
+        seen = reports.sources_seen_before(
+            watch.team_id, watch.domain, [s.ip for s in sources], day, thresholds.baseline_days
+        )
         reasons = {f.ip: f for f in reports.failures(watch.team_id, watch.domain, day, day)}
         for source in sources[:10]:
             if source.ip in seen:
                 continue
             why = reasons.get(source.ip)
             because = "; ".join(p for p in (why.spf_why, why.dkim_why) if p) if why else ""
-            detail = (f"A new source, {source.ip}, sent {source.messages:,} messages as "
-                      f"{watch.domain} on {day}; {source.messages - source.passed:,} failed DMARC"
-                      + (f" ({because})" if because else "") + ". If it is yours, align its SPF "
-                      "or DKIM; if not, it is spoofing the domain.")
-            alerts.append(_alert(watch, "report_new_failing_source", f"new-source:{source.ip}",
-                                 "new source failing DMARC", detail))
+            detail = (
+                f"A new source, {source.ip}, sent {source.messages:,} messages as "
+                f"{watch.domain} on {day}; {source.messages - source.passed:,} failed DMARC"
+                + (f" ({because})" if because else "")
+                + ". If it is yours, align its SPF "
+                "or DKIM; if not, it is spoofing the domain."
+            )
+            alerts.append(
+                _alert(
+                    watch,
+                    "report_new_failing_source",
+                    f"new-source:{source.ip}",
+                    "new source failing DMARC",
+                    detail,
+                )
+            )
     return alerts
 
 
-def add_report_selectors(store: WatchStore, reports: ReportStore, watch: Watch,
-                         thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                         now: datetime | None = None) -> Watch:
+def add_report_selectors(
+    store: WatchStore,
+    reports: ReportStore,
+    watch: Watch,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    now: datetime | None = None,
+) -> Watch:
     """Add the selectors that signed the domain's passing mail to the watch, so the monitor
     checks their keys (WatchStore.add_selectors validates and caps them: anyone can send a
     report, so only well-formed selectors that passed DKIM get that far). Returns the watch as
@@ -127,18 +157,26 @@ def add_report_selectors(store: WatchStore, reports: ReportStore, watch: Watch,
     return store.add_selectors(watch.team_id, watch.domain, list(seen)) or watch
 
 
-def _recent_selectors(reports: ReportStore, watch: Watch, thresholds: Thresholds,
-                      now: datetime | None) -> dict[str, str]:
+def _recent_selectors(
+    reports: ReportStore, watch: Watch, thresholds: Thresholds, now: datetime | None
+) -> dict[str, str]:
     """Selector -> the last day it signed passing mail for the domain, within `selector_days`."""
     last = (now or datetime.now(UTC)).astimezone(UTC).date().isoformat()
     first = shift(last, -thresholds.selector_days)
-    return {s.selector: s.last_day
-            for s in reports.selectors(watch.team_id, watch.domain, first, last) if s.passed}
+    return {
+        s.selector: s.last_day
+        for s in reports.selectors(watch.team_id, watch.domain, first, last)
+        if s.passed
+    }
 
 
-async def selector_alerts(reports: ReportStore, watch: Watch, session: DnsSession,
-                          thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                          now: datetime | None = None) -> list[NewAlert]:
+async def selector_alerts(
+    reports: ReportStore,
+    watch: Watch,
+    session: DnsSession,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    now: datetime | None = None,
+) -> list[NewAlert]:
     """Selectors that signed passing mail in recent reports but have no key in DNS now."""
     seen = list(_recent_selectors(reports, watch, thresholds, now).items())[:MAX_SELECTORS]
     names = [f"{selector}._domainkey.{watch.domain}" for selector, _day in seen]
@@ -150,17 +188,32 @@ async def selector_alerts(reports: ReportStore, watch: Watch, session: DnsSessio
             continue
         if any("p=" in record.replace(" ", "").lower() for record in lookup.records):
             continue
-        detail = (f"Receivers saw mail signed with selector {selector} (d={watch.domain}) pass "
-                  f"DKIM as late as {last_day}, but {lookup.describe_failure()}: mail still "
-                  "signed with it now fails DKIM.")
+        detail = (
+            f"Receivers saw mail signed with selector {selector} (d={watch.domain}) pass "
+            f"DKIM as late as {last_day}, but {lookup.describe_failure()}: mail still "
+            "signed with it now fails DKIM."
+        )
         # Keyed by the last day it was seen: a selector that comes back and goes again alerts again.
-        alerts.append(_alert(watch, "report_selector_missing", f"selector:{selector}:{last_day}",
-                             f"DKIM selector {selector} disappeared from DNS", detail))
+        alerts.append(
+            _alert(
+                watch,
+                "report_selector_missing",
+                f"selector:{selector}:{last_day}",
+                f"DKIM selector {selector} disappeared from DNS",
+                detail,
+            )
+        )
     return alerts
 
 
 def _alert(watch: Watch, kind: str, key: str, headline: str, detail: str) -> NewAlert:
     text, blocks, digest = render_report_alert(watch.domain, headline, detail)
-    return NewAlert(channel_id=watch.channel_id, domain=watch.domain, kind=kind,
-                    dedupe_key=f"{kind}:{watch.domain}:{key}"[:500], text=text, blocks=blocks,
-                    digest_block=digest)
+    return NewAlert(
+        channel_id=watch.channel_id,
+        domain=watch.domain,
+        kind=kind,
+        dedupe_key=f"{kind}:{watch.domain}:{key}"[:500],
+        text=text,
+        blocks=blocks,
+        digest_block=digest,
+    )

@@ -21,8 +21,11 @@ from handlers.record_fixes import fix_kind
 Block = dict[str, Any]
 
 MAX_MESSAGE_BLOCKS = 50
-_SEVERITY_ICONS = {Severity.ERROR: ":red_circle:", Severity.WARNING: ":large_orange_circle:",
-                   Severity.INFO: ":information_source:"}
+_SEVERITY_ICONS = {
+    Severity.ERROR: ":red_circle:",
+    Severity.WARNING: ":large_orange_circle:",
+    Severity.INFO: ":information_source:",
+}
 _VERDICT_WORDS = {"pass": "can pass DMARC", "fail": "fails DMARC", "unknown": "unknown (DNS failed)"}
 # The report's fixed blocks: header, summary, divider, 4 record sections, divider, context, actions.
 _FIXED_BLOCKS = 10
@@ -37,8 +40,12 @@ def context(text: str) -> Block:
 
 
 def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
-    element: Block = {"type": "button", "text": {"type": "plain_text", "text": clip(text, 75)},
-                      "action_id": action_id, "value": value[:2000]}
+    element: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": clip(text, 75)},
+        "action_id": action_id,
+        "value": value[:2000],
+    }
     if style:
         element["style"] = style
     return element
@@ -53,15 +60,15 @@ def report_button_value(domain: str, selectors: list[str]) -> str:
 _KEY_NAME = re.compile(r"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)\._domainkey\.")
 
 
-def fix_button_value(f: Finding, domain: str, team_id: str | None,
-                     selectors: list[str] | None = None) -> str:
+def fix_button_value(f: Finding, domain: str, team_id: str | None, selectors: list[str] | None = None) -> str:
     """What a finding's Fix it button carries: the finding id, the domain, the owning team, and
     the DKIM selector at fault (read from the finding's detail) — well within 2000 characters."""
     return fix_value(f.id, f.detail, domain, team_id, selectors)
 
 
-def fix_value(finding_id: str, detail: str, domain: str, team_id: str | None,
-              selectors: Sequence[str] | None = None) -> str:
+def fix_value(
+    finding_id: str, detail: str, domain: str, team_id: str | None, selectors: Sequence[str] | None = None
+) -> str:
     """The same, from a finding's id and detail (alerts keep findings as plain data)."""
     data: dict[str, Any] = {"f": finding_id, "d": domain}
     if team_id:
@@ -74,8 +81,9 @@ def fix_value(finding_id: str, detail: str, domain: str, team_id: str | None,
     return json.dumps(data, separators=(",", ":"))[:2000]
 
 
-def fix_button(f: Finding, domain: str, team_id: str | None,
-               selectors: list[str] | None = None) -> Block | None:
+def fix_button(
+    f: Finding, domain: str, team_id: str | None, selectors: list[str] | None = None
+) -> Block | None:
     """A finding's own Fix it button, or None when the fix-it flow has no fix for it (alerts use
     this too, so every fixable finding carries one)."""
     if fix_kind(f.id) is None:
@@ -83,8 +91,9 @@ def fix_button(f: Finding, domain: str, team_id: str | None,
     return button("Fix it", slack_ids.ACTION_FIX, fix_button_value(f, domain, team_id, selectors))
 
 
-def render_report(report: DomainReport, selectors: list[str] | None = None,
-                  team_id: str | None = None) -> tuple[str, list[Block]]:
+def render_report(
+    report: DomainReport, selectors: list[str] | None = None, team_id: str | None = None
+) -> tuple[str, list[Block]]:
     """The message for a domain report: (fallback text, blocks). `team_id`, the workspace that
     asked, goes into the Fix it buttons so only its members may fix the domain."""
     name = report.display_domain
@@ -92,8 +101,10 @@ def render_report(report: DomainReport, selectors: list[str] | None = None,
     # the fallback text is mrkdwn too (notifications, screen readers): escape it like the blocks
     text = f"DMARC check for {name}: {_VERDICT_WORDS[verdict]}. {safe(report.summary, 2600)}"
     blocks: list[Block] = [
-        {"type": "header", "text": {"type": "plain_text",
-                                    "text": clip(f"{name}: {_VERDICT_WORDS[verdict]}", 150)}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": clip(f"{name}: {_VERDICT_WORDS[verdict]}", 150)},
+        },
         section(safe(report.summary, 2900)),
         {"type": "divider"},
         *_record_sections(report),
@@ -101,26 +112,35 @@ def render_report(report: DomainReport, selectors: list[str] | None = None,
     ]
     room = MAX_MESSAGE_BLOCKS - len(blocks) - 3  # context, actions, and one "…and N more"
     findings = list(report.findings)
-    blocks += [_finding_section(f, fix_button(f, report.domain, team_id, selectors))
-               for f in findings[:room]]
+    blocks += [_finding_section(f, fix_button(f, report.domain, team_id, selectors)) for f in findings[:room]]
     if len(findings) > room:
-        blocks.append(context(f"…and {len(findings) - room} more findings: run "
-                              f"`dmarcbot check {report.domain}` for the full list."))
-    blocks.append(context(f"Checked <!date^{int(report.checked_at.timestamp())}^{{date_short_pretty}} "
-                          f"{{time}}|{report.checked_at:%Y-%m-%d %H:%M} UTC> · "
-                          f"{report.queries} DNS queries"))
+        blocks.append(
+            context(
+                f"…and {len(findings) - room} more findings: run "
+                f"`dmarcbot check {report.domain}` for the full list."
+            )
+        )
+    blocks.append(
+        context(
+            f"Checked <!date^{int(report.checked_at.timestamp())}^{{date_short_pretty}} "
+            f"{{time}}|{report.checked_at:%Y-%m-%d %H:%M} UTC> · "
+            f"{report.queries} DNS queries"
+        )
+    )
     value = report_button_value(report.domain, selectors or [])
-    actions = [button("Re-check", slack_ids.ACTION_RECHECK, value, "primary"),
-               button("Watch", slack_ids.ACTION_WATCH, value)]
+    actions = [
+        button("Re-check", slack_ids.ACTION_RECHECK, value, "primary"),
+        button("Watch", slack_ids.ACTION_WATCH, value),
+    ]
     fixable = [f for f in report.findings if f.severity is not Severity.INFO and fix_kind(f.id)]
     if fixable:
         # The report-wide button fixes the most important finding; each finding has its own too.
         top = report.top_finding if report.top_finding in fixable else fixable[0]
         assert top is not None
-        actions.append(button("Fix it", slack_ids.ACTION_FIX,
-                              fix_button_value(top, report.domain, team_id, selectors)))
-    blocks.append({"type": "actions", "block_id": slack_ids.BLOCK_REPORT_ACTIONS,
-                   "elements": actions})
+        actions.append(
+            button("Fix it", slack_ids.ACTION_FIX, fix_button_value(top, report.domain, team_id, selectors))
+        )
+    blocks.append({"type": "actions", "block_id": slack_ids.BLOCK_REPORT_ACTIONS, "elements": actions})
     return clip(text, 3000), blocks
 
 
@@ -133,8 +153,10 @@ def _record_sections(report: DomainReport) -> list[Block]:
         lines = ["*DMARC*"]
         lines.append(code_block(dmarc.record.raw, 1200) if dmarc.record else "_no record_")
         if dmarc.location:
-            lines.append(f"at {code('_dmarc.' + dmarc.location, 300)}"
-                         + (f" · policy for this domain: *{dmarc.policy}*" if dmarc.policy else ""))
+            lines.append(
+                f"at {code('_dmarc.' + dmarc.location, 300)}"
+                + (f" · policy for this domain: *{dmarc.policy}*" if dmarc.policy else "")
+            )
         parts.append(section("\n".join(lines)))
     if report.spf is not None:
         spf = report.spf
@@ -144,8 +166,11 @@ def _record_sections(report: DomainReport) -> list[Block]:
         parts.append(section("\n".join(lines)))
     if report.dkim is not None:
         dkim = report.dkim
-        keys = [f"• {code(k.selector, 70)}: {safe(k.key_type or '?', 40)}, {k.key_bits or '?'} bits"
-                f"{' (revoked)' if k.revoked else ''}" for k in dkim.keys[:10]]
+        keys = [
+            f"• {code(k.selector, 70)}: {safe(k.key_type or '?', 40)}, {k.key_bits or '?'} bits"
+            f"{' (revoked)' if k.revoked else ''}"
+            for k in dkim.keys[:10]
+        ]
         how = "named" if not dkim.probed else f"probed {len(dkim.selectors_tried)} common selectors"
         parts.append(section("*DKIM* (" + how + ")\n" + ("\n".join(keys) or "_no key found_")))
     if report.mx is not None:
@@ -153,14 +178,12 @@ def _record_sections(report: DomainReport) -> list[Block]:
         hosts = ", ".join(code(f"{h.preference} {h.host}", 120) for h in mx.hosts[:8])
         if len(mx.hosts) > 8:
             hosts += f" …and {len(mx.hosts) - 8} more"
-        parts.append(section("*MX*\n" + ("null MX: accepts no mail" if mx.null_mx
-                                         else hosts or "_none_")))
+        parts.append(section("*MX*\n" + ("null MX: accepts no mail" if mx.null_mx else hosts or "_none_")))
     return parts
 
 
 def _finding_section(f: Finding, fix: Block | None = None) -> Block:
-    lines = [f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`",
-             safe(f.detail, 1200)]
+    lines = [f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`", safe(f.detail, 1200)]
     if f.record:
         lines.append(code(f.record, 700))
     lines.append(f"*Fix:* {safe(f.fix, 700)}")

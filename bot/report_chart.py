@@ -25,9 +25,12 @@ def render_chart(summary: ReportSummary) -> bytes:
     first = date.fromisoformat(summary.first)
     days = [first + timedelta(days=i) for i in range((date.fromisoformat(summary.last) - first).days + 1)]
     volumes = [by_day[d.isoformat()].messages if d.isoformat() in by_day else 0 for d in days]
-    rates = [by_day[d.isoformat()].passed / by_day[d.isoformat()].messages * 100
-             if d.isoformat() in by_day and by_day[d.isoformat()].messages else float("nan")
-             for d in days]
+    rates = [
+        by_day[d.isoformat()].passed / by_day[d.isoformat()].messages * 100
+        if d.isoformat() in by_day and by_day[d.isoformat()].messages
+        else float("nan")
+        for d in days
+    ]
 
     figure = Figure(figsize=(WIDTH_INCHES, HEIGHT_INCHES), dpi=DPI)
     FigureCanvasAgg(figure)
@@ -36,8 +39,14 @@ def render_chart(summary: ReportSummary) -> bytes:
     volume_axis.bar(days, volumes, color="#9db4d0", label="messages")  # type: ignore[arg-type]
     volume_axis.set_ylabel("messages per day")
     rate_axis = volume_axis.twinx()
-    rate_axis.plot(days, rates, color="#1f3b5c", marker="o", markersize=3,  # type: ignore[arg-type]
-                   label="DMARC pass")
+    rate_axis.plot(
+        days,
+        rates,
+        color="#1f3b5c",
+        marker="o",
+        markersize=3,  # type: ignore[arg-type]
+        label="DMARC pass",
+    )
     rate_axis.set_ylim(0, 105)
     rate_axis.yaxis.set_major_formatter(PercentFormatter())
     rate_axis.set_ylabel("passed DMARC")

@@ -62,15 +62,23 @@ class FileOutcome:
             extra = " (the XML ended early: partial)" if stored.truncated else ""
             if stored.skipped_records:
                 extra += f" ({stored.skipped_records} unreadable records skipped)"
-            parts.append(f"{stored.domain} from {stored.reporter} for {stored.day}, "
-                         f"{stored.messages:,} messages: {state}{extra}")
+            parts.append(
+                f"{stored.domain} from {stored.reporter} for {stored.day}, "
+                f"{stored.messages:,} messages: {state}{extra}"
+            )
         if len(self.reports) > 5:
             parts.append(f"and {len(self.reports) - 5} more reports")
         return f"{self.name}: " + "; ".join(parts)
 
 
-def ingest_bytes(reports: ReportStore, data: bytes, name: str, owners: Owners, source: str,
-                 limits: ReportLimits = DEFAULT_LIMITS) -> FileOutcome:
+def ingest_bytes(
+    reports: ReportStore,
+    data: bytes,
+    name: str,
+    owners: Owners,
+    source: str,
+    limits: ReportLimits = DEFAULT_LIMITS,
+) -> FileOutcome:
     """Unpack, parse and store one file (xml, xml.gz, zip or a mail carrying one)."""
     try:
         parsed = [parse_report(xml, limits) for xml in unpack_report(data, name, limits)]
@@ -82,9 +90,13 @@ def ingest_bytes(reports: ReportStore, data: bytes, name: str, owners: Owners, s
     warnings: list[str] = []
     unowned = [report.policy.domain for report in parsed if not owners(report)]
     if unowned:
-        return FileOutcome(name, error=(
-            f"no workspace watches {', '.join(sorted(set(unowned))[:5])}: watch the domain "
-            "(`/dmarc watch DOMAIN`) so its reports have a channel, then ingest the file again"))
+        return FileOutcome(
+            name,
+            error=(
+                f"no workspace watches {', '.join(sorted(set(unowned))[:5])}: watch the domain "
+                "(`/dmarc watch DOMAIN`) so its reports have a channel, then ingest the file again"
+            ),
+        )
     for report in parsed:
         warnings.extend(report.warnings[:5])
         for team_id in dict.fromkeys(owners(report)):

@@ -32,31 +32,90 @@ MAX_WHY = 300  # a failure reason names at most two domains of 255 characters, c
 def create_report_tables(db: sqlite_utils.Database) -> None:
     """The migration that creates the report tables (bot.store.MIGRATIONS runs it once)."""
     db["agg_reports"].create(  # type: ignore[union-attr]
-        {"id": int, "team_id": str, "reporter": str, "report_id": str, "domain": str,
-         "date_begin": str, "date_end": str, "day": str, "org_name": str, "messages": int,
-         "records": int, "skipped_records": int, "truncated": int, "source": str,
-         "ingested_at": str},
-        pk="id", not_null={"team_id", "reporter", "report_id", "domain", "date_begin",
-                           "date_end", "day", "messages", "records", "ingested_at"})
+        {
+            "id": int,
+            "team_id": str,
+            "reporter": str,
+            "report_id": str,
+            "domain": str,
+            "date_begin": str,
+            "date_end": str,
+            "day": str,
+            "org_name": str,
+            "messages": int,
+            "records": int,
+            "skipped_records": int,
+            "truncated": int,
+            "source": str,
+            "ingested_at": str,
+        },
+        pk="id",
+        not_null={
+            "team_id",
+            "reporter",
+            "report_id",
+            "domain",
+            "date_begin",
+            "date_end",
+            "day",
+            "messages",
+            "records",
+            "ingested_at",
+        },
+    )
     db["agg_reports"].create_index(  # type: ignore[union-attr]
-        ["team_id", "reporter", "report_id", "domain", "date_begin", "date_end"], unique=True)
+        ["team_id", "reporter", "report_id", "domain", "date_begin", "date_end"], unique=True
+    )
     db["agg_reports"].create_index(["team_id", "domain", "day"])  # type: ignore[union-attr]
     db["agg_rows"].create(  # type: ignore[union-attr]
-        {"id": int, "team_id": str, "report_pk": int, "domain": str, "day": str,
-         "source_ip": str, "messages": int, "dmarc_pass": int, "spf_aligned": int,
-         "dkim_aligned": int, "spf_why": str, "dkim_why": str},
-        pk="id", not_null={"team_id", "report_pk", "domain", "day", "source_ip", "messages",
-                           "dmarc_pass", "spf_aligned", "dkim_aligned"})
+        {
+            "id": int,
+            "team_id": str,
+            "report_pk": int,
+            "domain": str,
+            "day": str,
+            "source_ip": str,
+            "messages": int,
+            "dmarc_pass": int,
+            "spf_aligned": int,
+            "dkim_aligned": int,
+            "spf_why": str,
+            "dkim_why": str,
+        },
+        pk="id",
+        not_null={
+            "team_id",
+            "report_pk",
+            "domain",
+            "day",
+            "source_ip",
+            "messages",
+            "dmarc_pass",
+            "spf_aligned",
+            "dkim_aligned",
+        },
+    )
     db["agg_rows"].create_index(["team_id", "domain", "day"])  # type: ignore[union-attr]
     db["agg_selectors"].create(  # type: ignore[union-attr]
-        {"id": int, "team_id": str, "report_pk": int, "domain": str, "day": str,
-         "dkim_domain": str, "selector": str, "messages": int, "passed": int},
-        pk="id", not_null={"team_id", "report_pk", "domain", "day", "dkim_domain", "selector",
-                           "messages", "passed"})
+        {
+            "id": int,
+            "team_id": str,
+            "report_pk": int,
+            "domain": str,
+            "day": str,
+            "dkim_domain": str,
+            "selector": str,
+            "messages": int,
+            "passed": int,
+        },
+        pk="id",
+        not_null={"team_id", "report_pk", "domain", "day", "dkim_domain", "selector", "messages", "passed"},
+    )
     db["agg_selectors"].create_index(["team_id", "domain", "day"])  # type: ignore[union-attr]
 
 
 # -- what a record says -------------------------------------------------------------------------
+
 
 def spf_failure(record: Record) -> str | None:
     """Why SPF did not give DMARC a pass for this record, or None when it did (RFC 9989 §4.4)."""
@@ -66,8 +125,10 @@ def spf_failure(record: Record) -> str | None:
     results = [r for r in record.spf if r.scope in (None, "mfrom")] or list(record.spf)
     passed = next((r for r in results if r.result == "pass"), None)
     if passed is not None:
-        return _clip(f"SPF passed for {passed.domain or 'an unnamed domain'} but it is not "
-                     f"aligned with {record.header_from or 'the From domain'}")
+        return _clip(
+            f"SPF passed for {passed.domain or 'an unnamed domain'} but it is not "
+            f"aligned with {record.header_from or 'the From domain'}"
+        )
     if results:
         first = results[0]
         return _clip(f"SPF {first.result or 'gave no result'} for {first.domain or 'the MAIL FROM'}")
@@ -80,12 +141,16 @@ def dkim_failure(record: Record) -> str | None:
         return None
     passed = next((r for r in record.dkim if r.result == "pass"), None)
     if passed is not None:
-        return _clip(f"DKIM passed for d={passed.domain or '?'} but it is not aligned with "
-                     f"{record.header_from or 'the From domain'}")
+        return _clip(
+            f"DKIM passed for d={passed.domain or '?'} but it is not aligned with "
+            f"{record.header_from or 'the From domain'}"
+        )
     if record.dkim:
         first = record.dkim[0]
-        return _clip(f"DKIM {first.result or 'gave no result'} for d={first.domain or '?'}"
-                     + (f" s={first.selector}" if first.selector else ""))
+        return _clip(
+            f"DKIM {first.result or 'gave no result'} for d={first.domain or '?'}"
+            + (f" s={first.selector}" if first.selector else "")
+        )
     return "no DKIM signature"
 
 
@@ -100,6 +165,7 @@ def report_day(report: AggregateReport) -> str:
 
 
 # -- results ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StoredReport:
@@ -172,14 +238,16 @@ class DayTotals:
 
 # -- the store ----------------------------------------------------------------------------------
 
+
 class ReportStore:
     """Reports of every team over bot.store's connections; every call is scoped to one team."""
 
     def __init__(self, store: WatchStore) -> None:
         self.store = store
 
-    def add_report(self, team_id: str, report: AggregateReport, source: str,
-                   now: datetime | None = None) -> StoredReport:
+    def add_report(
+        self, team_id: str, report: AggregateReport, source: str, now: datetime | None = None
+    ) -> StoredReport:
         """Store `report` for `team_id` unless the team already has it (same reporter, report id,
         domain and date range), in one transaction: the report and its rows, or nothing."""
         day = report_day(report)
@@ -191,10 +259,23 @@ class ReportStore:
                 "INSERT OR IGNORE INTO agg_reports (team_id, reporter, report_id, domain, "
                 "date_begin, date_end, day, org_name, messages, records, skipped_records, "
                 "truncated, source, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [team_id, report.reporter, report.report_id, report.policy.domain,
-                 report.date_begin.isoformat(), report.date_end.isoformat(), day, report.org_name,
-                 messages, len(report.records), report.skipped_records, int(report.truncated),
-                 source[:300], when])
+                [
+                    team_id,
+                    report.reporter,
+                    report.report_id,
+                    report.policy.domain,
+                    report.date_begin.isoformat(),
+                    report.date_end.isoformat(),
+                    day,
+                    report.org_name,
+                    messages,
+                    len(report.records),
+                    report.skipped_records,
+                    int(report.truncated),
+                    source[:300],
+                    when,
+                ],
+            )
             duplicate = cursor.rowcount == 0
             if not duplicate:
                 pk = cursor.lastrowid
@@ -203,18 +284,43 @@ class ReportStore:
                     "INSERT INTO agg_rows (team_id, report_pk, domain, day, source_ip, messages, "
                     "dmarc_pass, spf_aligned, dkim_aligned, spf_why, dkim_why) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    ([team_id, pk, domain, day, ip, count, int(dmarc), int(spf_ok), int(dkim_ok),
-                      spf_why, dkim_why]
-                     for (ip, dmarc, spf_ok, dkim_ok, spf_why, dkim_why), count in rows.items()))
+                    (
+                        [
+                            team_id,
+                            pk,
+                            domain,
+                            day,
+                            ip,
+                            count,
+                            int(dmarc),
+                            int(spf_ok),
+                            int(dkim_ok),
+                            spf_why,
+                            dkim_why,
+                        ]
+                        for (ip, dmarc, spf_ok, dkim_ok, spf_why, dkim_why), count in rows.items()
+                    ),
+                )
                 db.conn.executemany(
                     "INSERT INTO agg_selectors (team_id, report_pk, domain, day, dkim_domain, "
                     "selector, messages, passed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    ([team_id, pk, domain, day, dkim_domain, selector, counts[0], counts[1]]
-                     for (dkim_domain, selector), counts in selectors.items()))
-        return StoredReport(team_id=team_id, domain=report.policy.domain, reporter=report.reporter,
-                            report_id=report.report_id, day=day, messages=messages,
-                            records=len(report.records), duplicate=duplicate,
-                            truncated=report.truncated, skipped_records=report.skipped_records)
+                    (
+                        [team_id, pk, domain, day, dkim_domain, selector, counts[0], counts[1]]
+                        for (dkim_domain, selector), counts in selectors.items()
+                    ),
+                )
+        return StoredReport(
+            team_id=team_id,
+            domain=report.policy.domain,
+            reporter=report.reporter,
+            report_id=report.report_id,
+            day=day,
+            messages=messages,
+            records=len(report.records),
+            duplicate=duplicate,
+            truncated=report.truncated,
+            skipped_records=report.skipped_records,
+        )
 
     # -- questions --------------------------------------------------------------------------------
 
@@ -232,8 +338,9 @@ class ReportStore:
 
     def latest_day(self, team_id: str, domain: str) -> str | None:
         """The most recent day with a report for the domain."""
-        row = self.store.db.execute("SELECT MAX(day) FROM agg_reports WHERE team_id = ? AND domain = ?",
-                                    [team_id, domain]).fetchone()
+        row = self.store.db.execute(
+            "SELECT MAX(day) FROM agg_reports WHERE team_id = ? AND domain = ?", [team_id, domain]
+        ).fetchone()
         return row[0] if row else None
 
     def totals(self, team_id: str, domain: str, first: str, last: str) -> Totals:
@@ -241,7 +348,8 @@ class ReportStore:
         row = self.store.db.execute(
             "SELECT COALESCE(SUM(messages), 0), COALESCE(SUM(messages * dmarc_pass), 0) "
             "FROM agg_rows WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ?",
-            [team_id, domain, first, last]).fetchone()
+            [team_id, domain, first, last],
+        ).fetchone()
         return Totals(int(row[0]), int(row[1]))
 
     def sources(self, team_id: str, domain: str, first: str, last: str) -> list[SourceTotals]:
@@ -251,7 +359,8 @@ class ReportStore:
             "SUM(messages * spf_aligned), SUM(messages * dkim_aligned) FROM agg_rows "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? "
             "GROUP BY source_ip ORDER BY SUM(messages) DESC, source_ip",
-            [team_id, domain, first, last]).fetchall()
+            [team_id, domain, first, last],
+        ).fetchall()
         return [SourceTotals(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
     def failures(self, team_id: str, domain: str, first: str, last: str) -> list[FailureReason]:
@@ -260,7 +369,8 @@ class ReportStore:
             "SELECT source_ip, spf_why, dkim_why, SUM(messages) FROM agg_rows "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? AND dmarc_pass = 0 "
             "GROUP BY source_ip, spf_why, dkim_why ORDER BY SUM(messages) DESC, source_ip",
-            [team_id, domain, first, last]).fetchall()
+            [team_id, domain, first, last],
+        ).fetchall()
         return [FailureReason(r[0], r[1], r[2], int(r[3])) for r in rows]
 
     def selectors(self, team_id: str, domain: str, first: str, last: str) -> list[SelectorTotals]:
@@ -269,7 +379,8 @@ class ReportStore:
             "SELECT selector, dkim_domain, SUM(messages), SUM(passed), MAX(day) FROM agg_selectors "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? AND dkim_domain = domain "
             "GROUP BY selector, dkim_domain ORDER BY SUM(messages) DESC, selector",
-            [team_id, domain, first, last]).fetchall()
+            [team_id, domain, first, last],
+        ).fetchall()
         return [SelectorTotals(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in rows]
 
     def daily(self, team_id: str, domain: str, first: str, last: str) -> list[DayTotals]:
@@ -277,7 +388,8 @@ class ReportStore:
         rows = self.store.db.execute(
             "SELECT day, SUM(messages), SUM(messages * dmarc_pass) FROM agg_rows "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? GROUP BY day ORDER BY day",
-            [team_id, domain, first, last]).fetchall()
+            [team_id, domain, first, last],
+        ).fetchall()
         return [DayTotals(r[0], int(r[1]), int(r[2])) for r in rows]
 
     def baseline(self, team_id: str, domain: str, day: str, days: int = 14) -> Totals:
@@ -285,8 +397,9 @@ class ReportStore:
         first, last = shift(day, -days), shift(day, -1)
         return self.totals(team_id, domain, first, last)
 
-    def sources_seen_before(self, team_id: str, domain: str, ips: Iterable[str], day: str,
-                            days: int = 14) -> set[str]:
+    def sources_seen_before(
+        self, team_id: str, domain: str, ips: Iterable[str], day: str, days: int = 14
+    ) -> set[str]:
         """Which of `ips` sent for the domain in the `days` days before `day`."""
         wanted = list(dict.fromkeys(ips))
         seen: set[str] = set()
@@ -295,18 +408,26 @@ class ReportStore:
             rows = self.store.db.execute(
                 f"SELECT DISTINCT source_ip FROM agg_rows WHERE team_id = ? AND domain = ? "
                 f"AND day BETWEEN ? AND ? AND source_ip IN ({marks})",
-                [team_id, domain, shift(day, -days), shift(day, -1), *chunk]).fetchall()
+                [team_id, domain, shift(day, -days), shift(day, -1), *chunk],
+            ).fetchall()
             seen.update(row[0] for row in rows)
         return seen
 
 
-def _group(report: AggregateReport) -> tuple[dict[tuple[str, bool, bool, bool, str | None, str | None], int],
-                                            dict[tuple[str, str], list[int]]]:
+def _group(
+    report: AggregateReport,
+) -> tuple[dict[tuple[str, bool, bool, bool, str | None, str | None], int], dict[tuple[str, str], list[int]]]:
     rows: dict[tuple[str, bool, bool, bool, str | None, str | None], int] = {}
     selectors: dict[tuple[str, str], list[int]] = {}
     for record in report.records:
-        key = (str(record.source_ip), record.dmarc_pass, record.spf_eval == "pass",
-               record.dkim_eval == "pass", spf_failure(record), dkim_failure(record))
+        key = (
+            str(record.source_ip),
+            record.dmarc_pass,
+            record.spf_eval == "pass",
+            record.dkim_eval == "pass",
+            spf_failure(record),
+            dkim_failure(record),
+        )
         rows[key] = rows.get(key, 0) + record.count
         for result in record.dkim:
             if result.selector and result.domain:
@@ -318,7 +439,7 @@ def _group(report: AggregateReport) -> tuple[dict[tuple[str, bool, bool, bool, s
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def shift(day: str, days: int) -> str:

@@ -50,10 +50,14 @@ class SourceSummary:
     dkim_aligned: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"ip": self.ip, "name": self.name, "messages": self.messages,
-                "dmarc_pass_rate": _rate(self.passed, self.messages),
-                "spf_aligned": _rate(self.spf_aligned, self.messages),
-                "dkim_aligned": _rate(self.dkim_aligned, self.messages)}
+        return {
+            "ip": self.ip,
+            "name": self.name,
+            "messages": self.messages,
+            "dmarc_pass_rate": _rate(self.passed, self.messages),
+            "spf_aligned": _rate(self.spf_aligned, self.messages),
+            "dkim_aligned": _rate(self.dkim_aligned, self.messages),
+        }
 
 
 @dataclass(frozen=True)
@@ -80,19 +84,30 @@ class ReportSummary:
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` shape: rates are fractions from 0 to 1 (null when there were no messages)."""
-        return {"domain": self.domain, "days": self.days, "messages": self.messages,
-                "dmarc_pass_rate": self.pass_rate,
-                "sources": [s.to_json() for s in self.sources],
-                "selectors": [s.selector for s in self.selectors]}
+        return {
+            "domain": self.domain,
+            "days": self.days,
+            "messages": self.messages,
+            "dmarc_pass_rate": self.pass_rate,
+            "sources": [s.to_json() for s in self.sources],
+            "selectors": [s.selector for s in self.selectors],
+        }
 
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def build_summary(reports: ReportStore, team_id: str, domain: str, days: int,
-                  names: Mapping[str, str] | None = None, now: datetime | None = None,
-                  first: str | None = None, last: str | None = None) -> ReportSummary:
+def build_summary(
+    reports: ReportStore,
+    team_id: str,
+    domain: str,
+    days: int,
+    names: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+    first: str | None = None,
+    last: str | None = None,
+) -> ReportSummary:
     """Summarise the team's reports for `domain` over the last `days` days (or first..last)."""
     if first is None or last is None:
         first, last = window(days, now)
@@ -100,23 +115,37 @@ def build_summary(reports: ReportStore, team_id: str, domain: str, days: int,
     sources = tuple(_source(s, names.get(s.ip)) for s in reports.sources(team_id, domain, first, last))
     totals = reports.totals(team_id, domain, first, last)
     return ReportSummary(
-        domain=domain, days=days, first=first, last=last, messages=totals.messages,
-        passed=totals.passed, reports=reports.report_count(team_id, domain), sources=sources,
+        domain=domain,
+        days=days,
+        first=first,
+        last=last,
+        messages=totals.messages,
+        passed=totals.passed,
+        reports=reports.report_count(team_id, domain),
+        sources=sources,
         failures=tuple(reports.failures(team_id, domain, first, last)),
         selectors=tuple(reports.selectors(team_id, domain, first, last)),
         daily=tuple(reports.daily(team_id, domain, first, last)),
-        latest_day=reports.latest_day(team_id, domain), names=dict(names))
+        latest_day=reports.latest_day(team_id, domain),
+        names=dict(names),
+    )
 
 
 def _source(totals: SourceTotals, name: str | None) -> SourceSummary:
-    return SourceSummary(ip=totals.ip, name=name,
-                         provider=registrable_domain(name) if name else None,
-                         messages=totals.messages, passed=totals.passed,
-                         spf_aligned=totals.spf_aligned, dkim_aligned=totals.dkim_aligned)
+    return SourceSummary(
+        ip=totals.ip,
+        name=name,
+        provider=registrable_domain(name) if name else None,
+        messages=totals.messages,
+        passed=totals.passed,
+        spf_aligned=totals.spf_aligned,
+        dkim_aligned=totals.dkim_aligned,
+    )
 
 
-def readiness_stats(reports: ReportStore, team_id: str, domain: str, now: datetime | None = None
-                    ) -> AggregateStats | None:
+def readiness_stats(
+    reports: ReportStore, team_id: str, domain: str, now: datetime | None = None
+) -> AggregateStats | None:
     """What the fix-it flow's policy readiness reads (handlers.readiness): the last WINDOW_DAYS
     of the team's reports for `domain`, or None when they hold no messages."""
     first, last = window(WINDOW_DAYS, now)
@@ -127,18 +156,24 @@ def readiness_stats(reports: ReportStore, team_id: str, domain: str, now: dateti
     for failure in reports.failures(team_id, domain, first, last):
         failing[failure.ip] = failing.get(failure.ip, 0) + failure.messages
     ranked = sorted(failing.items(), key=lambda item: (-item[1], item[0]))[:20]
-    return AggregateStats(messages=totals.messages, aligned_pass_share=totals.passed / totals.messages,
-                          failing_sources=tuple(FailingSource(ip, n) for ip, n in ranked),
-                          window_days=WINDOW_DAYS)
+    return AggregateStats(
+        messages=totals.messages,
+        aligned_pass_share=totals.passed / totals.messages,
+        failing_sources=tuple(FailingSource(ip, n) for ip, n in ranked),
+        window_days=WINDOW_DAYS,
+    )
 
-def top_source_ips(reports: ReportStore, team_id: str, domain: str, days: int,
-                   now: datetime | None = None) -> list[str]:
+
+def top_source_ips(
+    reports: ReportStore, team_id: str, domain: str, days: int, now: datetime | None = None
+) -> list[str]:
     """The largest sources' IPs: the ones worth a reverse lookup."""
     first, last = window(days, now)
     return [s.ip for s in reports.sources(team_id, domain, first, last)[:MAX_NAMED_SOURCES]]
 
 
 # -- reverse DNS --------------------------------------------------------------------------------
+
 
 class NameCache:
     """(resolver, IP) -> reverse-DNS name (or None: looked up, no name), bounded and expiring,
@@ -170,8 +205,9 @@ class NameCache:
 NAMES = NameCache()
 
 
-def resolve_names(ips: Sequence[str], session: DnsSession, cache: NameCache = NAMES,
-                  budget: float = NAME_BUDGET_SECONDS) -> dict[str, str]:
+def resolve_names(
+    ips: Sequence[str], session: DnsSession, cache: NameCache = NAMES, budget: float = NAME_BUDGET_SECONDS
+) -> dict[str, str]:
     """Reverse-DNS names for `ips` (the first MAX_NAMED_SOURCES), concurrently, within `budget`
     seconds; names not found in time are simply absent. Call from a thread with no event loop."""
     names: dict[str, str] = {}
@@ -192,8 +228,9 @@ def _resolver(session: DnsSession) -> str:
     return ",".join(str(server) for server in session.nameservers)
 
 
-async def _lookup_names(ips: list[str], session: DnsSession, cache: NameCache,
-                        budget: float) -> dict[str, str]:
+async def _lookup_names(
+    ips: list[str], session: DnsSession, cache: NameCache, budget: float
+) -> dict[str, str]:
     found: dict[str, str] = {}
     gate = asyncio.Semaphore(NAME_CONCURRENCY)
 
@@ -220,10 +257,13 @@ async def _lookup_names(ips: list[str], session: DnsSession, cache: NameCache,
 
 # -- plain text (the command line) ---------------------------------------------------------------
 
+
 def render_text(summary: ReportSummary, max_sources: int = 20) -> str:
     """The summary as plain text for a terminal."""
-    lines = [f"{summary.domain}: aggregate reports for the last {summary.days} days "
-             f"({summary.first} to {summary.last})"]
+    lines = [
+        f"{summary.domain}: aggregate reports for the last {summary.days} days "
+        f"({summary.first} to {summary.last})"
+    ]
     if not summary.messages:
         lines.append(nothing_text(summary))
         return "\n".join(lines)
@@ -233,10 +273,12 @@ def render_text(summary: ReportSummary, max_sources: int = 20) -> str:
     for group, members in group_by_provider(summary.sources[:max_sources]):
         lines.append(f"  {group}")
         for s in members:
-            lines.append(f"    {s.ip:<39} {s.messages:>10,}  DMARC {percent(_rate(s.passed, s.messages)):>5}"
-                         f"  SPF aligned {percent(_rate(s.spf_aligned, s.messages)):>5}"
-                         f"  DKIM aligned {percent(_rate(s.dkim_aligned, s.messages)):>5}"
-                         + (f"  {s.name}" if s.name else ""))
+            lines.append(
+                f"    {s.ip:<39} {s.messages:>10,}  DMARC {percent(_rate(s.passed, s.messages)):>5}"
+                f"  SPF aligned {percent(_rate(s.spf_aligned, s.messages)):>5}"
+                f"  DKIM aligned {percent(_rate(s.dkim_aligned, s.messages)):>5}"
+                + (f"  {s.name}" if s.name else "")
+            )
     if len(summary.sources) > max_sources:
         lines.append(f"  …and {len(summary.sources) - max_sources} more sources")
     if summary.failures:
@@ -246,8 +288,10 @@ def render_text(summary: ReportSummary, max_sources: int = 20) -> str:
             lines.append(f"  {failure.ip} ({failure.messages:,} messages): {why_text(failure)}")
     lines.append("")
     if summary.selectors:
-        lines.append("DKIM selectors seen: " + ", ".join(
-            f"{s.selector} ({s.messages:,} messages)" for s in summary.selectors[:20]))
+        lines.append(
+            "DKIM selectors seen: "
+            + ", ".join(f"{s.selector} ({s.messages:,} messages)" for s in summary.selectors[:20])
+        )
     else:
         lines.append("DKIM selectors seen: none for d=" + summary.domain)
     return "\n".join(lines)
@@ -271,8 +315,10 @@ def nothing_text(summary: ReportSummary) -> str:
     """The sentence for a window with no reports."""
     if summary.latest_day is None:
         return "No aggregate reports for this domain yet."
-    return (f"No report covers these days; the most recent one is for {summary.latest_day} "
-            f"({summary.reports} reports in all).")
+    return (
+        f"No report covers these days; the most recent one is for {summary.latest_day} "
+        f"({summary.reports} reports in all)."
+    )
 
 
 def percent(rate: float | None) -> str:

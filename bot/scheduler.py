@@ -19,19 +19,30 @@ def run_cycle(settings: Settings, store: WatchStore) -> None:
     """One full cycle: check every watch through a fresh DnsSession, then post the outbox."""
     cycle = check_watches(store, settings.dns_session())
     delivery = deliver_pending(store, client_for_team_factory(settings))
-    log.info("Monitor cycle: %d watches, %d domains, %d DNS queries, %d outages, %d alerts "
-             "written, %d messages posted, %d alerts pending", cycle.watches, cycle.domains,
-             cycle.queries, cycle.outages, cycle.alerts_written, delivery.messages_posted,
-             delivery.alerts_pending)
+    log.info(
+        "Monitor cycle: %d watches, %d domains, %d DNS queries, %d outages, %d alerts "
+        "written, %d messages posted, %d alerts pending",
+        cycle.watches,
+        cycle.domains,
+        cycle.queries,
+        cycle.outages,
+        cycle.alerts_written,
+        delivery.messages_posted,
+        delivery.alerts_pending,
+    )
 
 
 class MonitorScheduler:
     """Runs `cycle` now and then every `interval` seconds in a daemon thread; `stop` ends it
     between cycles (a cycle in progress finishes its current step first)."""
 
-    def __init__(self, settings: Settings, store: WatchStore,
-                 cycle: Callable[[Settings, WatchStore], None] = run_cycle,
-                 interval: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: WatchStore,
+        cycle: Callable[[Settings, WatchStore], None] = run_cycle,
+        interval: float | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.cycle = cycle
@@ -43,8 +54,7 @@ class MonitorScheduler:
     def start(self) -> None:
         """Start the thread (once)."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="dmarcbot-monitor",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._loop, name="dmarcbot-monitor", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -67,7 +77,6 @@ class MonitorScheduler:
         try:
             self.cycle(self.settings, self.store)
         except Exception:  # the thread is the boundary: it must outlive one bad cycle, loudly
-            log.exception("Monitor cycle failed unexpectedly; the next one runs in %.0f s",
-                          self.interval)
+            log.exception("Monitor cycle failed unexpectedly; the next one runs in %.0f s", self.interval)
         finally:
             self.cycles_run += 1

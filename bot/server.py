@@ -38,14 +38,14 @@ def make_http_server(app: App, host: str, port: int) -> ThreadingWSGIServer:
     """The app's HTTP endpoint: /slack/events, plus /slack/install and /slack/oauth_redirect
     when OAuth is configured."""
     handler = SlackRequestHandler(app, path=EVENTS_PATH)
-    server = make_server(host, port, handler, server_class=ThreadingWSGIServer,
-                         handler_class=QuietHandler)
+    server = make_server(host, port, handler, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
     assert isinstance(server, ThreadingWSGIServer)
     return server
 
 
-def start_http_in_thread(settings: Settings, host: str = "127.0.0.1"
-                         ) -> tuple[ThreadingWSGIServer, threading.Thread]:
+def start_http_in_thread(
+    settings: Settings, host: str = "127.0.0.1"
+) -> tuple[ThreadingWSGIServer, threading.Thread]:
     """Serve the app over HTTP in a background thread (port 0 picks a free one)."""
     server = make_http_server(create_app(settings), host, settings.port)
     thread = threading.Thread(target=server.serve_forever, name="dmarcbot-http", daemon=True)
@@ -56,9 +56,11 @@ def start_http_in_thread(settings: Settings, host: str = "127.0.0.1"
 def serve(settings: Settings) -> None:
     """Run the bot until interrupted."""
     if settings.ephemeral_disk:
-        log.warning("This platform's disk is ephemeral (DYNO is set): %s is wiped at every deploy "
-                    "and restart. Keep DMARCBOT_DB on persistent storage; see the README.",
-                    settings.db_path)
+        log.warning(
+            "This platform's disk is ephemeral (DYNO is set): %s is wiped at every deploy "
+            "and restart. Keep DMARCBOT_DB on persistent storage; see the README.",
+            settings.db_path,
+        )
     # Migrations run once, here, before any listener or the monitor touches the database.
     store = shared_store(settings.db_path)
     app = create_app(settings)

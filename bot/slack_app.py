@@ -43,7 +43,8 @@ def create_app(settings: Settings) -> App:
             client_secret=settings.slack_client_secret,
             scopes=BOT_SCOPES,
             installation_store=SQLite3InstallationStore(
-                database=settings.db_path, client_id=settings.slack_client_id or ""),
+                database=settings.db_path, client_id=settings.slack_client_id or ""
+            ),
             state_store=SQLite3OAuthStateStore(database=settings.db_path, expiration_seconds=600),
         )
     app = App(

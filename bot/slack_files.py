@@ -10,8 +10,10 @@ import urllib.request
 from typing import Any
 
 DOWNLOAD_TIMEOUT = 30.0
-_SIGN_IN_PAGE = ("Slack sent a sign-in page instead of the file: the bot token may not read it "
-                 "(is the files:read scope granted?)")
+_SIGN_IN_PAGE = (
+    "Slack sent a sign-in page instead of the file: the bot token may not read it "
+    "(is the files:read scope granted?)"
+)
 
 
 class FileRefused(ValueError):
@@ -35,8 +37,7 @@ def download_file(file: dict[str, Any], token: str, limit: int) -> bytes:
         raise FileRefused("Slack gave no download address for it")
     request = urllib.request.Request(str(url), headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.build_opener(_NoRedirect()).open(
-                request, timeout=DOWNLOAD_TIMEOUT) as response:
+        with urllib.request.build_opener(_NoRedirect()).open(request, timeout=DOWNLOAD_TIMEOUT) as response:
             data: bytes = response.read(limit + 1)
             content_type = response.headers.get("Content-Type", "")
     except urllib.error.HTTPError as error:
@@ -47,8 +48,9 @@ def download_file(file: dict[str, Any], token: str, limit: int) -> bytes:
         raise FileRefused(f"the download failed: {getattr(error, 'reason', error)}") from None
     if len(data) > limit:
         raise FileRefused(f"the file is over the limit of {limit:,} bytes")
-    if "text/html" in content_type.lower() or \
-            data.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+    if "text/html" in content_type.lower() or data.lstrip()[:15].lower().startswith(
+        (b"<!doctype html", b"<html")
+    ):
         raise FileRefused(_SIGN_IN_PAGE)
     return data
 
@@ -59,7 +61,8 @@ _CODE_FENCE = re.compile(r"^```|```$")
 
 def pasted_text(message_text: str) -> str:
     """Undo what Slack does to pasted text: its <link|label> markup, HTML entities, code fences."""
-    text = _SLACK_LINK.sub(lambda m: m.group(2) if m.group(1) is not None else m.group(3) or "",
-                           message_text.strip())
+    text = _SLACK_LINK.sub(
+        lambda m: m.group(2) if m.group(1) is not None else m.group(3) or "", message_text.strip()
+    )
     text = _CODE_FENCE.sub("", text.strip()).strip("\n")
     return html.unescape(text)

@@ -58,10 +58,16 @@ class Watch:
     temperror_streak: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"team_id": self.team_id, "channel_id": self.channel_id, "domain": self.domain,
-                "selectors": list(self.selectors), "added_by": self.added_by,
-                "created_at": self.created_at, "last_checked_at": self.last_checked_at,
-                "last_status": self.last_status}
+        return {
+            "team_id": self.team_id,
+            "channel_id": self.channel_id,
+            "domain": self.domain,
+            "selectors": list(self.selectors),
+            "added_by": self.added_by,
+            "created_at": self.created_at,
+            "last_checked_at": self.last_checked_at,
+            "last_status": self.last_status,
+        }
 
 
 @dataclass(frozen=True)
@@ -174,37 +180,86 @@ class FlattenedInclude:
 
 # -- migrations ---------------------------------------------------------------------------------
 
+
 def _create_watches(db: sqlite_utils.Database) -> None:
     db.table("watches").create(
-        {"id": int, "team_id": str, "channel_id": str, "domain": str, "selectors": str,
-         "added_by": str, "created_at": str, "last_checked_at": str, "last_status": str,
-         "temperror_streak": int, "alerted_snapshot_id": int},
-        pk="id", not_null={"team_id", "channel_id", "domain", "selectors", "created_at",
-                           "temperror_streak"},
-        defaults={"selectors": "[]", "temperror_streak": 0})
+        {
+            "id": int,
+            "team_id": str,
+            "channel_id": str,
+            "domain": str,
+            "selectors": str,
+            "added_by": str,
+            "created_at": str,
+            "last_checked_at": str,
+            "last_status": str,
+            "temperror_streak": int,
+            "alerted_snapshot_id": int,
+        },
+        pk="id",
+        not_null={"team_id", "channel_id", "domain", "selectors", "created_at", "temperror_streak"},
+        defaults={"selectors": "[]", "temperror_streak": 0},
+    )
     db.table("watches").create_index(["team_id", "domain"], unique=True)
 
 
 def _create_snapshots(db: sqlite_utils.Database) -> None:
     db.table("snapshots").create(
-        {"id": int, "team_id": str, "watch_id": int, "fingerprint": str, "records": str,
-         "findings": str, "verdict": str, "first_seen_at": str, "last_seen_at": str,
-         "checks": int},
-        pk="id", not_null={"team_id", "watch_id", "fingerprint", "records", "findings", "verdict",
-                           "checks"},
-        defaults={"checks": 1})
+        {
+            "id": int,
+            "team_id": str,
+            "watch_id": int,
+            "fingerprint": str,
+            "records": str,
+            "findings": str,
+            "verdict": str,
+            "first_seen_at": str,
+            "last_seen_at": str,
+            "checks": int,
+        },
+        pk="id",
+        not_null={"team_id", "watch_id", "fingerprint", "records", "findings", "verdict", "checks"},
+        defaults={"checks": 1},
+    )
     db.table("snapshots").create_index(["team_id", "watch_id", "id"])
 
 
 def _create_alerts(db: sqlite_utils.Database) -> None:
     db.table("alerts").create(
-        {"id": int, "team_id": str, "channel_id": str, "domain": str, "kind": str,
-         "dedupe_key": str, "text": str, "blocks": str, "digest_block": str,
-         "digest_group": str, "digest_summary": str, "state": str,
-         "ts": str, "attempts": int, "last_error": str, "created_at": str, "posted_at": str},
-        pk="id", not_null={"team_id", "channel_id", "domain", "kind", "dedupe_key", "text",
-                           "blocks", "state", "attempts", "created_at"},
-        defaults={"state": "pending", "attempts": 0})
+        {
+            "id": int,
+            "team_id": str,
+            "channel_id": str,
+            "domain": str,
+            "kind": str,
+            "dedupe_key": str,
+            "text": str,
+            "blocks": str,
+            "digest_block": str,
+            "digest_group": str,
+            "digest_summary": str,
+            "state": str,
+            "ts": str,
+            "attempts": int,
+            "last_error": str,
+            "created_at": str,
+            "posted_at": str,
+        },
+        pk="id",
+        not_null={
+            "team_id",
+            "channel_id",
+            "domain",
+            "kind",
+            "dedupe_key",
+            "text",
+            "blocks",
+            "state",
+            "attempts",
+            "created_at",
+        },
+        defaults={"state": "pending", "attempts": 0},
+    )
     db.table("alerts").create_index(["team_id", "dedupe_key"], unique=True)
     db.table("alerts").create_index(["team_id", "state", "channel_id"])
 
@@ -213,10 +268,20 @@ def _create_fix_plans(db: sqlite_utils.Database) -> None:
     # `plan_key` names the plan by what it publishes and where it was posted (FixPlan.key), so a
     # replayed submission stores it once and a Verify button finds its row.
     db.table("fix_plans").create(
-        {"id": int, "team_id": str, "domain": str, "plan_key": str, "plan": str, "state": str,
-         "created_at": str, "settled_at": str},
-        pk="id", not_null={"team_id", "domain", "plan_key", "plan", "state", "created_at"},
-        defaults={"state": "pending"})
+        {
+            "id": int,
+            "team_id": str,
+            "domain": str,
+            "plan_key": str,
+            "plan": str,
+            "state": str,
+            "created_at": str,
+            "settled_at": str,
+        },
+        pk="id",
+        not_null={"team_id", "domain", "plan_key", "plan", "state", "created_at"},
+        defaults={"state": "pending"},
+    )
     db.table("fix_plans").create_index(["team_id", "plan_key"], unique=True)
     db.table("fix_plans").create_index(["team_id", "domain", "state"])
 
@@ -227,9 +292,19 @@ def _add_alert_threads(db: sqlite_utils.Database) -> None:
 
 def _create_flattened_includes(db: sqlite_utils.Database) -> None:
     db.table("flattened_includes").create(
-        {"id": int, "team_id": str, "domain": str, "include": str, "terms": str, "problem": str,
-         "since": str, "changed_at": str},
-        pk="id", not_null={"team_id", "domain", "include", "since"})
+        {
+            "id": int,
+            "team_id": str,
+            "domain": str,
+            "include": str,
+            "terms": str,
+            "problem": str,
+            "since": str,
+            "changed_at": str,
+        },
+        pk="id",
+        not_null={"team_id", "domain", "include", "since"},
+    )
     db.table("flattened_includes").create_index(["team_id", "domain", "include"], unique=True)
 
 
@@ -275,8 +350,7 @@ def apply_migrations(path: str) -> list[int]:
         db.execute("BEGIN IMMEDIATE")  # two processes starting at once: one migrates, one waits
         try:
             if "migrations" not in db.table_names():
-                db.table("migrations").create({"version": int, "name": str, "applied_at": str},
-                                        pk="version")
+                db.table("migrations").create({"version": int, "name": str, "applied_at": str}, pk="version")
             done = {row["version"] for row in db.table("migrations").rows}
             applied = []
             for version, name, migrate in MIGRATIONS:
@@ -284,7 +358,8 @@ def apply_migrations(path: str) -> list[int]:
                     continue
                 migrate(db)
                 db.table("migrations").insert(
-                    {"version": version, "name": name, "applied_at": _iso(utcnow())})
+                    {"version": version, "name": name, "applied_at": _iso(utcnow())}
+                )
                 applied.append(version)
             db.execute("COMMIT")
         except BaseException:
@@ -296,6 +371,7 @@ def apply_migrations(path: str) -> list[int]:
 
 
 # -- the store ----------------------------------------------------------------------------------
+
 
 class WatchStore:
     """Watches, snapshots and the alert outbox of every team, each call scoped to one team."""
@@ -344,11 +420,19 @@ class WatchStore:
         """Team ids with watches or pending alerts (ids only: no team's rows are read here)."""
         rows = self.db.execute(
             "SELECT team_id FROM watches UNION SELECT team_id FROM alerts WHERE state = 'pending' "
-            "ORDER BY team_id").fetchall()
+            "ORDER BY team_id"
+        ).fetchall()
         return [row[0] for row in rows]
 
-    def add_watch(self, team_id: str, channel_id: str, domain: str, selectors: Sequence[str],
-                  added_by: str | None, now: datetime | None = None) -> tuple[Watch, bool]:
+    def add_watch(
+        self,
+        team_id: str,
+        channel_id: str,
+        domain: str,
+        selectors: Sequence[str],
+        added_by: str | None,
+        now: datetime | None = None,
+    ) -> tuple[Watch, bool]:
         """Watch `domain` for `team_id`, alerts to `channel_id`; a domain already watched by the
         team moves to this channel and takes these selectors. Returns (watch, newly added)."""
         when = _iso(now or utcnow())
@@ -356,8 +440,16 @@ class WatchStore:
             existing = self._watch_row(team_id, domain)
             values = {"channel_id": channel_id, "selectors": json.dumps(list(selectors))}
             if existing is None:
-                db.table("watches").insert({"team_id": team_id, "domain": domain, "added_by": added_by,
-                                      "created_at": when, "temperror_streak": 0, **values})
+                db.table("watches").insert(
+                    {
+                        "team_id": team_id,
+                        "domain": domain,
+                        "added_by": added_by,
+                        "created_at": when,
+                        "temperror_streak": 0,
+                        **values,
+                    }
+                )
             else:
                 db.table("watches").update(existing["id"], values)
             row = self._watch_row(team_id, domain)
@@ -370,10 +462,10 @@ class WatchStore:
             row = self._watch_row(team_id, domain)
             if row is None:
                 return False
-            db.execute("DELETE FROM snapshots WHERE team_id = ? AND watch_id = ?",
-                       [team_id, row["id"]])
-            db.execute("DELETE FROM alerts WHERE team_id = ? AND domain = ? AND state = 'pending'",
-                       [team_id, domain])
+            db.execute("DELETE FROM snapshots WHERE team_id = ? AND watch_id = ?", [team_id, row["id"]])
+            db.execute(
+                "DELETE FROM alerts WHERE team_id = ? AND domain = ? AND state = 'pending'", [team_id, domain]
+            )
             db.execute("DELETE FROM watches WHERE team_id = ? AND id = ?", [team_id, row["id"]])
         return True
 
@@ -417,20 +509,30 @@ class WatchStore:
 
     def latest_snapshot(self, team_id: str, watch_id: int) -> Snapshot | None:
         """The most recent snapshot of a watch."""
-        rows = list(self.db.table("snapshots").rows_where(
-            "team_id = ? AND watch_id = ?", [team_id, watch_id], order_by="id desc", limit=1))
+        rows = list(
+            self.db.table("snapshots").rows_where(
+                "team_id = ? AND watch_id = ?", [team_id, watch_id], order_by="id desc", limit=1
+            )
+        )
         return _snapshot(rows[0]) if rows else None
 
     def fingerprints_seen_since(self, team_id: str, watch_id: int, since: datetime) -> set[str]:
         """Fingerprints of the watch's states seen at or after `since` (the flap window)."""
         rows = self.db.execute(
-            "SELECT fingerprint FROM snapshots WHERE team_id = ? AND watch_id = ? "
-            "AND last_seen_at >= ?", [team_id, watch_id, _iso(since)]).fetchall()
+            "SELECT fingerprint FROM snapshots WHERE team_id = ? AND watch_id = ? AND last_seen_at >= ?",
+            [team_id, watch_id, _iso(since)],
+        ).fetchall()
         return {row[0] for row in rows}
 
-    def apply_check(self, team_id: str, watch_id: int, state: ObservedState,
-                    decide: Callable[[WatchHistory], Decision], flap_since: datetime,
-                    now: datetime | None = None) -> Decision | None:
+    def apply_check(
+        self,
+        team_id: str,
+        watch_id: int,
+        state: ObservedState,
+        decide: Callable[[WatchHistory], Decision],
+        flap_since: datetime,
+        now: datetime | None = None,
+    ) -> Decision | None:
         """Store a good check in one BEGIN IMMEDIATE transaction: read the watch's history, let
         `decide` say what to alert, then write the snapshot, the watch's status and the alerts to
         the outbox, so a crash leaves all of it or none and two monitors cannot both alert.
@@ -442,22 +544,39 @@ class WatchStore:
                 return None
             latest = self.latest_snapshot(team_id, watch_id)
             history = WatchHistory(
-                watch=_watch(row), latest=latest,
+                watch=_watch(row),
+                latest=latest,
                 alerted=self._snapshot_by_id(team_id, row["alerted_snapshot_id"]),
-                recent_fingerprints=self.fingerprints_seen_since(team_id, watch_id, flap_since))
+                recent_fingerprints=self.fingerprints_seen_since(team_id, watch_id, flap_since),
+            )
             decision = decide(history)
             if latest is not None and latest.fingerprint == state.fingerprint:
                 snapshot_id = latest.id
-                db.table("snapshots").update(snapshot_id, {"last_seen_at": when,
-                                                     "checks": latest.checks + 1})
+                db.table("snapshots").update(snapshot_id, {"last_seen_at": when, "checks": latest.checks + 1})
             else:
-                snapshot_id = db.table("snapshots").insert({
-                    "team_id": team_id, "watch_id": watch_id, "fingerprint": state.fingerprint,
-                    "records": json.dumps(state.records, sort_keys=True),
-                    "findings": json.dumps(state.findings), "verdict": state.verdict,
-                    "first_seen_at": when, "last_seen_at": when, "checks": 1}).last_pk or 0
-            update: dict[str, Any] = {"last_checked_at": when, "last_status": state.verdict,
-                                      "temperror_streak": 0}
+                snapshot_id = (
+                    db.table("snapshots")
+                    .insert(
+                        {
+                            "team_id": team_id,
+                            "watch_id": watch_id,
+                            "fingerprint": state.fingerprint,
+                            "records": json.dumps(state.records, sort_keys=True),
+                            "findings": json.dumps(state.findings),
+                            "verdict": state.verdict,
+                            "first_seen_at": when,
+                            "last_seen_at": when,
+                            "checks": 1,
+                        }
+                    )
+                    .last_pk
+                    or 0
+                )
+            update: dict[str, Any] = {
+                "last_checked_at": when,
+                "last_status": state.verdict,
+                "temperror_streak": 0,
+            }
             if decision.acknowledge:
                 update["alerted_snapshot_id"] = snapshot_id
             db.table("watches").update(watch_id, update)
@@ -466,14 +585,26 @@ class WatchStore:
                 "DELETE FROM snapshots WHERE team_id = ? AND watch_id = ? AND id NOT IN "
                 "(SELECT id FROM snapshots WHERE team_id = ? AND watch_id = ? "
                 "ORDER BY id DESC LIMIT ?) AND id != ?",
-                [team_id, watch_id, team_id, watch_id, SNAPSHOTS_KEPT_PER_WATCH,
-                 update.get("alerted_snapshot_id", row["alerted_snapshot_id"]) or 0])
+                [
+                    team_id,
+                    watch_id,
+                    team_id,
+                    watch_id,
+                    SNAPSHOTS_KEPT_PER_WATCH,
+                    update.get("alerted_snapshot_id", row["alerted_snapshot_id"]) or 0,
+                ],
+            )
             self._insert_alerts(team_id, decision.alerts, when)
             return decision
 
-    def apply_outage(self, team_id: str, watch_id: int, alert_at_streak: int,
-                     make_alert: Callable[[Watch, int], NewAlert], now: datetime | None = None
-                     ) -> int:
+    def apply_outage(
+        self,
+        team_id: str,
+        watch_id: int,
+        alert_at_streak: int,
+        make_alert: Callable[[Watch, int], NewAlert],
+        now: datetime | None = None,
+    ) -> int:
         """Count a cycle whose check hit DNS failures; the snapshots are left as they were. When
         the streak reaches `alert_at_streak`, `make_alert(watch, streak)` goes to the outbox in
         the same transaction. Returns the new streak (0 when the watch was removed meanwhile)."""
@@ -484,8 +615,9 @@ class WatchStore:
                 return 0
             streak = int(row["temperror_streak"]) + 1
             status = "cannot_check" if streak >= alert_at_streak else row["last_status"]
-            db.table("watches").update(watch_id, {"last_checked_at": when, "last_status": status,
-                                            "temperror_streak": streak})
+            db.table("watches").update(
+                watch_id, {"last_checked_at": when, "last_status": status, "temperror_streak": streak}
+            )
             if streak == alert_at_streak:
                 self._insert_alerts(team_id, [make_alert(_watch(row), streak)], when)
             return streak
@@ -493,8 +625,7 @@ class WatchStore:
     def _snapshot_by_id(self, team_id: str, snapshot_id: int | None) -> Snapshot | None:
         if snapshot_id is None:
             return None
-        rows = list(self.db.table("snapshots").rows_where("team_id = ? AND id = ?",
-                                                    [team_id, snapshot_id]))
+        rows = list(self.db.table("snapshots").rows_where("team_id = ? AND id = ?", [team_id, snapshot_id]))
         return _snapshot(rows[0]) if rows else None
 
     def _watch_by_id(self, team_id: str, watch_id: int) -> dict[str, Any] | None:
@@ -503,8 +634,7 @@ class WatchStore:
 
     # -- the outbox ------------------------------------------------------------------------------
 
-    def add_alerts(self, team_id: str, alerts: Sequence[NewAlert], now: datetime | None = None
-                   ) -> int:
+    def add_alerts(self, team_id: str, alerts: Sequence[NewAlert], now: datetime | None = None) -> int:
         """Write alerts to the outbox (an alert whose dedupe key is already there is skipped)."""
         with self.write():
             return self._insert_alerts(team_id, alerts, _iso(now or utcnow()))
@@ -516,16 +646,29 @@ class WatchStore:
                 "INSERT OR IGNORE INTO alerts (team_id, channel_id, domain, kind, dedupe_key, text, "
                 "blocks, digest_block, digest_group, digest_summary, thread_ts, state, attempts, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-                [team_id, alert.channel_id, alert.domain, alert.kind, alert.dedupe_key, alert.text,
-                 json.dumps(alert.blocks), json.dumps(alert.digest_block), alert.digest_group,
-                 alert.digest_summary, alert.thread_ts, when])
+                [
+                    team_id,
+                    alert.channel_id,
+                    alert.domain,
+                    alert.kind,
+                    alert.dedupe_key,
+                    alert.text,
+                    json.dumps(alert.blocks),
+                    json.dumps(alert.digest_block),
+                    alert.digest_group,
+                    alert.digest_summary,
+                    alert.thread_ts,
+                    when,
+                ],
+            )
             written += cursor.rowcount
         return written
 
     def pending_alerts(self, team_id: str) -> list[Alert]:
         """The team's undelivered alerts, oldest first."""
-        rows = self.db.table("alerts").rows_where("team_id = ? AND state = 'pending'", [team_id],
-                                            order_by="id")
+        rows = self.db.table("alerts").rows_where(
+            "team_id = ? AND state = 'pending'", [team_id], order_by="id"
+        )
         return [_alert(row) for row in rows]
 
     def alerts(self, team_id: str, state: str | None = None) -> list[Alert]:
@@ -535,18 +678,22 @@ class WatchStore:
             where, args = where + " AND state = ?", [team_id, state]
         return [_alert(row) for row in self.db.table("alerts").rows_where(where, args, order_by="id")]
 
-    def mark_posted(self, team_id: str, alert_ids: Sequence[int], ts: str | None,
-                    now: datetime | None = None) -> None:
+    def mark_posted(
+        self, team_id: str, alert_ids: Sequence[int], ts: str | None, now: datetime | None = None
+    ) -> None:
         """The message carrying these alerts was accepted by Slack with timestamp `ts`."""
         when = _iso(now or utcnow())
         with self.write() as db:
             for alert_id in alert_ids:
-                db.execute("UPDATE alerts SET state = 'posted', ts = ?, posted_at = ?, "
-                           "attempts = attempts + 1 WHERE team_id = ? AND id = ?",
-                           [ts, when, team_id, alert_id])
+                db.execute(
+                    "UPDATE alerts SET state = 'posted', ts = ?, posted_at = ?, "
+                    "attempts = attempts + 1 WHERE team_id = ? AND id = ?",
+                    [ts, when, team_id, alert_id],
+                )
 
-    def mark_attempt_failed(self, team_id: str, alert_ids: Sequence[int], error: str,
-                            give_up_after: int) -> None:
+    def mark_attempt_failed(
+        self, team_id: str, alert_ids: Sequence[int], error: str, give_up_after: int
+    ) -> None:
         """A post failed: count the attempt; after `give_up_after` attempts the alert is `failed`."""
         with self.write() as db:
             for alert_id in alert_ids:
@@ -554,8 +701,8 @@ class WatchStore:
                     "UPDATE alerts SET attempts = attempts + 1, last_error = ?, state = CASE "
                     "WHEN attempts + 1 >= ? THEN 'failed' ELSE state END "
                     "WHERE team_id = ? AND id = ? AND state = 'pending'",
-                    [error[:500], give_up_after, team_id, alert_id])
-
+                    [error[:500], give_up_after, team_id, alert_id],
+                )
 
     # -- fix plans -------------------------------------------------------------------------------
 
@@ -566,19 +713,28 @@ class WatchStore:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO fix_plans (team_id, domain, plan_key, plan, state, "
                 "created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
-                [plan.team_id, plan.domain, plan.key(), json.dumps(plan.to_json()),
-                 _iso(now or utcnow())])
+                [plan.team_id, plan.domain, plan.key(), json.dumps(plan.to_json()), _iso(now or utcnow())],
+            )
             return cursor.rowcount == 1
 
     def pending_fix_plans(self, team_id: str, domain: str) -> list[StoredFixPlan]:
         """The team's plans for `domain` not settled yet, oldest first."""
         rows = self.db.table("fix_plans").rows_where(
-            "team_id = ? AND domain = ? AND state = 'pending'", [team_id, domain], order_by="id")
-        return [StoredFixPlan(row["id"], FixPlan.from_json(json.loads(row["plan"])),
-                              row["created_at"]) for row in rows]
+            "team_id = ? AND domain = ? AND state = 'pending'", [team_id, domain], order_by="id"
+        )
+        return [
+            StoredFixPlan(row["id"], FixPlan.from_json(json.loads(row["plan"])), row["created_at"])
+            for row in rows
+        ]
 
-    def settle_fix_plan(self, team_id: str, plan: FixPlan, state: str,
-                        alerts: Sequence[NewAlert] = (), now: datetime | None = None) -> bool:
+    def settle_fix_plan(
+        self,
+        team_id: str,
+        plan: FixPlan,
+        state: str,
+        alerts: Sequence[NewAlert] = (),
+        now: datetime | None = None,
+    ) -> bool:
         """Close a pending plan as `verified` or `expired` and write `alerts` to the outbox in the
         same transaction: a crash leaves the plan pending with no alert, or settled with its
         alert, never one without the other. False when it was not pending (already settled)."""
@@ -589,7 +745,8 @@ class WatchStore:
             cursor = db.execute(
                 "UPDATE fix_plans SET state = ?, settled_at = ? "
                 "WHERE team_id = ? AND plan_key = ? AND state = 'pending'",
-                [state, when, team_id, plan.key()])
+                [state, when, team_id, plan.key()],
+            )
             if cursor.rowcount != 1:
                 return False
             self._insert_alerts(team_id, alerts, when)
@@ -601,21 +758,35 @@ class WatchStore:
                         "INSERT INTO flattened_includes (team_id, domain, include, since) "
                         "VALUES (?, ?, ?, ?) ON CONFLICT (team_id, domain, include) DO UPDATE "
                         "SET terms = NULL, problem = NULL, since = excluded.since",
-                        [team_id, plan.domain, include, when])
+                        [team_id, plan.domain, include, when],
+                    )
             return True
 
     def flattened_includes(self, team_id: str, domain: str) -> list[FlattenedInclude]:
         """The provider includes the team's verified fixes flattened into `domain`."""
         rows = self.db.table("flattened_includes").rows_where(
-            "team_id = ? AND domain = ?", [team_id, domain], order_by="include")
-        return [FlattenedInclude(row["domain"], row["include"],
-                                 None if row["terms"] is None else tuple(json.loads(row["terms"])),
-                                 row["problem"], row["since"]) for row in rows]
+            "team_id = ? AND domain = ?", [team_id, domain], order_by="include"
+        )
+        return [
+            FlattenedInclude(
+                row["domain"],
+                row["include"],
+                None if row["terms"] is None else tuple(json.loads(row["terms"])),
+                row["problem"],
+                row["since"],
+            )
+            for row in rows
+        ]
 
-    def update_flattened_include(self, team_id: str, known: FlattenedInclude,
-                                 terms: Sequence[str], problem: str | None,
-                                 alerts: Sequence[NewAlert] = (), now: datetime | None = None
-                                 ) -> bool:
+    def update_flattened_include(
+        self,
+        team_id: str,
+        known: FlattenedInclude,
+        terms: Sequence[str],
+        problem: str | None,
+        alerts: Sequence[NewAlert] = (),
+        now: datetime | None = None,
+    ) -> bool:
         """Store what `known.include` authorises now, with the alerts about the change, in one
         transaction, only if the row still holds `known` (two monitors never both alert).
         Returns whether it was written."""
@@ -625,8 +796,17 @@ class WatchStore:
             cursor = db.execute(
                 "UPDATE flattened_includes SET terms = ?, problem = ?, changed_at = ? "
                 "WHERE team_id = ? AND domain = ? AND include = ? AND terms IS ? AND problem IS ?",
-                [json.dumps(list(terms)), problem, when, team_id, known.domain, known.include,
-                 before, known.problem])
+                [
+                    json.dumps(list(terms)),
+                    problem,
+                    when,
+                    team_id,
+                    known.domain,
+                    known.include,
+                    before,
+                    known.problem,
+                ],
+            )
             if cursor.rowcount != 1:
                 return False
             self._insert_alerts(team_id, alerts, when)
@@ -634,28 +814,53 @@ class WatchStore:
 
 
 def _watch(row: dict[str, Any]) -> Watch:
-    return Watch(id=row["id"], team_id=row["team_id"], channel_id=row["channel_id"],
-                 domain=row["domain"], selectors=tuple(json.loads(row["selectors"] or "[]")),
-                 added_by=row["added_by"], created_at=row["created_at"],
-                 last_checked_at=row["last_checked_at"], last_status=row["last_status"],
-                 temperror_streak=int(row["temperror_streak"] or 0))
+    return Watch(
+        id=row["id"],
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        domain=row["domain"],
+        selectors=tuple(json.loads(row["selectors"] or "[]")),
+        added_by=row["added_by"],
+        created_at=row["created_at"],
+        last_checked_at=row["last_checked_at"],
+        last_status=row["last_status"],
+        temperror_streak=int(row["temperror_streak"] or 0),
+    )
 
 
 def _snapshot(row: dict[str, Any]) -> Snapshot:
-    return Snapshot(id=row["id"], watch_id=row["watch_id"], fingerprint=row["fingerprint"],
-                    records=json.loads(row["records"]), findings=json.loads(row["findings"]),
-                    verdict=row["verdict"], first_seen_at=row["first_seen_at"],
-                    last_seen_at=row["last_seen_at"], checks=int(row["checks"] or 1))
+    return Snapshot(
+        id=row["id"],
+        watch_id=row["watch_id"],
+        fingerprint=row["fingerprint"],
+        records=json.loads(row["records"]),
+        findings=json.loads(row["findings"]),
+        verdict=row["verdict"],
+        first_seen_at=row["first_seen_at"],
+        last_seen_at=row["last_seen_at"],
+        checks=int(row["checks"] or 1),
+    )
 
 
 def _alert(row: dict[str, Any]) -> Alert:
-    return Alert(id=row["id"], team_id=row["team_id"], channel_id=row["channel_id"],
-                 domain=row["domain"], kind=row["kind"], dedupe_key=row["dedupe_key"],
-                 text=row["text"], blocks=json.loads(row["blocks"]),
-                 digest_block=json.loads(row["digest_block"] or "{}"), state=row["state"],
-                 attempts=int(row["attempts"]), ts=row["ts"], created_at=row["created_at"],
-                 digest_group=row["digest_group"] or "", digest_summary=row["digest_summary"] or "",
-                 thread_ts=row.get("thread_ts") or None)
+    return Alert(
+        id=row["id"],
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        domain=row["domain"],
+        kind=row["kind"],
+        dedupe_key=row["dedupe_key"],
+        text=row["text"],
+        blocks=json.loads(row["blocks"]),
+        digest_block=json.loads(row["digest_block"] or "{}"),
+        state=row["state"],
+        attempts=int(row["attempts"]),
+        ts=row["ts"],
+        created_at=row["created_at"],
+        digest_group=row["digest_group"] or "",
+        digest_summary=row["digest_summary"] or "",
+        thread_ts=row.get("thread_ts") or None,
+    )
 
 
 def open_store(path: str) -> WatchStore:

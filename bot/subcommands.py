@@ -65,8 +65,7 @@ def parse_check(words: list[str]) -> Job:
     """Diagnose a domain's DMARC, SPF, DKIM and MX, and say what to fix."""
     domain = parse_domain_argument(words, "check DOMAIN")
     selectors = parse_selectors(words[1:])
-    return Job(f"Checking {display_name(domain)}…", "check",
-               {"domain": domain, "selectors": selectors})
+    return Job(f"Checking {display_name(domain)}…", "check", {"domain": domain, "selectors": selectors})
 
 
 def parse_help(words: list[str]) -> Job:
@@ -82,8 +81,12 @@ def parse_why(words: list[str]) -> Job:
 SUBCOMMANDS: dict[str, Subcommand] = {
     row.name: row
     for row in (
-        Subcommand("check", "check DOMAIN [SELECTOR...]", parse_check,
-                   ("/dmarc check example.com", "/dmarc check example.com google selector1")),
+        Subcommand(
+            "check",
+            "check DOMAIN [SELECTOR...]",
+            parse_check,
+            ("/dmarc check example.com", "/dmarc check example.com google selector1"),
+        ),
         Subcommand("why", "why", parse_why, ("/dmarc why",)),
         Subcommand("help", "help", parse_help, ("/dmarc help",)),
     )
@@ -113,8 +116,11 @@ def parse_command_text(text: str) -> Job:
     name = words[0].lower()
     row = SUBCOMMANDS.get(name)
     if row is None:
-        return Job(usage_text(f"I don't know the subcommand `{safe(name, 40).replace('`', '')}`. "
-                              "Here is what I can do:"))
+        return Job(
+            usage_text(
+                f"I don't know the subcommand `{safe(name, 40).replace('`', '')}`. Here is what I can do:"
+            )
+        )
     try:
         return row.parse(words[1:])
     except UsageProblem as problem:

@@ -20,8 +20,7 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
     def paint(code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour else text
 
-    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + report.summary,
-             ""]
+    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + report.summary, ""]
     sections = _sections(report)
     shown: set[Finding] = set()
     for title, family, body in sections:
@@ -38,8 +37,7 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
         for f in rest:
             lines.extend(_finding_lines(f, paint))
         lines.append("")
-    lines.append(f"Checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC with {report.queries} DNS "
-                 "queries.")
+    lines.append(f"Checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC with {report.queries} DNS queries.")
     return "\n".join(lines)
 
 
@@ -68,8 +66,11 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
         sections.append(("SPF", ("spf",), body))
     if report.dkim is not None:
         dkim = report.dkim
-        body = [f"{k.selector}: {k.key_type or '?'} {k.key_bits or '?'} bits"
-                f"{' (revoked)' if k.revoked else ''}  {_clip(k.record)}" for k in dkim.keys]
+        body = [
+            f"{k.selector}: {k.key_type or '?'} {k.key_bits or '?'} bits"
+            f"{' (revoked)' if k.revoked else ''}  {_clip(k.record)}"
+            for k in dkim.keys
+        ]
         if not dkim.keys:
             body.append("no key found")
         how = "probed" if dkim.probed else "named"
@@ -77,8 +78,11 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
         sections.append(("DKIM", ("dkim",), body))
     if report.mx is not None:
         mx = report.mx
-        body = ["null MX: the domain accepts no mail"] if mx.null_mx else \
-            [f"{h.preference:>3} {h.host}" for h in mx.hosts] or ["(none)"]
+        body = (
+            ["null MX: the domain accepts no mail"]
+            if mx.null_mx
+            else [f"{h.preference:>3} {h.host}" for h in mx.hosts] or ["(none)"]
+        )
         sections.append(("MX", ("mx",), body))
     return sections
 
@@ -101,8 +105,9 @@ def _finding_lines(f: Finding, paint: Callable[[str, str], str]) -> list[str]:
     lines += textwrap.wrap(f.detail, 100, initial_indent="         ", subsequent_indent="         ")
     if f.record:
         lines.append(f"         record: {_clip(f.record, 200)}")
-    lines += textwrap.wrap("fix: " + f.fix, 100, initial_indent="         ",
-                           subsequent_indent="              ")
+    lines += textwrap.wrap(
+        "fix: " + f.fix, 100, initial_indent="         ", subsequent_indent="              "
+    )
     return lines
 
 

@@ -71,15 +71,24 @@ class Change:
 
 def observe(report: DomainReport) -> Observation:
     """Reduce a report to its normalised records, finding keys and verdict."""
-    findings = [{"key": f"{f.id}:{f.severity.value}", "id": f.id, "severity": f.severity.value,
-                 "title": f.title, "detail": f.detail} for f in report.findings]
+    findings = [
+        {
+            "key": f"{f.id}:{f.severity.value}",
+            "id": f.id,
+            "severity": f.severity.value,
+            "title": f.title,
+            "detail": f.detail,
+        }
+        for f in report.findings
+    ]
     records = observed_records(report)
     keys = sorted({f["key"] for f in findings})
     fingerprint = hashlib.sha256(json.dumps([records, keys], sort_keys=True).encode()).hexdigest()
     temperrors = [f for f in report.findings if f.id == "dns.temperror"]
     state = ObservedState(fingerprint, records, findings, report.verdict)
-    return Observation(report.domain, state, report.summary, bool(temperrors),
-                       temperrors[0].detail if temperrors else "")
+    return Observation(
+        report.domain, state, report.summary, bool(temperrors), temperrors[0].detail if temperrors else ""
+    )
 
 
 def observed_records(report: DomainReport) -> dict[str, str | None]:
@@ -106,8 +115,7 @@ def observed_records(report: DomainReport) -> dict[str, str | None]:
         for key in report.dkim.keys:
             records[f"DKIM {key.name}"] = key.record
     if report.mx is not None:
-        records[f"MX {domain}"] = ", ".join(f"{h.preference} {h.host}" for h in report.mx.hosts) \
-            or None
+        records[f"MX {domain}"] = ", ".join(f"{h.preference} {h.host}" for h in report.mx.hosts) or None
     return records
 
 
@@ -131,8 +139,9 @@ def decide(history: WatchHistory, observation: Observation) -> tuple[Change | No
     recovered = known.verdict != "pass" and state.verdict == "pass"
     new = state.fingerprint not in history.recent_fingerprints
     latest = history.latest
-    settled = latest is not None and latest.fingerprint == state.fingerprint \
-        and latest.checks + 1 >= SETTLE_CHECKS
+    settled = (
+        latest is not None and latest.fingerprint == state.fingerprint and latest.checks + 1 >= SETTLE_CHECKS
+    )
     if not (new or recovered or settled):
         return (_restored(history, observation) if restored else None), False  # a flap: held
     if known.verdict == "pass" and state.verdict == "fail":
@@ -142,40 +151,61 @@ def decide(history: WatchHistory, observation: Observation) -> tuple[Change | No
     else:
         kind = "changed"
     appeared, cleared = _finding_diff(known, state)
-    return Change(kind, watch.domain, watch.selectors, observation.summary,
-                  _record_diff(known.records, state.records), appeared, cleared,
-                  known.verdict, state.verdict), True
+    return Change(
+        kind,
+        watch.domain,
+        watch.selectors,
+        observation.summary,
+        _record_diff(known.records, state.records),
+        appeared,
+        cleared,
+        known.verdict,
+        state.verdict,
+    ), True
 
 
-def cannot_check_change(domain: str, selectors: tuple[str, ...], streak: int, detail: str
-                        ) -> Change:
+def cannot_check_change(domain: str, selectors: tuple[str, ...], streak: int, detail: str) -> Change:
     """The alert for the third failed cycle in a row."""
-    return Change("cannot_check", domain, selectors,
-                  f"The last {streak} checks of {domain} hit DNS failures, so nothing is known "
-                  f"about its records: {detail}", verdict_after="unknown")
+    return Change(
+        "cannot_check",
+        domain,
+        selectors,
+        f"The last {streak} checks of {domain} hit DNS failures, so nothing is known "
+        f"about its records: {detail}",
+        verdict_after="unknown",
+    )
 
 
 def _restored(history: WatchHistory, observation: Observation) -> Change:
     watch = history.watch
-    return Change("check_restored", watch.domain, watch.selectors, observation.summary,
-                  verdict_after=observation.state.verdict)
+    return Change(
+        "check_restored",
+        watch.domain,
+        watch.selectors,
+        observation.summary,
+        verdict_after=observation.state.verdict,
+    )
 
 
 def _record_diff(before: dict[str, str | None], after: dict[str, str | None]) -> list[RecordChange]:
     names = list(dict.fromkeys([*before, *after]))
-    return [RecordChange(name, before.get(name), after.get(name)) for name in names
-            if before.get(name) != after.get(name)]
+    return [
+        RecordChange(name, before.get(name), after.get(name))
+        for name in names
+        if before.get(name) != after.get(name)
+    ]
 
 
-def _finding_diff(known: Snapshot, state: ObservedState
-                  ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def _finding_diff(known: Snapshot, state: ObservedState) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     before = {f["key"] for f in known.findings}
     after = {f["key"] for f in state.findings}
     appeared = _unique(f for f in state.findings if f["key"] not in before)
     cleared = _unique(f for f in known.findings if f["key"] not in after)
     rank = {s.value: s.rank for s in Severity}
-    return (sorted(appeared, key=lambda f: rank.get(f["severity"], 9)),
-            sorted(cleared, key=lambda f: rank.get(f["severity"], 9)))
+    return (
+        sorted(appeared, key=lambda f: rank.get(f["severity"], 9)),
+        sorted(cleared, key=lambda f: rank.get(f["severity"], 9)),
+    )
 
 
 def _unique(findings: Iterable[dict[str, str]]) -> list[dict[str, str]]:

@@ -68,8 +68,7 @@ class DomainReport:
         return "fail"
 
     def _can_pass(self) -> bool:
-        dmarc_ok = self.dmarc is not None and self.dmarc.record is not None and \
-            self.dmarc.record.usable
+        dmarc_ok = self.dmarc is not None and self.dmarc.record is not None and self.dmarc.record.usable
         return dmarc_ok and (bool(self.passing_spf()) or bool(self.passing_dkim_selectors()))
 
     def passing_spf(self) -> str | None:
@@ -84,9 +83,11 @@ class DomainReport:
         """Selectors whose key can verify a signature today."""
         if self.dkim is None:
             return []
-        return [k.selector for k in self.dkim.keys
-                if not k.revoked and not k.problems
-                and (k.key_type == "ed25519" or (k.key_bits or 0) >= 1024)]
+        return [
+            k.selector
+            for k in self.dkim.keys
+            if not k.revoked and not k.problems and (k.key_type == "ed25519" or (k.key_bits or 0) >= 1024)
+        ]
 
     @property
     def summary(self) -> str:
@@ -108,8 +109,10 @@ class DomainReport:
             return f"Mail from {name} can pass DMARC today through {' and '.join(ways)}.{fix}"
         if self.verdict == "unknown":
             failed = sum(1 for f in self.findings if f.id == "dns.temperror")
-            return (f"Could not tell whether mail from {name} passes DMARC: {failed} part(s) of "
-                    f"the check hit DNS failures.{fix}")
+            return (
+                f"Could not tell whether mail from {name} passes DMARC: {failed} part(s) of "
+                f"the check hit DNS failures.{fix}"
+            )
         return f"Mail from {name} cannot pass DMARC today: {self._why_not()}.{fix}"
 
     def _why_not(self) -> str:
@@ -140,8 +143,7 @@ def _family_rank(finding_id: str) -> int:
     return _FAMILY_ORDER.index(family) if family in _FAMILY_ORDER else len(_FAMILY_ORDER)
 
 
-async def check_domain(domain: str, session: DnsSession,
-                       selectors: Sequence[str] = ()) -> DomainReport:
+async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str] = ()) -> DomainReport:
     """Diagnose `domain` (already normalised by handlers.domain_name) through `session`."""
     apex, dmarc, spf, dkim, mx = await asyncio.gather(
         session.lookup(domain, "TXT"),  # the existence test; SPF asks the same question
@@ -152,15 +154,28 @@ async def check_domain(domain: str, session: DnsSession,
     )
     unreachable = session.all_failed()
     if apex.status is DnsStatus.NXDOMAIN:
-        only = (finding("domain.nxdomain", f"{domain} does not exist: the DNS answers NXDOMAIN "
-                        "for it, so nothing can be sent from it or to it."),)
-        return DomainReport(domain, False, dmarc, None, None, None, only,
-                            session.queries_sent, unreachable)
+        only = (
+            finding(
+                "domain.nxdomain",
+                f"{domain} does not exist: the DNS answers NXDOMAIN "
+                "for it, so nothing can be sent from it or to it.",
+            ),
+        )
+        return DomainReport(domain, False, dmarc, None, None, None, only, session.queries_sent, unreachable)
     findings = [*dmarc.findings, *spf.findings, *dkim.findings, *mx.findings]
     if unreachable:
         findings = [temperror_finding(apex)]
-    return DomainReport(domain, True, dmarc, spf, dkim, mx, tuple(sort_findings(_dedupe(findings))),
-                        session.queries_sent, unreachable)
+    return DomainReport(
+        domain,
+        True,
+        dmarc,
+        spf,
+        dkim,
+        mx,
+        tuple(sort_findings(_dedupe(findings))),
+        session.queries_sent,
+        unreachable,
+    )
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

@@ -23,13 +23,65 @@ from handlers.resolver import DnsSession, Lookup
 # Selectors that mail providers and common software publish. Order does not matter: all are
 # asked at once.
 COMMON_SELECTORS: tuple[str, ...] = (
-    "google", "selector1", "selector2", "default", "dkim", "mail", "email", "k1", "k2", "k3",
-    "s1", "s2", "s1024", "s2048", "smtp", "mandrill", "mte1", "smtpapi", "em", "pm", "pic",
-    "mxvault", "zendesk1", "zendesk2", "sendgrid", "mailjet", "mailchimp", "mc", "hs1", "hs2",
-    "cm", "scph0316", "everlytickey1", "everlytickey2", "dkim1", "dkim2", "key1", "key2",
-    "sig1", "sm", "protonmail", "protonmail2", "protonmail3", "fm1", "fm2", "fm3", "zoho",
-    "zmail", "amazonses", "spop1024", "ctct1", "ctct2", "turbo-smtp", "mailo", "ovh",
-    "krs", "a1", "dk", "x",
+    "google",
+    "selector1",
+    "selector2",
+    "default",
+    "dkim",
+    "mail",
+    "email",
+    "k1",
+    "k2",
+    "k3",
+    "s1",
+    "s2",
+    "s1024",
+    "s2048",
+    "smtp",
+    "mandrill",
+    "mte1",
+    "smtpapi",
+    "em",
+    "pm",
+    "pic",
+    "mxvault",
+    "zendesk1",
+    "zendesk2",
+    "sendgrid",
+    "mailjet",
+    "mailchimp",
+    "mc",
+    "hs1",
+    "hs2",
+    "cm",
+    "scph0316",
+    "everlytickey1",
+    "everlytickey2",
+    "dkim1",
+    "dkim2",
+    "key1",
+    "key2",
+    "sig1",
+    "sm",
+    "protonmail",
+    "protonmail2",
+    "protonmail3",
+    "fm1",
+    "fm2",
+    "fm3",
+    "zoho",
+    "zmail",
+    "amazonses",
+    "spop1024",
+    "ctct1",
+    "ctct2",
+    "turbo-smtp",
+    "mailo",
+    "ovh",
+    "krs",
+    "a1",
+    "dk",
+    "x",
 )
 
 RSA_MINIMUM_BITS = 1024  # RFC 8301 §3.2: shorter keys must not be used to verify
@@ -49,8 +101,10 @@ def validate_selector(selector: str) -> str:
     """Return the selector lower-cased, or raise InvalidSelector saying what would be right."""
     cleaned = selector.strip().lower()
     if not cleaned or len(cleaned) > 63 or not _SELECTOR.match(cleaned):
-        raise InvalidSelector(f"“{selector[:70]}” is not a DKIM selector: use letters, digits, "
-                              "hyphens and dots, as in the s= tag of a DKIM-Signature")
+        raise InvalidSelector(
+            f"“{selector[:70]}” is not a DKIM selector: use letters, digits, "
+            "hyphens and dots, as in the s= tag of a DKIM-Signature"
+        )
     return cleaned
 
 
@@ -76,9 +130,16 @@ class DkimKey:
     problems: tuple[str, ...]
 
     def to_json(self) -> dict[str, object]:
-        return {"selector": self.selector, "name": self.name, "record": self.record,
-                "key_type": self.key_type, "key_bits": self.key_bits, "revoked": self.revoked,
-                "testing": self.testing, "problems": list(self.problems)}
+        return {
+            "selector": self.selector,
+            "name": self.name,
+            "record": self.record,
+            "key_type": self.key_type,
+            "key_bits": self.key_bits,
+            "revoked": self.revoked,
+            "testing": self.testing,
+            "problems": list(self.problems),
+        }
 
 
 @dataclass(frozen=True)
@@ -115,8 +176,10 @@ def parse_key_record(selector: str, name: str, record: str) -> DkimKey:
     services = {x.strip().lower() for x in tags.get("s", "*").split(":")}
     if not services & {"*", "email"}:
         # RFC 6376 §3.6.1: verifiers of mail MUST ignore a key whose s= does not list email (or *).
-        problems.append(f"s={tags['s']} limits the key to other services; mail verifiers ignore it "
-                        "(use s=email or leave s= out)")
+        problems.append(
+            f"s={tags['s']} limits the key to other services; mail verifiers ignore it "
+            "(use s=email or leave s= out)"
+        )
     flags = {f.strip().lower() for f in tags.get("t", "").split(":")}
     if "p" not in tags:
         problems.append("the p= tag (the public key) is missing")
@@ -138,14 +201,16 @@ def _key_bits(key_type: str, key_data: str) -> tuple[int | None, str | None]:
     except (binascii.Error, ValueError):
         return None, "p= is not valid base64"
     if key_type == "ed25519":  # RFC 8463 §4.2: the raw 32-byte public key
-        return (256, None) if len(der) == 32 else (None, f"p= holds {len(der)} bytes, not an "
-                                                         "ed25519 key's 32")
+        return (
+            (256, None) if len(der) == 32 else (None, f"p= holds {len(der)} bytes, not an ed25519 key's 32")
+        )
     try:
         key = load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm):
         # Some signers publish a bare PKCS#1 RSAPublicKey; dkimpy and most receivers accept it.
-        pem = b"-----BEGIN RSA PUBLIC KEY-----\n" + base64.encodebytes(der) + \
-            b"-----END RSA PUBLIC KEY-----\n"
+        pem = (
+            b"-----BEGIN RSA PUBLIC KEY-----\n" + base64.encodebytes(der) + b"-----END RSA PUBLIC KEY-----\n"
+        )
         try:
             key = load_pem_public_key(pem)
         except (ValueError, UnsupportedAlgorithm):
@@ -155,8 +220,7 @@ def _key_bits(key_type: str, key_data: str) -> tuple[int | None, str | None]:
     return key.key_size, None
 
 
-async def check_dkim(session: DnsSession, domain: str,
-                     selectors: Sequence[str] = ()) -> DkimReport:
+async def check_dkim(session: DnsSession, domain: str, selectors: Sequence[str] = ()) -> DkimReport:
     """Read the keys at the named selectors, or probe COMMON_SELECTORS when none are named."""
     probed = not selectors
     tried = tuple(dict.fromkeys(selectors)) if selectors else COMMON_SELECTORS
@@ -172,29 +236,38 @@ async def check_dkim(session: DnsSession, domain: str,
         records = [r for r in lookup.records if _looks_like_key(r, probed)]
         if not records:
             if not probed:
-                findings.append(finding(
-                    "dkim.key_missing",
-                    f"{name}: {lookup.describe_failure()}. Mail signed with s={selector} "
-                    f"d={domain} fails DKIM.",
-                    fix=f"Publish the public key your mail provider gives for selector "
-                        f"{selector} at {name} (often a CNAME to the provider)."))
+                findings.append(
+                    finding(
+                        "dkim.key_missing",
+                        f"{name}: {lookup.describe_failure()}. Mail signed with s={selector} "
+                        f"d={domain} fails DKIM.",
+                        fix=f"Publish the public key your mail provider gives for selector "
+                        f"{selector} at {name} (often a CNAME to the provider).",
+                    )
+                )
             continue
         key = parse_key_record(selector, name, records[0])
         keys.append(key)
         findings += _key_findings(key)
     if outages:
         failed = ", ".join(o.name for o in outages[:5]) + (" …" if len(outages) > 5 else "")
-        findings.append(finding(
-            "dns.temperror",
-            f"{len(outages)} DKIM key lookups failed ({outages[0].describe_failure()}; "
-            f"names: {failed}); those selectors are unknown, not missing."))
+        findings.append(
+            finding(
+                "dns.temperror",
+                f"{len(outages)} DKIM key lookups failed ({outages[0].describe_failure()}; "
+                f"names: {failed}); those selectors are unknown, not missing.",
+            )
+        )
     if probed and not keys and not outages:
-        findings.append(finding(
-            "dkim.no_selector",
-            f"No DKIM key at any of {len(tried)} common selectors ({', '.join(tried[:12])}, …). "
-            "This does not prove DKIM is absent: selectors cannot be listed from DNS.",
-            fix="Run the check again with the selector from the s= tag of a DKIM-Signature "
-                "header in a message you sent (--selector NAME)."))
+        findings.append(
+            finding(
+                "dkim.no_selector",
+                f"No DKIM key at any of {len(tried)} common selectors ({', '.join(tried[:12])}, …). "
+                "This does not prove DKIM is absent: selectors cannot be listed from DNS.",
+                fix="Run the check again with the selector from the s= tag of a DKIM-Signature "
+                "header in a message you sent (--selector NAME).",
+            )
+        )
     return DkimReport(domain, tuple(keys), tried, probed, tuple(findings))
 
 
@@ -210,28 +283,44 @@ def _looks_like_key(record: str, probed: bool) -> bool:
 def _key_findings(key: DkimKey) -> list[Finding]:
     findings = []
     if key.revoked:
-        findings.append(finding(
-            "dkim.key_revoked",
-            f"{key.name} publishes an empty p=: the key for selector {key.selector} is revoked, "
-            "so every signature made with it fails.", record=key.record))
+        findings.append(
+            finding(
+                "dkim.key_revoked",
+                f"{key.name} publishes an empty p=: the key for selector {key.selector} is revoked, "
+                "so every signature made with it fails.",
+                record=key.record,
+            )
+        )
     if key.problems:
-        findings.append(finding("dkim.key_invalid", f"{key.name}: " + "; ".join(key.problems) + ".",
-                                record=key.record))
+        findings.append(
+            finding("dkim.key_invalid", f"{key.name}: " + "; ".join(key.problems) + ".", record=key.record)
+        )
     if key.key_type == "rsa" and key.key_bits is not None:
         if key.key_bits < RSA_MINIMUM_BITS:
-            findings.append(finding(
-                "dkim.weak_key",
-                f"{key.name} is a {key.key_bits}-bit RSA key; receivers must reject keys under "
-                f"{RSA_MINIMUM_BITS} bits (RFC 8301), so its signatures count as failures.",
-                record=key.record))
+            findings.append(
+                finding(
+                    "dkim.weak_key",
+                    f"{key.name} is a {key.key_bits}-bit RSA key; receivers must reject keys under "
+                    f"{RSA_MINIMUM_BITS} bits (RFC 8301), so its signatures count as failures.",
+                    record=key.record,
+                )
+            )
         elif key.key_bits < RSA_RECOMMENDED_BITS:
-            findings.append(finding(
-                "dkim.weak_key",
-                f"{key.name} is a {key.key_bits}-bit RSA key; RFC 8301 recommends "
-                f"{RSA_RECOMMENDED_BITS} bits.", record=key.record, severity=Severity.WARNING))
+            findings.append(
+                finding(
+                    "dkim.weak_key",
+                    f"{key.name} is a {key.key_bits}-bit RSA key; RFC 8301 recommends "
+                    f"{RSA_RECOMMENDED_BITS} bits.",
+                    record=key.record,
+                    severity=Severity.WARNING,
+                )
+            )
     if key.testing:
-        findings.append(finding(
-            "dkim.testing",
-            f"{key.name} has t=y: receivers may treat failing signatures as if unsigned.",
-            record=key.record))
+        findings.append(
+            finding(
+                "dkim.testing",
+                f"{key.name} has t=y: receivers may treat failing signatures as if unsigned.",
+                record=key.record,
+            )
+        )
     return findings

@@ -72,11 +72,20 @@ class DkimResult:
         return f"{self.selector}._domainkey.{self.domain}"
 
     def to_json(self) -> dict[str, object]:
-        return {"d": self.domain, "s": self.selector, "algorithm": self.algorithm,
-                "result": self.result, "reason": self.reason, "detail": self.detail,
-                "body_hash": self.body_hash, "key": self.key_name, "key_type": self.key_type,
-                "key_bits": self.key_bits, "key_testing": self.key_testing,
-                "signed_headers": list(self.signed_headers)}
+        return {
+            "d": self.domain,
+            "s": self.selector,
+            "algorithm": self.algorithm,
+            "result": self.result,
+            "reason": self.reason,
+            "detail": self.detail,
+            "body_hash": self.body_hash,
+            "key": self.key_name,
+            "key_type": self.key_type,
+            "key_bits": self.key_bits,
+            "key_testing": self.key_testing,
+            "signed_headers": list(self.signed_headers),
+        }
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,7 @@ class _Key:
 async def verify_message(session: DnsSession, message: ParsedMessage) -> tuple[DkimResult, ...]:
     """Verify each DKIM-Signature of `message` (topmost first), with a reason for each failure."""
     count = min(len(message.dkim_signatures), MAX_SIGNATURES)
-    return tuple(await asyncio.gather(*(verify_signature(session, message, i)
-                                        for i in range(count))))
+    return tuple(await asyncio.gather(*(verify_signature(session, message, i) for i in range(count))))
 
 
 async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int) -> DkimResult:
@@ -103,11 +111,30 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
     domain, selector, algorithm = tags.domain, tags.selector, tags.algorithm
     signed = tags.signed_headers
 
-    def result(res: str, reason: str, detail: str, body: str = "not checked",
-               key: _Key | None = None, outage: Lookup | None = None) -> DkimResult:
-        return DkimResult(idx, domain, selector, algorithm, res, reason, detail, body,
-                          key.record if key else None, key.key_type if key else None,
-                          key.bits if key else None, key.testing if key else False, signed, outage)
+    def result(
+        res: str,
+        reason: str,
+        detail: str,
+        body: str = "not checked",
+        key: _Key | None = None,
+        outage: Lookup | None = None,
+    ) -> DkimResult:
+        return DkimResult(
+            idx,
+            domain,
+            selector,
+            algorithm,
+            res,
+            reason,
+            detail,
+            body,
+            key.record if key else None,
+            key.key_type if key else None,
+            key.bits if key else None,
+            key.testing if key else False,
+            signed,
+            outage,
+        )
 
     try:
         checker = dkim.DKIM(message.raw, minkey=MIN_RSA_BITS)
@@ -116,8 +143,12 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
         expires = tags.tags.get("x", "")
         if expires.isascii() and expires.isdigit() and int(expires) < time.time():
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(expires)))
-            return result("permerror", EXPIRED, f"the signature expired at {when} (x=); "
-                          "receivers may refuse it after that time (RFC 6376 §3.5).")
+            return result(
+                "permerror",
+                EXPIRED,
+                f"the signature expired at {when} (x=); "
+                "receivers may refuse it after that time (RFC 6376 §3.5).",
+            )
         return result("permerror", SIGNATURE_INVALID, f"the DKIM-Signature is not valid: {error}.")
     except dkim.MessageFormatError as error:
         return result("permerror", SIGNATURE_INVALID, f"the DKIM-Signature does not parse: {error}.")
@@ -127,9 +158,13 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
 
     key = await _fetch_key(session, f"{selector}._domainkey.{domain}")
     if key.lookup.is_outage:
-        return result("temperror", TEMPERROR, f"the key lookup failed: "
-                      f"{key.lookup.describe_failure()}; the result is unknown, not a failure.",
-                      key=key, outage=key.lookup)
+        return result(
+            "temperror",
+            TEMPERROR,
+            f"the key lookup failed: {key.lookup.describe_failure()}; the result is unknown, not a failure.",
+            key=key,
+            outage=key.lookup,
+        )
     if key.problem is not None:
         return result("permerror", key.problem, key.detail, key=key)
 
@@ -139,8 +174,7 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
 
     def run() -> bool:
         # dkimpy calls dnsfunc synchronously; this worker thread waits on the session's loop.
-        return bool(checker.verify_sig(sig, list(include_headers), sigheaders[idx],
-                                       _dnsfunc(session)))
+        return bool(checker.verify_sig(sig, list(include_headers), sigheaders[idx], _dnsfunc(session)))
 
     body_state = "match" if body_checked else "not checked"
     try:
@@ -148,36 +182,55 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
     except dkim.ValidationError as error:
         if "body hash mismatch" in str(error):
             header_note = await _header_note(session, checker, sig, include_headers, sigheaders[idx])
-            return result("fail", BODY_HASH_MISMATCH,
-                          "the body hash (bh=) does not match: the body changed after signing"
-                          f"{header_note}.", "mismatch", key)
-        return result("permerror", SIGNATURE_INVALID, f"dkimpy refused the signature: {error}.",
-                      body_state, key)
+            return result(
+                "fail",
+                BODY_HASH_MISMATCH,
+                f"the body hash (bh=) does not match: the body changed after signing{header_note}.",
+                "mismatch",
+                key,
+            )
+        return result(
+            "permerror", SIGNATURE_INVALID, f"dkimpy refused the signature: {error}.", body_state, key
+        )
     except dkim.KeyFormatError as error:
         return result("permerror", KEY_INVALID, f"the key is not usable: {error}.", body_state, key)
     except dkim.DKIMException as error:
-        return result("permerror", SIGNATURE_INVALID, f"the signature could not be checked: {error}.",
-                      body_state, key)
+        return result(
+            "permerror", SIGNATURE_INVALID, f"the signature could not be checked: {error}.", body_state, key
+        )
     if verified:
-        detail = "the signature verifies" + ("" if body_checked else
-                                             " for the headers; the body was not given, so its "
-                                             "hash (bh=) was not checked")
+        detail = "the signature verifies" + (
+            ""
+            if body_checked
+            else " for the headers; the body was not given, so its hash (bh=) was not checked"
+        )
         return result("pass", OK, detail + ".", body_state, key)
-    return result("fail", HEADER_SIGNATURE_MISMATCH,
-                  ("the body hash matches but the signature does not verify: " if body_checked
-                   else "the header signature does not verify: ")
-                  + f"a signed header ({', '.join(dict.fromkeys(signed))}) changed after signing.",
-                  body_state, key)
+    return result(
+        "fail",
+        HEADER_SIGNATURE_MISMATCH,
+        (
+            "the body hash matches but the signature does not verify: "
+            if body_checked
+            else "the header signature does not verify: "
+        )
+        + f"a signed header ({', '.join(dict.fromkeys(signed))}) changed after signing.",
+        body_state,
+        key,
+    )
 
 
-async def _header_note(session: DnsSession, checker: dkim.DKIM, sig: dict[bytes, bytes],
-                       include_headers: list[bytes], sig_header: tuple[bytes, bytes]) -> str:
+async def _header_note(
+    session: DnsSession,
+    checker: dkim.DKIM,
+    sig: dict[bytes, bytes],
+    include_headers: list[bytes],
+    sig_header: tuple[bytes, bytes],
+) -> str:
     """Whether the headers still verify when the body does not: a footer added, headers intact."""
     headers_only = {k: v for k, v in sig.items() if k != b"bh"}
 
     def run() -> bool:
-        return bool(checker.verify_sig(headers_only, list(include_headers), sig_header,
-                                       _dnsfunc(session)))
+        return bool(checker.verify_sig(headers_only, list(include_headers), sig_header, _dnsfunc(session)))
 
     try:
         intact = await asyncio.to_thread(run)
@@ -207,33 +260,64 @@ async def _fetch_key(session: DnsSession, name: str) -> _Key:
     if lookup.is_outage:
         return _Key(lookup, None, None, "", None, None, False)
     if lookup.status in (DnsStatus.NXDOMAIN, DnsStatus.NODATA) or not lookup.records:
-        return _Key(lookup, None, KEY_MISSING, f"no key is published at {name} "
-                    f"({lookup.describe_failure()}).", None, None, False)
+        return _Key(
+            lookup,
+            None,
+            KEY_MISSING,
+            f"no key is published at {name} ({lookup.describe_failure()}).",
+            None,
+            None,
+            False,
+        )
     record = lookup.records[0]
     try:
         tags = parse_tag_value(record.encode("utf-8"))
     except InvalidTagValueList as error:
-        return _Key(lookup, record, KEY_INVALID, f"the key record at {name} does not parse: {error}.",
-                    None, None, False)
+        return _Key(
+            lookup,
+            record,
+            KEY_INVALID,
+            f"the key record at {name} does not parse: {error}.",
+            None,
+            None,
+            False,
+        )
     testing = b"y" in tags.get(b"t", b"").split(b":")
     if b"p" not in tags:
-        return _Key(lookup, record, KEY_INVALID, f"the record at {name} has no p= tag, so it is "
-                    "not a DKIM key (RFC 6376 §3.6.1).", None, None, testing)
+        return _Key(
+            lookup,
+            record,
+            KEY_INVALID,
+            f"the record at {name} has no p= tag, so it is not a DKIM key (RFC 6376 §3.6.1).",
+            None,
+            None,
+            testing,
+        )
     if not tags[b"p"].strip():
         # RFC 6376 §3.6.1: "An empty value means that this public key has been revoked."
-        return _Key(lookup, record, KEY_REVOKED, f"the key at {name} is revoked (empty p=).",
-                    None, None, testing)
+        return _Key(
+            lookup, record, KEY_REVOKED, f"the key at {name} is revoked (empty p=).", None, None, testing
+        )
     try:
-        _pk, bits, ktag, _tlsrpt = dkim.evaluate_pk(name.encode("ascii", errors="replace"),
-                                                    record.encode("utf-8"))
+        _pk, bits, ktag, _tlsrpt = dkim.evaluate_pk(
+            name.encode("ascii", errors="replace"), record.encode("utf-8")
+        )
     except (dkim.KeyFormatError, ValueError) as error:
-        return _Key(lookup, record, KEY_INVALID, f"the key at {name} is not valid: {error}.",
-                    None, None, testing)
+        return _Key(
+            lookup, record, KEY_INVALID, f"the key at {name} is not valid: {error}.", None, None, testing
+        )
     key_type = ktag.decode("ascii") if isinstance(ktag, bytes) else None
     if key_type == "rsa" and bits is not None and bits < MIN_RSA_BITS:
-        return _Key(lookup, record, KEY_WEAK, f"the RSA key at {name} has {bits} bits; RFC 8301 "
-                    f"§3.2 requires receivers to refuse keys under {MIN_RSA_BITS} bits.",
-                    key_type, bits, testing)
+        return _Key(
+            lookup,
+            record,
+            KEY_WEAK,
+            f"the RSA key at {name} has {bits} bits; RFC 8301 "
+            f"§3.2 requires receivers to refuse keys under {MIN_RSA_BITS} bits.",
+            key_type,
+            bits,
+            testing,
+        )
     return _Key(lookup, record, None, "", key_type, bits, testing)
 
 

@@ -55,24 +55,28 @@ async def check_dmarc(session: DnsSession, domain: str) -> DmarcReport:
     walked = tuple(step.name for step in walk.steps)
     discovery = walk.policy()
 
-    def ends_with(*findings: Finding, record: DmarcRecord | None = None,
-                  location: str | None = None) -> DmarcReport:
+    def ends_with(
+        *findings: Finding, record: DmarcRecord | None = None, location: str | None = None
+    ) -> DmarcReport:
         return DmarcReport(domain, record, location, None, findings, walked)
 
     if discovery.outage is not None:
         return ends_with(temperror_finding(discovery.outage))
-    where = "" if discovery.location == domain else \
-        f"{domain} has no record of its own, and "
+    where = "" if discovery.location == domain else f"{domain} has no record of its own, and "
     if len(discovery.ignored) > 1:
-        return ends_with(finding(
-            "dmarc.multiple",
-            f"{where}_dmarc.{discovery.location} has {len(discovery.ignored)} records that start "
-            "with v=DMARC1; receivers then apply no DMARC policy at all (RFC 9989 §4.10).",
-            record="\n".join(discovery.ignored)))
+        return ends_with(
+            finding(
+                "dmarc.multiple",
+                f"{where}_dmarc.{discovery.location} has {len(discovery.ignored)} records that start "
+                "with v=DMARC1; receivers then apply no DMARC policy at all (RFC 9989 §4.10).",
+                record="\n".join(discovery.ignored),
+            )
+        )
     if discovery.ignored and discovery.location:
         unusable = parse_dmarc_record(discovery.ignored[0])
-        return ends_with(*_syntax_findings(unusable, discovery.location), record=unusable,
-                         location=discovery.location)
+        return ends_with(
+            *_syntax_findings(unusable, discovery.location), record=unusable, location=discovery.location
+        )
     if discovery.record is None or discovery.location is None:
         return ends_with(_missing(domain, walk))
 
@@ -80,11 +84,14 @@ async def check_dmarc(session: DnsSession, domain: str) -> DmarcReport:
     policy = applied_policy(record, domain, location)
     findings = _syntax_findings(record, location)
     if discovery.inherited:
-        findings.append(finding(
-            "dmarc.inherited",
-            f"{domain} has no record of its own; the record at _dmarc.{location} applies, "
-            f"and its {'sp=' if record.sp else 'p='} policy for subdomains is {policy}.",
-            record=record.raw))
+        findings.append(
+            finding(
+                "dmarc.inherited",
+                f"{domain} has no record of its own; the record at _dmarc.{location} applies, "
+                f"and its {'sp=' if record.sp else 'p='} policy for subdomains is {policy}.",
+                record=record.raw,
+            )
+        )
     findings += _policy_findings(record, location, policy)
     findings += await _report_authorization_findings(session, record, location)
     return DmarcReport(domain, record, location, policy, tuple(findings), walked)
@@ -99,54 +106,77 @@ def _syntax_findings(record: DmarcRecord, domain: str) -> list[Finding]:
         problems.append("no valid p= tag and no valid rua=: receivers ignore the record entirely")
     if not problems:
         return []
-    return [finding("dmarc.syntax", f"_dmarc.{domain}: " + "; ".join(problems) + ".",
-                    record=record.raw)]
+    return [finding("dmarc.syntax", f"_dmarc.{domain}: " + "; ".join(problems) + ".", record=record.raw)]
 
 
 def _policy_findings(record: DmarcRecord, location: str, policy: str) -> list[Finding]:
     findings = []
     if record.effective_policy == "none" or policy == "none":
-        findings.append(finding(
-            "dmarc.policy_none",
-            f"The policy applied is none (p={record.p or 'none'}"
-            f"{', t=y' if record.testing else ''}): receivers deliver mail that fails DMARC, "
-            "so anyone can still send as this domain.",
-            record=record.raw))
+        findings.append(
+            finding(
+                "dmarc.policy_none",
+                f"The policy applied is none (p={record.p or 'none'}"
+                f"{', t=y' if record.testing else ''}): receivers deliver mail that fails DMARC, "
+                "so anyone can still send as this domain.",
+                record=record.raw,
+            )
+        )
     if record.testing:
-        findings.append(finding(
-            "dmarc.testing",
-            f"t=y: receivers apply {policy} instead of {record.effective_policy} to failing mail.",
-            record=record.raw))
+        findings.append(
+            finding(
+                "dmarc.testing",
+                f"t=y: receivers apply {policy} instead of {record.effective_policy} to failing mail.",
+                record=record.raw,
+            )
+        )
     rank = POLICIES.index(record.effective_policy)
-    weaker = [f"{tag}={value}" for tag, value in (("sp", record.sp), ("np", record.np))
-              if value is not None and POLICIES.index(value) < rank]
+    weaker = [
+        f"{tag}={value}"
+        for tag, value in (("sp", record.sp), ("np", record.np))
+        if value is not None and POLICIES.index(value) < rank
+    ]
     if weaker:
-        findings.append(finding(
-            "dmarc.subdomain_weaker",
-            f"{' and '.join(weaker)} is weaker than p={record.effective_policy}: mail from "
-            f"subdomains of {location} is treated more leniently.",
-            record=record.raw))
+        findings.append(
+            finding(
+                "dmarc.subdomain_weaker",
+                f"{' and '.join(weaker)} is weaker than p={record.effective_policy}: mail from "
+                f"subdomains of {location} is treated more leniently.",
+                record=record.raw,
+            )
+        )
     if not record.rua:
-        findings.append(finding(
-            "dmarc.no_rua",
-            "The record has no rua= address, so no receiver sends aggregate reports: "
-            "failing senders stay invisible.",
-            fix=f"Add rua=mailto:dmarc-reports@{location} (or your report collector's address).",
-            record=record.raw))
+        findings.append(
+            finding(
+                "dmarc.no_rua",
+                "The record has no rua= address, so no receiver sends aggregate reports: "
+                "failing senders stay invisible.",
+                fix=f"Add rua=mailto:dmarc-reports@{location} (or your report collector's address).",
+                record=record.raw,
+            )
+        )
     for tag in record.deprecated:
-        findings.append(finding(
-            "dmarc.deprecated_tag",
-            f"{tag}={record.tags[tag]} was removed by RFC 9989; receivers ignore it.",
-            record=record.raw))
+        findings.append(
+            finding(
+                "dmarc.deprecated_tag",
+                f"{tag}={record.tags[tag]} was removed by RFC 9989; receivers ignore it.",
+                record=record.raw,
+            )
+        )
     return findings
 
 
-async def _report_authorization_findings(session: DnsSession, record: DmarcRecord,
-                                         location: str) -> list[Finding]:
+async def _report_authorization_findings(
+    session: DnsSession, record: DmarcRecord, location: str
+) -> list[Finding]:
     """RFC 9990 §3: an address in another organization must publish
     `<policy domain>._report._dmarc.<its domain>` with v=DMARC1, or receivers send it nothing."""
-    external = sorted({uri.domain for uri in (*record.rua, *record.ruf)
-                       if uri.domain and not same_organization(uri.domain, location)})
+    external = sorted(
+        {
+            uri.domain
+            for uri in (*record.rua, *record.ruf)
+            if uri.domain and not same_organization(uri.domain, location)
+        }
+    )
     if not external:
         return []
     names = [f"{location}._report._dmarc.{host}" for host in external]
@@ -156,13 +186,16 @@ async def _report_authorization_findings(session: DnsSession, record: DmarcRecor
         if lookup.is_outage:
             findings.append(temperror_finding(lookup))
         elif not any(is_dmarc_record(t) for t in lookup.records):
-            findings.append(finding(
-                "dmarc.rua_unauthorized",
-                f"Reports go to {host}, another organization, which has not published "
-                f"\"v=DMARC1\" at {name}; receivers will not send reports there.",
-                fix=f"Ask {host} to publish a TXT record \"v=DMARC1\" at {name}, "
+            findings.append(
+                finding(
+                    "dmarc.rua_unauthorized",
+                    f"Reports go to {host}, another organization, which has not published "
+                    f'"v=DMARC1" at {name}; receivers will not send reports there.',
+                    fix=f'Ask {host} to publish a TXT record "v=DMARC1" at {name}, '
                     "or send reports to an address in your own domain.",
-                record=record.raw))
+                    record=record.raw,
+                )
+            )
     return findings
 
 
@@ -171,5 +204,6 @@ def _missing(domain: str, walk: TreeWalk) -> Finding:
     return finding(
         "dmarc.missing",
         f"No DMARC record at _dmarc.{domain}, nor anywhere up the DNS tree walk ({asked}).",
-        fix=f"Publish a TXT record at _dmarc.{domain}: \"v=DMARC1; p=none; "
-            f"rua=mailto:dmarc-reports@{domain}\", then tighten the policy as reports come in.")
+        fix=f'Publish a TXT record at _dmarc.{domain}: "v=DMARC1; p=none; '
+        f'rua=mailto:dmarc-reports@{domain}", then tighten the policy as reports come in.',
+    )

@@ -62,19 +62,34 @@ class TreeWalk:
         leaves the answer unknown."""
         for step in self.steps:
             if step.lookup.is_outage:
-                return PolicyDiscovery(self.domain, None, None, step.lookup,
-                                       reason="the DMARC lookup failed: "
-                                              + step.lookup.describe_failure())
+                return PolicyDiscovery(
+                    self.domain,
+                    None,
+                    None,
+                    step.lookup,
+                    reason="the DMARC lookup failed: " + step.lookup.describe_failure(),
+                )
             if len(step.dmarc_texts) > 1:
-                return PolicyDiscovery(self.domain, None, step.name, None, step.dmarc_texts,
-                                       f"_dmarc.{step.name} publishes {len(step.dmarc_texts)} "
-                                       "DMARC records, so none is applied")
+                return PolicyDiscovery(
+                    self.domain,
+                    None,
+                    step.name,
+                    None,
+                    step.dmarc_texts,
+                    f"_dmarc.{step.name} publishes {len(step.dmarc_texts)} DMARC records, so none is applied",
+                )
             if step.dmarc_texts:
                 record = parse_dmarc_record(step.dmarc_texts[0])
                 if not record.usable:
-                    return PolicyDiscovery(self.domain, None, step.name, None, step.dmarc_texts,
-                                           f"the record at _dmarc.{step.name} has no valid p= "
-                                           "and no valid rua=, so receivers apply no DMARC to it")
+                    return PolicyDiscovery(
+                        self.domain,
+                        None,
+                        step.name,
+                        None,
+                        step.dmarc_texts,
+                        f"the record at _dmarc.{step.name} has no valid p= "
+                        "and no valid rua=, so receivers apply no DMARC to it",
+                    )
                 return PolicyDiscovery(self.domain, record, step.name, None)
         asked = ", ".join(f"_dmarc.{step.name}" for step in self.steps)
         return PolicyDiscovery(self.domain, None, None, None, reason=f"no DMARC record at {asked}")

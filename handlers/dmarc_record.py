@@ -63,7 +63,8 @@ class DmarcRecord:
         """RFC 9989 §4.10.1: no valid p=, or an sp=/np= that is present but not valid."""
         return self.p is None or any(
             self.tags.get(tag) is not None and value is None
-            for tag, value in (("sp", self.sp), ("np", self.np)))
+            for tag, value in (("sp", self.sp), ("np", self.np))
+        )
 
     @property
     def usable(self) -> bool:
@@ -86,9 +87,16 @@ class DmarcRecord:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "p": self.p, "sp": self.sp, "np": self.np, "adkim": self.adkim, "aspf": self.aspf,
-            "t": "y" if self.testing else "n", "psd": self.psd, "fo": self.fo,
-            "rua": [u.uri for u in self.rua], "ruf": [u.uri for u in self.ruf],
+            "p": self.p,
+            "sp": self.sp,
+            "np": self.np,
+            "adkim": self.adkim,
+            "aspf": self.aspf,
+            "t": "y" if self.testing else "n",
+            "psd": self.psd,
+            "fo": self.fo,
+            "rua": [u.uri for u in self.rua],
+            "ruf": [u.uri for u in self.ruf],
         }
 
 
@@ -154,8 +162,9 @@ def _policy(tags: dict[str, str], name: str, problems: list[str]) -> str | None:
     return None
 
 
-def _choice(tags: dict[str, str], name: str, allowed: tuple[str, ...], default: str,
-            problems: list[str]) -> str:
+def _choice(
+    tags: dict[str, str], name: str, allowed: tuple[str, ...], default: str, problems: list[str]
+) -> str:
     value = tags.get(name)
     if value is None:
         return default
@@ -174,11 +183,15 @@ def _report_uris(tags: dict[str, str], name: str, problems: list[str]) -> tuple[
         uri = _parse_report_uri(item)
         if uri is not None and uri.scheme != "mailto":
             # RFC 9990 §3 delivers reports only by mail: an http(s) URI receives nothing.
-            problems.append(f"{name} entry “{item}” is a web address; reports are delivered only "
-                            f"by mail (write it as mailto:reports@example.com)")
+            problems.append(
+                f"{name} entry “{item}” is a web address; reports are delivered only "
+                f"by mail (write it as mailto:reports@example.com)"
+            )
         elif uri is None:
-            problems.append(f"{name} entry “{item}” is not a valid mailto: address "
-                            f"(write it as mailto:reports@example.com)")
+            problems.append(
+                f"{name} entry “{item}” is not a valid mailto: address "
+                f"(write it as mailto:reports@example.com)"
+            )
         else:
             uris.append(uri)
     return tuple(uris)
@@ -190,7 +203,7 @@ def _parse_report_uri(text: str) -> ReportUri | None:
     text = _SIZE_SUFFIX.sub("", text)
     scheme = urlsplit(text).scheme.lower()
     if scheme == "mailto":
-        address = text[len("mailto:"):]
+        address = text[len("mailto:") :]
         match = _MAILTO_ADDRESS.match(address)
         if not match:
             return None

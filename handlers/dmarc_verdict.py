@@ -35,9 +35,14 @@ class Alignment:
     outage: Lookup | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"domain": self.domain, "authenticated": self.authenticated,
-                "aligned": self.aligned, "mode": self.mode, "strict": self.strict,
-                "org_domain": self.org_domain}
+        return {
+            "domain": self.domain,
+            "authenticated": self.authenticated,
+            "aligned": self.aligned,
+            "mode": self.mode,
+            "strict": self.strict,
+            "org_domain": self.org_domain,
+        }
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,10 @@ class DmarcVerdict:
         """This verdict as an Authentication-Results method (RFC 8601 §2.7.1 style)."""
         tags = ""
         if self.record is not None:
-            tags = (f" (p={self.record.effective_policy} sp={self.record.subdomain_policy}"
-                    f" dis={self.disposition})")
+            tags = (
+                f" (p={self.record.effective_policy} sp={self.record.subdomain_policy}"
+                f" dis={self.disposition})"
+            )
         return f"dmarc={self.result}{tags} header.from={self.from_domain}"
 
     def to_json(self) -> dict[str, object]:
@@ -105,8 +112,15 @@ async def domain_exists(session: DnsSession, domain: str) -> tuple[bool | None, 
     return lookup.status is not DnsStatus.NXDOMAIN, lookup
 
 
-async def align(session: DnsSession, identifier: str, from_domain: str, from_org: OrgDomain,
-                domain: str, authenticated: bool, strict: bool) -> Alignment:
+async def align(
+    session: DnsSession,
+    identifier: str,
+    from_domain: str,
+    from_org: OrgDomain,
+    domain: str,
+    authenticated: bool,
+    strict: bool,
+) -> Alignment:
     """Compare one identifier with the From domain: identical names align in both modes;
     relaxed mode (§4.4.1) also accepts the same Organizational Domain, found by tree walk."""
     domain = normalise_name(domain)
@@ -119,12 +133,14 @@ async def align(session: DnsSession, identifier: str, from_domain: str, from_org
     if outage is not None:
         return Alignment(identifier, domain, authenticated, strict, None, None, org.name, outage)
     aligned = org.name is not None and org.name == from_org.name
-    return Alignment(identifier, domain, authenticated, strict, aligned,
-                     "relaxed" if aligned else None, org.name)
+    return Alignment(
+        identifier, domain, authenticated, strict, aligned, "relaxed" if aligned else None, org.name
+    )
 
 
-async def evaluate_dmarc(session: DnsSession, from_domain: str, spf: tuple[str, str] | None,
-                         dkim_passes: Sequence[str]) -> DmarcVerdict:
+async def evaluate_dmarc(
+    session: DnsSession, from_domain: str, spf: tuple[str, str] | None, dkim_passes: Sequence[str]
+) -> DmarcVerdict:
     """The DMARC result, record, policy and alignment for mail from `from_domain`, given the SPF
     (MAIL FROM domain, result) and the d= of each verified DKIM signature."""
     from_domain = normalise_name(from_domain)
@@ -138,24 +154,37 @@ async def evaluate_dmarc(session: DnsSession, from_domain: str, spf: tuple[str, 
 
     checks = []
     if spf is not None:
-        checks.append(align(session, "spf", from_domain, from_org, spf[0], spf[1] == "pass",
-                            strict_spf))
-    checks += [align(session, "dkim", from_domain, from_org, d, True, strict_dkim)
-               for d in dict.fromkeys(normalise_name(d) for d in dkim_passes)]
+        checks.append(align(session, "spf", from_domain, from_org, spf[0], spf[1] == "pass", strict_spf))
+    checks += [
+        align(session, "dkim", from_domain, from_org, d, True, strict_dkim)
+        for d in dict.fromkeys(normalise_name(d) for d in dkim_passes)
+    ]
     exists_check = record is not None and location is not None and location != from_domain
-    existence = asyncio.ensure_future(domain_exists(session, from_domain) if exists_check
-                                      else _not_asked())
+    existence = asyncio.ensure_future(domain_exists(session, from_domain) if exists_check else _not_asked())
     alignments: list[Alignment] = list(await asyncio.gather(*checks))
     exists: bool | None
     exists_lookup: Lookup | None
     exists, exists_lookup = await existence
     spf_alignment = alignments.pop(0) if spf is not None else None
 
-    def verdict(result: str, reason: str, policy: str | None = None,
-                outage: Lookup | None = None) -> DmarcVerdict:
-        return DmarcVerdict(from_domain, result, reason, record, location, from_org.name,
-                            policy, exists, spf_alignment, tuple(alignments), walked,
-                            found.ignored, outage)
+    def verdict(
+        result: str, reason: str, policy: str | None = None, outage: Lookup | None = None
+    ) -> DmarcVerdict:
+        return DmarcVerdict(
+            from_domain,
+            result,
+            reason,
+            record,
+            location,
+            from_org.name,
+            policy,
+            exists,
+            spf_alignment,
+            tuple(alignments),
+            walked,
+            found.ignored,
+            outage,
+        )
 
     if found.outage is not None:
         return verdict("temperror", found.reason, outage=found.outage)
@@ -165,21 +194,28 @@ async def evaluate_dmarc(session: DnsSession, from_domain: str, spf: tuple[str, 
     if exists is None and exists_check and record.nonexistent_policy != record.subdomain_policy:
         # np= differs from sp=, so the policy depends on an answer we could not get.
         failure = exists_lookup.describe_failure() if exists_lookup else "DNS failed"
-        return verdict("temperror", f"could not tell whether {from_domain} exists "
-                       f"({failure}), and np= decides the policy",
-                       outage=exists_lookup)
+        return verdict(
+            "temperror",
+            f"could not tell whether {from_domain} exists ({failure}), and np= decides the policy",
+            outage=exists_lookup,
+        )
     policy = applied_policy(record, from_domain, location, exists is not False)
-    passing = [a for a in (spf_alignment, *alignments)
-               if a is not None and a.authenticated and a.aligned]
+    passing = [a for a in (spf_alignment, *alignments) if a is not None and a.authenticated and a.aligned]
     if passing:
         names = ", ".join(f"{a.identifier.upper()} ({a.domain}, {a.mode})" for a in passing)
         return verdict("pass", f"aligned and authenticated: {names}", policy)
-    unknown = [a for a in (spf_alignment, *alignments)
-               if a is not None and a.authenticated and a.aligned is None]
+    unknown = [
+        a for a in (spf_alignment, *alignments) if a is not None and a.authenticated and a.aligned is None
+    ]
     if unknown:
         outage = unknown[0].outage
-        return verdict("temperror", f"alignment of {unknown[0].domain} is unknown: "
-                       f"{outage.describe_failure() if outage else 'DNS failed'}", policy, outage)
+        return verdict(
+            "temperror",
+            f"alignment of {unknown[0].domain} is unknown: "
+            f"{outage.describe_failure() if outage else 'DNS failed'}",
+            policy,
+            outage,
+        )
     return verdict("fail", "no authenticated identifier is aligned with the From domain", policy)
 
 

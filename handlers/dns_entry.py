@@ -36,8 +36,7 @@ def split_txt(value: str) -> tuple[str, ...]:
 
 def quote_txt(value: str) -> str:
     """The zone-file form of a TXT value: quoted 255-byte strings separated by spaces."""
-    return " ".join('"' + chunk.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                    for chunk in split_txt(value))
+    return " ".join('"' + chunk.replace("\\", "\\\\").replace('"', '\\"') + '"' for chunk in split_txt(value))
 
 
 def _wire_name_length(name: str) -> int:
@@ -91,5 +90,12 @@ class DnsEntry:
         return f"{self.host}. {self.ttl} IN {self.rdtype} {self.presentation_value}"
 
 
-__all__ = ["CLASSIC_UDP_LIMIT", "DEFAULT_TTL", "MAX_STRING_BYTES", "DnsEntry", "quote_txt",
-           "split_txt", "txt_answer_size"]
+__all__ = [
+    "CLASSIC_UDP_LIMIT",
+    "DEFAULT_TTL",
+    "MAX_STRING_BYTES",
+    "DnsEntry",
+    "quote_txt",
+    "split_txt",
+    "txt_answer_size",
+]

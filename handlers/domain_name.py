@@ -28,43 +28,58 @@ class InvalidDomain(ValueError):
 def normalise_domain(text: str) -> str:
     """Return the lower-case ASCII (punycode) domain name the input names, or raise InvalidDomain."""
     if len(text) > MAX_INPUT_LENGTH:
-        raise InvalidDomain(f"that is {len(text)} characters long; a domain name has at most "
-                            f"{MAX_NAME_LENGTH}. Give a name such as example.com.")
+        raise InvalidDomain(
+            f"that is {len(text)} characters long; a domain name has at most "
+            f"{MAX_NAME_LENGTH}. Give a name such as example.com."
+        )
     candidate = _strip_wrappers(text.strip())
     if not candidate:
         raise InvalidDomain("no domain name was given. Give one such as example.com.")
     if any(ch.isspace() for ch in candidate):
-        raise InvalidDomain(f"{_quote(candidate)} contains spaces; give one domain name, "
-                            "such as example.com.")
+        raise InvalidDomain(
+            f"{_quote(candidate)} contains spaces; give one domain name, such as example.com."
+        )
     if _is_ip_address(candidate):
-        raise InvalidDomain(f"{_quote(candidate)} is an IP address; give the domain name that "
-                            "sends the mail, such as example.com.")
+        raise InvalidDomain(
+            f"{_quote(candidate)} is an IP address; give the domain name that "
+            "sends the mail, such as example.com."
+        )
     candidate = candidate.rstrip(".")
     ascii_name = _to_ascii(candidate)
     # Lengths before the dot check: a 300-character word is too long, not merely "missing a dot".
     if len(ascii_name) > MAX_NAME_LENGTH:
-        raise InvalidDomain(f"the name is {len(ascii_name)} characters long; a domain name has at "
-                            f"most {MAX_NAME_LENGTH}.")
+        raise InvalidDomain(
+            f"the name is {len(ascii_name)} characters long; a domain name has at most {MAX_NAME_LENGTH}."
+        )
     for label in ascii_name.split("."):
         if len(label) > MAX_LABEL_LENGTH:
-            raise InvalidDomain(f"the label {_quote(label[:20] + '…')} is {len(label)} characters "
-                                f"long; each part between dots has at most {MAX_LABEL_LENGTH}.")
+            raise InvalidDomain(
+                f"the label {_quote(label[:20] + '…')} is {len(label)} characters "
+                f"long; each part between dots has at most {MAX_LABEL_LENGTH}."
+            )
     if "." not in candidate:
-        raise InvalidDomain(f"{_quote(candidate)} has no dot; give a full domain name such as "
-                            f"{_quote(candidate + '.com')}.")
+        raise InvalidDomain(
+            f"{_quote(candidate)} has no dot; give a full domain name such as {_quote(candidate + '.com')}."
+        )
     for label in ascii_name.split("."):
         if "_" in label:
             # RFC 5321 §4.1.2: a mail domain is letters, digits and hyphens; "_dmarc" and
             # "sel._domainkey" are record names under a domain, not domains that send mail.
-            raise InvalidDomain(f"{_quote(label)} contains an underscore, which a mail domain cannot "
-                                "have; if you pasted a record name such as _dmarc.example.com, give "
-                                "the domain itself (example.com).")
+            raise InvalidDomain(
+                f"{_quote(label)} contains an underscore, which a mail domain cannot "
+                "have; if you pasted a record name such as _dmarc.example.com, give "
+                "the domain itself (example.com)."
+            )
         if label.startswith("xn--") and not _valid_punycode(label):
-            raise InvalidDomain(f"{_quote(label)} is not valid punycode (an xn-- label must encode an "
-                                "internationalised name).")
+            raise InvalidDomain(
+                f"{_quote(label)} is not valid punycode (an xn-- label must encode an "
+                "internationalised name)."
+            )
         if not _LABEL.match(label):
-            raise InvalidDomain(f"{_quote(label or '(empty)')} is not a valid part of a domain name: "
-                                "use letters, digits and hyphens, not at either end.")
+            raise InvalidDomain(
+                f"{_quote(label or '(empty)')} is not a valid part of a domain name: "
+                "use letters, digits and hyphens, not at either end."
+            )
     return ascii_name
 
 
@@ -81,7 +96,7 @@ def _strip_wrappers(text: str) -> str:
     if link:  # Slack turns typed URLs and addresses into <url|label>
         text = link.group(1)
     if text.lower().startswith("mailto:"):
-        text = text[len("mailto:"):]
+        text = text[len("mailto:") :]
     if "://" in text:
         text = urlsplit(text).hostname or ""
     elif "/" in text:
@@ -114,8 +129,9 @@ def _to_ascii(name: str) -> str:
         # uts46 maps case and compatibility forms first, as browsers do; IDNA 2008 keeps ß distinct.
         return idna.encode(name, uts46=True).decode("ascii").lower()
     except idna.IDNAError as error:
-        raise InvalidDomain(f"{_quote(name)} is not a valid internationalised domain name "
-                            f"({error}).") from None
+        raise InvalidDomain(
+            f"{_quote(name)} is not a valid internationalised domain name ({error})."
+        ) from None
 
 
 def _quote(text: str) -> str:

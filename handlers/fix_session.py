@@ -66,10 +66,16 @@ def family_of(finding_id: str) -> str:
     return finding_id.split(".", 1)[0]
 
 
-async def prepare_fix(session: DnsSession, finding_id: str, domain: str,
-                      selectors: Sequence[str] = (), selector: str | None = None,
-                      form: FixForm | None = None, stats: AggregateStats | None = None,
-                      drift: AddressDrift | None = None) -> FixScreen:
+async def prepare_fix(
+    session: DnsSession,
+    finding_id: str,
+    domain: str,
+    selectors: Sequence[str] = (),
+    selector: str | None = None,
+    form: FixForm | None = None,
+    stats: AggregateStats | None = None,
+    drift: AddressDrift | None = None,
+) -> FixScreen:
     """The proposal for `finding_id` on `domain`, from fresh records and `form` (None: defaults;
     `stats` judge a policy step's readiness, `drift` opens a re-flatten of a stale include)."""
     kind = fix_kind(finding_id)
@@ -77,8 +83,7 @@ async def prepare_fix(session: DnsSession, finding_id: str, domain: str,
         raise ValueError(f"no fix for {finding_id}")
     wanted = [selector] if selector else list(selectors)
     report = await check_domain(domain, session, wanted)
-    family = tuple(dict.fromkeys(f.id for f in report.findings
-                                 if family_of(f.id) == family_of(finding_id)))
+    family = tuple(dict.fromkeys(f.id for f in report.findings if family_of(f.id) == family_of(finding_id)))
     clears = family or (finding_id,)
     if kind in ("dmarc", "dmarc_progress"):
         return await _dmarc_screen(session, report, finding_id, kind, form, clears, stats)
@@ -87,9 +92,15 @@ async def prepare_fix(session: DnsSession, finding_id: str, domain: str,
     return await _dkim_screen(session, report, finding_id, kind, selector, form, clears)
 
 
-async def _dmarc_screen(session: DnsSession, report: DomainReport, finding_id: str, kind: str,
-                        form: FixForm | None, clears: tuple[str, ...],
-                        stats: AggregateStats | None) -> FixScreen:
+async def _dmarc_screen(
+    session: DnsSession,
+    report: DomainReport,
+    finding_id: str,
+    kind: str,
+    form: FixForm | None,
+    clears: tuple[str, ...],
+    stats: AggregateStats | None,
+) -> FixScreen:
     domain = report.domain
     location = report.dmarc.location if report.dmarc and report.dmarc.location else domain
     if finding_id == "dmarc.missing":
@@ -103,30 +114,49 @@ async def _dmarc_screen(session: DnsSession, report: DomainReport, finding_id: s
     if kind == "dmarc_progress" and report.spf is not None:
         selectors = report.passing_dkim_selectors()
         readiness = assess_readiness(choices.policy, stats, report.spf.senders(), selectors)
-    return FixScreen(finding_id, domain, kind, proposal, FixForm(dmarc=choices), readiness,
-                     family_findings=clears)
+    return FixScreen(
+        finding_id, domain, kind, proposal, FixForm(dmarc=choices), readiness, family_findings=clears
+    )
 
 
-async def _spf_screen(session: DnsSession, report: DomainReport, finding_id: str,
-                      form: FixForm | None, clears: tuple[str, ...],
-                      drift: AddressDrift | None = None) -> FixScreen:
+async def _spf_screen(
+    session: DnsSession,
+    report: DomainReport,
+    finding_id: str,
+    form: FixForm | None,
+    clears: tuple[str, ...],
+    drift: AddressDrift | None = None,
+) -> FixScreen:
     domain = report.domain
     lookup = await session.lookup(domain, "TXT")
     records = tuple(t for t in lookup.records if is_spf_record(t))
     others = tuple(t for t in lookup.records if not is_spf_record(t))
     merged = merge_spf_records(records)
-    choices = form.spf if form and form.spf else initial_spf_choices(finding_id, report.spf,
-                                                                     merged, drift)
+    choices = form.spf if form and form.spf else initial_spf_choices(finding_id, report.spf, merged, drift)
     proposal = await propose_spf(session, domain, records, choices, clears, others)
     proposal = await _judged(_unless_unread(proposal, lookup), session)
-    return FixScreen(finding_id, domain, "spf", proposal, FixForm(spf=choices), None,
-                     spf_terms=merged.terms, spf_includes=includes_of(merged.terms),
-                     family_findings=clears)
+    return FixScreen(
+        finding_id,
+        domain,
+        "spf",
+        proposal,
+        FixForm(spf=choices),
+        None,
+        spf_terms=merged.terms,
+        spf_includes=includes_of(merged.terms),
+        family_findings=clears,
+    )
 
 
-async def _dkim_screen(session: DnsSession, report: DomainReport, finding_id: str, kind: str,
-                       selector: str | None, form: FixForm | None, clears: tuple[str, ...]
-                       ) -> FixScreen:
+async def _dkim_screen(
+    session: DnsSession,
+    report: DomainReport,
+    finding_id: str,
+    kind: str,
+    selector: str | None,
+    form: FixForm | None,
+    clears: tuple[str, ...],
+) -> FixScreen:
     domain = report.domain
     choices = form.dkim if form and form.dkim else None
     chosen = (choices.selector if choices else None) or selector
@@ -144,8 +174,9 @@ async def _dkim_screen(session: DnsSession, report: DomainReport, finding_id: st
     proposal = propose_dkim_key(domain, choices, before, clears)
     if lookup is not None:
         proposal = _unless_unread(proposal, lookup)
-    return FixScreen(finding_id, domain, "dkim_key", proposal, FixForm(dkim=choices), None,
-                     family_findings=clears)
+    return FixScreen(
+        finding_id, domain, "dkim_key", proposal, FixForm(dkim=choices), None, family_findings=clears
+    )
 
 
 def _unless_unread(proposal: Proposal, current: Lookup) -> Proposal:
@@ -153,9 +184,13 @@ def _unless_unread(proposal: Proposal, current: Lookup) -> Proposal:
     and a proposal built on it would overwrite a record nobody saw (FINDINGS dns.temperror)."""
     if not current.is_outage:
         return proposal
-    return proposal.with_problems([f"the current record could not be read "
-                                   f"({current.describe_failure()}); nothing is proposed until "
-                                   "DNS answers. Try again in a few minutes."])
+    return proposal.with_problems(
+        [
+            f"the current record could not be read "
+            f"({current.describe_failure()}); nothing is proposed until "
+            "DNS answers. Try again in a few minutes."
+        ]
+    )
 
 
 async def _judged(proposal: Proposal, session: DnsSession) -> Proposal:
@@ -168,8 +203,9 @@ async def _judged(proposal: Proposal, session: DnsSession) -> Proposal:
             check = spf_record_problems
         else:
             continue
-        problems += await asyncio.to_thread(check, entry.value, entry.zone,
-                                            tuple(session.nameservers), session.timeout)
+        problems += await asyncio.to_thread(
+            check, entry.value, entry.zone, tuple(session.nameservers), session.timeout
+        )
     return proposal.with_problems(problems) if problems else proposal
 
 
@@ -196,12 +232,16 @@ class FixCheck:
 
 def expected_records(proposal: Proposal) -> tuple[ExpectedRecord, ...]:
     """The records a plan expects to see live."""
-    return tuple(ExpectedRecord(e.host, e.rdtype, value_digest(e.rdtype, e.value))
-                 for e in proposal.entries)
+    return tuple(ExpectedRecord(e.host, e.rdtype, value_digest(e.rdtype, e.value)) for e in proposal.entries)
 
 
-async def verify_fix(session: DnsSession, domain: str, expected: Sequence[ExpectedRecord],
-                     clears: Sequence[str], selectors: Sequence[str] = ()) -> FixCheck:
+async def verify_fix(
+    session: DnsSession,
+    domain: str,
+    expected: Sequence[ExpectedRecord],
+    clears: Sequence[str],
+    selectors: Sequence[str] = (),
+) -> FixCheck:
     """Resolve afresh: is each expected record live (and alone, for DMARC and SPF), and which of
     `clears` are gone from a fresh check. With nothing expected (a provider-made DKIM key), the
     fix is live when the selector's key no longer has a finding in `clears`."""
@@ -223,8 +263,10 @@ async def verify_fix(session: DnsSession, domain: str, expected: Sequence[Expect
             shown = "; ".join(live[:3]) if live else "no record"
             differences.append(f"{item.host} {item.rdtype}: live is {shown}")
         elif len(live) > 1 and item.rdtype == "TXT":
-            differences.append(f"{item.host}: the planned record is live, but so are "
-                               f"{len(live) - 1} other(s) that must be deleted")
+            differences.append(
+                f"{item.host}: the planned record is live, but so are "
+                f"{len(live) - 1} other(s) that must be deleted"
+            )
     now = {f.id for f in report.findings}
     cleared = tuple(i for i in clears if i not in now)
     remaining = tuple(i for i in clears if i in now)
@@ -238,10 +280,18 @@ def refused_reasons(screen: FixScreen) -> tuple[str, ...]:
     """Why the screen's proposal cannot be posted (empty when it can)."""
     if screen.proposal.offered:
         return ()
-    return screen.proposal.problems or ("nothing to publish yet: follow the steps, or paste the "
-                                        "value your provider shows",)
+    return screen.proposal.problems or (
+        "nothing to publish yet: follow the steps, or paste the value your provider shows",
+    )
 
 
-
-__all__ = ["ExpectedRecord", "FixCheck", "FixForm", "FixScreen", "expected_records",
-           "prepare_fix", "refused_reasons", "verify_fix"]
+__all__ = [
+    "ExpectedRecord",
+    "FixCheck",
+    "FixForm",
+    "FixScreen",
+    "expected_records",
+    "prepare_fix",
+    "refused_reasons",
+    "verify_fix",
+]

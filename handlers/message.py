@@ -25,12 +25,38 @@ MAX_PARSED_EACH = 100  # Received / A-R / signatures parsed further; the rest ar
 
 # A header field name: printable US-ASCII except ":" (RFC 5322 §3.6.8).
 _FIELD_LINE = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-_BINARY_MAGIC = (b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"\x89PNG", b"GIF8", b"\xff\xd8\xff",
-                 b"BZh", b"\xfd7zXZ", b"Rar!", b"\x7fELF", b"MZ")
-_LIST_HEADERS = ("list-id", "list-unsubscribe", "list-post", "list-help", "list-archive",
-                 "list-owner", "list-subscribe", "mailing-list")
-_FORWARD_HEADERS = ("x-forwarded-to", "x-forwarded-for", "x-original-to", "resent-from",
-                    "resent-sender", "resent-date", "resent-message-id")
+_BINARY_MAGIC = (
+    b"%PDF",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"\x89PNG",
+    b"GIF8",
+    b"\xff\xd8\xff",
+    b"BZh",
+    b"\xfd7zXZ",
+    b"Rar!",
+    b"\x7fELF",
+    b"MZ",
+)
+_LIST_HEADERS = (
+    "list-id",
+    "list-unsubscribe",
+    "list-post",
+    "list-help",
+    "list-archive",
+    "list-owner",
+    "list-subscribe",
+    "mailing-list",
+)
+_FORWARD_HEADERS = (
+    "x-forwarded-to",
+    "x-forwarded-for",
+    "x-original-to",
+    "resent-from",
+    "resent-sender",
+    "resent-date",
+    "resent-message-id",
+)
 
 
 class MessageError(ValueError):
@@ -181,7 +207,8 @@ def parse_message(data: bytes | str) -> ParsedMessage:
         raise MessageError(
             f"the input is {len(data) / 1024 / 1024:.1f} MB; messages over "
             f"{MAX_MESSAGE_BYTES // 1024 // 1024} MB are not read. The headers are enough: "
-            "paste or upload the header block alone.")
+            "paste or upload the header block alone."
+        )
     _refuse_binary(data)
     data = _strip_leading(data)
     if not data.strip():
@@ -198,17 +225,20 @@ def parse_message(data: bytes | str) -> ParsedMessage:
         from_display_name=display,
         from_domain=from_domain,
         return_path=_return_path(fields),
-        received=tuple(parse_received(f.value, i) for i, f in
-                       enumerate(_bounded(fields, "received"))),
+        received=tuple(parse_received(f.value, i) for i, f in enumerate(_bounded(fields, "received"))),
         received_spf=tuple(parse_received_spf(f.value) for f in _bounded(fields, "received-spf")),
-        authentication_results=tuple(parse_authentication_results(f.value) for f in
-                                     _bounded(fields, "authentication-results")),
+        authentication_results=tuple(
+            parse_authentication_results(f.value) for f in _bounded(fields, "authentication-results")
+        ),
         arc_seals=tuple(_arc_seal(f.value) for f in _bounded(fields, "arc-seal")),
         arc_authentication_results=tuple(
             parse_authentication_results(_drop_instance(f.value))
-            for f in _bounded(fields, "arc-authentication-results")),
-        dkim_signatures=tuple(DkimSignatureTags(i, parse_tag_list(f.value))
-                              for i, f in enumerate(_bounded(fields, "dkim-signature"))),
+            for f in _bounded(fields, "arc-authentication-results")
+        ),
+        dkim_signatures=tuple(
+            DkimSignatureTags(i, parse_tag_list(f.value))
+            for i, f in enumerate(_bounded(fields, "dkim-signature"))
+        ),
         list_headers=tuple(dict.fromkeys(f.name for f in fields if f.key in _LIST_HEADERS)),
         forward_headers=tuple(dict.fromkeys(f.name for f in fields if f.key in _FORWARD_HEADERS)),
     )
@@ -218,14 +248,18 @@ def parse_message(data: bytes | str) -> ParsedMessage:
 
 
 def _refuse_binary(data: bytes) -> None:
-    sample = data[:64 * 1024]
+    sample = data[: 64 * 1024]
     if sample.startswith(_BINARY_MAGIC):
-        raise MessageError("the input is a binary file (an archive, image or document), not a "
-                           "message: give the raw message (.eml) or paste its headers.")
+        raise MessageError(
+            "the input is a binary file (an archive, image or document), not a "
+            "message: give the raw message (.eml) or paste its headers."
+        )
     controls = sum(1 for b in sample if b < 0x20 and b not in (0x09, 0x0A, 0x0D))
     if b"\x00" in sample or controls > len(sample) // 100:
-        raise MessageError("the input contains binary data, not the text of a message: give the "
-                           "raw message (.eml) or paste its headers.")
+        raise MessageError(
+            "the input contains binary data, not the text of a message: give the "
+            "raw message (.eml) or paste its headers."
+        )
 
 
 def _strip_leading(data: bytes) -> bytes:
@@ -240,19 +274,23 @@ def _split(data: bytes) -> tuple[bytes, bool, bytes]:
     match = re.search(rb"\r?\n\r?\n", data)
     if match is None:
         return data, False, b""
-    return data[:match.start() + 1], True, data[match.end():]
+    return data[: match.start() + 1], True, data[match.end() :]
 
 
 def _read_fields(header_bytes: bytes) -> tuple[HeaderField, ...]:
     if len(header_bytes) > MAX_HEADER_BYTES:
-        raise MessageError(f"the header block is {len(header_bytes) // 1024} KB; more than "
-                           f"{MAX_HEADER_BYTES // 1024} KB of headers is not a real message.")
+        raise MessageError(
+            f"the header block is {len(header_bytes) // 1024} KB; more than "
+            f"{MAX_HEADER_BYTES // 1024} KB of headers is not a real message."
+        )
     lines = re.split(rb"\r?\n", header_bytes.rstrip(b"\r\n"))
     if not _FIELD_LINE.match(lines[0]):
         shown = lines[0][:60].decode("utf-8", errors="replace")
-        raise MessageError(f"this is not a message: it should start with header fields such as "
-                           f"\"From: …\", but the first line is \"{shown}\". Give the raw message "
-                           "(.eml, \"Show original\" in most mail clients) or its headers.")
+        raise MessageError(
+            f"this is not a message: it should start with header fields such as "
+            f'"From: …", but the first line is "{shown}". Give the raw message '
+            '(.eml, "Show original" in most mail clients) or its headers.'
+        )
     raw_fields: list[list[bytes]] = []
     for number, line in enumerate(lines, 1):
         if line[:1] in (b" ", b"\t") and raw_fields:
@@ -261,10 +299,12 @@ def _read_fields(header_bytes: bytes) -> tuple[HeaderField, ...]:
         match = _FIELD_LINE.match(line)
         if match is None:
             shown = line[:60].decode("utf-8", errors="replace")
-            raise MessageError(f"line {number} of the headers is not a header field "
-                               f"(\"{shown}\"): the header block seems cut or mixed with text. "
-                               "Paste the headers exactly as the mail client shows them.")
-        raw_fields.append([match.group(1), line[match.end():].strip()])
+            raise MessageError(
+                f"line {number} of the headers is not a header field "
+                f'("{shown}"): the header block seems cut or mixed with text. '
+                "Paste the headers exactly as the mail client shows them."
+            )
+        raw_fields.append([match.group(1), line[match.end() :].strip()])
         if len(raw_fields) > MAX_HEADER_FIELDS:
             raise MessageError(f"more than {MAX_HEADER_FIELDS} header fields: not a real message.")
     fields = []
@@ -285,42 +325,55 @@ def _bounded(fields: tuple[HeaderField, ...], key: str) -> list[HeaderField]:
 def _author(fields: tuple[HeaderField, ...]) -> tuple[str, str, str]:
     values = [f.value for f in fields if f.key == "from"]
     if not values:
-        raise MessageError("the message has no From header, so there is no author domain for "
-                           "DMARC to check (RFC 9989 §4.4). Check that the whole header block "
-                           "was pasted; receivers reject mail without a From.")
+        raise MessageError(
+            "the message has no From header, so there is no author domain for "
+            "DMARC to check (RFC 9989 §4.4). Check that the whole header block "
+            "was pasted; receivers reject mail without a From."
+        )
     if len(values) > 1:
-        raise MessageError(f"the message has {len(values)} From headers; RFC 5322 §3.6 allows "
-                           "one, and receivers reject such mail or cannot apply DMARC to it.")
+        raise MessageError(
+            f"the message has {len(values)} From headers; RFC 5322 §3.6 allows "
+            "one, and receivers reject such mail or cannot apply DMARC to it."
+        )
     return parse_from(values[0])
 
 
 def parse_from(value: str) -> tuple[str, str, str]:
     """(address, display name, ASCII domain) of a From value, or MessageError for none or several."""
     if len(value) > MAX_FROM_CHARS:
-        raise MessageError(f"the From header is {len(value)} characters long; that is not a "
-                           "real author address.")
+        raise MessageError(
+            f"the From header is {len(value)} characters long; that is not a real author address."
+        )
     header = default_policy.header_factory("From", value)
     addresses = [a for a in header.addresses if a.username or a.domain]
     if len(addresses) > 1:
         listed = ", ".join(f"{a.username}@{a.domain}" for a in addresses[:5])
-        raise MessageError(f"the From header names {len(addresses)} addresses ({listed}); "
-                           "DMARC evaluates exactly one author (RFC 9989 §4.4), so receivers "
-                           "reject this message or skip DMARC for it.")
-    defects = [d for d in header.defects
-               if isinstance(d, HeaderDefect) and not isinstance(d, NonASCIILocalPartDefect)]
+        raise MessageError(
+            f"the From header names {len(addresses)} addresses ({listed}); "
+            "DMARC evaluates exactly one author (RFC 9989 §4.4), so receivers "
+            "reject this message or skip DMARC for it."
+        )
+    defects = [
+        d
+        for d in header.defects
+        if isinstance(d, HeaderDefect) and not isinstance(d, NonASCIILocalPartDefect)
+    ]
     if not addresses or not addresses[0].domain or not addresses[0].username:
-        raise MessageError(f"the From header \"{value[:100]}\" holds no address "
-                           "(local-part@domain), so there is no author domain to check.")
+        raise MessageError(
+            f'the From header "{value[:100]}" holds no address '
+            "(local-part@domain), so there is no author domain to check."
+        )
     address = addresses[0]
     if address.domain.startswith("["):
-        raise MessageError(f"the From address uses an address literal ({address.domain}); DMARC "
-                           "needs a domain name.")
+        raise MessageError(
+            f"the From address uses an address literal ({address.domain}); DMARC needs a domain name."
+        )
     try:
         domain = normalise_domain(address.domain)
     except InvalidDomain as error:
         raise MessageError(f"the From domain is not valid: {error}") from None
     if defects and "<" in value and ">" not in value:
-        raise MessageError(f"the From header \"{value[:100]}\" is malformed (an unclosed <).")
+        raise MessageError(f'the From header "{value[:100]}" is malformed (an unclosed <).')
     return f"{address.username}@{domain}", str(address.display_name), domain
 
 
@@ -349,7 +402,7 @@ def parse_received(value: str, index: int = 0) -> ReceivedHop:
     head = text.split(";", 1)[0] if ";" in text else text
     # The from-clause ends where "by" starts; its comment carries the TCP info (reverse name, IP).
     by_match = _RECEIVED_BY.search(_mask_comments(head))
-    from_part = head[:by_match.start()] if by_match else head
+    from_part = head[: by_match.start()] if by_match else head
     from_match = _RECEIVED_FROM.search(_mask_comments(from_part))
     helo = from_match.group(1).strip("[]()") if from_match else None
     ip = None
@@ -365,8 +418,14 @@ def parse_received(value: str, index: int = 0) -> ReceivedHop:
         first = comment.group(1).strip().split()
         if first and not first[0].startswith("[") and "." in first[0] and "@" not in first[0]:
             reverse = first[0].rstrip(".").lower()
-    return ReceivedHop(index, helo.lower() if helo else None, reverse, ip,
-                       by_match.group(1).lower() if by_match else None, value[:2000])
+    return ReceivedHop(
+        index,
+        helo.lower() if helo else None,
+        reverse,
+        ip,
+        by_match.group(1).lower() if by_match else None,
+        value[:2000],
+    )
 
 
 # -- Received-SPF (RFC 7208 §9.1) and Authentication-Results (RFC 8601 §2.2) ------------------------
@@ -377,8 +436,10 @@ def parse_received_spf(value: str) -> ReceivedSpf:
     text = value[:4096].strip()
     result = text.split(None, 1)[0].lower() if text else ""
     comment = re.search(r"\(([^()]*)\)", text)
-    pairs = {k.lower(): v.strip().strip('"') for k, v in
-             re.findall(r"([\w-]+)\s*=\s*(\"[^\"]*\"|[^;\s]+)", _strip_comments(text))}
+    pairs = {
+        k.lower(): v.strip().strip('"')
+        for k, v in re.findall(r"([\w-]+)\s*=\s*(\"[^\"]*\"|[^;\s]+)", _strip_comments(text))
+    }
     return ReceivedSpf(result, comment.group(1) if comment else "", pairs, value[:2000])
 
 
@@ -394,10 +455,18 @@ def parse_authentication_results(value: str) -> AuthResults:
         if not match:
             continue
         reason = re.search(r"\breason\s*=\s*(\"[^\"]*\"|\S+)", part)
-        props = {k.lower(): v.strip('"') for k, v in
-                 re.findall(r"\b([a-z]+\.[\w-]+)\s*=\s*(\"[^\"]*\"|[^\s;]+)", part, re.IGNORECASE)}
-        methods.append(AuthMethod(match.group(1).lower(), match.group(2).lower(),
-                                  reason.group(1).strip('"') if reason else "", props))
+        props = {
+            k.lower(): v.strip('"')
+            for k, v in re.findall(r"\b([a-z]+\.[\w-]+)\s*=\s*(\"[^\"]*\"|[^\s;]+)", part, re.IGNORECASE)
+        }
+        methods.append(
+            AuthMethod(
+                match.group(1).lower(),
+                match.group(2).lower(),
+                reason.group(1).strip('"') if reason else "",
+                props,
+            )
+        )
     return AuthResults(authserv, tuple(methods), value[:2000])
 
 
@@ -419,8 +488,7 @@ def parse_tag_list(value: str) -> dict[str, str]:
         name, sep, tag_value = part.partition("=")
         name = name.strip().lower()
         if sep and name and name not in tags:
-            tags[name] = re.sub(r"\s+", "", tag_value) if name in ("b", "bh", "h") \
-                else tag_value.strip()
+            tags[name] = re.sub(r"\s+", "", tag_value) if name in ("b", "bh", "h") else tag_value.strip()
     return tags
 
 

@@ -41,7 +41,15 @@ async def check_mx(session: DnsSession, domain: str) -> MxReport:
     null_mx = len(hosts) == 1 and hosts[0].preference == 0 and hosts[0].host in ("", ".")
     if hosts:
         return MxReport(domain, tuple(hosts), null_mx, ())
-    return MxReport(domain, (), False, (finding(
-        "mx.missing",
-        f"{domain} has no MX record ({lookup.describe_failure()}); mail to it, including DMARC "
-        "reports and bounces to its addresses, falls back to its A record or fails."),))
+    return MxReport(
+        domain,
+        (),
+        False,
+        (
+            finding(
+                "mx.missing",
+                f"{domain} has no MX record ({lookup.describe_failure()}); mail to it, including DMARC "
+                "reports and bounces to its addresses, falls back to its A record or fails.",
+            ),
+        ),
+    )

@@ -46,45 +46,64 @@ class Readiness:
     checklist: tuple[str, ...] = ()
 
 
-def assess_readiness(next_policy: str, stats: AggregateStats | None,
-                     spf_includes: Sequence[str] = (), dkim_selectors: Sequence[str] = ()
-                     ) -> Readiness:
+def assess_readiness(
+    next_policy: str,
+    stats: AggregateStats | None,
+    spf_includes: Sequence[str] = (),
+    dkim_selectors: Sequence[str] = (),
+) -> Readiness:
     """Readiness for `next_policy`, from `stats` when there are enough reported messages, else a
     checklist of known senders to confirm by hand."""
     if stats is not None and stats.messages >= MIN_MESSAGES:
         share = f"{stats.aligned_pass_share:.1%}"
         failing = [f"{s.source} ({s.messages} messages failing)" for s in stats.failing_sources[:10]]
         if stats.aligned_pass_share >= READY_SHARE:
-            return Readiness("ready", f"{share} of {stats.messages} messages in the last "
-                             f"{stats.window_days} days passed DMARC aligned: ready for "
-                             f"{next_policy}.", tuple(failing))
-        return Readiness("not_ready", f"Only {share} of {stats.messages} messages in the last "
-                         f"{stats.window_days} days passed DMARC aligned (at least "
-                         f"{READY_SHARE:.0%} is safe): fix the failing sources before "
-                         f"{next_policy}.", tuple(failing))
+            return Readiness(
+                "ready",
+                f"{share} of {stats.messages} messages in the last "
+                f"{stats.window_days} days passed DMARC aligned: ready for "
+                f"{next_policy}.",
+                tuple(failing),
+            )
+        return Readiness(
+            "not_ready",
+            f"Only {share} of {stats.messages} messages in the last "
+            f"{stats.window_days} days passed DMARC aligned (at least "
+            f"{READY_SHARE:.0%} is safe): fix the failing sources before "
+            f"{next_policy}.",
+            tuple(failing),
+        )
     checklist = list(sender_checklist(spf_includes, dkim_selectors))
-    checklist.append("Any other service that sends as the domain (a CRM, invoicing, a helpdesk, "
-                     "a website's contact form) passes SPF or DKIM aligned.")
-    why = ("Too few aggregate reports to judge" if stats is not None
-           else "No aggregate report data yet")
-    return Readiness("unknown", f"{why}: before {next_policy}, confirm each sender below "
-                     "signs with DKIM for the domain or sends from an address in its SPF.",
-                     tuple(checklist))
+    checklist.append(
+        "Any other service that sends as the domain (a CRM, invoicing, a helpdesk, "
+        "a website's contact form) passes SPF or DKIM aligned."
+    )
+    why = "Too few aggregate reports to judge" if stats is not None else "No aggregate report data yet"
+    return Readiness(
+        "unknown",
+        f"{why}: before {next_policy}, confirm each sender below "
+        "signs with DKIM for the domain or sends from an address in its SPF.",
+        tuple(checklist),
+    )
 
 
-def sender_checklist(spf_includes: Sequence[str], dkim_selectors: Sequence[str]
-                     ) -> tuple[str, ...]:
+def sender_checklist(spf_includes: Sequence[str], dkim_selectors: Sequence[str]) -> tuple[str, ...]:
     """One line per sender the records name: by provider where the catalog knows it."""
     lines: list[str] = []
     for include in spf_includes:
         provider = provider_for_include(include)
         label = provider.name if provider else f"include:{include}"
-        lines.append(f"{label} (SPF include:{include}): its mail is DKIM-signed for the domain "
-                     "or uses a bounce address in the domain.")
+        lines.append(
+            f"{label} (SPF include:{include}): its mail is DKIM-signed for the domain "
+            "or uses a bounce address in the domain."
+        )
     for selector in dkim_selectors:
         names = ", ".join(p.name for p in providers_for_selector(selector))
-        lines.append(f"DKIM selector {selector}" + (f" ({names})" if names else "")
-                     + ": the key is published and signing works.")
+        lines.append(
+            f"DKIM selector {selector}"
+            + (f" ({names})" if names else "")
+            + ": the key is published and signing works."
+        )
     return tuple(dict.fromkeys(lines))
 
 

@@ -18,17 +18,40 @@ from handlers.psl import same_organization
 
 # Finding id -> the generator that fixes it. Keyed on the public ids of FINDINGS.md.
 FIX_KINDS: dict[str, str] = {
-    **dict.fromkeys(("dmarc.missing", "dmarc.syntax", "dmarc.multiple", "dmarc.no_rua",
-                     "dmarc.rua_unauthorized", "dmarc.deprecated_tag", "dmarc.subdomain_weaker"),
-                    "dmarc"),
+    **dict.fromkeys(
+        (
+            "dmarc.missing",
+            "dmarc.syntax",
+            "dmarc.multiple",
+            "dmarc.no_rua",
+            "dmarc.rua_unauthorized",
+            "dmarc.deprecated_tag",
+            "dmarc.subdomain_weaker",
+        ),
+        "dmarc",
+    ),
     **dict.fromkeys(("dmarc.policy_none", "dmarc.testing"), "dmarc_progress"),
-    **dict.fromkeys(("spf.missing", "spf.multiple", "spf.syntax", "spf.pass_all",
-                     "spf.neutral_all", "spf.too_many_lookups", "spf.near_limit",
-                     "spf.include_missing", "spf.void_lookups", "spf.ptr",
-                     "spf.flattened_stale"), "spf"),
+    **dict.fromkeys(
+        (
+            "spf.missing",
+            "spf.multiple",
+            "spf.syntax",
+            "spf.pass_all",
+            "spf.neutral_all",
+            "spf.too_many_lookups",
+            "spf.near_limit",
+            "spf.include_missing",
+            "spf.void_lookups",
+            "spf.ptr",
+            "spf.flattened_stale",
+        ),
+        "spf",
+    ),
     "dkim.testing": "dkim_testing",
-    **dict.fromkeys(("dkim.weak_key", "dkim.key_missing", "dkim.no_selector", "dkim.key_revoked",
-                     "dkim.key_invalid"), "dkim_key"),
+    **dict.fromkeys(
+        ("dkim.weak_key", "dkim.key_missing", "dkim.no_selector", "dkim.key_revoked", "dkim.key_invalid"),
+        "dkim_key",
+    ),
 }
 
 
@@ -172,13 +195,20 @@ def dmarc_choices_from(records: Sequence[str], domain: str) -> DmarcChoices:
             notes.append(f"The unknown tag {tag}= is dropped: receivers ignore it (§4.7).")
         for problem in record.problems:
             notes.append(f"Fixed: {problem}.")
-    testing = any(r.testing for r in parsed) or any(
-        r.tags.get("pct", "").strip() == "0" for r in parsed)
+    testing = any(r.testing for r in parsed) or any(r.tags.get("pct", "").strip() == "0" for r in parsed)
     return DmarcChoices(
-        policy=policy, sp=first.sp, np=first.np, rua=rua, adkim=first.adkim, aspf=first.aspf,
-        testing=testing, fo=first.fo if "fo" in first.tags and first.fo != "0" else None,
-        ruf=ruf, psd=first.psd if "psd" in first.tags and first.psd != "u" else None,
-        notes=tuple(dict.fromkeys(notes)))
+        policy=policy,
+        sp=first.sp,
+        np=first.np,
+        rua=rua,
+        adkim=first.adkim,
+        aspf=first.aspf,
+        testing=testing,
+        fo=first.fo if "fo" in first.tags and first.fo != "0" else None,
+        ruf=ruf,
+        psd=first.psd if "psd" in first.tags and first.psd != "u" else None,
+        notes=tuple(dict.fromkeys(notes)),
+    )
 
 
 def next_policy_step(choices: DmarcChoices, via_test_mode: bool = False) -> DmarcChoices:
@@ -200,8 +230,9 @@ def applied_policy_words(choices: DmarcChoices) -> str:
     return f"{lower} (p={choices.policy} under t=y)"
 
 
-def initial_dmarc_choices(finding_id: str, records: Sequence[str], domain: str,
-                          via_test_mode: bool = False) -> DmarcChoices:
+def initial_dmarc_choices(
+    finding_id: str, records: Sequence[str], domain: str, via_test_mode: bool = False
+) -> DmarcChoices:
     """The proposal the modal opens with for a finding, before anyone changes an input."""
     choices = dmarc_choices_from(records, domain)
     if finding_id in ("dmarc.no_rua", "dmarc.missing") and not choices.rua:
@@ -232,15 +263,17 @@ def parse_rua_input(text: str, domain: str) -> tuple[str, ...]:
     if not items:
         return (default_rua(domain),)
     if len(items) > MAX_RUA:
-        raise FixInputError("rua", f"At most {MAX_RUA} addresses; receivers may ignore more "
-                                   "than two.")
+        raise FixInputError("rua", f"At most {MAX_RUA} addresses; receivers may ignore more than two.")
     out = []
     for item in items:
-        address = item[len("mailto:"):] if item.lower().startswith("mailto:") else item
+        address = item[len("mailto:") :] if item.lower().startswith("mailto:") else item
         if len(address) > 254 or not _ADDRESS.match(address):
-            raise FixInputError("rua", f"“{item[:60]}” is not a mail address: write it like "
-                                       f"dmarc-reports@{domain} (reports are delivered only by "
-                                       "mail, RFC 9990 §3).")
+            raise FixInputError(
+                "rua",
+                f"“{item[:60]}” is not a mail address: write it like "
+                f"dmarc-reports@{domain} (reports are delivered only by "
+                "mail, RFC 9990 §3).",
+            )
         out.append(f"mailto:{address}")
     return tuple(dict.fromkeys(out))
 
@@ -250,9 +283,11 @@ def dmarc_notes(choices: DmarcChoices, domain: str) -> tuple[str, ...]:
     notes = list(choices.notes)
     external = sorted({u.rpartition("@")[2] for u in choices.rua if not _same_org_uri(u, domain)})
     for host in external:
-        notes.append(f"Reports go to {host}: it must publish \"v=DMARC1\" at "
-                     f"{domain}._report._dmarc.{host} (RFC 9990 §4); collectors do this for "
-                     "their customers' domains.")
+        notes.append(
+            f'Reports go to {host}: it must publish "v=DMARC1" at '
+            f"{domain}._report._dmarc.{host} (RFC 9990 §4); collectors do this for "
+            "their customers' domains."
+        )
     if choices.policy != "none" and not choices.rua:
         notes.append("Without rua= you will not see which senders the policy blocks.")
     rank = POLICIES.index(choices.policy)
@@ -262,20 +297,46 @@ def dmarc_notes(choices: DmarcChoices, domain: str) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def propose_dmarc(domain: str, location: str, before: Sequence[str], choices: DmarcChoices,
-                  clears: Sequence[str], kind: str = "dmarc") -> Proposal:
+def propose_dmarc(
+    domain: str,
+    location: str,
+    before: Sequence[str],
+    choices: DmarcChoices,
+    clears: Sequence[str],
+    kind: str = "dmarc",
+) -> Proposal:
     """The DMARC record for `choices`, as one TXT entry at `_dmarc.<location>` replacing `before`."""
     host = f"_dmarc.{location}"
     record = build_dmarc_record(choices)
     delete = tuple(before[1:]) if len(before) > 1 else ()
-    return Proposal(kind, domain, host, "TXT", tuple(before),
-                    (DnsEntry(host, "TXT", record, location),), tuple(clears),
-                    notes=dmarc_notes(choices, location), delete=delete)
+    return Proposal(
+        kind,
+        domain,
+        host,
+        "TXT",
+        tuple(before),
+        (DnsEntry(host, "TXT", record, location),),
+        tuple(clears),
+        notes=dmarc_notes(choices, location),
+        delete=delete,
+    )
 
 
 __all__ = [
-    "FIX_KINDS", "DmarcChoices", "FixInputError", "Proposal", "applied_policy_words",
-    "build_dmarc_record", "default_rua", "dmarc_choices_from", "dmarc_notes", "fix_kind",
-    "initial_dmarc_choices", "next_policy_step", "normalise_value", "parse_rua_input",
-    "propose_dmarc", "value_digest",
+    "FIX_KINDS",
+    "DmarcChoices",
+    "FixInputError",
+    "Proposal",
+    "applied_policy_words",
+    "build_dmarc_record",
+    "default_rua",
+    "dmarc_choices_from",
+    "dmarc_notes",
+    "fix_kind",
+    "initial_dmarc_choices",
+    "next_policy_step",
+    "normalise_value",
+    "parse_rua_input",
+    "propose_dmarc",
+    "value_digest",
 ]

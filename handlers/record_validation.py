@@ -26,8 +26,9 @@ from handlers.spf import SpfSyntaxError, parse_spf_record
 _CHECKDMARC_LOCK = threading.Lock()
 
 
-def dmarc_record_problems(record: str, domain: str, nameservers: Sequence[Nameserver] = (),
-                          timeout: float = 2.0) -> tuple[str, ...]:
+def dmarc_record_problems(
+    record: str, domain: str, nameservers: Sequence[Nameserver] = (), timeout: float = 2.0
+) -> tuple[str, ...]:
     """Why `record` is not a valid DMARC record for `domain` by either parser (empty: valid)."""
     if not is_dmarc_record(record):
         return ("the record must start with v=DMARC1",)
@@ -38,8 +39,13 @@ def dmarc_record_problems(record: str, domain: str, nameservers: Sequence[Namese
         checkdmarc.utils.DNS_CACHE.clear()
         try:
             checkdmarc.dmarc.parse_dmarc_record(
-                record, domain, nameservers=_servers(nameservers), timeout=timeout, retries=0,
-                ignore_unrelated_records=True)
+                record,
+                domain,
+                nameservers=_servers(nameservers),
+                timeout=timeout,
+                retries=0,
+                ignore_unrelated_records=True,
+            )
         except (checkdmarc.dmarc.DMARCError, dns.exception.DNSException) as error:
             problems.append(f"checkdmarc: {error}")
         finally:
@@ -47,8 +53,9 @@ def dmarc_record_problems(record: str, domain: str, nameservers: Sequence[Namese
     return tuple(dict.fromkeys(problems))
 
 
-def spf_record_problems(record: str, domain: str, nameservers: Sequence[Nameserver] = (),
-                        timeout: float = 2.0) -> tuple[str, ...]:
+def spf_record_problems(
+    record: str, domain: str, nameservers: Sequence[Nameserver] = (), timeout: float = 2.0
+) -> tuple[str, ...]:
     """Why `record` is not a valid SPF record for `domain` by either parser (empty: valid).
     checkdmarc also expands includes, so an include without a record or a count over 10 shows."""
     problems: list[str] = []
@@ -60,7 +67,8 @@ def spf_record_problems(record: str, domain: str, nameservers: Sequence[Nameserv
         checkdmarc.utils.DNS_CACHE.clear()
         try:
             checkdmarc.spf.parse_spf_record(
-                record, domain, nameservers=_servers(nameservers), timeout=timeout, retries=0)
+                record, domain, nameservers=_servers(nameservers), timeout=timeout, retries=0
+            )
         except (checkdmarc.spf.SPFError, dns.exception.DNSException) as error:
             problems.append(f"checkdmarc: {error}")
         finally:

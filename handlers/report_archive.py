@@ -125,7 +125,7 @@ def detect_format(data: bytes) -> str | None:
     if head.startswith(_UTF16_BOMS):
         return "xml"
     if head.startswith(_UTF8_BOM):
-        head = head[len(_UTF8_BOM):]
+        head = head[len(_UTF8_BOM) :]
     if head.lstrip(b" \t\r\n").startswith(b"<"):
         return "xml"
     # `{"organization-name":` would pass for a header field name (RFC 5322 allows { and "), but

@@ -82,8 +82,7 @@ def parse_nameserver(text: str) -> Nameserver:
     """Parse `1.2.3.4`, `1.2.3.4:5353`, `::1` or `[::1]:5353` into a Nameserver."""
     text = text.strip()
     not_an_address = NameserverError(
-        f"nameserver {text!r} is not an IP address with an optional port, "
-        "like 127.0.0.1:5353 or [::1]:53"
+        f"nameserver {text!r} is not an IP address with an optional port, like 127.0.0.1:5353 or [::1]:53"
     )
     host, port_text = text, None
     if text.startswith("["):
@@ -107,9 +106,7 @@ def parse_nameserver(text: str) -> Nameserver:
 
 def parse_nameservers(texts: Iterable[str]) -> tuple[Nameserver, ...]:
     """Parse several settings, each possibly a comma-separated list (as in DMARCBOT_NAMESERVERS)."""
-    return tuple(
-        parse_nameserver(part) for text in texts for part in text.split(",") if part.strip()
-    )
+    return tuple(parse_nameserver(part) for text in texts for part in text.split(",") if part.strip())
 
 
 def system_nameservers() -> tuple[Nameserver, ...]:
@@ -259,12 +256,24 @@ class DnsSession:
             records, followed = _read_answer(outcome, current, rdtype)
             for target in followed:
                 if target == name or target in chain:
-                    return Lookup(name, rdtype, DnsStatus.ERROR, detail=f"CNAME loop at {target}",
-                                  cname_chain=tuple(chain), cname_failure=CnameFailure.LOOP)
+                    return Lookup(
+                        name,
+                        rdtype,
+                        DnsStatus.ERROR,
+                        detail=f"CNAME loop at {target}",
+                        cname_chain=tuple(chain),
+                        cname_failure=CnameFailure.LOOP,
+                    )
                 chain.append(target)
                 if len(chain) > MAX_CNAME_HOPS:
-                    return Lookup(name, rdtype, DnsStatus.ERROR, detail="CNAME chain too long",
-                                  cname_chain=tuple(chain), cname_failure=CnameFailure.TOO_LONG)
+                    return Lookup(
+                        name,
+                        rdtype,
+                        DnsStatus.ERROR,
+                        detail="CNAME chain too long",
+                        cname_chain=tuple(chain),
+                        cname_failure=CnameFailure.TOO_LONG,
+                    )
             if records or not followed:
                 status = DnsStatus.OK if records else _empty_status(outcome)
                 return Lookup(name, rdtype, status, tuple(records), cname_chain=tuple(chain))
@@ -283,8 +292,7 @@ class DnsSession:
                     break  # SERVFAIL/REFUSED/TCP failure: this server will say the same again
         return failure
 
-    async def _ask_once(self, server: Nameserver, name: str, rdtype: str
-                        ) -> dns.message.Message | Lookup:
+    async def _ask_once(self, server: Nameserver, name: str, rdtype: str) -> dns.message.Message | Lookup:
         query = dns.message.make_query(name, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
         query.flags |= dns.flags.RD
         self.queries_sent += 1
@@ -299,16 +307,21 @@ class DnsSession:
             try:
                 response = await dns.asyncquery.tcp(query, server.host, self.timeout, server.port)
             except (OSError, EOFError, dns.exception.DNSException) as error:
-                return Lookup(name, rdtype, DnsStatus.TRUNCATED,
-                              detail=f"server {server}: {error or type(error).__name__}")
+                return Lookup(
+                    name,
+                    rdtype,
+                    DnsStatus.TRUNCATED,
+                    detail=f"server {server}: {error or type(error).__name__}",
+                )
         rcode = response.rcode()
         if rcode == dns.rcode.SERVFAIL:
             return Lookup(name, rdtype, DnsStatus.SERVFAIL, detail=f"server {server}")
         if rcode == dns.rcode.REFUSED:
             return Lookup(name, rdtype, DnsStatus.REFUSED, detail=f"server {server}")
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            return Lookup(name, rdtype, DnsStatus.ERROR,
-                          detail=f"server {server} answered {dns.rcode.to_text(rcode)}")
+            return Lookup(
+                name, rdtype, DnsStatus.ERROR, detail=f"server {server} answered {dns.rcode.to_text(rcode)}"
+            )
         return response
 
 
@@ -319,8 +332,7 @@ def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _read_answer(response: dns.message.Message, name: str, rdtype: str
-                 ) -> tuple[list[str], list[str]]:
+def _read_answer(response: dns.message.Message, name: str, rdtype: str) -> tuple[list[str], list[str]]:
     """The records of `rdtype` at the end of any CNAME chain in this response, and the CNAME
     targets followed to get there, in order (the last one is to be asked when there are no
     records). A looping chain stops at the first repeated target, which the caller reports."""
@@ -350,4 +362,3 @@ def _with_chain(lookup: Lookup, name: str, chain: list[str]) -> Lookup:
     if not chain:
         return lookup
     return dataclasses.replace(lookup, name=name, cname_chain=tuple(chain))
-

@@ -92,11 +92,13 @@ class SpfTerm:
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         """The network an ip4/ip6 mechanism names (host bits cleared), else None."""
         if self.name == "ip4":
-            return ipaddress.IPv4Network(f"{self.value}/{32 if self.cidr4 is None else self.cidr4}",
-                                         strict=False)
+            return ipaddress.IPv4Network(
+                f"{self.value}/{32 if self.cidr4 is None else self.cidr4}", strict=False
+            )
         if self.name == "ip6":
-            return ipaddress.IPv6Network(f"{self.value}/{128 if self.cidr6 is None else self.cidr6}",
-                                         strict=False)
+            return ipaddress.IPv6Network(
+                f"{self.value}/{128 if self.cidr6 is None else self.cidr6}", strict=False
+            )
         return None
 
 
@@ -295,11 +297,17 @@ def _macro_tokens(raw: str, text: str, domain: bool = False) -> Iterator[tuple[b
         body = text[i + 2 : end]
         found = _MACRO_BODY.match(body)
         if not found:
-            raise SpfSyntaxError(raw, f"%{{{body}}} is not a valid macro (§7.1: letters s l o d i p "
-                                      "h c r t v, digits, r, delimiters)")
+            raise SpfSyntaxError(
+                raw,
+                f"%{{{body}}} is not a valid macro (§7.1: letters s l o d i p "
+                "h c r t v, digits, r, delimiters)",
+            )
         if domain and found.group(1).lower() in "crt":
-            raise SpfSyntaxError(raw, f"%{{{body}}}: the c, r and t macros are allowed only in "
-                                      "explanation text, not in a domain (§7.3)")
+            raise SpfSyntaxError(
+                raw,
+                f"%{{{body}}}: the c, r and t macros are allowed only in "
+                "explanation text, not in a domain (§7.3)",
+            )
         if found.group(2) and int(found.group(2)) == 0:
             raise SpfSyntaxError(raw, f"%{{{body}}}: the digit transformer must be nonzero (§7.3)")
         yield True, text[i : end + 1]
@@ -323,8 +331,11 @@ def _check_domain_spec(raw: str, spec: str) -> None:
         tail = tail[:-1]
     label = tail.rpartition(".")[2]
     if "." not in tail or not _TOPLABEL.match(label):
-        raise SpfSyntaxError(raw, f"{spec!r} does not end in a valid top label (a fully qualified "
-                                  "domain such as example.com is required, §7.1)")
+        raise SpfSyntaxError(
+            raw,
+            f"{spec!r} does not end in a valid top label (a fully qualified "
+            "domain such as example.com is required, §7.1)",
+        )
 
 
 def _trailing_literals(tokens: list[tuple[bool, str]]) -> list[tuple[bool, str]]:
@@ -424,8 +435,13 @@ class _Node:
         return own + sum(child.total_lookups() for child in self.children)
 
     def freeze(self) -> SpfInclude:
-        return SpfInclude(self.domain, self.via, self.record, self.total_lookups(),
-                          tuple(child.freeze() for child in self.children))
+        return SpfInclude(
+            self.domain,
+            self.via,
+            self.record,
+            self.total_lookups(),
+            tuple(child.freeze() for child in self.children),
+        )
 
 
 @dataclass
@@ -472,17 +488,17 @@ async def check_spf(session: DnsSession, domain: str) -> SpfReport:
     if len(records) > 1:
         # §4.5: more than one v=spf1 record is a permerror; nothing else can be said usefully.
         listing = "\n".join(records)
-        detail = (f"{domain} publishes {len(records)} v=spf1 records; receivers return permerror "
-                  "and ignore all of them (RFC 7208 §4.5).")
-        return SpfReport(domain, None, records,
-                         findings=(finding("spf.multiple", detail, record=listing),))
+        detail = (
+            f"{domain} publishes {len(records)} v=spf1 records; receivers return permerror "
+            "and ignore all of them (RFC 7208 §4.5)."
+        )
+        return SpfReport(domain, None, records, findings=(finding("spf.multiple", detail, record=listing),))
     record = records[0]
     try:
         parsed = parse_spf_record(record)
     except SpfSyntaxError as error:
         detail = f"In the SPF record of {domain}, {error.term!r}: {error.reason}."
-        return SpfReport(domain, record, records,
-                         findings=(finding("spf.syntax", detail, record=record),))
+        return SpfReport(domain, record, records, findings=(finding("spf.syntax", detail, record=record),))
 
     state = _Expansion(session)
     root = _Node(domain, "", record, parsed, (domain,))
@@ -496,9 +512,15 @@ async def check_spf(session: DnsSession, domain: str) -> SpfReport:
     _judge_all(state, root)
     findings = sorted(state.findings, key=lambda f: f.severity.rank)
     return SpfReport(
-        domain, record, records, lookups, len(state.voids),
-        tuple(child.freeze() for child in root.children), tuple(findings),
-        parsed=parsed, tree_records=tuple(_tree_records(root)),
+        domain,
+        record,
+        records,
+        lookups,
+        len(state.voids),
+        tuple(child.freeze() for child in root.children),
+        tuple(findings),
+        parsed=parsed,
+        tree_records=tuple(_tree_records(root)),
     )
 
 
@@ -525,20 +547,26 @@ async def _expand(state: _Expansion, root: _Node) -> None:
                     if not _is_dns_name(target):
                         # §4.3 / §4.8: a malformed name has no record; for include and
                         # redirect that is a permerror (§5.2, §6.1).
-                        state.add(finding(
-                            "spf.include_missing",
-                            f"{term.raw!r} in the record of {node.domain}: {target!r} is not a "
-                            "valid domain name (an empty label or one over 63 characters), so it "
-                            "has no SPF record. Receivers return permerror.",
-                            record=node.record))
+                        state.add(
+                            finding(
+                                "spf.include_missing",
+                                f"{term.raw!r} in the record of {node.domain}: {target!r} is not a "
+                                "valid domain name (an empty label or one over 63 characters), so it "
+                                "has no SPF record. Receivers return permerror.",
+                                record=node.record,
+                            )
+                        )
                         continue
                     if target in node.path:
-                        state.add(finding(
-                            "spf.loop",
-                            f"{term.raw!r} in the record of {node.domain} leads back to {target}, "
-                            f"which is already being evaluated: {_path(node, target)}. Receivers "
-                            "return permerror (RFC 7208 §4.6.4 limits make every loop fail).",
-                            record=node.record))
+                        state.add(
+                            finding(
+                                "spf.loop",
+                                f"{term.raw!r} in the record of {node.domain} leads back to {target}, "
+                                f"which is already being evaluated: {_path(node, target)}. Receivers "
+                                "return permerror (RFC 7208 §4.6.4 limits make every loop fail).",
+                                record=node.record,
+                            )
+                        )
                         continue
                     wanted.append((node, term, target))
                 elif term.name in ("a", "mx", "exists"):
@@ -563,8 +591,7 @@ def _path(node: _Node, target: str) -> str:
     return " → ".join([*node.path, target])
 
 
-def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str,
-           answer: Lookup) -> _Node | None:
+def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str, answer: Lookup) -> _Node | None:
     """The node for one include/redirect target, with the findings its TXT answer calls for."""
     via = term.name
     reached_by = f"{term.raw!r} in the record of {parent.domain}"
@@ -576,30 +603,42 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str,
         state.voids.append(f"{term.raw} ({answer.describe_failure()})")
     records = [r for r in answer.records if is_spf_record(r)]
     if not records:
-        why = answer.describe_failure() if answer.is_void else (
-            f"{target} has TXT records but none starts with v=spf1")
+        why = (
+            answer.describe_failure()
+            if answer.is_void
+            else (f"{target} has TXT records but none starts with v=spf1")
+        )
         section = "§5.2" if via == "include" else "§6.1"
-        state.add(finding(
-            "spf.include_missing",
-            f"{term.raw!r} in the record of {parent.domain}: {why}. Receivers return permerror "
-            f"(RFC 7208 {section}).",
-            record=parent.record))
+        state.add(
+            finding(
+                "spf.include_missing",
+                f"{term.raw!r} in the record of {parent.domain}: {why}. Receivers return permerror "
+                f"(RFC 7208 {section}).",
+                record=parent.record,
+            )
+        )
         return _Node(target, via, None, None, (*parent.path, target), reached_by)
     if len(records) > 1:
-        state.add(finding(
-            "spf.multiple",
-            f"{target}, reached by {term.raw!r} from {parent.domain}, publishes {len(records)} "
-            "v=spf1 records: permerror (RFC 7208 §4.5).",
-            record="\n".join(records)))
+        state.add(
+            finding(
+                "spf.multiple",
+                f"{target}, reached by {term.raw!r} from {parent.domain}, publishes {len(records)} "
+                "v=spf1 records: permerror (RFC 7208 §4.5).",
+                record="\n".join(records),
+            )
+        )
         return _Node(target, via, None, None, (*parent.path, target), reached_by)
     try:
         parsed = parse_spf_record(records[0])
     except SpfSyntaxError as error:
-        state.add(finding(
-            "spf.syntax",
-            f"In the SPF record of {target}, reached by {term.raw!r} from {parent.domain}, "
-            f"{error.term!r}: {error.reason}.",
-            record=records[0]))
+        state.add(
+            finding(
+                "spf.syntax",
+                f"In the SPF record of {target}, reached by {term.raw!r} from {parent.domain}, "
+                f"{error.term!r}: {error.reason}.",
+                record=records[0],
+            )
+        )
         return _Node(target, via, records[0], None, (*parent.path, target), reached_by)
     return _Node(target, via, records[0], parsed, (*parent.path, target), reached_by)
 
@@ -653,11 +692,14 @@ async def _check_hosts(state: _Expansion, node: _Node, term: SpfTerm) -> list[Fi
     hosts = [h for h in hosts if h and h != "."]  # a null MX (RFC 7505) names no host
     if len(hosts) > MAX_MX_HOSTS:
         # §4.6.4: an mx term that needs more than 10 address lookups is a permerror.
-        out.append(finding(
-            "spf.too_many_lookups",
-            f"{term.raw!r} in the record of {node.domain}: {target} has {len(hosts)} MX hosts; "
-            f"more than {MAX_MX_HOSTS} is a permerror (RFC 7208 §4.6.4).",
-            record=record))
+        out.append(
+            finding(
+                "spf.too_many_lookups",
+                f"{term.raw!r} in the record of {node.domain}: {target} has {len(hosts)} MX hosts; "
+                f"more than {MAX_MX_HOSTS} is a permerror (RFC 7208 §4.6.4).",
+                record=record,
+            )
+        )
         return out
     lookups = await session.lookup_many([(h, t) for h in hosts for t in ("A", "AAAA")])
     for index, host in enumerate(hosts):
@@ -667,8 +709,9 @@ async def _check_hosts(state: _Expansion, node: _Node, term: SpfTerm) -> list[Fi
             out.append(_temperror(outages[0], term, record))
         elif _address_void(pair):
             # pyspf counts each exchange without an address as a void lookup (§4.6.4).
-            state.voids.append(f"MX host {host} of {term.raw} in {node.domain} "
-                               f"({pair[0].describe_failure()})")
+            state.voids.append(
+                f"MX host {host} of {term.raw} in {node.domain} ({pair[0].describe_failure()})"
+            )
     return out
 
 
@@ -676,31 +719,43 @@ def _judge_counts(state: _Expansion, root: _Node, lookups: int) -> None:
     breakdown = _breakdown(root)
     more = " at least" if state.truncated else ""
     if lookups > MAX_DNS_LOOKUPS:
-        state.add(finding(
-            "spf.too_many_lookups",
-            f"The SPF record of {root.domain} needs{more} {lookups} DNS lookups once includes and "
-            f"redirects are expanded ({breakdown}); more than {MAX_DNS_LOOKUPS} is a permerror "
-            "(RFC 7208 §4.6.4).",
-            record=root.record))
+        state.add(
+            finding(
+                "spf.too_many_lookups",
+                f"The SPF record of {root.domain} needs{more} {lookups} DNS lookups once includes and "
+                f"redirects are expanded ({breakdown}); more than {MAX_DNS_LOOKUPS} is a permerror "
+                "(RFC 7208 §4.6.4).",
+                record=root.record,
+            )
+        )
     elif lookups >= MAX_DNS_LOOKUPS - 1:
-        state.add(finding(
-            "spf.near_limit",
-            f"The SPF record of {root.domain} needs {lookups} of the {MAX_DNS_LOOKUPS} DNS lookups "
-            f"allowed ({breakdown}).",
-            record=root.record))
+        state.add(
+            finding(
+                "spf.near_limit",
+                f"The SPF record of {root.domain} needs {lookups} of the {MAX_DNS_LOOKUPS} DNS lookups "
+                f"allowed ({breakdown}).",
+                record=root.record,
+            )
+        )
     if len(state.voids) > MAX_VOID_LOOKUPS:
-        state.add(finding(
-            "spf.void_lookups",
-            f"{len(state.voids)} lookups return no answer, more than the {MAX_VOID_LOOKUPS} "
-            f"allowed (RFC 7208 §4.6.4): {'; '.join(state.voids)}.",
-            record=root.record))
+        state.add(
+            finding(
+                "spf.void_lookups",
+                f"{len(state.voids)} lookups return no answer, more than the {MAX_VOID_LOOKUPS} "
+                f"allowed (RFC 7208 §4.6.4): {'; '.join(state.voids)}.",
+                record=root.record,
+            )
+        )
 
 
 def _breakdown(root: _Node) -> str:
     assert root.parsed is not None
     parts = [f"{len(root.parsed.dns_terms())} in the record itself"]
-    parts += [f"{child.total_lookups()} inside {child.via}:{child.domain}" for child in root.children
-              if child.total_lookups()]
+    parts += [
+        f"{child.total_lookups()} inside {child.via}:{child.domain}"
+        for child in root.children
+        if child.total_lookups()
+    ]
     return ", ".join(parts)
 
 
@@ -712,13 +767,19 @@ def _judge_all(state: _Expansion, root: _Node) -> None:
             continue
         all_term = node.parsed.all_term
         if all_term is not None and all_term.qualifier == "+":
-            where = (f"the SPF record of {node.domain}" if node is root
-                     else f"the record of {node.domain} (reached by {node.reached_by})")
-            state.add(finding(
-                "spf.pass_all",
-                f"{all_term.raw!r} in {where}: every IP address on the internet passes SPF for "
-                f"{root.domain}.",
-                record=node.record))
+            where = (
+                f"the SPF record of {node.domain}"
+                if node is root
+                else f"the record of {node.domain} (reached by {node.reached_by})"
+            )
+            state.add(
+                finding(
+                    "spf.pass_all",
+                    f"{all_term.raw!r} in {where}: every IP address on the internet passes SPF for "
+                    f"{root.domain}.",
+                    record=node.record,
+                )
+            )
     # The result for senders matching nothing comes from the record's own all, or its redirect
     # chain (§6.1), or the default neutral (§4.7).
     current: _Node | None = root
@@ -726,18 +787,24 @@ def _judge_all(state: _Expansion, root: _Node) -> None:
         last = current.parsed.all_term
         if last is not None:
             if last.qualifier == "?":
-                state.add(finding(
-                    "spf.neutral_all",
-                    f"{last.raw!r} in the record of {current.domain}: mail from any other "
-                    "server gets neutral, which receivers treat like no SPF at all.",
-                    record=current.record))
+                state.add(
+                    finding(
+                        "spf.neutral_all",
+                        f"{last.raw!r} in the record of {current.domain}: mail from any other "
+                        "server gets neutral, which receivers treat like no SPF at all.",
+                        record=current.record,
+                    )
+                )
             break
         if current.parsed.effective_redirect is None:
-            state.add(finding(
-                "spf.neutral_all",
-                f"The record of {current.domain} has no all mechanism and no redirect: mail from "
-                "any other server gets neutral (RFC 7208 §4.7).",
-                record=current.record))
+            state.add(
+                finding(
+                    "spf.neutral_all",
+                    f"The record of {current.domain} has no all mechanism and no redirect: mail from "
+                    "any other server gets neutral (RFC 7208 §4.7).",
+                    record=current.record,
+                )
+            )
             break
         current = next((c for c in current.children if c.via == "redirect"), None)
     for node in _walk(root):
@@ -745,11 +812,14 @@ def _judge_all(state: _Expansion, root: _Node) -> None:
             continue
         for term in node.parsed.reachable_mechanisms():
             if term.name == "ptr":
-                state.add(finding(
-                    "spf.ptr",
-                    f"{term.raw!r} in the record of {node.domain}: ptr is slow, unreliable and "
-                    "deprecated (RFC 7208 §5.5); many receivers skip it.",
-                    record=node.record))
+                state.add(
+                    finding(
+                        "spf.ptr",
+                        f"{term.raw!r} in the record of {node.domain}: ptr is slow, unreliable and "
+                        "deprecated (RFC 7208 §5.5); many receivers skip it.",
+                        record=node.record,
+                    )
+                )
 
 
 def _walk(node: _Node) -> Iterator[_Node]:

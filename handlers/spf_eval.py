@@ -40,8 +40,7 @@ class _Route:
     loop: asyncio.AbstractEventLoop
 
 
-_current: contextvars.ContextVar[_Route | None] = contextvars.ContextVar("spf_eval_route",
-                                                                         default=None)
+_current: contextvars.ContextVar[_Route | None] = contextvars.ContextVar("spf_eval_route", default=None)
 _install_lock = threading.Lock()
 _pyspf_lookup: Callable[..., _Answer] | None = None
 
@@ -62,8 +61,12 @@ class SpfVerdict:
 
     def to_json(self) -> dict[str, str]:
         """The verdict as a JSON object."""
-        return {"result": self.result, "explanation": self.explanation, "domain": self.domain,
-                "identity": self.identity}
+        return {
+            "result": self.result,
+            "explanation": self.explanation,
+            "domain": self.domain,
+            "identity": self.identity,
+        }
 
 
 def _dispatch(name: str, qtype: str, strict: Any = True, timeout: Any = None) -> _Answer:

@@ -77,8 +77,10 @@ def merge_spf_records(records: Sequence[str]) -> MergedSpf:
             elif term.name == "redirect":
                 redirect = redirect or raw
             elif term.name == "ptr":
-                notes.append(f"Dropped {raw!r}: ptr is deprecated (RFC 7208 §5.5); list the "
-                             "addresses with ip4/ip6 instead.")
+                notes.append(
+                    f"Dropped {raw!r}: ptr is deprecated (RFC 7208 §5.5); list the "
+                    "addresses with ip4/ip6 instead."
+                )
             elif raw.lower() not in (t.lower() for t in terms):
                 terms.append(raw)
     if len([r for r in records if is_spf_record(r)]) > 1:
@@ -102,15 +104,22 @@ def parse_extra_terms(text: str) -> tuple[str, ...]:
         try:
             parsed = parse_spf_record(f"v=spf1 {term}").terms[0]
         except (SpfSyntaxError, IndexError) as error:
-            raise FixInputError("terms", f"“{item[:60]}” is not an SPF term ({error}). Write "
-                                         "include:_spf.example.com, ip4:192.0.2.0/24 or "
-                                         "ip6:2001:db8::/32.") from None
+            raise FixInputError(
+                "terms",
+                f"“{item[:60]}” is not an SPF term ({error}). Write "
+                "include:_spf.example.com, ip4:192.0.2.0/24 or "
+                "ip6:2001:db8::/32.",
+            ) from None
         if parsed.name in ("all", "redirect", "exp", "ptr") or parsed.is_modifier:
-            raise FixInputError("terms", f"“{item[:60]}”: add senders only (include, ip4, ip6, "
-                                         "a, mx); the all choice sets the ending.")
+            raise FixInputError(
+                "terms",
+                f"“{item[:60]}”: add senders only (include, ip4, ip6, "
+                "a, mx); the all choice sets the ending.",
+            )
         if parsed.qualifier != "+":
-            raise FixInputError("terms", f"“{item[:60]}”: a sender is added without a "
-                                         "qualifier (+ is the default).")
+            raise FixInputError(
+                "terms", f"“{item[:60]}”: a sender is added without a qualifier (+ is the default)."
+            )
         out.append(term)
     return tuple(dict.fromkeys(out))
 
@@ -180,14 +189,14 @@ async def flatten_include(session: DnsSession, include: str) -> Flattened:
     for record in report.tree_records:
         problem, outage = await _collect_networks(session, record, include, networks)
         if problem:
-            return Flattened(include, (), 0, f"cannot flatten include:{include}: {problem}",
-                             outage)
+            return Flattened(include, (), 0, f"cannot flatten include:{include}: {problem}", outage)
     collapsed = _collapse(networks)
     return Flattened(include, collapsed, 1 + report.dns_lookups)
 
 
-async def _collect_networks(session: DnsSession, record: SpfRecord, include: str,
-                            networks: list[Network]) -> tuple[str | None, bool]:
+async def _collect_networks(
+    session: DnsSession, record: SpfRecord, include: str, networks: list[Network]
+) -> tuple[str | None, bool]:
     """Add the record's networks; returns (why it cannot be flattened, whether that is an outage)."""
     for term in record.reachable_mechanisms():
         if term.name == "all":
@@ -197,8 +206,7 @@ async def _collect_networks(session: DnsSession, record: SpfRecord, include: str
         if term.qualifier != "+":
             return f"{term.raw!r} has a {term.qualifier} qualifier, which flattening would lose", False
         if term.has_macro or term.name in ("exists", "ptr"):
-            return (f"{term.raw!r} depends on the message being checked (RFC 7208 §5.5, §5.7, "
-                    "§7)"), False
+            return (f"{term.raw!r} depends on the message being checked (RFC 7208 §5.5, §5.7, §7)"), False
         if term.name in ("ip4", "ip6"):
             network = term.network()
             if network is not None:
@@ -210,8 +218,9 @@ async def _collect_networks(session: DnsSession, record: SpfRecord, include: str
     return None, False
 
 
-async def _resolve_hosts(session: DnsSession, term: SpfTerm, record: SpfRecord,
-                         networks: list[Network]) -> tuple[str | None, bool]:
+async def _resolve_hosts(
+    session: DnsSession, term: SpfTerm, record: SpfRecord, networks: list[Network]
+) -> tuple[str | None, bool]:
     domain = normalise_name(term.value) if term.value else None
     if domain is None:
         return f"{term.raw!r} names the including domain implicitly", False
@@ -226,7 +235,7 @@ async def _resolve_hosts(session: DnsSession, term: SpfTerm, record: SpfRecord,
             return lookup.describe_failure(), True
         for address in lookup.records:
             ip = ipaddress.ip_address(address)
-            length = (term.cidr4 if ip.version == 4 else term.cidr6)
+            length = term.cidr4 if ip.version == 4 else term.cidr6
             length = ip.max_prefixlen if length is None else length
             networks.append(ipaddress.ip_network(f"{ip}/{length}", strict=False))
     return None, False
@@ -243,8 +252,7 @@ async def count_lookups(session: DnsSession, record: str) -> tuple[int, tuple[st
     and the problems that expansion meets (a target without a record, an outage)."""
     parsed = parse_spf_record(record)
     own = parsed.dns_terms()
-    targets = [normalise_name(t.value) for t in own
-               if t.name in ("include", "redirect") and not t.has_macro]
+    targets = [normalise_name(t.value) for t in own if t.name in ("include", "redirect") and not t.has_macro]
     reports = await asyncio.gather(*(check_spf(session, target) for target in targets))
     problems = []
     for target, report in zip(targets, reports, strict=True):
@@ -254,11 +262,11 @@ async def count_lookups(session: DnsSession, record: str) -> tuple[int, tuple[st
     return len(own) + sum(r.dns_lookups for r in reports), tuple(problems)
 
 
-def suggest_flatten(report: SpfReport, terms: Sequence[str], target: int = MAX_DNS_LOOKUPS
-                    ) -> tuple[str, ...]:
+def suggest_flatten(
+    report: SpfReport, terms: Sequence[str], target: int = MAX_DNS_LOOKUPS
+) -> tuple[str, ...]:
     """The fewest includes (costliest first) whose flattening brings the count to `target`."""
-    costs = {node.domain: 1 + node.dns_lookups for node in report.includes
-             if node.mechanism == "include"}
+    costs = {node.domain: 1 + node.dns_lookups for node in report.includes if node.mechanism == "include"}
     total = report.dns_lookups
     chosen: list[str] = []
     for include in sorted(includes_of(terms), key=lambda d: -costs.get(d, 1)):
@@ -282,21 +290,27 @@ class AddressDrift:
 def address_drift(include: str, before: Sequence[str], after: Sequence[str]) -> AddressDrift:
     """The re-flatten that takes a record from the `before` addresses of `include` to `after`."""
     old, new = {t.lower() for t in before}, {t.lower() for t in after}
-    return AddressDrift(include, tuple(t for t in before if t.lower() not in new),
-                        tuple(t for t in after if t.lower() not in old))
+    return AddressDrift(
+        include,
+        tuple(t for t in before if t.lower() not in new),
+        tuple(t for t in after if t.lower() not in old),
+    )
 
 
-def initial_spf_choices(finding_id: str, report: SpfReport | None, merged: MergedSpf,
-                        drift: AddressDrift | None = None) -> SpfChoices:
+def initial_spf_choices(
+    finding_id: str, report: SpfReport | None, merged: MergedSpf, drift: AddressDrift | None = None
+) -> SpfChoices:
     """The choices the modal opens with for an SPF finding (with `drift`, a stale flattening:
     the provider's old addresses dropped, its new ones added)."""
     qualifier = merged.all_qualifier if merged.all_qualifier in ALL_QUALIFIERS else "~"
     if drift is not None:
         removed = {t.lower() for t in drift.removed}
         present = {t.lower() for t in merged.terms}
-        return SpfChoices(remove_terms=tuple(t for t in merged.terms if t.lower() in removed),
-                          extra_terms=tuple(t for t in drift.added if t.lower() not in present),
-                          all_qualifier=qualifier)
+        return SpfChoices(
+            remove_terms=tuple(t for t in merged.terms if t.lower() in removed),
+            extra_terms=tuple(t for t in drift.added if t.lower() not in present),
+            all_qualifier=qualifier,
+        )
     flatten: tuple[str, ...] = ()
     if report is not None and finding_id in ("spf.too_many_lookups", "spf.near_limit"):
         goal = MAX_DNS_LOOKUPS if finding_id == "spf.too_many_lookups" else MAX_DNS_LOOKUPS - 2
@@ -308,8 +322,7 @@ def initial_spf_choices(finding_id: str, report: SpfReport | None, merged: Merge
     return SpfChoices(remove_terms=remove, flatten=flatten, all_qualifier=qualifier)
 
 
-def build_spf_record(merged: MergedSpf, choices: SpfChoices,
-                     flattened: dict[str, Flattened]) -> str:
+def build_spf_record(merged: MergedSpf, choices: SpfChoices, flattened: dict[str, Flattened]) -> str:
     """The one record: kept terms (a flattened include replaced in place by its addresses), the
     senders added, then the chosen all; a redirect is kept only when the record ends without all."""
     removed = {t.lower() for t in choices.remove_terms}
@@ -331,9 +344,14 @@ def build_spf_record(merged: MergedSpf, choices: SpfChoices,
     return " ".join(["v=spf1", *unique, f"{choices.all_qualifier}all"])
 
 
-async def propose_spf(session: DnsSession, domain: str, records: Sequence[str],
-                      choices: SpfChoices, clears: Sequence[str],
-                      other_txt: Sequence[str] = ()) -> Proposal:
+async def propose_spf(
+    session: DnsSession,
+    domain: str,
+    records: Sequence[str],
+    choices: SpfChoices,
+    clears: Sequence[str],
+    other_txt: Sequence[str] = (),
+) -> Proposal:
     """The SPF record for `choices` at `domain`, with its lookup count, size and the caveats of
     flattening; `other_txt` are the domain's non-SPF TXT records, which share the DNS answer."""
     merged = merge_spf_records(records)
@@ -343,8 +361,13 @@ async def propose_spf(session: DnsSession, domain: str, records: Sequence[str],
         provider = PROVIDERS_BY_KEY.get(key)
         if provider is not None and provider.spf_note:
             notes.append(f"{provider.name}: {provider.spf_note}")
-    flattened = dict(zip(choices.flatten, await asyncio.gather(
-        *(flatten_include(session, include) for include in choices.flatten)), strict=True))
+    flattened = dict(
+        zip(
+            choices.flatten,
+            await asyncio.gather(*(flatten_include(session, include) for include in choices.flatten)),
+            strict=True,
+        )
+    )
     for item in flattened.values():
         if item.problem:
             problems.append(item.problem)
@@ -352,33 +375,60 @@ async def propose_spf(session: DnsSession, domain: str, records: Sequence[str],
     lookups, lookup_problems = await count_lookups(session, record)
     problems += lookup_problems
     if lookups > MAX_DNS_LOOKUPS:
-        problems.append(f"the record would need {lookups} DNS lookups, more than "
-                        f"{MAX_DNS_LOOKUPS} (RFC 7208 §4.6.4): choose includes to flatten")
+        problems.append(
+            f"the record would need {lookups} DNS lookups, more than "
+            f"{MAX_DNS_LOOKUPS} (RFC 7208 §4.6.4): choose includes to flatten"
+        )
     else:
         notes.append(f"{lookups} of {MAX_DNS_LOOKUPS} DNS lookups.")
     watch = tuple(i for i, f in flattened.items() if f.problem is None)
     for include in watch:
         provider = provider_for_include(include)
         name = f"{provider.name}'s " if provider else ""
-        notes.append(f"Flattened {name}include:{include} into {len(flattened[include].networks)} "
-                     f"address terms: when its addresses change, mail from them fails SPF. Watch "
-                     f"the domain (the watch then follows include:{include}) and re-flatten on a "
-                     "change.")
+        notes.append(
+            f"Flattened {name}include:{include} into {len(flattened[include].networks)} "
+            f"address terms: when its addresses change, mail from them fails SPF. Watch "
+            f"the domain (the watch then follows include:{include}) and re-flatten on a "
+            "change."
+        )
     size = txt_answer_size(domain, [*other_txt, record])
     if size > CLASSIC_UDP_LIMIT:
-        notes.append(f"The TXT answer for {domain} would be {size} bytes, over {CLASSIC_UDP_LIMIT}: "
-                     "resolvers without EDNS must retry over TCP. It cannot be made smaller "
-                     "without dropping senders" + (" or flattening fewer includes." if watch
-                                                   else "."))
+        notes.append(
+            f"The TXT answer for {domain} would be {size} bytes, over {CLASSIC_UDP_LIMIT}: "
+            "resolvers without EDNS must retry over TCP. It cannot be made smaller "
+            "without dropping senders" + (" or flattening fewer includes." if watch else ".")
+        )
     entry = DnsEntry(domain, "TXT", record, domain)
     spf_before = tuple(r for r in records if is_spf_record(r))
-    return Proposal("spf", domain, domain, "TXT", spf_before, (entry,), tuple(clears),
-                    notes=tuple(notes), problems=tuple(problems), delete=spf_before[1:],
-                    watch_includes=watch)
+    return Proposal(
+        "spf",
+        domain,
+        domain,
+        "TXT",
+        spf_before,
+        (entry,),
+        tuple(clears),
+        notes=tuple(notes),
+        problems=tuple(problems),
+        delete=spf_before[1:],
+        watch_includes=watch,
+    )
 
 
 __all__ = [
-    "ALL_QUALIFIERS", "AddressDrift", "Flattened", "MergedSpf", "SpfChoices", "address_drift",
-    "build_spf_record", "count_lookups", "flatten_include", "includes_of", "initial_spf_choices",
-    "merge_spf_records", "parse_extra_terms", "propose_spf", "suggest_flatten",
+    "ALL_QUALIFIERS",
+    "AddressDrift",
+    "Flattened",
+    "MergedSpf",
+    "SpfChoices",
+    "address_drift",
+    "build_spf_record",
+    "count_lookups",
+    "flatten_include",
+    "includes_of",
+    "initial_spf_choices",
+    "merge_spf_records",
+    "parse_extra_terms",
+    "propose_spf",
+    "suggest_flatten",
 ]

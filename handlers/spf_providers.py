@@ -38,107 +38,201 @@ class MailProvider:
 
 PROVIDERS: tuple[MailProvider, ...] = (
     MailProvider(
-        "google", "Google Workspace", "_spf.google.com", "",
-        ("google",), (), False,
+        "google",
+        "Google Workspace",
+        "_spf.google.com",
+        "",
+        ("google",),
+        (),
+        False,
         "Admin console → Apps → Google Workspace → Gmail → Authenticate email: choose 2048-bit, "
         "Generate new record, publish the TXT record it shows at google._domainkey, then Start "
-        "authentication."),
+        "authentication.",
+    ),
     MailProvider(
-        "microsoft", "Microsoft 365", "spf.protection.outlook.com", "",
-        ("selector1", "selector2"), (), True,
+        "microsoft",
+        "Microsoft 365",
+        "spf.protection.outlook.com",
+        "",
+        ("selector1", "selector2"),
+        (),
+        True,
         "Microsoft Defender portal → Email & collaboration → Policies → Email authentication "
         "settings → DKIM: select the domain, publish the two CNAME records it lists "
         "(selector1._domainkey and selector2._domainkey, pointing into your tenant), then Enable. "
-        "Microsoft rotates the keys behind the CNAMEs; 2048-bit keys are the default."),
+        "Microsoft rotates the keys behind the CNAMEs; 2048-bit keys are the default.",
+    ),
     MailProvider(
-        "amazonses", "Amazon SES", "amazonses.com",
+        "amazonses",
+        "Amazon SES",
+        "amazonses.com",
         "Amazon SES authorises its own bounce domain by default; the include is needed only when "
         "you set a custom MAIL FROM domain, and then belongs in that domain's SPF.",
-        (), (), True,
+        (),
+        (),
+        True,
         "SES console → Verified identities → your domain → Authentication → Easy DKIM (RSA 2048): "
-        "publish the three CNAME records it shows (<token>._domainkey → <token>.dkim.amazonses.com)."),
+        "publish the three CNAME records it shows (<token>._domainkey → <token>.dkim.amazonses.com).",
+    ),
     MailProvider(
-        "sendgrid", "SendGrid", "sendgrid.net",
+        "sendgrid",
+        "SendGrid",
+        "sendgrid.net",
         "With automated security, SendGrid's bounce subdomain CNAME covers SPF instead.",
-        ("s1", "s2"), (), True,
+        ("s1", "s2"),
+        (),
+        True,
         "SendGrid → Settings → Sender Authentication → Authenticate your domain: publish the CNAME "
-        "records it lists (s1._domainkey and s2._domainkey → s1/s2.domainkey.u<id>.wl<id>.sendgrid.net)."),
+        "records it lists (s1._domainkey and s2._domainkey → s1/s2.domainkey.u<id>.wl<id>.sendgrid.net).",
+    ),
     MailProvider(
-        "mailgun", "Mailgun", "mailgun.org", "EU-region accounts use include:eu.mailgun.org.",
-        ("pic", "mx", "k1", "smtp"), (), False,
+        "mailgun",
+        "Mailgun",
+        "mailgun.org",
+        "EU-region accounts use include:eu.mailgun.org.",
+        ("pic", "mx", "k1", "smtp"),
+        (),
+        False,
         "Mailgun → Sending → Domains → your domain → DNS records: publish the DKIM TXT record shown "
         "there (its selector, such as pic._domainkey, is named on that page); Domain settings → "
-        "DKIM key size 2048 to rotate a weak key."),
+        "DKIM key size 2048 to rotate a weak key.",
+    ),
     MailProvider(
-        "mailchimp", "Mailchimp", None,
+        "mailchimp",
+        "Mailchimp",
+        None,
         "Mailchimp sends with its own bounce domain, so it needs no include in your SPF.",
-        ("k2", "k3"), (DkimCname("k2", "dkim2.mcsv.net"), DkimCname("k3", "dkim3.mcsv.net")), True,
+        ("k2", "k3"),
+        (DkimCname("k2", "dkim2.mcsv.net"), DkimCname("k3", "dkim3.mcsv.net")),
+        True,
         "Mailchimp → Website → Domains → Authenticate: publish k2._domainkey CNAME dkim2.mcsv.net "
-        "and k3._domainkey CNAME dkim3.mcsv.net."),
+        "and k3._domainkey CNAME dkim3.mcsv.net.",
+    ),
     MailProvider(
-        "mandrill", "Mandrill (Mailchimp Transactional)", "spf.mandrillapp.com", "",
+        "mandrill",
+        "Mandrill (Mailchimp Transactional)",
+        "spf.mandrillapp.com",
+        "",
         ("mte1", "mte2"),
         (DkimCname("mte1", "dkim1.mandrillapp.com"), DkimCname("mte2", "dkim2.mandrillapp.com")),
         True,
         "Mandrill → Settings → Domains → Sending domains: publish mte1._domainkey CNAME "
-        "dkim1.mandrillapp.com and mte2._domainkey CNAME dkim2.mandrillapp.com."),
+        "dkim1.mandrillapp.com and mte2._domainkey CNAME dkim2.mandrillapp.com.",
+    ),
     MailProvider(
-        "postmark", "Postmark", "spf.mtasv.net",
+        "postmark",
+        "Postmark",
+        "spf.mtasv.net",
         "Postmark's custom Return-Path (pm-bounces CNAME pm.mtasv.net) covers SPF instead.",
-        (), (), False,
+        (),
+        (),
+        False,
         "Postmark → Sender Signatures → DNS settings: publish the DKIM TXT record at the "
-        "<date>pm._domainkey selector shown there."),
+        "<date>pm._domainkey selector shown there.",
+    ),
     MailProvider(
-        "zendesk", "Zendesk", "mail.zendesk.com", "",
+        "zendesk",
+        "Zendesk",
+        "mail.zendesk.com",
+        "",
         ("zendesk1", "zendesk2"),
-        (DkimCname("zendesk1", "zendesk1._domainkey.zendesk.com"),
-         DkimCname("zendesk2", "zendesk2._domainkey.zendesk.com")), True,
+        (
+            DkimCname("zendesk1", "zendesk1._domainkey.zendesk.com"),
+            DkimCname("zendesk2", "zendesk2._domainkey.zendesk.com"),
+        ),
+        True,
         "Zendesk Admin Center → Channels → Email → Digitally sign: publish zendesk1._domainkey and "
-        "zendesk2._domainkey as CNAMEs to zendesk1/zendesk2._domainkey.zendesk.com."),
+        "zendesk2._domainkey as CNAMEs to zendesk1/zendesk2._domainkey.zendesk.com.",
+    ),
     MailProvider(
-        "salesforce", "Salesforce", "_spf.salesforce.com", "",
-        (), (), True,
+        "salesforce",
+        "Salesforce",
+        "_spf.salesforce.com",
+        "",
+        (),
+        (),
+        True,
         "Salesforce Setup → DKIM Keys → Create New Key (2048-bit): publish the two CNAME records "
-        "it shows (<selector>._domainkey → …custdkim.salesforce.com), then Activate."),
+        "it shows (<selector>._domainkey → …custdkim.salesforce.com), then Activate.",
+    ),
     MailProvider(
-        "hubspot", "HubSpot", None,
+        "hubspot",
+        "HubSpot",
+        None,
         "HubSpot gives an account-specific include (<hub id>.spf0<n>.hubspotemail.net) on its "
         "domain-connect page; add it as a free-form include.",
-        ("hs1", "hs2"), (), True,
+        ("hs1", "hs2"),
+        (),
+        True,
         "HubSpot → Settings → Content → Domains & URLs → Connect email sending domain: publish the "
-        "two CNAME records (hs1-<hub id>._domainkey and hs2-<hub id>._domainkey) it lists."),
+        "two CNAME records (hs1-<hub id>._domainkey and hs2-<hub id>._domainkey) it lists.",
+    ),
     MailProvider(
-        "mailjet", "Mailjet", "spf.mailjet.com", "",
-        ("mailjet",), (), False,
+        "mailjet",
+        "Mailjet",
+        "spf.mailjet.com",
+        "",
+        ("mailjet",),
+        (),
+        False,
         "Mailjet → Account settings → Domains → Setup SPF/DKIM: publish the TXT record shown at "
-        "mailjet._domainkey."),
+        "mailjet._domainkey.",
+    ),
     MailProvider(
-        "brevo", "Brevo (Sendinblue)", "spf.brevo.com", "",
-        ("brevo1", "brevo2"), (), True,
+        "brevo",
+        "Brevo (Sendinblue)",
+        "spf.brevo.com",
+        "",
+        ("brevo1", "brevo2"),
+        (),
+        True,
         "Brevo → Senders, domains & dedicated IPs → Domains → Authenticate: publish the brevo1 and "
-        "brevo2 ._domainkey CNAME records it shows."),
+        "brevo2 ._domainkey CNAME records it shows.",
+    ),
     MailProvider(
-        "zoho", "Zoho Mail", "zoho.com", "EU data-centre accounts use include:zoho.eu.",
-        ("zmail",), (), False,
+        "zoho",
+        "Zoho Mail",
+        "zoho.com",
+        "EU data-centre accounts use include:zoho.eu.",
+        ("zmail",),
+        (),
+        False,
         "Zoho Mail Admin Console → Domains → your domain → Email configuration → DKIM: add a "
-        "selector, publish the TXT record shown, then Verify."),
+        "selector, publish the TXT record shown, then Verify.",
+    ),
     MailProvider(
-        "fastmail", "Fastmail", "spf.messagingengine.com", "",
+        "fastmail",
+        "Fastmail",
+        "spf.messagingengine.com",
+        "",
         ("fm1", "fm2", "fm3"),
         tuple(DkimCname(s, f"{s}.{{domain}}.dkim.fmhosted.com") for s in ("fm1", "fm2", "fm3")),
         True,
         "Fastmail → Settings → Domains → your domain → DNS: publish fm1, fm2 and fm3._domainkey as "
-        "CNAMEs to fm1/fm2/fm3.<your domain>.dkim.fmhosted.com."),
+        "CNAMEs to fm1/fm2/fm3.<your domain>.dkim.fmhosted.com.",
+    ),
     MailProvider(
-        "proton", "Proton Mail", "_spf.protonmail.ch", "",
-        ("protonmail", "protonmail2", "protonmail3"), (), True,
+        "proton",
+        "Proton Mail",
+        "_spf.protonmail.ch",
+        "",
+        ("protonmail", "protonmail2", "protonmail3"),
+        (),
+        True,
         "Proton → Settings → Domain names → your domain → DKIM: publish the three CNAME records "
-        "(protonmail._domainkey …) it lists."),
+        "(protonmail._domainkey …) it lists.",
+    ),
     MailProvider(
-        "sparkpost", "SparkPost", "_spf.sparkpostmail.com", "",
-        (), (), False,
+        "sparkpost",
+        "SparkPost",
+        "_spf.sparkpostmail.com",
+        "",
+        (),
+        (),
+        False,
         "SparkPost → Configuration → Domains → your sending domain: publish the DKIM TXT record "
-        "(scph<MMYY>._domainkey) it shows."),
+        "(scph<MMYY>._domainkey) it shows.",
+    ),
 )
 
 PROVIDERS_BY_KEY: dict[str, MailProvider] = {p.key: p for p in PROVIDERS}
@@ -162,5 +256,11 @@ def providers_for_selector(selector: str) -> tuple[MailProvider, ...]:
     return tuple(p for p in PROVIDERS if name in p.dkim_selectors)
 
 
-__all__ = ["PROVIDERS", "PROVIDERS_BY_KEY", "DkimCname", "MailProvider", "provider_for_include",
-           "providers_for_selector"]
+__all__ = [
+    "PROVIDERS",
+    "PROVIDERS_BY_KEY",
+    "DkimCname",
+    "MailProvider",
+    "provider_for_include",
+    "providers_for_selector",
+]

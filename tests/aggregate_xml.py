@@ -32,9 +32,16 @@ class Row:
     spf_result: str | None = None
 
 
-def report_xml(rows: list[Row], *, day: date | None = None, domain: str = "example.com",
-               reporter: str = "google.com", report_id: str = "r1", email: str | None = None,
-               namespace: bool = False) -> bytes:
+def report_xml(
+    rows: list[Row],
+    *,
+    day: date | None = None,
+    domain: str = "example.com",
+    reporter: str = "google.com",
+    report_id: str = "r1",
+    email: str | None = None,
+    namespace: bool = False,
+) -> bytes:
     """An RFC 7489 (or, with namespace=True, RFC 9990) aggregate report for one UTC day."""
     day = day or datetime.now(UTC).date()
     begin = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
@@ -43,23 +50,28 @@ def report_xml(rows: list[Row], *, day: date | None = None, domain: str = "examp
     for row in rows:
         dkim_auth = ""
         if row.dkim_domain:
-            dkim_auth = (f"<dkim><domain>{row.dkim_domain}</domain>"
-                         + (f"<selector>{row.selector}</selector>" if row.selector else "")
-                         + f"<result>{row.dkim_result or row.dkim}</result></dkim>")
+            dkim_auth = (
+                f"<dkim><domain>{row.dkim_domain}</domain>"
+                + (f"<selector>{row.selector}</selector>" if row.selector else "")
+                + f"<result>{row.dkim_result or row.dkim}</result></dkim>"
+            )
         records.append(
             f"<record><row><source_ip>{row.ip}</source_ip><count>{row.count}</count>"
             f"<policy_evaluated><disposition>none</disposition><dkim>{row.dkim}</dkim>"
             f"<spf>{row.spf}</spf></policy_evaluated></row>"
             f"<identifiers><header_from>{row.header_from}</header_from></identifiers>"
             f"<auth_results>{dkim_auth}<spf><domain>{row.spf_domain}</domain><scope>mfrom</scope>"
-            f"<result>{row.spf_result or row.spf}</result></spf></auth_results></record>")
+            f"<result>{row.spf_result or row.spf}</result></spf></auth_results></record>"
+        )
     ns = ' xmlns="urn:ietf:params:xml:ns:dmarc-2.0"' if namespace else ""
-    xml = (f'<?xml version="1.0" encoding="UTF-8"?><feedback{ns}><version>1.0</version>'
-           f"<report_metadata><org_name>{reporter}</org_name>"
-           f"<email>{email or 'noreply-dmarc@' + reporter}</email><report_id>{report_id}</report_id>"
-           f"<date_range><begin>{begin}</begin><end>{end}</end></date_range></report_metadata>"
-           f"<policy_published><domain>{domain}</domain><adkim>r</adkim><aspf>r</aspf><p>none</p>"
-           f"</policy_published>{''.join(records)}</feedback>")
+    xml = (
+        f'<?xml version="1.0" encoding="UTF-8"?><feedback{ns}><version>1.0</version>'
+        f"<report_metadata><org_name>{reporter}</org_name>"
+        f"<email>{email or 'noreply-dmarc@' + reporter}</email><report_id>{report_id}</report_id>"
+        f"<date_range><begin>{begin}</begin><end>{end}</end></date_range></report_metadata>"
+        f"<policy_published><domain>{domain}</domain><adkim>r</adkim><aspf>r</aspf><p>none</p>"
+        f"</policy_published>{''.join(records)}</feedback>"
+    )
     return xml.encode()
 
 
@@ -79,8 +91,9 @@ def zipped(data: bytes, name: str = "report.xml") -> bytes:
     return out.getvalue()
 
 
-def mail_with(attachment: bytes, filename: str = "report.xml.gz", subject: str = "Report domain: example.com"
-              ) -> bytes:
+def mail_with(
+    attachment: bytes, filename: str = "report.xml.gz", subject: str = "Report domain: example.com"
+) -> bytes:
     """A report mail as reporters send it: a short text part and the report attached."""
     message = EmailMessage()
     message["From"] = "noreply-dmarc-support@google.com"

@@ -60,8 +60,7 @@ SessionFactory = Callable[..., DnsSession]
 def make_session() -> SessionFactory:
     """make_session(server_or_"host:port", timeout=0.5, attempts=1) -> a DnsSession asking it."""
 
-    def factory(server: NsdServer | FaultProxy | str, timeout: float = 0.5, attempts: int = 1
-                ) -> DnsSession:
+    def factory(server: NsdServer | FaultProxy | str, timeout: float = 0.5, attempts: int = 1) -> DnsSession:
         address = server if isinstance(server, str) else server.address
         return DnsSession(nameservers=(parse_nameserver(address),), timeout=timeout, attempts=attempts)
 

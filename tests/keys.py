@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 def spki(public_key: rsa.RSAPublicKey) -> str:
     """Base64 SubjectPublicKeyInfo: the form of a DKIM record's p= tag (RFC 6376 §3.6.1)."""
-    der = public_key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(der).decode("ascii")
 
 
@@ -32,8 +31,9 @@ def rsa_public_key(bits: int = 2048, tag: str = "") -> str:
 def rsa_key(bits: int = 2048, tag: str = "") -> tuple[bytes, str]:
     """(private key PEM for dkim.sign, base64 public key for p=); `tag` makes distinct keys."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return pem, spki(private.public_key())
 
 
@@ -41,8 +41,8 @@ def rsa_key(bits: int = 2048, tag: str = "") -> tuple[bytes, str]:
 def ed25519_key(tag: str = "") -> tuple[bytes, str]:
     """(base64 seed for dkim.sign with ed25519-sha256, base64 raw public key for p=)."""
     private = ed25519.Ed25519PrivateKey.generate()
-    seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
-    public = private.public_key().public_bytes(serialization.Encoding.Raw,
-                                               serialization.PublicFormat.Raw)
+    seed = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(seed), base64.b64encode(public).decode("ascii")

@@ -156,7 +156,12 @@ def test_rfc9990_sample_fields_match_expected_json() -> None:
     )
     pol, pp = report.policy, want["policy_published"]
     assert (pol.domain, pol.p, pol.sp, pol.np, pol.testing, pol.discovery_method) == (
-        pp["domain"], pp["p"], pp["sp"], pp["np"], pp["testing"], pp["discovery_method"],
+        pp["domain"],
+        pp["p"],
+        pp["sp"],
+        pp["np"],
+        pp["testing"],
+        pp["discovery_method"],
     )
     assert (pol.adkim, pol.aspf, pol.pct, pol.fo) == ("r", "r", None, None)  # defaults when absent
     (record,) = report.records
@@ -165,7 +170,9 @@ def test_rfc9990_sample_fields_match_expected_json() -> None:
     assert record.count == want_record["count"]
     evaluated = want_record["policy_evaluated"]
     assert (record.disposition, record.dkim_eval, record.spf_eval) == (
-        evaluated["disposition"], evaluated["dkim"], evaluated["spf"],
+        evaluated["disposition"],
+        evaluated["dkim"],
+        evaluated["spf"],
     )
     (dkim,) = record.dkim
     assert (dkim.domain, dkim.selector, dkim.result) == ("example.com", "abc123", "pass")
@@ -179,14 +186,19 @@ def test_policy_fields_match_expected_json() -> None:
     old = _parse("aggregate", "example.net!example.com!1529366400!1529452799.xml")
     want = expected["aggregate/example.net!example.com!1529366400!1529452799.xml"]["policy_published"]
     assert (str(old.policy.pct), old.policy.fo, old.policy.np, old.policy.testing) == (
-        want["pct"], want["fo"], want["np"], want["testing"],
+        want["pct"],
+        want["fo"],
+        want["np"],
+        want["testing"],
     )
     assert old.generator is None
     new_name = "rfc9990-example.net!example.com!1700000000!1700086399.xml"
     new = parse_report((PARSEDMARC / "aggregate" / new_name).read_bytes())
     want = expected[f"aggregate/{new_name}"]["policy_published"]
     assert (new.policy.np, new.policy.testing, new.policy.discovery_method) == (
-        want["np"], want["testing"], want["discovery_method"],
+        want["np"],
+        want["testing"],
+        want["discovery_method"],
     )
     assert new.records[1].reasons[0].type == "other"
     assert new.records[1].reasons[0].comment == "sender not authorized"
@@ -287,8 +299,15 @@ def _record_xml(i: int, ip: str | None = None, count: str = "1") -> str:
 
 
 def _report_xml(
-    records: str = "", *, ns: str | None = None, org: str = "Reporter", report_id: str = "r-1",
-    begin: str = "1700000000", end: str = "1700086399", domain: str = "example.com", prolog: str = "",
+    records: str = "",
+    *,
+    ns: str | None = None,
+    org: str = "Reporter",
+    report_id: str = "r-1",
+    begin: str = "1700000000",
+    end: str = "1700086399",
+    domain: str = "example.com",
+    prolog: str = "",
 ) -> bytes:
     xmlns = f' xmlns="{ns}"' if ns else ""
     return (
@@ -422,6 +441,7 @@ def test_key_is_the_same_for_a_resent_report() -> None:
 
 
 # --- hostile input -------------------------------------------------------------------------------
+
 
 def _laugh(i: int) -> str:
     return f"&lol{i - 1 if i > 1 else ''};"
@@ -595,9 +615,19 @@ def test_deeply_nested_mail_is_refused() -> None:
     inner = shallow.split(b"\n\n", 1)[1]
     for _ in range(12):  # 12 levels: under the recursion limit, over our cap
         boundary = b"x%d" % len(inner)
-        inner = (b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\n\n--' + boundary + b"\n"
-                 + b"Content-Type: message/rfc822\n\n" + b"From: a@example.com\n" + inner
-                 + b"\n--" + boundary + b"--\n")
+        inner = (
+            b'Content-Type: multipart/mixed; boundary="'
+            + boundary
+            + b'"\n\n--'
+            + boundary
+            + b"\n"
+            + b"Content-Type: message/rfc822\n\n"
+            + b"From: a@example.com\n"
+            + inner
+            + b"\n--"
+            + boundary
+            + b"--\n"
+        )
     with pytest.raises(ReportRefused, match=r"max_mime_depth"):
         unpack_report(b"From: a@example.com\n" + inner)
 

@@ -21,20 +21,27 @@ def zones(**overrides: str) -> dict[str, str]:
         "dmarc": "v=DMARC1; p=reject; rua=mailto:dmarc@good.test",
         **overrides,
     }
-    good = [("@", "TXT", records["spf"]), ("_dmarc", "TXT", records["dmarc"]),
-            ("@", "MX", "10 mx.good.test."), ("mx", "A", "192.0.2.25"),
-            ("sub", "A", "192.0.2.26")]
-    provider = [("_spf", "TXT", "v=spf1 include:_spf2.provider.test -all"),
-                ("_spf2", "TXT", "v=spf1 ip4:198.51.100.0/24 -all")]
+    good = [
+        ("@", "TXT", records["spf"]),
+        ("_dmarc", "TXT", records["dmarc"]),
+        ("@", "MX", "10 mx.good.test."),
+        ("mx", "A", "192.0.2.25"),
+        ("sub", "A", "192.0.2.26"),
+    ]
+    provider = [
+        ("_spf", "TXT", "v=spf1 include:_spf2.provider.test -all"),
+        ("_spf2", "TXT", "v=spf1 ip4:198.51.100.0/24 -all"),
+    ]
     # the TLD zone answers NXDOMAIN for _dmarc.test, as the real DNS would (NSD refuses names it
     # serves no zone for, and the tree walk would rightly call that an outage)
-    return {"good.test": make_zone("good.test", good),
-            "provider.test": make_zone("provider.test", provider),
-            "test": make_zone("test", [])}
+    return {
+        "good.test": make_zone("good.test", good),
+        "provider.test": make_zone("provider.test", provider),
+        "test": make_zone("test", []),
+    }
 
 
-def run(session: DnsSession, domain: str = "good.test", selectors: tuple[str, ...] = ()
-        ) -> DomainReport:
+def run(session: DnsSession, domain: str = "good.test", selectors: tuple[str, ...] = ()) -> DomainReport:
     return asyncio.run(check_domain(domain, session, selectors))
 
 
@@ -77,17 +84,21 @@ def test_spf_permerror_without_dkim_cannot_pass(nsd: NsdServer, make_session: Se
     assert "neither SPF nor any DKIM key" in report.summary
 
 
-def test_a_dkim_key_at_a_named_selector_can_carry_the_pass(nsd: NsdServer,
-                                                           make_session: SessionFactory) -> None:
+def test_a_dkim_key_at_a_named_selector_can_carry_the_pass(
+    nsd: NsdServer, make_session: SessionFactory
+) -> None:
     zone = zones(spf="v=spf1 include:nowhere.good.test -all")
-    zone["good.test"] = make_zone("good.test", [
-        ("@", "TXT", "v=spf1 include:nowhere.good.test -all"),
-        ("_dmarc", "TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@good.test"),
-        ("sel._domainkey", "TXT", f"v=DKIM1; k=rsa; p={rsa_public_key()}")])
+    zone["good.test"] = make_zone(
+        "good.test",
+        [
+            ("@", "TXT", "v=spf1 include:nowhere.good.test -all"),
+            ("_dmarc", "TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@good.test"),
+            ("sel._domainkey", "TXT", f"v=DKIM1; k=rsa; p={rsa_public_key()}"),
+        ],
+    )
     nsd.set_zones(zone)
     report = run(make_session(nsd), selectors=("sel",))
-    assert report.dkim is not None and [(k.selector, k.key_bits) for k in report.dkim.keys] == [
-        ("sel", 2048)]
+    assert report.dkim is not None and [(k.selector, k.key_bits) for k in report.dkim.keys] == [("sel", 2048)]
     assert report.verdict == "pass"
     assert "through DKIM (selector sel)" in report.summary
     assert "spf.include_missing" in ids(report)  # and SPF is still reported broken
@@ -101,8 +112,9 @@ def test_nonexistent_domain_is_one_finding(nsd: NsdServer, make_session: Session
     assert "does not exist" in report.summary
 
 
-def test_an_existing_subdomain_inherits_and_is_not_nxdomain(nsd: NsdServer,
-                                                           make_session: SessionFactory) -> None:
+def test_an_existing_subdomain_inherits_and_is_not_nxdomain(
+    nsd: NsdServer, make_session: SessionFactory
+) -> None:
     nsd.set_zones(zones())
     report = run(make_session(nsd), "sub.good.test")
     assert report.exists
@@ -111,8 +123,9 @@ def test_an_existing_subdomain_inherits_and_is_not_nxdomain(nsd: NsdServer,
 
 
 @pytest.mark.parametrize("fault", ["servfail", "refused", "timeout", "truncate"])
-def test_an_outage_is_unknown_never_missing(nsd: NsdServer, fault_proxy: FaultProxy,
-                                            make_session: SessionFactory, fault: str) -> None:
+def test_an_outage_is_unknown_never_missing(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory, fault: str
+) -> None:
     nsd.set_zones(zones())
     fault_proxy.add_fault("_dmarc.good.test", fault)
     fault_proxy.add_fault("good.test", fault, "TXT")
@@ -145,16 +158,18 @@ def test_json_has_the_documented_shape(nsd: NsdServer, make_session: SessionFact
     assert {"id", "severity", "title", "detail", "fix"} <= set(findings[0])
 
 
-def test_a_new_check_never_reads_an_answer_from_before_it(nsd: NsdServer,
-                                                          make_session: SessionFactory) -> None:
+def test_a_new_check_never_reads_an_answer_from_before_it(
+    nsd: NsdServer, make_session: SessionFactory
+) -> None:
     nsd.set_zones(zones(dmarc="v=DMARC1; p=none; rua=mailto:d@good.test"))
     assert run(make_session(nsd)).dmarc.policy == "none"  # type: ignore[union-attr]
     nsd.set_zones(zones(dmarc="v=DMARC1; p=quarantine; rua=mailto:d@good.test"))
     assert run(make_session(nsd)).dmarc.policy == "quarantine"  # type: ignore[union-attr]
 
 
-def test_independent_lookups_run_concurrently(nsd: NsdServer, fault_proxy: FaultProxy,
-                                              make_session: SessionFactory) -> None:
+def test_independent_lookups_run_concurrently(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
+) -> None:
     """About 70 questions, 3 levels deep: serial would take 70 × RTT; concurrent about 3-4 × RTT.
     A generous safety bound, not a benchmark (benchmarks/check_latency.py measures speed)."""
     nsd.set_zones(zones())

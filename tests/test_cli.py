@@ -17,16 +17,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def served(nsd: NsdServer) -> NsdServer:
-    nsd.set_zones({
-        "good.test": make_zone("good.test", [
-            ("@", "TXT", "v=spf1 ip4:192.0.2.0/24 -all"),
-            ("_dmarc", "TXT", "v=DMARC1; p=reject; rua=mailto:d@good.test"),
-            ("@", "MX", "10 mx.good.test."), ("mx", "A", "192.0.2.25")]),
-        "bad.test": make_zone("bad.test", [("@", "TXT", "v=spf1 +all")]),
-        "xn--bcher-kva.test": make_zone("xn--bcher-kva.test", [
-            ("@", "TXT", "v=spf1 -all"), ("_dmarc", "TXT", "v=DMARC1; p=none")]),
-        "test": make_zone("test", []),
-    })
+    nsd.set_zones(
+        {
+            "good.test": make_zone(
+                "good.test",
+                [
+                    ("@", "TXT", "v=spf1 ip4:192.0.2.0/24 -all"),
+                    ("_dmarc", "TXT", "v=DMARC1; p=reject; rua=mailto:d@good.test"),
+                    ("@", "MX", "10 mx.good.test."),
+                    ("mx", "A", "192.0.2.25"),
+                ],
+            ),
+            "bad.test": make_zone("bad.test", [("@", "TXT", "v=spf1 +all")]),
+            "xn--bcher-kva.test": make_zone(
+                "xn--bcher-kva.test", [("@", "TXT", "v=spf1 -all"), ("_dmarc", "TXT", "v=DMARC1; p=none")]
+            ),
+            "test": make_zone("test", []),
+        }
+    )
     return nsd
 
 
@@ -36,8 +44,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return code, out, err
 
 
-def test_check_prints_a_grouped_report_and_exits_0(served: NsdServer,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_prints_a_grouped_report_and_exits_0(
+    served: NsdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run_cli(capsys, "check", "good.test", "--nameserver", served.address)
     assert code == EXIT_OK
     assert out.startswith("[PASS] Mail from good.test can pass DMARC today")
@@ -54,8 +63,9 @@ def test_an_error_finding_exits_1(served: NsdServer, capsys: pytest.CaptureFixtu
 
 
 def test_json_output_is_one_object(served: NsdServer, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "check", "https://Good.TEST./path", "--json",
-                           "--nameserver", served.address)
+    code, out, _ = run_cli(
+        capsys, "check", "https://Good.TEST./path", "--json", "--nameserver", served.address
+    )
     data = json.loads(out)
     assert code == EXIT_OK
     assert data["domain"] == "good.test"
@@ -64,33 +74,45 @@ def test_json_output_is_one_object(served: NsdServer, capsys: pytest.CaptureFixt
     assert data["mx"] == [{"preference": 10, "host": "mx.good.test"}]
 
 
-def test_idn_names_are_checked_in_punycode(served: NsdServer,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_idn_names_are_checked_in_punycode(served: NsdServer, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "check", "bücher.test", "--json", "--nameserver", served.address)
     data = json.loads(out)
     assert data["domain"] == "xn--bcher-kva.test" and data["display_domain"] == "bücher.test"
     assert code == EXIT_OK
 
 
-def test_named_selectors_replace_probing(served: NsdServer,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "check", "good.test", "--selector", "s1", "--selector", "s2",
-                           "--json", "--nameserver", served.address)
+def test_named_selectors_replace_probing(served: NsdServer, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(
+        capsys,
+        "check",
+        "good.test",
+        "--selector",
+        "s1",
+        "--selector",
+        "s2",
+        "--json",
+        "--nameserver",
+        served.address,
+    )
     data = json.loads(out)
     assert data["dkim_selectors_tried"] == ["s1", "s2"]
     assert {f["id"] for f in data["findings"]} >= {"dkim.key_missing"}
     assert code == EXIT_ERROR_FINDING
 
 
-@pytest.mark.parametrize("bad, words", [
-    ("", "no domain name"),
-    ("exa mple.com", "contains spaces"),
-    ("192.0.2.1", "IP address"),
-    ("a" * 300 + ".com", "at most 253"),
-    ("a" * 64 + ".com", "at most 63"),
-])
-def test_bad_domains_exit_2_before_any_lookup(capsys: pytest.CaptureFixture[str], bad: str,
-                                              words: str) -> None:
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("", "no domain name"),
+        ("exa mple.com", "contains spaces"),
+        ("192.0.2.1", "IP address"),
+        ("a" * 300 + ".com", "at most 253"),
+        ("a" * 64 + ".com", "at most 63"),
+    ],
+)
+def test_bad_domains_exit_2_before_any_lookup(
+    capsys: pytest.CaptureFixture[str], bad: str, words: str
+) -> None:
     # the nameserver is a closed port: a lookup would time out, so a fast exit 2 shows none ran
     code, out, err = run_cli(capsys, "check", bad, "--nameserver", f"127.0.0.1:{free_port()}")
     assert code == EXIT_BAD_INPUT
@@ -105,17 +127,16 @@ def test_bad_selector_and_nameserver_exit_2(capsys: pytest.CaptureFixture[str]) 
     assert code == EXIT_BAD_INPUT and "is not an IP address" in err
 
 
-def test_unreachable_dns_exits_3(capsys: pytest.CaptureFixture[str],
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_dns_exits_3(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DMARCBOT_DNS_TIMEOUT", "0.1")
-    code, out, _ = run_cli(capsys, "check", "good.test", "--nameserver",
-                           f"127.0.0.1:{free_port()}")
+    code, out, _ = run_cli(capsys, "check", "good.test", "--nameserver", f"127.0.0.1:{free_port()}")
     assert code == EXIT_DNS_UNREACHABLE
     assert "Could not reach DNS" in out
 
 
-def test_nameservers_from_the_environment(served: NsdServer, capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nameservers_from_the_environment(
+    served: NsdServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DMARCBOT_NAMESERVERS", served.address)
     code, out, _ = run_cli(capsys, "check", "good.test", "--json")
     assert code == EXIT_OK and json.loads(out)["dmarc"]["policy"] == "reject"
@@ -130,7 +151,8 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_console_script_and_module_entry_points_agree() -> None:
     script = Path(sys.executable).with_name("dmarcbot")
     by_script = subprocess.run([str(script), "--version"], capture_output=True, text=True)
-    by_module = subprocess.run([sys.executable, "-m", "bot", "--version"], capture_output=True,
-                               text=True, cwd=ROOT)
+    by_module = subprocess.run(
+        [sys.executable, "-m", "bot", "--version"], capture_output=True, text=True, cwd=ROOT
+    )
     assert by_script.returncode == by_module.returncode == 0
     assert by_script.stdout == by_module.stdout and by_script.stdout.startswith("dmarcbot ")

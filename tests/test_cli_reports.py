@@ -32,10 +32,11 @@ def write(tmp_path: Path, name: str, data: bytes) -> str:
 
 
 def test_ingest_stores_the_good_files_and_names_each_refused_one(
-        db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = write(tmp_path, "good.xml.gz", gz(report_xml([Row("192.0.2.1", 12)])))
     broken = str(TESTDATA / "dmarc-reports-parsedmarc" / "aggregate" / "invalid_xml.xml")
-    json_file = write(tmp_path, "tls.json", b"{\n  \"organization-name\": \"x\"\n}")
+    json_file = write(tmp_path, "tls.json", b'{\n  "organization-name": "x"\n}')
     missing = str(tmp_path / "nope.xml")
     other = write(tmp_path, "other.xml", report_xml([Row("192.0.2.2", 3)], report_id="r2"))
     code = main(["ingest", good, broken, json_file, missing, other])
@@ -53,7 +54,8 @@ def test_ingest_stores_the_good_files_and_names_each_refused_one(
 
 
 def test_ingesting_a_file_again_counts_it_once_and_succeeds(
-        db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = write(tmp_path, "good.xml", report_xml([Row("192.0.2.1", 12)]))
     assert main(["ingest", good]) == 0
     assert main(["ingest", good]) == 0
@@ -62,33 +64,65 @@ def test_ingesting_a_file_again_counts_it_once_and_succeeds(
 
 
 def test_report_json_has_exactly_the_documented_shape_and_fractions(
-        db: Path, tmp_path: Path, nsd: NsdServer, capsys: pytest.CaptureFixture[str]) -> None:
-    rows = [Row("192.0.2.1", 75), Row("192.0.2.1", 25, spf="fail", spf_domain="esp.test",
-                                      spf_result="pass"),
-            Row("198.51.100.9", 50, dkim="fail", spf="fail", selector="gone")]
+    db: Path, tmp_path: Path, nsd: NsdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        Row("192.0.2.1", 75),
+        Row("192.0.2.1", 25, spf="fail", spf_domain="esp.test", spf_result="pass"),
+        Row("198.51.100.9", 50, dkim="fail", spf="fail", selector="gone"),
+    ]
     main(["ingest", "--team", "T9", write(tmp_path, "r.xml", report_xml(rows, day=days_ago(2)))])
-    main(["ingest", "--team", "T9", write(tmp_path, "old.xml", report_xml(
-        [Row("192.0.2.1", 1000)], day=days_ago(40), report_id="old"))])
+    main(
+        [
+            "ingest",
+            "--team",
+            "T9",
+            write(
+                tmp_path, "old.xml", report_xml([Row("192.0.2.1", 1000)], day=days_ago(40), report_id="old")
+            ),
+        ]
+    )
     nsd.set_zone("2.0.192.in-addr.arpa", ptr_zone("mail-1.sender.example.net."))
     capsys.readouterr()
-    code = main(["report", "Example.COM.", "--days", "7", "--json", "--team", "T9",
-                 "--nameserver", nsd.address])
+    code = main(
+        ["report", "Example.COM.", "--days", "7", "--json", "--team", "T9", "--nameserver", nsd.address]
+    )
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert data == {
-        "domain": "example.com", "days": 7, "messages": 150, "dmarc_pass_rate": 0.6667,
+        "domain": "example.com",
+        "days": 7,
+        "messages": 150,
+        "dmarc_pass_rate": 0.6667,
         "sources": [
-            {"ip": "192.0.2.1", "name": "mail-1.sender.example.net", "messages": 100,
-             "dmarc_pass_rate": 1.0, "spf_aligned": 0.75, "dkim_aligned": 1.0},
-            {"ip": "198.51.100.9", "name": None, "messages": 50, "dmarc_pass_rate": 0.0,
-             "spf_aligned": 0.0, "dkim_aligned": 0.0}],
-        "selectors": ["s1", "gone"]}
+            {
+                "ip": "192.0.2.1",
+                "name": "mail-1.sender.example.net",
+                "messages": 100,
+                "dmarc_pass_rate": 1.0,
+                "spf_aligned": 0.75,
+                "dkim_aligned": 1.0,
+            },
+            {
+                "ip": "198.51.100.9",
+                "name": None,
+                "messages": 50,
+                "dmarc_pass_rate": 0.0,
+                "spf_aligned": 0.0,
+                "dkim_aligned": 0.0,
+            },
+        ],
+        "selectors": ["s1", "gone"],
+    }
 
 
 def test_report_text_groups_sources_and_says_why_they_fail(
-        db: Path, tmp_path: Path, nsd: NsdServer, capsys: pytest.CaptureFixture[str]) -> None:
-    rows = [Row("192.0.2.1", 10), Row("198.51.100.9", 5, dkim="fail", spf="fail",
-                                      spf_domain="forger.test", dkim_domain=None)]
+    db: Path, tmp_path: Path, nsd: NsdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        Row("192.0.2.1", 10),
+        Row("198.51.100.9", 5, dkim="fail", spf="fail", spf_domain="forger.test", dkim_domain=None),
+    ]
     main(["ingest", write(tmp_path, "r.xml", report_xml(rows))])
     nsd.set_zone("2.0.192.in-addr.arpa", ptr_zone("o1.mail.sendgrid.net."))
     capsys.readouterr()
@@ -106,19 +140,22 @@ def test_report_writes_the_chart(db: Path, tmp_path: Path, nsd: NsdServer) -> No
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["report", "not a domain"], "dmarcbot report: "),
-    (["report", "example.com", "--days", "0"], "--days must be from 1 to 366, not 0"),
-    (["report", "example.com", "--team", "T1; DROP"], "is not a Slack team id"),
-])
-def test_bad_input_is_answered_with_exit_2(db: Path, argv: list[str], message: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "not a domain"], "dmarcbot report: "),
+        (["report", "example.com", "--days", "0"], "--days must be from 1 to 366, not 0"),
+        (["report", "example.com", "--team", "T1; DROP"], "is not a Slack team id"),
+    ],
+)
+def test_bad_input_is_answered_with_exit_2(
+    db: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 
 
-def test_several_workspaces_need_team(db: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_several_workspaces_need_team(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     xml = write(tmp_path, "r.xml", report_xml([Row("192.0.2.1", 1)]))
     main(["ingest", "--team", "T1", xml])
     main(["ingest", "--team", "T2", xml])

@@ -30,13 +30,17 @@ def world(nsd: NsdServer) -> NsdServer:
 
 
 @pytest.fixture
-def env(tmp_path: Path, world: NsdServer, slack: SlackStandIn,
-        monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def env(
+    tmp_path: Path, world: NsdServer, slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """The environment a deployment would have: its database, its DNS, its Slack."""
-    values = {"DMARCBOT_DB": str(tmp_path / "cli.db"), "DMARCBOT_NAMESERVERS": world.address,
-              "SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_API_URL": slack.api_url}
-    for name in ("SLACK_TEAM_ID", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "DYNO",
-                 CRASH_AFTER_OUTBOX_ENV):
+    values = {
+        "DMARCBOT_DB": str(tmp_path / "cli.db"),
+        "DMARCBOT_NAMESERVERS": world.address,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_API_URL": slack.api_url,
+    }
+    for name in ("SLACK_TEAM_ID", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "DYNO", CRASH_AFTER_OUTBOX_ENV):
         monkeypatch.delenv(name, raising=False)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -57,8 +61,7 @@ def test_help_lists_every_watch_command(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_watch_list_unwatch(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "watch", DOMAIN, "--channel", "C0ALERTS", "--team", "T1",
-                       "--selector", "sel")
+    code, out, _ = run(capsys, "watch", DOMAIN, "--channel", "C0ALERTS", "--team", "T1", "--selector", "sel")
     assert code == EXIT_OK
     assert f"Watching {DOMAIN} for team T1; alerts go to channel C0ALERTS" in out
     assert "First check: Mail from example.test can pass DMARC" in out
@@ -67,7 +70,8 @@ def test_watch_list_unwatch(env: dict[str, str], capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "list", "--json", "--team", "T1")
     listed = json.loads(out)
     assert [(w["domain"], w["channel_id"], w["selectors"], w["last_status"]) for w in listed] == [
-        (DOMAIN, "C0ALERTS", ["sel"], "pass")]
+        (DOMAIN, "C0ALERTS", ["sel"], "pass")
+    ]
     assert json.loads(run(capsys, "list", "--json", "--team", "T2")[1]) == []  # another team's
     assert len(json.loads(run(capsys, "list", "--json")[1])) == 1  # T1, the only workspace
     code, out, _ = run(capsys, "unwatch", DOMAIN, "--team", "T1")
@@ -76,8 +80,8 @@ def test_watch_list_unwatch(env: dict[str, str], capsys: pytest.CaptureFixture[s
 
 
 def test_default_team_is_slack_team_id_else_the_only_one_else_local(
-        env: dict[str, str], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert run(capsys, "watch", DOMAIN, "--channel", "C1")[0] == EXIT_OK  # empty database: local
     assert run(capsys, "watch", "other.test", "--channel", "C1")[0] == EXIT_OK  # the only team
     monkeypatch.setenv("SLACK_TEAM_ID", "T0WORK")
@@ -93,33 +97,38 @@ def test_default_team_is_slack_team_id_else_the_only_one_else_local(
     assert code == EXIT_BAD_INPUT and "several workspaces" in err and "--team" in err
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (("watch", "not a domain", "--channel", "C1"), "not"),
-    (("watch", DOMAIN, "--channel", "#general"), "is not a Slack channel id"),
-    (("watch", DOMAIN, "--channel", "C1", "--selector", "bad selector!"), "is not a DKIM selector"),
-    (("watch", DOMAIN, "--channel", "C1", "--team", "T 1"), "is not a Slack team id"),
-    (("watch", DOMAIN), "--channel"),
-    (("unwatch", "nowhere.test"), "is not watched"),
-    (("import", "/nonexistent/watches.json"), "cannot read"),
-])
-def test_bad_input_exits_2_with_a_clear_message(env: dict[str, str],
-                                                capsys: pytest.CaptureFixture[str],
-                                                argv: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("watch", "not a domain", "--channel", "C1"), "not"),
+        (("watch", DOMAIN, "--channel", "#general"), "is not a Slack channel id"),
+        (("watch", DOMAIN, "--channel", "C1", "--selector", "bad selector!"), "is not a DKIM selector"),
+        (("watch", DOMAIN, "--channel", "C1", "--team", "T 1"), "is not a Slack team id"),
+        (("watch", DOMAIN), "--channel"),
+        (("unwatch", "nowhere.test"), "is not watched"),
+        (("import", "/nonexistent/watches.json"), "cannot read"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
+) -> None:
     code, _, err = run(capsys, *argv)
     assert code == EXIT_BAD_INPUT
     assert message in err and "Traceback" not in err
 
 
-def test_export_import_round_trip(env: dict[str, str], tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_import_round_trip(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     run(capsys, "watch", DOMAIN, "--channel", "C1", "--team", "T1", "--selector", "sel")
     run(capsys, "watch", DOMAIN, "--channel", "C2", "--team", "T2")
     code, exported, _ = run(capsys, "export")
     assert code == EXIT_OK
     data = json.loads(exported)
     assert [(w["team_id"], w["channel_id"], w["selectors"]) for w in data["watches"]] == [
-        ("T1", "C1", ["sel"]), ("T2", "C2", [])]
+        ("T1", "C1", ["sel"]),
+        ("T2", "C2", []),
+    ]
     dump = tmp_path / "watches.json"
     dump.write_text(exported)
     monkeypatch.setenv("DMARCBOT_DB", str(tmp_path / "restored.db"))
@@ -131,17 +140,23 @@ def test_export_import_round_trip(env: dict[str, str], tmp_path: Path,
     assert run(capsys, "import", str(dump))[1].count("0 new") == 1  # importing twice adds nothing
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("not json", "is not JSON"),
-    ('{"watches": []}', "is not a dmarcbot watch export"),
-    ('{"format": "dmarcbot-watches", "version": 9, "watches": []}', "export version 9"),
-    ('{"format": "dmarcbot-watches", "version": 1, "watches": [{"team_id": "T1", '
-     '"channel_id": "C1", "domain": "ok.test"}, {"team_id": "T1", "channel_id": "C1", '
-     '"domain": "bad domain"}]}', "watch #2"),
-])
-def test_a_bad_import_file_imports_nothing(env: dict[str, str], tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str], content: str,
-                                           message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "is not JSON"),
+        ('{"watches": []}', "is not a dmarcbot watch export"),
+        ('{"format": "dmarcbot-watches", "version": 9, "watches": []}', "export version 9"),
+        (
+            '{"format": "dmarcbot-watches", "version": 1, "watches": [{"team_id": "T1", '
+            '"channel_id": "C1", "domain": "ok.test"}, {"team_id": "T1", "channel_id": "C1", '
+            '"domain": "bad domain"}]}',
+            "watch #2",
+        ),
+    ],
+)
+def test_a_bad_import_file_imports_nothing(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content)
     code, _, err = run(capsys, "import", str(path))
@@ -149,9 +164,9 @@ def test_a_bad_import_file_imports_nothing(env: dict[str, str], tmp_path: Path,
     assert json.loads(run(capsys, "list", "--json", "--team", "T1")[1]) == []
 
 
-def test_monitor_once_posts_the_change(env: dict[str, str], world: NsdServer,
-                                       slack: SlackStandIn,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_monitor_once_posts_the_change(
+    env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "watch", DOMAIN, "--channel", "C1", "--team", "T1", "--selector", "sel")
     code, out, _ = run(capsys, "monitor", "--once")
     assert code == EXIT_OK and "0 alerts written" in out and slack.posts() == []
@@ -162,8 +177,12 @@ def test_monitor_once_posts_the_change(env: dict[str, str], world: NsdServer,
 
 
 def test_monitor_without_a_token_keeps_alerts_pending(
-        env: dict[str, str], world: NsdServer, slack: SlackStandIn,
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    env: dict[str, str],
+    world: NsdServer,
+    slack: SlackStandIn,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     run(capsys, "watch", DOMAIN, "--channel", "C1", "--team", "T1", "--selector", "sel")
     world.set_zone(DOMAIN, domain_zone(DOMAIN, dmarc="v=DMARC1; p=none; rua=mailto:d@example.test"))
     monkeypatch.delenv("SLACK_BOT_TOKEN")
@@ -180,13 +199,19 @@ def monitor_process(env: dict[str, str], crash: bool) -> subprocess.CompletedPro
     child_env.pop(CRASH_AFTER_OUTBOX_ENV, None)
     if crash:
         child_env[CRASH_AFTER_OUTBOX_ENV] = "1"
-    return subprocess.run([sys.executable, "-m", "bot", "monitor", "--once"], cwd=ROOT,
-                          env=child_env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "monitor", "--once"],
+        cwd=ROOT,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_killed_between_outbox_and_post_then_restarted_posts_exactly_once(
-        env: dict[str, str], world: NsdServer, slack: SlackStandIn,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "watch", DOMAIN, "--channel", "C1", "--team", "T1", "--selector", "sel")
     world.set_zone(PROVIDER, provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 -all"))
     crashed = monitor_process(env, crash=True)

@@ -60,14 +60,19 @@ def write(tmp_path: Path, data: bytes) -> str:
     return str(path)
 
 
-SIGNED = prepend(sign(message(headers=[("Return-Path", "<alice@example.com>")]), "example.com",
-                      "s1", PEM),
-                 ("Received", "from out.example.com (out.example.com [185.70.40.10]) by "
-                              "mx.receiver.example; Mon, 02 Mar 2026 10:00:01 +0000"))
+SIGNED = prepend(
+    sign(message(headers=[("Return-Path", "<alice@example.com>")]), "example.com", "s1", PEM),
+    (
+        "Received",
+        "from out.example.com (out.example.com [185.70.40.10]) by "
+        "mx.receiver.example; Mon, 02 Mar 2026 10:00:01 +0000",
+    ),
+)
 
 
-def test_pass_exits_0_with_text(server: NsdServer, tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_pass_exits_0_with_text(
+    server: NsdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(["why", write(tmp_path, SIGNED), "--nameserver", server.address], capsys)
     assert code == 0
     assert out.startswith("DMARC PASS for example.com")
@@ -75,22 +80,25 @@ def test_pass_exits_0_with_text(server: NsdServer, tmp_path: Path,
     assert "IP 185.70.40.10" in out
 
 
-def test_fail_exits_1_and_json_carries_the_causes(server: NsdServer, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_fail_exits_1_and_json_carries_the_causes(
+    server: NsdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     broken = SIGNED + b"-- \r\nfooter\r\n"
-    code, out, _ = run(["why", write(tmp_path, broken), "--nameserver", server.address,
-                        "--ip", "91.198.174.2", "--json"], capsys)
+    code, out, _ = run(
+        ["why", write(tmp_path, broken), "--nameserver", server.address, "--ip", "91.198.174.2", "--json"],
+        capsys,
+    )
     assert code == 1
     data = json.loads(out)
     assert data["dmarc"]["result"] == "fail"
     assert data["spf"]["ip_source"] == "flag"
-    assert [c["id"] for c in data["causes"]] == ["cause.spf_ip_not_authorized",
-                                                 "cause.dkim_body_modified"]
+    assert [c["id"] for c in data["causes"]] == ["cause.spf_ip_not_authorized", "cause.dkim_body_modified"]
     assert data["dkim"][0]["reason"] == "body_hash_mismatch"
 
 
-def test_stdin_dash(server: NsdServer, monkeypatch: pytest.MonkeyPatch,
-                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_stdin_dash(
+    server: NsdServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     headers = SIGNED.split(b"\r\n\r\n", 1)[0] + b"\r\n"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(headers)))
     code, out, _ = run(["why", "-", "--nameserver", server.address], capsys)
@@ -98,40 +106,50 @@ def test_stdin_dash(server: NsdServer, monkeypatch: pytest.MonkeyPatch,
     assert "headers only" in out
 
 
-def test_dns_temperror_exits_1(nsd: NsdServer, fault_proxy: FaultProxy, tmp_path: Path,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_dns_temperror_exits_1(
+    nsd: NsdServer, fault_proxy: FaultProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     nsd.set_zones(zones(RECORDS))
     fault_proxy.add_fault("_dmarc.example.com", "servfail")
-    code, out, _ = run(["why", write(tmp_path, SIGNED), "--nameserver", fault_proxy.address,
-                        "--json"], capsys)
+    code, out, _ = run(
+        ["why", write(tmp_path, SIGNED), "--nameserver", fault_proxy.address, "--json"], capsys
+    )
     assert code == 1
     data = json.loads(out)
     assert data["dmarc"]["result"] == "temperror"
     assert "cause.dns_temperror" in [c["id"] for c in data["causes"]]
 
 
-@pytest.mark.parametrize(("data", "words"), [
-    (b"hi, why did my mail bounce?", "not a message"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
-    (b"From: a@example.com\r\n\r\n" + b"x" * (10 * 1024 * 1024), "over 10 MB"),
-    (b"Subject: no author\r\nTo: b@example.com\r\n", "no From header"),
-    (b"From: a@example.com, b@example.net\r\n\r\n", "2 addresses"),
-])
-def test_bad_input_exits_2_with_a_clear_message(tmp_path: Path, data: bytes, words: str,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"hi, why did my mail bounce?", "not a message"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"From: a@example.com\r\n\r\n" + b"x" * (10 * 1024 * 1024), "over 10 MB"),
+        (b"Subject: no author\r\nTo: b@example.com\r\n", "no From header"),
+        (b"From: a@example.com, b@example.net\r\n\r\n", "2 addresses"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(
+    tmp_path: Path, data: bytes, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run(["why", write(tmp_path, data), "--nameserver", "127.0.0.1:9"], capsys)
     assert code == 2 and out == ""
     assert words in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("flags", "words"), [
-    (["--ip", "999.1.1.1"], "not an IPv4 or IPv6 address"),
-    (["--helo", "not a name"], "--helo"),
-    (["--mail-from", "a@b@"], "--mail-from"),
-    (["--nameserver", "dns.example"], "not an IP address"),
-])
-def test_bad_flags_exit_2(tmp_path: Path, flags: list[str], words: str,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--ip", "999.1.1.1"], "not an IPv4 or IPv6 address"),
+        (["--helo", "not a name"], "--helo"),
+        (["--mail-from", "a@b@"], "--mail-from"),
+        (["--nameserver", "dns.example"], "not an IP address"),
+    ],
+)
+def test_bad_flags_exit_2(
+    tmp_path: Path, flags: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(["why", write(tmp_path, SIGNED), *flags], capsys)
     assert code == 2 and words in err
 

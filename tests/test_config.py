@@ -25,13 +25,21 @@ def test_defaults_from_an_empty_environment() -> None:
 
 
 def test_every_setting_is_read() -> None:
-    settings = Settings.from_env({
-        "SLACK_BOT_TOKEN": " xoxb-1 ", "SLACK_SIGNING_SECRET": "s", "SLACK_APP_TOKEN": "xapp-1",
-        "SLACK_API_URL": "http://127.0.0.1:9999/api", "SLACK_CLIENT_ID": "1.2",
-        "SLACK_CLIENT_SECRET": "cs", "DMARCBOT_DB": "/data/bot.db",
-        "DMARCBOT_NAMESERVERS": "127.0.0.1:5353, 192.0.2.53", "PORT": "8080", "LOG_LEVEL": "debug",
-        "DYNO": "web.1",
-    })
+    settings = Settings.from_env(
+        {
+            "SLACK_BOT_TOKEN": " xoxb-1 ",
+            "SLACK_SIGNING_SECRET": "s",
+            "SLACK_APP_TOKEN": "xapp-1",
+            "SLACK_API_URL": "http://127.0.0.1:9999/api",
+            "SLACK_CLIENT_ID": "1.2",
+            "SLACK_CLIENT_SECRET": "cs",
+            "DMARCBOT_DB": "/data/bot.db",
+            "DMARCBOT_NAMESERVERS": "127.0.0.1:5353, 192.0.2.53",
+            "PORT": "8080",
+            "LOG_LEVEL": "debug",
+            "DYNO": "web.1",
+        }
+    )
     assert settings.slack_bot_token == "xoxb-1"  # surrounding blanks dropped
     assert settings.slack_api_url == "http://127.0.0.1:9999/api/"  # slack_sdk appends the method
     assert settings.db_path == "/data/bot.db"
@@ -50,15 +58,23 @@ def test_blank_values_count_as_unset() -> None:
 
 def test_all_problems_are_reported_together() -> None:
     with pytest.raises(SettingsError) as raised:
-        Settings.from_env({"PORT": "eighty", "LOG_LEVEL": "loud", "SLACK_API_URL": "ftp://x",
-                           "DMARCBOT_NAMESERVERS": "127.0.0.1:99999",
-                           "DMARCBOT_MONITOR_INTERVAL": "5"})
+        Settings.from_env(
+            {
+                "PORT": "eighty",
+                "LOG_LEVEL": "loud",
+                "SLACK_API_URL": "ftp://x",
+                "DMARCBOT_NAMESERVERS": "127.0.0.1:99999",
+                "DMARCBOT_MONITOR_INTERVAL": "5",
+            }
+        )
     message = str(raised.value)
-    for part in ("PORT='eighty' must be a whole number from 1 to 65535",
-                 "LOG_LEVEL='LOUD' must be DEBUG, INFO, WARNING or ERROR",
-                 "SLACK_API_URL='ftp://x' must be an http(s) URL",
-                 "DMARCBOT_NAMESERVERS:",
-                 "DMARCBOT_MONITOR_INTERVAL='5' must be a whole number from 10 to 604800"):
+    for part in (
+        "PORT='eighty' must be a whole number from 1 to 65535",
+        "LOG_LEVEL='LOUD' must be DEBUG, INFO, WARNING or ERROR",
+        "SLACK_API_URL='ftp://x' must be an http(s) URL",
+        "DMARCBOT_NAMESERVERS:",
+        "DMARCBOT_MONITOR_INTERVAL='5' must be a whole number from 10 to 604800",
+    ):
         assert part in message
 
 
@@ -106,8 +122,9 @@ def test_socket_mode_needs_an_app_level_token() -> None:
 
 
 def test_oauth_replaces_the_bot_token() -> None:
-    assert problems({"SLACK_SIGNING_SECRET": "s", "SLACK_CLIENT_ID": "1.2",
-                     "SLACK_CLIENT_SECRET": "cs"}) == []
+    assert (
+        problems({"SLACK_SIGNING_SECRET": "s", "SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "cs"}) == []
+    )
 
 
 def test_every_serve_problem_at_once() -> None:
@@ -130,8 +147,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def test_serve_without_settings_exits_2_with_every_reason(clean_env: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_without_settings_exits_2_with_every_reason(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["serve"]) == EXIT_BAD_INPUT == 2
     err = capsys.readouterr().err
     assert err.startswith("dmarcbot serve: cannot start: ")
@@ -139,8 +157,9 @@ def test_serve_without_settings_exits_2_with_every_reason(clean_env: pytest.Monk
     assert "SLACK_SIGNING_SECRET is not set" in err
 
 
-def test_serve_http_without_signing_secret_exits_2(clean_env: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_http_without_signing_secret_exits_2(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     clean_env.setenv("SLACK_BOT_TOKEN", "xoxb-1")
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
@@ -148,8 +167,9 @@ def test_serve_http_without_signing_secret_exits_2(clean_env: pytest.MonkeyPatch
     assert "SLACK_BOT_TOKEN" not in err
 
 
-def test_serve_with_bad_values_exits_2_listing_them(clean_env: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_with_bad_values_exits_2_listing_them(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name, value in {**HTTP_ENV, "PORT": "http", "LOG_LEVEL": "chatty"}.items():
         clean_env.setenv(name, value)
     assert main(["serve"]) == 2

@@ -34,13 +34,17 @@ MAILAUTH = TESTDATA / "dkim-mailauth-ec"
 
 def pkcs1_key(bits: int) -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
-    return base64.b64encode(key.public_bytes(serialization.Encoding.DER,
-                                             serialization.PublicFormat.PKCS1)).decode()
+    return base64.b64encode(
+        key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    ).decode()
 
 
 def ed25519_key() -> str:
-    raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
     return base64.b64encode(raw).decode()
 
 
@@ -66,8 +70,12 @@ KEYS: dict[str, tuple[str, list[str], str | None, int | None]] = {
     "revoked": ("v=DKIM1; k=rsa; p=", ["dkim.key_revoked"], "rsa", None),
     "revoked-ed": ("v=DKIM1; k=ed25519; p=", ["dkim.key_revoked"], "ed25519", None),
     "bad-base64": ("v=DKIM1; k=rsa; p=!!!not*base64!!!", ["dkim.key_invalid"], "rsa", None),
-    "not-a-key": (f"v=DKIM1; k=rsa; p={base64.b64encode(b'hello world').decode()}",
-                  ["dkim.key_invalid"], "rsa", None),
+    "not-a-key": (
+        f"v=DKIM1; k=rsa; p={base64.b64encode(b'hello world').decode()}",
+        ["dkim.key_invalid"],
+        "rsa",
+        None,
+    ),
     "v2": (f"v=DKIM2; k=rsa; p={RSA2048}", ["dkim.key_invalid"], "rsa", 2048),
     "v-late": (f"k=rsa; v=DKIM1; p={RSA2048}", ["dkim.key_invalid"], "rsa", 2048),
     "dsa": (f"v=DKIM1; k=dsa; p={RSA2048}", ["dkim.key_invalid"], "dsa", None),
@@ -86,10 +94,12 @@ KEYS: dict[str, tuple[str, list[str], str | None, int | None]] = {
     "provider": ("", [], "rsa", 2048),
 }
 
-FOUND_SEVERITY = {("rsa1024", "dkim.weak_key"): Severity.WARNING,
-                  ("weak-testing", "dkim.weak_key"): Severity.WARNING,
-                  ("rsa1023", "dkim.weak_key"): Severity.ERROR,
-                  ("rsa512", "dkim.weak_key"): Severity.ERROR}
+FOUND_SEVERITY = {
+    ("rsa1024", "dkim.weak_key"): Severity.WARNING,
+    ("weak-testing", "dkim.weak_key"): Severity.WARNING,
+    ("rsa1023", "dkim.weak_key"): Severity.ERROR,
+    ("rsa512", "dkim.weak_key"): Severity.ERROR,
+}
 
 
 def _keys_zone() -> str:
@@ -116,9 +126,12 @@ def _keys_zone() -> str:
     return make_zone("test", records)
 
 
-PROVIDER_ZONE = make_zone("provider.example", [
-    ("s1.keys.dkim", "TXT", f"v=DKIM1; k=rsa; p={RSA2048}"),
-])
+PROVIDER_ZONE = make_zone(
+    "provider.example",
+    [
+        ("s1.keys.dkim", "TXT", f"v=DKIM1; k=rsa; p={RSA2048}"),
+    ],
+)
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +147,12 @@ def proxy(world: NsdServer) -> Iterator[FaultProxy]:
         yield fault_proxy
 
 
-def run_check(make_session: SessionFactory, server: NsdServer | FaultProxy | str, domain: str,
-              selectors: tuple[str, ...] = ()) -> DkimReport:
+def run_check(
+    make_session: SessionFactory,
+    server: NsdServer | FaultProxy | str,
+    domain: str,
+    selectors: tuple[str, ...] = (),
+) -> DkimReport:
     return asyncio.run(check_dkim(make_session(server), domain, selectors))
 
 
@@ -182,16 +199,20 @@ def test_named_selector(world: NsdServer, make_session: SessionFactory, selector
         ("testing", "t=y"),
     ],
 )
-def test_finding_detail_names_the_cause(world: NsdServer, make_session: SessionFactory, selector: str,
-                                        needle: str) -> None:
+def test_finding_detail_names_the_cause(
+    world: NsdServer, make_session: SessionFactory, selector: str, needle: str
+) -> None:
     report = run_check(make_session, world, "keys.test", (selector,))
     assert any(needle in f.detail for f in report.findings), [f.detail for f in report.findings]
 
 
 @pytest.mark.parametrize(
     ("selector", "needle"),
-    [("nosuch", "does not exist (NXDOMAIN)"), ("nodata", "has no TXT record"),
-     ("provider-gone", "does not exist (NXDOMAIN)")],
+    [
+        ("nosuch", "does not exist (NXDOMAIN)"),
+        ("nodata", "has no TXT record"),
+        ("provider-gone", "does not exist (NXDOMAIN)"),
+    ],
 )
 def test_key_missing(world: NsdServer, make_session: SessionFactory, selector: str, needle: str) -> None:
     report = run_check(make_session, world, "keys.test", (selector,))
@@ -218,6 +239,7 @@ def test_several_named_selectors_each_judged(world: NsdServer, make_session: Ses
 
 
 # -- probing ----------------------------------------------------------------------------------------
+
 
 def test_probe_finds_nothing(proxy: FaultProxy, make_session: SessionFactory) -> None:
     report = run_check(make_session, proxy, "probe-none.test")
@@ -248,8 +270,9 @@ def test_probe_follows_a_cname_to_the_provider(world: NsdServer, make_session: S
 
 
 @pytest.mark.parametrize("domain", ["wild.test", "wild-token.test"])
-def test_wildcard_txt_is_not_a_key_when_probing(world: NsdServer, make_session: SessionFactory,
-                                               domain: str) -> None:
+def test_wildcard_txt_is_not_a_key_when_probing(
+    world: NsdServer, make_session: SessionFactory, domain: str
+) -> None:
     report = run_check(make_session, world, domain)
     assert report.keys == ()
     assert ids(report) == ["dkim.no_selector"]
@@ -273,8 +296,9 @@ OUTAGES = ["servfail", "refused", "timeout", "truncate"]
 
 
 @pytest.mark.parametrize("kind", OUTAGES)
-def test_named_selector_outage_is_temperror(proxy: FaultProxy, make_session: SessionFactory,
-                                            kind: str) -> None:
+def test_named_selector_outage_is_temperror(
+    proxy: FaultProxy, make_session: SessionFactory, kind: str
+) -> None:
     proxy.add_fault("rsa2048._domainkey.keys.test", kind)
     report = run_check(make_session, proxy, "keys.test", ("rsa2048", "rsa512"))
     assert ids(report) == ["dkim.weak_key", "dns.temperror"]
@@ -284,8 +308,9 @@ def test_named_selector_outage_is_temperror(proxy: FaultProxy, make_session: Ses
 
 
 @pytest.mark.parametrize("kind", OUTAGES)
-def test_outage_at_the_provider_is_temperror(proxy: FaultProxy, make_session: SessionFactory,
-                                             kind: str) -> None:
+def test_outage_at_the_provider_is_temperror(
+    proxy: FaultProxy, make_session: SessionFactory, kind: str
+) -> None:
     """The selector is a CNAME to a provider zone this NSD does not serve, so the resolver asks the
     provider's name itself (NSD would chase a CNAME into a zone it serves within one answer)."""
     proxy.add_fault("key.outside.example", kind)
@@ -296,16 +321,16 @@ def test_outage_at_the_provider_is_temperror(proxy: FaultProxy, make_session: Se
 
 
 @pytest.mark.parametrize("kind", OUTAGES)
-def test_probing_outage_is_temperror_not_no_selector(proxy: FaultProxy, make_session: SessionFactory,
-                                                     kind: str) -> None:
+def test_probing_outage_is_temperror_not_no_selector(
+    proxy: FaultProxy, make_session: SessionFactory, kind: str
+) -> None:
     proxy.add_fault("*._domainkey.probe-none.test", kind)
     report = run_check(make_session, proxy, "probe-none.test")
     assert ids(report) == ["dns.temperror"]
     assert f"{len(COMMON_SELECTORS)} DKIM key lookups failed" in report.findings[0].detail
 
 
-def test_partial_probing_outage_keeps_what_was_found(proxy: FaultProxy,
-                                                     make_session: SessionFactory) -> None:
+def test_partial_probing_outage_keeps_what_was_found(proxy: FaultProxy, make_session: SessionFactory) -> None:
     proxy.add_fault("selector1._domainkey.probe.test", "servfail")
     report = run_check(make_session, proxy, "probe.test")
     assert [k.selector for k in report.keys] == ["google"]
@@ -321,8 +346,10 @@ def test_truncated_with_tcp_fallback_reads_the_key(proxy: FaultProxy, make_sessi
 
 # -- selectors -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "expected"), [("Google", "google"), (" s1 ", "s1"),
-                                                ("a.b", "a.b"), ("k-1_x", "k-1_x")])
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("Google", "google"), (" s1 ", "s1"), ("a.b", "a.b"), ("k-1_x", "k-1_x")]
+)
 def test_validate_selector(text: str, expected: str) -> None:
     assert validate_selector(text) == expected
 
@@ -334,6 +361,7 @@ def test_invalid_selector(text: str) -> None:
 
 
 # -- third-party key records (dkimpy, mailauth) served from NSD --------------------------------------
+
 
 def _dkimpy_records() -> dict[str, str]:
     data = json.loads((DKIMPY / "dns_map.json").read_text())
@@ -438,11 +466,19 @@ def mailauth_nsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdServer
 
 @pytest.mark.parametrize(
     ("name", "key_type", "key_bits", "expected_ids"),
-    [("brisbane._domainkey.football.example.com", "ed25519", 256, []),
-     ("test._domainkey.football.example.com", "rsa", 1024, ["dkim.weak_key"])],
+    [
+        ("brisbane._domainkey.football.example.com", "ed25519", 256, []),
+        ("test._domainkey.football.example.com", "rsa", 1024, ["dkim.weak_key"]),
+    ],
 )
-def test_mailauth_key_records(mailauth_nsd: NsdServer, make_session: SessionFactory, name: str,
-                              key_type: str, key_bits: int, expected_ids: list[str]) -> None:
+def test_mailauth_key_records(
+    mailauth_nsd: NsdServer,
+    make_session: SessionFactory,
+    name: str,
+    key_type: str,
+    key_bits: int,
+    expected_ids: list[str],
+) -> None:
     assert name in _mailauth_records()
     selector, domain = _split(name)
     report = run_check(make_session, mailauth_nsd, domain, (selector,))

@@ -24,8 +24,10 @@ MAILAUTH_EC = TESTDATA / "dkim-mailauth-ec"
 
 PEM, PUB = rsa_key(2048)
 # dkimpy's 512-bit canonical.com key (cryptography refuses to generate keys under 1024 bits).
-WEAK_PUB = ("MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBANmBe10IgY+u7h3enWTukkqtUD5PR52Tb/mPfjC0QJTocVBq6Za/"
-            "PlzfV+Py92VaCak19F4WrbVTK5Gg5tW220MCAwEAAQ==")
+WEAK_PUB = (
+    "MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBANmBe10IgY+u7h3enWTukkqtUD5PR52Tb/mPfjC0QJTocVBq6Za/"
+    "PlzfV+Py92VaCak19F4WrbVTK5Gg5tW220MCAwEAAQ=="
+)
 ED_SEED, ED_PUB = ed25519_key()
 
 RECORDS = {
@@ -62,8 +64,12 @@ SIGNED = sign(message(), "example.com", "s1", PEM)
 def test_aligned_signature_passes(server: NsdServer) -> None:
     (result,) = verify(server.address, SIGNED)
     assert (result.result, result.reason, result.body_hash) == ("pass", "ok", "match")
-    assert (result.domain, result.selector, result.key_bits, result.key_type) == \
-        ("example.com", "s1", 2048, "rsa")
+    assert (result.domain, result.selector, result.key_bits, result.key_type) == (
+        "example.com",
+        "s1",
+        2048,
+        "rsa",
+    )
 
 
 def test_ed25519_signature_passes(server: NsdServer) -> None:
@@ -74,16 +80,14 @@ def test_ed25519_signature_passes(server: NsdServer) -> None:
 
 def test_list_footer_is_a_body_hash_mismatch_with_headers_intact(server: NsdServer) -> None:
     (result,) = verify(server.address, SIGNED + b"--\r\nTo unsubscribe, write to list@lists.example\r\n")
-    assert (result.result, result.reason, result.body_hash) == ("fail", dv.BODY_HASH_MISMATCH,
-                                                                 "mismatch")
+    assert (result.result, result.reason, result.body_hash) == ("fail", dv.BODY_HASH_MISMATCH, "mismatch")
     assert "headers are intact" in result.detail
 
 
 def test_tagged_subject_is_a_header_signature_mismatch(server: NsdServer) -> None:
     raw = SIGNED.replace(b"Subject: Quarterly", b"Subject: [team] Quarterly")
     (result,) = verify(server.address, raw)
-    assert (result.result, result.reason, result.body_hash) == ("fail", dv.HEADER_SIGNATURE_MISMATCH,
-                                                                 "match")
+    assert (result.result, result.reason, result.body_hash) == ("fail", dv.HEADER_SIGNATURE_MISMATCH, "match")
 
 
 def test_selector_never_published_is_key_missing(server: NsdServer) -> None:
@@ -92,11 +96,14 @@ def test_selector_never_published_is_key_missing(server: NsdServer) -> None:
     assert "google._domainkey.example.com" in result.detail
 
 
-@pytest.mark.parametrize(("selector", "private", "reason"), [
-    ("old", PEM, dv.KEY_REVOKED),
-    ("weak", PEM, dv.KEY_WEAK),
-    ("junk", PEM, dv.KEY_INVALID),
-])
+@pytest.mark.parametrize(
+    ("selector", "private", "reason"),
+    [
+        ("old", PEM, dv.KEY_REVOKED),
+        ("weak", PEM, dv.KEY_WEAK),
+        ("junk", PEM, dv.KEY_INVALID),
+    ],
+)
 def test_unusable_keys(server: NsdServer, selector: str, private: bytes, reason: str) -> None:
     (result,) = verify(server.address, sign(message(), "example.com", selector, private))
     assert (result.result, result.reason) == ("permerror", reason)
@@ -114,8 +121,11 @@ def test_headers_only_checks_the_header_signature(server: NsdServer) -> None:
     assert (result.result, result.body_hash) == ("pass", "not checked")
     tagged = headers.replace(b"Subject: Quarterly", b"Subject: [team] Quarterly")
     (broken,) = verify(server.address, tagged)
-    assert (broken.result, broken.reason, broken.body_hash) == \
-        ("fail", dv.HEADER_SIGNATURE_MISMATCH, "not checked")
+    assert (broken.result, broken.reason, broken.body_hash) == (
+        "fail",
+        dv.HEADER_SIGNATURE_MISMATCH,
+        "not checked",
+    )
 
 
 def test_empty_body_is_checked_when_it_was_signed_empty(server: NsdServer) -> None:
@@ -125,8 +135,7 @@ def test_empty_body_is_checked_when_it_was_signed_empty(server: NsdServer) -> No
 
 
 @pytest.mark.parametrize("fault", ["servfail", "timeout", "refused"])
-def test_key_outage_is_temperror_not_missing(nsd: NsdServer, fault_proxy: FaultProxy,
-                                             fault: str) -> None:
+def test_key_outage_is_temperror_not_missing(nsd: NsdServer, fault_proxy: FaultProxy, fault: str) -> None:
     nsd.set_zones(zones(RECORDS))
     fault_proxy.add_fault("s1._domainkey.example.com", fault)
     (result,) = verify(fault_proxy.address, SIGNED)
@@ -168,21 +177,26 @@ def _dkimpy_records(overrides: dict[str, str] | None = None) -> dict[str, list[t
 
 def _mailauth_records() -> dict[str, list[tuple[str, str]]]:
     data = json.loads((MAILAUTH_EC / "dns.json").read_text())
-    return {name: [("TXT", " ".join(txt(chunk) for chunk in record)) for record in types["TXT"]]
-            for name, types in data.items()}
+    return {
+        name: [("TXT", " ".join(txt(chunk) for chunk in record)) for record in types["TXT"]]
+        for name, types in data.items()
+    }
 
 
-@pytest.mark.parametrize(("source", "path"), [
-    ("dkimpy", DKIMPY / "rfc6376.signed.msg"),
-    ("mailauth", MAILAUTH_EC / "signed.eml"),
-])
-def test_two_signature_vectors_pass_and_break_on_appended_bytes(nsd: NsdServer, source: str,
-                                                                path: Path) -> None:
+@pytest.mark.parametrize(
+    ("source", "path"),
+    [
+        ("dkimpy", DKIMPY / "rfc6376.signed.msg"),
+        ("mailauth", MAILAUTH_EC / "signed.eml"),
+    ],
+)
+def test_two_signature_vectors_pass_and_break_on_appended_bytes(
+    nsd: NsdServer, source: str, path: Path
+) -> None:
     nsd.set_zones(zones(_dkimpy_records() if source == "dkimpy" else _mailauth_records()))
     raw = path.read_bytes()
     results = verify(nsd.address, raw)
-    assert [(r.result, r.algorithm) for r in results] == [("pass", "ed25519-sha256"),
-                                                          ("pass", "rsa-sha256")]
+    assert [(r.result, r.algorithm) for r in results] == [("pass", "ed25519-sha256"), ("pass", "rsa-sha256")]
     broken = verify(nsd.address, raw + b"appended\r\n")
     assert [(r.result, r.reason) for r in broken] == [("fail", dv.BODY_HASH_MISMATCH)] * 2
 
@@ -193,13 +207,17 @@ def test_exim_ed25519_vector_passes(nsd: NsdServer) -> None:
     assert (result.domain, result.selector, result.result) == ("test.ex", "sed", "pass")
 
 
-@pytest.mark.parametrize(("message_file", "key_file", "selector", "domain", "algorithm"), [
-    ("test.message", "test.private", "test", "example.com", b"rsa-sha256"),
-    ("ed25519test.msg", "ed25519test.key", "test", "example.net", b"ed25519-sha256"),
-    ("rfc6376.msg", "rfc8032_7_1.key", "brisbane", "football.example.com", b"ed25519-sha256"),
-])
-def test_dkimpy_sign_then_verify_vectors(nsd: NsdServer, message_file: str, key_file: str,
-                                         selector: str, domain: str, algorithm: bytes) -> None:
+@pytest.mark.parametrize(
+    ("message_file", "key_file", "selector", "domain", "algorithm"),
+    [
+        ("test.message", "test.private", "test", "example.com", b"rsa-sha256"),
+        ("ed25519test.msg", "ed25519test.key", "test", "example.net", b"ed25519-sha256"),
+        ("rfc6376.msg", "rfc8032_7_1.key", "brisbane", "football.example.com", b"ed25519-sha256"),
+    ],
+)
+def test_dkimpy_sign_then_verify_vectors(
+    nsd: NsdServer, message_file: str, key_file: str, selector: str, domain: str, algorithm: bytes
+) -> None:
     nsd.set_zones(zones(_dkimpy_records()))
     raw = (DKIMPY / message_file).read_bytes()
     if not raw.lstrip().lower().startswith(b"from:") and b"\nFrom:" not in raw:
@@ -210,25 +228,33 @@ def test_dkimpy_sign_then_verify_vectors(nsd: NsdServer, message_file: str, key_
     assert verify(nsd.address, signed + b"foo")[0].reason == dv.BODY_HASH_MISMATCH
 
 
-@pytest.mark.parametrize(("variant", "expected"), [
-    ("test2.txt", ("pass", dv.OK)),  # no k= tag: RSA is the default
-    ("badversion.txt", ("permerror", dv.KEY_INVALID)),  # "v=DKIM1:" is not v=DKIM1
-    ("badk.txt", ("permerror", dv.KEY_INVALID)),  # unknown k= algorithm
-    ("test_tlsrpt.txt", ("permerror", dv.SIGNATURE_INVALID)),  # s=tlsrpt key on ordinary mail
-])
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ("test2.txt", ("pass", dv.OK)),  # no k= tag: RSA is the default
+        ("badversion.txt", ("permerror", dv.KEY_INVALID)),  # "v=DKIM1:" is not v=DKIM1
+        ("badk.txt", ("permerror", dv.KEY_INVALID)),  # unknown k= algorithm
+        ("test_tlsrpt.txt", ("permerror", dv.SIGNATURE_INVALID)),  # s=tlsrpt key on ordinary mail
+    ],
+)
 def test_dkimpy_key_variants(nsd: NsdServer, variant: str, expected: tuple[str, str]) -> None:
     name = "test._domainkey.example.com."
     nsd.set_zones(zones(_dkimpy_records({name: (DKIMPY / variant).read_text().strip()})))
-    signed = sign((DKIMPY / "test.message").read_bytes(), "example.com", "test",
-                  (DKIMPY / "test.private").read_bytes())
+    signed = sign(
+        (DKIMPY / "test.message").read_bytes(), "example.com", "test", (DKIMPY / "test.private").read_bytes()
+    )
     (result,) = verify(nsd.address, signed)
     assert (result.result, result.reason) == expected
 
 
 def test_dkimpy_empty_key_record_is_invalid_not_revoked(nsd: NsdServer) -> None:
     nsd.set_zones(zones(_dkimpy_records()))
-    signed = sign((DKIMPY / "test.message").read_bytes(), "example.com", "missing",
-                  (DKIMPY / "test.private").read_bytes())
+    signed = sign(
+        (DKIMPY / "test.message").read_bytes(),
+        "example.com",
+        "missing",
+        (DKIMPY / "test.private").read_bytes(),
+    )
     (result,) = verify(nsd.address, signed)
     assert (result.result, result.reason) == ("permerror", dv.KEY_INVALID)
 

@@ -27,8 +27,9 @@ DMARC_RECORDS: dict[str, list[str]] = {
     "testing-n.test": ["v=DMARC1; p=reject; t=n; rua=mailto:dmarc@testing-n.test"],
     "sp-weaker.test": ["v=DMARC1; p=reject; sp=none; rua=mailto:dmarc@sp-weaker.test"],
     "np-weaker.test": ["v=DMARC1; p=reject; np=quarantine; rua=mailto:dmarc@np-weaker.test"],
-    "sp-stronger.test": ["v=DMARC1; p=quarantine; sp=reject; np=quarantine; "
-                         "rua=mailto:dmarc@sp-stronger.test"],
+    "sp-stronger.test": [
+        "v=DMARC1; p=quarantine; sp=reject; np=quarantine; rua=mailto:dmarc@sp-stronger.test"
+    ],
     "norua.test": ["v=DMARC1; p=reject"],
     "ruf-only.test": ["v=DMARC1; p=reject; ruf=mailto:f@ruf-only.test"],
     "syntax-block.test": ["v=DMARC1; p=block; rua=mailto:dmarc@syntax-block.test"],
@@ -38,13 +39,16 @@ DMARC_RECORDS: dict[str, list[str]] = {
     "syntax-unusable.test": ["v=DMARC1; p=block"],
     "no-p.test": ["v=DMARC1; rua=mailto:dmarc@no-p.test"],
     "multiple.test": ["v=DMARC1; p=reject; rua=mailto:dmarc@multiple.test", "v=DMARC1; p=none"],
-    "one-plus-noise.test": ["v=DMARC1; p=reject; rua=mailto:dmarc@one-plus-noise.test",
-                            "some-verification-token=abc"],
+    "one-plus-noise.test": [
+        "v=DMARC1; p=reject; rua=mailto:dmarc@one-plus-noise.test",
+        "some-verification-token=abc",
+    ],
     "pct.test": ["v=DMARC1; p=reject; pct=50; rua=mailto:dmarc@pct.test"],
     "rf.test": ["v=DMARC1; p=reject; rf=afrf; rua=mailto:dmarc@rf.test"],
     "ri.test": ["v=DMARC1; p=reject; ri=86400; rua=mailto:dmarc@ri.test"],
-    "all-deprecated.test": ["v=DMARC1; p=reject; pct=100; rf=afrf; ri=3600; "
-                            "rua=mailto:dmarc@all-deprecated.test"],
+    "all-deprecated.test": [
+        "v=DMARC1; p=reject; pct=100; rf=afrf; ri=3600; rua=mailto:dmarc@all-deprecated.test"
+    ],
     "rua-ext.test": ["v=DMARC1; p=reject; rua=mailto:dmarc@collector.test"],
     "ruf-ext.test": ["v=DMARC1; p=reject; rua=mailto:d@ruf-ext.test; ruf=mailto:f@collector.test"],
     "rua-auth.test": ["v=DMARC1; p=reject; rua=mailto:dmarc@collector.test"],
@@ -73,8 +77,11 @@ OTHER_RECORDS = [
 
 
 def _world_zone() -> str:
-    records = [(f"_dmarc.{name.removesuffix('.test')}", "TXT", value)
-               for name, values in DMARC_RECORDS.items() for value in values]
+    records = [
+        (f"_dmarc.{name.removesuffix('.test')}", "TXT", value)
+        for name, values in DMARC_RECORDS.items()
+        for value in values
+    ]
     return make_zone("test", [*records, *OTHER_RECORDS])
 
 
@@ -91,8 +98,7 @@ def proxy(world: NsdServer) -> Iterator[FaultProxy]:
         yield fault_proxy
 
 
-def run_check(session_factory: SessionFactory, server: NsdServer | FaultProxy, domain: str
-              ) -> DmarcReport:
+def run_check(session_factory: SessionFactory, server: NsdServer | FaultProxy, domain: str) -> DmarcReport:
     return asyncio.run(check_dmarc(session_factory(server), domain))
 
 
@@ -138,8 +144,12 @@ SCENARIOS = [
     ("a.b.c.org.test", ["dmarc.inherited"], "reject", "org.test"),
     ("noise-sub.org.test", ["dmarc.inherited"], "reject", "org.test"),
     ("mail.org-nosp.test", ["dmarc.inherited"], "quarantine", "org-nosp.test"),
-    ("mail.org-spnone.test", ["dmarc.inherited", "dmarc.policy_none", "dmarc.subdomain_weaker"],
-     "none", "org-spnone.test"),
+    (
+        "mail.org-spnone.test",
+        ["dmarc.inherited", "dmarc.policy_none", "dmarc.subdomain_weaker"],
+        "none",
+        "org-spnone.test",
+    ),
     ("mail.org-testing.test", ["dmarc.inherited", "dmarc.testing"], "quarantine", "org-testing.test"),
     ("org.test", [], "quarantine", "org.test"),
     ("missing.test", ["dmarc.missing"], None, None),
@@ -152,10 +162,17 @@ SCENARIOS = [
 ]
 
 
-@pytest.mark.parametrize(("domain", "expected_ids", "policy", "location"), SCENARIOS,
-                         ids=[s[0] for s in SCENARIOS])
-def test_findings(world: NsdServer, make_session: SessionFactory, domain: str, expected_ids: list[str],
-                  policy: str | None, location: str | None) -> None:
+@pytest.mark.parametrize(
+    ("domain", "expected_ids", "policy", "location"), SCENARIOS, ids=[s[0] for s in SCENARIOS]
+)
+def test_findings(
+    world: NsdServer,
+    make_session: SessionFactory,
+    domain: str,
+    expected_ids: list[str],
+    policy: str | None,
+    location: str | None,
+) -> None:
     report = run_check(make_session, world, domain)
     assert ids(report) == sorted(expected_ids), [f.detail for f in report.findings]
     assert report.policy == policy
@@ -191,24 +208,25 @@ def test_findings(world: NsdServer, make_session: SessionFactory, domain: str, e
         ("testing.test", ["quarantine instead of reject"]),
     ],
 )
-def test_finding_details_name_the_cause(world: NsdServer, make_session: SessionFactory, domain: str,
-                                        needles: list[str]) -> None:
+def test_finding_details_name_the_cause(
+    world: NsdServer, make_session: SessionFactory, domain: str, needles: list[str]
+) -> None:
     report = run_check(make_session, world, domain)
     text = "\n".join(f"{f.detail}\n{f.fix}\n{f.record or ''}" for f in report.findings)
     for needle in needles:
         assert needle in text
 
 
-def test_rua_mixed_names_only_the_unauthorised_destination(world: NsdServer,
-                                                          make_session: SessionFactory) -> None:
+def test_rua_mixed_names_only_the_unauthorised_destination(
+    world: NsdServer, make_session: SessionFactory
+) -> None:
     report = run_check(make_session, world, "rua-mixed.test")
     (unauthorized,) = [f for f in report.findings if f.id == "dmarc.rua_unauthorized"]
     assert "other-collector.test" in unauthorized.detail
     assert "rua-mixed.test._report._dmarc.collector.test" not in unauthorized.detail
 
 
-def test_same_organization_rua_asks_no_authorization(proxy: FaultProxy,
-                                                     make_session: SessionFactory) -> None:
+def test_same_organization_rua_asks_no_authorization(proxy: FaultProxy, make_session: SessionFactory) -> None:
     run_check(make_session, proxy, "rua-same.test")
     assert not any("_report._dmarc" in name for name, _, _ in proxy.queries)
 
@@ -218,19 +236,51 @@ def test_same_organization_rua_asks_no_authorization(proxy: FaultProxy,
     [
         ("missing.test", ["missing.test", "test"]),
         ("sub.missing.test", ["sub.missing.test", "missing.test", "test"]),
-        ("a.b.c.d.e.f.test", ["a.b.c.d.e.f.test", "b.c.d.e.f.test", "c.d.e.f.test", "d.e.f.test",
-                              "e.f.test", "f.test", "test"]),
+        (
+            "a.b.c.d.e.f.test",
+            [
+                "a.b.c.d.e.f.test",
+                "b.c.d.e.f.test",
+                "c.d.e.f.test",
+                "d.e.f.test",
+                "e.f.test",
+                "f.test",
+                "test",
+            ],
+        ),
         # 8 labels: the name, then 7, 6, ... 1 labels: 8 queries
-        ("a.b.c.d.e.f.g.test", ["a.b.c.d.e.f.g.test", "b.c.d.e.f.g.test", "c.d.e.f.g.test",
-                                "d.e.f.g.test", "e.f.g.test", "f.g.test", "g.test", "test"]),
+        (
+            "a.b.c.d.e.f.g.test",
+            [
+                "a.b.c.d.e.f.g.test",
+                "b.c.d.e.f.g.test",
+                "c.d.e.f.g.test",
+                "d.e.f.g.test",
+                "e.f.g.test",
+                "f.g.test",
+                "g.test",
+                "test",
+            ],
+        ),
         # 12 labels: the name, then jump to its last 7 labels: still 8 queries (RFC 9989 §4.10)
-        ("a.b.c.d.e.f.g.h.i.j.k.test", ["a.b.c.d.e.f.g.h.i.j.k.test", "f.g.h.i.j.k.test",
-                                        "g.h.i.j.k.test", "h.i.j.k.test", "i.j.k.test", "j.k.test",
-                                        "k.test", "test"]),
+        (
+            "a.b.c.d.e.f.g.h.i.j.k.test",
+            [
+                "a.b.c.d.e.f.g.h.i.j.k.test",
+                "f.g.h.i.j.k.test",
+                "g.h.i.j.k.test",
+                "h.i.j.k.test",
+                "i.j.k.test",
+                "j.k.test",
+                "k.test",
+                "test",
+            ],
+        ),
     ],
 )
-def test_missing_walks_the_tree(proxy: FaultProxy, make_session: SessionFactory, domain: str,
-                                walk: list[str]) -> None:
+def test_missing_walks_the_tree(
+    proxy: FaultProxy, make_session: SessionFactory, domain: str, walk: list[str]
+) -> None:
     assert tree_walk_names(domain) == walk
     report = run_check(make_session, proxy, domain)
     assert ids(report) == ["dmarc.missing"]
@@ -246,8 +296,14 @@ def test_missing_walks_the_tree(proxy: FaultProxy, make_session: SessionFactory,
 
 @pytest.mark.parametrize(
     ("domain", "count"),
-    [("test", 1), ("example.test", 2), ("x." * 6 + "test", 7), ("x." * 7 + "test", 8),
-     ("x." * 8 + "test", 8), ("x." * 30 + "test", 8)],
+    [
+        ("test", 1),
+        ("example.test", 2),
+        ("x." * 6 + "test", 7),
+        ("x." * 7 + "test", 8),
+        ("x." * 8 + "test", 8),
+        ("x." * 30 + "test", 8),
+    ],
 )
 def test_tree_walk_asks_at_most_eight(domain: str, count: int) -> None:
     names = tree_walk_names(domain)
@@ -268,11 +324,18 @@ def test_deep_name_inherits_through_the_jump(world: NsdServer, make_session: Ses
 
 
 def test_severities_match_findings_md(world: NsdServer, make_session: SessionFactory) -> None:
-    expected = {"dmarc.missing": Severity.ERROR, "dmarc.multiple": Severity.ERROR,
-                "dmarc.syntax": Severity.ERROR, "dmarc.policy_none": Severity.WARNING,
-                "dmarc.testing": Severity.WARNING, "dmarc.subdomain_weaker": Severity.WARNING,
-                "dmarc.no_rua": Severity.WARNING, "dmarc.rua_unauthorized": Severity.WARNING,
-                "dmarc.deprecated_tag": Severity.INFO, "dmarc.inherited": Severity.INFO}
+    expected = {
+        "dmarc.missing": Severity.ERROR,
+        "dmarc.multiple": Severity.ERROR,
+        "dmarc.syntax": Severity.ERROR,
+        "dmarc.policy_none": Severity.WARNING,
+        "dmarc.testing": Severity.WARNING,
+        "dmarc.subdomain_weaker": Severity.WARNING,
+        "dmarc.no_rua": Severity.WARNING,
+        "dmarc.rua_unauthorized": Severity.WARNING,
+        "dmarc.deprecated_tag": Severity.INFO,
+        "dmarc.inherited": Severity.INFO,
+    }
     seen = {}
     for domain, *_ in SCENARIOS:
         for found in run_check(make_session, world, domain).findings:
@@ -298,8 +361,9 @@ OUTAGES = ["servfail", "refused", "timeout", "truncate"]
         ("a.b.c.d.e.f.g.h.i.j.k.test", "_dmarc.f.g.h.i.j.k.test"),  # the 7-label jump
     ],
 )
-def test_outage_is_temperror_never_missing(proxy: FaultProxy, make_session: SessionFactory,
-                                           domain: str, fault_name: str, kind: str) -> None:
+def test_outage_is_temperror_never_missing(
+    proxy: FaultProxy, make_session: SessionFactory, domain: str, fault_name: str, kind: str
+) -> None:
     proxy.add_fault(fault_name, kind)
     report = run_check(make_session, proxy, domain)
     assert ids(report) == ["dns.temperror"]
@@ -310,8 +374,9 @@ def test_outage_is_temperror_never_missing(proxy: FaultProxy, make_session: Sess
 
 
 @pytest.mark.parametrize("kind", OUTAGES)
-def test_outage_above_the_record_does_not_matter(proxy: FaultProxy, make_session: SessionFactory,
-                                                 kind: str) -> None:
+def test_outage_above_the_record_does_not_matter(
+    proxy: FaultProxy, make_session: SessionFactory, kind: str
+) -> None:
     """The walk stops at the first record: a failure further up changes nothing."""
     proxy.add_fault("_dmarc.test", kind)
     assert ids(run_check(make_session, proxy, "good.test")) == []
@@ -321,8 +386,9 @@ def test_outage_above_the_record_does_not_matter(proxy: FaultProxy, make_session
 
 
 @pytest.mark.parametrize("kind", OUTAGES)
-def test_outage_at_report_authorization_is_temperror(proxy: FaultProxy, make_session: SessionFactory,
-                                                     kind: str) -> None:
+def test_outage_at_report_authorization_is_temperror(
+    proxy: FaultProxy, make_session: SessionFactory, kind: str
+) -> None:
     proxy.add_fault("rua-auth.test._report._dmarc.collector.test", kind)
     report = run_check(make_session, proxy, "rua-auth.test")
     assert ids(report) == ["dns.temperror"]
@@ -331,11 +397,16 @@ def test_outage_at_report_authorization_is_temperror(proxy: FaultProxy, make_ses
 
 @pytest.mark.parametrize(
     ("domain", "expected_ids"),
-    [("good.test", []), ("multiple.test", ["dmarc.multiple"]), ("none.test", ["dmarc.policy_none"]),
-     ("mail.org.test", ["dmarc.inherited"])],
+    [
+        ("good.test", []),
+        ("multiple.test", ["dmarc.multiple"]),
+        ("none.test", ["dmarc.policy_none"]),
+        ("mail.org.test", ["dmarc.inherited"]),
+    ],
 )
-def test_truncated_with_tcp_fallback_works(proxy: FaultProxy, make_session: SessionFactory,
-                                           domain: str, expected_ids: list[str]) -> None:
+def test_truncated_with_tcp_fallback_works(
+    proxy: FaultProxy, make_session: SessionFactory, domain: str, expected_ids: list[str]
+) -> None:
     proxy.add_fault("*.test", "truncate_ok")
     report = run_check(make_session, proxy, domain)
     assert ids(report) == expected_ids
@@ -345,10 +416,17 @@ def test_truncated_with_tcp_fallback_works(proxy: FaultProxy, make_session: Sess
 def test_truncated_large_answer_from_nsd_itself(nsd: NsdServer, make_session: SessionFactory) -> None:
     """Several long TXT strings at _dmarc exceed the UDP payload: NSD truncates, TCP recovers them."""
     noise = [("_dmarc", "TXT", f"token-{i}-" + "x" * 250) for i in range(6)]
-    nsd.set_zones({"test": make_zone("test", [
-        ("_dmarc.big", "TXT", "v=DMARC1; p=reject; rua=mailto:d@big.test"),
-        *(("_dmarc.big", "TXT", value) for _, _, value in noise),
-    ])})
+    nsd.set_zones(
+        {
+            "test": make_zone(
+                "test",
+                [
+                    ("_dmarc.big", "TXT", "v=DMARC1; p=reject; rua=mailto:d@big.test"),
+                    *(("_dmarc.big", "TXT", value) for _, _, value in noise),
+                ],
+            )
+        }
+    )
     report = asyncio.run(check_dmarc(make_session(nsd), "big.test"))
     assert ids(report) == []
     assert report.policy == "reject"
@@ -358,14 +436,14 @@ def test_recheck_sees_a_fix(nsd: NsdServer, make_session: SessionFactory) -> Non
     """Each check reads DNS afresh (no answer cached across sessions)."""
     nsd.set_zones({"test": make_zone("test", [("_dmarc.fixme", "TXT", "v=DMARC1; p=none")])})
     assert "dmarc.policy_none" in ids(asyncio.run(check_dmarc(make_session(nsd), "fixme.test")))
-    nsd.set_zones({"test": make_zone("test", [
-        ("_dmarc.fixme", "TXT", "v=DMARC1; p=reject; rua=mailto:d@fixme.test")])})
+    nsd.set_zones(
+        {"test": make_zone("test", [("_dmarc.fixme", "TXT", "v=DMARC1; p=reject; rua=mailto:d@fixme.test")])}
+    )
     assert ids(asyncio.run(check_dmarc(make_session(nsd), "fixme.test"))) == []
 
 
 def test_unreachable_server_is_temperror(make_session: SessionFactory) -> None:
     from tests.dnstest import free_port
 
-    report = asyncio.run(check_dmarc(make_session(f"127.0.0.1:{free_port()}", timeout=0.2),
-                                     "good.test"))
+    report = asyncio.run(check_dmarc(make_session(f"127.0.0.1:{free_port()}", timeout=0.2), "good.test"))
     assert ids(report) == ["dns.temperror"]

@@ -20,9 +20,9 @@ from handlers.dmarc_record import DEPRECATED_TAGS, is_dmarc_record, parse_dmarc_
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 CHECKDMARC = json.loads(
-    (TESTDATA / "record-parsing-checkdmarc" / "checkdmarc_dmarc_record_cases.json").read_text())
-MAIL_DMARC = json.loads(
-    (TESTDATA / "dmarc-verdict-cases" / "mail_dmarc_perl_cases.json").read_text())
+    (TESTDATA / "record-parsing-checkdmarc" / "checkdmarc_dmarc_record_cases.json").read_text()
+)
+MAIL_DMARC = json.loads((TESTDATA / "dmarc-verdict-cases" / "mail_dmarc_perl_cases.json").read_text())
 POLICY_CASES: dict[str, Any] = MAIL_DMARC["policy_record_cases"]
 URI_CASES: dict[str, Any] = MAIL_DMARC["reporting_uri_cases"]
 
@@ -95,8 +95,9 @@ def test_checkdmarc_table(case: dict[str, Any], record_text: str) -> None:
         ("v=DMARC1; rua=mailto:dmarc@example.com", None, None, None, False, "u"),
     ],
 )
-def test_checkdmarc_rfc9989_defaults(record_text: str, policy: str | None, sp: str | None,
-                                     np: str | None, testing: bool, psd: str) -> None:
+def test_checkdmarc_rfc9989_defaults(
+    record_text: str, policy: str | None, sp: str | None, np: str | None, testing: bool, psd: str
+) -> None:
     """np defaults to sp then p; t defaults to n; psd to u; no p with a rua means none."""
     record = parse_dmarc_record(record_text)
     assert (record.p, record.sp, record.np, record.testing, record.psd) == (policy, sp, np, testing, psd)
@@ -105,6 +106,7 @@ def test_checkdmarc_rfc9989_defaults(record_text: str, policy: str | None, sp: s
 
 
 # -- Mail::DMARC: tag values ------------------------------------------------------------------------
+
 
 def _record_with(tag: str, value: object) -> str:
     if tag == "v":
@@ -145,8 +147,13 @@ def test_mail_dmarc_valid_tag_values(tag: str, value: object) -> None:
 
 @pytest.mark.parametrize(
     ("tag", "value"),
-    [(tag, value) for tag, values in POLICY_CASES["tag_values_valid"].items() if tag in ("rua", "ruf")
-     for value in values if str(value).lower().startswith("http")],
+    [
+        (tag, value)
+        for tag, values in POLICY_CASES["tag_values_valid"].items()
+        if tag in ("rua", "ruf")
+        for value in values
+        if str(value).lower().startswith("http")
+    ],
 )
 def test_mail_dmarc_http_report_uris_are_not_deliverable(tag: str, value: str) -> None:
     """Mail::DMARC (RFC 7489) accepts http(s) report URIs; RFC 9990 delivers reports only by mail,
@@ -156,16 +163,18 @@ def test_mail_dmarc_http_report_uris_are_not_deliverable(tag: str, value: str) -
     assert getattr(record, tag) == ()
 
 
-@pytest.mark.parametrize(
-    "value", [v for v in POLICY_CASES["tag_values_valid"]["v"] if v != "DMARC1"])
+@pytest.mark.parametrize("value", [v for v in POLICY_CASES["tag_values_valid"]["v"] if v != "DMARC1"])
 def test_mail_dmarc_v_value_must_match_precisely(value: str) -> None:
     """Mail::DMARC accepts v=dmarc1; RFC 9989 §4.7: the value MUST match DMARC1 precisely."""
     assert not is_dmarc_record(_record_with("v", value))
 
 
 def _invalid_tag_params() -> list[Any]:
-    return [pytest.param(tag, value, id=f"{tag}={value}")
-            for tag, values in POLICY_CASES["tag_values_invalid"].items() for value in values]
+    return [
+        pytest.param(tag, value, id=f"{tag}={value}")
+        for tag, values in POLICY_CASES["tag_values_invalid"].items()
+        for value in values
+    ]
 
 
 @pytest.mark.parametrize(("tag", "value"), _invalid_tag_params())
@@ -192,11 +201,13 @@ _RECORD_XFAIL = {
     "v=DMARC1\\; p=reject\\;": (
         "the published record literally holds backslashes (a zone-file escaping mistake): to us "
         "“v=DMARC1\\” is not v=DMARC1 and “reject\\” is not a policy, so the record is not applied; "
-        "Mail::DMARC tolerates it. We would rather tell the owner to fix the record."),
+        "Mail::DMARC tolerates it. We would rather tell the owner to fix the record."
+    ),
     "v=DMARC1; psd=y": (
         "RFC 9989 §4.10.1 as REFERENCE.md reads it: a record with no p= is applied (as none) only when "
         "it has a valid rua=; this PSD record has neither, so it is not usable as a policy for us "
-        "(its psd=y still marks the organizational domain). Mail::DMARC accepts it."),
+        "(its psd=y still marks the organizational domain). Mail::DMARC accepts it."
+    ),
 }
 
 
@@ -234,8 +245,9 @@ def test_mail_dmarc_records(case: dict[str, Any]) -> None:
 
 
 def _sloppy_params() -> list[Any]:
-    return [pytest.param(case, id=case["domain"]) for case in
-            POLICY_CASES["real_world_sloppy_records_tolerated"]]
+    return [
+        pytest.param(case, id=case["domain"]) for case in POLICY_CASES["real_world_sloppy_records_tolerated"]
+    ]
 
 
 @pytest.mark.parametrize("case", _sloppy_params())
@@ -248,16 +260,14 @@ def test_mail_dmarc_sloppy_real_world_records_are_applied(case: dict[str, Any]) 
     assert record.usable
     assert record.p == text.split("p=", 1)[1].split(";", 1)[0].lower()
     assert record.rua or "rua=" not in text
-    sloppy = [part.strip() for part in text.split(";")
-              if part.strip() and "=" not in part]
+    sloppy = [part.strip() for part in text.split(";") if part.strip() and "=" not in part]
     for part in sloppy:
         assert any(f"“{part}”" in problem for problem in record.problems), (part, record.problems)
     if not sloppy:
         assert record.problems == ()
 
 
-@pytest.mark.parametrize("case", POLICY_CASES["real_world_unhandled_records"],
-                         ids=lambda c: c["domain"])
+@pytest.mark.parametrize("case", POLICY_CASES["real_world_unhandled_records"], ids=lambda c: c["domain"])
 def test_mail_dmarc_unhandled_real_world_records_never_crash(case: dict[str, Any]) -> None:
     """Upstream has no expectation for these: parsing must not raise, and each is either not a
     DMARC record (v=dmarc1: RFC 9989 §4.7 wants DMARC1 precisely) or has a problem."""
@@ -270,6 +280,7 @@ def test_mail_dmarc_unhandled_real_world_records_never_crash(case: dict[str, Any
 
 
 # -- Mail::DMARC: report URIs -----------------------------------------------------------------------
+
 
 def _uri_params() -> list[Any]:
     params = []

@@ -40,8 +40,9 @@ def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NsdServer, F
         server.stop()
 
 
-def serve(dns: tuple[NsdServer, FaultProxy], records: dict[str, list[tuple[str, str]]],
-          timeouts: list[str] = ()) -> DnsSession:  # type: ignore[assignment]
+def serve(
+    dns: tuple[NsdServer, FaultProxy], records: dict[str, list[tuple[str, str]]], timeouts: list[str] = ()
+) -> DnsSession:  # type: ignore[assignment]
     """Serve `records`, drop queries for `timeouts`, and give a fresh session through the proxy."""
     server, proxy = dns
     server.set_zones(zones(records))
@@ -63,11 +64,11 @@ def _tld_anchor(records: dict[str, list[tuple[str, str]]], *names: str) -> None:
 
 MAILAUTH_XFAIL = {
     "mailauth-028": "evaluate_dmarc takes no ARC result: ARC seals are reported by the message "
-                    "verdict as cause.forwarded context, not folded into a DMARC comment",
+    "verdict as cause.forwarded context, not folded into a DMARC comment",
     "mailauth-029": "mailauth's underSized (DKIM l= body-length) tracking has no counterpart: "
-                    "evaluate_dmarc takes the d= of signatures that verified",
+    "evaluate_dmarc takes the d= of signatures that verified",
     "mailauth-034": "mailauth's underSized (DKIM l= body-length) tracking has no counterpart "
-                    "(the pass/strict-alignment parts of this case agree)",
+    "(the pass/strict-alignment parts of this case agree)",
 }
 
 
@@ -95,8 +96,9 @@ def _domain_of(item: Any) -> str:
     return item if isinstance(item, str) else item["domain"]
 
 
-def _run_mailauth_call(dns: tuple[NsdServer, FaultProxy], call: dict[str, Any]
-                       ) -> tuple[DmarcVerdict | None, FaultProxy]:
+def _run_mailauth_call(
+    dns: tuple[NsdServer, FaultProxy], call: dict[str, Any]
+) -> tuple[DmarcVerdict | None, FaultProxy]:
     header_from = call["header_from"]
     addresses = header_from if isinstance(header_from, list) else [header_from]
     if "@" in addresses[0]:
@@ -115,8 +117,9 @@ def _run_mailauth_call(dns: tuple[NsdServer, FaultProxy], call: dict[str, Any]
     return asyncio.run(evaluate_dmarc(session, from_domain, spf, dkim)), dns[1]
 
 
-def _check_mailauth(expect: dict[str, Any], verdict: DmarcVerdict | None, proxy: FaultProxy,
-                    call: dict[str, Any]) -> None:
+def _check_mailauth(
+    expect: dict[str, Any], verdict: DmarcVerdict | None, proxy: FaultProxy, call: dict[str, Any]
+) -> None:
     field, op, value, negate = expect["field"], expect["op"], expect.get("value"), expect["negate"]
     if field == "(result)" and op == "false":
         assert verdict is None
@@ -124,8 +127,9 @@ def _check_mailauth(expect: dict[str, Any], verdict: DmarcVerdict | None, proxy:
     assert verdict is not None
     record = verdict.record
     if field == "(result)" and op == "property":
-        present = (getattr(verdict, value, None) is not None) if value == "policy" \
-            else hasattr(verdict, str(value))
+        present = (
+            (getattr(verdict, value, None) is not None) if value == "policy" else hasattr(verdict, str(value))
+        )
         assert present != negate
         return
     if field.startswith("(dmarc TXT query sequence"):
@@ -193,8 +197,9 @@ def _mailauth_params() -> list[Any]:
         marks = []
         if case["id"] in MAILAUTH_XFAIL:
             marks.append(pytest.mark.xfail(reason=MAILAUTH_XFAIL[case["id"]], strict=True))
-        params.append(pytest.param(case, id=case["id"] + ("-rfc9989" if case["skipped_upstream"]
-                                                          else ""), marks=marks))
+        params.append(
+            pytest.param(case, id=case["id"] + ("-rfc9989" if case["skipped_upstream"] else ""), marks=marks)
+        )
     return params
 
 
@@ -215,14 +220,14 @@ def test_mailauth_table_is_complete() -> None:
 # -- Mail::DMARC -------------------------------------------------------------------------------
 
 MAIL_DMARC_XFAIL = {
-    "mdm-validate-psd-y": "RFC 9989 §4.10.1: the record found by the walk (\"v=DMARC1; psd=y\") has "
-                          "no valid p= and no rua=, so no DMARC processing applies (result none); "
-                          "Mail::DMARC applies it as p=none and reports fail",
+    "mdm-validate-psd-y": 'RFC 9989 §4.10.1: the record found by the walk ("v=DMARC1; psd=y") has '
+    "no valid p= and no rua=, so no DMARC processing applies (result none); "
+    "Mail::DMARC applies it as p=none and reports fail",
     "mdm30-psl-exception": "RFC 9989 replaced the Public Suffix List with the DNS tree walk: with "
-                           "no DMARC record in the tree the Organizational Domain of bar.www.ck "
-                           "is the name itself, not the PSL's www.ck",
+    "no DMARC record in the tree the Organizational Domain of bar.www.ck "
+    "is the name itself, not the PSL's www.ck",
     "mdm30-whitelist": "a receiver's local policy override (IP whitelist) is not modelled: the "
-                       "verdict gives the domain's policy (reject), not one receiver's disposition",
+    "verdict gives the domain's policy (reject), not one receiver's disposition",
 }
 
 
@@ -275,8 +280,12 @@ def test_mail_dmarc_case(dns: tuple[NsdServer, FaultProxy], case: dict[str, Any]
     kind, expect = case["kind"], case["expect"]
     records = _mail_dmarc_records(case)
     domain = case.get("domain") or case.get("header_from", "")
-    _tld_anchor(records, domain, *(d["domain"] for d in case.get("dkim", [])),
-                *(s["domain"] for s in case.get("spf", [])))
+    _tld_anchor(
+        records,
+        domain,
+        *(d["domain"] for d in case.get("dkim", [])),
+        *(s["domain"] for s in case.get("spf", [])),
+    )
     session = serve(dns, records)
 
     if kind == "organizational_domain":
@@ -300,10 +309,10 @@ def test_mail_dmarc_case(dns: tuple[NsdServer, FaultProxy], case: dict[str, Any]
     dkim = [d["domain"] for d in case.get("dkim", []) if d.get("result") == "pass"]
     mfrom = [s for s in case.get("spf", []) if s.get("scope", "mfrom") == "mfrom"]
     # One message has one MAIL FROM; a case listing several is evaluated once per MAIL FROM.
-    verdicts = [asyncio.run(evaluate_dmarc(session, from_domain, (s["domain"], s["result"]), dkim))
-                for s in mfrom] or [asyncio.run(evaluate_dmarc(session, from_domain, None, dkim))]
-    spf_aligned = [v.spf for v in verdicts if v.spf is not None and v.spf.authenticated
-                   and v.spf.aligned]
+    verdicts = [
+        asyncio.run(evaluate_dmarc(session, from_domain, (s["domain"], s["result"]), dkim)) for s in mfrom
+    ] or [asyncio.run(evaluate_dmarc(session, from_domain, None, dkim))]
+    spf_aligned = [v.spf for v in verdicts if v.spf is not None and v.spf.authenticated and v.spf.aligned]
     verdict = next((v for v in verdicts if v.passed), verdicts[0])
     if "spf_aligned" in expect:
         assert bool(spf_aligned) == expect["spf_aligned"]
@@ -331,7 +340,7 @@ def test_mail_dmarc_case(dns: tuple[NsdServer, FaultProxy], case: dict[str, Any]
 @pytest.mark.parametrize("case", MAIL_DMARC["from_header_cases"], ids=lambda c: c["raw"][:40])
 def test_mail_dmarc_from_header(case: dict[str, Any]) -> None:
     raw = case["raw"]
-    value = raw[len("From:"):] if raw.lower().startswith("from:") else raw
+    value = raw[len("From:") :] if raw.lower().startswith("from:") else raw
     if case["expected_domain"] is None:
         with pytest.raises(MessageError):
             parse_from(value)
@@ -352,10 +361,15 @@ def test_servfail_on_the_dmarc_lookup_is_temperror(nsd: NsdServer, fault_proxy: 
     assert verdict.policy is None
 
 
-def test_existence_outage_matters_only_when_np_decides(nsd: NsdServer,
-                                                       fault_proxy: FaultProxy) -> None:
-    nsd.set_zones(zones({"_dmarc.example.com": [("TXT", "v=DMARC1; p=reject; np=none")],
-                         "_dmarc.other.com": [("TXT", "v=DMARC1; p=reject")]}))
+def test_existence_outage_matters_only_when_np_decides(nsd: NsdServer, fault_proxy: FaultProxy) -> None:
+    nsd.set_zones(
+        zones(
+            {
+                "_dmarc.example.com": [("TXT", "v=DMARC1; p=reject; np=none")],
+                "_dmarc.other.com": [("TXT", "v=DMARC1; p=reject")],
+            }
+        )
+    )
     fault_proxy.add_fault("sub.example.com", "servfail", "A")
     fault_proxy.add_fault("sub.other.com", "servfail", "A")
     session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
@@ -365,8 +379,7 @@ def test_existence_outage_matters_only_when_np_decides(nsd: NsdServer,
     assert (known.result, known.policy, known.from_exists) == ("fail", "reject", None)
 
 
-def test_relaxed_alignment_temperror_when_the_org_walk_fails(nsd: NsdServer,
-                                                             fault_proxy: FaultProxy) -> None:
+def test_relaxed_alignment_temperror_when_the_org_walk_fails(nsd: NsdServer, fault_proxy: FaultProxy) -> None:
     nsd.set_zones(zones({"_dmarc.example.com": [("TXT", "v=DMARC1; p=reject")]}))
     fault_proxy.add_fault("_dmarc.mail.example.com", "servfail")
     session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)

@@ -43,7 +43,7 @@ def test_bind_line_is_read_back_by_a_zone_parser_as_the_same_value() -> None:
     value = "v=DKIM1; k=rsa; p=" + "A" * 400
     entry = DnsEntry("sel._domainkey.example.com", "TXT", value, "example.com")
     line = entry.bind_line()
-    assert line.startswith("sel._domainkey.example.com. 3600 IN TXT \"v=DKIM1; k=rsa; p=AAA")
+    assert line.startswith('sel._domainkey.example.com. 3600 IN TXT "v=DKIM1; k=rsa; p=AAA')
     rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, entry.presentation_value)
     assert b"".join(rdata.strings).decode() == value  # type: ignore[attr-defined]
     assert len(rdata.strings) == 2  # type: ignore[attr-defined]
@@ -60,8 +60,9 @@ def test_apex_host_is_at_sign() -> None:
     assert DnsEntry("example.com", "TXT", "v=spf1 -all", "example.com").relative_host == "@"
 
 
-@pytest.mark.parametrize("values", [["v=spf1 -all"], ["v=spf1 " + "ip4:192.0.2.1 " * 30 + "-all",
-                                                     "google-site-verification=abc"]])
+@pytest.mark.parametrize(
+    "values", [["v=spf1 -all"], ["v=spf1 " + "ip4:192.0.2.1 " * 30 + "-all", "google-site-verification=abc"]]
+)
 def test_answer_size_matches_the_wire_size_dnspython_builds(values: list[str]) -> None:
     host = "example.com"
     query = dns.message.make_query(host, "TXT", use_edns=False)

@@ -62,9 +62,11 @@ def test_manifest_usage_hint_names_the_main_subcommands() -> None:
 
 
 def test_manifest_urls_all_point_at_the_events_path() -> None:
-    urls = [MANIFEST["features"]["slash_commands"][0]["url"],
-            MANIFEST["settings"]["event_subscriptions"]["request_url"],
-            MANIFEST["settings"]["interactivity"]["request_url"]]
+    urls = [
+        MANIFEST["features"]["slash_commands"][0]["url"],
+        MANIFEST["settings"]["event_subscriptions"]["request_url"],
+        MANIFEST["settings"]["interactivity"]["request_url"],
+    ]
     assert all(url.endswith("/slack/events") for url in urls)
 
 

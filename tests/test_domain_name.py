@@ -58,8 +58,11 @@ def test_fass_and_faß_stay_distinct() -> None:
 
 @pytest.mark.parametrize(
     ("ascii_name", "shown"),
-    [("xn--bcher-kva.example", "bücher.example"), ("example.com", "example.com"),
-     ("xn--zz.example", "xn--zz.example")],
+    [
+        ("xn--bcher-kva.example", "bücher.example"),
+        ("example.com", "example.com"),
+        ("xn--zz.example", "xn--zz.example"),
+    ],
 )
 def test_display_name(ascii_name: str, shown: str) -> None:
     assert display_name(ascii_name) == shown
@@ -82,26 +85,32 @@ def test_display_name(ascii_name: str, shown: str) -> None:
         pytest.param("http://[2001:db8::1]/x", ["is an IP address"], id="ipv6-url"),
         pytest.param("https://192.0.2.1/x", ["is an IP address"], id="ipv4-url"),
         pytest.param("postmaster@[192.0.2.1]", ["is an IP address"], id="address-literal"),
-        pytest.param("a" * 300, ["300 characters long", f"at most {MAX_NAME_LENGTH}"],
-                     id="300-chars-no-dot"),
-        pytest.param(".".join(["abcdefghi"] * 30), ["299 characters long", f"at most {MAX_NAME_LENGTH}"],
-                     id="300-chars-dotted"),
+        pytest.param("a" * 300, ["300 characters long", f"at most {MAX_NAME_LENGTH}"], id="300-chars-no-dot"),
+        pytest.param(
+            ".".join(["abcdefghi"] * 30),
+            ["299 characters long", f"at most {MAX_NAME_LENGTH}"],
+            id="300-chars-dotted",
+        ),
         pytest.param(".".join(["a"] * 127) + ".c", ["255 characters long"], id="254-plus"),
         pytest.param("x" * 1001, ["1001 characters long"], id="over-input-bound"),
-        pytest.param("a" * 64 + ".example", ["64 characters long", f"at most {MAX_LABEL_LENGTH}"],
-                     id="64-char-label"),
+        pytest.param(
+            "a" * 64 + ".example", ["64 characters long", f"at most {MAX_LABEL_LENGTH}"], id="64-char-label"
+        ),
         pytest.param("www." + "b" * 70 + ".example", ["70 characters long"], id="70-char-inner-label"),
         pytest.param("a" * 64, ["64 characters long"], id="64-char-single-label"),
         pytest.param("localhost", ["has no dot"], id="no-dot"),
         pytest.param("under_score.example", ["“under_score” contains an underscore"], id="underscore"),
-        pytest.param("_dmarc.example.com", ["“_dmarc” contains an underscore", "example.com"],
-                     id="pasted-record-name"),
-        pytest.param("sel._domainkey.example.com", ["“_domainkey” contains an underscore"],
-                     id="pasted-dkim-name"),
+        pytest.param(
+            "_dmarc.example.com", ["“_dmarc” contains an underscore", "example.com"], id="pasted-record-name"
+        ),
+        pytest.param(
+            "sel._domainkey.example.com", ["“_domainkey” contains an underscore"], id="pasted-dkim-name"
+        ),
         pytest.param("ex!ample.com", ["“ex!ample” is not a valid part"], id="bang"),
         pytest.param("*.example.com", ["“*” is not a valid part"], id="wildcard"),
-        pytest.param("-lead.example", ["“-lead” is not a valid part", "not at either end"],
-                     id="leading-hyphen"),
+        pytest.param(
+            "-lead.example", ["“-lead” is not a valid part", "not at either end"], id="leading-hyphen"
+        ),
         pytest.param("trail-.example", ["“trail-” is not a valid part"], id="trailing-hyphen"),
         pytest.param("example..com", ["“(empty)” is not a valid part"], id="empty-label"),
         pytest.param(".example.com", ["“(empty)” is not a valid part"], id="leading-dot"),

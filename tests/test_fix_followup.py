@@ -81,7 +81,8 @@ def wait_for_stored_plan(store: WatchStore, team: str = "T1") -> None:
 
 
 def test_the_next_cycle_after_publishing_posts_fixed_in_the_plans_thread(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN, channel="C1", selectors=())
     monitor.cycle()  # the baseline
     plan = post_plan(app, slack)
@@ -105,8 +106,7 @@ def test_the_next_cycle_after_publishing_posts_fixed_in_the_plans_thread(
     assert len(changed) == 1 and "thread_ts" not in changed[0].params
     assert monitor.store.pending_fix_plans("T1", DOMAIN) == []
     stored = [a for a in monitor.store.alerts("T1") if a.kind == "fixed"]
-    assert [(a.state, a.thread_ts, a.ts) for a in stored] == [
-        ("posted", REPORT_TS, fixed.response["ts"])]
+    assert [(a.state, a.thread_ts, a.ts) for a in stored] == [("posted", REPORT_TS, fixed.response["ts"])]
 
     monitor.cycle()
     monitor.cycle()
@@ -114,7 +114,8 @@ def test_the_next_cycle_after_publishing_posts_fixed_in_the_plans_thread(
 
 
 def test_a_fixed_reply_is_never_folded_into_a_digest(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN, channel="C1", selectors=())
     monitor.watch("dup.test", channel="C1", selectors=())
     monitor.cycle()
@@ -130,7 +131,8 @@ def test_a_fixed_reply_is_never_folded_into_a_digest(
 
 
 def test_a_crash_between_the_outbox_and_the_post_posts_fixed_once(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN, channel="C1", selectors=())
     monitor.cycle()
     plan = post_plan(app, slack)
@@ -152,8 +154,8 @@ def test_a_crash_between_the_outbox_and_the_post_posts_fixed_once(
 
 
 def test_a_dns_outage_never_verifies_and_never_gives_up_on_a_plan(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, fault_proxy: FaultProxy,
-        slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, fault_proxy: FaultProxy, slack: SlackStandIn
+) -> None:
     monitor.dns = fault_proxy
     monitor.watch(DOMAIN, channel="C1", selectors=())
     monitor.cycle()
@@ -170,7 +172,8 @@ def test_a_dns_outage_never_verifies_and_never_gives_up_on_a_plan(
 
 
 def test_a_plan_verified_by_hand_is_not_announced_again(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN, channel="C1", selectors=())
     monitor.cycle()
     plan = post_plan(app, slack)
@@ -190,7 +193,8 @@ def test_a_plan_verified_by_hand_is_not_announced_again(
 
 
 def test_a_plan_never_published_expires_after_the_wait(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     from bot.fix_followup import PLAN_WAIT
 
     monitor.watch(DOMAIN, channel="C1", selectors=())
@@ -207,7 +211,8 @@ def test_a_plan_never_published_expires_after_the_wait(
 
 
 def test_only_the_team_that_planned_the_fix_verifies_it(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN, channel="C9", team="T2", selectors=())  # another workspace's watch
     monitor.cycle()
     plan = post_plan(app, slack, team="T1")
@@ -221,7 +226,8 @@ def test_only_the_team_that_planned_the_fix_verifies_it(
 
 
 def test_a_replayed_submission_stores_the_plan_once(
-        app: RunningApp, monitor: MonitorHarness, slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, slack: SlackStandIn
+) -> None:
     modal = open_modal(app, slack, fix_value("dmarc.no_rua", DOMAIN))
     submit(app, modal)
     submit(app, modal)  # Slack may deliver a request twice inside the signature window
@@ -231,21 +237,23 @@ def test_a_replayed_submission_stores_the_plan_once(
     assert len(monitor.store.pending_fix_plans("T1", DOMAIN)) == 1
 
 
-
 # -- flattened includes are watched for drift ------------------------------------------------------
 
 BIG = "big.test"
 FLATTENED = "i0.big.test"  # the include the default flatten plan for big.test replaces
-MOVED = ['i0.big IN TXT "v=spf1 ip6:2001:db8:: include:extra.big.test -all"',
-         'extra.big IN TXT "v=spf1 ip4:203.0.113.7 -all"']  # a new address, down its own chain
+MOVED = [
+    'i0.big IN TXT "v=spf1 ip6:2001:db8:: include:extra.big.test -all"',
+    'extra.big IN TXT "v=spf1 ip4:203.0.113.7 -all"',
+]  # a new address, down its own chain
 
 
 def drift_posts(slack: SlackStandIn) -> list[Call]:
     return [p for p in slack.posts() if p.text.startswith(f"{BIG}: flattened SPF is stale")]
 
 
-def flatten_and_verify(app: RunningApp, monitor: MonitorHarness, world: NsdServer,
-                       slack: SlackStandIn) -> list[str]:
+def flatten_and_verify(
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> list[str]:
     """Watch big.test, post the flatten plan through the endpoint, publish it, and let the monitor
     verify it; returns the plan's zone lines."""
     monitor.watch(BIG, channel="C1", selectors=())
@@ -266,7 +274,8 @@ def flatten_and_verify(app: RunningApp, monitor: MonitorHarness, world: NsdServe
 
 
 def test_a_provider_changing_a_flattened_include_alerts_once_with_a_reflatten_button(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     lines = flatten_and_verify(app, monitor, world, slack)
     [tracked] = monitor.store.flattened_includes("T1", BIG)
     assert tracked.include == FLATTENED
@@ -285,8 +294,14 @@ def test_a_provider_changing_a_flattened_include_alerts_once_with_a_reflatten_bu
     [button] = [e for b in alert.blocks if b["type"] == "actions" for e in b["elements"]]
     assert button["action_id"] == slack_ids.ACTION_FIX
     assert json.loads(button["value"]) == {
-        "f": "spf.flattened_stale", "d": BIG, "o": "T1", "s": [], "i": FLATTENED,
-        "r": ["ip4:198.51.100.0"], "a": ["ip4:203.0.113.7"]}
+        "f": "spf.flattened_stale",
+        "d": BIG,
+        "o": "T1",
+        "s": [],
+        "i": FLATTENED,
+        "r": ["ip4:198.51.100.0"],
+        "a": ["ip4:203.0.113.7"],
+    }
     [tracked] = monitor.store.flattened_includes("T1", BIG)
     assert tracked.terms == ("ip4:203.0.113.7", "ip6:2001:db8::")
     monitor.cycle()
@@ -305,8 +320,8 @@ def test_a_provider_changing_a_flattened_include_alerts_once_with_a_reflatten_bu
 
 
 def test_an_outage_on_a_flattened_include_is_never_a_change(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, fault_proxy: FaultProxy,
-        slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, fault_proxy: FaultProxy, slack: SlackStandIn
+) -> None:
     lines = flatten_and_verify(app, monitor, world, slack)
     monitor.dns = fault_proxy
     fault_proxy.add_fault("extra.big.test", "servfail")
@@ -323,7 +338,8 @@ def test_an_outage_on_a_flattened_include_is_never_a_change(
 
 
 def test_another_teams_flattening_is_its_own(
-        app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     lines = flatten_and_verify(app, monitor, world, slack)
     monitor.watch(BIG, channel="C9", team="T2", selectors=())
     publish(world, [*lines, *MOVED], ['big IN TXT "v=spf1', "i0.big IN TXT"])
@@ -333,8 +349,17 @@ def test_another_teams_flattening_is_its_own(
 
 
 def test_a_forged_reflatten_button_is_refused(app: RunningApp, slack: SlackStandIn) -> None:
-    value = json.dumps({"f": "spf.flattened_stale", "d": BIG, "o": "T1", "s": [], "i": FLATTENED,
-                        "r": ["include:attacker.example"], "a": []})
+    value = json.dumps(
+        {
+            "f": "spf.flattened_stale",
+            "d": BIG,
+            "o": "T1",
+            "s": [],
+            "i": FLATTENED,
+            "r": ["include:attacker.example"],
+            "a": [],
+        }
+    )
     app.sim.block_action(slack_ids.ACTION_FIX, value, team_id="T1")
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert "Re-check" in told.params["text"]

@@ -26,8 +26,9 @@ def app(nsd: NsdServer, make_app: AppFactory) -> RunningApp:
     return make_app(nsd, dns_timeout=0.5)
 
 
-def ingest(app: RunningApp, rows_by_day: dict[int, list[Row]], team: str = "T1",
-           domain: str = DOMAIN) -> None:
+def ingest(
+    app: RunningApp, rows_by_day: dict[int, list[Row]], team: str = "T1", domain: str = DOMAIN
+) -> None:
     """Store one report per day (`days back -> rows`) for `team` in the app's database file."""
     store, reports = open_reports(Path(app.settings.db_path))
     try:
@@ -40,28 +41,34 @@ def ingest(app: RunningApp, rows_by_day: dict[int, list[Row]], team: str = "T1",
 
 def row(ip: str, count: int, passing: bool = True) -> Row:
     result = "pass" if passing else "fail"
-    return Row(ip, count, dkim=result, spf=result, header_from=DOMAIN, dkim_domain=DOMAIN,
-               spf_domain=DOMAIN)
+    return Row(ip, count, dkim=result, spf=result, header_from=DOMAIN, dkim_domain=DOMAIN, spf_domain=DOMAIN)
 
 
 def test_enough_passing_mail_says_ready(app: RunningApp, slack: SlackStandIn) -> None:
     ingest(app, {n: [row("192.0.2.1", 100)] for n in range(1, 6)})
     modal = open_modal(app, slack, fix_value("dmarc.policy_none", DOMAIN))
-    assert ("*Readiness*: 100.0% of 500 messages in the last 14 days passed DMARC aligned: "
-            "ready for quarantine.") in modal.text
+    assert (
+        "*Readiness*: 100.0% of 500 messages in the last 14 days passed DMARC aligned: ready for quarantine."
+    ) in modal.text
     assert ":white_check_mark: *Readiness*" in modal.text
     assert "No aggregate report data yet" not in modal.text
     slack.assert_no_violations()
 
 
-def test_failing_sources_are_named_and_the_step_is_not_ready(app: RunningApp,
-                                                             slack: SlackStandIn) -> None:
-    ingest(app, {1: [row("192.0.2.1", 300), row("203.0.113.9", 80, passing=False)],
-                 3: [row("192.0.2.1", 100), row("198.51.100.7", 20, passing=False)],
-                 20: [row("203.0.113.66", 5000, passing=False)]})  # outside the 14 days
+def test_failing_sources_are_named_and_the_step_is_not_ready(app: RunningApp, slack: SlackStandIn) -> None:
+    ingest(
+        app,
+        {
+            1: [row("192.0.2.1", 300), row("203.0.113.9", 80, passing=False)],
+            3: [row("192.0.2.1", 100), row("198.51.100.7", 20, passing=False)],
+            20: [row("203.0.113.66", 5000, passing=False)],
+        },
+    )  # outside the 14 days
     modal = open_modal(app, slack, fix_value("dmarc.policy_none", DOMAIN))
-    assert ("*Readiness*: Only 80.0% of 500 messages in the last 14 days passed DMARC aligned "
-            "(at least 98% is safe): fix the failing sources before quarantine.") in modal.text
+    assert (
+        "*Readiness*: Only 80.0% of 500 messages in the last 14 days passed DMARC aligned "
+        "(at least 98% is safe): fix the failing sources before quarantine."
+    ) in modal.text
     assert "• 203.0.113.9 (80 messages failing)\n• 198.51.100.7 (20 messages failing)" in modal.text
     assert "203.0.113.66" not in modal.text
     # the verdict follows the policy chosen in the modal
@@ -78,10 +85,8 @@ def test_another_teams_reports_leave_the_checklist(app: RunningApp, slack: Slack
     assert "Google Workspace (SPF include:_spf.google.com)" in modal.text
 
 
-def test_too_few_reported_messages_fall_back_to_the_checklist(app: RunningApp,
-                                                              slack: SlackStandIn) -> None:
+def test_too_few_reported_messages_fall_back_to_the_checklist(app: RunningApp, slack: SlackStandIn) -> None:
     ingest(app, {1: [row("192.0.2.1", 40)]})
     modal = open_modal(app, slack, fix_value("dmarc.policy_none", DOMAIN))
     assert "*Readiness*: Too few aggregate reports to judge" in modal.text
     assert "DKIM selector google (Google Workspace)" in modal.text
-

@@ -38,6 +38,7 @@ def world(nsd: NsdServer) -> NsdServer:
 
 # -- helpers --------------------------------------------------------------------------------------
 
+
 def fix_value(finding_id: str, domain: str, owner: str = "T1", selector: str | None = None) -> str:
     data: dict[str, Any] = {"f": finding_id, "d": domain, "o": owner, "s": []}
     if selector:
@@ -75,8 +76,11 @@ class Modal:
 
     def proposed(self) -> str:
         """The proposed records shown in the modal (code blocks of the *Proposed* section)."""
-        section = next(b["text"]["text"] for b in self.view["blocks"]
-                       if b.get("type") == "section" and b["text"]["text"].startswith("*Proposed*"))
+        section = next(
+            b["text"]["text"]
+            for b in self.view["blocks"]
+            if b.get("type") == "section" and b["text"]["text"].startswith("*Proposed*")
+        )
         return "\n".join(unescape(x) for x in re.findall(r"```(.*?)```", section, re.DOTALL))
 
     def state(self) -> dict[str, Any]:
@@ -98,8 +102,7 @@ class Modal:
 
 
 def open_modal(app: RunningApp, slack: SlackStandIn, value: str, team_id: str = "T1") -> Modal:
-    status, _ = app.sim.block_action(slack_ids.ACTION_FIX, value, team_id=team_id,
-                                     message_ts=REPORT_TS)
+    status, _ = app.sim.block_action(slack_ids.ACTION_FIX, value, team_id=team_id, message_ts=REPORT_TS)
     assert status == 200
     [opened] = slack.wait_for("views.open", 1, timeout=TIMEOUT)
     assert opened.ok, opened.response
@@ -108,41 +111,60 @@ def open_modal(app: RunningApp, slack: SlackStandIn, value: str, team_id: str = 
     return Modal(view_id, slack.view(view_id))
 
 
-def change(app: RunningApp, slack: SlackStandIn, modal: Modal, name: str,
-           action: dict[str, Any], updates_before: int) -> Modal:
+def change(
+    app: RunningApp, slack: SlackStandIn, modal: Modal, name: str, action: dict[str, Any], updates_before: int
+) -> Modal:
     """An input change, as Slack sends it for a dispatch_action input: the action and the state."""
     act = {"action_id": input_id(name), "block_id": input_id(name), **action}
     state = modal.state()
-    state[input_id(name)] = {input_id(name): {k: v for k, v in act.items()
-                                              if k not in ("action_id", "block_id")}}
-    status, _ = app.sim.block_action(input_id(name), view={
-        "id": modal.view_id, "callback_id": slack_ids.CALLBACK_FIX_MODAL,
-        "private_metadata": modal.metadata, "blocks": modal.view["blocks"],
-        "state": {"values": state}}, action=act)
+    state[input_id(name)] = {
+        input_id(name): {k: v for k, v in act.items() if k not in ("action_id", "block_id")}
+    }
+    status, _ = app.sim.block_action(
+        input_id(name),
+        view={
+            "id": modal.view_id,
+            "callback_id": slack_ids.CALLBACK_FIX_MODAL,
+            "private_metadata": modal.metadata,
+            "blocks": modal.view["blocks"],
+            "state": {"values": state},
+        },
+        action=act,
+    )
     assert status == 200
     slack.wait_for("views.update", updates_before + 1, timeout=TIMEOUT, ok_only=True)
     return Modal(modal.view_id, slack.view(modal.view_id))
 
 
 def select(value: str) -> dict[str, Any]:
-    return {"type": "static_select", "selected_option": {
-        "text": {"type": "plain_text", "text": value}, "value": value}}
+    return {
+        "type": "static_select",
+        "selected_option": {"text": {"type": "plain_text", "text": value}, "value": value},
+    }
 
 
 def multi(*values: str) -> dict[str, Any]:
-    return {"type": "multi_static_select", "selected_options": [
-        {"text": {"type": "plain_text", "text": v}, "value": v} for v in values]}
+    return {
+        "type": "multi_static_select",
+        "selected_options": [{"text": {"type": "plain_text", "text": v}, "value": v} for v in values],
+    }
 
 
 def typed(value: str) -> dict[str, Any]:
     return {"type": "plain_text_input", "value": value}
 
 
-def submit(app: RunningApp, modal: Modal, values: dict[str, Any] | None = None,
-           team_id: str = "T1") -> tuple[int, str]:
-    return app.sim.view_submission(slack_ids.CALLBACK_FIX_MODAL, values or modal.state(),
-                                   private_metadata=modal.metadata, view_id=modal.view_id,
-                                   blocks=modal.view["blocks"], team_id=team_id)
+def submit(
+    app: RunningApp, modal: Modal, values: dict[str, Any] | None = None, team_id: str = "T1"
+) -> tuple[int, str]:
+    return app.sim.view_submission(
+        slack_ids.CALLBACK_FIX_MODAL,
+        values or modal.state(),
+        private_metadata=modal.metadata,
+        view_id=modal.view_id,
+        blocks=modal.view["blocks"],
+        team_id=team_id,
+    )
 
 
 def thread_posts(slack: SlackStandIn) -> list[Call]:
@@ -166,13 +188,15 @@ def bind_lines(plan: Call) -> list[str]:
 def publish(nsd: NsdServer, lines: list[str], drop: list[str]) -> None:
     """Put the plan's BIND lines in the test zone, removing the zone lines that start with `drop`."""
     zones = fixit_zones()
-    kept = [line for line in zones["test"].splitlines()
-            if not any(line.startswith(prefix) for prefix in drop)]
+    kept = [
+        line for line in zones["test"].splitlines() if not any(line.startswith(prefix) for prefix in drop)
+    ]
     zones["test"] = "\n".join([*kept, *lines]) + "\n"
     nsd.set_zones(zones)
 
 
 # -- every fix kind, end to end -------------------------------------------------------------------
+
 
 @dataclass
 class Case:
@@ -190,52 +214,143 @@ class Case:
 
 KEY = rsa_public_key(2048)
 CASES = [
-    Case("dmarc policy (new record)", "dmarc.missing", "nodmarc.test",
-         "v=DMARC1; p=none; rua=mailto:dmarc-reports@nodmarc.test", "policy", select("quarantine"),
-         "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@nodmarc.test", [],
-         cleared=["dmarc.missing"]),
-    Case("dmarc syntax", "dmarc.syntax", "syntax.test", "v=DMARC1; p=none", "aspf", select("s"),
-         "v=DMARC1; p=none; aspf=s", ["_dmarc.syntax IN TXT"], cleared=["dmarc.syntax"]),
-    Case("dmarc rua", "dmarc.no_rua", "norua.test",
-         "v=DMARC1; p=reject; rua=mailto:dmarc-reports@norua.test", "rua",
-         typed("reports@norua.test"), "v=DMARC1; p=reject; rua=mailto:reports@norua.test",
-         ["_dmarc.norua IN TXT"], cleared=["dmarc.no_rua"]),
-    Case("dmarc duplicates", "dmarc.multiple", "dup.test",
-         "v=DMARC1; p=none; rua=mailto:a@dup.test,mailto:b@dup.test", "policy", select("quarantine"),
-         "v=DMARC1; p=quarantine; rua=mailto:a@dup.test,mailto:b@dup.test", ["_dmarc.dup IN TXT"],
-         cleared=["dmarc.multiple"]),
-    Case("dmarc deprecated tags", "dmarc.deprecated_tag", "deprec.test",
-         "v=DMARC1; p=reject; rua=mailto:d@deprec.test", "adkim", select("s"),
-         "v=DMARC1; p=reject; adkim=s; rua=mailto:d@deprec.test", ["_dmarc.deprec IN TXT"],
-         cleared=["dmarc.deprecated_tag"]),
-    Case("dmarc progression", "dmarc.policy_none", "pnone.test",
-         "v=DMARC1; p=quarantine; rua=mailto:dmarc@pnone.test", "testing", select("y"),
-         "v=DMARC1; p=quarantine; t=y; rua=mailto:dmarc@pnone.test", ["_dmarc.pnone IN TXT"]),
-    Case("spf add provider", "spf.missing", "nospf.test", "v=spf1 ~all", "providers",
-         multi("google"), "v=spf1 include:_spf.google.com ~all", [], cleared=["spf.missing"]),
-    Case("spf merge", "spf.multiple", "twospf.test",
-         "v=spf1 ip4:192.0.2.1 include:_spf.google.com -all", "all", select("~"),
-         "v=spf1 ip4:192.0.2.1 include:_spf.google.com ~all", ['twospf IN TXT "v=spf1'],
-         cleared=["spf.multiple"]),
-    Case("spf all", "spf.pass_all", "passall.test", "v=spf1 ip4:192.0.2.1 ~all", "all",
-         select("-"), "v=spf1 ip4:192.0.2.1 -all", ['passall IN TXT "v=spf1'],
-         cleared=["spf.pass_all"]),
-    Case("spf flatten", "spf.too_many_lookups", "big.test",
-         "v=spf1 ip4:198.51.100.0 ip6:2001:db8:: include:i1.big.test", "flatten",
-         multi("i0.big.test", "i1.big.test"),
-         "v=spf1 ip4:198.51.100.0 ip6:2001:db8:: ip4:198.51.100.1 ip6:2001:db8::1 include:i2",
-         ['big IN TXT "v=spf1'], cleared=["spf.too_many_lookups"]),
-    Case("dkim weak key", "dkim.weak_key", "weak.test", "dkim2.mcsv.net", "key",
-         typed(f"v=DKIM1; k=rsa; p={KEY}"), f"v=DKIM1; k=rsa; p={KEY}",
-         ["k2._domainkey.weak IN TXT"], selector="k2", cleared=["dkim.weak_key"]),
-    Case("dkim missing key", "dkim.key_missing", "nodmarc.test", "", "provider",
-         select("mailchimp"), "dkim2.mcsv.net", [], selector="s1"),
+    Case(
+        "dmarc policy (new record)",
+        "dmarc.missing",
+        "nodmarc.test",
+        "v=DMARC1; p=none; rua=mailto:dmarc-reports@nodmarc.test",
+        "policy",
+        select("quarantine"),
+        "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@nodmarc.test",
+        [],
+        cleared=["dmarc.missing"],
+    ),
+    Case(
+        "dmarc syntax",
+        "dmarc.syntax",
+        "syntax.test",
+        "v=DMARC1; p=none",
+        "aspf",
+        select("s"),
+        "v=DMARC1; p=none; aspf=s",
+        ["_dmarc.syntax IN TXT"],
+        cleared=["dmarc.syntax"],
+    ),
+    Case(
+        "dmarc rua",
+        "dmarc.no_rua",
+        "norua.test",
+        "v=DMARC1; p=reject; rua=mailto:dmarc-reports@norua.test",
+        "rua",
+        typed("reports@norua.test"),
+        "v=DMARC1; p=reject; rua=mailto:reports@norua.test",
+        ["_dmarc.norua IN TXT"],
+        cleared=["dmarc.no_rua"],
+    ),
+    Case(
+        "dmarc duplicates",
+        "dmarc.multiple",
+        "dup.test",
+        "v=DMARC1; p=none; rua=mailto:a@dup.test,mailto:b@dup.test",
+        "policy",
+        select("quarantine"),
+        "v=DMARC1; p=quarantine; rua=mailto:a@dup.test,mailto:b@dup.test",
+        ["_dmarc.dup IN TXT"],
+        cleared=["dmarc.multiple"],
+    ),
+    Case(
+        "dmarc deprecated tags",
+        "dmarc.deprecated_tag",
+        "deprec.test",
+        "v=DMARC1; p=reject; rua=mailto:d@deprec.test",
+        "adkim",
+        select("s"),
+        "v=DMARC1; p=reject; adkim=s; rua=mailto:d@deprec.test",
+        ["_dmarc.deprec IN TXT"],
+        cleared=["dmarc.deprecated_tag"],
+    ),
+    Case(
+        "dmarc progression",
+        "dmarc.policy_none",
+        "pnone.test",
+        "v=DMARC1; p=quarantine; rua=mailto:dmarc@pnone.test",
+        "testing",
+        select("y"),
+        "v=DMARC1; p=quarantine; t=y; rua=mailto:dmarc@pnone.test",
+        ["_dmarc.pnone IN TXT"],
+    ),
+    Case(
+        "spf add provider",
+        "spf.missing",
+        "nospf.test",
+        "v=spf1 ~all",
+        "providers",
+        multi("google"),
+        "v=spf1 include:_spf.google.com ~all",
+        [],
+        cleared=["spf.missing"],
+    ),
+    Case(
+        "spf merge",
+        "spf.multiple",
+        "twospf.test",
+        "v=spf1 ip4:192.0.2.1 include:_spf.google.com -all",
+        "all",
+        select("~"),
+        "v=spf1 ip4:192.0.2.1 include:_spf.google.com ~all",
+        ['twospf IN TXT "v=spf1'],
+        cleared=["spf.multiple"],
+    ),
+    Case(
+        "spf all",
+        "spf.pass_all",
+        "passall.test",
+        "v=spf1 ip4:192.0.2.1 ~all",
+        "all",
+        select("-"),
+        "v=spf1 ip4:192.0.2.1 -all",
+        ['passall IN TXT "v=spf1'],
+        cleared=["spf.pass_all"],
+    ),
+    Case(
+        "spf flatten",
+        "spf.too_many_lookups",
+        "big.test",
+        "v=spf1 ip4:198.51.100.0 ip6:2001:db8:: include:i1.big.test",
+        "flatten",
+        multi("i0.big.test", "i1.big.test"),
+        "v=spf1 ip4:198.51.100.0 ip6:2001:db8:: ip4:198.51.100.1 ip6:2001:db8::1 include:i2",
+        ['big IN TXT "v=spf1'],
+        cleared=["spf.too_many_lookups"],
+    ),
+    Case(
+        "dkim weak key",
+        "dkim.weak_key",
+        "weak.test",
+        "dkim2.mcsv.net",
+        "key",
+        typed(f"v=DKIM1; k=rsa; p={KEY}"),
+        f"v=DKIM1; k=rsa; p={KEY}",
+        ["k2._domainkey.weak IN TXT"],
+        selector="k2",
+        cleared=["dkim.weak_key"],
+    ),
+    Case(
+        "dkim missing key",
+        "dkim.key_missing",
+        "nodmarc.test",
+        "",
+        "provider",
+        select("mailchimp"),
+        "dkim2.mcsv.net",
+        [],
+        selector="s1",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_fix_kind_end_to_end(world: NsdServer, make_app: AppFactory, slack: SlackStandIn,
-                             case: Case) -> None:
+def test_fix_kind_end_to_end(world: NsdServer, make_app: AppFactory, slack: SlackStandIn, case: Case) -> None:
     app = make_app(world, dns_timeout=0.5)
     slack.set_user("U1")
     modal = open_modal(app, slack, fix_value(case.finding, case.domain, selector=case.selector))
@@ -279,8 +394,7 @@ def test_fix_kind_end_to_end(world: NsdServer, make_app: AppFactory, slack: Slac
     slack.assert_no_violations()
 
 
-def test_dkim_test_mode_end_to_end(world: NsdServer, make_app: AppFactory,
-                                   slack: SlackStandIn) -> None:
+def test_dkim_test_mode_end_to_end(world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     """t=y removal has nothing to choose: the modal shows the key without t=y and posts it."""
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value("dkim.testing", "dkimt.test", selector="sel"))
@@ -300,8 +414,9 @@ def test_dkim_test_mode_end_to_end(world: NsdServer, make_app: AppFactory,
     slack.assert_no_violations()
 
 
-def test_progression_shows_a_readiness_checklist(world: NsdServer, make_app: AppFactory,
-                                                 slack: SlackStandIn) -> None:
+def test_progression_shows_a_readiness_checklist(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value("dmarc.policy_none", "pnone.test"))
     assert "*Readiness*: No aggregate report data yet" in modal.text
@@ -309,8 +424,9 @@ def test_progression_shows_a_readiness_checklist(world: NsdServer, make_app: App
     assert "DKIM selector google (Google Workspace)" in modal.text
 
 
-def test_flatten_plan_says_the_include_must_be_watched(world: NsdServer, make_app: AppFactory,
-                                                      slack: SlackStandIn) -> None:
+def test_flatten_plan_says_the_include_must_be_watched(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value("spf.too_many_lookups", "big.test"))
     assert "10 of 10 DNS lookups" in modal.text
@@ -320,9 +436,9 @@ def test_flatten_plan_says_the_include_must_be_watched(world: NsdServer, make_ap
     assert json.loads(verify_value(plan))["w"] == ["i0.big.test"]
 
 
-def test_too_many_lookups_without_flattening_is_not_offered(world: NsdServer,
-                                                           make_app: AppFactory,
-                                                           slack: SlackStandIn) -> None:
+def test_too_many_lookups_without_flattening_is_not_offered(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value("spf.too_many_lookups", "big.test"))
     modal = change(app, slack, modal, "flatten", multi(), updates_before=1)
@@ -336,17 +452,34 @@ def test_too_many_lookups_without_flattening_is_not_offered(world: NsdServer,
 
 # -- invalid input ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("finding", "domain", "selector", "field_name", "value", "words"), [
-    ("dmarc.no_rua", "norua.test", None, "rua", typed("not-an-address"), "dmarc-reports@norua.test"),
-    ("spf.pass_all", "passall.test", None, "terms", typed("ip4:300.1.1.1"), "ip4:192.0.2.0/24"),
-    ("dkim.weak_key", "weak.test", "k2", "key",
-     typed("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"), "private key"),
-    ("dkim.weak_key", "weak.test", "k2", "key", typed(rsa_public_key(1024)), "2048-bit"),
-])
-def test_invalid_input_gets_errors_on_the_field(world: NsdServer, make_app: AppFactory,
-                                                slack: SlackStandIn, finding: str, domain: str,
-                                                selector: str | None, field_name: str,
-                                                value: dict[str, Any], words: str) -> None:
+
+@pytest.mark.parametrize(
+    ("finding", "domain", "selector", "field_name", "value", "words"),
+    [
+        ("dmarc.no_rua", "norua.test", None, "rua", typed("not-an-address"), "dmarc-reports@norua.test"),
+        ("spf.pass_all", "passall.test", None, "terms", typed("ip4:300.1.1.1"), "ip4:192.0.2.0/24"),
+        (
+            "dkim.weak_key",
+            "weak.test",
+            "k2",
+            "key",
+            typed("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"),
+            "private key",
+        ),
+        ("dkim.weak_key", "weak.test", "k2", "key", typed(rsa_public_key(1024)), "2048-bit"),
+    ],
+)
+def test_invalid_input_gets_errors_on_the_field(
+    world: NsdServer,
+    make_app: AppFactory,
+    slack: SlackStandIn,
+    finding: str,
+    domain: str,
+    selector: str | None,
+    field_name: str,
+    value: dict[str, Any],
+    words: str,
+) -> None:
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value(finding, domain, selector=selector))
     values = modal.state()
@@ -361,8 +494,9 @@ def test_invalid_input_gets_errors_on_the_field(world: NsdServer, make_app: AppF
     assert slack.calls("chat.postMessage") == []
 
 
-def test_invalid_input_while_editing_is_shown_in_the_modal(world: NsdServer, make_app: AppFactory,
-                                                           slack: SlackStandIn) -> None:
+def test_invalid_input_while_editing_is_shown_in_the_modal(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value("dmarc.no_rua", "norua.test"))
     modal = change(app, slack, modal, "rua", typed("nope"), updates_before=1)
@@ -371,11 +505,14 @@ def test_invalid_input_while_editing_is_shown_in_the_modal(world: NsdServer, mak
 
 # -- another organisation --------------------------------------------------------------------------
 
-def test_a_user_from_another_team_cannot_open_the_modal(world: NsdServer, make_app: AppFactory,
-                                                        slack: SlackStandIn) -> None:
+
+def test_a_user_from_another_team_cannot_open_the_modal(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world, dns_timeout=0.5)
-    status, _ = app.sim.block_action(slack_ids.ACTION_FIX, fix_value("dmarc.no_rua", "norua.test"),
-                                     team_id="T2", user_id="U9")
+    status, _ = app.sim.block_action(
+        slack_ids.ACTION_FIX, fix_value("dmarc.no_rua", "norua.test"), team_id="T2", user_id="U9"
+    )
     assert status == 200
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert told.params["response_type"] == "ephemeral"
@@ -383,21 +520,35 @@ def test_a_user_from_another_team_cannot_open_the_modal(world: NsdServer, make_a
     assert slack.calls("views.open") == []
 
 
-def test_the_owner_defaults_to_the_team_that_posted_the_report(world: NsdServer,
-                                                               make_app: AppFactory,
-                                                               slack: SlackStandIn) -> None:
+def test_the_owner_defaults_to_the_team_that_posted_the_report(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world, dns_timeout=0.5)
-    message = {"type": "message", "subtype": "bot_message", "text": "", "user": "UBOT",
-               "bot_id": "BBOT", "team": "T1", "ts": REPORT_TS, "blocks": []}
-    app.sim.block_action(slack_ids.ACTION_FIX, json.dumps({"f": "dmarc.no_rua", "d": "norua.test"}),
-                         team_id="T2", user_id="U9", message=message)
+    message = {
+        "type": "message",
+        "subtype": "bot_message",
+        "text": "",
+        "user": "UBOT",
+        "bot_id": "BBOT",
+        "team": "T1",
+        "ts": REPORT_TS,
+        "blocks": [],
+    }
+    app.sim.block_action(
+        slack_ids.ACTION_FIX,
+        json.dumps({"f": "dmarc.no_rua", "d": "norua.test"}),
+        team_id="T2",
+        user_id="U9",
+        message=message,
+    )
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert "another organisation" in told.params["text"]
     assert slack.calls("views.open") == []
 
 
-def test_a_user_from_another_team_cannot_submit_or_verify(world: NsdServer, make_app: AppFactory,
-                                                          slack: SlackStandIn) -> None:
+def test_a_user_from_another_team_cannot_submit_or_verify(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value("dmarc.no_rua", "norua.test"))
     status, body = submit(app, modal, team_id="T2")
@@ -407,8 +558,7 @@ def test_a_user_from_another_team_cannot_submit_or_verify(world: NsdServer, make
     assert "another organisation" in next(iter(answer["errors"].values()))
     submit(app, modal)
     [plan] = slack.wait_for("chat.postMessage", 1, timeout=TIMEOUT, ok_only=True)
-    app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan), team_id="T2",
-                         user_id="U9")
+    app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan), team_id="T2", user_id="U9")
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert "another organisation" in told.params["text"]
     assert len(slack.calls("chat.postMessage")) == 1
@@ -416,18 +566,20 @@ def test_a_user_from_another_team_cannot_submit_or_verify(world: NsdServer, make
 
 # -- the report's buttons ----------------------------------------------------------------------------
 
-def test_each_fixable_finding_has_its_own_fix_button(world: NsdServer, make_app: AppFactory,
-                                                     slack: SlackStandIn) -> None:
+
+def test_each_fixable_finding_has_its_own_fix_button(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world, dns_timeout=0.5)
     app.sim.slash_command("check big.test")
     [report] = slack.wait_for("chat.postMessage", 1, timeout=TIMEOUT, ok_only=True)
-    accessories = [b["accessory"] for b in report.blocks
-                   if b.get("type") == "section" and "accessory" in b]
+    accessories = [b["accessory"] for b in report.blocks if b.get("type") == "section" and "accessory" in b]
     values = [json.loads(a["value"]) for a in accessories]
     assert all(a["action_id"] == slack_ids.ACTION_FIX for a in accessories)
     # the owner comes from `team_id` when the caller passes it, else from the message's team
     assert {"f": "spf.too_many_lookups", "d": "big.test", "s": []} in [
-        {k: v for k, v in value.items() if k != "o"} for value in values]
+        {k: v for k, v in value.items() if k != "o"} for value in values
+    ]
     assert len(report.blocks) <= 50
     # the report-wide button fixes the most important finding
     actions = next(b for b in report.blocks if b.get("type") == "actions")["elements"]
@@ -435,8 +587,9 @@ def test_each_fixable_finding_has_its_own_fix_button(world: NsdServer, make_app:
     slack.assert_no_violations()
 
 
-def test_a_button_from_an_older_report_is_answered(world: NsdServer, make_app: AppFactory,
-                                                   slack: SlackStandIn) -> None:
+def test_a_button_from_an_older_report_is_answered(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world, dns_timeout=0.5)
     app.sim.block_action(slack_ids.ACTION_FIX, '{"d":"good.test","s":[]}')
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)

@@ -50,10 +50,16 @@ def dovecot(dovecot_server: DovecotServer, request: pytest.FixtureRequest) -> Do
 def settings_for(dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer, **overrides: object) -> Settings:
     from handlers.resolver import parse_nameserver
 
-    settings = Settings(imap_host=dovecot.host, imap_user=USER, imap_password=PASSWORD,
-                        imap_folder=dovecot.test_folder,  # type: ignore[attr-defined]
-                        imap_cafile=dovecot.ca_file, db_path=str(tmp_path / "imap.db"),
-                        nameservers=(parse_nameserver(nsd.address),), dns_timeout=0.5)
+    settings = Settings(
+        imap_host=dovecot.host,
+        imap_user=USER,
+        imap_password=PASSWORD,
+        imap_folder=dovecot.test_folder,  # type: ignore[attr-defined]
+        imap_cafile=dovecot.ca_file,
+        db_path=str(tmp_path / "imap.db"),
+        nameservers=(parse_nameserver(nsd.address),),
+        dns_timeout=0.5,
+    )
     return dataclasses.replace(settings, **overrides)
 
 
@@ -61,15 +67,25 @@ def mine(messages: list[bytes], subject: str) -> list[bytes]:
     return [m for m in messages if subject.encode() in m]
 
 
-def test_one_poll_ingests_moves_and_deletes_nothing(dovecot: DovecotServer, tmp_path: Path,
-                                                    nsd: NsdServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_one_poll_ingests_moves_and_deletes_nothing(
+    dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = dovecot.test_folder  # type: ignore[attr-defined]
     tag = folder  # subjects carry the test's tag: the processed folders are shared
-    xml = report_xml([Row("192.0.2.1", 30), Row("198.51.100.2", 5, dkim="fail", spf="fail")],
-                     day=days_ago(1), report_id=f"{tag}-1")
+    xml = report_xml(
+        [Row("192.0.2.1", 30), Row("198.51.100.2", 5, dkim="fail", spf="fail")],
+        day=days_ago(1),
+        report_id=f"{tag}-1",
+    )
     dovecot.append(mail_with(gz(xml), subject=f"{tag} gzip report"), folder)
-    dovecot.append(mail_with(zipped(report_xml([Row("192.0.2.1", 7)], report_id=f"{tag}-2")),
-                             filename="r.zip", subject=f"{tag} zip report"), folder)
+    dovecot.append(
+        mail_with(
+            zipped(report_xml([Row("192.0.2.1", 7)], report_id=f"{tag}-2")),
+            filename="r.zip",
+            subject=f"{tag} zip report",
+        ),
+        folder,
+    )
     dovecot.append(mail_with(gz(xml), subject=f"{tag} the same report again"), folder)
     dovecot.append(mail_with(b"\x1f\x8b\x08\x00broken", subject=f"{tag} broken attachment"), folder)
     store, reports = open_reports(tmp_path / "imap.db")
@@ -91,8 +107,9 @@ def test_one_poll_ingests_moves_and_deletes_nothing(dovecot: DovecotServer, tmp_
     assert f"{tag} broken attachment" in warning and "the gzip data is" in warning
 
 
-def test_a_crash_before_the_move_reingests_safely(dovecot: DovecotServer, tmp_path: Path,
-                                                  nsd: NsdServer) -> None:
+def test_a_crash_before_the_move_reingests_safely(
+    dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer
+) -> None:
     folder = dovecot.test_folder  # type: ignore[attr-defined]
     xml = report_xml([Row("192.0.2.1", 9)], report_id=f"{folder}-crash")
     store, reports = open_reports(tmp_path / "imap.db")
@@ -107,24 +124,32 @@ def test_a_crash_before_the_move_reingests_safely(dovecot: DovecotServer, tmp_pa
     assert dovecot.mailbox(folder) == []
 
 
-def test_reports_go_to_the_teams_watching_the_domain(dovecot: DovecotServer, tmp_path: Path,
-                                                     nsd: NsdServer) -> None:
+def test_reports_go_to_the_teams_watching_the_domain(
+    dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer
+) -> None:
     folder = dovecot.test_folder  # type: ignore[attr-defined]
     store, reports = open_reports(tmp_path / "imap.db")
     store.add_watch("T7", "C7", "example.com", [], "U1")
-    dovecot.append(mail_with(gz(report_xml([Row("192.0.2.1", 4)], report_id=f"{folder}-w")),
-                             subject=f"{folder} watched"), folder)
-    dovecot.append(mail_with(gz(report_xml([Row("192.0.2.1", 4)], domain="nobody.example",
-                                           report_id=f"{folder}-n")),
-                             subject=f"{folder} unwatched"), folder)
+    dovecot.append(
+        mail_with(
+            gz(report_xml([Row("192.0.2.1", 4)], report_id=f"{folder}-w")), subject=f"{folder} watched"
+        ),
+        folder,
+    )
+    dovecot.append(
+        mail_with(
+            gz(report_xml([Row("192.0.2.1", 4)], domain="nobody.example", report_id=f"{folder}-n")),
+            subject=f"{folder} unwatched",
+        ),
+        folder,
+    )
     result = poll_once(settings_for(dovecot, tmp_path, nsd), store, default_team=None)
     assert reports.report_count("T7") == 1
     [refused] = result.refused
     assert "no workspace watches nobody.example" in (refused.outcome.error or "")
 
 
-def test_the_server_certificate_is_verified(dovecot: DovecotServer, tmp_path: Path,
-                                            nsd: NsdServer) -> None:
+def test_the_server_certificate_is_verified(dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer) -> None:
     store: WatchStore = open_reports(tmp_path / "imap.db")[0]
     with pytest.raises(ssl.SSLCertVerificationError):
         poll_once(settings_for(dovecot, tmp_path, nsd, imap_cafile=None), store, "T1")
@@ -142,9 +167,14 @@ def test_a_wrong_password_is_a_clear_error(tmp_path: Path, nsd: NsdServer) -> No
         server.stop()
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("imap.example.com", ("imap.example.com", 993)), ("127.0.0.1:1993", ("127.0.0.1", 1993)),
-    ("[::1]:994", ("::1", 994))])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("imap.example.com", ("imap.example.com", 993)),
+        ("127.0.0.1:1993", ("127.0.0.1", 1993)),
+        ("[::1]:994", ("::1", 994)),
+    ],
+)
 def test_imap_address(text: str, expected: tuple[str, int]) -> None:
     assert imap_address(text) == expected
 
@@ -155,13 +185,18 @@ def test_partial_imap_settings_stop_serve() -> None:
     assert "DMARCBOT_IMAP_USER, DMARCBOT_IMAP_PASSWORD" in problem
 
 
-def test_serve_polls_in_a_thread_only_when_configured(dovecot: DovecotServer, tmp_path: Path,
-                                                      nsd: NsdServer) -> None:
+def test_serve_polls_in_a_thread_only_when_configured(
+    dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer
+) -> None:
     folder = dovecot.test_folder  # type: ignore[attr-defined]
     store = open_reports(tmp_path / "imap.db")[0]
     assert start_imap_poller(Settings(db_path=str(tmp_path / "imap.db")), store) is None
-    dovecot.append(mail_with(gz(report_xml([Row("192.0.2.1", 2)], report_id=f"{folder}-t")),
-                             subject=f"{folder} threaded"), folder)
+    dovecot.append(
+        mail_with(
+            gz(report_xml([Row("192.0.2.1", 2)], report_id=f"{folder}-t")), subject=f"{folder} threaded"
+        ),
+        folder,
+    )
     poller = ImapPoller(settings_for(dovecot, tmp_path, nsd), store, lambda: "T1", interval=60)
     poller.start()
     try:

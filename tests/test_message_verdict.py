@@ -60,38 +60,59 @@ def diagnose(address: str, raw: bytes, **flags: str) -> MessageVerdict:
 
 
 def received(helo: str, ip: str, by: str) -> tuple[str, str]:
-    return ("Received", f"from {helo} ({helo} [{ip}]) by {by} with ESMTPS id 4QX; "
-                        "Mon, 02 Mar 2026 10:00:01 +0000")
+    return (
+        "Received",
+        f"from {helo} ({helo} [{ip}]) by {by} with ESMTPS id 4QX; Mon, 02 Mar 2026 10:00:01 +0000",
+    )
 
 
 def ids(verdict: MessageVerdict) -> list[str]:
     return [c.id for c in verdict.causes]
 
 
-def direct(from_: str = "Alice <alice@example.com>", domain: str = "example.com",
-           selector: str = "s1", return_path: str = "alice@example.com",
-           ip: str = SENDER_IP, **kwargs: str) -> bytes:
+def direct(
+    from_: str = "Alice <alice@example.com>",
+    domain: str = "example.com",
+    selector: str = "s1",
+    return_path: str = "alice@example.com",
+    ip: str = SENDER_IP,
+    **kwargs: str,
+) -> bytes:
     """Signed by `domain`, then delivered from `ip` straight to the receiver."""
-    raw = sign(message(from_, headers=[("Return-Path", f"<{return_path}>")], **kwargs), domain,
-               selector, PEM)
+    raw = sign(message(from_, headers=[("Return-Path", f"<{return_path}>")], **kwargs), domain, selector, PEM)
     return prepend(raw, received("out.example.com", ip, "mx.receiver.example"))
 
 
 def test_every_cause_has_a_title_and_fix() -> None:
     assert set(CAUSES) == {
-        "cause.spf_not_aligned", "cause.spf_ip_not_authorized", "cause.spf_error",
-        "cause.dkim_not_aligned", "cause.dkim_body_modified", "cause.dkim_header_modified",
-        "cause.dkim_key_missing", "cause.dkim_key_invalid", "cause.no_dkim_signature",
-        "cause.forwarded", "cause.dns_temperror", "cause.no_dmarc_record"}
+        "cause.spf_not_aligned",
+        "cause.spf_ip_not_authorized",
+        "cause.spf_error",
+        "cause.dkim_not_aligned",
+        "cause.dkim_body_modified",
+        "cause.dkim_header_modified",
+        "cause.dkim_key_missing",
+        "cause.dkim_key_invalid",
+        "cause.no_dkim_signature",
+        "cause.forwarded",
+        "cause.dns_temperror",
+        "cause.no_dmarc_record",
+    }
 
 
 def test_aligned_pass(server: NsdServer) -> None:
     verdict = diagnose(server.address, direct())
     assert (verdict.dmarc.result, verdict.dmarc.policy) == ("pass", "reject")
-    assert (verdict.spf.result, verdict.spf.aligned, verdict.spf.ip, verdict.spf.ip_source) == \
-        ("pass", True, SENDER_IP, "received")
-    assert [(r.result, a.aligned if a else None) for r, a in
-            zip(verdict.dkim, verdict.dkim_alignment, strict=True)] == [("pass", True)]
+    assert (verdict.spf.result, verdict.spf.aligned, verdict.spf.ip, verdict.spf.ip_source) == (
+        "pass",
+        True,
+        SENDER_IP,
+        "received",
+    )
+    assert [
+        (r.result, a.aligned if a else None)
+        for r, a in zip(verdict.dkim, verdict.dkim_alignment, strict=True)
+    ] == [("pass", True)]
     assert verdict.causes == ()
     data: dict[str, Any] = verdict.to_json()
     assert set(data) >= {"from_domain", "dmarc", "spf", "dkim", "causes"}
@@ -101,9 +122,12 @@ def test_aligned_pass(server: NsdServer) -> None:
 
 
 def _through_list(raw: bytes) -> bytes:
-    return prepend(raw, ("Return-Path", "<team-bounces@lists.example.org>"),
-                   received("lists.example.org", LIST_IP, "mx.receiver.example"),
-                   ("List-Id", "<team.lists.example.org>"))
+    return prepend(
+        raw,
+        ("Return-Path", "<team-bounces@lists.example.org>"),
+        received("lists.example.org", LIST_IP, "mx.receiver.example"),
+        ("List-Id", "<team.lists.example.org>"),
+    )
 
 
 def _list_message(body_footer: bool = False, tag_subject: bool = False) -> bytes:
@@ -144,8 +168,9 @@ def test_revoked_key(server: NsdServer) -> None:
 
 
 def test_third_party_sender_with_its_own_domains(server: NsdServer) -> None:
-    raw = sign(message(headers=[("Return-Path", "<bounce-77@bounce.mailer.net>")]),
-               "mailer.net", "m1", MAILER_PEM)
+    raw = sign(
+        message(headers=[("Return-Path", "<bounce-77@bounce.mailer.net>")]), "mailer.net", "m1", MAILER_PEM
+    )
     raw = prepend(raw, received("smtp.mailer.net", MAILER_IP, "mx.receiver.example"))
     verdict = diagnose(server.address, raw)
     assert verdict.dmarc.result == "fail"
@@ -155,37 +180,41 @@ def test_third_party_sender_with_its_own_domains(server: NsdServer) -> None:
 
 def test_sender_ip_missing_from_spf(server: NsdServer) -> None:
     raw = message()
-    verdict = diagnose(server.address, raw, ip="91.198.174.9", mail_from="alice@example.com",
-                       helo="mail.example.com")
+    verdict = diagnose(
+        server.address, raw, ip="91.198.174.9", mail_from="alice@example.com", helo="mail.example.com"
+    )
     assert (verdict.spf.result, verdict.spf.ip_source) == ("fail", "flag")
     assert verdict.dmarc.result == "fail"
     assert ids(verdict) == ["cause.spf_ip_not_authorized", "cause.no_dkim_signature"]
 
 
 def test_forwarded_message_fails_spf_but_passes_dmarc_on_dkim(server: NsdServer) -> None:
-    original = sign(message(headers=[("Return-Path", "<alice@example.com>")]), "example.com",
-                    "s1", PEM)
+    original = sign(message(headers=[("Return-Path", "<alice@example.com>")]), "example.com", "s1", PEM)
     hop1 = prepend(original, received("out.example.com", SENDER_IP, "mx.forwarder.example"))
-    forwarded = prepend(hop1,
-                        ("ARC-Seal", "i=1; a=rsa-sha256; cv=none; d=forwarder.example; s=arc; "
-                                     "t=1772445601; b=AAAA"),
-                        ("X-Forwarded-To", "bob@receiver.example"),
-                        received("fwd.forwarder.example", FORWARDER_IP, "mx.receiver.example"))
+    forwarded = prepend(
+        hop1,
+        ("ARC-Seal", "i=1; a=rsa-sha256; cv=none; d=forwarder.example; s=arc; t=1772445601; b=AAAA"),
+        ("X-Forwarded-To", "bob@receiver.example"),
+        received("fwd.forwarder.example", FORWARDER_IP, "mx.receiver.example"),
+    )
     verdict = diagnose(server.address, forwarded)
-    assert (verdict.spf.result, verdict.spf.ip, verdict.spf.ip_source) == \
-        ("fail", FORWARDER_IP, "received")
+    assert (verdict.spf.result, verdict.spf.ip, verdict.spf.ip_source) == ("fail", FORWARDER_IP, "received")
     assert verdict.dkim[0].passed
     assert verdict.dmarc.result == "pass"
     assert ids(verdict) == ["cause.spf_ip_not_authorized", "cause.forwarded"]
     assert "forwarder.example" in verdict.causes[1].detail
 
 
-@pytest.mark.parametrize(("org", "result", "causes"), [
-    ("example.com", "pass", []),  # relaxed: news.example.com and example.com share an org domain
-    ("strictco.com", "fail", ["cause.dkim_not_aligned"]),  # adkim=s: only identical names
-])
-def test_relaxed_and_strict_alignment_for_a_subdomain(server: NsdServer, org: str, result: str,
-                                                      causes: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("org", "result", "causes"),
+    [
+        ("example.com", "pass", []),  # relaxed: news.example.com and example.com share an org domain
+        ("strictco.com", "fail", ["cause.dkim_not_aligned"]),  # adkim=s: only identical names
+    ],
+)
+def test_relaxed_and_strict_alignment_for_a_subdomain(
+    server: NsdServer, org: str, result: str, causes: list[str]
+) -> None:
     raw = sign(message(f"News <news@news.{org}>"), org, "s1", PEM)
     verdict = diagnose(server.address, raw, ip=FORWARDER_IP, mail_from=f"news@news.{org}")
     assert verdict.dmarc.result == result
@@ -204,26 +233,34 @@ def test_no_dmarc_record(server: NsdServer) -> None:
 
 
 def test_spf_permerror(server: NsdServer) -> None:
-    verdict = diagnose(server.address, message("Sam <sam@spfbroken.com>"), ip=SENDER_IP,
-                       mail_from="sam@spfbroken.com", helo="out.example.com")
+    verdict = diagnose(
+        server.address,
+        message("Sam <sam@spfbroken.com>"),
+        ip=SENDER_IP,
+        mail_from="sam@spfbroken.com",
+        helo="out.example.com",
+    )
     assert verdict.spf.result == "permerror"
     assert "cause.spf_error" in ids(verdict)
 
 
 def test_helo_never_aligns(server: NsdServer) -> None:
-    verdict = diagnose(server.address, message(), ip=SENDER_IP, mail_from="",
-                       helo="out.example.com")
+    verdict = diagnose(server.address, message(), ip=SENDER_IP, mail_from="", helo="out.example.com")
     assert (verdict.spf.result, verdict.spf.identity, verdict.spf.aligned) == ("pass", "helo", False)
     assert verdict.dmarc.result == "fail"
     assert "HELO never aligns" in verdict.causes[0].detail
 
 
-@pytest.mark.parametrize(("fault_name", "dmarc_result"), [
-    ("_dmarc.example.com", "temperror"),
-    ("s1._domainkey.example.com", "temperror"),
-])
-def test_dns_failure_gives_temperror(nsd: NsdServer, fault_proxy: FaultProxy, fault_name: str,
-                                     dmarc_result: str) -> None:
+@pytest.mark.parametrize(
+    ("fault_name", "dmarc_result"),
+    [
+        ("_dmarc.example.com", "temperror"),
+        ("s1._domainkey.example.com", "temperror"),
+    ],
+)
+def test_dns_failure_gives_temperror(
+    nsd: NsdServer, fault_proxy: FaultProxy, fault_name: str, dmarc_result: str
+) -> None:
     nsd.set_zones(zones(RECORDS))
     fault_proxy.add_fault(fault_name, "servfail")
     verdict = diagnose(fault_proxy.address, direct(ip=FORWARDER_IP))
@@ -235,31 +272,45 @@ def test_dns_failure_gives_temperror(nsd: NsdServer, fault_proxy: FaultProxy, fa
 
 def test_receiver_results_are_used_and_compared(server: NsdServer) -> None:
     """The receiver saw a pass from a key that has since been removed (a rotation)."""
-    raw = sign(message(headers=[("Return-Path", "<alice@example.com>")]), "example.com",
-               "rotated", PEM)
+    raw = sign(message(headers=[("Return-Path", "<alice@example.com>")]), "example.com", "rotated", PEM)
     raw = prepend(
         raw,
-        ("Authentication-Results", "mx.receiver.example; dkim=pass header.d=example.com "
-                                   "header.s=rotated header.b=AAAA; spf=pass smtp.mailfrom="
-                                   "alice@example.com; dmarc=pass header.from=example.com"),
-        ("Received-SPF", f"pass (mx.receiver.example: domain of alice@example.com designates "
-                         f"{SENDER_IP} as permitted sender) client-ip={SENDER_IP}; "
-                         "envelope-from=alice@example.com; helo=out.example.com;"),
-        received("out.example.com", SENDER_IP, "mx.receiver.example"))
+        (
+            "Authentication-Results",
+            "mx.receiver.example; dkim=pass header.d=example.com "
+            "header.s=rotated header.b=AAAA; spf=pass smtp.mailfrom="
+            "alice@example.com; dmarc=pass header.from=example.com",
+        ),
+        (
+            "Received-SPF",
+            f"pass (mx.receiver.example: domain of alice@example.com designates "
+            f"{SENDER_IP} as permitted sender) client-ip={SENDER_IP}; "
+            "envelope-from=alice@example.com; helo=out.example.com;",
+        ),
+        received("out.example.com", SENDER_IP, "mx.receiver.example"),
+    )
     verdict = diagnose(server.address, raw)
-    assert (verdict.spf.result, verdict.spf.result_source, verdict.spf.ip_source) == \
-        ("pass", "receiver", "received-spf")
+    assert (verdict.spf.result, verdict.spf.result_source, verdict.spf.ip_source) == (
+        "pass",
+        "receiver",
+        "received-spf",
+    )
     assert verdict.receiver == "mx.receiver.example"
     assert [(d.what, d.receiver, d.ours) for d in verdict.differences] == [
-        ("dkim d=example.com s=rotated", "pass", "permerror")]
+        ("dkim d=example.com s=rotated", "pass", "permerror")
+    ]
     assert "rotation" in verdict.differences[0].why
     assert verdict.dmarc.result == "pass"  # SPF still aligns
 
 
 def test_receiver_dmarc_differs_when_the_record_changed(server: NsdServer) -> None:
-    raw = prepend(message("Ann <ann@nodmarc.org>"),
-                  ("Authentication-Results", "mx.receiver.example; spf=none smtp.mailfrom=x; "
-                                             "dmarc=fail (p=reject) header.from=nodmarc.org"))
+    raw = prepend(
+        message("Ann <ann@nodmarc.org>"),
+        (
+            "Authentication-Results",
+            "mx.receiver.example; spf=none smtp.mailfrom=x; dmarc=fail (p=reject) header.from=nodmarc.org",
+        ),
+    )
     verdict = diagnose(server.address, raw)
     assert [(d.what, d.receiver, d.ours) for d in verdict.differences] == [("dmarc", "fail", "none")]
     assert "changed since delivery" in verdict.differences[0].why

@@ -43,8 +43,9 @@ def monitor(tmp_path: Path, slack: SlackStandIn, world: NsdServer) -> Iterator[M
 
 
 @pytest.fixture
-def proxied(tmp_path: Path, slack: SlackStandIn, world: NsdServer, fault_proxy: FaultProxy
-            ) -> Iterator[MonitorHarness]:
+def proxied(
+    tmp_path: Path, slack: SlackStandIn, world: NsdServer, fault_proxy: FaultProxy
+) -> Iterator[MonitorHarness]:
     harness = make_harness(tmp_path, slack, fault_proxy)
     yield harness
     harness.store.close()
@@ -55,8 +56,9 @@ def all_text(call_blocks: list[dict]) -> str:
     return json.dumps(call_blocks, ensure_ascii=False)
 
 
-def test_first_cycle_is_the_baseline_and_no_change_means_no_alert(monitor: MonitorHarness,
-                                                                  slack: SlackStandIn) -> None:
+def test_first_cycle_is_the_baseline_and_no_change_means_no_alert(
+    monitor: MonitorHarness, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN)
     for _ in range(3):
         checked, delivered = monitor.cycle()
@@ -70,7 +72,8 @@ def test_first_cycle_is_the_baseline_and_no_change_means_no_alert(monitor: Monit
 
 
 def test_a_change_in_the_include_chain_alerts_with_before_and_after(
-        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN)
     monitor.cycle()
     changed = "v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 <!channel> ~all"
@@ -90,12 +93,20 @@ def test_a_change_in_the_include_chain_alerts_with_before_and_after(
     assert [(a.kind, a.state, a.ts) for a in stored] == [("changed", "posted", post.response["ts"])]
 
 
-def test_dmarc_dkim_and_mx_changes_are_each_shown(monitor: MonitorHarness, world: NsdServer,
-                                                  slack: SlackStandIn) -> None:
+def test_dmarc_dkim_and_mx_changes_are_each_shown(
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN)
     monitor.cycle()
-    world.set_zone(DOMAIN, domain_zone(DOMAIN, dmarc="v=DMARC1; p=quarantine; rua=mailto:d@example.test",
-                                       dkim="v=DKIM1; k=rsa; p=", mx=False))
+    world.set_zone(
+        DOMAIN,
+        domain_zone(
+            DOMAIN,
+            dmarc="v=DMARC1; p=quarantine; rua=mailto:d@example.test",
+            dkim="v=DKIM1; k=rsa; p=",
+            mx=False,
+        ),
+    )
     monitor.cycle()
     text = all_text(slack.posts()[0].blocks)
     assert f"DMARC _dmarc.{DOMAIN}* changed" in text and "p=quarantine" in text
@@ -104,7 +115,8 @@ def test_dmarc_dkim_and_mx_changes_are_each_shown(monitor: MonitorHarness, world
 
 
 def test_alignment_failing_alert_has_the_fix_it_button_then_recovered(
-        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN)
     monitor.cycle()
     world.set_zone(DOMAIN, domain_zone(DOMAIN, spf=None, dkim=None))
@@ -114,7 +126,8 @@ def test_alignment_failing_alert_has_the_fix_it_button_then_recovered(
     buttons = [e for b in failing.blocks if b["type"] == "actions" for e in b["elements"]]
     # the button names the finding to fix and the team that owns the watch, as Fix it requires
     assert [(b["action_id"], json.loads(b["value"])) for b in buttons] == [
-        (slack_ids.ACTION_FIX, {"f": "spf.missing", "d": DOMAIN, "o": "T1", "s": ["sel"]})]
+        (slack_ids.ACTION_FIX, {"f": "spf.missing", "d": DOMAIN, "o": "T1", "s": ["sel"]})
+    ]
     assert "`spf.missing`" in all_text(failing.blocks)
     world.set_zone(DOMAIN, domain_zone(DOMAIN))
     monitor.cycle()
@@ -125,8 +138,9 @@ def test_alignment_failing_alert_has_the_fix_it_button_then_recovered(
 
 
 @pytest.mark.parametrize("fault", ["servfail", "timeout"])
-def test_one_failed_cycle_is_not_an_alert(proxied: MonitorHarness, fault_proxy: FaultProxy,
-                                          slack: SlackStandIn, fault: str) -> None:
+def test_one_failed_cycle_is_not_an_alert(
+    proxied: MonitorHarness, fault_proxy: FaultProxy, slack: SlackStandIn, fault: str
+) -> None:
     proxied.watch(DOMAIN)
     proxied.cycle()
     fault_proxy.add_fault(f"_dmarc.{DOMAIN}", fault)
@@ -142,8 +156,8 @@ def test_one_failed_cycle_is_not_an_alert(proxied: MonitorHarness, fault_proxy: 
 
 
 def test_an_outage_hiding_a_removed_record_is_never_reported_as_removed(
-        proxied: MonitorHarness, fault_proxy: FaultProxy, world: NsdServer,
-        slack: SlackStandIn) -> None:
+    proxied: MonitorHarness, fault_proxy: FaultProxy, world: NsdServer, slack: SlackStandIn
+) -> None:
     proxied.watch(DOMAIN)
     proxied.cycle()
     fault_proxy.add_fault(INCLUDE, "servfail")
@@ -152,9 +166,9 @@ def test_an_outage_hiding_a_removed_record_is_never_reported_as_removed(
     assert slack.posts() == []  # two outage cycles: silence, not "include removed"
 
 
-def test_three_failed_cycles_say_cannot_check_once(proxied: MonitorHarness,
-                                                   fault_proxy: FaultProxy,
-                                                   slack: SlackStandIn) -> None:
+def test_three_failed_cycles_say_cannot_check_once(
+    proxied: MonitorHarness, fault_proxy: FaultProxy, slack: SlackStandIn
+) -> None:
     proxied.watch(DOMAIN)
     proxied.cycle()
     fault_proxy.add_fault(INCLUDE, "timeout")
@@ -172,12 +186,12 @@ def test_three_failed_cycles_say_cannot_check_once(proxied: MonitorHarness,
     assert slack.posts()[1].text.startswith(f"{DOMAIN}: checking again")
 
 
-def test_a_flapping_record_alerts_once(monitor: MonitorHarness, world: NsdServer,
-                                       slack: SlackStandIn) -> None:
+def test_a_flapping_record_alerts_once(
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN)
     monitor.cycle()
-    flip = {True: provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 -all"),
-            False: provider_zone()}
+    flip = {True: provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 -all"), False: provider_zone()}
     for n in range(6):
         world.set_zone(PROVIDER, flip[n % 2 == 0])
         monitor.cycle()
@@ -186,7 +200,8 @@ def test_a_flapping_record_alerts_once(monitor: MonitorHarness, world: NsdServer
 
 
 def test_a_flap_that_settles_is_announced_after_settle_checks(
-        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN)
     monitor.cycle()
     other = provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 -all")
@@ -200,12 +215,14 @@ def test_a_flap_that_settles_is_announced_after_settle_checks(
     assert len(slack.posts()) == 1  # still held
     monitor.cycle()
     assert len(slack.posts()) == 2  # it held for SETTLE_CHECKS checks: the channel is told
-    assert "*Before:* ```v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 -all```" in \
-        all_text(slack.posts()[1].blocks)
+    assert "*Before:* ```v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 -all```" in all_text(
+        slack.posts()[1].blocks
+    )
 
 
 def test_flapping_between_passing_and_failing_says_each_once(
-        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN)
     monitor.cycle()
     broken, good = domain_zone(DOMAIN, spf=None, dkim=None), domain_zone(DOMAIN)
@@ -213,12 +230,14 @@ def test_flapping_between_passing_and_failing_says_each_once(
         world.set_zone(DOMAIN, broken if n % 2 == 0 else good)
         monitor.cycle()
     assert [p.text.split(". ")[0] for p in slack.posts()] == [
-        f"{DOMAIN}: mail now fails DMARC", f"{DOMAIN}: recovered: mail can pass DMARC again"]
+        f"{DOMAIN}: mail now fails DMARC",
+        f"{DOMAIN}: recovered: mail can pass DMARC again",
+    ]
 
 
-def test_many_changes_in_one_channel_are_one_digest(monitor: MonitorHarness, world: NsdServer,
-                                                    fault_proxy: FaultProxy,
-                                                    slack: SlackStandIn) -> None:
+def test_many_changes_in_one_channel_are_one_digest(
+    monitor: MonitorHarness, world: NsdServer, fault_proxy: FaultProxy, slack: SlackStandIn
+) -> None:
     domains = [f"d{n:02d}.test" for n in range(60)]
     world.set_zones({PROVIDER: provider_zone(), **{d: domain_zone(d) for d in domains}})
     monitor.dns = fault_proxy  # to count the queries
@@ -230,9 +249,13 @@ def test_many_changes_in_one_channel_are_one_digest(monitor: MonitorHarness, wor
     monitor.watch("d00.test", channel="C8", team="T2")
     monitor.cycle()
     assert fault_proxy.count(INCLUDE, "TXT") == 1  # one session per cycle: the include once
-    world.set_zones({PROVIDER: provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:198.18.0.0/15 -all"),
-                     **{d: domain_zone(d) for d in domains[1:]},
-                     "d00.test": domain_zone("d00.test", dmarc="v=DMARC1; p=none; rua=mailto:x@d00.test")})
+    world.set_zones(
+        {
+            PROVIDER: provider_zone("v=spf1 ip4:192.0.2.0/24 ip4:198.18.0.0/15 -all"),
+            **{d: domain_zone(d) for d in domains[1:]},
+            "d00.test": domain_zone("d00.test", dmarc="v=DMARC1; p=none; rua=mailto:x@d00.test"),
+        }
+    )
     checked, delivered = monitor.cycle()
     assert checked.domains == 60 and checked.alerts_written == 61
     assert delivered.messages_posted == 2  # one digest in C7, one alert in T2's C8
@@ -250,7 +273,8 @@ def test_many_changes_in_one_channel_are_one_digest(monitor: MonitorHarness, wor
 
 
 def test_two_workspaces_watching_one_domain_see_only_their_own(
-        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN, channel="C1", team="T1")
     monitor.watch(DOMAIN, channel="C2", team="T2", selectors=("sel",))
     monitor.cycle()
@@ -266,7 +290,8 @@ def test_two_workspaces_watching_one_domain_see_only_their_own(
 
 
 def test_a_429_during_an_alert_is_posted_once_after_retry_after(
-        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN)
     monitor.cycle()
     world.set_zone(PROVIDER, provider_zone("v=spf1 ip4:192.0.2.0/24 ~all"))
@@ -280,7 +305,8 @@ def test_a_429_during_an_alert_is_posted_once_after_retry_after(
 
 
 def test_a_5xx_keeps_the_alert_pending_for_the_next_pass(
-        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.watch(DOMAIN)
     monitor.cycle()
     world.set_zone(PROVIDER, provider_zone("v=spf1 ip4:192.0.2.0/24 ~all"))
@@ -294,8 +320,9 @@ def test_a_5xx_keeps_the_alert_pending_for_the_next_pass(
     assert [(a.state, a.attempts) for a in monitor.store.alerts("T1")] == [("posted", 2)]
 
 
-def test_posts_to_one_channel_are_a_second_apart(monitor: MonitorHarness, world: NsdServer,
-                                                 slack: SlackStandIn) -> None:
+def test_posts_to_one_channel_are_a_second_apart(
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     monitor.pacer_spacing = 1.0
     monitor.watch(DOMAIN)
     monitor.cycle()
@@ -305,14 +332,16 @@ def test_posts_to_one_channel_are_a_second_apart(monitor: MonitorHarness, world:
     for record in ("v=spf1 ip4:192.0.2.0/24 ~all", "v=spf1 ip4:192.0.2.0/25 ~all"):
         world.set_zone(PROVIDER, provider_zone(record))
         monitor.deliver = lambda: deliver_pending(  # type: ignore[method-assign]
-            monitor.store, client_for_team_factory(monitor.settings), pacer)
+            monitor.store, client_for_team_factory(monitor.settings), pacer
+        )
         monitor.cycle()
     first, second = slack.calls("chat.postMessage")
     assert second.at - first.at >= 0.9
 
 
 def test_a_channel_the_bot_left_keeps_alerts_until_attempts_run_out(
-        monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn) -> None:
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     slack.set_channel("C1", is_member=False)
     monitor.watch(DOMAIN)
     monitor.cycle()
@@ -323,8 +352,9 @@ def test_a_channel_the_bot_left_keeps_alerts_until_attempts_run_out(
     assert monitor.deliver().messages_posted == 1
 
 
-def test_the_scheduler_runs_cycles_until_stopped(monitor: MonitorHarness, world: NsdServer,
-                                                 slack: SlackStandIn) -> None:
+def test_the_scheduler_runs_cycles_until_stopped(
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
     from bot.scheduler import MonitorScheduler, run_cycle
 
     monitor.watch(DOMAIN)

@@ -19,9 +19,19 @@ def test_escape_does_ampersand_first() -> None:
     assert escape("a && b") == "a &amp;&amp; b"
 
 
-@pytest.mark.parametrize("text", ["<!channel>", "<!here>", "<!everyone>", "<@U123>", "<#C123>",
-                                  "<https://evil.example|Click>", "<!subteam^S1>",
-                                  "<!date^1^{date}|x>"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<!channel>",
+        "<!here>",
+        "<!everyone>",
+        "<@U123>",
+        "<#C123>",
+        "<https://evil.example|Click>",
+        "<!subteam^S1>",
+        "<!date^1^{date}|x>",
+    ],
+)
 def test_escape_defuses_every_control_sequence(text: str) -> None:
     out = escape(text)
     assert "<" not in out and ">" not in out

@@ -12,21 +12,24 @@ from handlers.mx import MxHost, MxReport, check_mx
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 
-ZONE = make_zone("test", [
-    ("sorted", "MX", "30 c.mx.example."),
-    ("sorted", "MX", "10 B.MX.Example."),
-    ("sorted", "MX", "20 a.mx.example."),
-    ("sorted", "MX", "10 a.mx.example."),
-    ("one", "MX", "0 mail.one.test."),
-    ("null", "MX", "0 ."),
-    ("null-plus", "MX", "0 ."),
-    ("null-plus", "MX", "10 mail.null-plus.test."),
-    ("null-pref", "MX", "10 ."),
-    ("no-mx", "A", "192.0.2.1"),
-    ("no-mx", "TXT", "v=spf1 -all"),
-    ("alias", "CNAME", "one"),
-    *(("many", "MX", f"{i % 3} mx{i:02d}.many.test.") for i in range(12)),
-])
+ZONE = make_zone(
+    "test",
+    [
+        ("sorted", "MX", "30 c.mx.example."),
+        ("sorted", "MX", "10 B.MX.Example."),
+        ("sorted", "MX", "20 a.mx.example."),
+        ("sorted", "MX", "10 a.mx.example."),
+        ("one", "MX", "0 mail.one.test."),
+        ("null", "MX", "0 ."),
+        ("null-plus", "MX", "0 ."),
+        ("null-plus", "MX", "10 mail.null-plus.test."),
+        ("null-pref", "MX", "10 ."),
+        ("no-mx", "A", "192.0.2.1"),
+        ("no-mx", "TXT", "v=spf1 -all"),
+        ("alias", "CNAME", "one"),
+        *(("many", "MX", f"{i % 3} mx{i:02d}.many.test.") for i in range(12)),
+    ],
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,11 @@ def run_check(make_session: SessionFactory, server: NsdServer | FaultProxy, doma
 @pytest.mark.parametrize(
     ("domain", "hosts", "null_mx"),
     [
-        ("sorted.test", [(10, "a.mx.example"), (10, "b.mx.example"), (20, "a.mx.example"),
-                         (30, "c.mx.example")], False),
+        (
+            "sorted.test",
+            [(10, "a.mx.example"), (10, "b.mx.example"), (20, "a.mx.example"), (30, "c.mx.example")],
+            False,
+        ),
         ("one.test", [(0, "mail.one.test")], False),
         ("alias.test", [(0, "mail.one.test")], False),  # MX read through a CNAME
         ("null.test", [(0, "")], True),
@@ -59,8 +65,9 @@ def run_check(make_session: SessionFactory, server: NsdServer | FaultProxy, doma
         ("many.test", sorted((i % 3, f"mx{i:02d}.many.test") for i in range(12)), False),
     ],
 )
-def test_hosts_sorted_by_preference(world: NsdServer, make_session: SessionFactory, domain: str,
-                                    hosts: list[tuple[int, str]], null_mx: bool) -> None:
+def test_hosts_sorted_by_preference(
+    world: NsdServer, make_session: SessionFactory, domain: str, hosts: list[tuple[int, str]], null_mx: bool
+) -> None:
     report = run_check(make_session, world, domain)
     assert [(h.preference, h.host) for h in report.hosts] == hosts
     assert report.null_mx is null_mx
@@ -68,8 +75,9 @@ def test_hosts_sorted_by_preference(world: NsdServer, make_session: SessionFacto
     assert report.to_json() == [{"preference": p, "host": h} for p, h in hosts]
 
 
-@pytest.mark.parametrize(("domain", "why"), [("no-mx.test", "has no MX record"),
-                                             ("nothing.test", "does not exist (NXDOMAIN)")])
+@pytest.mark.parametrize(
+    ("domain", "why"), [("no-mx.test", "has no MX record"), ("nothing.test", "does not exist (NXDOMAIN)")]
+)
 def test_missing_mx_is_info(world: NsdServer, make_session: SessionFactory, domain: str, why: str) -> None:
     report = run_check(make_session, world, domain)
     assert report.hosts == () and not report.null_mx
@@ -81,8 +89,7 @@ def test_missing_mx_is_info(world: NsdServer, make_session: SessionFactory, doma
 
 @pytest.mark.parametrize("kind", ["servfail", "refused", "timeout", "truncate"])
 @pytest.mark.parametrize("domain", ["sorted.test", "no-mx.test"])
-def test_outage_is_temperror(proxy: FaultProxy, make_session: SessionFactory, domain: str,
-                             kind: str) -> None:
+def test_outage_is_temperror(proxy: FaultProxy, make_session: SessionFactory, domain: str, kind: str) -> None:
     proxy.add_fault(domain, kind, "MX")
     report = run_check(make_session, proxy, domain)
     assert report.hosts == ()

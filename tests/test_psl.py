@@ -75,8 +75,11 @@ def test_vectors_with_the_snapshot_list(given: str, expected: str | None) -> Non
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("mail.example.co.uk.", "example.co.uk"), ("Example.COM.", "example.com"),
-     ("a.b.dmarc.example.test", "example.test")],
+    [
+        ("mail.example.co.uk.", "example.co.uk"),
+        ("Example.COM.", "example.com"),
+        ("a.b.dmarc.example.test", "example.test"),
+    ],
 )
 def test_trailing_dot_and_case(given: str, expected: str) -> None:
     assert registrable_domain(given) == expected

@@ -20,8 +20,9 @@ def test_ready_when_nearly_all_mail_passes_aligned() -> None:
 
 
 def test_not_ready_names_the_failing_sources() -> None:
-    stats = AggregateStats(2000, 0.80, (FailingSource("mail.crm.example", 300),
-                                        FailingSource("203.0.113.9", 100)))
+    stats = AggregateStats(
+        2000, 0.80, (FailingSource("mail.crm.example", 300), FailingSource("203.0.113.9", 100))
+    )
     readiness = assess_readiness("reject", stats)
     assert readiness.verdict == "not_ready"
     assert "Only 80.0%" in readiness.summary and "before reject" in readiness.summary
@@ -36,8 +37,7 @@ def test_too_few_messages_falls_back_to_the_checklist() -> None:
 
 
 def test_checklist_names_catalog_providers_from_spf_and_dkim() -> None:
-    readiness = assess_readiness("quarantine", None, ["_spf.google.com", "mail.example.net"],
-                                 ["selector1"])
+    readiness = assess_readiness("quarantine", None, ["_spf.google.com", "mail.example.net"], ["selector1"])
     assert readiness.verdict == "unknown"
     assert readiness.summary.startswith("No aggregate report data yet")
     text = "\n".join(readiness.checklist)

@@ -31,8 +31,9 @@ def dns(nsd: NsdServer, make_session: SessionFactory) -> SessionFactory:
     return make_session
 
 
-def add_day(reports: ReportStore, days_back: int, rows: list[Row], team: str = "T1",
-            report_id: str | None = None) -> StoredReport:
+def add_day(
+    reports: ReportStore, days_back: int, rows: list[Row], team: str = "T1", report_id: str | None = None
+) -> StoredReport:
     xml = report_xml(rows, day=days_ago(days_back), report_id=report_id or f"d{days_back}")
     return reports.add_report(team, parse_report(xml), "test")
 
@@ -40,12 +41,16 @@ def add_day(reports: ReportStore, days_back: int, rows: list[Row], team: str = "
 def baseline(reports: ReportStore, passing: int = 190, failing: int = 10) -> None:
     """14 days of 200 messages a day from a known source, 95% passing."""
     for n in range(1, 15):
-        add_day(reports, n, [Row("192.0.2.1", passing),
-                             Row("192.0.2.2", failing, dkim="fail", spf="fail")])
+        add_day(reports, n, [Row("192.0.2.1", passing), Row("192.0.2.2", failing, dkim="fail", spf="fail")])
 
 
-def review(stores: tuple[WatchStore, ReportStore], stored: list[StoredReport], nsd: NsdServer,
-           make_session: SessionFactory, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[Alert]:
+def review(
+    stores: tuple[WatchStore, ReportStore],
+    stored: list[StoredReport],
+    nsd: NsdServer,
+    make_session: SessionFactory,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> list[Alert]:
     store, reports = stores
     review_after_ingest(store, reports, stored, make_session(nsd), thresholds)
     return store.pending_alerts("T1")
@@ -53,13 +58,20 @@ def review(stores: tuple[WatchStore, ReportStore], stored: list[StoredReport], n
 
 @pytest.mark.parametrize(("passing_today", "alerts"), [(160, 1), (170, 0), (190, 0)])
 def test_pass_rate_drop_alerts_only_past_the_threshold(
-        stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory,
-        passing_today: int, alerts: int) -> None:
+    stores: tuple[WatchStore, ReportStore],
+    nsd: NsdServer,
+    dns: SessionFactory,
+    passing_today: int,
+    alerts: int,
+) -> None:
     _store, reports = stores
     baseline(reports)
     # 95% before; 80% today is 15 points down (alert), 85% is exactly 10 (no alert: "more than")
-    today = add_day(reports, 0, [Row("192.0.2.1", passing_today),
-                                 Row("192.0.2.2", 200 - passing_today, dkim="fail", spf="fail")])
+    today = add_day(
+        reports,
+        0,
+        [Row("192.0.2.1", passing_today), Row("192.0.2.2", 200 - passing_today, dkim="fail", spf="fail")],
+    )
     found = [a for a in review(stores, [today], nsd, dns) if a.kind == "report_pass_rate_drop"]
     assert len(found) == alerts
     if alerts:
@@ -68,7 +80,8 @@ def test_pass_rate_drop_alerts_only_past_the_threshold(
 
 
 def test_a_handful_of_forged_messages_alerts_nobody(
-        stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory) -> None:
+    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+) -> None:
     _store, reports = stores
     baseline(reports)
     today = add_day(reports, 0, [Row("192.0.2.2", 30, dkim="fail", spf="fail")])  # 0%, 30 messages
@@ -76,14 +89,21 @@ def test_a_handful_of_forged_messages_alerts_nobody(
 
 
 def test_a_new_source_with_real_volume_failing_alignment_alerts_once(
-        stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory) -> None:
+    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+) -> None:
     _store, reports = stores
     baseline(reports)
-    today = add_day(reports, 0, [
-        Row("192.0.2.1", 190), Row("192.0.2.2", 60, dkim="fail", spf="fail"),  # known source
-        Row("203.0.113.50", 60, dkim="fail", spf="fail", spf_domain="forger.test"),  # new
-        Row("203.0.113.51", 40, dkim="fail", spf="fail"),  # new, under the volume threshold
-        Row("203.0.113.52", 80)])  # new, passing
+    today = add_day(
+        reports,
+        0,
+        [
+            Row("192.0.2.1", 190),
+            Row("192.0.2.2", 60, dkim="fail", spf="fail"),  # known source
+            Row("203.0.113.50", 60, dkim="fail", spf="fail", spf_domain="forger.test"),  # new
+            Row("203.0.113.51", 40, dkim="fail", spf="fail"),  # new, under the volume threshold
+            Row("203.0.113.52", 80),
+        ],
+    )  # new, passing
     found = [a for a in review(stores, [today], nsd, dns) if a.kind == "report_new_failing_source"]
     assert len(found) == 1
     assert "A new source, 203.0.113.50, sent 60 messages" in found[0].text
@@ -95,21 +115,29 @@ def test_a_new_source_with_real_volume_failing_alignment_alerts_once(
 
 
 def test_selectors_seen_are_added_to_the_watch_and_a_vanished_one_alerts(
-        stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory) -> None:
+    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+) -> None:
     store, reports = stores
-    stored = add_day(reports, 1, [Row("192.0.2.1", 50, selector="s1"),
-                                  Row("192.0.2.1", 50, selector="gone"),
-                                  Row("192.0.2.9", 5, dkim="fail", spf="fail", selector="forged")])
+    stored = add_day(
+        reports,
+        1,
+        [
+            Row("192.0.2.1", 50, selector="s1"),
+            Row("192.0.2.1", 50, selector="gone"),
+            Row("192.0.2.9", 5, dkim="fail", spf="fail", selector="forged"),
+        ],
+    )
     found = [a for a in review(stores, [stored], nsd, dns) if a.kind == "report_selector_missing"]
     assert [a.dedupe_key for a in found] == [
-        f"report_selector_missing:example.com:selector:gone:{days_ago(1).isoformat()}"]
+        f"report_selector_missing:example.com:selector:gone:{days_ago(1).isoformat()}"
+    ]
     assert "gone._domainkey.example.com does not exist (NXDOMAIN)" in found[0].text
     watch = store.watch("T1", "example.com")
     assert watch is not None and watch.selectors == ("gone", "s1")  # "forged" never passed
 
 
 def test_a_dns_outage_is_never_taken_for_a_removed_selector(
-        stores: tuple[WatchStore, ReportStore], fault_proxy: FaultProxy, make_session: SessionFactory
+    stores: tuple[WatchStore, ReportStore], fault_proxy: FaultProxy, make_session: SessionFactory
 ) -> None:
     store, reports = stores
     fault_proxy.add_fault("gone._domainkey.example.com", "servfail")
@@ -119,17 +147,22 @@ def test_a_dns_outage_is_never_taken_for_a_removed_selector(
 
 
 def test_unwatched_domains_and_other_teams_get_no_alerts(
-        stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory) -> None:
+    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+) -> None:
     store, reports = stores
     other = add_day(reports, 0, [Row("203.0.113.50", 500, dkim="fail", spf="fail")], team="T2")
-    unwatched = reports.add_report("T1", parse_report(report_xml(
-        [Row("203.0.113.50", 500, dkim="fail", spf="fail")], domain="other.example")), "t")
+    unwatched = reports.add_report(
+        "T1",
+        parse_report(report_xml([Row("203.0.113.50", 500, dkim="fail", spf="fail")], domain="other.example")),
+        "t",
+    )
     review_after_ingest(store, reports, [other, unwatched], dns(nsd))
     assert store.pending_alerts("T1") == [] and store.pending_alerts("T2") == []
 
 
-def test_the_thresholds_are_settings(stores: tuple[WatchStore, ReportStore], nsd: NsdServer,
-                                     dns: SessionFactory) -> None:
+def test_the_thresholds_are_settings(
+    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+) -> None:
     _store, reports = stores
     baseline(reports)
     today = add_day(reports, 0, [Row("192.0.2.1", 180), Row("192.0.2.2", 20, dkim="fail", spf="fail")])

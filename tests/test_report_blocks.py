@@ -21,26 +21,47 @@ EVIL = "<!channel> <!here> <https://evil.example|Click> & `x`"
 
 
 def evil_finding(i: int, severity: Severity = Severity.ERROR) -> Finding:
-    return Finding("dkim.key_invalid", severity, f"Title {i} {EVIL}", f"Detail {i} " + EVIL * 80,
-                   f"Fix {i} " + EVIL * 40, record=f"v=DKIM1; n={EVIL * 60}")
+    return Finding(
+        "dkim.key_invalid",
+        severity,
+        f"Title {i} {EVIL}",
+        f"Detail {i} " + EVIL * 80,
+        f"Fix {i} " + EVIL * 40,
+        record=f"v=DKIM1; n={EVIL * 60}",
+    )
 
 
-def report(findings: list[Finding], *, domain: str = "example.test", exists: bool = True,
-           with_parts: bool = True) -> DomainReport:
+def report(
+    findings: list[Finding], *, domain: str = "example.test", exists: bool = True, with_parts: bool = True
+) -> DomainReport:
     parts: dict[str, Any] = {"dmarc": None, "spf": None, "dkim": None, "mx": None}
     if with_parts:
         parts = {
             "dmarc": DmarcReport(domain, None, domain, None, (), ()),
-            "spf": SpfReport(domain, "v=spf1 " + "ip4:192.0.2.1 " * 400 + EVIL + " -all",
-                             dns_lookups=11, void_lookups=0),
-            "dkim": DkimReport(domain, tuple(
-                DkimKey(f"s{i}{EVIL}", f"s{i}._domainkey.{domain}", EVIL, EVIL, None, False, False,
-                        ()) for i in range(30)), ("s",) * 30, False, ()),
+            "spf": SpfReport(
+                domain, "v=spf1 " + "ip4:192.0.2.1 " * 400 + EVIL + " -all", dns_lookups=11, void_lookups=0
+            ),
+            "dkim": DkimReport(
+                domain,
+                tuple(
+                    DkimKey(f"s{i}{EVIL}", f"s{i}._domainkey.{domain}", EVIL, EVIL, None, False, False, ())
+                    for i in range(30)
+                ),
+                ("s",) * 30,
+                False,
+                (),
+            ),
             "mx": MxReport(domain, tuple(MxHost(i, f"mx{i}.{domain}") for i in range(20)), False, ()),
         }
-    return DomainReport(domain, exists, findings=tuple(findings), queries=99,
-                        dns_unreachable=False, checked_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
-                        **parts)
+    return DomainReport(
+        domain,
+        exists,
+        findings=tuple(findings),
+        queries=99,
+        dns_unreachable=False,
+        checked_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+        **parts,
+    )
 
 
 def sections(blocks: list[dict[str, Any]]) -> list[str]:
@@ -55,8 +76,13 @@ def test_worst_case_stays_within_block_kit_limits() -> None:
     assert len(text) <= 3000
     assert message_problems({"text": text, "blocks": blocks}) == []
     shown = [s for s in sections(blocks) if s.startswith(":red_circle:")]
-    [more] = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"]
-              if e["text"].startswith("…and")]
+    [more] = [
+        e["text"]
+        for b in blocks
+        if b["type"] == "context"
+        for e in b["elements"]
+        if e["text"].startswith("…and")
+    ]
     assert more.startswith(f"…and {120 - len(shown)} more findings: run `dmarcbot check example.test`")
     assert blocks[-1]["type"] == "actions"
 
@@ -88,8 +114,7 @@ def test_buttons() -> None:
     _, blocks = render_report(report([evil_finding(1, Severity.INFO)]), ["google"])
     actions = blocks[-1]
     assert actions["block_id"] == slack_ids.BLOCK_REPORT_ACTIONS
-    assert [e["action_id"] for e in actions["elements"]] == [slack_ids.ACTION_RECHECK,
-                                                              slack_ids.ACTION_WATCH]
+    assert [e["action_id"] for e in actions["elements"]] == [slack_ids.ACTION_RECHECK, slack_ids.ACTION_WATCH]
     assert json.loads(actions["elements"][0]["value"]) == {"d": "example.test", "s": ["google"]}
     _, blocks = render_report(report([evil_finding(1, Severity.WARNING)]))
     assert [e["action_id"] for e in blocks[-1]["elements"]][-1] == slack_ids.ACTION_FIX
@@ -106,9 +131,14 @@ def test_button_value_stays_within_2000() -> None:
 
 
 def test_nxdomain_report() -> None:
-    text, blocks = render_report(report([Finding("domain.nxdomain", Severity.ERROR, "The domain "
-                                                 "does not exist", "d", "f")],
-                                        domain="nosuch.test", exists=False, with_parts=False))
+    text, blocks = render_report(
+        report(
+            [Finding("domain.nxdomain", Severity.ERROR, "The domain does not exist", "d", "f")],
+            domain="nosuch.test",
+            exists=False,
+            with_parts=False,
+        )
+    )
     assert blocks[0]["text"]["text"] == "nosuch.test: fails DMARC"
     assert "*Domain*\nnosuch.test does not exist (NXDOMAIN)." in sections(blocks)
     assert message_problems({"text": text, "blocks": blocks}) == []

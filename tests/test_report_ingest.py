@@ -12,12 +12,18 @@ from bot.report_store import ReportStore
 from handlers.report_archive import ReportLimits
 from tests.aggregate_xml import TESTDATA, Row, gz, mail_with, open_reports, report_xml, zip_bomb, zipped
 
-SAMPLE_DIRS = ["dmarc-reports-parsedmarc/aggregate", "dmarc-reports-cry-inc/dmarc-reports",
-               "dmarc-reports-mail-dmarc", "dmarc-opendmarc/aggregate_reports"]
-SAMPLES = sorted(p for d in SAMPLE_DIRS for p in (TESTDATA / d).iterdir()
-                 if looks_like_report_name(p.name))
-BROKEN = {"invalid_utf_8.xml": "not valid UTF-8", "invalid_xml.xml": "not well-formed",
-          "bad.com!example.com!1337140800!1337227200.xml": "not well-formed"}
+SAMPLE_DIRS = [
+    "dmarc-reports-parsedmarc/aggregate",
+    "dmarc-reports-cry-inc/dmarc-reports",
+    "dmarc-reports-mail-dmarc",
+    "dmarc-opendmarc/aggregate_reports",
+]
+SAMPLES = sorted(p for d in SAMPLE_DIRS for p in (TESTDATA / d).iterdir() if looks_like_report_name(p.name))
+BROKEN = {
+    "invalid_utf_8.xml": "not valid UTF-8",
+    "invalid_xml.xml": "not well-formed",
+    "bad.com!example.com!1337140800!1337227200.xml": "not well-formed",
+}
 
 
 @pytest.fixture
@@ -38,8 +44,9 @@ def test_every_shared_sample_is_stored_or_refused_with_a_reason(reports: ReportS
         assert reports.report_count("T1") == len(outcome.reports)
 
 
-@pytest.mark.parametrize("wrap", [lambda x: x, gz, zipped, lambda x: mail_with(gz(x))],
-                         ids=["xml", "gzip", "zip", "eml"])
+@pytest.mark.parametrize(
+    "wrap", [lambda x: x, gz, zipped, lambda x: mail_with(gz(x))], ids=["xml", "gzip", "zip", "eml"]
+)
 def test_each_format_reaches_the_store(reports: ReportStore, wrap: object) -> None:
     xml = report_xml([Row("192.0.2.1", 3)], namespace=True)
     outcome = ingest_bytes(reports, wrap(xml), "report", one_team("T1"), "test")  # type: ignore[operator]
@@ -48,16 +55,14 @@ def test_each_format_reaches_the_store(reports: ReportStore, wrap: object) -> No
 
 def test_a_zip_bomb_is_refused_naming_the_cap_and_nothing_is_stored(reports: ReportStore) -> None:
     limits = ReportLimits(max_xml_bytes=1024 * 1024)
-    outcome = ingest_bytes(reports, zip_bomb(5 * 1024 * 1024), "bomb.zip", one_team("T1"), "t",
-                           limits)
+    outcome = ingest_bytes(reports, zip_bomb(5 * 1024 * 1024), "bomb.zip", one_team("T1"), "t", limits)
     assert not outcome.ok and outcome.refused_by_cap == "max_xml_bytes"
     assert "max_xml_bytes" in (outcome.error or "")
     assert reports.report_count("T1") == 0
 
 
 def test_entity_expansion_is_refused(reports: ReportStore) -> None:
-    laughs = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]>'
-              b"<feedback>&lol;</feedback>")
+    laughs = b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><feedback>&lol;</feedback>'
     outcome = ingest_bytes(reports, laughs, "lol.xml", one_team("T1"), "t")
     assert not outcome.ok and "DTD" in (outcome.error or "")
 
@@ -78,7 +83,6 @@ def test_a_report_nobody_owns_is_refused_saying_how_to_fix_it(reports: ReportSto
 
 def test_a_report_owned_by_two_teams_is_stored_for_each(tmp_path: Path) -> None:
     reports = open_reports(tmp_path / "two.db")[1]
-    outcome = ingest_bytes(reports, report_xml([Row("192.0.2.1", 3)]), "r.xml",
-                           lambda r: ["T1", "T2"], "t")
+    outcome = ingest_bytes(reports, report_xml([Row("192.0.2.1", 3)]), "r.xml", lambda r: ["T1", "T2"], "t")
     assert [r.team_id for r in outcome.reports] == ["T1", "T2"]
     assert reports.report_count("T1") == reports.report_count("T2") == 1

@@ -33,10 +33,13 @@ def test_the_same_report_ingested_twice_is_counted_once(stores: tuple[WatchStore
     assert reports.report_count("T1") == 1
 
 
-@pytest.mark.parametrize("change", [{"report_id": "r2"}, {"reporter": "yahoo.com"},
-                                    {"domain": "example.org"}, {"day": days_ago(1)}])
+@pytest.mark.parametrize(
+    "change",
+    [{"report_id": "r2"}, {"reporter": "yahoo.com"}, {"domain": "example.org"}, {"day": days_ago(1)}],
+)
 def test_a_report_differing_in_any_part_of_the_key_is_another_report(
-        stores: tuple[WatchStore, ReportStore], change: dict[str, object]) -> None:
+    stores: tuple[WatchStore, ReportStore], change: dict[str, object]
+) -> None:
     _store, reports = stores
     reports.add_report("T1", parse_report(report_xml([Row("192.0.2.1", 5)])), "test")
     other = reports.add_report("T1", parse_report(report_xml([Row("192.0.2.1", 5)], **change)), "t")  # type: ignore[arg-type]
@@ -57,26 +60,45 @@ def test_teams_never_see_each_others_reports(stores: tuple[WatchStore, ReportSto
     assert reports.teams() == ["T1", "T2"]
 
 
-def test_aggregates_pass_share_sources_failures_and_selectors(
-        stores: tuple[WatchStore, ReportStore]) -> None:
+def test_aggregates_pass_share_sources_failures_and_selectors(stores: tuple[WatchStore, ReportStore]) -> None:
     _store, reports = stores
-    xml = report_xml([
-        Row("192.0.2.1", 90),  # aligned both ways
-        Row("192.0.2.1", 10, spf="fail", spf_domain="bounces.esp.test", spf_result="pass"),
-        Row("198.51.100.5", 30, dkim="fail", dkim_domain="esp.test", selector="esp",
-            dkim_result="pass"),  # DKIM passed for another domain: passes via SPF only
-        Row("203.0.113.9", 20, dkim="fail", spf="fail", dkim_domain="example.com", selector="old",
-            spf_domain="forger.test"),
-        Row("203.0.113.10", 5, dkim="fail", spf="fail", dkim_domain=None, spf_domain="x.test",
-            spf_result="softfail"),
-    ])
+    xml = report_xml(
+        [
+            Row("192.0.2.1", 90),  # aligned both ways
+            Row("192.0.2.1", 10, spf="fail", spf_domain="bounces.esp.test", spf_result="pass"),
+            Row(
+                "198.51.100.5", 30, dkim="fail", dkim_domain="esp.test", selector="esp", dkim_result="pass"
+            ),  # DKIM passed for another domain: passes via SPF only
+            Row(
+                "203.0.113.9",
+                20,
+                dkim="fail",
+                spf="fail",
+                dkim_domain="example.com",
+                selector="old",
+                spf_domain="forger.test",
+            ),
+            Row(
+                "203.0.113.10",
+                5,
+                dkim="fail",
+                spf="fail",
+                dkim_domain=None,
+                spf_domain="x.test",
+                spf_result="softfail",
+            ),
+        ]
+    )
     reports.add_report("T1", parse_report(xml), "test")
     first, last = window(1)
     totals = reports.totals("T1", "example.com", first, last)
     assert (totals.messages, totals.passed) == (155, 130)
     by_ip = {s.ip: s for s in reports.sources("T1", "example.com", first, last)}
-    assert (by_ip["192.0.2.1"].messages, by_ip["192.0.2.1"].spf_aligned,
-            by_ip["192.0.2.1"].dkim_aligned) == (100, 90, 100)
+    assert (by_ip["192.0.2.1"].messages, by_ip["192.0.2.1"].spf_aligned, by_ip["192.0.2.1"].dkim_aligned) == (
+        100,
+        90,
+        100,
+    )
     assert (by_ip["198.51.100.5"].passed, by_ip["198.51.100.5"].dkim_aligned) == (30, 0)
     failures = {f.ip: f for f in reports.failures("T1", "example.com", first, last)}
     assert set(failures) == {"203.0.113.9", "203.0.113.10"}
@@ -85,15 +107,19 @@ def test_aggregates_pass_share_sources_failures_and_selectors(
     assert failures["203.0.113.10"].spf_why == "SPF softfail for x.test"
     assert failures["203.0.113.10"].dkim_why == "no DKIM signature"
     # only selectors with d= the domain itself: those a watch of the domain can check
-    assert [(s.selector, s.messages, s.passed) for s in
-            reports.selectors("T1", "example.com", first, last)] == [("s1", 100, 100), ("old", 20, 0)]
+    assert [
+        (s.selector, s.messages, s.passed) for s in reports.selectors("T1", "example.com", first, last)
+    ] == [("s1", 100, 100), ("old", 20, 0)]
 
 
 def test_daily_volume_and_the_trailing_baseline(stores: tuple[WatchStore, ReportStore]) -> None:
     _store, reports = stores
     for n in range(1, 16):  # 15 days of 100 messages, 90 passing
-        xml = report_xml([Row("192.0.2.1", 90), Row("192.0.2.7", 10, dkim="fail", spf="fail")],
-                         day=days_ago(n), report_id=f"d{n}")
+        xml = report_xml(
+            [Row("192.0.2.1", 90), Row("192.0.2.7", 10, dkim="fail", spf="fail")],
+            day=days_ago(n),
+            report_id=f"d{n}",
+        )
         reports.add_report("T1", parse_report(xml), "test")
     first, last = window(7)
     daily = reports.daily("T1", "example.com", first, last)
@@ -102,13 +128,15 @@ def test_daily_volume_and_the_trailing_baseline(stores: tuple[WatchStore, Report
     today = days_ago(0).isoformat()
     base = reports.baseline("T1", "example.com", today)  # the 14 days before today
     assert (base.messages, base.passed) == (1400, 1260)
-    assert reports.sources_seen_before("T1", "example.com", ["192.0.2.7", "192.0.2.99"], today) \
-        == {"192.0.2.7"}
+    assert reports.sources_seen_before("T1", "example.com", ["192.0.2.7", "192.0.2.99"], today) == {
+        "192.0.2.7"
+    }
     assert shift(today, -14) == days_ago(14).isoformat()
 
 
-def test_a_report_is_stored_whole_or_not_at_all(stores: tuple[WatchStore, ReportStore],
-                                               tmp_path: Path) -> None:
+def test_a_report_is_stored_whole_or_not_at_all(
+    stores: tuple[WatchStore, ReportStore], tmp_path: Path
+) -> None:
     store, reports = stores
     xml = report_xml([Row("192.0.2.1", 5)])
     other = sqlite3.connect(tmp_path / "reports.db", isolation_level=None)

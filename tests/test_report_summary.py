@@ -33,22 +33,44 @@ def reports(tmp_path: Path) -> ReportStore:
 
 
 def ptr_zone(count: int) -> str:
-    return make_zone("2.0.192.in-addr.arpa",
-                     [(str(i), "PTR", f"o{i}.mail.sendgrid.net.") for i in range(1, count + 1)])
+    return make_zone(
+        "2.0.192.in-addr.arpa", [(str(i), "PTR", f"o{i}.mail.sendgrid.net.") for i in range(1, count + 1)]
+    )
 
 
 def test_json_shape_and_rates(reports: ReportStore) -> None:
-    rows = [Row("192.0.2.1", 3), Row("192.0.2.1", 1, dkim="fail", spf="fail"),
-            Row("2001:db8::1", 4, dkim="fail")]
+    rows = [
+        Row("192.0.2.1", 3),
+        Row("192.0.2.1", 1, dkim="fail", spf="fail"),
+        Row("2001:db8::1", 4, dkim="fail"),
+    ]
     reports.add_report("T1", parse_report(report_xml(rows, day=days_ago(3))), "t")
     summary = build_summary(reports, "T1", "example.com", 7, names={"192.0.2.1": "mx.example.net"})
     assert summary.to_json() == {
-        "domain": "example.com", "days": 7, "messages": 8, "dmarc_pass_rate": 0.875,
-        "sources": [{"ip": "192.0.2.1", "name": "mx.example.net", "messages": 4,
-                     "dmarc_pass_rate": 0.75, "spf_aligned": 0.75, "dkim_aligned": 0.75},
-                    {"ip": "2001:db8::1", "name": None, "messages": 4, "dmarc_pass_rate": 1.0,
-                     "spf_aligned": 1.0, "dkim_aligned": 0.0}],
-        "selectors": ["s1"]}
+        "domain": "example.com",
+        "days": 7,
+        "messages": 8,
+        "dmarc_pass_rate": 0.875,
+        "sources": [
+            {
+                "ip": "192.0.2.1",
+                "name": "mx.example.net",
+                "messages": 4,
+                "dmarc_pass_rate": 0.75,
+                "spf_aligned": 0.75,
+                "dkim_aligned": 0.75,
+            },
+            {
+                "ip": "2001:db8::1",
+                "name": None,
+                "messages": 4,
+                "dmarc_pass_rate": 1.0,
+                "spf_aligned": 1.0,
+                "dkim_aligned": 0.0,
+            },
+        ],
+        "selectors": ["s1"],
+    }
 
 
 def test_an_empty_window_has_null_rate_and_says_where_the_data_is(reports: ReportStore) -> None:
@@ -59,7 +81,8 @@ def test_an_empty_window_has_null_rate_and_says_where_the_data_is(reports: Repor
 
 
 def test_reverse_names_are_concurrent_cached_and_bounded(
-        nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory) -> None:
+    nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
+) -> None:
     nsd.set_zone("2.0.192.in-addr.arpa", ptr_zone(60))
     fault_proxy.latency = 0.2
     cache = NameCache()
@@ -75,20 +98,23 @@ def test_reverse_names_are_concurrent_cached_and_bounded(
 
 
 def test_a_slow_resolver_does_not_hold_the_summary(
-        nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory) -> None:
+    nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
+) -> None:
     nsd.set_zone("2.0.192.in-addr.arpa", ptr_zone(3))
     fault_proxy.latency = 3.0
     cache = NameCache()
     started = time.monotonic()
-    names = resolve_names(["192.0.2.1", "192.0.2.2"], make_session(fault_proxy, timeout=5.0),
-                          cache, budget=0.3)
+    names = resolve_names(
+        ["192.0.2.1", "192.0.2.2"], make_session(fault_proxy, timeout=5.0), cache, budget=0.3
+    )
     assert names == {} and time.monotonic() - started < 1.5
     # an answer that never came is not remembered as "no name"
     assert cache.get((fault_proxy.address, "192.0.2.1")) == (False, None)
 
 
 def test_a_dns_failure_is_not_cached_as_no_name(
-        nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory) -> None:
+    nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
+) -> None:
     nsd.set_zone("2.0.192.in-addr.arpa", ptr_zone(3))
     fault_proxy.add_fault("1.2.0.192.in-addr.arpa", "servfail")
     cache = NameCache()
@@ -96,13 +122,22 @@ def test_a_dns_failure_is_not_cached_as_no_name(
     assert resolve_names(["192.0.2.1", "192.0.2.2"], session, cache) == {"192.0.2.2": "o2.mail.sendgrid.net"}
     fault_proxy.clear_faults()
     assert resolve_names(["192.0.2.1"], make_session(fault_proxy), cache) == {
-        "192.0.2.1": "o1.mail.sendgrid.net"}
+        "192.0.2.1": "o1.mail.sendgrid.net"
+    }
 
 
 def test_the_slack_summary_escapes_report_text_and_fits_block_kit(reports: ReportStore) -> None:
-    rows = [Row(f"198.51.100.{i}", 10 + i, dkim="fail", spf="fail",
-                spf_domain=f"&lt;!channel&gt;{'x' * 200}.test", selector=f"sel{i}")
-            for i in range(1, 120)]
+    rows = [
+        Row(
+            f"198.51.100.{i}",
+            10 + i,
+            dkim="fail",
+            spf="fail",
+            spf_domain=f"&lt;!channel&gt;{'x' * 200}.test",
+            selector=f"sel{i}",
+        )
+        for i in range(1, 120)
+    ]
     reports.add_report("T1", parse_report(report_xml(rows)), "t")
     names = {f"198.51.100.{i}": f"<https://evil.example|click>{i}.example" for i in range(1, 120)}
     text, blocks = render_summary(build_summary(reports, "T1", "example.com", 7, names=names))
@@ -114,18 +149,33 @@ def test_the_slack_summary_escapes_report_text_and_fits_block_kit(reports: Repor
 
 def test_the_chart_is_a_png(reports: ReportStore) -> None:
     for n in range(0, 5):
-        reports.add_report("T1", parse_report(report_xml([Row("192.0.2.1", 10 * n + 1)],
-                                                         day=days_ago(n), report_id=f"{n}")), "t")
+        reports.add_report(
+            "T1",
+            parse_report(report_xml([Row("192.0.2.1", 10 * n + 1)], day=days_ago(n), report_id=f"{n}")),
+            "t",
+        )
     png = render_chart(build_summary(reports, "T1", "example.com", 14))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
 def test_readiness_reads_the_last_14_days(reports: ReportStore) -> None:
     assert readiness_stats(reports, "T1", "example.com") is None
-    reports.add_report("T1", parse_report(report_xml(
-        [Row("192.0.2.1", 97), Row("203.0.113.5", 3, dkim="fail", spf="fail")], day=days_ago(2))), "t")
-    reports.add_report("T1", parse_report(report_xml(
-        [Row("203.0.113.9", 500, dkim="fail", spf="fail")], day=days_ago(20), report_id="old")), "t")
+    reports.add_report(
+        "T1",
+        parse_report(
+            report_xml(
+                [Row("192.0.2.1", 97), Row("203.0.113.5", 3, dkim="fail", spf="fail")], day=days_ago(2)
+            )
+        ),
+        "t",
+    )
+    reports.add_report(
+        "T1",
+        parse_report(
+            report_xml([Row("203.0.113.9", 500, dkim="fail", spf="fail")], day=days_ago(20), report_id="old")
+        ),
+        "t",
+    )
     stats = readiness_stats(reports, "T1", "example.com")
     assert stats is not None
     assert (stats.messages, stats.aligned_pass_share) == (100, 0.97)

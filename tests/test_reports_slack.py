@@ -19,17 +19,34 @@ from tests.slackstub import BOT_USER_ID, Call, SlackStandIn
 NASTY = "<!channel>"
 
 
-def share(slack: SlackStandIn, name: str, data: bytes, channel: str = "C1", ts: str = "1700000000.000100",
-          user: str = "U1", mimetype: str = "application/gzip") -> dict[str, Any]:
+def share(
+    slack: SlackStandIn,
+    name: str,
+    data: bytes,
+    channel: str = "C1",
+    ts: str = "1700000000.000100",
+    user: str = "U1",
+    mimetype: str = "application/gzip",
+) -> dict[str, Any]:
     """Serve a file and say, as Slack's files.info does, which message shared it where."""
-    return slack.add_file(name, data, mimetype=mimetype, user=user,
-                          shares={"public": {channel: [{"ts": ts}]}})
+    return slack.add_file(
+        name, data, mimetype=mimetype, user=user, shares={"public": {channel: [{"ts": ts}]}}
+    )
 
 
-def file_shared(app: RunningApp, info: dict[str, Any], channel: str = "C1", user: str = "U1",
-                team: str = "T1") -> None:
-    status, body = app.sim.event({"type": "file_shared", "file_id": info["id"], "user_id": user,
-                                  "channel_id": channel, "file": {"id": info["id"]}}, team_id=team)
+def file_shared(
+    app: RunningApp, info: dict[str, Any], channel: str = "C1", user: str = "U1", team: str = "T1"
+) -> None:
+    status, body = app.sim.event(
+        {
+            "type": "file_shared",
+            "file_id": info["id"],
+            "user_id": user,
+            "channel_id": channel,
+            "file": {"id": info["id"]},
+        },
+        team_id=team,
+    )
     assert status == 200, body
 
 
@@ -42,10 +59,15 @@ def settle(seconds: float = 0.5) -> None:
 
 
 def test_a_shared_report_file_is_downloaded_ingested_and_answered_in_its_thread(
-        nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(nsd)
-    rows = [Row("192.0.2.1", 80), Row("198.51.100.9", 20, dkim="fail", spf="fail",
-                                      spf_domain="&lt;!channel&gt;.test", dkim_domain=None)]
+    rows = [
+        Row("192.0.2.1", 80),
+        Row(
+            "198.51.100.9", 20, dkim="fail", spf="fail", spf_domain="&lt;!channel&gt;.test", dkim_domain=None
+        ),
+    ]
     info = share(slack, "google.com!example.com!1.xml.gz", gz(report_xml(rows, day=days_ago(1))))
     file_shared(app, info)
     [answer] = slack.wait_for("chat.postMessage", 1, timeout=15, ok_only=True)
@@ -63,8 +85,9 @@ def test_a_shared_report_file_is_downloaded_ingested_and_answered_in_its_thread(
 
     # the same report shared again (as an .eml this time) is counted once
     slack.reset()
-    again = share(slack, "report.eml", mail_with(gz(report_xml(rows, day=days_ago(1)))),
-                  mimetype="message/rfc822")
+    again = share(
+        slack, "report.eml", mail_with(gz(report_xml(rows, day=days_ago(1)))), mimetype="message/rfc822"
+    )
     file_shared(app, again)
     [answer] = slack.wait_for("chat.postMessage", 1, timeout=15, ok_only=True)
     assert "Ingested 0 reports; 1 already ingested (counted once)" in all_text(answer)
@@ -72,7 +95,8 @@ def test_a_shared_report_file_is_downloaded_ingested_and_answered_in_its_thread(
 
 
 def test_a_broken_report_file_is_answered_with_the_reason(
-        nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(nsd)
     file_shared(app, share(slack, "report.xml", b"<feedback><report_metadata>", mimetype="text/xml"))
     [answer] = slack.wait_for("chat.postMessage", 1, timeout=15, ok_only=True)
@@ -80,8 +104,9 @@ def test_a_broken_report_file_is_answered_with_the_reason(
     assert "the XML ends early" in all_text(answer) or "missing required" in all_text(answer)
 
 
-def test_a_sign_in_page_is_refused_not_ingested(nsd: NsdServer, make_app: AppFactory,
-                                                slack: SlackStandIn) -> None:
+def test_a_sign_in_page_is_refused_not_ingested(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(nsd)
     page = b"<!DOCTYPE html><html><head><title>Sign in | Slack</title></head></html>"
     file_shared(app, share(slack, "report.xml", page, mimetype="text/html"))
@@ -90,11 +115,13 @@ def test_a_sign_in_page_is_refused_not_ingested(nsd: NsdServer, make_app: AppFac
 
 
 def test_files_that_are_not_reports_and_the_bots_own_files_are_left_alone(
-        nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(nsd)
     file_shared(app, share(slack, "holiday.png", b"\x89PNG\r\n\x1a\n", mimetype="image/png"))
-    file_shared(app, share(slack, "chart.xml", report_xml([Row("192.0.2.1", 1)]), user=BOT_USER_ID),
-                user=BOT_USER_ID)
+    file_shared(
+        app, share(slack, "chart.xml", report_xml([Row("192.0.2.1", 1)]), user=BOT_USER_ID), user=BOT_USER_ID
+    )
     plain = mail_with(b"hello", filename="notes.txt")
     file_shared(app, share(slack, "message.eml", plain, mimetype="message/rfc822"))
     settle(1.0)
@@ -102,10 +129,12 @@ def test_files_that_are_not_reports_and_the_bots_own_files_are_left_alone(
     assert len(slack.calls("files.download")) == 1  # only the .eml was read; it holds no report
 
 
-def test_dmarc_report_posts_the_summary_and_the_chart(nsd: NsdServer, make_app: AppFactory,
-                                                      slack: SlackStandIn) -> None:
-    nsd.set_zone("2.0.192.in-addr.arpa", make_zone("2.0.192.in-addr.arpa",
-                                                   [("1", "PTR", "o1.mail.sendgrid.net.")]))
+def test_dmarc_report_posts_the_summary_and_the_chart(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    nsd.set_zone(
+        "2.0.192.in-addr.arpa", make_zone("2.0.192.in-addr.arpa", [("1", "PTR", "o1.mail.sendgrid.net.")])
+    )
     app = make_app(nsd)
     _store, reports = open_reports(Path(app.settings.db_path))
     for n in range(1, 4):
@@ -126,8 +155,9 @@ def test_dmarc_report_posts_the_summary_and_the_chart(nsd: NsdServer, make_app: 
     slack.assert_no_violations()
 
 
-def test_dmarc_report_with_bad_days_is_answered_with_usage(nsd: NsdServer, make_app: AppFactory,
-                                                           slack: SlackStandIn) -> None:
+def test_dmarc_report_with_bad_days_is_answered_with_usage(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(nsd)
     status, body = app.sim.slash_command("report example.com lots")
     assert status == 200
@@ -136,8 +166,7 @@ def test_dmarc_report_with_bad_days_is_answered_with_usage(nsd: NsdServer, make_
     assert "Usage: `/dmarc report DOMAIN [DAYS]`" in answer
 
 
-def test_dmarc_report_without_data_says_so(nsd: NsdServer, make_app: AppFactory,
-                                           slack: SlackStandIn) -> None:
+def test_dmarc_report_without_data_says_so(nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     app = make_app(nsd)
     app.sim.slash_command("report example.com")
     [post] = slack.wait_for("chat.postMessage", 1, timeout=15, ok_only=True)

@@ -33,31 +33,34 @@ LONG_TXT = "v=spf1 " + " ".join(f"ip4:192.0.2.{i}" for i in range(60)) + " -all"
 # Several TXT records that together exceed the 1232-byte EDNS payload: NSD itself truncates.
 HUGE_TXT = tuple(f"record-{i}-" + "x" * 290 for i in range(6))
 
-MATRIX = make_zone("matrix.test", [
-    ("@", "MX", "10 mx.example.com."),
-    ("@", "MX", "20 MX2.Example.COM."),
-    ("spf", "TXT", "v=spf1 -all"),
-    ("long", "TXT", LONG_TXT),
-    ("quoted", "TXT", 'a "quoted" \\ value; ünïcode'),
-    ("empty", "TXT", ""),
-    ("two", "TXT", "first"),
-    ("two", "TXT", "second"),
-    ("host", "A", "192.0.2.1"),
-    ("sel._domainkey", "TXT", "v=DKIM1; p=MIIB"),
-    ("alias", "CNAME", "spf"),
-    ("alias2", "CNAME", "alias"),
-    ("away", "CNAME", "target.other.test."),
-    ("away-nx", "CNAME", "missing.other.test."),
-    ("dangling", "CNAME", "nothing"),
-    *(("huge", "TXT", value) for value in HUGE_TXT),
-    ("loop1", "CNAME", "loop2"),
-    ("loop2", "CNAME", "loop1"),
-    ("self", "CNAME", "self"),
-    *((f"hop{i}", "CNAME", f"hop{i + 1}") for i in range(MAX_CNAME_HOPS)),
-    (f"hop{MAX_CNAME_HOPS}", "TXT", "end of chain"),
-    *((f"far{i}", "CNAME", f"far{i + 1}") for i in range(MAX_CNAME_HOPS + 1)),
-    (f"far{MAX_CNAME_HOPS + 1}", "TXT", "too far"),
-])
+MATRIX = make_zone(
+    "matrix.test",
+    [
+        ("@", "MX", "10 mx.example.com."),
+        ("@", "MX", "20 MX2.Example.COM."),
+        ("spf", "TXT", "v=spf1 -all"),
+        ("long", "TXT", LONG_TXT),
+        ("quoted", "TXT", 'a "quoted" \\ value; ünïcode'),
+        ("empty", "TXT", ""),
+        ("two", "TXT", "first"),
+        ("two", "TXT", "second"),
+        ("host", "A", "192.0.2.1"),
+        ("sel._domainkey", "TXT", "v=DKIM1; p=MIIB"),
+        ("alias", "CNAME", "spf"),
+        ("alias2", "CNAME", "alias"),
+        ("away", "CNAME", "target.other.test."),
+        ("away-nx", "CNAME", "missing.other.test."),
+        ("dangling", "CNAME", "nothing"),
+        *(("huge", "TXT", value) for value in HUGE_TXT),
+        ("loop1", "CNAME", "loop2"),
+        ("loop2", "CNAME", "loop1"),
+        ("self", "CNAME", "self"),
+        *((f"hop{i}", "CNAME", f"hop{i + 1}") for i in range(MAX_CNAME_HOPS)),
+        (f"hop{MAX_CNAME_HOPS}", "TXT", "end of chain"),
+        *((f"far{i}", "CNAME", f"far{i + 1}") for i in range(MAX_CNAME_HOPS + 1)),
+        (f"far{MAX_CNAME_HOPS + 1}", "TXT", "too far"),
+    ],
+)
 OTHER = make_zone("other.test", [("target", "TXT", "cross-zone value")])
 T = TypeVar("T")
 
@@ -86,21 +89,26 @@ def lookup(session: DnsSession, name: str, rdtype: str = "TXT") -> Lookup:
 
 # --- answers ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "rdtype", "records"), [
-    ("spf.matrix.test", "TXT", ("v=spf1 -all",)),
-    ("long.matrix.test", "TXT", (LONG_TXT,)),  # two strings on the wire, joined with nothing
-    ("quoted.matrix.test", "TXT", ('a "quoted" \\ value; ünïcode',)),
-    ("empty.matrix.test", "TXT", ("",)),
-    ("two.matrix.test", "TXT", ("first", "second")),
-    ("sel._domainkey.matrix.test", "TXT", ("v=DKIM1; p=MIIB",)),
-    ("SPF.Matrix.Test.", "txt", ("v=spf1 -all",)),  # case and trailing dot do not matter
-    ("matrix.test", "MX", ("10 mx.example.com", "20 mx2.example.com")),
-    ("host.matrix.test", "A", ("192.0.2.1",)),
-    ("matrix.test", "NS", ("ns.matrix.test",)),
-    ("alias.matrix.test", "CNAME", ("spf.matrix.test",)),  # asking for the CNAME itself
-])
-def test_ok_answers(proxy: FaultProxy, make_session: SessionFactory, name: str, rdtype: str,
-                    records: tuple[str, ...]) -> None:
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "records"),
+    [
+        ("spf.matrix.test", "TXT", ("v=spf1 -all",)),
+        ("long.matrix.test", "TXT", (LONG_TXT,)),  # two strings on the wire, joined with nothing
+        ("quoted.matrix.test", "TXT", ('a "quoted" \\ value; ünïcode',)),
+        ("empty.matrix.test", "TXT", ("",)),
+        ("two.matrix.test", "TXT", ("first", "second")),
+        ("sel._domainkey.matrix.test", "TXT", ("v=DKIM1; p=MIIB",)),
+        ("SPF.Matrix.Test.", "txt", ("v=spf1 -all",)),  # case and trailing dot do not matter
+        ("matrix.test", "MX", ("10 mx.example.com", "20 mx2.example.com")),
+        ("host.matrix.test", "A", ("192.0.2.1",)),
+        ("matrix.test", "NS", ("ns.matrix.test",)),
+        ("alias.matrix.test", "CNAME", ("spf.matrix.test",)),  # asking for the CNAME itself
+    ],
+)
+def test_ok_answers(
+    proxy: FaultProxy, make_session: SessionFactory, name: str, rdtype: str, records: tuple[str, ...]
+) -> None:
     result = lookup(make_session(proxy), name, rdtype)
     assert result.status is DnsStatus.OK, result
     assert sorted(result.records) == sorted(records)
@@ -117,16 +125,20 @@ def test_long_txt_really_is_split_on_the_wire(matrix_nsd: NsdServer) -> None:
     assert b"".join(rdata.strings).decode() == LONG_TXT
 
 
-@pytest.mark.parametrize(("name", "rdtype", "status"), [
-    ("nope.matrix.test", "TXT", DnsStatus.NXDOMAIN),
-    ("deep.nope.matrix.test", "MX", DnsStatus.NXDOMAIN),
-    ("host.matrix.test", "TXT", DnsStatus.NODATA),  # exists, with an A record only
-    ("matrix.test", "TXT", DnsStatus.NODATA),  # the apex has SOA, NS and MX
-    ("_domainkey.matrix.test", "TXT", DnsStatus.NODATA),  # an empty non-terminal exists
-    ("spf.matrix.test", "MX", DnsStatus.NODATA),
-])
-def test_void_answers(proxy: FaultProxy, make_session: SessionFactory, name: str, rdtype: str,
-                      status: DnsStatus) -> None:
+@pytest.mark.parametrize(
+    ("name", "rdtype", "status"),
+    [
+        ("nope.matrix.test", "TXT", DnsStatus.NXDOMAIN),
+        ("deep.nope.matrix.test", "MX", DnsStatus.NXDOMAIN),
+        ("host.matrix.test", "TXT", DnsStatus.NODATA),  # exists, with an A record only
+        ("matrix.test", "TXT", DnsStatus.NODATA),  # the apex has SOA, NS and MX
+        ("_domainkey.matrix.test", "TXT", DnsStatus.NODATA),  # an empty non-terminal exists
+        ("spf.matrix.test", "MX", DnsStatus.NODATA),
+    ],
+)
+def test_void_answers(
+    proxy: FaultProxy, make_session: SessionFactory, name: str, rdtype: str, status: DnsStatus
+) -> None:
     result = lookup(make_session(proxy), name, rdtype)
     assert result.status is status
     assert result.records == ()
@@ -136,15 +148,20 @@ def test_void_answers(proxy: FaultProxy, make_session: SessionFactory, name: str
 
 # --- outages ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "status"), [
-    ("servfail", DnsStatus.SERVFAIL),
-    ("refused", DnsStatus.REFUSED),
-    ("timeout", DnsStatus.TIMEOUT),
-    ("truncate", DnsStatus.TRUNCATED),
-])
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("servfail", DnsStatus.SERVFAIL),
+        ("refused", DnsStatus.REFUSED),
+        ("timeout", DnsStatus.TIMEOUT),
+        ("truncate", DnsStatus.TRUNCATED),
+    ],
+)
 @pytest.mark.parametrize("fault_name", ["spf.matrix.test", "SPF.matrix.test.", "*.matrix.test"])
-def test_outages(proxy: FaultProxy, make_session: SessionFactory, kind: str, status: DnsStatus,
-                 fault_name: str) -> None:
+def test_outages(
+    proxy: FaultProxy, make_session: SessionFactory, kind: str, status: DnsStatus, fault_name: str
+) -> None:
     proxy.add_fault(fault_name, kind)
     started = time.monotonic()
     result = lookup(make_session(proxy, timeout=0.3), "spf.matrix.test", "TXT")
@@ -170,16 +187,18 @@ def test_fault_is_limited_to_its_name_and_type(proxy: FaultProxy, make_session: 
     assert lookup(make_session(proxy), "target.other.test", "TXT").status is DnsStatus.OK
 
 
-def test_refused_by_nsd_for_a_zone_it_does_not_serve(matrix_nsd: NsdServer,
-                                                     make_session: SessionFactory) -> None:
+def test_refused_by_nsd_for_a_zone_it_does_not_serve(
+    matrix_nsd: NsdServer, make_session: SessionFactory
+) -> None:
     result = lookup(make_session(matrix_nsd), "example.invalid", "TXT")
     assert result.status is DnsStatus.REFUSED
     assert result.is_outage
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 3])
-def test_timeouts_are_retried_other_outages_are_not(proxy: FaultProxy, make_session: SessionFactory,
-                                                    attempts: int) -> None:
+def test_timeouts_are_retried_other_outages_are_not(
+    proxy: FaultProxy, make_session: SessionFactory, attempts: int
+) -> None:
     proxy.add_fault("spf.matrix.test", "timeout")
     proxy.add_fault("two.matrix.test", "servfail")
     session = make_session(proxy, timeout=0.2, attempts=attempts)
@@ -190,11 +209,15 @@ def test_timeouts_are_retried_other_outages_are_not(proxy: FaultProxy, make_sess
 
 
 @pytest.mark.parametrize("kind", ["timeout", "servfail", "refused", "truncate"])
-def test_next_nameserver_is_asked_after_an_outage(proxy: FaultProxy, matrix_nsd: NsdServer,
-                                                  kind: str) -> None:
+def test_next_nameserver_is_asked_after_an_outage(
+    proxy: FaultProxy, matrix_nsd: NsdServer, kind: str
+) -> None:
     proxy.add_fault("spf.matrix.test", kind)
-    session = DnsSession(nameservers=(parse_nameserver(proxy.address),
-                                      parse_nameserver(matrix_nsd.address)), timeout=0.2, attempts=1)
+    session = DnsSession(
+        nameservers=(parse_nameserver(proxy.address), parse_nameserver(matrix_nsd.address)),
+        timeout=0.2,
+        attempts=1,
+    )
     result = lookup(session, "spf.matrix.test")
     assert result.status is DnsStatus.OK and result.records == ("v=spf1 -all",)
     assert proxy.count("spf.matrix.test", transport="udp") == 1
@@ -209,8 +232,10 @@ def test_unreachable_server_is_an_outage(make_session: SessionFactory) -> None:
 
 # --- truncation and TCP -----------------------------------------------------------------------
 
-def test_truncated_with_working_tcp_gives_complete_records(proxy: FaultProxy,
-                                                           make_session: SessionFactory) -> None:
+
+def test_truncated_with_working_tcp_gives_complete_records(
+    proxy: FaultProxy, make_session: SessionFactory
+) -> None:
     proxy.add_fault("two.matrix.test", "truncate_ok")
     result = lookup(make_session(proxy), "two.matrix.test")
     assert result.status is DnsStatus.OK
@@ -219,8 +244,9 @@ def test_truncated_with_working_tcp_gives_complete_records(proxy: FaultProxy,
     assert proxy.count("two.matrix.test", "TXT", "tcp") == 1
 
 
-def test_nsd_truncates_large_answers_and_tcp_gets_them(proxy: FaultProxy,
-                                                       make_session: SessionFactory) -> None:
+def test_nsd_truncates_large_answers_and_tcp_gets_them(
+    proxy: FaultProxy, make_session: SessionFactory
+) -> None:
     result = lookup(make_session(proxy), "huge.matrix.test")
     assert result.status is DnsStatus.OK
     assert sorted(result.records) == sorted(HUGE_TXT)
@@ -235,12 +261,15 @@ def test_answer_within_edns_payload_needs_no_tcp(proxy: FaultProxy, make_session
     assert proxy.count("long.matrix.test", transport="tcp") == 0
 
 
-@pytest.mark.parametrize(("name", "edns", "truncated"), [
-    ("long.matrix.test", -1, True),  # > 512 bytes without EDNS: TC, and no records at all
-    ("long.matrix.test", 0, False),  # the same with EDNS 1232: fits
-    ("huge.matrix.test", 0, True),  # > 1232 bytes: TC even with EDNS
-    ("spf.matrix.test", -1, False),
-])
+@pytest.mark.parametrize(
+    ("name", "edns", "truncated"),
+    [
+        ("long.matrix.test", -1, True),  # > 512 bytes without EDNS: TC, and no records at all
+        ("long.matrix.test", 0, False),  # the same with EDNS 1232: fits
+        ("huge.matrix.test", 0, True),  # > 1232 bytes: TC even with EDNS
+        ("spf.matrix.test", -1, False),
+    ],
+)
 def test_nsd_udp_truncation(matrix_nsd: NsdServer, name: str, edns: int, truncated: bool) -> None:
     """NSD's own behaviour, which the TCP tests above rely on."""
     query = dns.message.make_query(name, "TXT", use_edns=edns, payload=1232)
@@ -253,26 +282,48 @@ def test_nsd_udp_truncation(matrix_nsd: NsdServer, name: str, edns: int, truncat
 
 # --- CNAMEs -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "rdtype", "status", "records", "chain"), [
-    ("alias.matrix.test", "TXT", DnsStatus.OK, ("v=spf1 -all",), ("spf.matrix.test",)),
-    ("alias2.matrix.test", "TXT", DnsStatus.OK, ("v=spf1 -all",),
-     ("alias.matrix.test", "spf.matrix.test")),
-    ("away.matrix.test", "TXT", DnsStatus.OK, ("cross-zone value",), ("target.other.test",)),
-    ("alias.matrix.test", "MX", DnsStatus.NODATA, (), ("spf.matrix.test",)),
-    ("dangling.matrix.test", "TXT", DnsStatus.NXDOMAIN, (), ("nothing.matrix.test",)),
-    ("away-nx.matrix.test", "TXT", DnsStatus.NXDOMAIN, (), ("missing.other.test",)),
-    ("hop0.matrix.test", "TXT", DnsStatus.OK, ("end of chain",),
-     tuple(f"hop{i}.matrix.test" for i in range(1, MAX_CNAME_HOPS + 1))),
-])
-def test_cname_followed(proxy: FaultProxy, make_session: SessionFactory, name: str, rdtype: str,
-                        status: DnsStatus, records: tuple[str, ...], chain: tuple[str, ...]) -> None:
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "status", "records", "chain"),
+    [
+        ("alias.matrix.test", "TXT", DnsStatus.OK, ("v=spf1 -all",), ("spf.matrix.test",)),
+        (
+            "alias2.matrix.test",
+            "TXT",
+            DnsStatus.OK,
+            ("v=spf1 -all",),
+            ("alias.matrix.test", "spf.matrix.test"),
+        ),
+        ("away.matrix.test", "TXT", DnsStatus.OK, ("cross-zone value",), ("target.other.test",)),
+        ("alias.matrix.test", "MX", DnsStatus.NODATA, (), ("spf.matrix.test",)),
+        ("dangling.matrix.test", "TXT", DnsStatus.NXDOMAIN, (), ("nothing.matrix.test",)),
+        ("away-nx.matrix.test", "TXT", DnsStatus.NXDOMAIN, (), ("missing.other.test",)),
+        (
+            "hop0.matrix.test",
+            "TXT",
+            DnsStatus.OK,
+            ("end of chain",),
+            tuple(f"hop{i}.matrix.test" for i in range(1, MAX_CNAME_HOPS + 1)),
+        ),
+    ],
+)
+def test_cname_followed(
+    proxy: FaultProxy,
+    make_session: SessionFactory,
+    name: str,
+    rdtype: str,
+    status: DnsStatus,
+    records: tuple[str, ...],
+    chain: tuple[str, ...],
+) -> None:
     result = lookup(make_session(proxy), name, rdtype)
     assert (result.status, result.records, result.cname_chain) == (status, records, chain)
     assert result.name == name
 
 
-def test_cname_out_of_the_served_zones_is_asked_again(nsd: NsdServer, fault_proxy: FaultProxy,
-                                                      make_session: SessionFactory) -> None:
+def test_cname_out_of_the_served_zones_is_asked_again(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
+) -> None:
     """NSD follows CNAMEs only through zones it serves; beyond them the resolver asks the target,
     and the target's failure is the lookup's failure, never a missing record."""
     nsd.set_zones({"a.test": make_zone("a.test", [("alias", "CNAME", "b.test.")])})
@@ -289,13 +340,17 @@ def test_cname_out_of_the_served_zones_is_asked_again(nsd: NsdServer, fault_prox
     fault_proxy.reset_counts()
     result = lookup(make_session(fault_proxy), "alias.a.test")
     assert (result.status, result.records, result.cname_chain) == (
-        DnsStatus.OK, ("served here",), ("b.test",))
+        DnsStatus.OK,
+        ("served here",),
+        ("b.test",),
+    )
     assert fault_proxy.count() == 1  # now NSD serves both zones and follows the CNAME itself
 
 
 @pytest.mark.parametrize("name", ["loop1.matrix.test", "self.matrix.test"])
-def test_cname_loop_is_an_error_not_a_missing_record(proxy: FaultProxy, make_session: SessionFactory,
-                                                     name: str) -> None:
+def test_cname_loop_is_an_error_not_a_missing_record(
+    proxy: FaultProxy, make_session: SessionFactory, name: str
+) -> None:
     result = lookup(make_session(proxy), name)
     assert result.status is DnsStatus.ERROR
     assert "loop" in result.detail
@@ -310,12 +365,11 @@ def test_cname_chain_too_long(proxy: FaultProxy, make_session: SessionFactory) -
 
 # --- sessions ---------------------------------------------------------------------------------
 
-def test_concurrent_identical_lookups_are_sent_once(proxy: FaultProxy,
-                                                    make_session: SessionFactory) -> None:
+
+def test_concurrent_identical_lookups_are_sent_once(proxy: FaultProxy, make_session: SessionFactory) -> None:
     proxy.latency = 0.1
     session = make_session(proxy)
-    results = run(session.lookup_many([("spf.matrix.test", "TXT")] * 5
-                                      + [("SPF.matrix.test.", "txt")] * 5))
+    results = run(session.lookup_many([("spf.matrix.test", "TXT")] * 5 + [("SPF.matrix.test.", "txt")] * 5))
     assert {r.records for r in results} == {("v=spf1 -all",)}
     assert proxy.count() == 1
     assert session.queries_sent == 1
@@ -324,8 +378,9 @@ def test_concurrent_identical_lookups_are_sent_once(proxy: FaultProxy,
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_lookup_many_keeps_order_and_runs_concurrently(proxy: FaultProxy, make_session: SessionFactory,
-                                                       transport: str) -> None:
+def test_lookup_many_keeps_order_and_runs_concurrently(
+    proxy: FaultProxy, make_session: SessionFactory, transport: str
+) -> None:
     proxy.latency = 0.2
     if transport == "tcp":
         proxy.add_fault("*.matrix.test", "truncate_ok")  # every answer comes over TCP
@@ -340,8 +395,9 @@ def test_lookup_many_keeps_order_and_runs_concurrently(proxy: FaultProxy, make_s
     assert elapsed < 3.0  # 20 × 0.2 s (or 40 × 0.2 s) if anything serialised them
 
 
-def test_bursts_of_nxdomain_answers_are_not_rate_limited(matrix_nsd: NsdServer,
-                                                        make_session: SessionFactory) -> None:
+def test_bursts_of_nxdomain_answers_are_not_rate_limited(
+    matrix_nsd: NsdServer, make_session: SessionFactory
+) -> None:
     # NSD's response rate limiting (on by default: ~200 answers/s of one kind, and every NXDOMAIN
     # from a zone is the same kind) would drop answers or slip them to TCP; tests/dnstest/nsd.py
     # turns it off. RRL judges a second by the one before it, so a burst fills one wall-clock
@@ -361,8 +417,9 @@ def _wait_for_the_next_second() -> None:
     time.sleep(1.02 - time.time() % 1.0)
 
 
-def test_no_caching_across_sessions(nsd: NsdServer, fault_proxy: FaultProxy,
-                                    make_session: SessionFactory) -> None:
+def test_no_caching_across_sessions(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
+) -> None:
     nsd.set_zone("fresh.test", make_zone("fresh.test", [("_dmarc", "TXT", "v=DMARC1; p=none")]))
     first = make_session(fault_proxy)
     assert lookup(first, "_dmarc.fresh.test").records == ("v=DMARC1; p=none",)
@@ -378,7 +435,8 @@ def test_no_caching_across_sessions(nsd: NsdServer, fault_proxy: FaultProxy,
 
 
 def test_lookup_blocking_from_a_worker_thread_while_the_loop_runs(
-        proxy: FaultProxy, make_session: SessionFactory) -> None:
+    proxy: FaultProxy, make_session: SessionFactory
+) -> None:
     proxy.latency = 0.2
     session = make_session(proxy, timeout=5)
     worker_results: list[Lookup] = []
@@ -414,28 +472,51 @@ def test_lookup_blocking_without_a_loop(proxy: FaultProxy, make_session: Session
 
 # --- nameserver settings ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1.2.3.4", Nameserver("1.2.3.4", 53)),
-    ("1.2.3.4:5353", Nameserver("1.2.3.4", 5353)),
-    (" 127.0.0.1:53 ", Nameserver("127.0.0.1", 53)),
-    ("::1", Nameserver("::1", 53)),
-    ("2001:db8::1", Nameserver("2001:db8::1", 53)),
-    ("[::1]", Nameserver("::1", 53)),
-    ("[::1]:5353", Nameserver("::1", 5353)),
-    ("[2001:db8::53]:65535", Nameserver("2001:db8::53", 65535)),
-    ("1.2.3.4:1", Nameserver("1.2.3.4", 1)),
-])
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1.2.3.4", Nameserver("1.2.3.4", 53)),
+        ("1.2.3.4:5353", Nameserver("1.2.3.4", 5353)),
+        (" 127.0.0.1:53 ", Nameserver("127.0.0.1", 53)),
+        ("::1", Nameserver("::1", 53)),
+        ("2001:db8::1", Nameserver("2001:db8::1", 53)),
+        ("[::1]", Nameserver("::1", 53)),
+        ("[::1]:5353", Nameserver("::1", 5353)),
+        ("[2001:db8::53]:65535", Nameserver("2001:db8::53", 65535)),
+        ("1.2.3.4:1", Nameserver("1.2.3.4", 1)),
+    ],
+)
 def test_parse_nameserver(text: str, expected: Nameserver) -> None:
     parsed = parse_nameserver(text)
     assert parsed == expected
     assert parse_nameserver(str(parsed)) == parsed  # str() is a setting that parses back
 
 
-@pytest.mark.parametrize("text", [
-    "host.example", "host.example:53", "localhost", "", "1.2.3", "256.1.1.1", "[host.example]:53",
-    "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4:99999", "1.2.3.4:port", "1.2.3.4:-1", "1.2.3.4: 53",
-    "1.2.3.4:", "[::1]:", "[::1]:70000", "[::1]53", "[::1", "1.2.3.4:\u0665\u0663",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "host.example",
+        "host.example:53",
+        "localhost",
+        "",
+        "1.2.3",
+        "256.1.1.1",
+        "[host.example]:53",
+        "1.2.3.4:0",
+        "1.2.3.4:65536",
+        "1.2.3.4:99999",
+        "1.2.3.4:port",
+        "1.2.3.4:-1",
+        "1.2.3.4: 53",
+        "1.2.3.4:",
+        "[::1]:",
+        "[::1]:70000",
+        "[::1]53",
+        "[::1",
+        "1.2.3.4:\u0665\u0663",
+    ],
+)
 def test_parse_nameserver_rejects(text: str) -> None:
     with pytest.raises(NameserverError, match="nameserver"):
         parse_nameserver(text)
@@ -443,7 +524,10 @@ def test_parse_nameserver_rejects(text: str) -> None:
 
 def test_parse_nameservers_lists() -> None:
     assert parse_nameservers(["127.0.0.1:5353, [::1]:53", "", "10.0.0.1"]) == (
-        Nameserver("127.0.0.1", 5353), Nameserver("::1"), Nameserver("10.0.0.1"))
+        Nameserver("127.0.0.1", 5353),
+        Nameserver("::1"),
+        Nameserver("10.0.0.1"),
+    )
     with pytest.raises(NameserverError):
         parse_nameservers(["127.0.0.1, dns.example"])
 
@@ -456,13 +540,17 @@ def test_session_reaches_nsd_through_a_setting(nsd_static: NsdServer, make_sessi
 
 # --- the harness itself -----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "presentation"), [
-    ("", '""'),
-    ("v=spf1 -all", '"v=spf1 -all"'),
-    ('say "hi" \\o/', '"say \\"hi\\" \\\\o/"'),
-    ("a" * 255 + "b", '"' + "a" * 255 + '" "b"'),
-    ("é", '"\\195\\169"'),
-])
+
+@pytest.mark.parametrize(
+    ("value", "presentation"),
+    [
+        ("", '""'),
+        ("v=spf1 -all", '"v=spf1 -all"'),
+        ('say "hi" \\o/', '"say \\"hi\\" \\\\o/"'),
+        ("a" * 255 + "b", '"' + "a" * 255 + '" "b"'),
+        ("é", '"\\195\\169"'),
+    ],
+)
 def test_txt_presentation(value: str, presentation: str) -> None:
     assert txt(value) == presentation
 
@@ -513,7 +601,8 @@ def _processes_mentioning(text: str) -> list[int]:
 
 @pytest.mark.parametrize("name", ["a..b.example.com", "x" * 64 + ".example.com", "." * 3])
 def test_a_malformed_name_is_an_error_result_not_an_exception(
-        make_session: SessionFactory, name: str) -> None:
+    make_session: SessionFactory, name: str
+) -> None:
     from tests.dnstest import free_port
 
     lookup = asyncio.run(make_session(f"127.0.0.1:{free_port()}").lookup(name, "TXT"))

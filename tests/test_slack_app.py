@@ -59,11 +59,20 @@ def world_records() -> list[tuple[str, str, str]]:
         ("kbad._domainkey.evil", "TXT", f"v=DKIM1; k={NASTY}; p=abc"),
         # worst.test: a huge SPF with a deprecated mechanism, a DMARC record with every deprecated tag,
         # twenty named selectors each with a weak key in test mode
-        ("worst", "TXT", "v=spf1 " + " ".join(f"ip4:198.51.100.{i}" for i in range(1, 120))
-         + " ptr " + " ".join(f"include:i{i}.bigspf.test" for i in range(11)) + " ?all"),
+        (
+            "worst",
+            "TXT",
+            "v=spf1 "
+            + " ".join(f"ip4:198.51.100.{i}" for i in range(1, 120))
+            + " ptr "
+            + " ".join(f"include:i{i}.bigspf.test" for i in range(11))
+            + " ?all",
+        ),
         ("_dmarc.worst", "TXT", "v=DMARC1; p=none; pct=50; rf=afrf; ri=3600; " + "x" * 300 + "=y"),
-        *[(f"{s}._domainkey.worst", "TXT", f"v=DKIM1; k=rsa; t=y; p={rsa_public_key(1024)}")
-          for s in WORST_SELECTORS],
+        *[
+            (f"{s}._domainkey.worst", "TXT", f"v=DKIM1; k=rsa; t=y; p={rsa_public_key(1024)}")
+            for s in WORST_SELECTORS
+        ],
     ]
     return records
 
@@ -136,14 +145,18 @@ def test_good_domain_report(world: NsdServer, make_app: AppFactory, slack: Slack
     assert post.text and post.text.startswith("DMARC check for good.test: can pass DMARC.")
     sections = section_texts(post)
     assert sections[0].startswith("Mail from good.test can pass DMARC today through SPF and DKIM")
-    assert any(s.startswith("*DMARC*\n```v=DMARC1; p=reject; rua=mailto:dmarc@good.test```") and
-               "policy for this domain: *reject*" in s for s in sections)
+    assert any(
+        s.startswith("*DMARC*\n```v=DMARC1; p=reject; rua=mailto:dmarc@good.test```")
+        and "policy for this domain: *reject*" in s
+        for s in sections
+    )
     assert "*SPF*\n```v=spf1 ip4:192.0.2.1 -all```\n1 of 10 DNS lookups" not in sections  # sanity
     assert any(s.startswith("*SPF*\n```v=spf1 ip4:192.0.2.1 -all```") for s in sections)
     assert any(s.startswith("*DKIM* (probed") and "`google`: rsa, 2048 bits" in s for s in sections)
     assert any(s.startswith("*MX*") and "`10 mx.good.test`" in s for s in sections)
-    assert not finding_sections(post) or all(s.startswith(":information_source:")
-                                             for s in finding_sections(post))
+    assert not finding_sections(post) or all(
+        s.startswith(":information_source:") for s in finding_sections(post)
+    )
     context = [e["text"] for b in blocks_of(post, "context") for e in b["elements"]]
     assert any(re.search(r"Checked <!date\^\d+\^.*\|.* UTC> · \d+ DNS queries", c) for c in context)
     # no error or warning, so nothing to fix: Re-check and Watch only
@@ -159,8 +172,12 @@ def test_policy_none_report(world: NsdServer, make_app: AppFactory, slack: Slack
     app = make_app(world)
     _, post = check(app, "check pnone.test")
     findings = finding_sections(post)
-    assert any(f.startswith(":large_orange_circle: *Policy p=none") and "`dmarc.policy_none`" in f
-               and "\n*Fix:* " in f for f in findings)
+    assert any(
+        f.startswith(":large_orange_circle: *Policy p=none")
+        and "`dmarc.policy_none`" in f
+        and "\n*Fix:* " in f
+        for f in findings
+    )
     assert any("```v=DMARC1; p=none; rua=mailto:dmarc@pnone.test```" in s for s in section_texts(post))
     assert slack_ids.ACTION_FIX in action_ids(post)
     slack.assert_no_violations()
@@ -171,7 +188,8 @@ def test_no_dmarc_report(world: NsdServer, make_app: AppFactory, slack: SlackSta
     _, post = check(app, "check nodmarc.test")
     assert blocks_of(post, "header")[0]["text"]["text"] == "nodmarc.test: fails DMARC"
     assert section_texts(post)[0].startswith(
-        "Mail from nodmarc.test cannot pass DMARC today: it has no usable DMARC record.")
+        "Mail from nodmarc.test cannot pass DMARC today: it has no usable DMARC record."
+    )
     assert any(s.startswith("*DMARC*\n_no record_") for s in section_texts(post))
     findings = finding_sections(post)
     assert findings[0].startswith(":red_circle: *No DMARC record*  `dmarc.missing`")
@@ -180,15 +198,16 @@ def test_no_dmarc_report(world: NsdServer, make_app: AppFactory, slack: SlackSta
     slack.assert_no_violations()
 
 
-def test_spf_over_ten_lookups_report(world: NsdServer, make_app: AppFactory,
-                                     slack: SlackStandIn) -> None:
+def test_spf_over_ten_lookups_report(world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     app = make_app(world)
     _, post = check(app, "check bigspf.test")
     spf = next(s for s in section_texts(post) if s.startswith("*SPF*"))
     assert "include:i10.bigspf.test -all```" in spf
     assert re.search(r"\n1[01] of 10 DNS lookups", spf)
-    assert any(f.startswith(":red_circle: *More than 10 DNS lookups") and "`spf.too_many_lookups`" in f
-               for f in finding_sections(post))
+    assert any(
+        f.startswith(":red_circle: *More than 10 DNS lookups") and "`spf.too_many_lookups`" in f
+        for f in finding_sections(post)
+    )
     slack.assert_no_violations()
 
 
@@ -204,9 +223,9 @@ def test_nxdomain_report(world: NsdServer, make_app: AppFactory, slack: SlackSta
 
 
 @pytest.mark.parametrize("fault", ["servfail", "timeout"])
-def test_dns_outage_report_is_unknown_never_missing(nsd: NsdServer, fault_proxy: FaultProxy,
-                                                     make_app: AppFactory, slack: SlackStandIn,
-                                                     fault: str) -> None:
+def test_dns_outage_report_is_unknown_never_missing(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_app: AppFactory, slack: SlackStandIn, fault: str
+) -> None:
     nsd.set_zones({"test": world_zone()})
     fault_proxy.add_fault("*.test", fault)
     app = make_app(fault_proxy, dns_timeout=0.3)  # a dropped query costs 2 x 0.3 s, not 2 x 2 s
@@ -216,14 +235,19 @@ def test_dns_outage_report_is_unknown_never_missing(nsd: NsdServer, fault_proxy:
     assert post.text and "unknown (DNS failed)" in post.text
     assert "`dns.temperror`" in text
     assert "result is unknown, not missing" in text
-    for claim in ("dmarc.missing", "spf.missing", "dkim.key_missing", "No DMARC record",
-                  "No SPF record", "does not exist"):
+    for claim in (
+        "dmarc.missing",
+        "spf.missing",
+        "dkim.key_missing",
+        "No DMARC record",
+        "No SPF record",
+        "does not exist",
+    ):
         assert claim not in text
     slack.assert_no_violations()
 
 
-def test_named_selectors_are_checked(world: NsdServer, make_app: AppFactory,
-                                     slack: SlackStandIn) -> None:
+def test_named_selectors_are_checked(world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     app = make_app(world)
     ack, post = check(app, "check good.test google nokey")
     assert ack["text"] == "Checking good.test…"
@@ -247,8 +271,9 @@ def assert_usage(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["help", "", "   ", "HELP"])
-def test_help_and_empty_give_usage(world: NsdServer, make_app: AppFactory, slack: SlackStandIn,
-                                   text: str) -> None:
+def test_help_and_empty_give_usage(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, text: str
+) -> None:
     app = make_app(world)
     ack = ack_of(*app.sim.slash_command(text))
     assert ack["response_type"] == "ephemeral"
@@ -257,8 +282,9 @@ def test_help_and_empty_give_usage(world: NsdServer, make_app: AppFactory, slack
     assert slack.posts() == []
 
 
-def test_unknown_subcommand_says_so_and_gives_usage(world: NsdServer, make_app: AppFactory,
-                                                     slack: SlackStandIn) -> None:
+def test_unknown_subcommand_says_so_and_gives_usage(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world)
     ack = ack_of(*app.sim.slash_command("frobnicate <!here> example.com"))
     assert ack["response_type"] == "ephemeral"
@@ -271,18 +297,21 @@ def test_unknown_subcommand_says_so_and_gives_usage(world: NsdServer, make_app: 
     assert slack.posts() == []
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("check", "Give a domain name, as in `/dmarc check example.com`."),
-    ("check 1.2.3.4", "is an IP address"),
-    ("check exa_mple..com", "That is not a domain I can check"),
-    ("check good.test bad/selector", "bad/selector"),
-    ("check good.test " + " ".join(f"s{i}" for i in range(21)), "Give at most 20 DKIM selectors."),
-    ("check <!channel>", "That is not a domain I can check"),
-    ("check good.test <!here>", "not"),
-])
-def test_bad_input_is_explained_and_nothing_is_posted(world: NsdServer, make_app: AppFactory,
-                                                      slack: SlackStandIn, text: str,
-                                                      problem: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("check", "Give a domain name, as in `/dmarc check example.com`."),
+        ("check 1.2.3.4", "is an IP address"),
+        ("check exa_mple..com", "That is not a domain I can check"),
+        ("check good.test bad/selector", "bad/selector"),
+        ("check good.test " + " ".join(f"s{i}" for i in range(21)), "Give at most 20 DKIM selectors."),
+        ("check <!channel>", "That is not a domain I can check"),
+        ("check good.test <!here>", "not"),
+    ],
+)
+def test_bad_input_is_explained_and_nothing_is_posted(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, text: str, problem: str
+) -> None:
     proxy = FaultProxy((world.host, world.port)).start()
     try:
         app = make_app(proxy)
@@ -298,9 +327,9 @@ def test_bad_input_is_explained_and_nothing_is_posted(world: NsdServer, make_app
         proxy.stop()
 
 
-def test_subcommand_without_a_worker_is_answered(world: NsdServer, make_app: AppFactory,
-                                                 slack: SlackStandIn,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_subcommand_without_a_worker_is_answered(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A routing-table row whose worker is not there must not turn into silence (or a 404)."""
 
     def parse_later(words: list[str]) -> Job:
@@ -321,9 +350,9 @@ def test_subcommand_without_a_worker_is_answered(world: NsdServer, make_app: App
 
 
 @pytest.mark.parametrize("how", [{"forge_signature": True}, {"timestamp_offset": -600}])
-def test_forged_or_stale_request_is_refused(nsd: NsdServer, fault_proxy: FaultProxy,
-                                            make_app: AppFactory, slack: SlackStandIn,
-                                            how: dict[str, Any]) -> None:
+def test_forged_or_stale_request_is_refused(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_app: AppFactory, slack: SlackStandIn, how: dict[str, Any]
+) -> None:
     nsd.set_zones({"test": world_zone()})
     app = make_app(fault_proxy)
     status, _ = app.sim.slash_command("check good.test", **how)
@@ -340,8 +369,9 @@ def test_forged_or_stale_request_is_refused(nsd: NsdServer, fault_proxy: FaultPr
 # ----------------------------------------------------------------------------------- the ack time
 
 
-def test_ack_is_fast_while_dns_is_slow(nsd: NsdServer, fault_proxy: FaultProxy,
-                                       make_app: AppFactory, slack: SlackStandIn) -> None:
+def test_ack_is_fast_while_dns_is_slow(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     nsd.set_zones({"test": world_zone()})
     fault_proxy.latency = 2.0  # every DNS answer waits this long: one lookup before the ack shows
     app = make_app(fault_proxy, dns_timeout=5.0)  # slow, but not a timeout
@@ -372,33 +402,45 @@ def test_ack_is_fast_while_dns_is_slow(nsd: NsdServer, fault_proxy: FaultProxy,
     assert max(elapsed.values()) < 1.0, elapsed
     posts = slack.wait_for("chat.postMessage", 2, timeout=20, ok_only=True)
     assert sorted(p.text.split(":")[0] for p in posts if p.text) == [
-        "DMARC check for good.test", "DMARC check for pnone.test"]
+        "DMARC check for good.test",
+        "DMARC check for pnone.test",
+    ]
 
 
 # ------------------------------------------------------------------------------------- Re-check
 
 
-def test_recheck_updates_the_same_message_with_fresh_dns(world: NsdServer, make_app: AppFactory,
-                                                         slack: SlackStandIn) -> None:
+def test_recheck_updates_the_same_message_with_fresh_dns(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world)
     _, post = check(app, "check pnone.test")
     ts = post.response["ts"]
-    recheck = next(e for b in blocks_of(post, "actions") for e in b["elements"]
-                   if e["action_id"] == slack_ids.ACTION_RECHECK)
+    recheck = next(
+        e
+        for b in blocks_of(post, "actions")
+        for e in b["elements"]
+        if e["action_id"] == slack_ids.ACTION_RECHECK
+    )
 
     records = [r for r in world_records() if r[0] != "_dmarc.pnone"]
     records.append(("_dmarc.pnone", "TXT", "v=DMARC1; p=quarantine; rua=mailto:dmarc@pnone.test"))
     world.set_zones({"test": make_zone("test", records)})
 
-    status, _ = app.sim.block_action(slack_ids.ACTION_RECHECK, recheck["value"],
-                                     block_id=slack_ids.BLOCK_REPORT_ACTIONS, message_ts=ts,
-                                     message=post.response["message"])
+    status, _ = app.sim.block_action(
+        slack_ids.ACTION_RECHECK,
+        recheck["value"],
+        block_id=slack_ids.BLOCK_REPORT_ACTIONS,
+        message_ts=ts,
+        message=post.response["message"],
+    )
     assert status == 200
     assert app.sim.last_elapsed < 1.0
     update = slack.wait_for("chat.update", 1, timeout=15, ok_only=True)[0]
     assert (update.params["channel"], update.params["ts"]) == ("C1", ts)
-    assert any("```v=DMARC1; p=quarantine; rua=mailto:dmarc@pnone.test```" in s
-               for s in section_texts(update))
+    assert any(
+        "```v=DMARC1; p=quarantine; rua=mailto:dmarc@pnone.test```" in s for s in section_texts(update)
+    )
     assert "p=none" not in "\n".join(section_texts(update))
     # the message in the channel now shows the new record; no second message was posted
     [message] = slack.messages("C1")
@@ -409,7 +451,8 @@ def test_recheck_updates_the_same_message_with_fresh_dns(world: NsdServer, make_
 
 
 def test_recheck_of_a_report_only_the_user_sees_replaces_it_in_place(
-        world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     """A report shown ephemerally (the bot was not in the channel) has no message to update:
     Slack sends no `message`, and the new report replaces the old through the response_url."""
     app = make_app(world)
@@ -418,8 +461,9 @@ def test_recheck_of_a_report_only_the_user_sees_replaces_it_in_place(
     records.append(("_dmarc.pnone", "TXT", "v=DMARC1; p=quarantine; rua=mailto:dmarc@pnone.test"))
     world.set_zones({"test": make_zone("test", records)})
 
-    status, _ = app.sim.block_action(slack_ids.ACTION_RECHECK, value,
-                                     block_id=slack_ids.BLOCK_REPORT_ACTIONS, ephemeral=True)
+    status, _ = app.sim.block_action(
+        slack_ids.ACTION_RECHECK, value, block_id=slack_ids.BLOCK_REPORT_ACTIONS, ephemeral=True
+    )
     assert status == 200
     [replaced] = slack.wait_for("response_url", 1, timeout=15)
     assert replaced.params["replace_original"] is True
@@ -428,8 +472,9 @@ def test_recheck_of_a_report_only_the_user_sees_replaces_it_in_place(
     slack.assert_no_violations()
 
 
-def test_recheck_with_a_tampered_value_is_refused_politely(world: NsdServer, make_app: AppFactory,
-                                                           slack: SlackStandIn) -> None:
+def test_recheck_with_a_tampered_value_is_refused_politely(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world)
     status, _ = app.sim.block_action(slack_ids.ACTION_RECHECK, '{"d":"not a domain!"}')
     assert status == 200
@@ -442,8 +487,9 @@ def test_recheck_with_a_tampered_value_is_refused_politely(world: NsdServer, mak
 # ------------------------------------------------------------------------------------- escaping
 
 
-def test_untrusted_txt_arrives_escaped_everywhere(world: NsdServer, make_app: AppFactory,
-                                                  slack: SlackStandIn) -> None:
+def test_untrusted_txt_arrives_escaped_everywhere(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world)
     _, post = check(app, "check evil.test sel kbad")
     text = all_text(post)
@@ -463,8 +509,9 @@ def test_untrusted_txt_arrives_escaped_everywhere(world: NsdServer, make_app: Ap
 # ------------------------------------------------------------------------------------ worst case
 
 
-def test_worst_case_domain_stays_within_limits(world: NsdServer, make_app: AppFactory,
-                                               slack: SlackStandIn) -> None:
+def test_worst_case_domain_stays_within_limits(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world)
     _, post = check(app, "check worst.test " + " ".join(WORST_SELECTORS))
     assert len(post.blocks) <= 50
@@ -472,8 +519,9 @@ def test_worst_case_domain_stays_within_limits(world: NsdServer, make_app: AppFa
         assert len(text) <= 3000
     assert len(post.text or "") <= 3000
     shown = finding_sections(post)
-    more = [e["text"] for b in blocks_of(post, "context") for e in b["elements"]
-            if e["text"].startswith("…and ")]
+    more = [
+        e["text"] for b in blocks_of(post, "context") for e in b["elements"] if e["text"].startswith("…and ")
+    ]
     assert len(more) == 1, "the findings that did not fit are counted"
     counted = re.match(r"…and (\d+) more findings: run `dmarcbot check worst.test`", more[0])
     assert counted, more[0]
@@ -491,8 +539,9 @@ def test_worst_case_domain_stays_within_limits(world: NsdServer, make_app: AppFa
 # ---------------------------------------------------------------------------- Slack's answers
 
 
-def test_rate_limited_post_is_retried_after_retry_after(world: NsdServer, make_app: AppFactory,
-                                                        slack: SlackStandIn) -> None:
+def test_rate_limited_post_is_retried_after_retry_after(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     slack.fail_next("chat.postMessage", status=429, retry_after=1)
     app = make_app(world)
     app.sim.slash_command("check good.test")
@@ -507,7 +556,8 @@ def test_rate_limited_post_is_retried_after_retry_after(world: NsdServer, make_a
 
 
 def test_bot_not_in_channel_shows_report_ephemerally_and_says_how_to_invite(
-        world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     slack.set_channel("C1", is_member=False)
     app = make_app(world)
     app.sim.slash_command("check good.test")
@@ -520,20 +570,23 @@ def test_bot_not_in_channel_shows_report_ephemerally_and_says_how_to_invite(
     slack.assert_no_violations()
 
 
-def test_slack_api_error_is_told_to_the_user(world: NsdServer, make_app: AppFactory,
-                                             slack: SlackStandIn) -> None:
+def test_slack_api_error_is_told_to_the_user(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     slack.fail_next("chat.postMessage", error="invalid_auth")
     app = make_app(world)
     app.sim.slash_command("check good.test")
     [told] = slack.wait_for("response_url", 1, timeout=15)
     assert told.params["response_type"] == "ephemeral"
-    assert told.params["text"].startswith(":warning: Slack refused a request while running "
-                                          "/dmarc check good.test (invalid_auth).")
+    assert told.params["text"].startswith(
+        ":warning: Slack refused a request while running /dmarc check good.test (invalid_auth)."
+    )
     assert "Try again" in told.params["text"]
 
 
-def test_unreachable_slack_is_told_to_the_user(world: NsdServer, make_app: AppFactory,
-                                               slack: SlackStandIn) -> None:
+def test_unreachable_slack_is_told_to_the_user(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     """Slack's Web API unreachable mid-way (an unexpected failure, not a Slack error answer): the
     user hears about it through the response_url, which lives elsewhere."""
     app = make_app(world)
@@ -541,13 +594,13 @@ def test_unreachable_slack_is_told_to_the_user(world: NsdServer, make_app: AppFa
     slack.stop()
     elsewhere = SlackStandIn().start()
     try:
-        status, _ = app.sim.slash_command("check good.test",
-                                          response_url=elsewhere.response_url("late"))
+        status, _ = app.sim.slash_command("check good.test", response_url=elsewhere.response_url("late"))
         assert status == 200
         [told] = elsewhere.wait_for("response_url", 1, timeout=15)
         assert told.params["response_type"] == "ephemeral"
-        assert told.params["text"].startswith(":warning: Something went wrong while running "
-                                              "/dmarc check good.test.")
+        assert told.params["text"].startswith(
+            ":warning: Something went wrong while running /dmarc check good.test."
+        )
     finally:
         elsewhere.stop()
 
@@ -571,8 +624,9 @@ def test_app_home_shows_usage(world: NsdServer, make_app: AppFactory, slack: Sla
     slack.assert_no_violations()
 
 
-def test_retried_and_unmatched_events_are_acknowledged(world: NsdServer, make_app: AppFactory,
-                                                       slack: SlackStandIn) -> None:
+def test_retried_and_unmatched_events_are_acknowledged(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     app = make_app(world)
     home = {"type": "app_home_opened", "user": "U7", "channel": "D7", "tab": "home"}
     for retry in (None, 1, 2, 3):
@@ -586,8 +640,14 @@ def test_retried_and_unmatched_events_are_acknowledged(world: NsdServer, make_ap
         assert status == 200, body
     status, _ = app.sim.event(SlackClientSim.message_event("hello"))
     assert status == 200
-    status, _ = app.sim.event({"type": "reaction_added", "user": "U1", "reaction": "eyes",
-                               "item": {"type": "message", "channel": "C1", "ts": "1.2"}})
+    status, _ = app.sim.event(
+        {
+            "type": "reaction_added",
+            "user": "U1",
+            "reaction": "eyes",
+            "item": {"type": "message", "channel": "C1", "ts": "1.2"},
+        }
+    )
     assert status == 200
     settle(0.3)
     assert slack.posts() == []
@@ -611,20 +671,24 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with opener.open(request, timeout=10) as response:
-            return (response.status, {k.lower(): v for k, v in response.headers.items()},
-                    response.read().decode())
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.read().decode(),
+            )
     except urllib.error.HTTPError as error:
         with error:
-            return (error.code, {k.lower(): v for k, v in error.headers.items()},
-                    error.read().decode())
+            return (error.code, {k.lower(): v for k, v in error.headers.items()}, error.read().decode())
 
 
 def test_oauth_install_stores_the_installation_and_its_token_is_used(
-        world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
     import sqlite3
 
-    app = make_app(world, slack_bot_token=None, slack_client_id="111.222",
-                   slack_client_secret="client-secret")
+    app = make_app(
+        world, slack_bot_token=None, slack_client_id="111.222", slack_client_secret="client-secret"
+    )
     slack.set_oauth(team={"id": "T2", "name": "Other"}, access_token="xoxb-team-two")
 
     status, headers, page = http_get(app.url + "/slack/install")
@@ -639,13 +703,13 @@ def test_oauth_install_stores_the_installation_and_its_token_is_used(
     cookies = "; ".join(f"{k}={m.value}" for k, m in cookie.items())
 
     # a forged state is refused and exchanges nothing
-    status, _, _ = http_get(app.url + "/slack/oauth_redirect?code=abc&state=forged",
-                            {"Cookie": cookies})
+    status, _, _ = http_get(app.url + "/slack/oauth_redirect?code=abc&state=forged", {"Cookie": cookies})
     assert status >= 400
     assert slack.calls("oauth.v2.access") == []
 
-    status, _, page = http_get(app.url + f"/slack/oauth_redirect?code=the-code&state={state}",
-                               {"Cookie": cookies})
+    status, _, page = http_get(
+        app.url + f"/slack/oauth_redirect?code=the-code&state={state}", {"Cookie": cookies}
+    )
     assert status == 200, page
     [exchange] = slack.calls("oauth.v2.access")
     assert exchange.params["code"] == "the-code"

@@ -116,9 +116,16 @@ class SocketModeServer:
     def envelope(self, kind: str, payload: dict[str, Any]) -> str:
         """Send one envelope as Slack does; returns its envelope_id."""
         envelope_id = str(uuid.uuid4())
-        self.send({"envelope_id": envelope_id, "type": kind, "payload": payload,
-                   "accepts_response_payload": kind != "events_api", "retry_attempt": 0,
-                   "retry_reason": ""})
+        self.send(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
         return envelope_id
 
     def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -192,9 +199,14 @@ class _WsHandler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
         self.owner._connected(self.wfile)  # type: ignore[arg-type]
-        self.owner.send({"type": "hello", "num_connections": 1,
-                         "debug_info": {"host": "stand-in", "approximate_connection_time": 18060},
-                         "connection_info": {"app_id": "A0DMARCBOT"}})
+        self.owner.send(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": "stand-in", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": "A0DMARCBOT"},
+            }
+        )
         while True:
             got = read_frame(self.rfile)  # type: ignore[arg-type]
             if got is None:
@@ -227,23 +239,36 @@ class SocketApp:
 
 
 @pytest.fixture
-def socket_app(nsd: NsdServer, slack: SlackStandIn, socket_server: SocketModeServer,
-               tmp_path: Path) -> Iterator[SocketApp]:
+def socket_app(
+    nsd: NsdServer, slack: SlackStandIn, socket_server: SocketModeServer, tmp_path: Path
+) -> Iterator[SocketApp]:
     """The app in Socket Mode: no signing secret (the socket is authenticated), its Web API at the
     Slack stand-in, and the socket client asking our server for the WebSocket URL."""
-    nsd.set_zones({"test": make_zone("test", [
-        ("good", "TXT", "v=spf1 ip4:192.0.2.1 -all"),
-        ("_dmarc.good", "TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@good.test"),
-    ])})
-    settings = Settings(slack_bot_token="xoxb-test-token", slack_signing_secret=None,
-                        slack_app_token=APP_TOKEN, slack_api_url=slack.api_url,
-                        db_path=str(tmp_path / "dmarcbot.db"),
-                        nameservers=(parse_nameserver(nsd.address),))
+    nsd.set_zones(
+        {
+            "test": make_zone(
+                "test",
+                [
+                    ("good", "TXT", "v=spf1 ip4:192.0.2.1 -all"),
+                    ("_dmarc.good", "TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@good.test"),
+                ],
+            )
+        }
+    )
+    settings = Settings(
+        slack_bot_token="xoxb-test-token",
+        slack_signing_secret=None,
+        slack_app_token=APP_TOKEN,
+        slack_api_url=slack.api_url,
+        db_path=str(tmp_path / "dmarcbot.db"),
+        nameservers=(parse_nameserver(nsd.address),),
+    )
     assert settings.socket_mode and settings.serve_problems() == []
     # The socket client's own WebClient only calls apps.connections.open (with the xapp- token);
     # the app's listeners keep using the app's client, pointed at the Slack stand-in.
-    handler = SocketModeHandler(create_app(settings), settings.slack_app_token,
-                                web_client=WebClient(base_url=socket_server.api_url))
+    handler = SocketModeHandler(
+        create_app(settings), settings.slack_app_token, web_client=WebClient(base_url=socket_server.api_url)
+    )
     handler.connect()
     try:
         socket_server.wait_connected()
@@ -253,17 +278,29 @@ def socket_app(nsd: NsdServer, slack: SlackStandIn, socket_server: SocketModeSer
 
 
 def slash_payload(slack: SlackStandIn, text: str, name: str = "r1") -> dict[str, Any]:
-    return {"token": "legacy", "team_id": "T1", "team_domain": "t1", "channel_id": "C1",
-            "channel_name": "c1", "user_id": "U1", "user_name": "u1", "command": "/dmarc",
-            "text": text, "api_app_id": "A0DMARCBOT", "is_enterprise_install": "false",
-            "response_url": slack.response_url(name), "trigger_id": "1.2.3"}
+    return {
+        "token": "legacy",
+        "team_id": "T1",
+        "team_domain": "t1",
+        "channel_id": "C1",
+        "channel_name": "c1",
+        "user_id": "U1",
+        "user_name": "u1",
+        "command": "/dmarc",
+        "text": text,
+        "api_app_id": "A0DMARCBOT",
+        "is_enterprise_install": "false",
+        "response_url": slack.response_url(name),
+        "trigger_id": "1.2.3",
+    }
 
 
 # ------------------------------------------------------------------------------------------- tests
 
 
 def test_socket_mode_slash_command_acks_then_posts_the_report(
-        socket_app: SocketApp, socket_server: SocketModeServer, slack: SlackStandIn) -> None:
+    socket_app: SocketApp, socket_server: SocketModeServer, slack: SlackStandIn
+) -> None:
     assert socket_server.opens[0]["Authorization"] == f"Bearer {APP_TOKEN}"
     started = time.monotonic()
     envelope_id = socket_server.envelope("slash_commands", slash_payload(slack, "check good.test"))
@@ -274,44 +311,74 @@ def test_socket_mode_slash_command_acks_then_posts_the_report(
     assert post.params["channel"] == "C1"
     assert post.headers.get("authorization") == "Bearer xoxb-test-token"
     assert post.blocks[0]["text"]["text"] == "good.test: can pass DMARC"
-    assert any("```v=DMARC1; p=reject; rua=mailto:dmarc@good.test```" in b["text"]["text"]
-               for b in post.blocks if b["type"] == "section")
+    assert any(
+        "```v=DMARC1; p=reject; rua=mailto:dmarc@good.test```" in b["text"]["text"]
+        for b in post.blocks
+        if b["type"] == "section"
+    )
     slack.assert_no_violations()
 
 
 def test_socket_mode_help_and_bad_input_are_answered_in_the_ack(
-        socket_app: SocketApp, socket_server: SocketModeServer, slack: SlackStandIn) -> None:
-    ack = socket_server.wait_ack(socket_server.envelope("slash_commands",
-                                                        slash_payload(slack, "help")))
+    socket_app: SocketApp, socket_server: SocketModeServer, slack: SlackStandIn
+) -> None:
+    ack = socket_server.wait_ack(socket_server.envelope("slash_commands", slash_payload(slack, "help")))
     assert "`/dmarc check DOMAIN [SELECTOR...]`" in ack["payload"]["text"]
-    ack = socket_server.wait_ack(socket_server.envelope("slash_commands",
-                                                        slash_payload(slack, "check 1.2.3.4", "r2")))
+    ack = socket_server.wait_ack(
+        socket_server.envelope("slash_commands", slash_payload(slack, "check 1.2.3.4", "r2"))
+    )
     assert "is an IP address" in ack["payload"]["text"]
     time.sleep(0.3)
     assert slack.posts() == []
 
 
-def test_socket_mode_button_and_event(socket_app: SocketApp, socket_server: SocketModeServer,
-                                      slack: SlackStandIn) -> None:
+def test_socket_mode_button_and_event(
+    socket_app: SocketApp, socket_server: SocketModeServer, slack: SlackStandIn
+) -> None:
     # Re-check from a report message: acknowledged on the socket, the message updated by chat.update
-    envelope_id = socket_server.envelope("interactive", {
-        "type": "block_actions", "user": {"id": "U1", "team_id": "T1"}, "team": {"id": "T1"},
-        "api_app_id": "A0DMARCBOT", "trigger_id": "1.2.3",
-        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C1",
-                      "is_ephemeral": False},
-        "channel": {"id": "C1"}, "message": {"ts": "1700000000.000100", "text": "", "blocks": []},
-        "response_url": slack.response_url("r3"),
-        "actions": [{"action_id": slack_ids.ACTION_RECHECK, "block_id": slack_ids.BLOCK_REPORT_ACTIONS,
-                     "type": "button", "value": '{"d":"good.test","s":[]}'}]})
+    envelope_id = socket_server.envelope(
+        "interactive",
+        {
+            "type": "block_actions",
+            "user": {"id": "U1", "team_id": "T1"},
+            "team": {"id": "T1"},
+            "api_app_id": "A0DMARCBOT",
+            "trigger_id": "1.2.3",
+            "container": {
+                "type": "message",
+                "message_ts": "1700000000.000100",
+                "channel_id": "C1",
+                "is_ephemeral": False,
+            },
+            "channel": {"id": "C1"},
+            "message": {"ts": "1700000000.000100", "text": "", "blocks": []},
+            "response_url": slack.response_url("r3"),
+            "actions": [
+                {
+                    "action_id": slack_ids.ACTION_RECHECK,
+                    "block_id": slack_ids.BLOCK_REPORT_ACTIONS,
+                    "type": "button",
+                    "value": '{"d":"good.test","s":[]}',
+                }
+            ],
+        },
+    )
     socket_server.wait_ack(envelope_id)
     [update] = slack.wait_for("chat.update", 1, timeout=15)
     assert update.params["ts"] == "1700000000.000100"
     # App Home over the socket
-    envelope_id = socket_server.envelope("events_api", {
-        "type": "event_callback", "team_id": "T1", "api_app_id": "A0DMARCBOT",
-        "event": {"type": "app_home_opened", "user": "U7", "channel": "D7", "tab": "home"},
-        "event_id": "Ev1", "event_time": int(time.time()),
-        "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}]})
+    envelope_id = socket_server.envelope(
+        "events_api",
+        {
+            "type": "event_callback",
+            "team_id": "T1",
+            "api_app_id": "A0DMARCBOT",
+            "event": {"type": "app_home_opened", "user": "U7", "channel": "D7", "tab": "home"},
+            "event_id": "Ev1",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
+        },
+    )
     socket_server.wait_ack(envelope_id)
     [publish] = slack.wait_for("views.publish", 1)
     assert publish.params["user_id"] == "U7"

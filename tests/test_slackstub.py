@@ -396,8 +396,12 @@ def test_files_info_returns_the_shares_given_to_add_file(stand_in: SlackStandIn,
     unshared = stand_in.add_file("plain", b"y")
     assert "shares" not in client.files_info(file=unshared["id"])["file"]
 
-    for bad in ({"dm": {"D1": [{"ts": "1.2"}]}}, {"public": {"C1": {"ts": "1.2"}}},
-                {"public": {"C1": [{"thread_ts": "1.2"}]}}, {"public": {"C1": [{"ts": 1.2}]}}):
+    for bad in (
+        {"dm": {"D1": [{"ts": "1.2"}]}},
+        {"public": {"C1": {"ts": "1.2"}}},
+        {"public": {"C1": [{"thread_ts": "1.2"}]}},
+        {"public": {"C1": [{"ts": 1.2}]}},
+    ):
         with pytest.raises(ValueError, match="shares"):
             stand_in.add_file("bad", b"z", shares=bad)  # type: ignore[arg-type]
 

@@ -22,80 +22,88 @@ from handlers.spf import (
 )
 from tests.dnstest import FaultProxy, NsdServer, make_zone, txt
 
-CHECKDMARC_CASES = (Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
-                    / "record-parsing-checkdmarc" / "checkdmarc_spf_record_cases.json")
+CHECKDMARC_CASES = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "testdata"
+    / "record-parsing-checkdmarc"
+    / "checkdmarc_spf_record_cases.json"
+)
 
 LONG = "v=spf1 " + " ".join(f"ip4:198.51.100.{i}" for i in range(40)) + " -all"  # > 255 bytes
 
-ZONE = make_zone("spf.test", [
-    ("good", "TXT", "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 -all"),
-    ("good", "TXT", "google-site-verification=abc"),
-    ("soft", "TXT", "v=spf1 ip4:192.0.2.1 ~all"),
-    ("nospf", "A", "192.0.2.1"),
-    ("other-txt", "TXT", "google-site-verification=abc"),
-    ("multi", "TXT", "v=spf1 -all"),
-    ("multi", "TXT", "v=spf1 ip4:192.0.2.1 -all"),
-    ("syntax", "TXT", "v=spf1 ip4:192.0.2.300 -all"),
-    ("plusall", "TXT", "v=spf1 ip4:192.0.2.1 +all"),
-    ("bareall", "TXT", "v=spf1 all"),
-    ("neutral", "TXT", "v=spf1 ip4:192.0.2.1 ?all"),
-    ("noall", "TXT", "v=spf1 ip4:192.0.2.1"),
-    ("ptr", "TXT", "v=spf1 ptr -all"),
-    ("mail", "A", "192.0.2.25"),
-    # three levels of includes: a + include, mx + include, include, nothing = 5 lookups
-    ("nest", "TXT", "v=spf1 a include:l1.nest.spf.test -all"),
-    ("nest", "A", "192.0.2.10"),
-    ("l1.nest", "TXT", "v=spf1 mx include:l2.nest.spf.test -all"),
-    ("l1.nest", "MX", "10 mail.spf.test."),
-    ("l2.nest", "TXT", "v=spf1 include:l3.nest.spf.test ?all"),  # an include's ?all is harmless
-    ("l3.nest", "TXT", "v=spf1 ip4:198.51.100.0/24 -all"),
-    ("redir", "TXT", "v=spf1 redirect=target.redir.spf.test"),
-    ("target.redir", "TXT", "v=spf1 a mx -all"),
-    ("target.redir", "A", "192.0.2.30"),
-    ("target.redir", "MX", "10 mail.spf.test."),
-    ("redir-all", "TXT", "v=spf1 -all redirect=nowhere.spf.test"),  # §6.1: redirect ignored
-    ("redir-neutral", "TXT", "v=spf1 redirect=neutral.spf.test"),
-    ("redir-loop", "TXT", "v=spf1 redirect=redir-loop.spf.test"),
-    ("loop-a", "TXT", "v=spf1 include:loop-b.spf.test -all"),
-    ("loop-b", "TXT", "v=spf1 ip4:192.0.2.1 include:loop-a.spf.test -all"),
-    ("inc-nx", "TXT", "v=spf1 include:nowhere.spf.test -all"),
-    ("inc-nospf", "TXT", "v=spf1 include:other-txt.spf.test -all"),
-    ("redir-nx", "TXT", "v=spf1 redirect=nowhere.spf.test"),
-    ("inc-syntax", "TXT", "v=spf1 include:syntax.spf.test -all"),
-    ("inc-multi", "TXT", "v=spf1 include:multi.spf.test -all"),
-    ("inc-plusall", "TXT", "v=spf1 include:plusall.spf.test -all"),
-    ("inc-broken", "TXT", "v=spf1 include:broken.spf.test -all"),
-    ("redir-broken", "TXT", "v=spf1 redirect=broken.spf.test"),
-    ("broken", "TXT", "v=spf1 -all"),
-    ("broken", "A", "192.0.2.40"),
-    ("broken", "MX", "10 mail.spf.test."),
-    ("a-broken", "TXT", "v=spf1 a:broken.spf.test -all"),
-    ("mx-broken", "TXT", "v=spf1 mx:broken.spf.test -all"),
-    ("mxhost-broken", "TXT", "v=spf1 mx -all"),
-    ("mxhost-broken", "MX", "10 broken.spf.test."),
-    ("down", "TXT", "v=spf1 -all"),
-    ("void3", "TXT", "v=spf1 a:nx1.spf.test a:nx2.spf.test mx:nx3.spf.test -all"),
-    ("void2", "TXT", "v=spf1 a:nx1.spf.test exists:nx2.spf.test -all"),
-    ("void-mxhosts", "TXT", "v=spf1 mx -all"),
-    *(("void-mxhosts", "MX", f"{i} nohost{i}.spf.test.") for i in range(3)),
-    ("mx11", "TXT", "v=spf1 mx -all"),
-    *(("mx11", "MX", f"{i} mx{i}.spf.test.") for i in range(11)),
-    ("mx10", "TXT", "v=spf1 mx -all"),
-    *(("mx10", "MX", f"{i} mx{i}.spf.test.") for i in range(10)),
-    *((f"mx{i}", "A", f"192.0.2.{100 + i}") for i in range(11)),
-    ("macros", "TXT", "v=spf1 exists:%{i}.spf.test include:%{d}.x.spf.test -all"),
-    ("near9", "TXT", "v=spf1 " + "a:mail.spf.test " * 9 + "-all"),
-    ("near10", "TXT", "v=spf1 " + "a:mail.spf.test " * 10 + "-all"),
-    ("toomany", "TXT", "v=spf1 include:six.spf.test include:three.spf.test -all"),
-    ("six", "TXT", "v=spf1 " + "a:mail.spf.test " * 6 + "-all"),
-    ("three", "TXT", "v=spf1 " + "a:mail.spf.test " * 3 + "-all"),
-    ("after-all", "TXT", "v=spf1 -all include:nowhere.spf.test"),  # unreachable after all
-    ("badname", "TXT", "v=spf1 include:a..b.spf.test a:c..d.spf.test -all"),
-    ("split", "TXT", '"v=spf1 ip4:192.0.2.1 " "ip4:192.0.2.2 -all"'),
-    ("long", "TXT", LONG),
-    ("wide", "TXT", "v=spf1 " + " ".join(f"include:w{i}.spf.test" for i in range(6)) + " -all"),
-    *((f"w{i}", "TXT", f"v=spf1 ip4:203.0.113.{i} -all") for i in range(6)),
-])
+ZONE = make_zone(
+    "spf.test",
+    [
+        ("good", "TXT", "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 -all"),
+        ("good", "TXT", "google-site-verification=abc"),
+        ("soft", "TXT", "v=spf1 ip4:192.0.2.1 ~all"),
+        ("nospf", "A", "192.0.2.1"),
+        ("other-txt", "TXT", "google-site-verification=abc"),
+        ("multi", "TXT", "v=spf1 -all"),
+        ("multi", "TXT", "v=spf1 ip4:192.0.2.1 -all"),
+        ("syntax", "TXT", "v=spf1 ip4:192.0.2.300 -all"),
+        ("plusall", "TXT", "v=spf1 ip4:192.0.2.1 +all"),
+        ("bareall", "TXT", "v=spf1 all"),
+        ("neutral", "TXT", "v=spf1 ip4:192.0.2.1 ?all"),
+        ("noall", "TXT", "v=spf1 ip4:192.0.2.1"),
+        ("ptr", "TXT", "v=spf1 ptr -all"),
+        ("mail", "A", "192.0.2.25"),
+        # three levels of includes: a + include, mx + include, include, nothing = 5 lookups
+        ("nest", "TXT", "v=spf1 a include:l1.nest.spf.test -all"),
+        ("nest", "A", "192.0.2.10"),
+        ("l1.nest", "TXT", "v=spf1 mx include:l2.nest.spf.test -all"),
+        ("l1.nest", "MX", "10 mail.spf.test."),
+        ("l2.nest", "TXT", "v=spf1 include:l3.nest.spf.test ?all"),  # an include's ?all is harmless
+        ("l3.nest", "TXT", "v=spf1 ip4:198.51.100.0/24 -all"),
+        ("redir", "TXT", "v=spf1 redirect=target.redir.spf.test"),
+        ("target.redir", "TXT", "v=spf1 a mx -all"),
+        ("target.redir", "A", "192.0.2.30"),
+        ("target.redir", "MX", "10 mail.spf.test."),
+        ("redir-all", "TXT", "v=spf1 -all redirect=nowhere.spf.test"),  # §6.1: redirect ignored
+        ("redir-neutral", "TXT", "v=spf1 redirect=neutral.spf.test"),
+        ("redir-loop", "TXT", "v=spf1 redirect=redir-loop.spf.test"),
+        ("loop-a", "TXT", "v=spf1 include:loop-b.spf.test -all"),
+        ("loop-b", "TXT", "v=spf1 ip4:192.0.2.1 include:loop-a.spf.test -all"),
+        ("inc-nx", "TXT", "v=spf1 include:nowhere.spf.test -all"),
+        ("inc-nospf", "TXT", "v=spf1 include:other-txt.spf.test -all"),
+        ("redir-nx", "TXT", "v=spf1 redirect=nowhere.spf.test"),
+        ("inc-syntax", "TXT", "v=spf1 include:syntax.spf.test -all"),
+        ("inc-multi", "TXT", "v=spf1 include:multi.spf.test -all"),
+        ("inc-plusall", "TXT", "v=spf1 include:plusall.spf.test -all"),
+        ("inc-broken", "TXT", "v=spf1 include:broken.spf.test -all"),
+        ("redir-broken", "TXT", "v=spf1 redirect=broken.spf.test"),
+        ("broken", "TXT", "v=spf1 -all"),
+        ("broken", "A", "192.0.2.40"),
+        ("broken", "MX", "10 mail.spf.test."),
+        ("a-broken", "TXT", "v=spf1 a:broken.spf.test -all"),
+        ("mx-broken", "TXT", "v=spf1 mx:broken.spf.test -all"),
+        ("mxhost-broken", "TXT", "v=spf1 mx -all"),
+        ("mxhost-broken", "MX", "10 broken.spf.test."),
+        ("down", "TXT", "v=spf1 -all"),
+        ("void3", "TXT", "v=spf1 a:nx1.spf.test a:nx2.spf.test mx:nx3.spf.test -all"),
+        ("void2", "TXT", "v=spf1 a:nx1.spf.test exists:nx2.spf.test -all"),
+        ("void-mxhosts", "TXT", "v=spf1 mx -all"),
+        *(("void-mxhosts", "MX", f"{i} nohost{i}.spf.test.") for i in range(3)),
+        ("mx11", "TXT", "v=spf1 mx -all"),
+        *(("mx11", "MX", f"{i} mx{i}.spf.test.") for i in range(11)),
+        ("mx10", "TXT", "v=spf1 mx -all"),
+        *(("mx10", "MX", f"{i} mx{i}.spf.test.") for i in range(10)),
+        *((f"mx{i}", "A", f"192.0.2.{100 + i}") for i in range(11)),
+        ("macros", "TXT", "v=spf1 exists:%{i}.spf.test include:%{d}.x.spf.test -all"),
+        ("near9", "TXT", "v=spf1 " + "a:mail.spf.test " * 9 + "-all"),
+        ("near10", "TXT", "v=spf1 " + "a:mail.spf.test " * 10 + "-all"),
+        ("toomany", "TXT", "v=spf1 include:six.spf.test include:three.spf.test -all"),
+        ("six", "TXT", "v=spf1 " + "a:mail.spf.test " * 6 + "-all"),
+        ("three", "TXT", "v=spf1 " + "a:mail.spf.test " * 3 + "-all"),
+        ("after-all", "TXT", "v=spf1 -all include:nowhere.spf.test"),  # unreachable after all
+        ("badname", "TXT", "v=spf1 include:a..b.spf.test a:c..d.spf.test -all"),
+        ("split", "TXT", '"v=spf1 ip4:192.0.2.1 " "ip4:192.0.2.2 -all"'),
+        ("long", "TXT", LONG),
+        ("wide", "TXT", "v=spf1 " + " ".join(f"include:w{i}.spf.test" for i in range(6)) + " -all"),
+        *((f"w{i}", "TXT", f"v=spf1 ip4:203.0.113.{i} -all") for i in range(6)),
+    ],
+)
 
 
 def run(coro: Any) -> Any:
@@ -139,24 +147,39 @@ def only(report: SpfReport, finding_id: str) -> Any:
 # -- parsing -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("v=spf1 -all", True), ("v=spf1", True), ("V=SPF1 ip4:192.0.2.1", True),
-    ("v=spf10 -all", False), ("v=spf1-all", False), (" v=spf1 -all", False),
-    ("v=DMARC1; p=none", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("v=spf1 -all", True),
+        ("v=spf1", True),
+        ("V=SPF1 ip4:192.0.2.1", True),
+        ("v=spf10 -all", False),
+        ("v=spf1-all", False),
+        (" v=spf1 -all", False),
+        ("v=DMARC1; p=none", False),
+        ("", False),
+    ],
+)
 def test_is_spf_record(text: str, expected: bool) -> None:
     assert is_spf_record(text) is expected
 
 
 def test_parse_terms() -> None:
-    record = parse_spf_record("v=spf1 IP4:192.0.2.0/24 ~Include:_spf.Example.com a/24//64 "
-                              "mx:mail.example.com ?exists:%{i}.x.example.com -ALL "
-                              "exp=why.example.com MS=abc")
+    record = parse_spf_record(
+        "v=spf1 IP4:192.0.2.0/24 ~Include:_spf.Example.com a/24//64 "
+        "mx:mail.example.com ?exists:%{i}.x.example.com -ALL "
+        "exp=why.example.com MS=abc"
+    )
     names = [(t.qualifier, t.name, t.value) for t in record.terms]
     assert names == [
-        ("+", "ip4", "192.0.2.0"), ("~", "include", "_spf.Example.com"), ("+", "a", ""),
-        ("+", "mx", "mail.example.com"), ("?", "exists", "%{i}.x.example.com"), ("-", "all", ""),
-        ("", "exp", "why.example.com"), ("", "ms", "abc"),
+        ("+", "ip4", "192.0.2.0"),
+        ("~", "include", "_spf.Example.com"),
+        ("+", "a", ""),
+        ("+", "mx", "mail.example.com"),
+        ("?", "exists", "%{i}.x.example.com"),
+        ("-", "all", ""),
+        ("", "exp", "why.example.com"),
+        ("", "ms", "abc"),
     ]
     assert record.terms[0].cidr4 == 24
     assert (record.terms[2].cidr4, record.terms[2].cidr6) == (24, 64)
@@ -166,65 +189,71 @@ def test_parse_terms() -> None:
     assert [t.name for t in record.dns_terms()] == ["include", "a", "mx", "exists"]
 
 
-@pytest.mark.parametrize("record", [
-    "v=spf1",
-    "v=spf1 -all ",
-    "v=spf1  ip4:192.0.2.1   -all",
-    "v=spf1 ip4:192.0.2.1/32 ip4:0.0.0.0/0 ip6:::1 ip6:2001:db8::/128 ip6:::ffff:192.0.2.1 -all",
-    "v=spf1 a a/0 a//0 a:example.com/32//128 mx mx/24 mx:example.com. ptr ptr:example.com -all",
-    "v=spf1 include:%{d}._spf.example.com exists:%{ir}.%{l1r+-}.%{d2}.x.example.com -all",
-    "v=spf1 exists:%{i}.%{S}.%{h}.%{o}.%{v}.%{p}.example.com ?all",
-    "v=spf1 redirect=%{d}._spf.example.com",
-    "v=spf1 a:%%.%_.%-.example.com -all",
-    "v=spf1 -all exp=explain.%{d}",
-    "v=spf1 -all unknown.mod-1=anything%{c}%{r}%{t}",  # unknown modifiers are ignored (§6)
-    "v=spf1 include:a-b.example.xn--p1ai a:x.example.c0m ~all",
-    "v=spf1 ip4:192.0.2.1 -all MS=83859DAEBD1978F9A7A67D3",
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        "v=spf1",
+        "v=spf1 -all ",
+        "v=spf1  ip4:192.0.2.1   -all",
+        "v=spf1 ip4:192.0.2.1/32 ip4:0.0.0.0/0 ip6:::1 ip6:2001:db8::/128 ip6:::ffff:192.0.2.1 -all",
+        "v=spf1 a a/0 a//0 a:example.com/32//128 mx mx/24 mx:example.com. ptr ptr:example.com -all",
+        "v=spf1 include:%{d}._spf.example.com exists:%{ir}.%{l1r+-}.%{d2}.x.example.com -all",
+        "v=spf1 exists:%{i}.%{S}.%{h}.%{o}.%{v}.%{p}.example.com ?all",
+        "v=spf1 redirect=%{d}._spf.example.com",
+        "v=spf1 a:%%.%_.%-.example.com -all",
+        "v=spf1 -all exp=explain.%{d}",
+        "v=spf1 -all unknown.mod-1=anything%{c}%{r}%{t}",  # unknown modifiers are ignored (§6)
+        "v=spf1 include:a-b.example.xn--p1ai a:x.example.c0m ~all",
+        "v=spf1 ip4:192.0.2.1 -all MS=83859DAEBD1978F9A7A67D3",
+    ],
+)
 def test_parse_valid(record: str) -> None:
     parse_spf_record(record)
 
 
-@pytest.mark.parametrize("record, term", [
-    ("v=spf1 ip4:192.0.2.300 -all", "ip4:192.0.2.300"),
-    ("v=spf1 ip4:192.0.2.1/33", "ip4:192.0.2.1/33"),
-    ("v=spf1 ip4:192.0.2.1/024", "ip4:192.0.2.1/024"),
-    ("v=spf1 ip4:192.0.02.1", "ip4:192.0.02.1"),
-    ("v=spf1 ip4:2001:db8::1", "ip4:2001:db8::1"),
-    ("v=spf1 ip6:192.0.2.1", "ip6:192.0.2.1"),
-    ("v=spf1 ip6:2001:db8::/129", "ip6:2001:db8::/129"),
-    ("v=spf1 ip6:fe80::1%eth0", "ip6:fe80::1%eth0"),
-    ("v=spf1 ip4", "ip4"),
-    ("v=spf1 a/33", "a/33"),
-    ("v=spf1 a//129", "a//129"),
-    ("v=spf1 a:", "a:"),
-    ("v=spf1 mx:example", "mx:example"),
-    ("v=spf1 a:example.123", "a:example.123"),
-    ("v=spf1 a:example.com-", "a:example.com-"),
-    ("v=spf1 ptr/24", "ptr/24"),
-    ("v=spf1 include", "include"),
-    ("v=spf1 include:", "include:"),
-    ("v=spf1 exists:%{x}.example.com", "exists:%{x}.example.com"),
-    ("v=spf1 exists:%{i0}.example.com", "exists:%{i0}.example.com"),
-    ("v=spf1 exists:%{i.example.com", "exists:%{i.example.com"),
-    ("v=spf1 exists:%i.example.com", "exists:%i.example.com"),
-    ("v=spf1 a:%{c}.example.com", "a:%{c}.example.com"),  # c, r, t: exp text only (§7.3)
-    ("v=spf1 -all exp=%{r}.example.com", "exp=%{r}.example.com"),
-    ("v=spf1 redirect=%{d}com", "redirect=%{d}com"),
-    ("v=spf1 all:example.com", "all:example.com"),
-    ("v=spf1 -all/24", "-all/24"),
-    ("v=spf1 foo", "foo"),
-    ("v=spf1 +-all", "+-all"),
-    ("v=spf1 ip4:192.0.2.1~all", "ip4:192.0.2.1~all"),
-    ("v=spf1 a:ctrl.example.com\rptr -all", "a:ctrl.example.com\rptr"),
-    ("v=spf1 a\t-all", "a\t-all"),
-    ("v=spf1 a:caf\u00e9.example.com", "a:caf\u00e9.example.com"),
-    ("v=spf1 redirect=a.example.com redirect=b.example.com", "redirect=b.example.com"),
-    ("v=spf1 -all exp=a.example.com exp=b.example.com", "exp=b.example.com"),
-    ("v=spf1 -all bad%=x", "bad%=x"),
-    ("v=spf1 -all note=100%", "note=100%"),
-    ("v=spf2.0/pra -all", "v=spf2.0/pra"),
-])
+@pytest.mark.parametrize(
+    "record, term",
+    [
+        ("v=spf1 ip4:192.0.2.300 -all", "ip4:192.0.2.300"),
+        ("v=spf1 ip4:192.0.2.1/33", "ip4:192.0.2.1/33"),
+        ("v=spf1 ip4:192.0.2.1/024", "ip4:192.0.2.1/024"),
+        ("v=spf1 ip4:192.0.02.1", "ip4:192.0.02.1"),
+        ("v=spf1 ip4:2001:db8::1", "ip4:2001:db8::1"),
+        ("v=spf1 ip6:192.0.2.1", "ip6:192.0.2.1"),
+        ("v=spf1 ip6:2001:db8::/129", "ip6:2001:db8::/129"),
+        ("v=spf1 ip6:fe80::1%eth0", "ip6:fe80::1%eth0"),
+        ("v=spf1 ip4", "ip4"),
+        ("v=spf1 a/33", "a/33"),
+        ("v=spf1 a//129", "a//129"),
+        ("v=spf1 a:", "a:"),
+        ("v=spf1 mx:example", "mx:example"),
+        ("v=spf1 a:example.123", "a:example.123"),
+        ("v=spf1 a:example.com-", "a:example.com-"),
+        ("v=spf1 ptr/24", "ptr/24"),
+        ("v=spf1 include", "include"),
+        ("v=spf1 include:", "include:"),
+        ("v=spf1 exists:%{x}.example.com", "exists:%{x}.example.com"),
+        ("v=spf1 exists:%{i0}.example.com", "exists:%{i0}.example.com"),
+        ("v=spf1 exists:%{i.example.com", "exists:%{i.example.com"),
+        ("v=spf1 exists:%i.example.com", "exists:%i.example.com"),
+        ("v=spf1 a:%{c}.example.com", "a:%{c}.example.com"),  # c, r, t: exp text only (§7.3)
+        ("v=spf1 -all exp=%{r}.example.com", "exp=%{r}.example.com"),
+        ("v=spf1 redirect=%{d}com", "redirect=%{d}com"),
+        ("v=spf1 all:example.com", "all:example.com"),
+        ("v=spf1 -all/24", "-all/24"),
+        ("v=spf1 foo", "foo"),
+        ("v=spf1 +-all", "+-all"),
+        ("v=spf1 ip4:192.0.2.1~all", "ip4:192.0.2.1~all"),
+        ("v=spf1 a:ctrl.example.com\rptr -all", "a:ctrl.example.com\rptr"),
+        ("v=spf1 a\t-all", "a\t-all"),
+        ("v=spf1 a:caf\u00e9.example.com", "a:caf\u00e9.example.com"),
+        ("v=spf1 redirect=a.example.com redirect=b.example.com", "redirect=b.example.com"),
+        ("v=spf1 -all exp=a.example.com exp=b.example.com", "exp=b.example.com"),
+        ("v=spf1 -all bad%=x", "bad%=x"),
+        ("v=spf1 -all note=100%", "note=100%"),
+        ("v=spf2.0/pra -all", "v=spf2.0/pra"),
+    ],
+)
 def test_parse_invalid(record: str, term: str) -> None:
     with pytest.raises(SpfSyntaxError) as raised:
         parse_spf_record(record)
@@ -313,7 +342,10 @@ def test_nested_includes_three_deep(spf_dns: NsdServer) -> None:
     assert (l1.domain, l1.mechanism, l1.dns_lookups) == ("l1.nest.spf.test", "include", 3)
     (l2,) = l1.children
     assert (l2.domain, l2.dns_lookups, l2.record) == (
-        "l2.nest.spf.test", 1, "v=spf1 include:l3.nest.spf.test ?all")
+        "l2.nest.spf.test",
+        1,
+        "v=spf1 include:l3.nest.spf.test ?all",
+    )
     (l3,) = l2.children
     assert (l3.domain, l3.dns_lookups, l3.children) == ("l3.nest.spf.test", 0, ())
     assert report.senders() == ("l1.nest.spf.test", "l2.nest.spf.test", "l3.nest.spf.test")
@@ -324,8 +356,7 @@ def test_redirect_counts_and_tree(spf_dns: NsdServer) -> None:
     report = check(spf_dns, "redir.spf.test")
     assert report.dns_lookups == 3  # redirect + a + mx
     (target,) = report.includes
-    assert (target.domain, target.mechanism, target.dns_lookups) == (
-        "target.redir.spf.test", "redirect", 2)
+    assert (target.domain, target.mechanism, target.dns_lookups) == ("target.redir.spf.test", "redirect", 2)
 
 
 def test_redirect_ignored_when_all_present(spf_dns: NsdServer) -> None:
@@ -339,10 +370,18 @@ def test_terms_after_all_are_unreachable(spf_dns: NsdServer) -> None:
     assert (report.dns_lookups, report.includes) == (0, ())
 
 
-@pytest.mark.parametrize("name, lookups", [
-    ("near9", 9), ("near10", 10), ("toomany", 11), ("mx10", 1), ("ptr", 1), ("macros", 2),
-    ("wide", 6),
-])
+@pytest.mark.parametrize(
+    "name, lookups",
+    [
+        ("near9", 9),
+        ("near10", 10),
+        ("toomany", 11),
+        ("mx10", 1),
+        ("ptr", 1),
+        ("macros", 2),
+        ("wide", 6),
+    ],
+)
 def test_lookup_counts(spf_dns: NsdServer, name: str, lookups: int) -> None:
     assert check(spf_dns, f"{name}.spf.test").dns_lookups == lookups
 
@@ -404,13 +443,17 @@ def test_loops(spf_dns: NsdServer) -> None:
     assert "redirect=redir-loop.spf.test" in item.detail
 
 
-@pytest.mark.parametrize("name, finding_id, record", [
-    ("inc-syntax", "spf.syntax", "v=spf1 ip4:192.0.2.300 -all"),
-    ("inc-plusall", "spf.pass_all", "v=spf1 ip4:192.0.2.1 +all"),
-    ("inc-multi", "spf.multiple", "v=spf1 -all\nv=spf1 ip4:192.0.2.1 -all"),
-])
-def test_problem_in_include_names_the_include_record(spf_dns: NsdServer, name: str, finding_id: str,
-                                                     record: str) -> None:
+@pytest.mark.parametrize(
+    "name, finding_id, record",
+    [
+        ("inc-syntax", "spf.syntax", "v=spf1 ip4:192.0.2.300 -all"),
+        ("inc-plusall", "spf.pass_all", "v=spf1 ip4:192.0.2.1 +all"),
+        ("inc-multi", "spf.multiple", "v=spf1 -all\nv=spf1 ip4:192.0.2.1 -all"),
+    ],
+)
+def test_problem_in_include_names_the_include_record(
+    spf_dns: NsdServer, name: str, finding_id: str, record: str
+) -> None:
     item = only(check(spf_dns, f"{name}.spf.test"), finding_id)
     assert sorted(item.record.split("\n")) == sorted(record.split("\n"))
     assert "include:" in item.detail
@@ -468,16 +511,18 @@ NEVER_ON_OUTAGE = {"spf.missing", "spf.include_missing"}
 
 
 @pytest.mark.parametrize("kind", ["servfail", "timeout", "refused"])
-@pytest.mark.parametrize("name, faulty, rdtype", [
-    ("down", "down.spf.test", "TXT"),
-    ("inc-broken", "broken.spf.test", "TXT"),
-    ("redir-broken", "broken.spf.test", "TXT"),
-    ("a-broken", "broken.spf.test", "A"),
-    ("mx-broken", "broken.spf.test", "MX"),
-    ("mxhost-broken", "broken.spf.test", "AAAA"),
-])
-def test_outage_is_temperror(proxy: FaultProxy, name: str, faulty: str, rdtype: str,
-                             kind: str) -> None:
+@pytest.mark.parametrize(
+    "name, faulty, rdtype",
+    [
+        ("down", "down.spf.test", "TXT"),
+        ("inc-broken", "broken.spf.test", "TXT"),
+        ("redir-broken", "broken.spf.test", "TXT"),
+        ("a-broken", "broken.spf.test", "A"),
+        ("mx-broken", "broken.spf.test", "MX"),
+        ("mxhost-broken", "broken.spf.test", "AAAA"),
+    ],
+)
+def test_outage_is_temperror(proxy: FaultProxy, name: str, faulty: str, rdtype: str, kind: str) -> None:
     proxy.add_fault(faulty, kind, rdtype)
     report = check(proxy, f"{name}.spf.test", timeout=0.3)
     assert not ids(report) & NEVER_ON_OUTAGE, report.findings
@@ -541,18 +586,31 @@ def test_to_json_shape(spf_dns: NsdServer) -> None:
         "record": "v=spf1 a include:l1.nest.spf.test -all",
         "dns_lookups": 5,
         "void_lookups": 0,
-        "includes": [{
-            "domain": "l1.nest.spf.test", "via": "include",
-            "record": "v=spf1 mx include:l2.nest.spf.test -all", "dns_lookups": 3,
-            "includes": [{
-                "domain": "l2.nest.spf.test", "via": "include",
-                "record": "v=spf1 include:l3.nest.spf.test ?all", "dns_lookups": 1,
-                "includes": [{
-                    "domain": "l3.nest.spf.test", "via": "include",
-                    "record": "v=spf1 ip4:198.51.100.0/24 -all", "dns_lookups": 0, "includes": [],
-                }],
-            }],
-        }],
+        "includes": [
+            {
+                "domain": "l1.nest.spf.test",
+                "via": "include",
+                "record": "v=spf1 mx include:l2.nest.spf.test -all",
+                "dns_lookups": 3,
+                "includes": [
+                    {
+                        "domain": "l2.nest.spf.test",
+                        "via": "include",
+                        "record": "v=spf1 include:l3.nest.spf.test ?all",
+                        "dns_lookups": 1,
+                        "includes": [
+                            {
+                                "domain": "l3.nest.spf.test",
+                                "via": "include",
+                                "record": "v=spf1 ip4:198.51.100.0/24 -all",
+                                "dns_lookups": 0,
+                                "includes": [],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
     }
     missing = check(spf_dns, "nowhere.spf.test").to_json()
     assert missing == {"record": None, "dns_lookups": 0, "void_lookups": 0, "includes": []}
@@ -568,37 +626,54 @@ EXCEPTION_IDS = {
     "SPFTooManyVoidDNSLookups": "spf.void_lookups",
 }
 # Findings that make the record fail (permerror/temperror): absent from a case checkdmarc accepts.
-FAILING_IDS = {"spf.syntax", "spf.loop", "spf.too_many_lookups", "spf.void_lookups",
-               "spf.multiple", "spf.missing", "spf.include_missing", "dns.temperror"}
+FAILING_IDS = {
+    "spf.syntax",
+    "spf.loop",
+    "spf.too_many_lookups",
+    "spf.void_lookups",
+    "spf.multiple",
+    "spf.missing",
+    "spf.include_missing",
+    "dns.temperror",
+}
 
 # Stand-in DNS data for cases that upstream ran against live DNS or mocks (names and values are
 # ours, shaped to give what upstream observed), as (absolute owner, type, rdata).
-_PROVIDERS = ("_spf.salesforce.com", "spf.protection.outlook.com", "spf.constantcontact.com",
-              "_spf.elasticemail.com", "servers.mcsv.net", "service-now.com")
+_PROVIDERS = (
+    "_spf.salesforce.com",
+    "spf.protection.outlook.com",
+    "spf.constantcontact.com",
+    "_spf.elasticemail.com",
+    "servers.mcsv.net",
+    "service-now.com",
+)
 STAND_INS: dict[str, list[tuple[str, str, str]]] = {
     "testSplitSPFRecord": [("_spf.salesforce.com.", "TXT", "v=spf1 ip4:13.108.16.0/20 -all")],
     "testTooManySPFDNSLookups": [
         ("example.com.", "A", "192.0.2.1"),
         *((f"{p}.", "TXT", "v=spf1 ip4:192.0.2.0/24 ~all") for p in _PROVIDERS),
-        ("_spf.google.com.", "TXT", "v=spf1 include:_netblocks.google.com "
-         "include:_netblocks2.google.com include:_netblocks3.google.com ~all"),
-        *((f"_netblocks{n}.google.com.", "TXT", "v=spf1 ip4:198.51.100.0/24 ~all")
-          for n in ("", "2", "3")),
+        (
+            "_spf.google.com.",
+            "TXT",
+            "v=spf1 include:_netblocks.google.com "
+            "include:_netblocks2.google.com include:_netblocks3.google.com ~all",
+        ),
+        *((f"_netblocks{n}.google.com.", "TXT", "v=spf1 ip4:198.51.100.0/24 ~all") for n in ("", "2", "3")),
     ],
-    "testSPFMXMechanism": [("proton.me.", "MX", "10 mail.protonmail.ch."),
-                           ("mail.protonmail.ch.", "A", "192.0.2.7")],
+    "testSPFMXMechanism": [
+        ("proton.me.", "MX", "10 mail.protonmail.ch."),
+        ("mail.protonmail.ch.", "A", "192.0.2.7"),
+    ],
     "testSPFAMechanism": [("example.com.", "A", "192.0.2.1")],
     "testRedirectFollowed": [("other.example.", "TXT", "v=spf1 -all")],
     "testRedirectTargetDnsException": [("other.example.", "TXT", "v=spf1 -all")],
     "testExpAfterAllValidDomain": [("exp.example.", "TXT", "Not allowed: %{i}")],
-    "testExpAfterAllTooManyTxtRecords": [("exp.example.", "TXT", "one"),
-                                         ("exp.example.", "TXT", "two")],
+    "testExpAfterAllTooManyTxtRecords": [("exp.example.", "TXT", "one"), ("exp.example.", "TXT", "two")],
     "testTooManyMxRecords": [
         *(("example.com.", "MX", f"{i} mx{i}.example.com.") for i in range(11)),
         *((f"mx{i}.example.com.", "A", f"192.0.2.{i + 1}") for i in range(11)),
     ],
-    "testMxHostMissingARecords": [("example.com.", "MX", f"{i} nohost{i}.example.com.")
-                                  for i in range(3)],
+    "testMxHostMissingARecords": [("example.com.", "MX", f"{i} nohost{i}.example.com.") for i in range(3)],
     "testAWithCidrParsesWithoutError": [("example.com.", "A", "192.0.2.1")],
 }
 FAULTS: dict[str, list[tuple[str, str]]] = {
@@ -607,13 +682,16 @@ FAULTS: dict[str, list[tuple[str, str]]] = {
 CHECKDMARC_XFAIL: dict[str, str] = {
     "testIncludeMissingSPF": (
         "checkdmarc only warns when an include target has no SPF record; RFC 7208 §5.2 makes it a "
-        "permerror, and we report spf.include_missing (error)"),
+        "permerror, and we report spf.include_missing (error)"
+    ),
     "testRedirectTargetDnsException": (
         "checkdmarc warns and calls the record valid when the redirect target's lookup fails; we "
-        "report dns.temperror (error): the result is unknown, never valid (REFERENCE.md)"),
+        "report dns.temperror (error): the result is unknown, never valid (REFERENCE.md)"
+    ),
     "testTextAfterExpValueWarns": (
         "checkdmarc warns about `extra` after exp=; by RFC 7208 §12 a term that is neither a known "
-        "mechanism nor name=value is an unknown mechanism, a permerror (pyspf agrees)"),
+        "mechanism nor name=value is an unknown mechanism, a permerror (pyspf agrees)"
+    ),
 }
 
 
@@ -629,8 +707,11 @@ def _unquote(record: str) -> str:
 
 
 def _needs_dns(case: dict[str, Any]) -> bool:
-    return bool(case["needs_live_dns"] or case["dns_mocked_upstream"]
-                or case["expected_exception"] not in (None, "SPFSyntaxError"))
+    return bool(
+        case["needs_live_dns"]
+        or case["dns_mocked_upstream"]
+        or case["expected_exception"] not in (None, "SPFSyntaxError")
+    )
 
 
 def _checkdmarc_params() -> list[Any]:
@@ -646,9 +727,13 @@ def _checkdmarc_params() -> list[Any]:
 
 
 def _root_zone(records: list[tuple[str, str, str]]) -> str:
-    lines = ["$ORIGIN .", "$TTL 300",
-             ". IN SOA ns.root.test. hostmaster.root.test. 1 3600 900 604800 300",
-             ". IN NS ns.root.test.", "ns.root.test. IN A 127.0.0.1"]
+    lines = [
+        "$ORIGIN .",
+        "$TTL 300",
+        ". IN SOA ns.root.test. hostmaster.root.test. 1 3600 900 604800 300",
+        ". IN NS ns.root.test.",
+        "ns.root.test. IN A 127.0.0.1",
+    ]
     for owner, rdtype, rdata in records:
         if rdtype == "TXT" and not rdata.startswith('"'):
             rdata = txt(rdata)

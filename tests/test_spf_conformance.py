@@ -141,9 +141,15 @@ def load_cases() -> Iterator[Case]:
             for name, test in doc["tests"].items():
                 result = test["result"]
                 results = tuple(result) if isinstance(result, list) else (result,)
-                yield Case(scenario, f"{suite.split('-')[0]}:{name}", str(test.get("helo", "")),
-                           str(test["host"]), str(test.get("mailfrom", "")), results,
-                           test.get("explanation"))
+                yield Case(
+                    scenario,
+                    f"{suite.split('-')[0]}:{name}",
+                    str(test.get("helo", "")),
+                    str(test["host"]),
+                    str(test.get("mailfrom", "")),
+                    results,
+                    test.get("explanation"),
+                )
 
 
 # Cases this project cannot pass, each with the reason. `strict=True`: a fix that makes one pass
@@ -151,10 +157,12 @@ def load_cases() -> Iterator[Case]:
 KNOWN_FAILURES: dict[str, str] = {
     "test.yml:default-modifier": (
         "pyspf's own test.yml, lax mode (strict=0): the pre-RFC `default=` modifier is honoured only "
-        "there; RFC 7208 §6 ignores unknown modifiers, and evaluate_spf runs pyspf in RFC mode"),
+        "there; RFC 7208 §6 ignores unknown modifiers, and evaluate_spf runs pyspf in RFC mode"
+    ),
     "test.yml:default-modifier-harsh": (
         "pyspf's own test.yml, harsh mode (strict=2): `ambiguous` is a pyspf-only diagnostic, not an "
-        "RFC 7208 result; evaluate_spf runs pyspf in RFC mode"),
+        "RFC 7208 result; evaluate_spf runs pyspf in RFC mode"
+    ),
 }
 
 
@@ -197,8 +205,7 @@ class SuiteDns:
     def session(self) -> DnsSession:
         assert self.proxy is not None
         # Short timeouts so the suite's TIMEOUT cases cost a fraction of a second each.
-        return DnsSession(nameservers=(parse_nameserver(self.proxy.address),), timeout=0.3,
-                          attempts=1)
+        return DnsSession(nameservers=(parse_nameserver(self.proxy.address),), timeout=0.3, attempts=1)
 
 
 @pytest.fixture(scope="module")
@@ -214,10 +221,10 @@ def suite_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteDns]:
 @pytest.mark.parametrize("case", _params())
 def test_rfc_suite(case: Case, suite_dns: SuiteDns) -> None:
     suite_dns.serve(case.scenario)
-    verdict: SpfVerdict = asyncio.run(
-        evaluate_spf(suite_dns.session(), case.host, case.mailfrom, case.helo))
+    verdict: SpfVerdict = asyncio.run(evaluate_spf(suite_dns.session(), case.host, case.mailfrom, case.helo))
     assert verdict.result in case.results, (
-        f"{case.name}: got {verdict.result} ({verdict.explanation!r}), expected {case.results}")
+        f"{case.name}: got {verdict.result} ({verdict.explanation!r}), expected {case.results}"
+    )
     if case.explanation is not None:
         if case.explanation == "DEFAULT":
             # pyspf's driver sets its default explanation to "DEFAULT"; ours is pyspf's own.
@@ -241,10 +248,15 @@ def test_concurrent_evaluations_use_their_own_sessions(nsd: NsdServer, tmp_path:
         other.set_zones({".": _one_record_root("v=spf1 ?all")})
 
         async def both() -> list[SpfVerdict]:
-            sessions = [DnsSession(nameservers=(parse_nameserver(s.address),), timeout=0.5,
-                                   attempts=1) for s in (nsd, other) * 4]
-            return list(await asyncio.gather(*(
-                evaluate_spf(s, "192.0.2.1", "a@sender.test", "mx.sender.test") for s in sessions)))
+            sessions = [
+                DnsSession(nameservers=(parse_nameserver(s.address),), timeout=0.5, attempts=1)
+                for s in (nsd, other) * 4
+            ]
+            return list(
+                await asyncio.gather(
+                    *(evaluate_spf(s, "192.0.2.1", "a@sender.test", "mx.sender.test") for s in sessions)
+                )
+            )
 
         verdicts = asyncio.run(both())
     assert [v.result for v in verdicts] == ["pass", "neutral"] * 4
@@ -254,8 +266,7 @@ def test_concurrent_evaluations_use_their_own_sessions(nsd: NsdServer, tmp_path:
 def test_outage_is_temperror(fault_proxy: FaultProxy, nsd: NsdServer) -> None:
     nsd.set_zones({".": _one_record_root("v=spf1 -all")})
     fault_proxy.add_fault("sender.test", "servfail", "TXT")
-    session = DnsSession(nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.5,
-                         attempts=1)
+    session = DnsSession(nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
     verdict = asyncio.run(evaluate_spf(session, "192.0.2.1", "", "sender.test"))
     assert (verdict.result, verdict.domain, verdict.identity) == ("temperror", "sender.test", "helo")
     assert "SERVFAIL" in verdict.explanation
@@ -280,4 +291,3 @@ def test_unknown_failures_are_known() -> None:
     """Every KNOWN_FAILURES entry names a real case."""
     names = {case.name for case in load_cases()}
     assert set(KNOWN_FAILURES) <= names
-

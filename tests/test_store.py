@@ -35,9 +35,15 @@ def store(db_path: str) -> Iterator[WatchStore]:
 
 
 def alert(key: str, channel: str = "C1", domain: str = "example.com") -> NewAlert:
-    return NewAlert(channel, domain, "changed", key, f"text {key}",
-                    [{"type": "section", "text": {"type": "mrkdwn", "text": key}}],
-                    {"type": "section", "text": {"type": "mrkdwn", "text": key}})
+    return NewAlert(
+        channel,
+        domain,
+        "changed",
+        key,
+        f"text {key}",
+        [{"type": "section", "text": {"type": "mrkdwn", "text": key}}],
+        {"type": "section", "text": {"type": "mrkdwn", "text": key}},
+    )
 
 
 def state(fingerprint: str, verdict: str = "pass") -> ObservedState:
@@ -57,8 +63,7 @@ def test_migrations_apply_once_and_are_recorded(db_path: str) -> None:
 
 def test_concurrent_start_ups_migrate_once(db_path: str) -> None:
     results: list[list[int]] = []
-    threads = [threading.Thread(target=lambda: results.append(apply_migrations(db_path)))
-               for _ in range(4)]
+    threads = [threading.Thread(target=lambda: results.append(apply_migrations(db_path))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -113,11 +118,18 @@ def test_apply_check_writes_snapshot_status_and_alerts_together(store: WatchStor
 
     store.apply_check("T1", watch.id, state("a"), baseline, now - timedelta(hours=24), now)
     assert seen[0].alerted is None and seen[0].latest is None
-    store.apply_check("T1", watch.id, state("b", "fail"), lambda h: Decision([alert("x")], True),
-                      now - timedelta(hours=24), now)
+    store.apply_check(
+        "T1",
+        watch.id,
+        state("b", "fail"),
+        lambda h: Decision([alert("x")], True),
+        now - timedelta(hours=24),
+        now,
+    )
     history = []
-    store.apply_check("T1", watch.id, state("b", "fail"),
-                      lambda h: history.append(h) or Decision([], False), now, now)
+    store.apply_check(
+        "T1", watch.id, state("b", "fail"), lambda h: history.append(h) or Decision([], False), now, now
+    )
     assert history[0].alerted is not None and history[0].alerted.fingerprint == "b"
     assert history[0].recent_fingerprints == {"a", "b"}
     latest = store.latest_snapshot("T1", watch.id)
@@ -198,23 +210,27 @@ def test_add_selectors_validates_dedupes_and_caps(store: WatchStore) -> None:
     assert store.watch("T2", "example.com") is None
 
 
-def test_a_v4_database_gains_fix_plans_and_threaded_alerts(db_path: str,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_v4_database_gains_fix_plans_and_threaded_alerts(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import bot.store as store_module
 
     with monkeypatch.context() as patch:  # the schema as the release with 4 migrations left it
         patch.setattr(store_module, "MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 4])
         apply_migrations(db_path)
     with sqlite3.connect(db_path) as conn:  # a row as the v4 code wrote it
-        conn.execute("INSERT INTO alerts (team_id, channel_id, domain, kind, dedupe_key, text, "
-                     "blocks, digest_block, state, attempts, created_at) VALUES ('T1', 'C1', "
-                     "'example.com', 'changed', 'before', 't', '[]', '{}', 'pending', 0, 'now')")
+        conn.execute(
+            "INSERT INTO alerts (team_id, channel_id, domain, kind, dedupe_key, text, "
+            "blocks, digest_block, state, attempts, created_at) VALUES ('T1', 'C1', "
+            "'example.com', 'changed', 'before', 't', '[]', '{}', 'pending', 0, 'now')"
+        )
     conn.close()
     assert apply_migrations(db_path) == [v for v, _, _ in MIGRATIONS if v > 4]
     upgraded = WatchStore(db_path)
     [kept] = upgraded.pending_alerts("T1")
     assert kept.dedupe_key == "before" and kept.thread_ts is None
-    upgraded.add_alerts("T1", [NewAlert("C1", "example.com", "fixed", "reply", "t", [], {},
-                                        thread_ts="1700000000.000100")])
+    upgraded.add_alerts(
+        "T1", [NewAlert("C1", "example.com", "fixed", "reply", "t", [], {}, thread_ts="1700000000.000100")]
+    )
     assert [a.thread_ts for a in upgraded.pending_alerts("T1")] == [None, "1700000000.000100"]
     upgraded.close()

@@ -23,8 +23,9 @@ AppFactory = Callable[..., RunningApp]
 
 @pytest.fixture
 def world(nsd: NsdServer) -> NsdServer:
-    nsd.set_zones({PROVIDER: provider_zone(), DOMAIN: domain_zone(DOMAIN),
-                   "other.test": domain_zone("other.test")})
+    nsd.set_zones(
+        {PROVIDER: provider_zone(), DOMAIN: domain_zone(DOMAIN), "other.test": domain_zone("other.test")}
+    )
     return nsd
 
 
@@ -43,10 +44,8 @@ def replies(slack: SlackStandIn) -> list[str]:
     return [c.params.get("text") or "" for c in slack.calls("response_url")]
 
 
-def test_watch_in_a_channel_stores_it_and_posts_the_first_check(
-        app: RunningApp, slack: SlackStandIn) -> None:
-    status, body = app.sim.slash_command(f"watch {DOMAIN} sel", channel_id="C1", team_id="T1",
-                                         user_id="U7")
+def test_watch_in_a_channel_stores_it_and_posts_the_first_check(app: RunningApp, slack: SlackStandIn) -> None:
+    status, body = app.sim.slash_command(f"watch {DOMAIN} sel", channel_id="C1", team_id="T1", user_id="U7")
     assert status == 200 and "Watching example.test" in body
     assert app.sim.last_elapsed < 3
     post = slack.wait_for("chat.postMessage", ok_only=True)[0]
@@ -64,7 +63,8 @@ def test_watch_in_a_channel_stores_it_and_posts_the_first_check(
 
 
 def test_watch_where_the_bot_is_not_a_member_says_how_to_invite_it(
-        app: RunningApp, slack: SlackStandIn) -> None:
+    app: RunningApp, slack: SlackStandIn
+) -> None:
     slack.set_channel("C5", is_member=False)
     app.sim.slash_command(f"watch {DOMAIN}", channel_id="C5")
     slack.wait_for("response_url")
@@ -85,8 +85,7 @@ def test_watch_with_bad_input_answers_with_usage(app: RunningApp, slack: SlackSt
     assert "Give a domain name" in body
 
 
-def test_list_and_unwatch_see_only_their_own_workspace(app: RunningApp,
-                                                      slack: SlackStandIn) -> None:
+def test_list_and_unwatch_see_only_their_own_workspace(app: RunningApp, slack: SlackStandIn) -> None:
     app.sim.slash_command(f"watch {DOMAIN}", channel_id="C1", team_id="T1")
     app.sim.slash_command("watch other.test", channel_id="C2", team_id="T2")
     slack.wait_for("chat.postMessage", 2, ok_only=True)
@@ -111,8 +110,9 @@ def test_list_and_unwatch_see_only_their_own_workspace(app: RunningApp,
 
 
 def test_the_report_watch_button_watches(app: RunningApp, slack: SlackStandIn) -> None:
-    app.sim.block_action(slack_ids.ACTION_WATCH, report_button_value(DOMAIN, ["sel"]),
-                         channel_id="C3", team_id="T1")
+    app.sim.block_action(
+        slack_ids.ACTION_WATCH, report_button_value(DOMAIN, ["sel"]), channel_id="C3", team_id="T1"
+    )
     post = slack.wait_for("chat.postMessage", ok_only=True)[0]
     assert post.params["channel"] == "C3" and "Now watching" in post.text
     store = store_of(app)
@@ -132,20 +132,19 @@ def test_a_forged_watch_button_is_refused(app: RunningApp, slack: SlackStandIn) 
 def test_app_home_lists_the_workspace_watches(app: RunningApp, slack: SlackStandIn) -> None:
     app.sim.slash_command(f"watch {DOMAIN}", channel_id="C1", team_id="T1")
     slack.wait_for("chat.postMessage", ok_only=True)
-    app.sim.event({"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"},
-                  team_id="T1")
+    app.sim.event({"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"}, team_id="T1")
     view = slack.wait_for("views.publish")[0].params["view"]
     text = json.dumps(view)
     assert "Watched domains (1)" in text and DOMAIN in text
-    app.sim.event({"type": "app_home_opened", "user": "U9", "channel": "D9", "tab": "home"},
-                  team_id="T2")
+    app.sim.event({"type": "app_home_opened", "user": "U9", "channel": "D9", "tab": "home"}, team_id="T2")
     view = slack.wait_for("views.publish", 2)[1].params["view"]
     assert DOMAIN not in json.dumps(view) and "No domain is watched" in json.dumps(view)
     slack.assert_no_violations()
 
 
-def test_a_watch_made_in_slack_alerts_its_channel(app: RunningApp, world: NsdServer,
-                                                  slack: SlackStandIn) -> None:
+def test_a_watch_made_in_slack_alerts_its_channel(
+    app: RunningApp, world: NsdServer, slack: SlackStandIn
+) -> None:
     app.sim.slash_command(f"watch {DOMAIN} sel", channel_id="C1", team_id="T1")
     slack.wait_for("chat.postMessage", ok_only=True)
     world.set_zone(DOMAIN, domain_zone(DOMAIN, spf=None, dkim=None))

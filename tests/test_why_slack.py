@@ -26,9 +26,15 @@ RECORDS = {
 
 def signed_message(body: str = "Hello\r\n") -> bytes:
     raw = sign(message(body=body), "example.com", "s1", PEM)
-    return prepend(raw, ("Received", f"from out.example.com (out.example.com [{SENDER_IP}]) "
-                                     "by mx.receiver.test; Tue, 1 Oct 2024 10:00:00 +0000"),
-                   ("Return-Path", "<bounce@example.com>"))
+    return prepend(
+        raw,
+        (
+            "Received",
+            f"from out.example.com (out.example.com [{SENDER_IP}]) "
+            "by mx.receiver.test; Tue, 1 Oct 2024 10:00:00 +0000",
+        ),
+        ("Return-Path", "<bounce@example.com>"),
+    )
 
 
 @pytest.fixture
@@ -60,7 +66,8 @@ def test_pasted_headers_get_a_verdict_in_the_channel(app: RunningApp, slack: Sla
     status, _ = app.sim.view_submission(
         slack_ids.CALLBACK_WHY_MODAL,
         {slack_ids.BLOCK_WHY_HEADERS: {slack_ids.ACTION_WHY_HEADERS: headers_of(signed_message())}},
-        private_metadata=json.dumps({"channel": "C9"}))
+        private_metadata=json.dumps({"channel": "C9"}),
+    )
     assert status == 200
     (post,) = slack.wait_for_posts(1)
     assert post.params["channel"] == "C9"
@@ -71,12 +78,12 @@ def test_pasted_headers_get_a_verdict_in_the_channel(app: RunningApp, slack: Sla
     slack.assert_no_violations()
 
 
-def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp,
-                                                            slack: SlackStandIn) -> None:
+def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp, slack: SlackStandIn) -> None:
     status, body = app.sim.view_submission(
         slack_ids.CALLBACK_WHY_MODAL,
         {slack_ids.BLOCK_WHY_HEADERS: {slack_ids.ACTION_WHY_HEADERS: "hello, what is DMARC?"}},
-        private_metadata=json.dumps({"channel": "C9"}))
+        private_metadata=json.dumps({"channel": "C9"}),
+    )
     answer = json.loads(body)
     assert status == 200 and answer["response_action"] == "errors"
     assert answer["errors"][slack_ids.BLOCK_WHY_HEADERS]
@@ -84,15 +91,20 @@ def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp,
     assert slack.posts() == []
 
 
-def test_shortcut_on_pasted_headers_answers_in_the_thread(app: RunningApp,
-                                                          slack: SlackStandIn) -> None:
+def test_shortcut_on_pasted_headers_answers_in_the_thread(app: RunningApp, slack: SlackStandIn) -> None:
     # Slack stores pasted text escaped, with addresses turned into mailto links
-    pasted = headers_of(signed_message()).replace("&", "&amp;").replace("<", "&lt;") \
-        .replace(">", "&gt;").replace("alice@example.com",
-                                      "<mailto:alice@example.com|alice@example.com>")
-    status, _ = app.sim.message_shortcut(slack_ids.CALLBACK_WHY_SHORTCUT,
-                                         {"text": f"```{pasted}```", "ts": "1700000000.000200"},
-                                         channel_id="C7")
+    pasted = (
+        headers_of(signed_message())
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("alice@example.com", "<mailto:alice@example.com|alice@example.com>")
+    )
+    status, _ = app.sim.message_shortcut(
+        slack_ids.CALLBACK_WHY_SHORTCUT,
+        {"text": f"```{pasted}```", "ts": "1700000000.000200"},
+        channel_id="C7",
+    )
     assert status == 200
     (post,) = slack.wait_for_posts(1)
     assert post.params["channel"] == "C7"
@@ -102,15 +114,17 @@ def test_shortcut_on_pasted_headers_answers_in_the_thread(app: RunningApp,
 
 
 def test_shortcut_on_an_attached_eml_downloads_it_with_the_bot_token(
-        app: RunningApp, slack: SlackStandIn) -> None:
+    app: RunningApp, slack: SlackStandIn
+) -> None:
     raw = signed_message(body="Hello\r\n")
     # the body changed after signing: only the whole .eml can show it
     tampered = raw.replace(b"Hello\r\n", b"Hello\r\n--\r\nSent via the list\r\n")
-    file = slack.add_file("msg.eml", tampered, filename="failed.eml", mimetype="message/rfc822",
-                          filetype="eml")
-    status, _ = app.sim.message_shortcut(slack_ids.CALLBACK_WHY_SHORTCUT,
-                                         {"text": "why did this fail?", "files": [file]},
-                                         channel_id="C7")
+    file = slack.add_file(
+        "msg.eml", tampered, filename="failed.eml", mimetype="message/rfc822", filetype="eml"
+    )
+    status, _ = app.sim.message_shortcut(
+        slack_ids.CALLBACK_WHY_SHORTCUT, {"text": "why did this fail?", "files": [file]}, channel_id="C7"
+    )
     assert status == 200
     (post,) = slack.wait_for_posts(1)
     downloads = slack.calls("files.download")
@@ -121,7 +135,8 @@ def test_shortcut_on_an_attached_eml_downloads_it_with_the_bot_token(
 
 
 def test_shortcut_on_a_message_with_nothing_to_read_says_what_to_do(
-        app: RunningApp, slack: SlackStandIn) -> None:
+    app: RunningApp, slack: SlackStandIn
+) -> None:
     app.sim.message_shortcut(slack_ids.CALLBACK_WHY_SHORTCUT, {"text": "lunch?"}, channel_id="C7")
     (answer,) = slack.wait_for("response_url")
     assert "I can't read a message there" in answer.params["text"]

@@ -30,8 +30,9 @@ INCLUDE_RECORD = "v=spf1 ip4:192.0.2.0/24 -all"
 def dkim_key_record() -> str:
     """A real 2048-bit RSA DKIM key record (generated once per test run)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
 
 
@@ -40,8 +41,14 @@ def provider_zone(include_record: str = INCLUDE_RECORD) -> str:
     return make_zone(PROVIDER, [("_spf", "TXT", include_record)])
 
 
-def domain_zone(domain: str, *, spf: str | None = f"v=spf1 include:{INCLUDE} -all",
-                dmarc: str | None = None, dkim: str | None = "key", mx: bool = True) -> str:
+def domain_zone(
+    domain: str,
+    *,
+    spf: str | None = f"v=spf1 include:{INCLUDE} -all",
+    dmarc: str | None = None,
+    dkim: str | None = "key",
+    mx: bool = True,
+) -> str:
     """A watched domain that passes DMARC through SPF; None leaves a record out."""
     records = []
     if spf is not None:
@@ -69,22 +76,22 @@ class MonitorHarness:
 
     def cycle(self) -> tuple[CycleReport, DeliveryReport]:
         """One `monitor --once`: check every watch through one fresh session, then deliver."""
-        session = DnsSession((parse_nameserver(self.dns.address),), timeout=self.timeout,
-                             attempts=1)
+        session = DnsSession((parse_nameserver(self.dns.address),), timeout=self.timeout, attempts=1)
         checked = check_watches(self.store, session)
         return checked, self.deliver()
 
     def deliver(self) -> DeliveryReport:
-        return deliver_pending(self.store, client_for_team_factory(self.settings),
-                               ChannelPacer(self.pacer_spacing))
+        return deliver_pending(
+            self.store, client_for_team_factory(self.settings), ChannelPacer(self.pacer_spacing)
+        )
 
-    def watch(self, domain: str, channel: str = "C1", team: str = "T1",
-              selectors: tuple[str, ...] = ("sel",)) -> None:
+    def watch(
+        self, domain: str, channel: str = "C1", team: str = "T1", selectors: tuple[str, ...] = ("sel",)
+    ) -> None:
         self.store.add_watch(team, channel, domain, list(selectors), added_by="U1")
 
 
-def make_harness(tmp_path: Path, slack: SlackStandIn, dns: NsdServer | FaultProxy
-                 ) -> MonitorHarness:
+def make_harness(tmp_path: Path, slack: SlackStandIn, dns: NsdServer | FaultProxy) -> MonitorHarness:
     """A harness with its own database file in tmp_path."""
     db = tmp_path / "monitor.db"
     settings = app_settings(slack, db, dns.address)

@@ -36,8 +36,9 @@ def register(app: App, settings: Settings) -> None:
     """Attach the /dmarc command listener to `app`."""
 
     @app.command(slack_ids.COMMAND)
-    def handle_dmarc_command(ack: Ack, command: dict[str, Any], respond: Respond,
-                             client: WebClient, body: dict[str, Any]) -> None:
+    def handle_dmarc_command(
+        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, body: dict[str, Any]
+    ) -> None:
         # Parsing is pure, so the ack goes out well inside Slack's 3 seconds.
         job: Job = parse_command_text(command.get("text", ""))
         if job.ack is None:
@@ -46,8 +47,14 @@ def register(app: App, settings: Settings) -> None:
             ack(text=job.ack, blocks=job.ack_blocks, response_type="ephemeral")
         if job.work is None:
             return
-        turn = SlackTurn(client, respond, settings, command.get("channel_id"),
-                         command.get("user_id"), command.get("team_id"))
+        turn = SlackTurn(
+            client,
+            respond,
+            settings,
+            command.get("channel_id"),
+            command.get("user_id"),
+            command.get("team_id"),
+        )
         work_name = job.work
 
         def run() -> None:

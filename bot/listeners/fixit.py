@@ -45,8 +45,10 @@ from handlers.spf_fixes import AddressDrift, parse_extra_terms
 log = logging.getLogger("dmarcbot.fixit")
 
 MAX_DRIFT_TERMS = 100  # a button value holds 2000 characters: far fewer fit anyway
-FOREIGN_TEAM = ("Only members of the workspace that ran this check can fix its domain; you are in "
-                "another organisation sharing this channel.")
+FOREIGN_TEAM = (
+    "Only members of the workspace that ran this check can fix its domain; you are in "
+    "another organisation sharing this channel."
+)
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,17 @@ class FixRequest:
     drift: AddressDrift | None = None
 
     def to_metadata(self) -> str:
-        return metadata({"f": self.finding_id, "d": self.domain, "o": self.owner,
-                         "s": list(self.selectors), "x": self.selector, "c": self.channel_id,
-                         "ts": self.thread_ts})
+        return metadata(
+            {
+                "f": self.finding_id,
+                "d": self.domain,
+                "o": self.owner,
+                "s": list(self.selectors),
+                "x": self.selector,
+                "c": self.channel_id,
+                "ts": self.thread_ts,
+            }
+        )
 
     @property
     def kind(self) -> str:
@@ -78,8 +88,7 @@ class BadFixValue(ValueError):
     """A button value or metadata we did not write (forged, or from an older version)."""
 
 
-def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | None = None
-                     ) -> FixRequest:
+def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | None = None) -> FixRequest:
     """Validate what came back from the client: values can be altered on the way."""
     try:
         if not isinstance(data, dict):
@@ -89,11 +98,15 @@ def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | 
             raise ValueError(f"no fix for {finding_id}")
         selector = data.get("x")
         return FixRequest(
-            finding_id, normalise_domain(str(data["d"])),
+            finding_id,
+            normalise_domain(str(data["d"])),
             str(data["o"]) if data.get("o") else None,
             tuple(str(s) for s in data.get("s") or [])[:20],
             str(selector) if selector else None,
-            data.get("c") or channel_id, data.get("ts") or thread_ts, _read_drift(data))
+            data.get("c") or channel_id,
+            data.get("ts") or thread_ts,
+            _read_drift(data),
+        )
     except (KeyError, TypeError, ValueError, InvalidDomain) as error:
         raise BadFixValue(str(error)) from None
 
@@ -123,18 +136,25 @@ def _foreign(owner: str | None, body: dict[str, Any]) -> bool:
     return owner is not None and interaction_team(body) != owner
 
 
-def _screen(settings: Settings, request: FixRequest, form: FixForm | None,
-            body: dict[str, Any]) -> FixScreen:
+def _screen(settings: Settings, request: FixRequest, form: FixForm | None, body: dict[str, Any]) -> FixScreen:
     """Prepare the fix from fresh records (a new DnsSession for every step); a policy step reads
     its readiness from the owning team's aggregate reports when it has some."""
     stats = None
     if request.kind == "dmarc_progress":
         team_id = request.owner or interaction_team(body) or ""
-        stats = readiness_stats(ReportStore(shared_store(settings.db_path)), team_id,
-                                request.domain)
-    return asyncio.run(prepare_fix(settings.dns_session(), request.finding_id, request.domain,
-                                   request.selectors, request.selector, form, stats,
-                                   request.drift))
+        stats = readiness_stats(ReportStore(shared_store(settings.db_path)), team_id, request.domain)
+    return asyncio.run(
+        prepare_fix(
+            settings.dns_session(),
+            request.finding_id,
+            request.domain,
+            request.selectors,
+            request.selector,
+            form,
+            stats,
+            request.drift,
+        )
+    )
 
 
 def _overlay_action(values: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
@@ -156,8 +176,7 @@ def register(app: App, settings: Settings) -> None:
     """Attach the fix-it listeners to `app`."""
 
     @app.action(slack_ids.ACTION_FIX)
-    def handle_fix_click(ack: Ack, body: dict[str, Any], client: WebClient,
-                         respond: Respond) -> None:
+    def handle_fix_click(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
         message = body.get("message") or {}
         turn = turn_for_interaction(body, client, respond, settings)
@@ -168,17 +187,20 @@ def register(app: App, settings: Settings) -> None:
                 data = json.loads(body["actions"][0]["value"])
                 if isinstance(data, dict) and not data.get("o") and message.get("team"):
                     data["o"] = message["team"]  # the workspace whose bot posted the report
-                request = read_fix_request(data, channel_id,
-                                           message.get("thread_ts") or message.get("ts"))
+                request = read_fix_request(data, channel_id, message.get("thread_ts") or message.get("ts"))
             except (KeyError, IndexError, ValueError, BadFixValue):
-                turn.tell("That Fix it button is from an older report: press Re-check, then the "
-                          "Fix it button of the finding.")
+                turn.tell(
+                    "That Fix it button is from an older report: press Re-check, then the "
+                    "Fix it button of the finding."
+                )
                 return
             if _foreign(request.owner, body):
                 turn.tell(FOREIGN_TEAM)
                 return
-            opened = client.views_open(trigger_id=body["trigger_id"], view=loading_view(
-                request.finding_id, request.domain, request.kind, request.to_metadata()))
+            opened = client.views_open(
+                trigger_id=body["trigger_id"],
+                view=loading_view(request.finding_id, request.domain, request.kind, request.to_metadata()),
+            )
             view_id = opened["view"]["id"]
             screen = _screen(settings, request, None, body)
             client.views_update(view_id=view_id, view=fix_view(screen, request.to_metadata()))
@@ -189,8 +211,9 @@ def register(app: App, settings: Settings) -> None:
     def handle_fix_input(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         view = body.get("view") or {}
-        turn = SlackTurn(client, None, settings, None, (body.get("user") or {}).get("id"),
-                         interaction_team(body))
+        turn = SlackTurn(
+            client, None, settings, None, (body.get("user") or {}).get("id"), interaction_team(body)
+        )
 
         def update() -> None:
             try:
@@ -209,8 +232,13 @@ def register(app: App, settings: Settings) -> None:
             except FixInputError as error:
                 screen = _screen(settings, request, None, body)
                 shown = fix_view(screen, request.to_metadata())
-                shown["blocks"].insert(0, {"type": "section", "text": {
-                    "type": "mrkdwn", "text": f":warning: {error.message[:2900]}"}})
+                shown["blocks"].insert(
+                    0,
+                    {
+                        "type": "section",
+                        "text": {"type": "mrkdwn", "text": f":warning: {error.message[:2900]}"},
+                    },
+                )
                 client.views_update(view_id=view["id"], view=shown)
                 return
             screen = _screen(settings, request, form, body)
@@ -219,16 +247,16 @@ def register(app: App, settings: Settings) -> None:
         guarded("updating the fix proposal", turn, update)
 
     @app.view(slack_ids.CALLBACK_FIX_MODAL)
-    def handle_fix_submission(ack: Ack, body: dict[str, Any], client: WebClient,
-                              view: dict[str, Any]) -> None:
+    def handle_fix_submission(
+        ack: Ack, body: dict[str, Any], client: WebClient, view: dict[str, Any]
+    ) -> None:
         user_id = (body.get("user") or {}).get("id")
         try:
             request = read_fix_request(json.loads(view.get("private_metadata") or "{}"))
         except (ValueError, BadFixValue):
             ack()
             return
-        turn = SlackTurn(client, None, settings, request.channel_id, user_id,
-                         interaction_team(body))
+        turn = SlackTurn(client, None, settings, request.channel_id, user_id, interaction_team(body))
         if _foreign(request.owner, body):
             first = _first_input(view)
             if first is None:
@@ -238,8 +266,9 @@ def register(app: App, settings: Settings) -> None:
                 ack(response_action="errors", errors={first: FOREIGN_TEAM})
             return
         try:
-            form = read_form(request.kind, (view.get("state") or {}).get("values") or {},
-                             request.domain, request.selector)
+            form = read_form(
+                request.kind, (view.get("state") or {}).get("values") or {}, request.domain, request.selector
+            )
         except FixInputError as error:
             # Slack shows the message under the field (response_action: errors).
             ack(response_action="errors", errors={input_id(error.field): error.message[:300]})
@@ -255,24 +284,30 @@ def register(app: App, settings: Settings) -> None:
             if not request.channel_id or not request.thread_ts:
                 turn.tell("The report this fix belongs to is gone; run the check again.")
                 return
-            plan = FixPlan(request.owner or interaction_team(body) or "", request.channel_id,
-                           request.thread_ts, request.domain, screen.proposal.kind,
-                           request.finding_id, expected_records(screen.proposal),
-                           screen.family_findings,
-                           (screen.proposal.selector,) if screen.proposal.selector
-                           else request.selectors,
-                           screen.proposal.watch_includes, user_id or "")
+            plan = FixPlan(
+                request.owner or interaction_team(body) or "",
+                request.channel_id,
+                request.thread_ts,
+                request.domain,
+                screen.proposal.kind,
+                request.finding_id,
+                expected_records(screen.proposal),
+                screen.family_findings,
+                (screen.proposal.selector,) if screen.proposal.selector else request.selectors,
+                screen.proposal.watch_includes,
+                user_id or "",
+            )
             text, blocks = plan_message(plan, screen.proposal, user_id or "")
-            client.chat_postMessage(channel=request.channel_id, thread_ts=request.thread_ts,
-                                    text=text, blocks=blocks)
+            client.chat_postMessage(
+                channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
+            )
             # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
             shared_store(settings.db_path).save_fix_plan(plan)
 
         guarded("posting the fix plan", turn, post_plan)
 
     @app.action(slack_ids.ACTION_FIX_VERIFY)
-    def handle_fix_verify(ack: Ack, body: dict[str, Any], client: WebClient,
-                          respond: Respond) -> None:
+    def handle_fix_verify(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
         turn = turn_for_interaction(body, client, respond, settings)
         user_id = turn.user_id
@@ -289,8 +324,9 @@ def register(app: App, settings: Settings) -> None:
                 return
             check = check_plan(settings, plan)
             text, blocks = verification_message(plan, check, user_id)
-            client.chat_postMessage(channel=plan.channel_id, thread_ts=plan.thread_ts,
-                                    text=text, blocks=blocks)
+            client.chat_postMessage(
+                channel=plan.channel_id, thread_ts=plan.thread_ts, text=text, blocks=blocks
+            )
             if check.live:
                 # The thread has just been told: the monitor must not say "fixed" again.
                 settle_verified(shared_store(settings.db_path), plan)

@@ -21,16 +21,34 @@ def home_view(settings: Settings, team_id: str | None) -> dict[str, Any]:
     """The Home tab's view, built from the routing table's usage text."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "dmarcbot"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": (
-            "I tell you exactly why DMARC fails for your domains and messages: which identifier "
-            "aligned, which did not, the record at fault and the fix.")}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": (
+                    "I tell you exactly why DMARC fails for your domains and messages: which identifier "
+                    "aligned, which did not, the record at fault and the fix."
+                ),
+            },
+        },
         {"type": "divider"},
         {"type": "section", "text": {"type": "mrkdwn", "text": usage_text()}},
     ]
     if settings.ephemeral_disk:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            ":warning: This bot runs on a platform whose disk is wiped at every deploy and "
-            "restart: stored data there does not last. See the README's deploy section.")}]})
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": (
+                            ":warning: This bot runs on a platform whose disk is wiped at every deploy and "
+                            "restart: stored data there does not last. See the README's deploy section."
+                        ),
+                    }
+                ],
+            }
+        )
     for build in HOME_SECTIONS:
         blocks.extend(build(settings, team_id))
     return {"type": "home", "blocks": blocks[:100]}
@@ -44,8 +62,6 @@ def register(app: App, settings: Settings) -> None:
         if event.get("tab", "home") != "home":
             return
         try:
-            client.views_publish(user_id=event["user"],
-                                 view=home_view(settings, body.get("team_id")))
+            client.views_publish(user_id=event["user"], view=home_view(settings, body.get("team_id")))
         except SlackApiError as error:
-            log.error("Could not publish App Home for %s: %s", event.get("user"),
-                      error.response.get("error"))
+            log.error("Could not publish App Home for %s: %s", event.get("user"), error.response.get("error"))

@@ -56,8 +56,7 @@ def register(app: App, settings: Settings) -> None:
             if container.get("is_ephemeral") or not message.get("ts"):
                 respond(text=text, blocks=blocks, replace_original=True)
             else:
-                client.chat_update(channel=turn.channel_id or "", ts=message["ts"], text=text,
-                                   blocks=blocks)
+                client.chat_update(channel=turn.channel_id or "", ts=message["ts"], text=text, blocks=blocks)
 
         guarded("re-checking a domain", turn, recheck)
 

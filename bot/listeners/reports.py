@@ -40,17 +40,23 @@ def parse_report_command(words: list[str]) -> Job:
     days = DEFAULT_DAYS
     if len(words) > 1:
         if not (words[1].isascii() and words[1].isdigit()) or not 1 <= int(words[1]) <= MAX_DAYS:
-            raise UsageProblem(f"DAYS must be a whole number from 1 to {MAX_DAYS}, "
-                               f"not “{words[1][:20]}”.")
+            raise UsageProblem(f"DAYS must be a whole number from 1 to {MAX_DAYS}, not “{words[1][:20]}”.")
         days = int(words[1])
     if len(words) > 2:
         raise UsageProblem("Give a domain and, optionally, a number of days.")
-    return Job(f"Summarising the reports for {display_name(domain)}…", "report",
-               {"domain": domain, "days": days})
+    return Job(
+        f"Summarising the reports for {display_name(domain)}…", "report", {"domain": domain, "days": days}
+    )
 
 
-register_subcommand(Subcommand("report", "report DOMAIN [DAYS]", parse_report_command,
-                               ("/dmarc report example.com", "/dmarc report example.com 7")))
+register_subcommand(
+    Subcommand(
+        "report",
+        "report DOMAIN [DAYS]",
+        parse_report_command,
+        ("/dmarc report example.com", "/dmarc report example.com 7"),
+    )
+)
 
 
 def report_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
@@ -67,15 +73,20 @@ def report_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -
     from bot.report_chart import render_chart  # matplotlib: loaded on the first chart only
 
     turn.client.files_upload_v2(
-        channel=turn.channel_id, thread_ts=answer.get("ts"), file=render_chart(summary),
-        filename=f"dmarc-{domain}-{days}d.png", title=f"{domain}: DMARC reports, last {days} days",
-        alt_txt=f"Daily messages and DMARC pass rate for {domain}")
+        channel=turn.channel_id,
+        thread_ts=answer.get("ts"),
+        file=render_chart(summary),
+        filename=f"dmarc-{domain}-{days}d.png",
+        title=f"{domain}: DMARC reports, last {days} days",
+        alt_txt=f"Daily messages and DMARC pass rate for {domain}",
+    )
 
 
 register_worker("report", report_worker)
 
 
 # -- shared files ---------------------------------------------------------------------------------
+
 
 class _ThreadReply:
     """A Respond look-alike for events (they have no response_url): answers in the file's thread."""
@@ -84,8 +95,7 @@ class _ThreadReply:
         self.client, self.channel, self.thread_ts = client, channel, thread_ts
 
     def __call__(self, text: str = "", blocks: list[dict[str, Any]] | None = None, **_: Any) -> None:
-        self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=text,
-                                     blocks=blocks)
+        self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks)
 
 
 def share_ts(info: dict[str, Any], channel: str) -> str | None:
@@ -97,8 +107,14 @@ def share_ts(info: dict[str, Any], channel: str) -> str | None:
     return None
 
 
-def ingest_shared_file(store: WatchStore, settings: Settings, client: WebClient, team_id: str,
-                       info: dict[str, Any], reply: _ThreadReply) -> FileOutcome | None:
+def ingest_shared_file(
+    store: WatchStore,
+    settings: Settings,
+    client: WebClient,
+    team_id: str,
+    info: dict[str, Any],
+    reply: _ThreadReply,
+) -> FileOutcome | None:
     """Download, ingest and answer one shared file; None when it is not a report file."""
     name = str(info.get("name") or info.get("title") or "file")[:200]
     if not looks_like_report_name(name):
@@ -112,8 +128,10 @@ def ingest_shared_file(store: WatchStore, settings: Settings, client: WebClient,
         outcome = ingest_bytes(reports, data, name, one_team(team_id), "slack")
     if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
         return outcome  # a message shared for `/dmarc why`, not a report: not ours to answer
-    summaries = [build_summary(reports, team_id, domain, days=_span(first, last), first=first, last=last)
-                 for domain, (first, last) in _spans(outcome).items()]
+    summaries = [
+        build_summary(reports, team_id, domain, days=_span(first, last), first=first, last=last)
+        for domain, (first, last) in _spans(outcome).items()
+    ]
     text, blocks = render_file_answer(outcome, summaries)
     reply(text=text, blocks=blocks)
     review_after_ingest(store, reports, outcome.reports, settings.dns_session())
@@ -138,8 +156,9 @@ def register(app: App, settings: Settings) -> None:
     store = shared_store(settings.db_path)  # migrated here, before the first event
 
     @app.event("file_shared")
-    def handle_file_shared(event: dict[str, Any], body: dict[str, Any], client: WebClient,
-                           context: BoltContext) -> None:
+    def handle_file_shared(
+        event: dict[str, Any], body: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
         if event.get("user_id") and event.get("user_id") == context.bot_user_id:
             return  # our own chart upload
         channel = str(event.get("channel_id") or "")
@@ -148,8 +167,7 @@ def register(app: App, settings: Settings) -> None:
         if not channel or not file_id or not team_id:
             return
         reply = _ThreadReply(client, channel, None)
-        turn = SlackTurn(client, None, settings, channel, event.get("user_id"),
-                         team_id)
+        turn = SlackTurn(client, None, settings, channel, event.get("user_id"), team_id)
 
         def work() -> None:
             info = client.files_info(file=file_id).get("file") or {}

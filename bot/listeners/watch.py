@@ -35,8 +35,11 @@ def parse_watch(words: list[str]) -> Job:
     """Watch a domain: this channel hears when its records change, mail starts failing, or it recovers."""
     domain = parse_domain_argument(words, "watch DOMAIN")
     selectors = parse_selectors(words[1:])
-    return Job(f"Watching {display_name(domain)} for this channel: running its first check…",
-               "watch", {"domain": domain, "selectors": selectors})
+    return Job(
+        f"Watching {display_name(domain)} for this channel: running its first check…",
+        "watch",
+        {"domain": domain, "selectors": selectors},
+    )
 
 
 def parse_unwatch(words: list[str]) -> Job:
@@ -51,10 +54,12 @@ def parse_list(words: list[str]) -> Job:
 
 def invite_problem(client: WebClient, channel_id: str, domain: str) -> str | None:
     """Why alerts could not be posted in `channel_id` (the bot is not a member), or None."""
-    how = (f"I'm not a member of this channel, so I could not post alerts about "
-           f"{safe(display_name(domain), 300)} here. Invite me with `/invite @dmarcbot` (or "
-           "the channel's details → Integrations → Add apps), then run "
-           f"`/dmarc watch {safe(domain, 300)}` again.")
+    how = (
+        f"I'm not a member of this channel, so I could not post alerts about "
+        f"{safe(display_name(domain), 300)} here. Invite me with `/invite @dmarcbot` (or "
+        "the channel's details → Integrations → Add apps), then run "
+        f"`/dmarc watch {safe(domain, 300)}` again."
+    )
     try:
         info = client.conversations_info(channel=channel_id)
     except SlackApiError as error:
@@ -95,8 +100,10 @@ def unwatch_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) 
     if turn.team_id and store.remove_watch(turn.team_id, domain):
         turn.tell(f"Stopped watching {safe(display_name(domain), 300)}.")
     else:
-        turn.tell(f"{safe(display_name(domain), 300)} is not watched in this workspace. "
-                  "`/dmarc list` shows what is.")
+        turn.tell(
+            f"{safe(display_name(domain), 300)} is not watched in this workspace. "
+            "`/dmarc list` shows what is."
+        )
 
 
 def list_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
@@ -112,15 +119,23 @@ def home_watch_section(settings: Settings, team_id: str | None) -> list[dict[str
     _, blocks = render_watch_list(watches, limit_blocks=HOME_WATCH_BLOCKS)
     blocks = [{"type": "divider"}, *blocks]
     if settings.ephemeral_disk:
-        blocks.append(context(":warning: The watch list lives in a database on a disk that is "
-                              "wiped at every deploy and restart: export it with "
-                              "`dmarcbot export`, or keep DMARCBOT_DB on persistent storage."))
+        blocks.append(
+            context(
+                ":warning: The watch list lives in a database on a disk that is "
+                "wiped at every deploy and restart: export it with "
+                "`dmarcbot export`, or keep DMARCBOT_DB on persistent storage."
+            )
+        )
     return blocks
 
 
 for _row in (
-    Subcommand("watch", "watch DOMAIN [SELECTOR...]", parse_watch,
-               ("/dmarc watch example.com", "/dmarc watch example.com google selector1")),
+    Subcommand(
+        "watch",
+        "watch DOMAIN [SELECTOR...]",
+        parse_watch,
+        ("/dmarc watch example.com", "/dmarc watch example.com google selector1"),
+    ),
     Subcommand("unwatch", "unwatch DOMAIN", parse_unwatch, ("/dmarc unwatch example.com",)),
     Subcommand("list", "list", parse_list, ("/dmarc list",)),
 ):

@@ -32,16 +32,26 @@ def why_modal(channel_id: str | None) -> dict[str, Any]:
         "close": {"type": "plain_text", "text": "Cancel"},
         "private_metadata": json.dumps({"channel": channel_id}),
         "blocks": [
-            {"type": "input", "block_id": slack_ids.BLOCK_WHY_HEADERS,
-             "label": {"type": "plain_text", "text": "The message's headers"},
-             "element": {"type": "plain_text_input", "action_id": slack_ids.ACTION_WHY_HEADERS,
-                         "multiline": True, "max_length": MODAL_INPUT_LIMIT,
-                         "placeholder": {"type": "plain_text",
-                                         "text": "From: …\nDKIM-Signature: …\nReceived: …"}},
-             "hint": {"type": "plain_text", "text": (
-                 "This box holds at most 3,000 characters and real headers are often longer. "
-                 "For a whole message, share its .eml file in a channel with me (or paste the "
-                 "headers in a message) and use the shortcut “Why did DMARC fail?” on it.")}},
+            {
+                "type": "input",
+                "block_id": slack_ids.BLOCK_WHY_HEADERS,
+                "label": {"type": "plain_text", "text": "The message's headers"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": slack_ids.ACTION_WHY_HEADERS,
+                    "multiline": True,
+                    "max_length": MODAL_INPUT_LIMIT,
+                    "placeholder": {"type": "plain_text", "text": "From: …\nDKIM-Signature: …\nReceived: …"},
+                },
+                "hint": {
+                    "type": "plain_text",
+                    "text": (
+                        "This box holds at most 3,000 characters and real headers are often longer. "
+                        "For a whole message, share its .eml file in a channel with me (or paste the "
+                        "headers in a message) and use the shortcut “Why did DMARC fail?” on it."
+                    ),
+                },
+            },
         ],
     }
 
@@ -63,13 +73,16 @@ register_worker("why_modal", open_why_modal)
 def message_from_shortcut(message: dict[str, Any], token: str) -> ParsedMessage:
     """The message to diagnose: an attached .eml if there is one, else the pasted text."""
     for file in message.get("files") or []:
-        if str(file.get("filetype", "")).lower() in MESSAGE_FILE_TYPES or \
-                str(file.get("name", "")).lower().endswith((".eml", ".txt", ".msg")):
+        if str(file.get("filetype", "")).lower() in MESSAGE_FILE_TYPES or str(
+            file.get("name", "")
+        ).lower().endswith((".eml", ".txt", ".msg")):
             return parse_message(download_file(file, token, MAX_MESSAGE_BYTES))
     text = pasted_text(message.get("text") or "")
     if not text:
-        raise MessageError("that message has no text and no .eml file: paste the headers of the "
-                           "message that failed, or attach its .eml, then use the shortcut on it")
+        raise MessageError(
+            "that message has no text and no .eml file: paste the headers of the "
+            "message that failed, or attach its .eml, then use the shortcut on it"
+        )
     return parse_message(text)
 
 
@@ -77,8 +90,9 @@ def register(app: App, settings: Settings) -> None:
     """Attach the why modal's submission and the message shortcut to `app`."""
 
     @app.view(slack_ids.CALLBACK_WHY_MODAL)
-    def handle_why_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any],
-                              client: WebClient, respond: Respond) -> None:
+    def handle_why_submission(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
         values = view["state"]["values"][slack_ids.BLOCK_WHY_HEADERS]
         pasted = values[slack_ids.ACTION_WHY_HEADERS].get("value") or ""
         try:  # parsing 3,000 characters is quick: answer on the field before the modal closes
@@ -101,8 +115,9 @@ def register(app: App, settings: Settings) -> None:
         guarded("explaining a message's DMARC result", turn, explain)
 
     @app.shortcut(slack_ids.CALLBACK_WHY_SHORTCUT)
-    def handle_why_shortcut(ack: Ack, body: dict[str, Any], client: WebClient,
-                            respond: Respond, context: dict[str, Any]) -> None:
+    def handle_why_shortcut(
+        ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond, context: dict[str, Any]
+    ) -> None:
         ack()
         turn = turn_for_interaction(body, client, respond, settings)
         shared = body.get("message") or {}

@@ -133,8 +133,9 @@ class NsdServer:
             self.start(self.zones)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -230,7 +231,9 @@ class NsdServer:
         with open(run / "nsd.out", "wb") as out:
             proc = subprocess.Popen(
                 [find_nsd(), "-d", "-c", str(run / "nsd.conf")],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # NSD forks xfrd and servers: stop() kills the group
             )
         self._proc = proc
@@ -252,8 +255,10 @@ class NsdServer:
                 return None
             time.sleep(0.01)
         self.stop()
-        return (f"NSD did not answer on {self.address} within {START_TIMEOUT} s "
-                f"(waiting for {pending}):\n{self.log_text()}")
+        return (
+            f"NSD did not answer on {self.address} within {START_TIMEOUT} s "
+            f"(waiting for {pending}):\n{self.log_text()}"
+        )
 
     def _serves(self, origin: str | None) -> bool:
         """True when NSD answers authoritatively for `origin` (or answers at all, for None)."""

@@ -89,12 +89,12 @@ class FaultProxy:
         with self._lock:
             self.queries.clear()
 
-    def count(self, name: str | None = None, rdtype: str | None = None,
-              transport: str | None = None) -> int:
+    def count(self, name: str | None = None, rdtype: str | None = None, transport: str | None = None) -> int:
         """How many queries matched (each argument optional)."""
         with self._lock:
             return sum(
-                1 for q_name, q_type, q_transport in self.queries
+                1
+                for q_name, q_type, q_transport in self.queries
                 if (name is None or q_name == _norm(name))
                 and (rdtype is None or q_type == rdtype.upper())
                 and (transport is None or q_transport == transport)
@@ -163,8 +163,9 @@ class FaultProxy:
             self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:

@@ -19,25 +19,38 @@ def key_record(public: str, k: str = "rsa") -> str:
     return f"v=DKIM1; k={k}; p={public}"
 
 
-def message(from_: str = "Alice <alice@example.com>", subject: str = "Quarterly numbers",
-            body: str = "Hello,\r\n\r\nthe numbers are attached.\r\n", *,
-            headers: Iterable[tuple[str, str]] = ()) -> bytes:
+def message(
+    from_: str = "Alice <alice@example.com>",
+    subject: str = "Quarterly numbers",
+    body: str = "Hello,\r\n\r\nthe numbers are attached.\r\n",
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+) -> bytes:
     """An unsigned message; `headers` come first (Received, Return-Path…), then the usual ones."""
     lines = [f"{name}: {value}" for name, value in headers]
-    lines += [f"From: {from_}", "To: Bob <bob@receiver.example>", f"Subject: {subject}",
-              "Date: Mon, 02 Mar 2026 10:00:00 +0000",
-              "Message-ID: <20260302100000.1@example.com>", "MIME-Version: 1.0",
-              "Content-Type: text/plain; charset=utf-8"]
+    lines += [
+        f"From: {from_}",
+        "To: Bob <bob@receiver.example>",
+        f"Subject: {subject}",
+        "Date: Mon, 02 Mar 2026 10:00:00 +0000",
+        "Message-ID: <20260302100000.1@example.com>",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode("utf-8")
 
 
-def sign(raw: bytes, domain: str, selector: str, private: bytes,
-         algorithm: bytes = b"rsa-sha256") -> bytes:
+def sign(raw: bytes, domain: str, selector: str, private: bytes, algorithm: bytes = b"rsa-sha256") -> bytes:
     """`raw` with a DKIM-Signature by d=`domain` s=`selector` prepended (dkimpy signs)."""
-    signature = dkim.sign(raw, selector.encode(), domain.encode(), private,
-                          signature_algorithm=algorithm,
-                          canonicalize=(b"relaxed", b"relaxed"),
-                          include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+    signature = dkim.sign(
+        raw,
+        selector.encode(),
+        domain.encode(),
+        private,
+        signature_algorithm=algorithm,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
+    )
     return signature + raw
 
 
