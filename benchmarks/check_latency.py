@@ -51,9 +51,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from handlers.check import DomainReport, check_domain
-from handlers.dkim_keys import COMMON_SELECTORS
-from handlers.resolver import DnsSession, Nameserver, checkdmarc_nameservers
+from handlers.dns.resolver import DnsSession, Nameserver, checkdmarc_nameservers
+from handlers.domain.check import DomainReport, check_domain
+from handlers.domain.dkim_keys import COMMON_SELECTORS
 from tests.dnstest import FaultProxy, NsdServer, find_nsd, make_zone
 
 DOMAIN = "brand.example"

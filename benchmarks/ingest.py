@@ -185,7 +185,7 @@ def _maxrss_mib() -> float:
 def _parser(kind: str) -> Callable[[Path], int]:
     """Return a function that parses one file and returns the number of records it read."""
     if kind == "ours-stream":
-        from handlers.aggregate_report import ReportLimits, iter_records
+        from handlers.reports.aggregate import ReportLimits, iter_records
 
         limits = ReportLimits(max_records=10**8)  # the benchmark's own input: no cap in the way
 
@@ -195,7 +195,7 @@ def _parser(kind: str) -> Callable[[Path], int]:
 
         return run
     if kind == "ours-parse_report":
-        from handlers.aggregate_report import ReportLimits, parse_report
+        from handlers.reports.aggregate import ReportLimits, parse_report
 
         limits = ReportLimits(max_records=10**8, max_xml_bytes=10**12)
 

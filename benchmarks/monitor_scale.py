@@ -14,7 +14,7 @@ are spread over 20 channels of 2 teams in a real SQLite file (WAL) in a temporar
 go to the Slack stand-in (tests.slackstub) through the app's own WebClient.
 
 What is timed (wall clock), --runs times each, median / min / max:
-- `baseline`: the first cycle (`bot.monitor.check_watches` + `deliver_pending`): every domain
+- `baseline`: the first cycle (`bot.monitor.cycle.check_watches` + `deliver_pending`): every domain
   checked through one DnsSession, 2,000 snapshots written;
 - `no change`: the same again: checks, snapshot updates, nothing to post;
 - `include changed`: after a provider used by every domain changes its record: 2,000 alerts
@@ -45,12 +45,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
 from bot.config import Settings
-from bot.monitor import check_watches
-from bot.store import WatchStore, open_store
-from handlers.check import check_domain
-from handlers.resolver import DnsSession, Nameserver
+from bot.monitor.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
+from bot.monitor.cycle import check_watches
+from bot.store.database import WatchStore, open_store
+from handlers.dns.resolver import DnsSession, Nameserver
+from handlers.domain.check import check_domain
 from tests.dnstest import FaultProxy, NsdServer, find_nsd, make_zone
 from tests.slackstub import SlackStandIn
 

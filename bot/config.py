@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from handlers.resolver import DnsSession, Nameserver, NameserverError, parse_nameservers
+from handlers.dns.resolver import DnsSession, Nameserver, NameserverError, parse_nameservers
 
 SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DB = "./dmarcbot.db"

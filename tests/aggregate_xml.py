@@ -10,10 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
-from bot.report_store import ReportStore
-from bot.store import WatchStore, open_store
-
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+from bot.store.database import WatchStore, open_store
+from bot.store.reports import ReportStore
 
 
 @dataclass

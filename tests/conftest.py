@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.resolver import DnsSession, parse_nameserver
+from handlers.dns.resolver import DnsSession, parse_nameserver
 from tests.dnstest import FaultProxy, NsdServer
 from tests.slackapp import RunningApp, app_settings, start_app
 from tests.slackstub import SlackStandIn

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.server import ThreadingWSGIServer, start_http_in_thread
-from handlers.resolver import parse_nameserver
+from bot.slack.server import ThreadingWSGIServer, start_http_in_thread
+from handlers.dns.resolver import parse_nameserver
 from tests.slackstub import SIGNING_SECRET, SlackClientSim, SlackStandIn
 
 

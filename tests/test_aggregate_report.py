@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.aggregate_report import (
+from handlers.reports.aggregate import (
     AggregateReport,
     ReportError,
     ReportInvalid,
@@ -28,20 +28,16 @@ from handlers.aggregate_report import (
     parse_report_file,
     unpack_report,
 )
+from tests.testdata import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 PARSEDMARC = TESTDATA / "dmarc-reports-parsedmarc"
 CRY_INC = TESTDATA / "dmarc-reports-cry-inc" / "dmarc-reports"
 MAIL_DMARC = TESTDATA / "dmarc-reports-mail-dmarc"
 OPENDMARC = TESTDATA / "dmarc-opendmarc" / "aggregate_reports"
 REPORT_SUFFIXES = (".xml", ".gz", ".zip", ".eml")
 
-pytestmark = pytest.mark.skipif(not TESTDATA.is_dir(), reason=f"shared test data not found at {TESTDATA}")
-
 
 def _samples() -> list[Path]:
-    if not TESTDATA.is_dir():
-        return []
     folders = [
         PARSEDMARC / "aggregate",
         PARSEDMARC / "aggregate_invalid",

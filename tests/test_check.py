@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from handlers.check import DomainReport, check_domain
-from handlers.resolver import DnsSession
+from handlers.dns.resolver import DnsSession
+from handlers.domain.check import DomainReport, check_domain
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.keys import rsa_public_key

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import EXIT_BAD_INPUT, EXIT_OK, LOCAL_TEAM, main
-from bot.cli_watch import CRASH_AFTER_OUTBOX_ENV, CRASH_EXIT_CODE
-from bot.store import WatchStore
+from bot.cli.watch import CRASH_AFTER_OUTBOX_ENV, CRASH_EXIT_CODE
+from bot.store.database import WatchStore
 from tests.dnstest import NsdServer
 from tests.slackstub import SlackStandIn
 from tests.watchtest import PROVIDER, domain_zone, provider_zone

@@ -1,6 +1,6 @@
 """`dmarcbot why`: files and stdin, text and JSON, exit status, and bad input answered clearly.
 
-The parser here is built exactly as bot/cli.py builds a subcommand (help from the docstring), and
+The parser here is built exactly as bot/cli/__init__.py builds a subcommand (help from the docstring), and
 errors go through the same UsageError → exit 2 path as `main()`.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import UsageError
-from bot.cli_why import add_why_arguments, command_why
+from bot.cli.why import add_why_arguments, command_why
 from tests.dnstest import FaultProxy, NsdServer
 from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones
 

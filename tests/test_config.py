@@ -9,7 +9,7 @@ import pytest
 
 from bot.cli import EXIT_BAD_INPUT, main
 from bot.config import DEFAULT_DB, DEFAULT_PORT, SLACK_API_URL, Settings, SettingsError
-from handlers.resolver import Nameserver
+from handlers.dns.resolver import Nameserver
 
 HTTP_ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "secret"}
 

@@ -7,14 +7,13 @@ import asyncio
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from handlers.dkim_keys import (
+from handlers.domain.dkim_keys import (
     COMMON_SELECTORS,
     DkimReport,
     InvalidSelector,
@@ -22,12 +21,12 @@ from handlers.dkim_keys import (
     parse_key_record,
     validate_selector,
 )
-from handlers.findings import Severity
+from handlers.domain.findings import Severity
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.keys import rsa_public_key
+from tests.testdata import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 DKIMPY = TESTDATA / "dkim-dkimpy"
 MAILAUTH = TESTDATA / "dkim-mailauth-ec"
 

@@ -1,5 +1,5 @@
 """DKIM verification with reasons: real signatures made here with keys published in NSD zones, and
-the dkimpy and mailauth vectors in ../shared/testdata/ served the same way."""
+the dkimpy and mailauth vectors in tests/data/ served the same way."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from handlers import dkim_verify as dv
-from handlers.dkim_verify import DkimResult, verify_message
-from handlers.message import parse_message
-from handlers.resolver import DnsSession, parse_nameserver
+from handlers.dns.resolver import DnsSession, parse_nameserver
+from handlers.message import dkim_verify as dv
+from handlers.message.dkim_verify import DkimResult, verify_message
+from handlers.message.parse import parse_message
 from tests.dnstest import FaultProxy, NsdServer, txt
 from tests.messages.helpers import ed25519_key, key_record, message, rsa_key, sign, zones
+from tests.testdata import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 DKIMPY = TESTDATA / "dkim-dkimpy"
 MAILAUTH_EC = TESTDATA / "dkim-mailauth-ec"
 

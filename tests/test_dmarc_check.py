@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from handlers.dmarc import DmarcReport, check_dmarc
-from handlers.dmarc_discovery import tree_walk_names
-from handlers.findings import CATALOG, Severity
+from handlers.domain.dmarc import DmarcReport, check_dmarc
+from handlers.domain.dmarc_discovery import tree_walk_names
+from handlers.domain.findings import CATALOG, Severity
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 

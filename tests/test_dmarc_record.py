@@ -1,4 +1,4 @@
-"""handlers/dmarc_record.py against checkdmarc's and Mail::DMARC's record tables, read in the RFC 9989 way.
+"""handlers/domain/dmarc_record.py against checkdmarc's and Mail::DMARC's record tables, the RFC 9989 way.
 
 Our equivalent of the upstream verdicts:
 - "valid" (the record parses): `is_dmarc_record`, `usable`, and no `problems` (deprecated tags are not
@@ -11,14 +11,13 @@ Where we disagree with the upstream table the case is an xfail(strict) with the 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from handlers.dmarc_record import DEPRECATED_TAGS, is_dmarc_record, parse_dmarc_record
+from handlers.domain.dmarc_record import DEPRECATED_TAGS, is_dmarc_record, parse_dmarc_record
+from tests.testdata import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 CHECKDMARC = json.loads(
     (TESTDATA / "record-parsing-checkdmarc" / "checkdmarc_dmarc_record_cases.json").read_text()
 )

@@ -1,4 +1,4 @@
-"""evaluate_dmarc against the DMARC verdict tables in ../shared/testdata/dmarc-verdict-cases/, with
+"""evaluate_dmarc against the DMARC verdict tables in tests/data/dmarc-verdict-cases/, with
 each case's DNS served by NSD (one zone per top-level domain the case names) behind the fault proxy
 (mailauth's {"error": "ETIMEOUT"} answers become dropped queries). Every disagreement is an xfail
 with its reason; nothing is skipped."""
@@ -8,20 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from handlers.dmarc_discovery import organizational_domain, tree_walk, tree_walk_names
-from handlers.dmarc_verdict import DmarcVerdict, evaluate_dmarc
-from handlers.message import MessageError, parse_from
-from handlers.psl import registrable_domain
-from handlers.resolver import DnsSession, parse_nameserver
+from handlers.dns.psl import registrable_domain
+from handlers.dns.resolver import DnsSession, parse_nameserver
+from handlers.domain.dmarc_discovery import organizational_domain, tree_walk, tree_walk_names
+from handlers.message.dmarc_verdict import DmarcVerdict, evaluate_dmarc
+from handlers.message.parse import MessageError, parse_from
 from tests.dnstest import FaultProxy, NsdServer, txt
 from tests.messages.helpers import zones
+from tests.testdata import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 CASES = TESTDATA / "dmarc-verdict-cases"
 MAILAUTH = json.loads((CASES / "mailauth_dmarc_cases.json").read_text())
 MAIL_DMARC = json.loads((CASES / "mail_dmarc_perl_cases.json").read_text())

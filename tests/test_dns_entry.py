@@ -1,4 +1,4 @@
-"""handlers/dns_entry.py: 255-byte strings, the BIND line, the answer size, the relative host."""
+"""handlers/dns/dns_entry.py: 255-byte strings, the BIND line, the answer size, the relative host."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from handlers.dns_entry import (
+from handlers.dns.dns_entry import (
     CLASSIC_UDP_LIMIT,
     MAX_STRING_BYTES,
     DnsEntry,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import bot.slack_app  # noqa: F401  (registers every feature's subcommands, as serve does)
+import bot.slack.app  # noqa: F401  (registers every feature's subcommands, as serve does)
 from bot.cli import build_parser
-from bot.slack_app import BOT_SCOPES
-from bot.subcommands import SUBCOMMANDS
-from handlers.findings import CATALOG
+from bot.slack.app import BOT_SCOPES
+from bot.slack.routing import SUBCOMMANDS
+from handlers.domain.findings import CATALOG
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -81,14 +81,14 @@ def test_app_json_declares_every_required_setting() -> None:
 
 
 def test_every_cause_id_is_in_the_causes_table() -> None:
-    from handlers.message_verdict import CAUSES
+    from handlers.message.verdict import CAUSES
 
     for cause_id in CAUSES:
         assert f"| `{cause_id}` |" in README, f"{cause_id} is missing from the README"
 
 
 def test_every_fixable_finding_is_listed_as_fixable() -> None:
-    from handlers.record_fixes import fix_kind
+    from handlers.fixes.records import fix_kind
 
     fixable = README.split("Fixable finding ids:", 1)[1].split("\n\n", 1)[0]
     for finding_id in CATALOG:

@@ -1,10 +1,10 @@
-"""handlers/domain_name.py: what a user typed becomes a domain name, or a specific error (issue 2 "Input")."""
+"""handlers/dns/domain_name.py: what a user typed becomes a domain name, or a specific error."""
 
 from __future__ import annotations
 
 import pytest
 
-from handlers.domain_name import (
+from handlers.dns.domain_name import (
     MAX_LABEL_LENGTH,
     MAX_NAME_LENGTH,
     InvalidDomain,

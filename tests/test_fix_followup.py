@@ -11,11 +11,11 @@ from datetime import timedelta
 
 import pytest
 
-from bot import slack_ids
-from bot.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
-from bot.monitor import check_watches
-from bot.store import WatchStore, open_store, utcnow
-from handlers.resolver import DnsSession, parse_nameserver
+from bot.monitor.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
+from bot.monitor.cycle import check_watches
+from bot.slack import ids as slack_ids
+from bot.store.database import WatchStore, open_store, utcnow
+from handlers.dns.resolver import DnsSession, parse_nameserver
 from tests.conftest import AppFactory
 from tests.dnstest import FaultProxy, NsdServer
 from tests.slackapp import RunningApp
@@ -195,7 +195,7 @@ def test_a_plan_verified_by_hand_is_not_announced_again(
 def test_a_plan_never_published_expires_after_the_wait(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
-    from bot.fix_followup import PLAN_WAIT
+    from bot.monitor.fix_followup import PLAN_WAIT
 
     monitor.watch(DOMAIN, channel="C1", selectors=())
     plan = post_plan(app, slack)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.aggregate_report import parse_report
+from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, open_reports, report_xml
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer

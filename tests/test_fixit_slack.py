@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bot import slack_ids
-from bot.fixit_views import input_id
+from bot.slack import ids as slack_ids
+from bot.slack.blocks.fixit import input_id
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
 from tests.keys import rsa_public_key

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.imap_poller import (
+from bot.reports.imap import (
     PROCESSED_FOLDER,
     REFUSED_FOLDER,
     ImapPoller,
@@ -22,7 +22,7 @@ from bot.imap_poller import (
     poll_once,
     start_imap_poller,
 )
-from bot.store import WatchStore
+from bot.store.database import WatchStore
 from tests.aggregate_xml import Row, days_ago, gz, mail_with, open_reports, report_xml, zipped
 from tests.dnstest import NsdServer
 from tests.dovecot import PASSWORD, USER, DovecotServer
@@ -48,7 +48,7 @@ def dovecot(dovecot_server: DovecotServer, request: pytest.FixtureRequest) -> Do
 
 
 def settings_for(dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer, **overrides: object) -> Settings:
-    from handlers.resolver import parse_nameserver
+    from handlers.dns.resolver import parse_nameserver
 
     settings = Settings(
         imap_host=dovecot.host,
@@ -114,7 +114,7 @@ def test_a_crash_before_the_move_reingests_safely(
     xml = report_xml([Row("192.0.2.1", 9)], report_id=f"{folder}-crash")
     store, reports = open_reports(tmp_path / "imap.db")
     # The report was ingested, then the process died before the mail was moved:
-    from bot.report_ingest import ingest_bytes, one_team
+    from bot.reports.ingest import ingest_bytes, one_team
 
     ingest_bytes(reports, xml, "earlier", one_team("T1"), "imap")
     dovecot.append(mail_with(gz(xml), subject=f"{folder} crash"), folder)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.message import (
+from handlers.message.parse import (
     MAX_MESSAGE_BYTES,
     MessageError,
     parse_authentication_results,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from handlers.message import parse_message
-from handlers.message_verdict import CAUSES, MessageVerdict, diagnose_message
-from handlers.resolver import DnsSession, parse_nameserver
+from handlers.dns.resolver import DnsSession, parse_nameserver
+from handlers.message.parse import parse_message
+from handlers.message.verdict import CAUSES, MessageVerdict, diagnose_message
 from tests.dnstest import FaultProxy, NsdServer
 from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones
 

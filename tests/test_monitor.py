@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import slack_ids
-from bot.watch_state import CANNOT_CHECK_AFTER, SETTLE_CHECKS
+from bot.monitor.watch_state import CANNOT_CHECK_AFTER, SETTLE_CHECKS
+from bot.slack import ids as slack_ids
 from tests.dnstest import FaultProxy, NsdServer
 from tests.slackstub import SlackStandIn
 from tests.watchtest import (
@@ -326,7 +326,7 @@ def test_posts_to_one_channel_are_a_second_apart(
     monitor.pacer_spacing = 1.0
     monitor.watch(DOMAIN)
     monitor.cycle()
-    from bot.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
+    from bot.monitor.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
 
     pacer = ChannelPacer(1.0)  # one pacer for both passes, as in one process
     for record in ("v=spf1 ip4:192.0.2.0/24 ~all", "v=spf1 ip4:192.0.2.0/25 ~all"):
@@ -355,7 +355,7 @@ def test_a_channel_the_bot_left_keeps_alerts_until_attempts_run_out(
 def test_the_scheduler_runs_cycles_until_stopped(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
-    from bot.scheduler import MonitorScheduler, run_cycle
+    from bot.monitor.scheduler import MonitorScheduler, run_cycle
 
     monitor.watch(DOMAIN)
     scheduler = MonitorScheduler(monitor.settings, monitor.store, run_cycle, interval=0.05)
@@ -373,7 +373,7 @@ def test_the_scheduler_runs_cycles_until_stopped(
 
 
 def test_a_failing_cycle_does_not_stop_the_scheduler(monitor: MonitorHarness) -> None:
-    from bot.scheduler import MonitorScheduler
+    from bot.monitor.scheduler import MonitorScheduler
 
     def broken_cycle(settings: object, store: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")

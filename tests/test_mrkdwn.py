@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bot.mrkdwn import clip, code, code_block, escape, safe
+from bot.slack.mrkdwn import clip, code, code_block, escape, safe
 
 ENTITY_TAIL = re.compile(r"&[a-z]*$")
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from handlers.findings import Severity
-from handlers.mx import MxHost, MxReport, check_mx
+from handlers.domain.findings import Severity
+from handlers.domain.mx import MxHost, MxReport, check_mx
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 

@@ -1,4 +1,4 @@
-"""handlers/psl.py against the Public Suffix List test vectors (psl-orgdomain-tests/tests.txt).
+"""handlers/dns/psl.py against the Public Suffix List test vectors (psl-orgdomain-tests/tests.txt).
 
 The vectors were written for the list snapshot beside them; our function uses the list bundled with
 the installed publicsuffixlist. Each vector is checked both ways: through `registrable_domain` as
@@ -9,14 +9,14 @@ logic error, and a logic error cannot hide behind a list difference).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from publicsuffixlist import PublicSuffixList
 
-from handlers.psl import registrable_domain, same_organization
+from handlers.dns.psl import registrable_domain, same_organization
+from tests.testdata import TESTDATA
 
-PSL_DIR = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "psl-orgdomain-tests"
+PSL_DIR = TESTDATA / "psl-orgdomain-tests"
 _CHECK = re.compile(r"^checkPublicSuffix\((null|'[^']*'), (null|'[^']*')\);$")
 
 
@@ -58,7 +58,7 @@ SNAPSHOT = _snapshot_list()
 
 
 def _our_logic(psl: PublicSuffixList, name: str) -> str | None:
-    """handlers.psl.registrable_domain's normalisation, over a given list."""
+    """handlers.dns.psl.registrable_domain's normalisation, over a given list."""
     result = psl.privatesuffix(name.lower().rstrip("."))
     return str(result) if result else None
 

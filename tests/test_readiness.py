@@ -1,8 +1,8 @@
-"""handlers/readiness.py: the verdict from aggregate statistics, else a checklist of known senders."""
+"""handlers/fixes/readiness.py: the verdict from aggregate statistics, else a checklist of known senders."""
 
 from __future__ import annotations
 
-from handlers.readiness import (
+from handlers.fixes.readiness import (
     MIN_MESSAGES,
     AggregateStats,
     FailingSource,

@@ -14,18 +14,19 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from handlers.dkim_fixes import (
+from handlers.dns.dns_entry import CLASSIC_UDP_LIMIT, MAX_STRING_BYTES
+from handlers.dns.resolver import DnsSession, parse_nameserver
+from handlers.domain.dkim_keys import parse_key_record
+from handlers.domain.dmarc_record import parse_dmarc_record
+from handlers.domain.spf import parse_spf_record
+from handlers.fixes.dkim_fixes import (
     DkimKeyChoices,
     parse_public_key_input,
     propose_dkim_key,
     propose_dkim_testing,
     remove_testing_flag,
 )
-from handlers.dkim_keys import parse_key_record
-from handlers.dmarc_record import parse_dmarc_record
-from handlers.dns_entry import CLASSIC_UDP_LIMIT, MAX_STRING_BYTES
-from handlers.fix_session import prepare_fix
-from handlers.record_fixes import (
+from handlers.fixes.records import (
     FIX_KINDS,
     DmarcChoices,
     FixInputError,
@@ -37,10 +38,8 @@ from handlers.record_fixes import (
     parse_rua_input,
     propose_dmarc,
 )
-from handlers.record_validation import dmarc_record_problems, spf_record_problems
-from handlers.resolver import DnsSession, parse_nameserver
-from handlers.spf import parse_spf_record
-from handlers.spf_fixes import (
+from handlers.fixes.session import prepare_fix
+from handlers.fixes.spf_fixes import (
     SpfChoices,
     build_spf_record,
     count_lookups,
@@ -49,6 +48,7 @@ from handlers.spf_fixes import (
     parse_extra_terms,
     propose_spf,
 )
+from handlers.fixes.validation import dmarc_record_problems, spf_record_problems
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.keys import rsa_public_key
 
@@ -281,7 +281,7 @@ def test_normalised_values_ignore_spacing() -> None:
 
 
 def test_every_fixable_id_is_in_the_catalog() -> None:
-    from handlers.findings import CATALOG
+    from handlers.domain.findings import CATALOG
 
     assert set(FIX_KINDS) <= set(CATALOG)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.report_alerts import DEFAULT_THRESHOLDS, Thresholds, review_after_ingest
-from bot.report_store import ReportStore, StoredReport
-from bot.store import Alert, WatchStore
-from handlers.aggregate_report import parse_report
+from bot.reports.alerts import DEFAULT_THRESHOLDS, Thresholds, review_after_ingest
+from bot.store.database import Alert, WatchStore
+from bot.store.reports import ReportStore, StoredReport
+from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, open_reports, report_xml
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone

@@ -7,14 +7,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import slack_ids
-from bot.report_blocks import render_report, report_button_value
-from handlers.check import DomainReport
-from handlers.dkim_keys import DkimKey, DkimReport
-from handlers.dmarc import DmarcReport
-from handlers.findings import Finding, Severity
-from handlers.mx import MxHost, MxReport
-from handlers.spf import SpfReport
+from bot.slack import ids as slack_ids
+from bot.slack.blocks.domain_report import render_report, report_button_value
+from handlers.domain.check import DomainReport
+from handlers.domain.dkim_keys import DkimKey, DkimReport
+from handlers.domain.dmarc import DmarcReport
+from handlers.domain.findings import Finding, Severity
+from handlers.domain.mx import MxHost, MxReport
+from handlers.domain.spf import SpfReport
 from tests.slackstub import message_problems, strings
 
 EVIL = "<!channel> <!here> <https://evil.example|Click> & `x`"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.report_ingest import ingest_bytes, looks_like_report_name, one_team
-from bot.report_store import ReportStore
-from handlers.report_archive import ReportLimits
+from bot.reports.ingest import ingest_bytes, looks_like_report_name, one_team
+from bot.store.reports import ReportStore
+from handlers.reports.archive import ReportLimits
 from tests.aggregate_xml import TESTDATA, Row, gz, mail_with, open_reports, report_xml, zip_bomb, zipped
 
 SAMPLE_DIRS = [

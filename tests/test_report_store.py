@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.report_ingest import ingest_bytes, one_team
-from bot.report_store import ReportStore, shift, window
-from bot.store import WatchStore
-from handlers.aggregate_report import parse_report
+from bot.reports.ingest import ingest_bytes, one_team
+from bot.store.database import WatchStore
+from bot.store.reports import ReportStore, shift, window
+from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, gz, open_reports, report_xml, zipped
 
 

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.aggregate_blocks import render_summary
-from bot.report_chart import render_chart
-from bot.report_store import ReportStore
-from bot.report_summary import (
+from bot.reports.chart import render_chart
+from bot.reports.summary import (
     MAX_NAMED_SOURCES,
     NameCache,
     build_summary,
@@ -19,8 +17,10 @@ from bot.report_summary import (
     render_text,
     resolve_names,
 )
-from handlers.aggregate_report import parse_report
-from handlers.readiness import FailingSource
+from bot.slack.blocks.aggregate import render_summary
+from bot.store.reports import ReportStore
+from handlers.fixes.readiness import FailingSource
+from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, open_reports, report_xml
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone

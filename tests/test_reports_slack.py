@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handlers.aggregate_report import parse_report
+from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, gz, mail_with, open_reports, report_xml
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer, make_zone

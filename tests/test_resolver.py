@@ -1,4 +1,4 @@
-"""handlers/resolver.py against a real NSD, with faults injected by the proxy in front of it."""
+"""handlers/dns/resolver.py against a real NSD, with faults injected by the proxy in front of it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from handlers.resolver import (
+from handlers.dns.resolver import (
     MAX_CNAME_HOPS,
     DnsSession,
     DnsStatus,

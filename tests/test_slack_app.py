@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bot import slack_ids
-from bot.subcommands import SUBCOMMANDS, Job, Subcommand
+from bot.slack import ids as slack_ids
+from bot.slack.routing import SUBCOMMANDS, Job, Subcommand
 from tests.conftest import AppFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.keys import rsa_public_key

@@ -26,10 +26,10 @@ import pytest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
 
-from bot import slack_ids
 from bot.config import Settings
-from bot.slack_app import create_app
-from handlers.resolver import parse_nameserver
+from bot.slack import ids as slack_ids
+from bot.slack.app import create_app
+from handlers.dns.resolver import parse_nameserver
 from tests.dnstest import NsdServer, make_zone
 from tests.slackstub import SlackStandIn
 

@@ -1,4 +1,4 @@
-"""handlers/spf.py: record parsing, and the record check against a real NSD (faults via the proxy)."""
+"""handlers/domain/spf.py: record parsing, and the record check against a real NSD (faults via the proxy)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from handlers.findings import CATALOG, MONITOR_FINDINGS
-from handlers.resolver import DnsSession, parse_nameserver
-from handlers.spf import (
+from handlers.dns.resolver import DnsSession, parse_nameserver
+from handlers.domain.findings import CATALOG, MONITOR_FINDINGS
+from handlers.domain.spf import (
     SpfReport,
     SpfSyntaxError,
     check_spf,
@@ -21,14 +21,9 @@ from handlers.spf import (
     parse_spf_record,
 )
 from tests.dnstest import FaultProxy, NsdServer, make_zone, txt
+from tests.testdata import TESTDATA
 
-CHECKDMARC_CASES = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "testdata"
-    / "record-parsing-checkdmarc"
-    / "checkdmarc_spf_record_cases.json"
-)
+CHECKDMARC_CASES = TESTDATA / "record-parsing-checkdmarc" / "checkdmarc_spf_record_cases.json"
 
 LONG = "v=spf1 " + " ".join(f"ip4:198.51.100.{i}" for i in range(40)) + " -all"  # > 255 bytes
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import (
+from bot.store.database import (
     MIGRATIONS,
     Decision,
     NewAlert,
@@ -213,7 +213,7 @@ def test_add_selectors_validates_dedupes_and_caps(store: WatchStore) -> None:
 def test_a_v4_database_gains_fix_plans_and_threaded_alerts(
     db_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.store as store_module
+    import bot.store.database as store_module
 
     with monkeypatch.context() as patch:  # the schema as the release with 4 migrations left it
         patch.setattr(store_module, "MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 4])

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from bot import slack_ids
-from bot.report_blocks import report_button_value
-from bot.store import WatchStore
+from bot.slack import ids as slack_ids
+from bot.slack.blocks.domain_report import report_button_value
+from bot.store.database import WatchStore
 from tests.dnstest import NsdServer
 from tests.slackapp import RunningApp
 from tests.slackstub import SlackStandIn

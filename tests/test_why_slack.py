@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bot import slack_ids
+from bot.slack import ids as slack_ids
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
 from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones

@@ -12,11 +12,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.alert_delivery import ChannelPacer, DeliveryReport, client_for_team_factory, deliver_pending
 from bot.config import Settings
-from bot.monitor import CycleReport, check_watches
-from bot.store import WatchStore, open_store
-from handlers.resolver import DnsSession, parse_nameserver
+from bot.monitor.alert_delivery import ChannelPacer, DeliveryReport, client_for_team_factory, deliver_pending
+from bot.monitor.cycle import CycleReport, check_watches
+from bot.store.database import WatchStore, open_store
+from handlers.dns.resolver import DnsSession, parse_nameserver
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.slackapp import app_settings
 from tests.slackstub import SlackStandIn

@@ -1,0 +1,123 @@
+"""`dmarcbot ingest FILE...` and `dmarcbot report DOMAIN`: aggregate reports from the command line.
+
+Rows belong to a team (a Slack workspace), chosen by bot.cli.resolve_team.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bot.cli import (
+    EXIT_ERROR_FINDING,
+    EXIT_OK,
+    AddCommand,
+    UsageError,
+    add_nameserver_flag,
+    load_settings,
+    resolve_team,
+)
+from bot.config import Settings
+from bot.reports.alerts import review_after_ingest
+from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
+from bot.reports.summary import MAX_DAYS, build_summary, render_text, resolve_names, top_source_ips
+from bot.store.database import WatchStore, open_store
+from bot.store.reports import ReportStore
+from handlers.dns.domain_name import InvalidDomain, normalise_domain
+from handlers.reports.archive import DEFAULT_LIMITS
+
+
+def team_for(settings: Settings, store: WatchStore, reports: ReportStore, given: str | None) -> str:
+    """The workspace whose reports the command reads or writes (see bot.cli.resolve_team)."""
+    return resolve_team(given, settings, [*store.teams(), *reports.teams()])
+
+
+def command_ingest(args: argparse.Namespace) -> int:
+    """Store DMARC aggregate report files (xml, xml.gz, zip, or an .eml carrying one)."""
+    settings = load_settings()
+    store = open_store(settings.db_path)
+    reports = ReportStore(store)
+    team = team_for(settings, store, reports, args.team)
+    outcomes: list[FileOutcome] = []
+    for path_text in args.files:
+        path = Path(path_text)
+        try:
+            if path.stat().st_size > DEFAULT_LIMITS.max_input_bytes:
+                # Checked before reading: a stray disk image must not be loaded into memory.
+                outcome = FileOutcome(
+                    path_text,
+                    error=(
+                        f"the file is {path.stat().st_size:,} bytes, over the max_input_bytes cap of "
+                        f"{DEFAULT_LIMITS.max_input_bytes:,} bytes"
+                    ),
+                    refused_by_cap="max_input_bytes",
+                )
+            else:
+                outcome = ingest_bytes(reports, path.read_bytes(), path_text, one_team(team), "cli")
+        except OSError as error:
+            outcome = FileOutcome(path_text, error=f"cannot read it: {error.strerror or error}")
+        outcomes.append(outcome)
+        print(outcome.describe(), file=sys.stdout if outcome.ok else sys.stderr)
+        for warning in outcome.warnings[:5]:
+            print(f"  warning: {warning}", file=sys.stderr)
+    alerts = review_after_ingest(
+        store, reports, [r for o in outcomes for r in o.new_reports], settings.dns_session()
+    )
+    if alerts:
+        print(f"{alerts} alerts added to the outbox of the watching channels")
+    refused = [o for o in outcomes if not o.ok]
+    if refused:
+        print(
+            f"dmarcbot ingest: {len(refused)} of {len(outcomes)} files refused: "
+            + ", ".join(o.name for o in refused[:10]),
+            file=sys.stderr,
+        )
+        return EXIT_ERROR_FINDING
+    return EXIT_OK
+
+
+def command_report(args: argparse.Namespace) -> int:
+    """Summarise a domain's aggregate reports: volume, DMARC pass rate, sources, failures, selectors."""
+    try:
+        domain = normalise_domain(args.domain)
+    except InvalidDomain as error:
+        raise UsageError(str(error)) from None
+    if not 1 <= args.days <= MAX_DAYS:
+        raise UsageError(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
+    settings = load_settings(args.nameserver)
+    store = open_store(settings.db_path)
+    reports = ReportStore(store)
+    team = team_for(settings, store, reports, args.team)
+    names = resolve_names(top_source_ips(reports, team, domain, args.days), settings.dns_session())
+    summary = build_summary(reports, team, domain, args.days, names)
+    if args.chart:
+        from bot.reports.chart import render_chart
+
+        Path(args.chart).write_bytes(render_chart(summary))
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(render_text(summary))
+    return EXIT_OK
+
+
+def register_commands(add: AddCommand) -> None:
+    """`ingest` and `report`."""
+    ingest = add("ingest", command_ingest)
+    ingest.add_argument("files", metavar="FILE", nargs="+", help="report files to store")
+    ingest.add_argument("--team", metavar="TEAM_ID", help="the Slack team the reports belong to")
+    report = add("report", command_report)
+    report.add_argument("domain", metavar="DOMAIN", help="the policy domain, e.g. example.com")
+    report.add_argument(
+        "--days",
+        type=int,
+        default=30,
+        metavar="N",
+        help=f"the last N days, today included (1 to {MAX_DAYS}; default 30)",
+    )
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.add_argument("--chart", metavar="PNG", help="also write the daily chart to this file")
+    report.add_argument("--team", metavar="TEAM_ID", help="the Slack team whose reports to read")
+    add_nameserver_flag(report)

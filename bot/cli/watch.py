@@ -1,0 +1,342 @@
+"""`dmarcbot watch`, `unwatch`, `list`, `monitor`, `export` and `import`: the watch list from the
+command line, and the monitor cycle for cron (`monitor --once`).
+
+The database is DMARCBOT_DB (default ./dmarcbot.db). Watches belong to a Slack workspace, chosen
+by bot.cli.resolve_team: `--team`, else SLACK_TEAM_ID, else the database's only workspace, else
+`local`. Set SLACK_TEAM_ID to your workspace's id (T…) so that watches added here show up in
+Slack's `/dmarc list`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.cli import (
+    EXIT_OK,
+    TEAM_ID,
+    AddCommand,
+    UsageError,
+    add_nameserver_flag,
+    load_settings,
+    resolve_team,
+)
+from bot.config import Settings
+from bot.store.database import Watch, WatchStore, open_store
+from handlers.dns.domain_name import InvalidDomain, normalise_domain
+from handlers.domain.check import check_domain
+from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
+
+# Test-only: `monitor --once` exits right after the outbox is written, before anything is posted,
+# as a crash there would. tests/test_cli_watch.py uses it to prove a restart posts exactly once.
+CRASH_AFTER_OUTBOX_ENV = "DMARCBOT_TEST_CRASH_AFTER_OUTBOX"
+CRASH_EXIT_CODE = 70
+EXPORT_FORMAT = "dmarcbot-watches"
+EXPORT_VERSION = 1
+
+_SLACK_ID = re.compile(r"^[A-Z0-9]{2,30}$")
+
+
+def _store(settings: Settings) -> WatchStore:
+    return open_store(settings.db_path)
+
+
+def _team(args: argparse.Namespace, settings: Settings, store: WatchStore) -> str:
+    return resolve_team(args.team, settings, store.teams())
+
+
+def _channel(text: str) -> str:
+    channel = text.strip()
+    if not _SLACK_ID.match(channel) or channel[0] not in "CGD":
+        raise UsageError(
+            f"--channel {text!r} is not a Slack channel id: use the id (like "
+            "C0123ABCD, from the channel's details), not its name"
+        )
+    return channel
+
+
+def _domain(text: str) -> str:
+    try:
+        return normalise_domain(text)
+    except InvalidDomain as error:
+        raise UsageError(str(error)) from None
+
+
+def _selectors(texts: list[str] | None) -> list[str]:
+    try:
+        return validate_selectors(texts or [])
+    except InvalidSelector as error:
+        raise UsageError(str(error)) from None
+
+
+def command_watch(args: argparse.Namespace) -> int:
+    """Watch a domain: alerts about it go to --channel; its first check runs now as the baseline."""
+    from bot.monitor.cycle import record_observation
+    from bot.monitor.watch_state import observe
+
+    domain, channel = _domain(args.domain), _channel(args.channel)
+    selectors = _selectors(args.selector)
+    settings = load_settings(args.nameserver)
+    store = _store(settings)
+    team = _team(args, settings, store)
+    watch, newly = store.add_watch(team, channel, domain, selectors, added_by="cli")
+    report = asyncio.run(check_domain(domain, settings.dns_session(), selectors))
+    record_observation(store, watch, observe(report))
+    verb = "Watching" if newly else "Updated the watch of"
+    print(
+        f"{verb} {domain} for team {team}; alerts go to channel {channel}"
+        + (f"; DKIM selectors {', '.join(selectors)}" if selectors else "")
+        + "."
+    )
+    print(f"First check: {report.summary}")
+    return EXIT_OK
+
+
+def command_unwatch(args: argparse.Namespace) -> int:
+    """Stop watching a domain (its history and undelivered alerts are deleted)."""
+    domain, settings = _domain(args.domain), load_settings()
+    store = _store(settings)
+    team = _team(args, settings, store)
+    if not store.remove_watch(team, domain):
+        raise UsageError(
+            f"{domain} is not watched for team {team}: `dmarcbot list` shows the watched domains"
+        )
+    print(f"Stopped watching {domain} for team {team}.")
+    return EXIT_OK
+
+
+def command_list(args: argparse.Namespace) -> int:
+    """List the watched domains: channel, last check, status."""
+    settings = load_settings()
+    store = _store(settings)
+    team = _team(args, settings, store)
+    watches = store.watches(team)
+    if args.json:
+        print(json.dumps([w.to_json() for w in watches], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if not watches:
+        print(f"No domain is watched for team {team}.")
+        return EXIT_OK
+    print(_table(watches))
+    return EXIT_OK
+
+
+def _table(watches: list[Watch]) -> str:
+    rows = [("DOMAIN", "CHANNEL", "LAST CHECK", "STATUS", "SELECTORS")]
+    rows += [
+        (
+            w.domain,
+            w.channel_id,
+            (w.last_checked_at or "never").replace("T", " ")[:16],
+            w.last_status or "-",
+            ",".join(w.selectors) or "-",
+        )
+        for w in watches
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def command_monitor(args: argparse.Namespace) -> int:
+    """Check every watched domain and post the alerts (--once: one cycle, then exit; for cron).
+
+    Without --once a cycle runs every DMARCBOT_MONITOR_INTERVAL seconds until interrupted."""
+    from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
+    from bot.monitor.cycle import check_watches
+
+    settings = load_settings(args.nameserver)
+    store = _store(settings)
+    if not args.once:
+        return _monitor_forever(settings, store)
+    cycle = check_watches(store, settings.dns_session())
+    if os.environ.get(CRASH_AFTER_OUTBOX_ENV) == "1":
+        sys.stdout.flush()
+        os._exit(CRASH_EXIT_CODE)  # test-only: die as a crash would, with the outbox written
+    clients = client_for_team_factory(settings)
+    delivery = deliver_pending(store, clients)
+    print(
+        f"Checked {cycle.watches} watches ({cycle.domains} domains, {cycle.queries} DNS "
+        f"queries, {cycle.outages} with DNS failures); {cycle.alerts_written} alerts written, "
+        f"{delivery.alerts_posted} posted in {delivery.messages_posted} messages, "
+        f"{delivery.alerts_pending} pending."
+    )
+    if delivery.alerts_pending and not (settings.slack_bot_token or settings.oauth):
+        print(
+            "Alerts stay pending: set SLACK_BOT_TOKEN (or the OAuth settings) to post them.", file=sys.stderr
+        )
+    for problem in [*cycle.errors, *delivery.errors]:
+        print(f"problem: {problem}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _monitor_forever(settings: Settings, store: WatchStore) -> int:
+    from bot.monitor.scheduler import MonitorScheduler
+
+    scheduler = MonitorScheduler(settings, store)
+    scheduler.start()
+    try:
+        scheduler.wait()
+    except KeyboardInterrupt:
+        scheduler.stop()
+        return 130
+    return EXIT_OK
+
+
+def command_export(args: argparse.Namespace) -> int:
+    """Print the watch list as JSON (every team, or --team's), for a backup or another host."""
+    store = _store(load_settings())
+    teams = [args.team] if args.team else store.teams()
+    watches = [w for team in teams for w in store.watches(team)]
+    print(
+        json.dumps(
+            {
+                "format": EXPORT_FORMAT,
+                "version": EXPORT_VERSION,
+                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "watches": [
+                    {
+                        key: w.to_json()[key]
+                        for key in ("team_id", "channel_id", "domain", "selectors", "added_by", "created_at")
+                    }
+                    for w in watches
+                ],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
+    return EXIT_OK
+
+
+def command_import(args: argparse.Namespace) -> int:
+    """Add the watches of a JSON file made by `dmarcbot export` (`-` reads stdin); all or none."""
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot read {args.file}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{args.file} is not UTF-8 text: give a file made by `dmarcbot export`") from None
+    entries = parse_export(text, args.file)
+    store = _store(load_settings())
+    added = 0
+    for team, channel, domain, selectors, added_by in entries:
+        _, newly = store.add_watch(team, channel, domain, selectors, added_by)
+        added += newly
+    print(
+        f"Imported {len(entries)} watches from {args.file} ({added} new, "
+        f"{len(entries) - added} updated). Their first monitor cycle takes the baseline."
+    )
+    return EXIT_OK
+
+
+ImportEntry = tuple[str, str, str, list[str], str | None]
+
+
+def parse_export(text: str, source: str) -> list[ImportEntry]:
+    """Validate a whole export file; the first problem found is raised as a UsageError."""
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(
+            f"{source} is not JSON ({error.msg}, line {error.lineno}): give a file made by `dmarcbot export`"
+        ) from None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != EXPORT_FORMAT
+        or not isinstance(data.get("watches"), list)
+    ):
+        raise UsageError(
+            f"{source} is not a dmarcbot watch export: expected an object with "
+            f'"format": "{EXPORT_FORMAT}" and a "watches" list'
+        )
+    if data.get("version") != EXPORT_VERSION:
+        raise UsageError(
+            f"{source} has export version {data.get('version')!r}; this dmarcbot "
+            f"reads version {EXPORT_VERSION}"
+        )
+    entries = []
+    for number, item in enumerate(data["watches"], start=1):
+        entries.append(_entry(item, f"{source}: watch #{number}"))
+    return entries
+
+
+def _entry(item: Any, where: str) -> ImportEntry:
+    try:
+        if not isinstance(item, dict):
+            raise UsageError("is not an object")
+        for name in ("team_id", "channel_id", "domain"):
+            if not isinstance(item.get(name), str) or not item[name]:
+                raise UsageError(f"has no {name!r} (a non-empty string)")
+        if not TEAM_ID.match(item["team_id"]):
+            raise UsageError(f"team_id {item['team_id']!r} is not a Slack team id")
+        selectors = item.get("selectors", [])
+        if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
+            raise UsageError("selectors must be a list of strings")
+        added_by = item.get("added_by")
+        return (
+            item["team_id"],
+            _channel(item["channel_id"]),
+            _domain(item["domain"]),
+            _selectors(selectors),
+            added_by if isinstance(added_by, str) else None,
+        )
+    except UsageError as error:
+        raise UsageError(f"{where} {error}") from None
+
+
+def register_commands(add: AddCommand) -> None:
+    """`watch`, `unwatch`, `list`, `monitor`, `export`, `import`."""
+
+    def team_flag(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--team",
+            metavar="TEAM_ID",
+            help="the Slack workspace id (default: $SLACK_TEAM_ID, else the "
+            "database's only workspace, else 'local')",
+        )
+
+    watch = add("watch", command_watch)
+    watch.add_argument("domain", metavar="DOMAIN", help="the domain, e.g. example.com")
+    watch.add_argument(
+        "--channel",
+        required=True,
+        metavar="CHANNEL_ID",
+        help="the Slack channel id that gets the alerts (C…)",
+    )
+    team_flag(watch)
+    watch.add_argument(
+        "--selector",
+        action="append",
+        metavar="SEL",
+        help="DKIM selector to watch (repeatable); without it common selectors are probed",
+    )
+    add_nameserver_flag(watch)
+
+    unwatch = add("unwatch", command_unwatch)
+    unwatch.add_argument("domain", metavar="DOMAIN")
+    team_flag(unwatch)
+
+    listing = add("list", command_list)
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    team_flag(listing)
+
+    monitor = add("monitor", command_monitor)
+    monitor.add_argument(
+        "--once", action="store_true", help="run one cycle, post the alerts and exit (for cron)"
+    )
+    add_nameserver_flag(monitor)
+
+    export = add("export", command_export)
+    export.add_argument("--team", metavar="TEAM_ID", help="only this workspace's watches")
+
+    importing = add("import", command_import)
+    importing.add_argument("file", metavar="FILE", help="a file made by `dmarcbot export`, or -")

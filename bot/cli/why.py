@@ -1,0 +1,176 @@
+"""`dmarcbot why FILE`: explain why one message passed or failed DMARC."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import sys
+import textwrap
+from collections.abc import Callable
+from typing import BinaryIO
+
+from bot.cli import UsageError, nameservers_from
+from handlers.dns.domain_name import InvalidDomain, normalise_domain
+from handlers.dns.resolver import DnsSession
+from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, parse_message
+from handlers.message.verdict import MessageVerdict, diagnose_message
+
+EXIT_PASS, EXIT_NOT_PASS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_why_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `dmarcbot why`."""
+    parser.add_argument(
+        "file", metavar="FILE", help="the raw message (.eml) or its header block; - reads standard input"
+    )
+    parser.add_argument(
+        "--ip",
+        metavar="ADDR",
+        help="the connecting IP to evaluate SPF for (else the receiver's "
+        "Received-SPF, else the Received chain)",
+    )
+    parser.add_argument("--helo", metavar="NAME", help="the HELO/EHLO name the client gave")
+    parser.add_argument(
+        "--mail-from",
+        metavar="ADDR",
+        help="the envelope sender (MAIL FROM); <> for the null sender (else the Return-Path header)",
+    )
+    parser.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="DNS server to ask instead of the system resolver (repeatable; "
+        "also DMARCBOT_NAMESERVERS=host[:port],...)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def command_why(args: argparse.Namespace) -> int:
+    """Explain why a message passed or failed DMARC: SPF, each DKIM signature, alignment, causes.
+
+    FILE is a raw message (.eml) or its headers alone (the body is then not checked); `-` reads
+    standard input. SPF uses --ip/--helo/--mail-from when given, else the receiver's Received-SPF
+    or Authentication-Results, else the first external hop of the Received chain.
+    Exit status: 0 DMARC passes; 1 it fails, or the result is none, temperror or permerror;
+    2 bad input (not a message, binary, over 10 MB, no From or several From addresses).
+    """
+    ip = _ip(args.ip)
+    helo = _helo(args.helo)
+    mail_from = _mail_from(args.mail_from)
+    nameservers = nameservers_from(args.nameserver)
+    data = _read(args.file)
+    try:
+        message = parse_message(data)
+    except MessageError as error:
+        raise UsageError(f"{args.file}: {error}") from None
+    session = DnsSession(nameservers)
+    verdict = asyncio.run(diagnose_message(session, message, ip=ip, helo=helo, mail_from=mail_from))
+    if args.json:
+        print(json.dumps(verdict.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(render_verdict(verdict))
+    return EXIT_PASS if verdict.passed else EXIT_NOT_PASS
+
+
+def _read(name: str) -> bytes:
+    """At most the cap plus one byte, so an oversized input is refused without reading it all."""
+    try:
+        if name == "-":
+            return _read_bounded(sys.stdin.buffer)
+        with open(name, "rb") as handle:
+            return _read_bounded(handle)
+    except OSError as error:
+        raise UsageError(f"cannot read {name}: {error.strerror or error}") from None
+
+
+def _read_bounded(stream: BinaryIO) -> bytes:
+    return stream.read(MAX_MESSAGE_BYTES + 1)
+
+
+def _ip(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip().strip("[]")))
+    except ValueError:
+        raise UsageError(f"--ip {text!r} is not an IPv4 or IPv6 address") from None
+
+
+def _helo(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return normalise_domain(text)
+    except InvalidDomain as error:
+        raise UsageError(f"--helo: {error}") from None
+
+
+def _mail_from(text: str | None) -> str | None:
+    if text is None:
+        return None
+    value = text.strip().strip("<>")
+    if not value:
+        return ""  # the null sender: SPF then checks HELO (RFC 7208 §2.4)
+    local, at, domain = value.rpartition("@")
+    try:
+        domain = normalise_domain(domain)
+    except InvalidDomain as error:
+        raise UsageError(f"--mail-from: {error}") from None
+    return f"{local}@{domain}" if at else domain
+
+
+def render_verdict(verdict: MessageVerdict) -> str:
+    """The verdict as text for a terminal: result first, then each identifier, then the causes."""
+    dmarc, spf = verdict.dmarc, verdict.spf
+    lines = [f"DMARC {dmarc.result.upper()} for {verdict.from_domain} (From: {verdict.from_address})"]
+    if dmarc.record is not None:
+        lines.append(f"  record: _dmarc.{dmarc.location}: {dmarc.record.raw}")
+        lines.append(f"  policy for failing mail: {dmarc.policy}; organizational domain {dmarc.org_domain}")
+    lines.append(f"  {dmarc.reason}")
+    lines.append("")
+    aligned = {True: "domain aligned", False: "domain not aligned", None: "alignment unknown"}[spf.aligned]
+    lines.append(f"SPF {spf.result or 'not evaluated'} for {spf.domain or '?'} ({spf.identity}), {aligned}")
+    lines.append(f"  IP {spf.ip or 'unknown'}: {spf.ip_detail}")
+    if spf.explanation:
+        lines.append(f"  {spf.explanation}")
+    lines.append("")
+    if not verdict.dkim:
+        lines.append("DKIM: no signature")
+    for result, alignment in zip(verdict.dkim, verdict.dkim_alignment, strict=True):
+        state = (
+            ""
+            if alignment is None
+            else (
+                ", aligned"
+                if alignment.aligned
+                else ", not aligned"
+                if alignment.aligned is False
+                else ", alignment unknown"
+            )
+        )
+        lines.append(f"DKIM {result.result} d={result.domain} s={result.selector}{state} [{result.reason}]")
+        lines.append(f"  {result.detail}")
+    if verdict.headers_only:
+        lines.append("  (headers only: body hashes were not checked)")
+    if verdict.causes:
+        lines.append("")
+        lines.append("Causes:")
+        for item in verdict.causes:
+            lines.append(f"- {item.id}: {item.title}")
+            lines.extend(textwrap.wrap(item.detail, 96, initial_indent="    ", subsequent_indent="    "))
+            lines.extend(
+                textwrap.wrap("Fix: " + item.fix, 96, initial_indent="    ", subsequent_indent="    ")
+            )
+    if verdict.differences:
+        lines.append("")
+        lines.append(f"Differences from the receiver's Authentication-Results ({verdict.receiver}):")
+        for diff in verdict.differences:
+            lines.append(f"- {diff.what}: receiver {diff.receiver}, now {diff.ours}: {diff.why}")
+    return "\n".join(lines)
+
+
+def register_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """`why`."""
+    add_why_arguments(add("why", command_why))

@@ -1,0 +1,82 @@
+"""The monitor's background thread for `dmarcbot serve` and `dmarcbot monitor`: a cycle, then
+delivery of the outbox, every `settings.monitor_interval` seconds, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from bot.config import Settings
+from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
+from bot.monitor.cycle import check_watches
+from bot.store.database import WatchStore
+
+log = logging.getLogger("dmarcbot.monitor")
+
+
+def run_cycle(settings: Settings, store: WatchStore) -> None:
+    """One full cycle: check every watch through a fresh DnsSession, then post the outbox."""
+    cycle = check_watches(store, settings.dns_session())
+    delivery = deliver_pending(store, client_for_team_factory(settings))
+    log.info(
+        "Monitor cycle: %d watches, %d domains, %d DNS queries, %d outages, %d alerts "
+        "written, %d messages posted, %d alerts pending",
+        cycle.watches,
+        cycle.domains,
+        cycle.queries,
+        cycle.outages,
+        cycle.alerts_written,
+        delivery.messages_posted,
+        delivery.alerts_pending,
+    )
+
+
+class MonitorScheduler:
+    """Runs `cycle` now and then every `interval` seconds in a daemon thread; `stop` ends it
+    between cycles (a cycle in progress finishes its current step first)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: WatchStore,
+        cycle: Callable[[Settings, WatchStore], None] = run_cycle,
+        interval: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.cycle = cycle
+        self.interval = float(interval if interval is not None else settings.monitor_interval)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.cycles_run = 0
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="dmarcbot-monitor", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the thread to stop and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait(self) -> None:
+        """Block until the thread ends (Ctrl-C still reaches the caller)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(1.0)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._run_once()
+            self._stop.wait(self.interval)
+
+    def _run_once(self) -> None:
+        try:
+            self.cycle(self.settings, self.store)
+        except Exception:  # the thread is the boundary: it must outlive one bad cycle, loudly
+            log.exception("Monitor cycle failed unexpectedly; the next one runs in %.0f s", self.interval)
+        finally:
+            self.cycles_run += 1

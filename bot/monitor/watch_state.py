@@ -1,0 +1,215 @@
+"""What a watch's check saw, and what changed since the state its channel was last told about.
+
+Pure functions, no I/O: the monitor feeds them a DomainReport and the watch's stored history.
+
+The alert rules (the README's "Alert semantics" says the same):
+- A check with any `dns.temperror` is an outage, never a change: it is not compared, the stored
+  state is left alone, and only the third such cycle in a row alerts ("cannot check").
+- The first good check is the baseline: no alert.
+- A state (the normalised records plus the finding ids) that differs from the one the channel
+  knows alerts at once when it is new: not seen in the last FLAP_WINDOW.
+- Flapping: a state seen within FLAP_WINDOW that comes back is held, not alerted, unless it then
+  holds for SETTLE_CHECKS good checks in a row. So a record going back and forth between two
+  values (nameservers out of sync, a provider's rollout) alerts once. The one exception is a
+  return to passing DMARC: "recovered" is said at once, so fixing a mistake by restoring the old
+  record is announced; a record flapping between passing and failing says "failing" once and
+  "recovered" once, then stays quiet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bot.store.database import ObservedState, Snapshot, WatchHistory
+from handlers.domain.check import DomainReport
+from handlers.domain.findings import Severity
+from handlers.domain.spf import SpfInclude
+
+FLAP_WINDOW = timedelta(hours=24)
+SETTLE_CHECKS = 3
+CANNOT_CHECK_AFTER = 3  # failed cycles in a row before "cannot check" is said
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One check of one domain, reduced to what the monitor compares and says."""
+
+    domain: str
+    state: ObservedState
+    summary: str
+    outage: bool  # a lookup failed: the result is unknown and must not be compared
+    outage_detail: str = ""
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """One record whose joined text differs; None is "no record"."""
+
+    name: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one alert says about one watch."""
+
+    kind: str  # changed / failing / recovered / check_restored / cannot_check
+    domain: str
+    selectors: tuple[str, ...]
+    summary: str
+    records: list[RecordChange] = field(default_factory=list)
+    appeared: list[dict[str, str]] = field(default_factory=list)
+    cleared: list[dict[str, str]] = field(default_factory=list)
+    verdict_before: str | None = None
+    verdict_after: str | None = None
+
+
+def observe(report: DomainReport) -> Observation:
+    """Reduce a report to its normalised records, finding keys and verdict."""
+    findings = [
+        {
+            "key": f"{f.id}:{f.severity.value}",
+            "id": f.id,
+            "severity": f.severity.value,
+            "title": f.title,
+            "detail": f.detail,
+        }
+        for f in report.findings
+    ]
+    records = observed_records(report)
+    keys = sorted({f["key"] for f in findings})
+    fingerprint = hashlib.sha256(json.dumps([records, keys], sort_keys=True).encode()).hexdigest()
+    temperrors = [f for f in report.findings if f.id == "dns.temperror"]
+    state = ObservedState(fingerprint, records, findings, report.verdict)
+    return Observation(
+        report.domain, state, report.summary, bool(temperrors), temperrors[0].detail if temperrors else ""
+    )
+
+
+def observed_records(report: DomainReport) -> dict[str, str | None]:
+    """The records a change alert covers, by a readable name: DMARC, SPF and every record in its
+    include chain (a provider's change can push the domain past 10 lookups), DKIM keys, MX."""
+    domain = report.domain
+    records: dict[str, str | None] = {}
+    if not report.exists:
+        return {f"{domain} (the domain)": None}
+    if report.dmarc is not None:
+        dmarc = report.dmarc
+        multiple = next((f.record for f in dmarc.findings if f.id == "dmarc.multiple"), None)
+        value = dmarc.record.raw if dmarc.record else multiple
+        if value is not None and dmarc.location and dmarc.location != domain:
+            value = f"{value}  (inherited from _dmarc.{dmarc.location})"
+        records[f"DMARC _dmarc.{domain}"] = value
+    if report.spf is not None:
+        records[f"SPF {domain}"] = "\n".join(report.spf.records) if report.spf.records else None
+        for include in _walk(report.spf.includes):
+            records[f"SPF {include.mechanism}:{include.domain}"] = include.record
+    if report.dkim is not None:
+        for selector in report.dkim.selectors_tried if not report.dkim.probed else ():
+            records[f"DKIM {selector}._domainkey.{domain}"] = None  # named: absence is news
+        for key in report.dkim.keys:
+            records[f"DKIM {key.name}"] = key.record
+    if report.mx is not None:
+        records[f"MX {domain}"] = ", ".join(f"{h.preference} {h.host}" for h in report.mx.hosts) or None
+    return records
+
+
+def _walk(includes: Iterable[SpfInclude]) -> Iterable[SpfInclude]:
+    for include in includes:
+        yield include
+        yield from _walk(include.children)
+
+
+def decide(history: WatchHistory, observation: Observation) -> tuple[Change | None, bool]:
+    """The change to announce for a good check (or None), and whether the channel then knows this
+    state. See the module docstring for the rules."""
+    state = observation.state
+    watch = history.watch
+    restored = watch.temperror_streak >= CANNOT_CHECK_AFTER
+    known = history.alerted
+    if known is None:
+        return None, True  # the baseline
+    if state.fingerprint == known.fingerprint:
+        return (_restored(history, observation) if restored else None), False
+    recovered = known.verdict != "pass" and state.verdict == "pass"
+    new = state.fingerprint not in history.recent_fingerprints
+    latest = history.latest
+    settled = (
+        latest is not None and latest.fingerprint == state.fingerprint and latest.checks + 1 >= SETTLE_CHECKS
+    )
+    if not (new or recovered or settled):
+        return (_restored(history, observation) if restored else None), False  # a flap: held
+    if known.verdict == "pass" and state.verdict == "fail":
+        kind = "failing"
+    elif recovered:
+        kind = "recovered"
+    else:
+        kind = "changed"
+    appeared, cleared = _finding_diff(known, state)
+    return Change(
+        kind,
+        watch.domain,
+        watch.selectors,
+        observation.summary,
+        _record_diff(known.records, state.records),
+        appeared,
+        cleared,
+        known.verdict,
+        state.verdict,
+    ), True
+
+
+def cannot_check_change(domain: str, selectors: tuple[str, ...], streak: int, detail: str) -> Change:
+    """The alert for the third failed cycle in a row."""
+    return Change(
+        "cannot_check",
+        domain,
+        selectors,
+        f"The last {streak} checks of {domain} hit DNS failures, so nothing is known "
+        f"about its records: {detail}",
+        verdict_after="unknown",
+    )
+
+
+def _restored(history: WatchHistory, observation: Observation) -> Change:
+    watch = history.watch
+    return Change(
+        "check_restored",
+        watch.domain,
+        watch.selectors,
+        observation.summary,
+        verdict_after=observation.state.verdict,
+    )
+
+
+def _record_diff(before: dict[str, str | None], after: dict[str, str | None]) -> list[RecordChange]:
+    names = list(dict.fromkeys([*before, *after]))
+    return [
+        RecordChange(name, before.get(name), after.get(name))
+        for name in names
+        if before.get(name) != after.get(name)
+    ]
+
+
+def _finding_diff(known: Snapshot, state: ObservedState) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    before = {f["key"] for f in known.findings}
+    after = {f["key"] for f in state.findings}
+    appeared = _unique(f for f in state.findings if f["key"] not in before)
+    cleared = _unique(f for f in known.findings if f["key"] not in after)
+    rank = {s.value: s.rank for s in Severity}
+    return (
+        sorted(appeared, key=lambda f: rank.get(f["severity"], 9)),
+        sorted(cleared, key=lambda f: rank.get(f["severity"], 9)),
+    )
+
+
+def _unique(findings: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+    seen: dict[str, dict[str, str]] = {}
+    for f in findings:
+        seen.setdefault(f["key"], f)
+    return list(seen.values())

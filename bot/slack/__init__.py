@@ -1,0 +1,1 @@
+"""The Slack app: the Bolt factory, the server, routing, ids, files and request turns."""

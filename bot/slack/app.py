@@ -1,0 +1,74 @@
+"""The Bolt app factory: settings in, a configured App out; nothing read from the environment here."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.oauth.oauth_settings import OAuthSettings
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
+from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
+
+from bot.config import Settings
+from bot.slack.listeners import aggregate_reports as reports
+from bot.slack.listeners import check_report as report_actions
+from bot.slack.listeners import commands, fixit, home, watch, why
+
+# files:write: the report chart goes up with files_upload_v2 (issue 7).
+BOT_SCOPES = ["commands", "chat:write", "files:read", "files:write", "channels:read", "groups:read"]
+
+LISTENER_MODULES = [commands, report_actions, reports, fixit, home, watch, why]
+
+log = logging.getLogger("dmarcbot.slack")
+
+
+def make_web_client(settings: Settings, token: str | None) -> WebClient:
+    """A WebClient for our Web API base URL that waits out a 429's Retry-After and tries again."""
+    client = WebClient(token=token, base_url=settings.slack_api_url)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
+    return client
+
+
+def create_app(settings: Settings) -> App:
+    """Build the app: single-token, or OAuth with Bolt's SQLite installation store in our database."""
+    oauth_settings = None
+    token = settings.slack_bot_token
+    if settings.oauth:
+        token = None
+        oauth_settings = OAuthSettings(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret,
+            scopes=BOT_SCOPES,
+            installation_store=SQLite3InstallationStore(
+                database=settings.db_path, client_id=settings.slack_client_id or ""
+            ),
+            state_store=SQLite3OAuthStateStore(database=settings.db_path, expiration_seconds=600),
+        )
+    app = App(
+        token=token,
+        # Socket Mode needs no signature (the socket is authenticated); HTTP always verifies.
+        signing_secret=settings.slack_signing_secret or "",
+        client=make_web_client(settings, token),
+        oauth_settings=oauth_settings,
+        # An unknown token must not stop a test or a dev run from starting; auth errors surface
+        # on the first call instead.
+        token_verification_enabled=False,
+    )
+    for module in LISTENER_MODULES:
+        module.register(app, settings)
+    register_catch_all(app)
+    return app
+
+
+def register_catch_all(app: App) -> None:
+    """Acknowledge every event no listener above took. Bolt answers an unmatched request 404;
+    Slack then retries the event (X-Slack-Retry-Num) and, when failures persist, disables the
+    app's event subscriptions. Registered last: Bolt runs the first listener that matches."""
+
+    @app.event(re.compile(".*"))
+    def acknowledge_unhandled_event(event: dict[str, Any]) -> None:
+        log.debug("event %s: nothing to do", event.get("type"))

@@ -1,0 +1,1 @@
+"""Block Kit rendering, one module per kind of message or view."""

@@ -1,0 +1,148 @@
+"""Block Kit for aggregate reports: the domain summary, the answer to a shared report file, and
+the report-based alerts.
+
+Everything that came from a report (domains, reporter names, reasons) or from reverse DNS is
+escaped with bot.slack.mrkdwn.safe and bounded; messages stay inside Block Kit's limits, and `text` is
+always sent beside `blocks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.reports.ingest import FileOutcome
+from bot.reports.summary import ReportSummary, group_by_provider, nothing_text, percent, why_text
+from bot.slack.blocks.domain_report import context, section
+from bot.slack.mrkdwn import clip, fit_lines, safe
+
+Block = dict[str, Any]
+
+MAX_SOURCE_GROUPS = 8
+MAX_SOURCES_PER_GROUP = 5
+MAX_FAILURES = 8
+MAX_SELECTORS = 15
+MAX_FILE_SUMMARIES = 3
+
+
+def render_summary(summary: ReportSummary) -> tuple[str, list[Block]]:
+    """The summary of a domain's reports as (fallback text, blocks)."""
+    domain = safe(summary.domain, 255)
+    period = f"{summary.first} to {summary.last}"
+    if not summary.messages:
+        text = f"{summary.domain}: no aggregate reports for {period}. {nothing_text(summary)}"
+        return clip(text, 2900), [
+            _header(f"{summary.domain}: DMARC reports"),
+            section(f"No aggregate reports for *{domain}* from {period}. {safe(nothing_text(summary), 500)}"),
+        ]
+    rate = percent(summary.pass_rate)
+    text = clip(
+        f"{summary.domain}: {summary.messages:,} messages in {summary.days} days, {rate} passed DMARC", 2900
+    )
+    blocks: list[Block] = [
+        _header(f"{summary.domain}: DMARC reports, last {summary.days} days"),
+        section(
+            f"*{summary.messages:,}* messages from {len(summary.sources):,} sources "
+            f"({period}); *{rate}* passed DMARC."
+        ),
+        section(_sources_text(summary)),
+    ]
+    if summary.failures:
+        blocks.append(section(_failures_text(summary)))
+    blocks.append(section(_selectors_text(summary)))
+    blocks.append(
+        context(
+            "Aligned = passed and matched the From domain (RFC 9989). "
+            f"`dmarcbot report {domain} --days {summary.days}` prints every source."
+        )
+    )
+    return text, blocks
+
+
+def _header(text: str) -> Block:
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, 150)}}
+
+
+def _sources_text(summary: ReportSummary) -> str:
+    lines = ["*Sources* (messages · DMARC pass · SPF aligned · DKIM aligned)"]
+    groups = group_by_provider(summary.sources)
+    for provider, members in groups[:MAX_SOURCE_GROUPS]:
+        lines.append(f"*{safe(provider, 120)}*")
+        for s in members[:MAX_SOURCES_PER_GROUP]:
+            name = f" {safe(s.name, 100)}" if s.name else ""
+            lines.append(
+                f"• `{s.ip}`{name}: {s.messages:,} · {percent(_rate(s.passed, s.messages))}"
+                f" · {percent(_rate(s.spf_aligned, s.messages))}"
+                f" · {percent(_rate(s.dkim_aligned, s.messages))}"
+            )
+        if len(members) > MAX_SOURCES_PER_GROUP:
+            lines.append(f"  …and {len(members) - MAX_SOURCES_PER_GROUP} more")
+    if len(groups) > MAX_SOURCE_GROUPS:
+        lines.append(f"…and {len(groups) - MAX_SOURCE_GROUPS} more groups of sources")
+    return fit_lines(lines)
+
+
+def _failures_text(summary: ReportSummary) -> str:
+    lines = ["*Failing DMARC*"]
+    for failure in summary.failures[:MAX_FAILURES]:
+        lines.append(f"• `{failure.ip}` ({failure.messages:,}): {safe(why_text(failure), 400)}")
+    if len(summary.failures) > MAX_FAILURES:
+        lines.append(f"…and {len(summary.failures) - MAX_FAILURES} more")
+    return fit_lines(lines)
+
+
+def _selectors_text(summary: ReportSummary) -> str:
+    if not summary.selectors:
+        return f"*DKIM selectors seen:* none with d={safe(summary.domain, 255)}"
+    shown = ", ".join(f"`{safe(s.selector, 63)}` ({s.messages:,})" for s in summary.selectors[:MAX_SELECTORS])
+    extra = len(summary.selectors) - MAX_SELECTORS
+    more = f" and {extra} more" if extra > 0 else ""
+    return fit_lines([f"*DKIM selectors seen:* {shown}{more}"])
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def render_file_answer(outcome: FileOutcome, summaries: Sequence[ReportSummary]) -> tuple[str, list[Block]]:
+    """The thread answer to a shared report file: what was stored, then each domain's summary."""
+    if not outcome.ok:
+        text = clip(f"I could not ingest {outcome.name}: {outcome.error}", 2900)
+        return text, [
+            section(
+                f":warning: I could not ingest *{safe(outcome.name, 200)}*: {safe(outcome.error or '', 2000)}"
+            )
+        ]
+    new = len(outcome.new_reports)
+    again = len(outcome.reports) - new
+    headline = f"Ingested {new} report{'s' if new != 1 else ''}"
+    if again:
+        headline += f"; {again} already ingested (counted once)"
+    text = clip(f"{outcome.name}: {headline}.", 2900)
+    blocks: list[Block] = [
+        section(f":inbox_tray: *{safe(outcome.name, 200)}*: {headline}.\n" + safe(outcome.describe(), 2000))
+    ]
+    for summary in summaries[:MAX_FILE_SUMMARIES]:
+        _text, summary_blocks = render_summary(summary)
+        blocks.extend(summary_blocks[1:])  # the file's headline stands in for the header
+    if outcome.warnings:
+        blocks.append(context(safe("; ".join(outcome.warnings[:3]), 1000)))
+    return text, blocks[:50]
+
+
+def render_report_alert(domain: str, headline: str, detail: str) -> tuple[str, list[Block], Block]:
+    """A report-based alert: (fallback text, blocks of its own message, its line in a digest).
+    `detail` is plain text (escaped here)."""
+    text = clip(f"{domain}: {headline}. {detail}", 2900)
+    blocks: list[Block] = [
+        _header(f"{domain}: {headline}"),
+        section(f":chart_with_downwards_trend: {safe(detail, 2800)}"),
+        context(
+            f"From DMARC aggregate reports. `/dmarc report {safe(domain, 255)}` shows the "
+            "sources and why they fail."
+        ),
+    ]
+    digest = section(
+        f":chart_with_downwards_trend: *{safe(domain, 255)}*: {safe(headline, 200)}\n{safe(detail, 600)}"
+    )
+    return text, blocks, digest

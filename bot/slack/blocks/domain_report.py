@@ -1,0 +1,193 @@
+"""Block Kit for a domain report: header and verdict, summary, one section per record, the
+findings by severity with their fixes, a context line and the Re-check / Watch / Fix it buttons.
+
+Everything from DNS is escaped (bot.slack.mrkdwn) and every part is bounded, so the worst domain still
+fits Block Kit's limits (50 blocks, 3000 characters a section): extra findings become "…and N more".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from bot.slack import ids as slack_ids
+from bot.slack.mrkdwn import clip, code, code_block, safe
+from handlers.domain.check import DomainReport
+from handlers.domain.findings import Finding, Severity
+from handlers.fixes.records import fix_kind
+
+Block = dict[str, Any]
+
+MAX_MESSAGE_BLOCKS = 50
+_SEVERITY_ICONS = {
+    Severity.ERROR: ":red_circle:",
+    Severity.WARNING: ":large_orange_circle:",
+    Severity.INFO: ":information_source:",
+}
+_VERDICT_WORDS = {"pass": "can pass DMARC", "fail": "fails DMARC", "unknown": "unknown (DNS failed)"}
+# The report's fixed blocks: header, summary, divider, 4 record sections, divider, context, actions.
+_FIXED_BLOCKS = 10
+
+
+def section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, 3000)}}
+
+
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 3000)}]}
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    element: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": clip(text, 75)},
+        "action_id": action_id,
+        "value": value[:2000],
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def report_button_value(domain: str, selectors: list[str]) -> str:
+    """What the report's buttons carry: enough to run the same check again (≤ 2000 characters)."""
+    value = json.dumps({"d": domain, "s": selectors[:20]}, separators=(",", ":"))
+    return value if len(value) <= 2000 else json.dumps({"d": domain, "s": []})
+
+
+_KEY_NAME = re.compile(r"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)\._domainkey\.")
+
+
+def fix_button_value(f: Finding, domain: str, team_id: str | None, selectors: list[str] | None = None) -> str:
+    """What a finding's Fix it button carries: the finding id, the domain, the owning team, and
+    the DKIM selector at fault (read from the finding's detail) — well within 2000 characters."""
+    return fix_value(f.id, f.detail, domain, team_id, selectors)
+
+
+def fix_value(
+    finding_id: str, detail: str, domain: str, team_id: str | None, selectors: Sequence[str] | None = None
+) -> str:
+    """The same, from a finding's id and detail (alerts keep findings as plain data)."""
+    data: dict[str, Any] = {"f": finding_id, "d": domain}
+    if team_id:
+        data["o"] = team_id
+    if finding_id.startswith("dkim."):
+        found = _KEY_NAME.search(detail)
+        if found and len(found.group(1)) <= 63:
+            data["x"] = found.group(1).lower()
+    data["s"] = list(selectors or [])[:20]
+    return json.dumps(data, separators=(",", ":"))[:2000]
+
+
+def fix_button(
+    f: Finding, domain: str, team_id: str | None, selectors: list[str] | None = None
+) -> Block | None:
+    """A finding's own Fix it button, or None when the fix-it flow has no fix for it (alerts use
+    this too, so every fixable finding carries one)."""
+    if fix_kind(f.id) is None:
+        return None
+    return button("Fix it", slack_ids.ACTION_FIX, fix_button_value(f, domain, team_id, selectors))
+
+
+def render_report(
+    report: DomainReport, selectors: list[str] | None = None, team_id: str | None = None
+) -> tuple[str, list[Block]]:
+    """The message for a domain report: (fallback text, blocks). `team_id`, the workspace that
+    asked, goes into the Fix it buttons so only its members may fix the domain."""
+    name = report.display_domain
+    verdict = report.verdict
+    # the fallback text is mrkdwn too (notifications, screen readers): escape it like the blocks
+    text = f"DMARC check for {name}: {_VERDICT_WORDS[verdict]}. {safe(report.summary, 2600)}"
+    blocks: list[Block] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": clip(f"{name}: {_VERDICT_WORDS[verdict]}", 150)},
+        },
+        section(safe(report.summary, 2900)),
+        {"type": "divider"},
+        *_record_sections(report),
+        {"type": "divider"},
+    ]
+    room = MAX_MESSAGE_BLOCKS - len(blocks) - 3  # context, actions, and one "…and N more"
+    findings = list(report.findings)
+    blocks += [_finding_section(f, fix_button(f, report.domain, team_id, selectors)) for f in findings[:room]]
+    if len(findings) > room:
+        blocks.append(
+            context(
+                f"…and {len(findings) - room} more findings: run "
+                f"`dmarcbot check {report.domain}` for the full list."
+            )
+        )
+    blocks.append(
+        context(
+            f"Checked <!date^{int(report.checked_at.timestamp())}^{{date_short_pretty}} "
+            f"{{time}}|{report.checked_at:%Y-%m-%d %H:%M} UTC> · "
+            f"{report.queries} DNS queries"
+        )
+    )
+    value = report_button_value(report.domain, selectors or [])
+    actions = [
+        button("Re-check", slack_ids.ACTION_RECHECK, value, "primary"),
+        button("Watch", slack_ids.ACTION_WATCH, value),
+    ]
+    fixable = [f for f in report.findings if f.severity is not Severity.INFO and fix_kind(f.id)]
+    if fixable:
+        # The report-wide button fixes the most important finding; each finding has its own too.
+        top = report.top_finding if report.top_finding in fixable else fixable[0]
+        assert top is not None
+        actions.append(
+            button("Fix it", slack_ids.ACTION_FIX, fix_button_value(top, report.domain, team_id, selectors))
+        )
+    blocks.append({"type": "actions", "block_id": slack_ids.BLOCK_REPORT_ACTIONS, "elements": actions})
+    return clip(text, 3000), blocks
+
+
+def _record_sections(report: DomainReport) -> list[Block]:
+    if not report.exists:
+        return [section(f"*Domain*\n{safe(report.domain)} does not exist (NXDOMAIN).")]
+    parts = []
+    if report.dmarc is not None:
+        dmarc = report.dmarc
+        lines = ["*DMARC*"]
+        lines.append(code_block(dmarc.record.raw, 1200) if dmarc.record else "_no record_")
+        if dmarc.location:
+            lines.append(
+                f"at {code('_dmarc.' + dmarc.location, 300)}"
+                + (f" · policy for this domain: *{dmarc.policy}*" if dmarc.policy else "")
+            )
+        parts.append(section("\n".join(lines)))
+    if report.spf is not None:
+        spf = report.spf
+        lines = ["*SPF*", code_block(spf.record, 1500) if spf.record else "_no record_"]
+        if spf.record:
+            lines.append(f"{spf.dns_lookups} of 10 DNS lookups · {spf.void_lookups} void")
+        parts.append(section("\n".join(lines)))
+    if report.dkim is not None:
+        dkim = report.dkim
+        keys = [
+            f"• {code(k.selector, 70)}: {safe(k.key_type or '?', 40)}, {k.key_bits or '?'} bits"
+            f"{' (revoked)' if k.revoked else ''}"
+            for k in dkim.keys[:10]
+        ]
+        how = "named" if not dkim.probed else f"probed {len(dkim.selectors_tried)} common selectors"
+        parts.append(section("*DKIM* (" + how + ")\n" + ("\n".join(keys) or "_no key found_")))
+    if report.mx is not None:
+        mx = report.mx
+        hosts = ", ".join(code(f"{h.preference} {h.host}", 120) for h in mx.hosts[:8])
+        if len(mx.hosts) > 8:
+            hosts += f" …and {len(mx.hosts) - 8} more"
+        parts.append(section("*MX*\n" + ("null MX: accepts no mail" if mx.null_mx else hosts or "_none_")))
+    return parts
+
+
+def _finding_section(f: Finding, fix: Block | None = None) -> Block:
+    lines = [f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`", safe(f.detail, 1200)]
+    if f.record:
+        lines.append(code(f.record, 700))
+    lines.append(f"*Fix:* {safe(f.fix, 700)}")
+    block = section("\n".join(lines))
+    if fix is not None:
+        block["accessory"] = fix
+    return block

@@ -1,0 +1,177 @@
+"""Aggregate reports in Slack: a report file shared where the bot is gets ingested and answered in
+its thread; `/dmarc report DOMAIN [DAYS]` posts the summary and the daily chart.
+
+The data belongs to the team the event or command came from. A file is fetched the way Slack
+documents it: `files.info` for the URL (never a URL from the event payload, so the bot token is
+only ever sent where Slack's own API pointed), then `url_private_download` with the bot token.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from slack_bolt import App, BoltContext
+from slack_sdk import WebClient
+
+from bot.config import Settings
+from bot.reports.alerts import review_after_ingest
+from bot.reports.ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
+from bot.reports.summary import MAX_DAYS, build_summary, resolve_names, top_source_ips
+from bot.slack.blocks.aggregate import render_file_answer, render_summary
+from bot.slack.files import FileRefused, download_file
+from bot.slack.listeners.commands import register_worker
+from bot.slack.routing import Job, Subcommand, UsageProblem, parse_domain_argument, register_subcommand
+from bot.slack.turn import SlackTurn, guarded
+from bot.store.database import WatchStore, shared_store
+from bot.store.reports import ReportStore
+from handlers.dns.domain_name import display_name
+from handlers.reports.archive import DEFAULT_LIMITS
+
+log = logging.getLogger("dmarcbot.reports")
+
+DEFAULT_DAYS = 30
+
+
+def parse_report_command(words: list[str]) -> Job:
+    """Summarise a domain's DMARC aggregate reports: sources, failures, selectors, chart."""
+    domain = parse_domain_argument(words, "report DOMAIN [DAYS]")
+    days = DEFAULT_DAYS
+    if len(words) > 1:
+        if not (words[1].isascii() and words[1].isdigit()) or not 1 <= int(words[1]) <= MAX_DAYS:
+            raise UsageProblem(f"DAYS must be a whole number from 1 to {MAX_DAYS}, not “{words[1][:20]}”.")
+        days = int(words[1])
+    if len(words) > 2:
+        raise UsageProblem("Give a domain and, optionally, a number of days.")
+    return Job(
+        f"Summarising the reports for {display_name(domain)}…", "report", {"domain": domain, "days": days}
+    )
+
+
+register_subcommand(
+    Subcommand(
+        "report",
+        "report DOMAIN [DAYS]",
+        parse_report_command,
+        ("/dmarc report example.com", "/dmarc report example.com 7"),
+    )
+)
+
+
+def report_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
+    """Post the summary in the channel, then the chart in its thread."""
+    reports = ReportStore(shared_store(turn.settings.db_path))
+    team = turn.team_id or ""
+    domain, days = args["domain"], int(args["days"])
+    names = resolve_names(top_source_ips(reports, team, domain, days), turn.settings.dns_session())
+    summary = build_summary(reports, team, domain, days, names)
+    text, blocks = render_summary(summary)
+    answer = turn.post(text, blocks)
+    if answer is None or not summary.messages:
+        return  # shown to the requester alone, or nothing to chart
+    from bot.reports.chart import render_chart  # matplotlib: loaded on the first chart only
+
+    turn.client.files_upload_v2(
+        channel=turn.channel_id,
+        thread_ts=answer.get("ts"),
+        file=render_chart(summary),
+        filename=f"dmarc-{domain}-{days}d.png",
+        title=f"{domain}: DMARC reports, last {days} days",
+        alt_txt=f"Daily messages and DMARC pass rate for {domain}",
+    )
+
+
+register_worker("report", report_worker)
+
+
+# -- shared files ---------------------------------------------------------------------------------
+
+
+class _ThreadReply:
+    """A Respond look-alike for events (they have no response_url): answers in the file's thread."""
+
+    def __init__(self, client: WebClient, channel: str, thread_ts: str | None) -> None:
+        self.client, self.channel, self.thread_ts = client, channel, thread_ts
+
+    def __call__(self, text: str = "", blocks: list[dict[str, Any]] | None = None, **_: Any) -> None:
+        self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks)
+
+
+def share_ts(info: dict[str, Any], channel: str) -> str | None:
+    """The ts of the message that shared the file in `channel` (the thread to answer in)."""
+    shares = info.get("shares") or {}
+    for kind in ("public", "private"):
+        for share in (shares.get(kind) or {}).get(channel) or []:
+            return str(share.get("thread_ts") or share.get("ts") or "") or None
+    return None
+
+
+def ingest_shared_file(
+    store: WatchStore,
+    settings: Settings,
+    client: WebClient,
+    team_id: str,
+    info: dict[str, Any],
+    reply: _ThreadReply,
+) -> FileOutcome | None:
+    """Download, ingest and answer one shared file; None when it is not a report file."""
+    name = str(info.get("name") or info.get("title") or "file")[:200]
+    if not looks_like_report_name(name):
+        return None
+    reports = ReportStore(store)
+    try:
+        data = download_file(info, client.token or "", DEFAULT_LIMITS.max_input_bytes)
+    except FileRefused as refused:
+        outcome = FileOutcome(name, error=str(refused))
+    else:
+        outcome = ingest_bytes(reports, data, name, one_team(team_id), "slack")
+    if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
+        return outcome  # a message shared for `/dmarc why`, not a report: not ours to answer
+    summaries = [
+        build_summary(reports, team_id, domain, days=_span(first, last), first=first, last=last)
+        for domain, (first, last) in _spans(outcome).items()
+    ]
+    text, blocks = render_file_answer(outcome, summaries)
+    reply(text=text, blocks=blocks)
+    review_after_ingest(store, reports, outcome.reports, settings.dns_session())
+    return outcome
+
+
+def _spans(outcome: FileOutcome) -> dict[str, tuple[str, str]]:
+    """Each domain in the file with the first and last day its reports cover."""
+    spans: dict[str, tuple[str, str]] = {}
+    for stored in outcome.reports:
+        first, last = spans.get(stored.domain, (stored.day, stored.day))
+        spans[stored.domain] = (min(first, stored.day), max(last, stored.day))
+    return spans
+
+
+def _span(first: str, last: str) -> int:
+    return (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
+
+
+def register(app: App, settings: Settings) -> None:
+    """Attach the file_shared listener to `app`."""
+    store = shared_store(settings.db_path)  # migrated here, before the first event
+
+    @app.event("file_shared")
+    def handle_file_shared(
+        event: dict[str, Any], body: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        if event.get("user_id") and event.get("user_id") == context.bot_user_id:
+            return  # our own chart upload
+        channel = str(event.get("channel_id") or "")
+        team_id = str(body.get("team_id") or context.team_id or "")
+        file_id = str(event.get("file_id") or (event.get("file") or {}).get("id") or "")
+        if not channel or not file_id or not team_id:
+            return
+        reply = _ThreadReply(client, channel, None)
+        turn = SlackTurn(client, None, settings, channel, event.get("user_id"), team_id)
+
+        def work() -> None:
+            info = client.files_info(file=file_id).get("file") or {}
+            reply.thread_ts = share_ts(info, channel)
+            ingest_shared_file(store, settings, client, team_id, info, reply)
+
+        guarded("reading a shared report file", turn, work)

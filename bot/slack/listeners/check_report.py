@@ -1,0 +1,76 @@
+"""The buttons on a domain report: Re-check (fresh DNS, same message) and Watch.
+
+The Fix it buttons are handled by bot/slack/listeners/fixit.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.config import Settings
+from bot.slack import ids as slack_ids
+from bot.slack.blocks.domain_report import render_report
+from bot.slack.listeners.watch import start_watching
+from bot.slack.turn import guarded, run_domain_check, turn_for_interaction
+from handlers.dns.domain_name import InvalidDomain, normalise_domain
+
+
+class BadButtonValue(ValueError):
+    """A button value we did not write (forged or from an old version)."""
+
+
+def read_button_value(body: dict[str, Any]) -> tuple[str, list[str]]:
+    """The domain and selectors a report button carries, validated again: values come back from
+    the client and could have been altered."""
+    try:
+        value = json.loads(body["actions"][0]["value"])
+        domain = normalise_domain(str(value["d"]))
+        selectors = [str(s) for s in value.get("s", [])][:20]
+    except (KeyError, IndexError, TypeError, ValueError, InvalidDomain) as error:
+        raise BadButtonValue(str(error)) from None
+    return domain, selectors
+
+
+def register(app: App, settings: Settings) -> None:
+    """Attach the report buttons' listeners to `app`."""
+
+    @app.action(slack_ids.ACTION_RECHECK)
+    def handle_recheck(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        turn = turn_for_interaction(body, client, respond, settings)
+
+        def recheck() -> None:
+            try:
+                domain, selectors = read_button_value(body)
+            except BadButtonValue:
+                turn.tell("That button no longer works: run `/dmarc check DOMAIN` again.")
+                return
+            report = run_domain_check(settings, domain, selectors)
+            text, blocks = render_report(report, selectors, turn.team_id)
+            message = body.get("message") or {}
+            container = body.get("container") or {}
+            if container.get("is_ephemeral") or not message.get("ts"):
+                respond(text=text, blocks=blocks, replace_original=True)
+            else:
+                client.chat_update(channel=turn.channel_id or "", ts=message["ts"], text=text, blocks=blocks)
+
+        guarded("re-checking a domain", turn, recheck)
+
+    @app.action(slack_ids.ACTION_WATCH)
+    def handle_watch(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        turn = turn_for_interaction(body, client, respond, settings)
+
+        def watch() -> None:
+            try:
+                domain, selectors = read_button_value(body)
+            except BadButtonValue:
+                turn.tell("That button no longer works: run `/dmarc watch DOMAIN` instead.")
+                return
+            start_watching(domain, selectors, turn)
+
+        guarded("starting to watch a domain", turn, watch)

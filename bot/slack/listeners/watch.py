@@ -1,0 +1,153 @@
+"""`/dmarc watch`, `/dmarc unwatch`, `/dmarc list`, the report's Watch button and the App Home
+watch list. Every read and write is scoped to the team the request came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.config import Settings
+from bot.monitor.cycle import record_observation
+from bot.monitor.watch_state import observe
+from bot.slack.blocks.alerts import render_watch_list, render_watch_started
+from bot.slack.blocks.domain_report import context
+from bot.slack.listeners.commands import register_worker
+from bot.slack.listeners.home import HOME_SECTIONS
+from bot.slack.mrkdwn import safe
+from bot.slack.routing import (
+    Job,
+    Subcommand,
+    parse_domain_argument,
+    parse_selectors,
+    register_subcommand,
+)
+from bot.slack.turn import SlackTurn, run_domain_check
+from bot.store.database import shared_store
+from handlers.dns.domain_name import display_name
+
+HOME_WATCH_BLOCKS = 45  # of the Home tab's 100: the intro and usage come first
+
+
+def parse_watch(words: list[str]) -> Job:
+    """Watch a domain: this channel hears when its records change, mail starts failing, or it recovers."""
+    domain = parse_domain_argument(words, "watch DOMAIN")
+    selectors = parse_selectors(words[1:])
+    return Job(
+        f"Watching {display_name(domain)} for this channel: running its first check…",
+        "watch",
+        {"domain": domain, "selectors": selectors},
+    )
+
+
+def parse_unwatch(words: list[str]) -> Job:
+    """Stop watching a domain."""
+    return Job(None, "unwatch", {"domain": parse_domain_argument(words, "unwatch DOMAIN")})
+
+
+def parse_list(words: list[str]) -> Job:
+    """List this workspace's watched domains: channel, last check, status."""
+    return Job(None, "list")
+
+
+def invite_problem(client: WebClient, channel_id: str, domain: str) -> str | None:
+    """Why alerts could not be posted in `channel_id` (the bot is not a member), or None."""
+    how = (
+        f"I'm not a member of this channel, so I could not post alerts about "
+        f"{safe(display_name(domain), 300)} here. Invite me with `/invite @dmarcbot` (or "
+        "the channel's details → Integrations → Add apps), then run "
+        f"`/dmarc watch {safe(domain, 300)}` again."
+    )
+    try:
+        info = client.conversations_info(channel=channel_id)
+    except SlackApiError as error:
+        if error.response.get("error") == "channel_not_found":  # a private channel we are not in
+            return how
+        raise
+    channel = info.get("channel") or {}
+    return how if channel.get("is_member") is False else None
+
+
+def start_watching(domain: str, selectors: list[str], turn: SlackTurn) -> None:
+    """Watch `domain` for the turn's team with alerts to its channel, run the first check as the
+    baseline, and post its summary there."""
+    if not turn.team_id or not turn.channel_id:
+        turn.tell("Run `/dmarc watch` in the channel that should get the alerts.")
+        return
+    problem = invite_problem(turn.client, turn.channel_id, domain)
+    if problem:
+        turn.tell(problem)
+        return
+    store = shared_store(turn.settings.db_path)
+    watch, newly = store.add_watch(turn.team_id, turn.channel_id, domain, selectors, turn.user_id)
+    report = run_domain_check(turn.settings, domain, selectors)
+    record_observation(store, watch, observe(report))
+    text, blocks = render_watch_started(report, watch, newly, selectors)
+    turn.post(text, blocks, unfurl_links=False, unfurl_media=False)
+
+
+def watch_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
+    """After the ack of `/dmarc watch`."""
+    start_watching(args["domain"], args["selectors"], turn)
+
+
+def unwatch_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
+    """After the ack of `/dmarc unwatch`: remove the team's watch and say so."""
+    domain = args["domain"]
+    store = shared_store(turn.settings.db_path)
+    if turn.team_id and store.remove_watch(turn.team_id, domain):
+        turn.tell(f"Stopped watching {safe(display_name(domain), 300)}.")
+    else:
+        turn.tell(
+            f"{safe(display_name(domain), 300)} is not watched in this workspace. "
+            "`/dmarc list` shows what is."
+        )
+
+
+def list_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
+    """After the ack of `/dmarc list`: this team's watches, to the person who asked."""
+    watches = shared_store(turn.settings.db_path).watches(turn.team_id or "")
+    text, blocks = render_watch_list(watches)
+    turn.tell(text, blocks)
+
+
+def home_watch_section(settings: Settings, team_id: str | None) -> list[dict[str, Any]]:
+    """The App Home's watch list for the team whose member opened it."""
+    watches = shared_store(settings.db_path).watches(team_id) if team_id else []
+    _, blocks = render_watch_list(watches, limit_blocks=HOME_WATCH_BLOCKS)
+    blocks = [{"type": "divider"}, *blocks]
+    if settings.ephemeral_disk:
+        blocks.append(
+            context(
+                ":warning: The watch list lives in a database on a disk that is "
+                "wiped at every deploy and restart: export it with "
+                "`dmarcbot export`, or keep DMARCBOT_DB on persistent storage."
+            )
+        )
+    return blocks
+
+
+for _row in (
+    Subcommand(
+        "watch",
+        "watch DOMAIN [SELECTOR...]",
+        parse_watch,
+        ("/dmarc watch example.com", "/dmarc watch example.com google selector1"),
+    ),
+    Subcommand("unwatch", "unwatch DOMAIN", parse_unwatch, ("/dmarc unwatch example.com",)),
+    Subcommand("list", "list", parse_list, ("/dmarc list",)),
+):
+    register_subcommand(_row)
+register_worker("watch", watch_worker)
+register_worker("unwatch", unwatch_worker)
+register_worker("list", list_worker)
+if home_watch_section not in HOME_SECTIONS:
+    HOME_SECTIONS.append(home_watch_section)
+
+
+def register(app: App, settings: Settings) -> None:
+    """Prepare the store (migrations run once per process) before any watch request arrives; the
+    routes themselves live in the /dmarc routing table and the Home tab's sections."""
+    shared_store(settings.db_path)

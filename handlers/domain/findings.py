@@ -1,0 +1,234 @@
+"""Findings: the one vocabulary every diagnosis speaks (ids from ../shared/FINDINGS.md).
+
+The ids are a public interface (JSON output, alerts, the fix-it flow and users' filters key on
+them): never rename one. A new id goes in CATALOG and in the README's findings table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from handlers.dns.resolver import Lookup
+
+
+class Severity(enum.Enum):
+    """`error`: mail will fail DMARC or the record is void; `warning`: weak or risky; `info`."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"error": 0, "warning": 1, "info": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem or fact: stable id, severity, one-line title, the exact record at fault, a fix."""
+
+    id: str
+    severity: Severity
+    title: str
+    detail: str
+    fix: str
+    record: str | None = None  # the raw record at fault, shown next to the finding
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "id": self.id,
+            "severity": self.severity.value,
+            "title": self.title,
+            "detail": self.detail,
+            "fix": self.fix,
+            "record": self.record,
+        }
+
+
+@dataclass(frozen=True)
+class FindingKind:
+    severity: Severity
+    title: str
+    fix: str
+
+
+E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+# Titles and default fixes; a check may pass a more specific fix.
+CATALOG: dict[str, FindingKind] = {
+    "domain.nxdomain": FindingKind(
+        E,
+        "The domain does not exist",
+        "Check the spelling; a domain that does not exist cannot send or receive mail.",
+    ),
+    "domain.invalid": FindingKind(E, "Not a valid domain name", "Give a domain name such as example.com."),
+    "dns.temperror": FindingKind(
+        E,
+        "A DNS lookup failed, so the result is unknown",
+        "Retry in a few minutes; if it persists, check the domain's nameservers are answering.",
+    ),
+    "dmarc.missing": FindingKind(
+        E,
+        "No DMARC record",
+        'Publish a TXT record at _dmarc.DOMAIN such as "v=DMARC1; p=none; rua=mailto:dmarc@DOMAIN".',
+    ),
+    "dmarc.multiple": FindingKind(
+        E,
+        "More than one DMARC record: DMARC is not applied",
+        "Merge them into a single v=DMARC1 record and delete the others.",
+    ),
+    "dmarc.syntax": FindingKind(
+        E,
+        "The DMARC record is not valid",
+        "Correct the record; it must start with v=DMARC1 and use only valid tags and values.",
+    ),
+    "dmarc.policy_none": FindingKind(
+        W,
+        "Policy p=none: spoofed mail is still delivered",
+        "Once aggregate reports show your own mail passing, move to p=quarantine, then p=reject.",
+    ),
+    "dmarc.testing": FindingKind(
+        W,
+        "Test mode t=y: the policy is applied one level lower",
+        "Remove t=y once reports show legitimate mail passing.",
+    ),
+    "dmarc.subdomain_weaker": FindingKind(
+        W,
+        "Subdomains get a weaker policy than the domain",
+        "Raise sp= (and np=) to at least the p= policy, or remove them to inherit p=.",
+    ),
+    "dmarc.no_rua": FindingKind(
+        W,
+        "No aggregate report address: failures are invisible",
+        "Add rua=mailto:dmarc-reports@DOMAIN (or a report collector's address).",
+    ),
+    "dmarc.rua_unauthorized": FindingKind(
+        W,
+        "A report address in another domain has not authorised reports",
+        'Ask the receiving domain to publish "v=DMARC1" at DOMAIN._report._dmarc.THEIR-DOMAIN.',
+    ),
+    "dmarc.deprecated_tag": FindingKind(
+        I,
+        "A tag removed by RFC 9989",
+        "Remove pct=, rf= and ri=; receivers ignore them. Use t=y for a gradual roll-out.",
+    ),
+    "dmarc.inherited": FindingKind(
+        I,
+        "DMARC applies through the organizational domain",
+        "Nothing to do unless this name needs its own policy: publish _dmarc at this name.",
+    ),
+    "spf.missing": FindingKind(
+        E, "No SPF record", 'Publish one TXT record such as "v=spf1 include:<your provider> -all".'
+    ),
+    "spf.multiple": FindingKind(
+        E, "More than one SPF record: SPF permerror", "Merge all v=spf1 records into a single one."
+    ),
+    "spf.syntax": FindingKind(
+        E,
+        "The SPF record does not parse: SPF permerror",
+        "Correct the term shown; see RFC 7208 §5 for each mechanism's form.",
+    ),
+    "spf.too_many_lookups": FindingKind(
+        E,
+        "More than 10 DNS lookups: SPF permerror",
+        "Remove unused includes, replace a/mx with ip4/ip6, or flatten an include into its addresses.",
+    ),
+    "spf.void_lookups": FindingKind(
+        E,
+        "More than 2 void lookups: SPF permerror",
+        "Remove the terms whose names do not exist or publish no record.",
+    ),
+    "spf.include_missing": FindingKind(
+        E,
+        "An include or redirect target has no SPF record: permerror",
+        "Remove the term or correct the name (check your provider's documented include).",
+    ),
+    "spf.loop": FindingKind(
+        E, "An include or redirect loop", "Remove the term that leads back to a record already included."
+    ),
+    "spf.pass_all": FindingKind(
+        E,
+        "+all: anyone may send as the domain",
+        "End the record with -all (or ~all while you check every sender is listed).",
+    ),
+    "spf.neutral_all": FindingKind(
+        W, "?all or no all: SPF says nothing about other senders", "End the record with -all (or ~all)."
+    ),
+    "spf.near_limit": FindingKind(
+        W,
+        "9 or 10 DNS lookups: one more sender breaks SPF",
+        "Free lookups now: drop unused includes or flatten one into ip4/ip6 terms.",
+    ),
+    "spf.flattened_stale": FindingKind(
+        W,
+        "A flattened include's provider changed its addresses",
+        "Re-flatten: drop the old addresses from the record and add the new ones.",
+    ),
+    "spf.ptr": FindingKind(
+        W, "The deprecated ptr mechanism", "Replace ptr with ip4/ip6 or a/mx terms (RFC 7208 §5.5)."
+    ),
+    "dkim.no_selector": FindingKind(
+        I,
+        "No DKIM key found at the probed selectors",
+        "Not proof DKIM is absent: check with the selector from a message's DKIM-Signature s= tag.",
+    ),
+    "dkim.key_missing": FindingKind(
+        E,
+        "No DKIM key at the named selector",
+        "Publish the key your mail provider gives you at SELECTOR._domainkey.DOMAIN.",
+    ),
+    "dkim.key_revoked": FindingKind(
+        W,
+        "The DKIM key is revoked (empty p=)",
+        "Stop signing with this selector, or publish its current public key.",
+    ),
+    "dkim.key_invalid": FindingKind(
+        E,
+        "The DKIM key record is not valid",
+        "Republish the record exactly as your provider gives it: v=DKIM1; k=rsa; p=<base64 key>.",
+    ),
+    "dkim.weak_key": FindingKind(
+        E,
+        "The DKIM key is too short",
+        "Generate a 2048-bit RSA key (or ed25519 beside it), publish it, then switch signing to it.",
+    ),
+    "dkim.testing": FindingKind(
+        W, "The DKIM key is in test mode (t=y)", "Remove t=y from the key record once signing works."
+    ),
+    "mx.missing": FindingKind(
+        I,
+        "No MX record",
+        'Publish MX records if the domain receives mail; publish a null MX ("0 .") if it never does.',
+    ),
+}
+
+# Raised by the monitor (bot.monitor.fix_followup), never by a check: a flattened record's address terms
+# look like any others, and only the provider's addresses remembered since the fix tell them apart.
+MONITOR_FINDINGS = frozenset({"spf.flattened_stale"})
+
+
+def finding(
+    finding_id: str,
+    detail: str,
+    *,
+    fix: str | None = None,
+    record: str | None = None,
+    severity: Severity | None = None,
+) -> Finding:
+    """Build a finding from the catalog; `severity` overrides only where FINDINGS.md allows."""
+    kind = CATALOG[finding_id]
+    return Finding(finding_id, severity or kind.severity, kind.title, detail, fix or kind.fix, record)
+
+
+def sort_findings(findings: list[Finding]) -> list[Finding]:
+    """Errors first, then warnings, then info; stable within a severity."""
+    return sorted(findings, key=lambda f: f.severity.rank)
+
+
+def temperror_finding(lookup: Lookup) -> Finding:
+    """`dns.temperror` for a failed lookup: it names the name and the failure, and never claims
+    that anything is missing."""
+    return finding("dns.temperror", lookup.describe_failure() + "; the result is unknown, not missing.")

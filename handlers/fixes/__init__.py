@@ -1,0 +1,1 @@
+"""Fix-it proposals: records generated from findings, validated twice, with provider steps."""

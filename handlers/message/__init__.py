@@ -1,0 +1,1 @@
+"""One message's DMARC verdict: parsing, DKIM verification, SPF evaluation, alignment, causes."""

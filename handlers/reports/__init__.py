@@ -1,0 +1,1 @@
+"""DMARC aggregate reports: unpacking and streaming parsing, bounded."""
