@@ -1,4 +1,4 @@
-"""Benchmark: wall time of one domain check over a slow DNS, ours against checkdmarc (issue 2, "Speed").
+"""Benchmark: wall time of one domain check over a slow DNS, ours against checkdmarc.
 
     .venv/bin/python -m benchmarks.check_latency [--runs 7] [--latency 0.05]
 
@@ -23,7 +23,7 @@ min and max, and the queries each side sent per run as counted by the proxy.
 
 The critical path is the longest chain of lookups that each need the previous answer, derived from
 the zone built here (printed with the chain), times --latency: no resolver can finish sooner.
-Goals (issue 2): ours at least 5x faster than checkdmarc's SPF+DMARC alone, and within 2x of the
+Goals: ours at least 5x faster than checkdmarc's SPF+DMARC alone, and within 2x of the
 critical path. A benchmark of a broken check is meaningless, so both sides' results are checked
 first (no dns.temperror, the designed SPF lookup count) and the run stops if they are wrong.
 
@@ -312,10 +312,10 @@ def main() -> int:
     zones = build_zones()
     with tempfile.TemporaryDirectory(prefix="dmarcbot-bench-") as workdir:
         nsd = NsdServer(Path(workdir))
-        proxy: TimedProxy | None = None
+        proxy = TimedProxy((nsd.host, nsd.port))
         try:
             nsd.start(zones)
-            proxy = TimedProxy((nsd.host, nsd.port)).start()
+            proxy.start()
             proxy.latency = args.latency
             servers = (Nameserver(proxy.host, proxy.port),)
             peer_servers = checkdmarc_nameservers(servers)
@@ -342,8 +342,7 @@ def main() -> int:
             print("\ninterrupted: stopping the proxy and NSD", file=sys.stderr)
             return 130
         finally:
-            if proxy is not None:
-                proxy.stop()
+            proxy.stop()  # safe when it never started
             nsd.stop()
 
 

@@ -1,5 +1,4 @@
-"""Benchmark: one monitor cycle over 2,000 watched domains sharing their providers' SPF includes
-(issue 4, "Scale").
+"""Benchmark: one monitor cycle over 2,000 watched domains sharing their providers' SPF includes.
 
     .venv/bin/python -m benchmarks.monitor_scale [--domains 2000] [--latency 0.02] [--runs 3]
 
@@ -24,7 +23,7 @@ Queries are counted by the proxy. "Alone" is what checking each domain on its ow
 DnsSession per domain, measured on a sample of 100 domains. Peak memory is the process's peak
 resident set (ru_maxrss of this process; the proxy runs in a process of its own, as the network
 would).
-Goal (issue 4): a cycle under 60 s on this 2-core machine, far fewer queries per domain than alone.
+Goal: a cycle under 60 s on this 2-core machine, far fewer queries per domain than alone.
 """
 
 from __future__ import annotations

@@ -22,12 +22,13 @@ class SettingsError(ValueError):
 class Settings:
     """Everything the process is configured with. Built by `from_env`, passed down explicitly."""
 
-    slack_bot_token: str | None = None
-    slack_signing_secret: str | None = None
-    slack_app_token: str | None = None
+    # Secrets are left out of repr(), so a settings object in a log line or a traceback shows none.
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
     slack_api_url: str = SLACK_API_URL
     slack_client_id: str | None = None
-    slack_client_secret: str | None = None
+    slack_client_secret: str | None = field(default=None, repr=False)
     db_path: str = DEFAULT_DB
     nameservers: tuple[Nameserver, ...] = ()
     dns_timeout: float = 2.0  # seconds per DNS attempt
@@ -146,7 +147,7 @@ class Settings:
             "DMARCBOT_IMAP_USER": self.imap_user,
             "DMARCBOT_IMAP_PASSWORD": self.imap_password,
         }
-        if any(imap.values()) and not all(imap.values()):  # issue 7: the rua mailbox
+        if any(imap.values()) and not all(imap.values()):  # the rua mailbox: all or nothing
             problems.append(
                 "set DMARCBOT_IMAP_HOST, DMARCBOT_IMAP_USER and DMARCBOT_IMAP_PASSWORD "
                 "together (missing: " + ", ".join(k for k, v in imap.items() if not v) + ")"

@@ -223,7 +223,7 @@ service anvil {{
             _, found = imap.uid("SEARCH", "ALL")
             messages = []
             for uid in (found[0] or b"").split():
-                _, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+                _, data = imap.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
                 messages.append(next(item[1] for item in data if isinstance(item, tuple)))
             return messages
 

@@ -85,10 +85,21 @@ def test_bad_port_is_a_settings_error(port: str) -> None:
         Settings.from_env({"PORT": port})
 
 
-def test_password_is_not_in_repr() -> None:
-    settings = Settings.from_env({"DMARCBOT_IMAP_PASSWORD": "hunter2"})
-    assert settings.imap_password == "hunter2"
-    assert "hunter2" not in repr(settings)
+SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-bot-secret-1",
+    "SLACK_SIGNING_SECRET": "signing-secret-2",
+    "SLACK_APP_TOKEN": "xapp-app-secret-3",
+    "SLACK_CLIENT_SECRET": "client-secret-4",
+    "DMARCBOT_IMAP_PASSWORD": "hunter2",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECRETS))
+def test_no_secret_is_in_repr(name: str) -> None:
+    settings = Settings.from_env({**SECRETS, "SLACK_CLIENT_ID": "1.2"})
+    shown = repr(settings)
+    assert "slack_client_id='1.2'" in shown  # the repr still shows what is not secret
+    assert SECRETS[name] not in shown
 
 
 def test_from_env_reads_only_the_mapping_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:

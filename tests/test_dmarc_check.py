@@ -155,7 +155,7 @@ SCENARIOS = [
     ("missing.test", ["dmarc.missing"], None, None),
     ("sub.missing.test", ["dmarc.missing"], None, None),
     ("multi-sub.org.test", ["dmarc.multiple"], None, None),
-    # the parent has two records: not "missing" (FINDINGS.md: DMARC is not applied)
+    # the parent has two records: not "missing" (dmarc.multiple: DMARC is not applied)
     ("mail.multiple.test", ["dmarc.multiple"], None, None),
     # an own record that is not usable is reported as it is, not replaced by the parent's
     ("broken-sub.org.test", ["dmarc.syntax"], None, "broken-sub.org.test"),

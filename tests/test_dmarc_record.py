@@ -203,7 +203,7 @@ _RECORD_XFAIL = {
         "Mail::DMARC tolerates it. We would rather tell the owner to fix the record."
     ),
     "v=DMARC1; psd=y": (
-        "RFC 9989 §4.10.1 as REFERENCE.md reads it: a record with no p= is applied (as none) only when "
+        "RFC 9989 §4.10.1: a record with no p= is applied (as none) only when "
         "it has a valid rua=; this PSD record has neither, so it is not usable as a policy for us "
         "(its psd=y still marks the organizational domain). Mail::DMARC accepts it."
     ),
@@ -294,7 +294,7 @@ def _uri_params() -> list[Any]:
 def test_mail_dmarc_reporting_uris(uri_list: str, upstream_valid: bool) -> None:
     """Adapted to RFC 9989/9990: an entry is deliverable only when it is a mailto: address. Mail::DMARC
     also accepts http(s) on the policy domain and ignores unknown schemes; we name every non-mailto
-    entry as a problem (FINDINGS.md: a rua without mailto: is dmarc.syntax)."""
+    entry as a problem (a rua without mailto: is dmarc.syntax)."""
     record = parse_dmarc_record(f"v=DMARC1; p=none; rua={uri_list}")
     entries = [u.strip() for u in uri_list.split(",")]
     mailto = [e for e in entries if e.startswith("mailto:")]

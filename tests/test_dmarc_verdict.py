@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -40,8 +40,8 @@ def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NsdServer, F
 
 
 def serve(
-    dns: tuple[NsdServer, FaultProxy], records: dict[str, list[tuple[str, str]]], timeouts: list[str] = ()
-) -> DnsSession:  # type: ignore[assignment]
+    dns: tuple[NsdServer, FaultProxy], records: dict[str, list[tuple[str, str]]], timeouts: Sequence[str] = ()
+) -> DnsSession:
     """Serve `records`, drop queries for `timeouts`, and give a fresh session through the proxy."""
     server, proxy = dns
     server.set_zones(zones(records))

@@ -51,7 +51,7 @@ def test_normalises(text: str, expected: str) -> None:
 
 
 def test_fass_and_faß_stay_distinct() -> None:
-    """REFERENCE.md: without IDNA 2008, faß.de silently becomes fass.de."""
+    """Without IDNA 2008, faß.de silently becomes fass.de."""
     assert normalise_domain("faß.de") != normalise_domain("fass.de")
     assert display_name(normalise_domain("faß.de")) == "faß.de"
 

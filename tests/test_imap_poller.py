@@ -10,6 +10,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ def dovecot(dovecot_server: DovecotServer, request: pytest.FixtureRequest) -> Do
     return dovecot_server
 
 
-def settings_for(dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer, **overrides: object) -> Settings:
+def settings_for(dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer, **overrides: Any) -> Settings:
     from handlers.dns.resolver import parse_nameserver
 
     settings = Settings(

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ def proxied(
     slack.assert_no_violations()
 
 
-def all_text(call_blocks: list[dict]) -> str:
+def all_text(call_blocks: list[dict[str, Any]]) -> str:
     return json.dumps(call_blocks, ensure_ascii=False)
 
 

@@ -163,7 +163,8 @@ class _WsHandler(BaseHTTPRequestHandler):
 
     @property
     def owner(self) -> SocketModeServer:
-        return self.server.owner  # type: ignore[attr-defined]
+        owner: SocketModeServer = self.server.owner  # type: ignore[attr-defined]
+        return owner
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -269,12 +270,12 @@ def socket_app(
     handler = SocketModeHandler(
         create_app(settings), settings.slack_app_token, web_client=WebClient(base_url=socket_server.api_url)
     )
-    handler.connect()
+    handler.connect()  # type: ignore[no-untyped-call]
     try:
         socket_server.wait_connected()
         yield SocketApp(settings, handler)
     finally:
-        handler.close()
+        handler.close()  # type: ignore[no-untyped-call]
 
 
 def slash_payload(slack: SlackStandIn, text: str, name: str = "r1") -> dict[str, Any]:

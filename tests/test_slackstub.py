@@ -30,11 +30,11 @@ from tests.slackstub import (
 )
 
 
-def section(text: str, **extra: Any) -> dict:
+def section(text: str, **extra: Any) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}, **extra}
 
 
-def button(action_id: str, text: str = "Go", value: str = "v") -> dict:
+def button(action_id: str, text: str = "Go", value: str = "v") -> dict[str, Any]:
     return {
         "type": "button",
         "action_id": action_id,
@@ -43,7 +43,7 @@ def button(action_id: str, text: str = "Go", value: str = "v") -> dict:
     }
 
 
-def modal(**extra: Any) -> dict:
+def modal(**extra: Any) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": "cb",
@@ -455,7 +455,7 @@ def test_sign_matches_slack_sdk_verifier() -> None:
 class _Recorder(BaseHTTPRequestHandler):
     """Records what the simulator sends, answers 200."""
 
-    seen: list[tuple[dict, bytes]]
+    seen: list[tuple[dict[str, Any], bytes]]
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -541,20 +541,22 @@ def test_bolt_accepts_the_simulated_payloads(stand_in: SlackStandIn) -> None:
     seen: dict[str, Any] = {}
 
     @app.command("/dmarc")
-    def command(ack: Any, command: dict, respond: Any, context: Any) -> None:
+    def command(ack: Any, command: dict[str, Any], respond: Any, context: Any) -> None:
         ack()
         seen["command"] = (command["text"], context.team_id, context.user_id, context.channel_id)
         respond(text=f"checked {command['text']}")
 
     @app.action("recheck")
-    def action(ack: Any, body: dict, action: dict, respond: Any, client: WebClient) -> None:
+    def action(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, client: WebClient
+    ) -> None:
         ack()
         seen["action"] = (action["value"], body["channel"]["id"], body["message"]["ts"])
         client.views_open(trigger_id=body["trigger_id"], view=modal())
         respond(text="re-checked", replace_original=True)
 
     @app.view("add_domain")
-    def view(ack: Any, view: dict, body: dict) -> None:
+    def view(ack: Any, view: dict[str, Any], body: dict[str, Any]) -> None:
         seen["view"] = (
             view["state"]["values"]["d"]["domain"]["value"],
             view["private_metadata"],
@@ -563,13 +565,13 @@ def test_bolt_accepts_the_simulated_payloads(stand_in: SlackStandIn) -> None:
         ack(response_action="errors", errors={"d": "not a domain"})
 
     @app.shortcut("check_headers")
-    def shortcut(ack: Any, shortcut: dict, respond: Any) -> None:
+    def shortcut(ack: Any, shortcut: dict[str, Any], respond: Any) -> None:
         ack()
         seen["shortcut"] = shortcut["message"]["text"]
         respond(text="headers checked")
 
     @app.event("app_mention")
-    def mention(event: dict, say: Any) -> None:
+    def mention(event: dict[str, Any], say: Any) -> None:
         seen["mention"] = event["text"]
         say(text="on it")
 

@@ -681,7 +681,7 @@ CHECKDMARC_XFAIL: dict[str, str] = {
     ),
     "testRedirectTargetDnsException": (
         "checkdmarc warns and calls the record valid when the redirect target's lookup fails; we "
-        "report dns.temperror (error): the result is unknown, never valid (REFERENCE.md)"
+        "report dns.temperror (error): the result is unknown, never valid"
     ),
     "testTextAfterExpValueWarns": (
         "checkdmarc warns about `extra` after exp=; by RFC 7208 §12 a term that is neither a known "

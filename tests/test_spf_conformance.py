@@ -29,9 +29,9 @@ import yaml
 from handlers.dns.resolver import DnsSession, parse_nameserver
 from handlers.message.spf_eval import SpfVerdict, evaluate_spf
 from tests.dnstest import FaultProxy, NsdServer
-from tests.testdata import TESTDATA as VENDORED_DATA
+from tests.testdata import TESTDATA
 
-SUITES = VENDORED_DATA / "spf-rfc7208-pyspf"
+SUITE_DIR = TESTDATA / "spf-rfc7208-pyspf"
 SUITES = ("rfc7208-tests.yml", "rfc4408-tests.yml", "test.yml")
 QTYPES = ("A", "AAAA", "MX", "PTR", "TXT", "SPF")
 MAX_STRING = 255
@@ -135,7 +135,7 @@ def _scenario(key: str, doc: dict[str, Any]) -> Scenario:
 
 def load_cases() -> Iterator[Case]:
     for suite in SUITES:
-        with open(SUITES / suite, "rb") as stream:
+        with open(SUITE_DIR / suite, "rb") as stream:
             docs = list(yaml.safe_load_all(stream))
         for index, doc in enumerate(docs):
             scenario = _scenario(f"{suite}#{index}", doc)

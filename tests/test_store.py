@@ -126,10 +126,13 @@ def test_apply_check_writes_snapshot_status_and_alerts_together(store: WatchStor
         now - timedelta(hours=24),
         now,
     )
-    history = []
-    store.apply_check(
-        "T1", watch.id, state("b", "fail"), lambda h: history.append(h) or Decision([], False), now, now
-    )
+    history: list[WatchHistory] = []
+
+    def decide(previous: WatchHistory) -> Decision:
+        history.append(previous)
+        return Decision([], False)
+
+    store.apply_check("T1", watch.id, state("b", "fail"), decide, now, now)
     assert history[0].alerted is not None and history[0].alerted.fingerprint == "b"
     assert history[0].recent_fingerprints == {"a", "b"}
     latest = store.latest_snapshot("T1", watch.id)

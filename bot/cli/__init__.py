@@ -23,7 +23,16 @@ from handlers.domain.dkim_keys import InvalidSelector, validate_selector
 
 EXIT_OK, EXIT_ERROR_FINDING, EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE = 0, 1, 2, 3
 
-VERSION = "0.1.0"
+
+def version() -> str:
+    """The installed distribution's version: pyproject.toml is the one place it is written."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    try:
+        return distribution_version("dmarcbot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 class UsageError(Exception):
@@ -152,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmarcbot", description="Explain why DMARC fails for a domain or a message."
     )
-    parser.add_argument("--version", action="version", version=f"dmarcbot {VERSION}")
+    parser.add_argument("--version", action="version", version=f"dmarcbot {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ After an ingest, for each watched domain that got new reports:
 - a source not seen in the 14 days before sends at least `new_source_min_messages` messages
   and most of them fail DMARC;
 - a DKIM selector that signed the domain's passing mail in the reports has no key in DNS any
-  more (NXDOMAIN or no record; a DNS outage is never taken for a removal: REFERENCE.md).
+  more (NXDOMAIN or no record; a DNS outage is never taken for a removal).
 Selectors seen passing in reports are added to the watch's selectors, so the monitor checks them.
 
 Each alert has a dedupe key, so ingesting more reports for the same day, or the same file

@@ -19,7 +19,7 @@ CALLBACK_WHY_SHORTCUT = "why_shortcut"
 BLOCK_WHY_HEADERS = "why_headers"
 ACTION_WHY_HEADERS = "why_headers_input"
 
-# Watches and alerts (issue 4)
+# Watches and alerts
 BLOCK_ALERT_ACTIONS = "alert_actions"
 BLOCK_WATCH_ACTIONS = "watch_actions"
 

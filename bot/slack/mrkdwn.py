@@ -1,6 +1,6 @@
 """Make untrusted text (from DNS, a message or a report) safe to show in Slack mrkdwn.
 
-Neither Bolt nor slack_sdk escapes for us (REFERENCE.md). Unescaped, a TXT record could ping
+Neither Bolt nor slack_sdk escapes for us. Unescaped, a TXT record could ping
 `<!channel>` or plant a disguised `<https://evil|link>`; a backtick run could close a code block.
 """
 

@@ -72,7 +72,7 @@ def serve(settings: Settings) -> None:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             log.info("dmarcbot: Socket Mode")
-            SocketModeHandler(app, settings.slack_app_token).start()
+            SocketModeHandler(app, settings.slack_app_token).start()  # type: ignore[no-untyped-call]
             return
         server = make_http_server(app, "0.0.0.0", settings.port)
         log.info("dmarcbot: HTTP on port %d at %s", settings.port, EVENTS_PATH)

@@ -121,7 +121,7 @@ def spf_failure(record: Record) -> str | None:
     """Why SPF did not give DMARC a pass for this record, or None when it did (RFC 9989 §4.4)."""
     if record.spf_eval == "pass":
         return None
-    # SPF aligns on the MAIL FROM identity, never HELO (REFERENCE.md "Alignment").
+    # SPF aligns on the MAIL FROM identity, never HELO (RFC 9989 §4.4.2).
     results = [r for r in record.spf if r.scope in (None, "mfrom")] or list(record.spf)
     passed = next((r for r in results if r.result == "pass"), None)
     if passed is not None:

@@ -2,7 +2,7 @@
 
 Accepts `Example.COM.`, `https://example.com/path`, `user@example.com`, Slack's `<http://x|x>` and
 `<mailto:u@x|u@x>` link forms, and IDN names (IDNA 2008 via the `idna` package: without it
-`faß.de` would silently become `fass.de`, REFERENCE.md). Rejects everything else before any lookup.
+`faß.de` would silently become `fass.de`: IDNA 2008, RFC 5891). Rejects everything else before any lookup.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 A `DnsSession` is one unit of freshness: it remembers each answer for its own lifetime only (one
 check, one re-check, one monitor cycle), so no answer read before a check began can serve that check
-(REFERENCE.md: checkdmarc's 30-minute process cache is the trap this avoids). Within a session,
+(checkdmarc's 30-minute process-wide cache is the trap this avoids). Within a session,
 identical questions are asked once, even when asked concurrently.
 
-Failures stay distinct (FINDINGS.md `dns.temperror`): NXDOMAIN and NODATA are answers; SERVFAIL,
+Failures stay distinct (the `dns.temperror` finding): NXDOMAIN and NODATA are answers; SERVFAIL,
 REFUSED, a timeout and a truncated answer whose TCP retry failed are outages, and callers must never
 report an outage as a missing record.
 """
@@ -172,14 +172,14 @@ def normalise_name(name: str) -> str:
 
 def _rdata_text(rdata: object, rdtype: int) -> str:
     if rdtype in (dns.rdatatype.TXT, dns.rdatatype.SPF):
-        # dnspython's to_text() keeps chunks as separate quoted strings (REFERENCE.md); join them.
+        # dnspython's to_text() keeps chunks as separate quoted strings; join them (RFC 7208 §3.3).
         return b"".join(rdata.strings).decode("utf-8", errors="replace")  # type: ignore[attr-defined]
     if rdtype == dns.rdatatype.MX:
         host = normalise_name(rdata.exchange.to_text())  # type: ignore[attr-defined]
         return f"{rdata.preference} {host}"  # type: ignore[attr-defined]
     if rdtype in (dns.rdatatype.CNAME, dns.rdatatype.PTR, dns.rdatatype.NS):
         return normalise_name(rdata.target.to_text())  # type: ignore[attr-defined]
-    return rdata.to_text()  # type: ignore[attr-defined]
+    return str(rdata.to_text())  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -347,7 +347,7 @@ def _read_answer(response: dns.message.Message, name: str, rdtype: str) -> tuple
         cname = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.CNAME)
         if cname is None or wanted == dns.rdatatype.CNAME:
             return [], followed
-        owner = next(iter(cname)).target  # type: ignore[attr-defined]
+        owner = next(iter(cname)).target
         followed.append(normalise_name(owner.to_text()))
         if owner in seen:
             return [], followed

@@ -1,6 +1,6 @@
 """The DKIM part of a domain check: the public keys at named or probed selectors, and their problems.
 
-checkdmarc has no DKIM checks (REFERENCE.md), so this reads `<selector>._domainkey.<domain>` itself.
+checkdmarc has no DKIM checks, so this reads `<selector>._domainkey.<domain>` itself.
 A selector cannot be listed from DNS: without one named, common providers' selectors are probed
 concurrently, and a miss proves nothing (`dkim.no_selector` is info, naming what was tried).
 """

@@ -1,4 +1,4 @@
-"""Findings: the one vocabulary every diagnosis speaks (ids from ../shared/FINDINGS.md).
+"""Findings: the one vocabulary every diagnosis speaks (the ids are a public interface, listed in the README).
 
 The ids are a public interface (JSON output, alerts, the fix-it flow and users' filters key on
 them): never rename one. A new id goes in CATALOG and in the README's findings table.
@@ -218,7 +218,7 @@ def finding(
     record: str | None = None,
     severity: Severity | None = None,
 ) -> Finding:
-    """Build a finding from the catalog; `severity` overrides only where FINDINGS.md allows."""
+    """Build a finding from the catalog; `severity` overrides the default only where it varies."""
     kind = CATALOG[finding_id]
     return Finding(finding_id, severity or kind.severity, kind.title, detail, fix or kind.fix, record)
 

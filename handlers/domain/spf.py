@@ -2,7 +2,7 @@
 
 Parsing follows the ABNF of RFC 7208 §12 (terms §4.6.1, macros §7). The check then expands every
 `include:` and `redirect=` level by level, fetching all targets of one level at once, so the wall
-time follows the depth of the include tree, not the number of lookups (issue 2's speed goal).
+time follows the depth of the include tree, not the number of lookups.
 
 Without a connecting IP nothing can be *evaluated*; what a record check can say is whether every
 evaluation of this record will run into a permerror or temperror: too many DNS-querying terms
@@ -11,7 +11,7 @@ include or redirect target (§5.2, §6.1), a loop. Terms carrying macros (§7) d
 and cannot be resolved here: they are counted but not looked up.
 
 An outage (SERVFAIL, REFUSED, timeout) anywhere gives `dns.temperror`, never a `*.missing`
-finding: REFERENCE.md's first trap is reporting an outage as "record removed".
+finding: the trap to avoid is reporting an outage as "record removed".
 """
 
 from __future__ import annotations

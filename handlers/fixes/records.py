@@ -16,7 +16,7 @@ from handlers.dns.dns_entry import DnsEntry
 from handlers.dns.psl import same_organization
 from handlers.domain.dmarc_record import POLICIES, is_dmarc_record, parse_dmarc_record
 
-# Finding id -> the generator that fixes it. Keyed on the public ids of FINDINGS.md.
+# Finding id -> the generator that fixes it. Keyed on the public finding ids (handlers/domain/findings.py).
 FIX_KINDS: dict[str, str] = {
     **dict.fromkeys(
         (

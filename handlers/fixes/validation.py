@@ -1,8 +1,8 @@
 """Two opinions on every record the fix-it flow proposes: our parser's and checkdmarc's.
 
-A record is offered only when both accept it (issue 6). checkdmarc resolves as it parses (an
+A record is offered only when both accept it. checkdmarc resolves as it parses (an
 external rua's authorization record, SPF includes), so it is given our configured nameservers, and
-its process-wide 30-minute cache is cleared around the call (REFERENCE.md): a proposal must never
+its process-wide 30-minute cache is cleared around the call: a proposal must never
 be judged on answers older than the request. Its warnings (an unverified rua, a p=none) do not stop
 a record; only its errors do.
 """

@@ -1,7 +1,7 @@
 """Verify every DKIM-Signature of a message with dkimpy, and say why each one that fails fails.
 
 dkimpy answers True/False; a person needs the reason. Each signature's key is fetched through our
-DnsSession first (so an outage is temperror, never "no key": REFERENCE.md, dkimpy reports a
+DnsSession first (so an outage is temperror, never "no key": dkimpy reports a
 SERVFAIL like a missing key) and classified (missing, revoked, invalid, weak); dkimpy then verifies
 the signature with a `dnsfunc` that answers from the same session. dkimpy checks the body hash
 (`bh=`) before the header signature (`b=`), so a `body hash mismatch` means the body changed, and a

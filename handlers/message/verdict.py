@@ -3,7 +3,7 @@
 The pieces: SPF for the MAIL FROM domain and the connecting IP (from the caller's flags, else the
 receiver's Received-SPF / Authentication-Results, else computed from the first external hop of the
 Received chain; `ip_source` says which), every DKIM signature verified with its reason, the DMARC
-result and policy (RFC 9989), alignment for each identifier, and the causes of FINDINGS.md's
+result and policy (RFC 9989), alignment for each identifier, and the causes of the
 "Message diagnosis" table with a fix for each. When the message carries the receiver's
 Authentication-Results, every place our recomputation differs from it is listed, with the likely
 reason (a key rotated since, a record changed since, the message changed after delivery).
@@ -42,7 +42,7 @@ class CauseKind:
     fix: str
 
 
-# FINDINGS.md "Message diagnosis": the ids are a public interface; never rename one.
+# The cause ids are a public interface (JSON output, the README's table): never rename one.
 CAUSES: dict[str, CauseKind] = {
     "cause.spf_not_aligned": CauseKind(
         "SPF passed, but for a domain not aligned with the From domain",

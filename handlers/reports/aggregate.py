@@ -4,7 +4,7 @@ Covers RFC 7489 appendix C reports (no namespace) and RFC 9990 ones
 (`urn:ietf:params:xml:ns:dmarc-2.0`); namespaces are stripped, so drafts with their own namespace
 (`http://dmarc.org/dmarc-xml/0.1`) parse too.
 
-The XML comes from strangers (REFERENCE.md, "Untrusted input"): it is parsed with defusedxml with
+The XML comes from strangers (anyone can mail a rua= address): it is parsed with defusedxml with
 DTDs and entities refused, as a stream, each <record> dropped from the tree once read, so memory does
 not grow with the number of records; the record count is capped; every string kept is cut to
 `ReportLimits.max_text`; source IPs are validated.

@@ -1,6 +1,6 @@
 """Unpack a DMARC aggregate report as it arrives (XML, gzip, zip, or a mail carrying one) into XML.
 
-Reports arrive as `.xml`, `.xml.gz`, `.zip` or attached to a mail (REFERENCE.md, "Standards"), and
+Reports arrive as `.xml`, `.xml.gz`, `.zip` or attached to a mail (RFC 9990 §3, RFC 7489 §7.2.1.1), and
 anyone can send them ("Untrusted input"). So the format is told by magic bytes, not by the name a
 stranger chose; every size is capped before the bytes are trusted; and decompression is streamed
 and stops at the cap, so a zip bomb is refused after inflating at most the cap, never all of it.

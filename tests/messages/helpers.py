@@ -51,7 +51,7 @@ def sign(raw: bytes, domain: str, selector: str, private: bytes, algorithm: byte
         canonicalize=(b"relaxed", b"relaxed"),
         include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
     )
-    return signature + raw
+    return bytes(signature) + raw
 
 
 def prepend(raw: bytes, *headers: tuple[str, str]) -> bytes:

@@ -8,7 +8,7 @@ accept, such as a missing fallback ``text`` or an ``<!channel>`` mention).
 slack_sdk's ``validate_json()`` only validates the object it is called on, never nested ones (a section
 with an 80-character button accessory passes), and it silently drops unknown block types
 (``Block.parse`` returns ``None``). So this module walks the tree itself: every block and every element
-is parsed and validated by slack_sdk, and the limits from REFERENCE.md are checked explicitly.
+is parsed and validated by slack_sdk, and Block Kit's documented limits are checked explicitly.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from slack_sdk.models.blocks import Block, BlockElement
 from slack_sdk.models.views import View
 
-# Limits (Slack's Block Kit reference; see /work/shared/REFERENCE.md "Slack").
+# Limits (Slack's Block Kit reference).
 MESSAGE_MAX_BLOCKS = 50
 VIEW_MAX_BLOCKS = 100
 MESSAGE_TEXT_MAX = 40000
@@ -63,12 +63,12 @@ class Problem:
         return f"{self.where or '/'}: {self.message}"
 
 
-def check_message(payload: dict) -> list[str]:
+def check_message(payload: dict[str, Any]) -> list[str]:
     """Violations in a chat.postMessage / chat.update / chat.postEphemeral / response_url payload."""
     return [str(p) for p in message_problems(payload)]
 
 
-def check_view(view: dict) -> list[str]:
+def check_view(view: dict[str, Any]) -> list[str]:
     """Violations in the ``view`` of views.open / views.update / views.push / views.publish."""
     return [str(p) for p in view_problems(view)]
 
@@ -76,7 +76,7 @@ def check_view(view: dict) -> list[str]:
 # --------------------------------------------------------------------------------------------- messages
 
 
-def message_problems(payload: dict) -> list[Problem]:
+def message_problems(payload: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
     if not isinstance(payload, dict):
         return [Problem("", f"payload must be an object, got {type(payload).__name__}", INVALID_ARGUMENTS)]
@@ -119,7 +119,7 @@ def message_problems(payload: dict) -> list[Problem]:
 # ------------------------------------------------------------------------------------------------ views
 
 
-def view_problems(view: dict) -> list[Problem]:
+def view_problems(view: dict[str, Any]) -> list[Problem]:
     err = INVALID_ARGUMENTS
     if not isinstance(view, dict):
         return [Problem("/view", f"view must be an object, got {type(view).__name__}", err)]
@@ -214,7 +214,7 @@ def _blocks(blocks: Any, path: str, max_blocks: int, surface: str) -> list[Probl
     return out
 
 
-def _block_body(block: dict, bp: str) -> list[Problem]:
+def _block_body(block: dict[str, Any], bp: str) -> list[Problem]:
     err = INVALID_BLOCKS
     out: list[Problem] = []
     btype = block.get("type")
@@ -354,7 +354,7 @@ def _unless_explained(sdk: list[Problem], explicit: list[Problem], path: str) ->
     return sdk
 
 
-def _sdk_validate(cls: Any, obj: dict, path: str, kind: str) -> list[Problem]:
+def _sdk_validate(cls: Any, obj: dict[str, Any], path: str, kind: str) -> list[Problem]:
     err = INVALID_BLOCKS
     try:
         parsed = cls.parse(obj)

@@ -33,7 +33,8 @@ NOWHERE = "http://127.0.0.1:9/response/unset"  # discard port: refused at once, 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def sign(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
@@ -131,7 +132,7 @@ class SlackClientSim:
         body = urlencode({k: _form_value(v) for k, v in fields.items()}).encode()
         return self.post(body, "application/x-www-form-urlencoded", **opts)
 
-    def _interaction(self, payload: dict, **opts: Any) -> tuple[int, str]:
+    def _interaction(self, payload: dict[str, Any], **opts: Any) -> tuple[int, str]:
         return self._form({"payload": json.dumps(payload)}, **opts)
 
     # ------------------------------------------------------------------------------ slash commands
@@ -183,11 +184,11 @@ class SlackClientSim:
         message_ts: str = "1700000000.000100",
         response_url: str | None = None,
         trigger_id: str | None = None,
-        view: dict | None = None,
-        message: dict | None = None,
+        view: dict[str, Any] | None = None,
+        message: dict[str, Any] | None = None,
         *,
-        action: dict | None = None,
-        state_values: dict | None = None,
+        action: dict[str, Any] | None = None,
+        state_values: dict[str, Any] | None = None,
         ephemeral: bool = False,
         forge_signature: bool = False,
         timestamp_offset: int = 0,
@@ -250,14 +251,14 @@ class SlackClientSim:
     def view_submission(
         self,
         callback_id: str,
-        values: dict,
+        values: dict[str, Any],
         private_metadata: str = "",
         user_id: str = "U1",
         team_id: str = "T1",
         view_id: str = "V1",
         *,
-        blocks: list | None = None,
-        response_urls: list | None = None,
+        blocks: list[Any] | None = None,
+        response_urls: list[Any] | None = None,
         trigger_id: str | None = None,
         forge_signature: bool = False,
         timestamp_offset: int = 0,
@@ -299,7 +300,7 @@ class SlackClientSim:
     def message_shortcut(
         self,
         callback_id: str,
-        message: dict,
+        message: dict[str, Any],
         channel_id: str = "C1",
         user_id: str = "U1",
         team_id: str = "T1",
@@ -333,7 +334,7 @@ class SlackClientSim:
 
     def event(
         self,
-        event: dict,
+        event: dict[str, Any],
         team_id: str = "T1",
         retry_num: int | None = None,
         *,
@@ -402,9 +403,9 @@ class SlackClientSim:
         ts: str | None = None,
         channel_type: str = "channel",
         thread_ts: str | None = None,
-        files: list[dict] | None = None,
+        files: list[dict[str, Any]] | None = None,
         team: str = "T1",
-    ) -> dict:
+    ) -> dict[str, Any]:
         """A ``message`` event (``channel_type="im"`` for a DM; ``files`` adds subtype file_share)."""
         ts = ts or f"{time.time():.6f}"
         ev: dict[str, Any] = {
@@ -428,7 +429,7 @@ class SlackClientSim:
     @staticmethod
     def app_mention_event(
         text: str, user: str = "U1", channel: str = "C1", *, ts: str | None = None, team: str = "T1"
-    ) -> dict:
+    ) -> dict[str, Any]:
         ts = ts or f"{time.time():.6f}"
         return {
             "type": "app_mention",
@@ -449,11 +450,11 @@ def _form_value(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def _user(user_id: str, team_id: str) -> dict:
+def _user(user_id: str, team_id: str) -> dict[str, Any]:
     return {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": team_id}
 
 
-def _view(view: dict, team_id: str) -> dict:
+def _view(view: dict[str, Any], team_id: str) -> dict[str, Any]:
     """A view as Slack echoes it in interaction payloads (all the server-side fields present)."""
     view_id = view.get("id") or "V1"
     full: dict[str, Any] = {

@@ -40,27 +40,27 @@ SIGNIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in | Slack</title></head>
 RESPONSE_URL_MAX_POSTS = 5  # per response_url, within 30 minutes
 
 
-class Headers(dict):
+class Headers(dict[str, Any]):
     """Request headers, looked up case-insensitively (keys are stored lower-case)."""
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()):
         super().__init__((k.lower(), v) for k, v in items)
 
     def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
+        return str(super().__getitem__(key.lower()))
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and super().__contains__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
 @dataclass
 class Call:
     method: str  # Web API method, or "response_url", "files.download", "files.upload_url"
-    params: dict
-    headers: dict
+    params: dict[str, Any]
+    headers: dict[str, Any]
     at: float
     status: int = 200
     response: Any = None  # the JSON (or text) answered
@@ -75,12 +75,13 @@ class Call:
         return True
 
     @property
-    def blocks(self) -> list:
+    def blocks(self) -> list[Any]:
         return self.params.get("blocks") or []
 
     @property
-    def text(self) -> str | None:
-        return self.params.get("text")
+    def text(self) -> str:
+        """The message's fallback text ("" when the call had none)."""
+        return str(self.params.get("text") or "")
 
 
 @dataclass
@@ -104,8 +105,8 @@ class _Identity:
 class _File:
     name: str
     data: bytes
-    info: dict
-    meta: dict = field(default_factory=dict)
+    info: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
 class SlackStandIn:
@@ -179,14 +180,14 @@ class SlackStandIn:
             self._calls: list[Call] = []
             self.violations: list[str] = []
             self._faults: dict[str, list[_Fault]] = {}
-            self._channels: dict[str, dict] = {}
-            self._users: dict[str, dict] = {}
+            self._channels: dict[str, dict[str, Any]] = {}
+            self._users: dict[str, dict[str, Any]] = {}
             self._tokens: dict[str, _Identity] = {}
             self._files: dict[str, _File] = {}  # by name
-            self._pending_uploads: dict[str, dict] = {}  # file_id -> {filename, length, data}
-            self._uploads: list[dict] = []
-            self._views: dict[str, dict] = {}
-            self._messages: dict[tuple[str, str], dict] = {}
+            self._pending_uploads: dict[str, dict[str, Any]] = {}  # file_id -> {filename, length, data}
+            self._uploads: list[dict[str, Any]] = []
+            self._views: dict[str, dict[str, Any]] = {}
+            self._messages: dict[tuple[str, str], dict[str, Any]] = {}
             self._response_url_posts: dict[str, int] = {}
             self._ts = itertools.count(1)
             self._oauth: dict[str, Any] = {}
@@ -252,7 +253,7 @@ class SlackStandIn:
         filetype: str | None = None,
         user: str = "U1",
         shares: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Serve ``data`` at ``file_url(name)`` (needs ``Authorization: Bearer xoxb-...``) and return a
         Slack file object for files.info answers and ``files`` in message events.
 
@@ -342,16 +343,16 @@ class SlackStandIn:
                 self._cond.wait(left)
             return self.posts()
 
-    def messages(self, channel: str | None = None) -> list[dict]:
+    def messages(self, channel: str | None = None) -> list[dict[str, Any]]:
         """Messages as they now stand (after chat.update / chat.delete), in posting order."""
         with self._cond:
             return [dict(m) for (ch, _ts), m in self._messages.items() if channel is None or ch == channel]
 
-    def view(self, view_id: str) -> dict:
+    def view(self, view_id: str) -> dict[str, Any]:
         with self._cond:
             return dict(self._views[view_id])
 
-    def uploads(self) -> list[dict]:
+    def uploads(self) -> list[dict[str, Any]]:
         """Files completed through files_upload_v2: id, filename, title, data, channel_id, ..."""
         with self._cond:
             return [dict(u) for u in self._uploads]
@@ -400,7 +401,7 @@ class SlackStandIn:
             return self._tokens.get(token or "", _Identity())
 
     @staticmethod
-    def _default_user(user_id: str, team_id: str) -> dict:
+    def _default_user(user_id: str, team_id: str) -> dict[str, Any]:
         return {
             "id": user_id,
             "team_id": team_id,
@@ -426,7 +427,7 @@ class SlackStandIn:
         title: str | None,
         filetype: str | None,
         user: str,
-    ) -> dict:
+    ) -> dict[str, Any]:
         url = self.file_url(name) if self._server is not None else f"/files/{quote(name, safe='')}/download"
         return {
             "id": file_id,
@@ -452,7 +453,9 @@ class SlackStandIn:
 
     # ------------------------------------------------------------------------------ API dispatch
 
-    def _api(self, method: str, params: dict, headers: Headers) -> tuple[int, dict, dict[str, str]]:
+    def _api(
+        self, method: str, params: dict[str, Any], headers: Headers
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Returns (status, body, extra response headers)."""
         fault = self._take_fault(method)
         if fault is not None:
@@ -500,7 +503,7 @@ class SlackStandIn:
 
     # --- auth / team / users
 
-    def _m_auth_test(self, params: dict, token: str | None) -> dict:
+    def _m_auth_test(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         ident = self._identity(token)
         return {
             "ok": True,
@@ -513,7 +516,7 @@ class SlackStandIn:
             "is_enterprise_install": False,
         }
 
-    def _m_team_info(self, params: dict, token: str | None) -> dict:
+    def _m_team_info(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         ident = self._identity(token)
         team_id = params.get("team") or ident.team_id
         return {
@@ -527,7 +530,7 @@ class SlackStandIn:
             },
         }
 
-    def _m_users_info(self, params: dict, token: str | None) -> dict:
+    def _m_users_info(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         user_id = params.get("user")
         if not user_id:
             return {"ok": False, "error": "user_not_found"}
@@ -537,7 +540,7 @@ class SlackStandIn:
             user = self._default_user(user_id, self._identity(token).team_id)
         return {"ok": True, "user": user}
 
-    def _m_oauth_v2_access(self, params: dict, token: str | None) -> dict:
+    def _m_oauth_v2_access(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         if not params.get("code"):
             return {"ok": False, "error": "invalid_code"}
         with self._cond:
@@ -574,7 +577,7 @@ class SlackStandIn:
 
     # --- conversations
 
-    def _channel(self, channel_id: str) -> dict:
+    def _channel(self, channel_id: str) -> dict[str, Any]:
         with self._cond:
             ch = self._channels.get(channel_id)
             if ch is None:
@@ -582,16 +585,16 @@ class SlackStandIn:
                 ch = self._channels[channel_id]
             return ch
 
-    def _public_channel(self, channel_id: str) -> dict:
+    def _public_channel(self, channel_id: str) -> dict[str, Any]:
         return {k: v for k, v in self._channel(channel_id).items() if not k.startswith("_")}
 
-    def _m_conversations_info(self, params: dict, token: str | None) -> dict:
+    def _m_conversations_info(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         channel_id = params.get("channel") or ""
         if not channel_id or not self._channel(channel_id)["_exists"]:
             return {"ok": False, "error": "channel_not_found"}
         return {"ok": True, "channel": self._public_channel(channel_id)}
 
-    def _m_conversations_join(self, params: dict, token: str | None) -> dict:
+    def _m_conversations_join(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         channel_id = params.get("channel") or ""
         if not channel_id or not self._channel(channel_id)["_exists"]:
             return {"ok": False, "error": "channel_not_found"}
@@ -620,7 +623,7 @@ class SlackStandIn:
             return "not_in_channel"
         return None
 
-    def _message_echo(self, params: dict, ts: str, token: str | None) -> dict:
+    def _message_echo(self, params: dict[str, Any], ts: str, token: str | None) -> dict[str, Any]:
         ident = self._identity(token)
         msg: dict[str, Any] = {
             "type": "message",
@@ -637,7 +640,7 @@ class SlackStandIn:
                 msg[key] = params[key]
         return msg
 
-    def _m_chat_postMessage(self, params: dict, token: str | None) -> dict:
+    def _m_chat_postMessage(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         channel = params.get("channel")
         error = self._postable(channel)
         if error:
@@ -648,7 +651,7 @@ class SlackStandIn:
             self._messages[(str(channel), ts)] = msg
         return {"ok": True, "channel": channel, "ts": ts, "message": msg}
 
-    def _m_chat_update(self, params: dict, token: str | None) -> dict:
+    def _m_chat_update(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         channel, ts = params.get("channel"), params.get("ts")
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
@@ -663,7 +666,7 @@ class SlackStandIn:
                 self._messages[(str(channel), str(ts))] = {**msg, "edited": {"user": msg["user"], "ts": ts}}
         return {"ok": True, "channel": channel, "ts": ts, "text": msg["text"], "message": msg}
 
-    def _m_chat_postEphemeral(self, params: dict, token: str | None) -> dict:
+    def _m_chat_postEphemeral(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         if not params.get("user"):
             return {"ok": False, "error": "user_not_in_channel"}
         error = self._postable(params.get("channel"))
@@ -671,7 +674,7 @@ class SlackStandIn:
             return {"ok": False, "error": error}
         return {"ok": True, "message_ts": self._next_ts()}
 
-    def _m_chat_delete(self, params: dict, token: str | None) -> dict:
+    def _m_chat_delete(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         channel, ts = params.get("channel"), params.get("ts")
         with self._cond:
             self._messages.pop((str(channel), str(ts)), None)
@@ -691,8 +694,8 @@ class SlackStandIn:
         return None
 
     def _store_view(
-        self, view: dict, token: str | None, view_id: str | None = None, previous: str | None = None
-    ) -> dict:
+        self, view: dict[str, Any], token: str | None, view_id: str | None = None, previous: str | None = None
+    ) -> dict[str, Any]:
         ident = self._identity(token)
         with self._cond:
             view_id = view_id or f"V{next(self._ids):010d}"
@@ -720,19 +723,19 @@ class SlackStandIn:
             self._views[view_id] = stored
             return dict(stored)
 
-    def _m_views_open(self, params: dict, token: str | None) -> dict:
+    def _m_views_open(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         error = self._trigger_problem("views.open", params.get("trigger_id"))
         if error:
             return {"ok": False, "error": error}
         return {"ok": True, "view": self._store_view(params["view"], token)}
 
-    def _m_views_push(self, params: dict, token: str | None) -> dict:
+    def _m_views_push(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         error = self._trigger_problem("views.push", params.get("trigger_id"))
         if error:
             return {"ok": False, "error": error}
         return {"ok": True, "view": self._store_view(params["view"], token)}
 
-    def _m_views_update(self, params: dict, token: str | None) -> dict:
+    def _m_views_update(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         view_id = params.get("view_id")
         external_id = params.get("external_id")
         with self._cond:
@@ -749,7 +752,7 @@ class SlackStandIn:
                 return {"ok": False, "error": "hash_conflict"}
         return {"ok": True, "view": self._store_view(params["view"], token, view_id=view_id)}
 
-    def _m_views_publish(self, params: dict, token: str | None) -> dict:
+    def _m_views_publish(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         if not params.get("user_id"):
             return {"ok": False, "error": "invalid_arguments"}
         return {"ok": True, "view": self._store_view(params["view"], token)}
@@ -760,17 +763,17 @@ class SlackStandIn:
         with self._cond:
             return next((f for f in self._files.values() if f.info["id"] == file_id), None)
 
-    def _m_files_info(self, params: dict, token: str | None) -> dict:
+    def _m_files_info(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         f = self._file_by_id(str(params.get("file") or ""))
         if f is None:
             return {"ok": False, "error": "file_not_found"}
         return {"ok": True, "file": dict(f.info), "comments": [], "response_metadata": {"next_cursor": ""}}
 
-    def _m_files_upload(self, params: dict, token: str | None) -> dict:
+    def _m_files_upload(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         self._violation("files.upload", ["files.upload was retired on 2025-11-12; use files_upload_v2"])
         return {"ok": False, "error": "method_deprecated"}
 
-    def _m_files_getUploadURLExternal(self, params: dict, token: str | None) -> dict:
+    def _m_files_getUploadURLExternal(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         filename, length = params.get("filename"), params.get("length")
         if not filename or length in (None, "") or not str(length).isdigit():
             return {"ok": False, "error": "invalid_arguments"}
@@ -784,7 +787,7 @@ class SlackStandIn:
             }
         return {"ok": True, "upload_url": f"{self.base_url}/upload/{file_id}", "file_id": file_id}
 
-    def _m_files_completeUploadExternal(self, params: dict, token: str | None) -> dict:
+    def _m_files_completeUploadExternal(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         files = params.get("files")
         if not isinstance(files, list) or not files:
             return {"ok": False, "error": "invalid_arguments"}
@@ -906,9 +909,9 @@ class SlackStandIn:
         )
 
 
-def _check_shares(shares: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> dict:
+def _check_shares(shares: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> dict[str, Any]:
     """A copy of ``shares`` in files.info's shape, or ValueError saying what is off."""
-    out: dict[str, dict[str, list[dict]]] = {}
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for kind, channels in shares.items():
         if kind not in ("public", "private"):
             raise ValueError(f"shares: kind must be 'public' or 'private', not {kind!r}")
@@ -941,7 +944,7 @@ def _bearer(headers: Headers) -> str | None:
     return None
 
 
-def _refusal(error: str, problems: list[blockkit.Problem]) -> dict:
+def _refusal(error: str, problems: list[blockkit.Problem]) -> dict[str, Any]:
     texts = [str(p) for p in problems]
     return {
         "ok": False,
@@ -951,7 +954,7 @@ def _refusal(error: str, problems: list[blockkit.Problem]) -> dict:
     }
 
 
-def parse_body(content_type: str, raw: bytes, query: str = "") -> dict:
+def parse_body(content_type: str, raw: bytes, query: str = "") -> dict[str, Any]:
     """Form-encoded, JSON or multipart body (plus the query string) as a dict; JSON-in-form fields
     (blocks, attachments, view, files, ...) are decoded."""
     params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
@@ -994,7 +997,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def stand_in(self) -> SlackStandIn:
-        return self.server.stand_in  # type: ignore[attr-defined]
+        stand_in: SlackStandIn = self.server.stand_in  # type: ignore[attr-defined]
+        return stand_in
 
     def _read(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -1009,7 +1013,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _json(self, status: int, body: dict, extra: dict[str, str] | None = None) -> None:
+    def _json(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(body).encode(), "application/json; charset=utf-8", extra)
 
     def do_POST(self) -> None:
