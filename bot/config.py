@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -12,6 +14,8 @@ SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DB = "./dmarcbot.db"
 DEFAULT_PORT = 3000
 DEFAULT_MONITOR_INTERVAL = 3600
+IMAPS_PORT = 993  # IMAP over TLS (RFC 8314): the only way the poller reads the mailbox
+TEAM_ID = re.compile(r"T[A-Z0-9]{2,}")  # Slack workspace ids: T followed by upper-case letters and digits
 
 
 class SettingsError(ValueError):
@@ -121,6 +125,11 @@ class Settings:
             ephemeral_disk=bool(get("DYNO")),
             default_team=get("SLACK_TEAM_ID"),
         )
+        if settings.default_team is not None and not TEAM_ID.fullmatch(settings.default_team):
+            problems.append(
+                f"SLACK_TEAM_ID={settings.default_team!r} must be a workspace id like T0123ABCD "
+                "(Slack: workspace settings, or the team_id of any request)"
+            )
         if problems:
             raise SettingsError("; ".join(problems))
         return settings
@@ -130,6 +139,11 @@ class Settings:
         problems = []
         if self.socket_mode and not self.slack_app_token.startswith("xapp-"):  # type: ignore[union-attr]
             problems.append("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+        if self.slack_bot_token and not self.slack_bot_token.startswith("xoxb-"):
+            problems.append(
+                "SLACK_BOT_TOKEN must be a bot token starting with xoxb- "
+                "(the app's OAuth & Permissions page, Bot User OAuth Token)"
+            )
         if not self.oauth and not self.slack_bot_token:
             problems.append(
                 "SLACK_BOT_TOKEN is not set (or set SLACK_CLIENT_ID and "
@@ -152,4 +166,27 @@ class Settings:
                 "set DMARCBOT_IMAP_HOST, DMARCBOT_IMAP_USER and DMARCBOT_IMAP_PASSWORD "
                 "together (missing: " + ", ".join(k for k, v in imap.items() if not v) + ")"
             )
+        if self.imap_host:
+            try:
+                imap_address(self.imap_host)
+            except SettingsError as error:
+                problems.append(str(error))
+        if self.imap_cafile and not os.path.isfile(self.imap_cafile):
+            problems.append(f"DMARCBOT_IMAP_CAFILE={self.imap_cafile!r} is not a file (a PEM CA bundle)")
         return problems
+
+
+def imap_address(host: str) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port` -> (host, port); 993 (IMAP over TLS) by default."""
+    match = re.fullmatch(
+        r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?|([^:\s\[\]]+)(?::([0-9]{1,5}))?", host.strip()
+    )
+    if match is None:
+        raise SettingsError(
+            f"DMARCBOT_IMAP_HOST={host!r} is not host[:port] (like imap.example.com or imap.example.com:993)"
+        )
+    name = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4) or IMAPS_PORT)
+    if not 0 < port < 65536:
+        raise SettingsError(f"DMARCBOT_IMAP_HOST={host!r}: the port must be from 1 to 65535")
+    return name, port

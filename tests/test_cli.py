@@ -123,8 +123,8 @@ def test_bad_domains_exit_2_before_any_lookup(
 def test_bad_selector_and_nameserver_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "check", "good.test", "--selector", "bad selector!")
     assert code == EXIT_BAD_INPUT and "is not a DKIM selector" in err
-    code, _, err = run_cli(capsys, "check", "good.test", "--nameserver", "dns.example")
-    assert code == EXIT_BAD_INPUT and "is not an IP address" in err
+    code, _, err = run_cli(capsys, "check", "good.test", "--nameserver", "dns server")
+    assert code == EXIT_BAD_INPUT and "is not an IP address or host name" in err
 
 
 def test_unreachable_dns_exits_3(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -144,7 +144,7 @@ def test_bad_input_exits_2_with_a_clear_message(
         (["--ip", "999.1.1.1"], "not an IPv4 or IPv6 address"),
         (["--helo", "not a name"], "--helo"),
         (["--mail-from", "a@b@"], "--mail-from"),
-        (["--nameserver", "dns.example"], "not an IP address"),
+        (["--nameserver", "dns server"], "not an IP address or host name"),
     ],
 )
 def test_bad_flags_exit_2(

@@ -4,6 +4,7 @@ refuses to start, with the reasons, when the settings cannot work."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +188,51 @@ def test_serve_with_bad_values_exits_2_listing_them(
     err = capsys.readouterr().err
     assert "PORT='http'" in err and "LOG_LEVEL='CHATTY'" in err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------- start-up checks
+
+
+def test_malformed_tokens_team_and_mailbox_are_reported_together(tmp_path: Path) -> None:
+    found = problems(
+        {
+            "SLACK_BOT_TOKEN": "xoxp-a-user-token",
+            "SLACK_SIGNING_SECRET": "s",
+            "SLACK_APP_TOKEN": "xoxb-not-app-level",
+            "DMARCBOT_IMAP_HOST": "h:abc",
+            "DMARCBOT_IMAP_USER": "u",
+            "DMARCBOT_IMAP_PASSWORD": "p",
+            "DMARCBOT_IMAP_CAFILE": str(tmp_path / "missing-ca.pem"),
+        }
+    )
+    assert len(found) == 4, found
+    assert any(p.startswith("SLACK_BOT_TOKEN must be a bot token starting with xoxb-") for p in found)
+    assert "SLACK_APP_TOKEN must be an app-level token starting with xapp-" in found
+    assert any(p.startswith("DMARCBOT_IMAP_HOST='h:abc' is not host[:port]") for p in found)
+    assert (
+        f"DMARCBOT_IMAP_CAFILE={str(tmp_path / 'missing-ca.pem')!r} is not a file (a PEM CA bundle)" in found
+    )
+
+
+def test_an_existing_ca_file_and_a_good_mailbox_address_pass(tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "DMARCBOT_IMAP_HOST": "imap.example.com:993",
+        "DMARCBOT_IMAP_USER": "u",
+        "DMARCBOT_IMAP_PASSWORD": "p",
+        "DMARCBOT_IMAP_CAFILE": str(ca_file),
+    }
+    assert problems(env) == []
+
+
+@pytest.mark.parametrize("team", ["x1", "t0123", "T", "C0123ABCD", "T01 23"])
+def test_a_team_id_that_is_not_a_workspace_id_is_refused(team: str) -> None:
+    with pytest.raises(SettingsError, match=r"SLACK_TEAM_ID=.* must be a workspace id like T0123ABCD"):
+        Settings.from_env({"SLACK_TEAM_ID": team})
+
+
+def test_a_workspace_id_is_accepted() -> None:
+    assert Settings.from_env({"SLACK_TEAM_ID": "T0123ABCD"}).default_team == "T0123ABCD"

@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
+from bot.config import Settings, imap_address
 from bot.reports.imap import (
     PROCESSED_FOLDER,
     REFUSED_FOLDER,
     ImapPoller,
-    imap_address,
     poll_once,
     start_imap_poller,
 )

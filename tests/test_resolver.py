@@ -496,9 +496,9 @@ def test_parse_nameserver(text: str, expected: Nameserver) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "host.example",
-        "host.example:53",
-        "localhost",
+        "host_name.example",
+        "-host.example:53",
+        "two words",
         "",
         "1.2.3",
         "256.1.1.1",
@@ -529,12 +529,22 @@ def test_parse_nameservers_lists() -> None:
         Nameserver("10.0.0.1"),
     )
     with pytest.raises(NameserverError):
-        parse_nameservers(["127.0.0.1, dns.example"])
+        parse_nameservers(["127.0.0.1, dns example"])
 
 
 def test_session_reaches_nsd_through_a_setting(nsd_static: NsdServer, make_session: SessionFactory) -> None:
     """The static zones in tests/zones/ are served, and a plain "host:port" setting reaches them."""
     result = lookup(make_session(nsd_static.address), "static.harness.test")
+    assert result.records == ("served from tests/zones/harness.test.zone",)
+
+
+def test_a_host_name_setting_is_resolved_once_and_reaches_nsd(
+    nsd_static: NsdServer, make_session: SessionFactory
+) -> None:
+    """`localhost:PORT` is resolved through the system resolver (here /etc/hosts) when it is read."""
+    setting = f"localhost:{nsd_static.port}"
+    assert parse_nameserver(setting) == Nameserver("127.0.0.1", nsd_static.port)
+    result = lookup(make_session(setting), "static.harness.test")
     assert result.records == ("served from tests/zones/harness.test.zone",)
 
 

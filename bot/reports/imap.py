@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.config import Settings
+from bot.config import Settings, imap_address
 from bot.reports.alerts import review_after_ingest
 from bot.reports.ingest import FileOutcome, Owners, ingest_bytes
 from bot.store.database import WatchStore
@@ -39,7 +39,6 @@ REFUSED_FOLDER = "dmarcbot-refused"
 MAX_MESSAGES_PER_POLL = 200  # the rest wait for the next poll: one poll stays short
 POLL_SECONDS = 300
 IMAP_TIMEOUT_SECONDS = 60
-IMAPS_PORT = 993
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _HEADER = re.compile(rb"^(Subject|Message-ID):[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
@@ -66,18 +65,6 @@ class PollReport:
     refused: list[MailOutcome] = field(default_factory=list)
     alerts: int = 0
     left_for_next_poll: int = 0
-
-
-def imap_address(host: str) -> tuple[str, int]:
-    """`host`, `host:port` or `[v6]:port` -> (host, port); 993 (IMAP over TLS) by default."""
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?|([^:\s]+)(?::([0-9]{1,5}))?", host.strip())
-    if match is None:
-        raise ValueError(f"DMARCBOT_IMAP_HOST={host!r} is not host[:port]")
-    name = match.group(1) or match.group(3)
-    port = int(match.group(2) or match.group(4) or IMAPS_PORT)
-    if not 0 < port < 65536:
-        raise ValueError(f"DMARCBOT_IMAP_HOST={host!r}: the port must be from 1 to 65535")
-    return name, port
 
 
 def owners_for(store: WatchStore, default_team: str | None) -> Owners:

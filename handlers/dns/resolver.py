@@ -16,6 +16,8 @@ import asyncio
 import dataclasses
 import enum
 import ipaddress
+import re
+import socket
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,11 +80,18 @@ class NameserverError(ValueError):
     """A nameserver setting that is not `host[:port]` with an IP address."""
 
 
+_HOST_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
+
+
 def parse_nameserver(text: str) -> Nameserver:
-    """Parse `1.2.3.4`, `1.2.3.4:5353`, `::1` or `[::1]:5353` into a Nameserver."""
+    """Parse `1.2.3.4`, `1.2.3.4:5353`, `::1`, `[::1]:5353` or `localhost:5353` into a Nameserver.
+
+    A host name is resolved once, here, through the system resolver (getaddrinfo): the setting is
+    read at start-up, and every later query goes to the address it names."""
     text = text.strip()
     not_an_address = NameserverError(
-        f"nameserver {text!r} is not an IP address with an optional port, like 127.0.0.1:5353 or [::1]:53"
+        f"nameserver {text!r} is not an IP address or host name with an optional port, "
+        "like 127.0.0.1:5353, [::1]:53 or localhost:5353"
     )
     host, port_text = text, None
     if text.startswith("["):
@@ -95,13 +104,27 @@ def parse_nameserver(text: str) -> Nameserver:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise not_an_address from None
+        if text.startswith("[") or not _HOST_NAME.fullmatch(host) or host.replace(".", "").isdigit():
+            raise not_an_address from None
+        host = _address_of(host, text)
     if port_text is not None:  # present, so it must be a port: `1.2.3.4:` is a typo, not port 53
         # isascii(): str.isdigit() accepts digits of other scripts, which int() then reads.
         if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise NameserverError(f"nameserver {text!r} has an invalid port {port_text!r}")
         return Nameserver(host, int(port_text))
     return Nameserver(host)
+
+
+def _address_of(host: str, setting: str) -> str:
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise NameserverError(
+            f"nameserver {setting!r}: the host name {host!r} does not resolve ({error})"
+        ) from None
+    # Prefer IPv4: a name like localhost resolves to both, and test servers listen on 127.0.0.1.
+    addresses = sorted((str(info[4][0]) for info in infos), key=lambda address: ":" in address)
+    return addresses[0]
 
 
 def parse_nameservers(texts: Iterable[str]) -> tuple[Nameserver, ...]:
