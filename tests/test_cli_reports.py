@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from tests.aggregate_xml import TESTDATA, Row, days_ago, gz, open_reports, report_xml
+from tests.aggregate_xml import Row, days_ago, gz, open_reports, report_xml
 from tests.dnstest import NsdServer, make_zone
+from tests.testdata import TESTDATA
 
 
 @pytest.fixture
