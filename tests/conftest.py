@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.slack.app import FEATURES
+from bot.slack.features import Feature
 from handlers.dns.resolver import DnsSession, parse_nameserver
 from tests.dnstest import FaultProxy, NsdServer
 from tests.slackapp import RunningApp, app_settings, start_app
@@ -83,14 +85,17 @@ AppFactory = Callable[..., RunningApp]
 
 @pytest.fixture
 def make_app(slack: SlackStandIn, tmp_path: Path) -> Iterator[AppFactory]:
-    """make_app(dns_server_or_"host:port", **settings) -> the app running over HTTP, its own
-    database file in tmp_path, its Web API calls going to `slack`. Stopped after the test."""
+    """make_app(dns_server_or_"host:port", features=FEATURES, **settings) -> the app running over
+    HTTP, its own database file in tmp_path, its Web API calls going to `slack`. Stopped after
+    the test."""
     started: list[RunningApp] = []
 
-    def factory(dns: NsdServer | FaultProxy | str, **overrides: object) -> RunningApp:
+    def factory(
+        dns: NsdServer | FaultProxy | str, features: tuple[Feature, ...] = FEATURES, **overrides: object
+    ) -> RunningApp:
         address = dns if isinstance(dns, str) else dns.address
         settings = app_settings(slack, tmp_path / "dmarcbot.db", address, **overrides)
-        app = start_app(settings, slack)
+        app = start_app(settings, slack, features)
         started.append(app)
         return app
 

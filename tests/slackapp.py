@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.slack.server import ThreadingWSGIServer, start_http_in_thread
+from bot.slack.app import FEATURES, create_app
+from bot.slack.features import Feature
+from bot.slack.server import ThreadingWSGIServer, make_http_server
 from handlers.dns.resolver import parse_nameserver
 from tests.slackstub import SIGNING_SECRET, SlackClientSim, SlackStandIn
 
@@ -48,9 +50,13 @@ def app_settings(slack: SlackStandIn, db_path: Path, nameserver: str, **override
     return dataclasses.replace(settings, **overrides)
 
 
-def start_app(settings: Settings, slack: SlackStandIn) -> RunningApp:
-    """Serve the app over HTTP on a free loopback port."""
-    server, thread = start_http_in_thread(settings)
+def start_app(
+    settings: Settings, slack: SlackStandIn, features: tuple[Feature, ...] = FEATURES
+) -> RunningApp:
+    """Serve the app with `features` over HTTP on a free loopback port."""
+    server = make_http_server(create_app(settings, features), "127.0.0.1", settings.port)
+    thread = threading.Thread(target=server.serve_forever, name="dmarcbot-http", daemon=True)
+    thread.start()
     port = server.server_address[1]
     sim = SlackClientSim(f"http://127.0.0.1:{port}", stand_in=slack)
     return RunningApp(settings, server, thread, sim, slack)

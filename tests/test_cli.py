@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE, EXIT_ERROR_FINDING, EXIT_OK, main
+from bot.cli import main
+from bot.cli.common import EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE, EXIT_ERROR_FINDING, EXIT_OK
 from tests.dnstest import NsdServer, free_port, make_zone
 
 ROOT = Path(__file__).resolve().parents[1]

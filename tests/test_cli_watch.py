@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_BAD_INPUT, EXIT_OK, LOCAL_TEAM, main
+from bot.cli import main
+from bot.cli.common import EXIT_BAD_INPUT, EXIT_OK, LOCAL_TEAM
 from bot.cli.watch import CRASH_AFTER_OUTBOX_ENV, CRASH_EXIT_CODE
 from bot.store.database import WatchStore
 from tests.dnstest import NsdServer

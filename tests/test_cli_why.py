@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import UsageError
+from bot.cli.common import UsageError
 from bot.cli.why import add_why_arguments, command_why
 from tests.dnstest import FaultProxy, NsdServer
 from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones

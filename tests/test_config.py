@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_BAD_INPUT, main
+from bot.cli import main
+from bot.cli.common import EXIT_BAD_INPUT
 from bot.config import DEFAULT_DB, DEFAULT_PORT, SLACK_API_URL, Settings, SettingsError
 from handlers.dns.resolver import Nameserver
 

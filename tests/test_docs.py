@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import bot.slack.app  # noqa: F401  (registers every feature's subcommands, as serve does)
 from bot.cli import build_parser
-from bot.slack.app import BOT_SCOPES
-from bot.slack.routing import SUBCOMMANDS
+from bot.slack.app import BOT_SCOPES, FEATURES
+from bot.slack.features import gather
 from handlers.domain.findings import CATALOG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,7 @@ def test_readme_starts_with_a_quick_start() -> None:
     assert "./bin/test" in quick_start
 
 
-@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+@pytest.mark.parametrize("name", sorted(row.name for row in gather(FEATURES).router.rows))
 def test_every_slash_subcommand_is_documented(name: str) -> None:
     assert f"`/dmarc {name}" in README, f"/dmarc {name} is missing from the README"
 

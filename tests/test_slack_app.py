@@ -20,7 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bot.slack import ids as slack_ids
-from bot.slack.routing import SUBCOMMANDS, Job, Subcommand
+from bot.slack.app import FEATURES
+from bot.slack.features import Feature, gather
+from bot.slack.routing import Job, Subcommand
 from tests.conftest import AppFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.keys import rsa_public_key
@@ -264,7 +266,7 @@ def test_named_selectors_are_checked(world: NsdServer, make_app: AppFactory, sla
 
 def assert_usage(text: str) -> None:
     assert "*dmarcbot*" in text
-    for row in SUBCOMMANDS.values():
+    for row in gather(FEATURES).router.rows:
         assert f"`/dmarc {row.usage}`: {row.help}" in text
         for example in row.examples[:1]:
             assert f"e.g. `{example}`" in text
@@ -328,7 +330,7 @@ def test_bad_input_is_explained_and_nothing_is_posted(
 
 
 def test_subcommand_without_a_worker_is_answered(
-    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
     """A routing-table row whose worker is not there must not turn into silence (or a 404)."""
 
@@ -336,8 +338,8 @@ def test_subcommand_without_a_worker_is_answered(
         """A feature whose worker is not registered."""
         return Job("Working on it…", "no-such-worker")
 
-    monkeypatch.setitem(SUBCOMMANDS, "later", Subcommand("later", "later", parse_later, ()))
-    app = make_app(world)
+    later = Feature("later", subcommands=(Subcommand("later", "later", parse_later, ()),))
+    app = make_app(world, features=(*FEATURES, later))
     status, _ = app.sim.slash_command("later example.com")
     assert status == 200
     assert app.sim.last_elapsed < 1.5

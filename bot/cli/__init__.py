@@ -7,21 +7,10 @@ Exit status: 0 no `error` finding, 1 an error finding, 2 bad input, 3 DNS unreac
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import json
-import os
-import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
-from bot.config import Settings, SettingsError
-from handlers.dns.domain_name import InvalidDomain, normalise_domain
-from handlers.dns.resolver import Nameserver, NameserverError, parse_nameservers
-from handlers.domain.check import check_domain
-from handlers.domain.dkim_keys import InvalidSelector, validate_selector
-
-EXIT_OK, EXIT_ERROR_FINDING, EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE = 0, 1, 2, 3
+from bot.cli.common import EXIT_BAD_INPUT, AddCommand, UsageError
 
 
 def version() -> str:
@@ -35,121 +24,16 @@ def version() -> str:
         return "unknown"
 
 
-class UsageError(Exception):
-    """Bad input from the command line: the message says what was wrong and what would be right."""
-
-
-def load_settings(nameserver_flags: Sequence[str] | None = None) -> Settings:
-    """Settings from the environment; --nameserver flags win over DMARCBOT_NAMESERVERS."""
-    try:
-        settings = Settings.from_env(os.environ)
-        if nameserver_flags:
-            settings = dataclasses.replace(settings, nameservers=parse_nameservers(nameserver_flags))
-    except (SettingsError, NameserverError) as error:
-        raise UsageError(str(error)) from None
-    return settings
-
-
-LOCAL_TEAM = "local"  # the workspace of a database no Slack workspace has used yet
-TEAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-
-
-def resolve_team(given: str | None, settings: Settings, known: Iterable[str]) -> str:
-    """The workspace a command acts for: --team, else SLACK_TEAM_ID, else the only workspace the
-    database knows (so a single-workspace bot's data is found without flags), else `local`."""
-    team = (given or settings.default_team or "").strip()
-    if team:
-        if not TEAM_ID.match(team):
-            raise UsageError(f"{team[:50]!r} is not a Slack team id (like T0123ABCD)")
-        return team
-    teams = sorted(set(known))
-    if len(teams) > 1:
-        raise UsageError(
-            "this database holds several workspaces ("
-            + ", ".join(teams[:10])
-            + "): name one with --team or SLACK_TEAM_ID"
-        )
-    return teams[0] if teams else LOCAL_TEAM
-
-
-def nameservers_from(flags: Sequence[str] | None) -> tuple[Nameserver, ...]:
-    """The nameservers a command should ask: --nameserver flags, else DMARCBOT_NAMESERVERS,
-    else () for the system resolver."""
-    return load_settings(flags).nameservers
-
-
-def command_check(args: argparse.Namespace) -> int:
-    """Diagnose a domain's DMARC, SPF, DKIM and MX records and say what to fix."""
-    try:
-        domain = normalise_domain(args.domain)
-        selectors = [validate_selector(s) for s in args.selector or []]
-    except (InvalidDomain, InvalidSelector) as error:
-        raise UsageError(f"{error}") from None
-    session = load_settings(args.nameserver).dns_session()
-    report = asyncio.run(check_domain(domain, session, selectors))
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    else:
-        from bot.cli.terminal_report import render_domain_report
-
-        print(render_domain_report(report, colour=sys.stdout.isatty()))
-    if report.dns_unreachable:
-        return EXIT_DNS_UNREACHABLE
-    return EXIT_ERROR_FINDING if report.errors else EXIT_OK
-
-
-def command_serve(args: argparse.Namespace) -> int:
-    """Run the Slack bot: Socket Mode with SLACK_APP_TOKEN, otherwise HTTP on $PORT."""
-    import logging
-
-    from bot.slack.server import serve
-
-    settings = load_settings()
-    problems = settings.serve_problems()
-    if problems:
-        raise UsageError("cannot start: " + "; ".join(problems))
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(settings)
-    return EXIT_OK
-
-
-def add_nameserver_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--nameserver",
-        action="append",
-        metavar="HOST[:PORT]",
-        help="DNS server to ask instead of the system resolver (repeatable; "
-        "also DMARCBOT_NAMESERVERS=host[:port],...)",
-    )
-
-
-AddCommand = Callable[[str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
-
-
-def register_core_commands(add: AddCommand) -> None:
-    """`check` and `serve`."""
-    check = add("check", command_check)
-    check.add_argument("domain", metavar="DOMAIN", help="the domain, e.g. example.com")
-    check.add_argument(
-        "--selector",
-        action="append",
-        metavar="SEL",
-        help="DKIM selector to check (repeatable); without it common selectors are probed",
-    )
-    add_nameserver_flag(check)
-    check.add_argument("--json", action="store_true", help="print one JSON object")
-    add("serve", command_serve)
-
-
 def command_registrars() -> list[Callable[[AddCommand], None]]:
-    """Every module's `register_commands(add)`, in the order `dmarcbot --help` lists them.
-    Imported here, not at the top, so `dmarcbot check` does not load the Slack stack."""
+    """Every command group's `register_commands(add)`, in the order `dmarcbot --help` lists them.
+    Imported here, not at the top, so importing the package loads no command's dependencies."""
+    from bot.cli import check as cli_check
     from bot.cli import reports as cli_reports
     from bot.cli import watch as cli_watch
     from bot.cli import why as cli_why
 
     return [
-        register_core_commands,
+        cli_check.register_commands,
         cli_why.register_commands,
         cli_watch.register_commands,
         cli_reports.register_commands,

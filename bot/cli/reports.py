@@ -1,6 +1,6 @@
 """`dmarcbot ingest FILE...` and `dmarcbot report DOMAIN`: aggregate reports from the command line.
 
-Rows belong to a team (a Slack workspace), chosen by bot.cli.resolve_team.
+Rows belong to a team (a Slack workspace), chosen by bot.cli.common.resolve_team.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from bot.cli import (
+from bot.cli.common import (
     EXIT_ERROR_FINDING,
     EXIT_OK,
     AddCommand,
@@ -30,7 +30,7 @@ from handlers.reports.archive import DEFAULT_LIMITS
 
 
 def team_for(settings: Settings, store: WatchStore, reports: ReportStore, given: str | None) -> str:
-    """The workspace whose reports the command reads or writes (see bot.cli.resolve_team)."""
+    """The workspace whose reports the command reads or writes (see bot.cli.common.resolve_team)."""
     return resolve_team(given, settings, [*store.teams(), *reports.teams()])
 
 

@@ -2,7 +2,7 @@
 command line, and the monitor cycle for cron (`monitor --once`).
 
 The database is DMARCBOT_DB (default ./dmarcbot.db). Watches belong to a Slack workspace, chosen
-by bot.cli.resolve_team: `--team`, else SLACK_TEAM_ID, else the database's only workspace, else
+by bot.cli.common.resolve_team: `--team`, else SLACK_TEAM_ID, else the database's only workspace, else
 `local`. Set SLACK_TEAM_ID to your workspace's id (T…) so that watches added here show up in
 Slack's `/dmarc list`.
 """
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.cli import (
+from bot.cli.common import (
     EXIT_OK,
     TEAM_ID,
     AddCommand,

@@ -8,10 +8,9 @@ import ipaddress
 import json
 import sys
 import textwrap
-from collections.abc import Callable
 from typing import BinaryIO
 
-from bot.cli import UsageError, nameservers_from
+from bot.cli.common import AddCommand, UsageError, nameservers_from
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.dns.resolver import DnsSession
 from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, parse_message
@@ -171,6 +170,6 @@ def render_verdict(verdict: MessageVerdict) -> str:
     return "\n".join(lines)
 
 
-def register_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+def register_commands(add: AddCommand) -> None:
     """`why`."""
     add_why_arguments(add("why", command_why))

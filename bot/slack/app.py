@@ -14,14 +14,24 @@ from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
 
 from bot.config import Settings
-from bot.slack.listeners import aggregate_reports as reports
-from bot.slack.listeners import check_report as report_actions
-from bot.slack.listeners import commands, fixit, home, watch, why
+from bot.slack.features import Feature, gather
+from bot.slack.listeners import aggregate_reports, check_report, commands, fixit, home, watch, why
+from bot.slack.routing import HELP
 
 # files:write: the report chart goes up with files_upload_v2 (issue 7).
 BOT_SCOPES = ["commands", "chat:write", "files:read", "files:write", "channels:read", "groups:read"]
 
-LISTENER_MODULES = [commands, report_actions, reports, fixit, home, watch, why]
+# Everything the app offers, in the order `/dmarc help` and the App Home list it. A feature
+# left out of this list is not reachable: importing its module registers nothing.
+FEATURES: tuple[Feature, ...] = (
+    commands.CHECK,  # /dmarc check
+    why.WHY,  # /dmarc why, its modal, the "Why did DMARC fail?" shortcut
+    Feature("help", subcommands=(HELP,)),  # /dmarc help
+    aggregate_reports.REPORTS,  # /dmarc report, shared report files
+    watch.WATCH,  # /dmarc watch, unwatch, list; the Home tab's watch list
+    check_report.REPORT_BUTTONS,  # a report's Re-check and Watch buttons
+    fixit.FIX_IT,  # a finding's Fix it button, the modal, Verify
+)
 
 log = logging.getLogger("dmarcbot.slack")
 
@@ -33,8 +43,9 @@ def make_web_client(settings: Settings, token: str | None) -> WebClient:
     return client
 
 
-def create_app(settings: Settings) -> App:
-    """Build the app: single-token, or OAuth with Bolt's SQLite installation store in our database."""
+def create_app(settings: Settings, features: tuple[Feature, ...] = FEATURES) -> App:
+    """Build the app with `features`: single-token, or OAuth with Bolt's SQLite installation store
+    in our database."""
     oauth_settings = None
     token = settings.slack_bot_token
     if settings.oauth:
@@ -58,8 +69,11 @@ def create_app(settings: Settings) -> App:
         # on the first call instead.
         token_verification_enabled=False,
     )
-    for module in LISTENER_MODULES:
-        module.register(app, settings)
+    gathered = gather(features)
+    commands.register(app, settings, gathered.router, gathered.workers)
+    home.register(app, settings, gathered.router, gathered.home_sections)
+    for register in gathered.registers:
+        register(app, settings)
     register_catch_all(app)
     return app
 

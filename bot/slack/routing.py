@@ -1,4 +1,5 @@
-"""The `/dmarc` routing table: one row per subcommand; usage and help are generated from it.
+"""The `/dmarc` routing table: one row per subcommand, each declared by the feature it belongs to
+and gathered by the app factory; usage and help are generated from it.
 
 A subcommand's parser is pure (no I/O), so the dispatcher can validate the input and acknowledge
 within Slack's 3 seconds before any DNS or database work starts. It returns a `Job`: what to say in
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.slack.mrkdwn import safe
-from handlers.dns.domain_name import InvalidDomain, display_name, normalise_domain
+from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
 
 
@@ -23,12 +24,14 @@ class UsageProblem(ValueError):
 @dataclass
 class Job:
     """What a parsed subcommand does: `ack` is the ephemeral acknowledgement (None acknowledges
-    silently), `work` the name of the worker to run afterwards with `args`."""
+    silently), `work` the name of the worker to run afterwards with `args`. `show_usage` asks the
+    router for its usage text as the ack (only the router knows every row)."""
 
     ack: str | None
     work: str | None = None
     args: dict[str, Any] = field(default_factory=dict)
     ack_blocks: list[dict[str, Any]] | None = None
+    show_usage: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,68 +64,48 @@ def parse_selectors(words: list[str]) -> list[str]:
         raise UsageProblem(f"{error}.") from None
 
 
-def parse_check(words: list[str]) -> Job:
-    """Diagnose a domain's DMARC, SPF, DKIM and MX, and say what to fix."""
-    domain = parse_domain_argument(words, "check DOMAIN")
-    selectors = parse_selectors(words[1:])
-    return Job(f"Checking {display_name(domain)}…", "check", {"domain": domain, "selectors": selectors})
-
-
 def parse_help(words: list[str]) -> Job:
     """Show what the bot does and every subcommand with an example."""
-    return Job(usage_text(), None, ack_blocks=None)
+    return Job(None, show_usage=True)
 
 
-def parse_why(words: list[str]) -> Job:
-    """Explain why one message failed DMARC: opens a form to paste its headers."""
-    return Job(None, "why_modal")
+HELP = Subcommand("help", "help", parse_help, ("/dmarc help",))
 
 
-SUBCOMMANDS: dict[str, Subcommand] = {
-    row.name: row
-    for row in (
-        Subcommand(
-            "check",
-            "check DOMAIN [SELECTOR...]",
-            parse_check,
-            ("/dmarc check example.com", "/dmarc check example.com google selector1"),
-        ),
-        Subcommand("why", "why", parse_why, ("/dmarc why",)),
-        Subcommand("help", "help", parse_help, ("/dmarc help",)),
-    )
-}
+@dataclass(frozen=True)
+class Router:
+    """The routing table: the rows in the order the help lists them."""
 
+    rows: tuple[Subcommand, ...]
 
-def register_subcommand(row: Subcommand) -> None:
-    """Add a row (used by later features: watch, report, …); the help picks it up."""
-    SUBCOMMANDS[row.name] = row
+    def row(self, name: str) -> Subcommand | None:
+        return next((row for row in self.rows if row.name == name), None)
 
+    def usage_text(self, problem: str | None = None) -> str:
+        """The usage message, generated from the routing table; `problem` leads when given."""
+        lines = [problem, ""] if problem else []
+        lines.append("*dmarcbot* tells you exactly why DMARC fails for a domain or a message.")
+        for row in self.rows:
+            lines.append(f"• `/dmarc {row.usage}`: {row.help}")
+            lines.extend(f"      e.g. `{example}`" for example in row.examples[:2])
+        return "\n".join(lines)
 
-def usage_text(problem: str | None = None) -> str:
-    """The usage message, generated from the routing table; `problem` leads when given."""
-    lines = [problem, ""] if problem else []
-    lines.append("*dmarcbot* tells you exactly why DMARC fails for a domain or a message.")
-    for row in SUBCOMMANDS.values():
-        lines.append(f"• `/dmarc {row.usage}`: {row.help}")
-        lines.extend(f"      e.g. `{example}`" for example in row.examples[:2])
-    return "\n".join(lines)
-
-
-def parse_command_text(text: str) -> Job:
-    """Route the text after `/dmarc` to its subcommand; anything unusable gets the usage."""
-    words = text.split()
-    if not words:
-        return Job(usage_text())
-    name = words[0].lower()
-    row = SUBCOMMANDS.get(name)
-    if row is None:
-        return Job(
-            usage_text(
-                f"I don't know the subcommand `{safe(name, 40).replace('`', '')}`. Here is what I can do:"
+    def parse_command_text(self, text: str) -> Job:
+        """Route the text after `/dmarc` to its subcommand; anything unusable gets the usage."""
+        words = text.split()
+        if not words:
+            return Job(self.usage_text())
+        name = words[0].lower()
+        row = self.row(name)
+        if row is None:
+            return Job(
+                self.usage_text(
+                    f"I don't know the subcommand `{safe(name, 40).replace('`', '')}`. Here is what I can do:"
+                )
             )
-        )
-    try:
-        return row.parse(words[1:])
-    except UsageProblem as problem:
-        # the problem quotes what the user typed: escape it like any untrusted text
-        return Job(f"{safe(str(problem), 2500)}\nUsage: `/dmarc {row.usage}`")
+        try:
+            job = row.parse(words[1:])
+        except UsageProblem as problem:
+            # the problem quotes what the user typed: escape it like any untrusted text
+            return Job(f"{safe(str(problem), 2500)}\nUsage: `/dmarc {row.usage}`")
+        return Job(self.usage_text()) if job.show_usage else job

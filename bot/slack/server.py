@@ -7,7 +7,6 @@ pool), so one slow check never queues the next command's ack behind it.
 from __future__ import annotations
 
 import logging
-import threading
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -41,16 +40,6 @@ def make_http_server(app: App, host: str, port: int) -> ThreadingWSGIServer:
     server = make_server(host, port, handler, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
     assert isinstance(server, ThreadingWSGIServer)
     return server
-
-
-def start_http_in_thread(
-    settings: Settings, host: str = "127.0.0.1"
-) -> tuple[ThreadingWSGIServer, threading.Thread]:
-    """Serve the app over HTTP in a background thread (port 0 picks a free one)."""
-    server = make_http_server(create_app(settings), host, settings.port)
-    thread = threading.Thread(target=server.serve_forever, name="dmarcbot-http", daemon=True)
-    thread.start()
-    return server, thread
 
 
 def serve(settings: Settings) -> None:

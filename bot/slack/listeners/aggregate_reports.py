@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from functools import partial
 from typing import Any
 
 from slack_bolt import App, BoltContext
@@ -20,9 +21,9 @@ from bot.reports.alerts import review_after_ingest
 from bot.reports.ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
 from bot.reports.summary import MAX_DAYS, build_summary, resolve_names, top_source_ips
 from bot.slack.blocks.aggregate import render_file_answer, render_summary
+from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file
-from bot.slack.listeners.commands import register_worker
-from bot.slack.routing import Job, Subcommand, UsageProblem, parse_domain_argument, register_subcommand
+from bot.slack.routing import Job, Subcommand, UsageProblem, parse_domain_argument
 from bot.slack.turn import SlackTurn, guarded
 from bot.store.database import WatchStore, shared_store
 from bot.store.reports import ReportStore
@@ -49,16 +50,6 @@ def parse_report_command(words: list[str]) -> Job:
     )
 
 
-register_subcommand(
-    Subcommand(
-        "report",
-        "report DOMAIN [DAYS]",
-        parse_report_command,
-        ("/dmarc report example.com", "/dmarc report example.com 7"),
-    )
-)
-
-
 def report_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
     """Post the summary in the channel, then the chart in its thread."""
     reports = ReportStore(shared_store(turn.settings.db_path))
@@ -80,9 +71,6 @@ def report_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -
         title=f"{domain}: DMARC reports, last {days} days",
         alt_txt=f"Daily messages and DMARC pass rate for {domain}",
     )
-
-
-register_worker("report", report_worker)
 
 
 # -- shared files ---------------------------------------------------------------------------------
@@ -151,27 +139,48 @@ def _span(first: str, last: str) -> int:
     return (date.fromisoformat(last) - date.fromisoformat(first)).days + 1
 
 
+def handle_file_shared(
+    settings: Settings,
+    store: WatchStore,
+    event: dict[str, Any],
+    body: dict[str, Any],
+    client: WebClient,
+    context: BoltContext,
+) -> None:
+    if event.get("user_id") and event.get("user_id") == context.bot_user_id:
+        return  # our own chart upload
+    channel = str(event.get("channel_id") or "")
+    team_id = str(body.get("team_id") or context.team_id or "")
+    file_id = str(event.get("file_id") or (event.get("file") or {}).get("id") or "")
+    if not channel or not file_id or not team_id:
+        return
+    reply = _ThreadReply(client, channel, None)
+    turn = SlackTurn(client, None, settings, channel, event.get("user_id"), team_id)
+
+    def work() -> None:
+        info = client.files_info(file=file_id).get("file") or {}
+        reply.thread_ts = share_ts(info, channel)
+        ingest_shared_file(store, settings, client, team_id, info, reply)
+
+    guarded("reading a shared report file", turn, work)
+
+
 def register(app: App, settings: Settings) -> None:
     """Attach the file_shared listener to `app`."""
     store = shared_store(settings.db_path)  # migrated here, before the first event
+    app.event("file_shared")(partial(handle_file_shared, settings, store))
 
-    @app.event("file_shared")
-    def handle_file_shared(
-        event: dict[str, Any], body: dict[str, Any], client: WebClient, context: BoltContext
-    ) -> None:
-        if event.get("user_id") and event.get("user_id") == context.bot_user_id:
-            return  # our own chart upload
-        channel = str(event.get("channel_id") or "")
-        team_id = str(body.get("team_id") or context.team_id or "")
-        file_id = str(event.get("file_id") or (event.get("file") or {}).get("id") or "")
-        if not channel or not file_id or not team_id:
-            return
-        reply = _ThreadReply(client, channel, None)
-        turn = SlackTurn(client, None, settings, channel, event.get("user_id"), team_id)
 
-        def work() -> None:
-            info = client.files_info(file=file_id).get("file") or {}
-            reply.thread_ts = share_ts(info, channel)
-            ingest_shared_file(store, settings, client, team_id, info, reply)
-
-        guarded("reading a shared report file", turn, work)
+REPORTS = Feature(
+    "report",
+    subcommands=(
+        Subcommand(
+            "report",
+            "report DOMAIN [DAYS]",
+            parse_report_command,
+            ("/dmarc report example.com", "/dmarc report example.com 7"),
+        ),
+    ),
+    workers={"report": report_worker},
+    register=register,
+)

@@ -6,6 +6,7 @@ The Fix it buttons are handled by bot/slack/listeners/fixit.py.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -14,6 +15,7 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import render_report
+from bot.slack.features import Feature
 from bot.slack.listeners.watch import start_watching
 from bot.slack.turn import guarded, run_domain_check, turn_for_interaction
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
@@ -35,42 +37,51 @@ def read_button_value(body: dict[str, Any]) -> tuple[str, list[str]]:
     return domain, selectors
 
 
+def handle_recheck(
+    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+) -> None:
+    ack()
+    turn = turn_for_interaction(body, client, respond, settings)
+
+    def recheck() -> None:
+        try:
+            domain, selectors = read_button_value(body)
+        except BadButtonValue:
+            turn.tell("That button no longer works: run `/dmarc check DOMAIN` again.")
+            return
+        report = run_domain_check(settings, domain, selectors)
+        text, blocks = render_report(report, selectors, turn.team_id)
+        message = body.get("message") or {}
+        container = body.get("container") or {}
+        if container.get("is_ephemeral") or not message.get("ts"):
+            respond(text=text, blocks=blocks, replace_original=True)
+        else:
+            client.chat_update(channel=turn.channel_id or "", ts=message["ts"], text=text, blocks=blocks)
+
+    guarded("re-checking a domain", turn, recheck)
+
+
+def handle_watch(
+    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+) -> None:
+    ack()
+    turn = turn_for_interaction(body, client, respond, settings)
+
+    def watch() -> None:
+        try:
+            domain, selectors = read_button_value(body)
+        except BadButtonValue:
+            turn.tell("That button no longer works: run `/dmarc watch DOMAIN` instead.")
+            return
+        start_watching(domain, selectors, turn)
+
+    guarded("starting to watch a domain", turn, watch)
+
+
 def register(app: App, settings: Settings) -> None:
     """Attach the report buttons' listeners to `app`."""
+    app.action(slack_ids.ACTION_RECHECK)(partial(handle_recheck, settings))
+    app.action(slack_ids.ACTION_WATCH)(partial(handle_watch, settings))
 
-    @app.action(slack_ids.ACTION_RECHECK)
-    def handle_recheck(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
-        turn = turn_for_interaction(body, client, respond, settings)
 
-        def recheck() -> None:
-            try:
-                domain, selectors = read_button_value(body)
-            except BadButtonValue:
-                turn.tell("That button no longer works: run `/dmarc check DOMAIN` again.")
-                return
-            report = run_domain_check(settings, domain, selectors)
-            text, blocks = render_report(report, selectors, turn.team_id)
-            message = body.get("message") or {}
-            container = body.get("container") or {}
-            if container.get("is_ephemeral") or not message.get("ts"):
-                respond(text=text, blocks=blocks, replace_original=True)
-            else:
-                client.chat_update(channel=turn.channel_id or "", ts=message["ts"], text=text, blocks=blocks)
-
-        guarded("re-checking a domain", turn, recheck)
-
-    @app.action(slack_ids.ACTION_WATCH)
-    def handle_watch(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
-        turn = turn_for_interaction(body, client, respond, settings)
-
-        def watch() -> None:
-            try:
-                domain, selectors = read_button_value(body)
-            except BadButtonValue:
-                turn.tell("That button no longer works: run `/dmarc watch DOMAIN` instead.")
-                return
-            start_watching(domain, selectors, turn)
-
-        guarded("starting to watch a domain", turn, watch)
+REPORT_BUTTONS = Feature("report buttons", register=register)

@@ -1,7 +1,10 @@
-"""The `/dmarc` slash command: validate, acknowledge at once, then do the slow work."""
+"""The `/dmarc` slash command: validate, acknowledge at once, then do the slow work; and the
+`check` subcommand, the first feature routed through it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -10,16 +13,17 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import render_report
-from bot.slack.routing import Job, parse_command_text
+from bot.slack.features import Feature, Worker
+from bot.slack.routing import Job, Router, Subcommand, parse_domain_argument, parse_selectors
 from bot.slack.turn import SlackTurn, guarded, run_domain_check
-
-# Workers by Job.work name; later features add theirs with register_worker.
-WORKERS: dict[str, Any] = {}
+from handlers.dns.domain_name import display_name
 
 
-def register_worker(name: str, worker: Any) -> None:
-    """worker(job_args, turn, body) runs after the ack of a subcommand whose Job names it."""
-    WORKERS[name] = worker
+def parse_check(words: list[str]) -> Job:
+    """Diagnose a domain's DMARC, SPF, DKIM and MX, and say what to fix."""
+    domain = parse_domain_argument(words, "check DOMAIN")
+    selectors = parse_selectors(words[1:])
+    return Job(f"Checking {display_name(domain)}…", "check", {"domain": domain, "selectors": selectors})
 
 
 def check_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
@@ -29,40 +33,59 @@ def check_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) ->
     turn.post(text, blocks)
 
 
-register_worker("check", check_worker)
+CHECK = Feature(
+    "check",
+    subcommands=(
+        Subcommand(
+            "check",
+            "check DOMAIN [SELECTOR...]",
+            parse_check,
+            ("/dmarc check example.com", "/dmarc check example.com google selector1"),
+        ),
+    ),
+    workers={"check": check_worker},
+)
 
 
-def register(app: App, settings: Settings) -> None:
-    """Attach the /dmarc command listener to `app`."""
+def handle_dmarc_command(
+    settings: Settings,
+    router: Router,
+    workers: Mapping[str, Worker],
+    ack: Ack,
+    command: dict[str, Any],
+    respond: Respond,
+    client: WebClient,
+    body: dict[str, Any],
+) -> None:
+    # Parsing is pure, so the ack goes out well inside Slack's 3 seconds.
+    job = router.parse_command_text(command.get("text", ""))
+    if job.ack is None:
+        ack()
+    else:
+        ack(text=job.ack, blocks=job.ack_blocks, response_type="ephemeral")
+    if job.work is None:
+        return
+    turn = SlackTurn(
+        client,
+        respond,
+        settings,
+        command.get("channel_id"),
+        command.get("user_id"),
+        command.get("team_id"),
+    )
+    work_name = job.work
 
-    @app.command(slack_ids.COMMAND)
-    def handle_dmarc_command(
-        ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, body: dict[str, Any]
-    ) -> None:
-        # Parsing is pure, so the ack goes out well inside Slack's 3 seconds.
-        job: Job = parse_command_text(command.get("text", ""))
-        if job.ack is None:
-            ack()
-        else:
-            ack(text=job.ack, blocks=job.ack_blocks, response_type="ephemeral")
-        if job.work is None:
+    def run() -> None:
+        # Looked up inside guarded(): a listener that raises after ack() makes Bolt answer 404.
+        worker = workers.get(work_name)
+        if worker is None:  # a routing-table row whose feature declared no worker of that name
+            turn.tell("That subcommand is not available yet. `/dmarc help` lists what works.")
             return
-        turn = SlackTurn(
-            client,
-            respond,
-            settings,
-            command.get("channel_id"),
-            command.get("user_id"),
-            command.get("team_id"),
-        )
-        work_name = job.work
+        worker(job.args, turn, body)
 
-        def run() -> None:
-            # Looked up inside guarded(): a listener that raises after ack() makes Bolt answer 404.
-            worker = WORKERS.get(work_name)
-            if worker is None:  # a routing-table row whose feature has not registered its worker
-                turn.tell("That subcommand is not available yet. `/dmarc help` lists what works.")
-                return
-            worker(job.args, turn, body)
+    guarded(f"running /dmarc {command.get('text', '')[:80]}", turn, run)
 
-        guarded(f"running /dmarc {command.get('text', '')[:80]}", turn, run)
+
+def register(app: App, settings: Settings, router: Router, workers: Mapping[str, Worker]) -> None:
+    """Attach the /dmarc command listener to `app`, routing through `router` to `workers`."""
+    app.command(slack_ids.COMMAND)(partial(handle_dmarc_command, settings, router, workers))

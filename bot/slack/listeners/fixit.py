@@ -15,6 +15,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -33,6 +34,7 @@ from bot.slack.blocks.fixit import (
     read_form,
     verification_message,
 )
+from bot.slack.features import Feature
 from bot.slack.fix_plans import BadPlanValue, FixPlan, check_plan
 from bot.slack.turn import SlackTurn, guarded, interaction_team, turn_for_interaction
 from bot.store.database import shared_store
@@ -172,168 +174,175 @@ def _overlay_action(values: dict[str, Any], action: dict[str, Any]) -> dict[str,
     return {**values, action.get("block_id", action_id): {action_id: entry}}
 
 
-def register(app: App, settings: Settings) -> None:
-    """Attach the fix-it listeners to `app`."""
+def handle_fix_click(
+    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+) -> None:
+    ack()
+    message = body.get("message") or {}
+    turn = turn_for_interaction(body, client, respond, settings)
+    channel_id = turn.channel_id
 
-    @app.action(slack_ids.ACTION_FIX)
-    def handle_fix_click(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
-        message = body.get("message") or {}
-        turn = turn_for_interaction(body, client, respond, settings)
-        channel_id = turn.channel_id
-
-        def open_modal() -> None:
-            try:
-                data = json.loads(body["actions"][0]["value"])
-                if isinstance(data, dict) and not data.get("o") and message.get("team"):
-                    data["o"] = message["team"]  # the workspace whose bot posted the report
-                request = read_fix_request(data, channel_id, message.get("thread_ts") or message.get("ts"))
-            except (KeyError, IndexError, ValueError, BadFixValue):
-                turn.tell(
-                    "That Fix it button is from an older report: press Re-check, then the "
-                    "Fix it button of the finding."
-                )
-                return
-            if _foreign(request.owner, body):
-                turn.tell(FOREIGN_TEAM)
-                return
-            opened = client.views_open(
-                trigger_id=body["trigger_id"],
-                view=loading_view(request.finding_id, request.domain, request.kind, request.to_metadata()),
+    def open_modal() -> None:
+        try:
+            data = json.loads(body["actions"][0]["value"])
+            if isinstance(data, dict) and not data.get("o") and message.get("team"):
+                data["o"] = message["team"]  # the workspace whose bot posted the report
+            request = read_fix_request(data, channel_id, message.get("thread_ts") or message.get("ts"))
+        except (KeyError, IndexError, ValueError, BadFixValue):
+            turn.tell(
+                "That Fix it button is from an older report: press Re-check, then the "
+                "Fix it button of the finding."
             )
-            view_id = opened["view"]["id"]
-            screen = _screen(settings, request, None, body)
-            client.views_update(view_id=view_id, view=fix_view(screen, request.to_metadata()))
-
-        guarded("opening the fix-it flow", turn, open_modal)
-
-    @app.action(re.compile("^" + re.escape(slack_ids.FIX_INPUT_PREFIX)))
-    def handle_fix_input(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        view = body.get("view") or {}
-        turn = SlackTurn(
-            client, None, settings, None, (body.get("user") or {}).get("id"), interaction_team(body)
+            return
+        if _foreign(request.owner, body):
+            turn.tell(FOREIGN_TEAM)
+            return
+        opened = client.views_open(
+            trigger_id=body["trigger_id"],
+            view=loading_view(request.finding_id, request.domain, request.kind, request.to_metadata()),
         )
+        view_id = opened["view"]["id"]
+        screen = _screen(settings, request, None, body)
+        client.views_update(view_id=view_id, view=fix_view(screen, request.to_metadata()))
 
-        def update() -> None:
-            try:
-                request = read_fix_request(json.loads(view.get("private_metadata") or "{}"))
-            except (ValueError, BadFixValue):
-                return
-            turn.channel_id = request.channel_id
-            if _foreign(request.owner, body):
-                turn.tell(FOREIGN_TEAM)
-                return
-            values = (view.get("state") or {}).get("values") or {}
-            for action in body.get("actions") or []:
-                values = _overlay_action(values, action)
-            try:
-                form = read_form(request.kind, values, request.domain, request.selector)
-            except FixInputError as error:
-                screen = _screen(settings, request, None, body)
-                shown = fix_view(screen, request.to_metadata())
-                shown["blocks"].insert(
-                    0,
-                    {
-                        "type": "section",
-                        "text": {"type": "mrkdwn", "text": f":warning: {error.message[:2900]}"},
-                    },
-                )
-                client.views_update(view_id=view["id"], view=shown)
-                return
-            screen = _screen(settings, request, form, body)
-            client.views_update(view_id=view["id"], view=fix_view(screen, request.to_metadata()))
+    guarded("opening the fix-it flow", turn, open_modal)
 
-        guarded("updating the fix proposal", turn, update)
 
-    @app.view(slack_ids.CALLBACK_FIX_MODAL)
-    def handle_fix_submission(
-        ack: Ack, body: dict[str, Any], client: WebClient, view: dict[str, Any]
-    ) -> None:
-        user_id = (body.get("user") or {}).get("id")
+def handle_fix_input(settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    ack()
+    view = body.get("view") or {}
+    turn = SlackTurn(client, None, settings, None, (body.get("user") or {}).get("id"), interaction_team(body))
+
+    def update() -> None:
         try:
             request = read_fix_request(json.loads(view.get("private_metadata") or "{}"))
         except (ValueError, BadFixValue):
-            ack()
             return
-        turn = SlackTurn(client, None, settings, request.channel_id, user_id, interaction_team(body))
+        turn.channel_id = request.channel_id
         if _foreign(request.owner, body):
-            first = _first_input(view)
-            if first is None:
-                ack()
-                guarded("refusing a fix", turn, lambda: turn.tell(FOREIGN_TEAM))
-            else:
-                ack(response_action="errors", errors={first: FOREIGN_TEAM})
+            turn.tell(FOREIGN_TEAM)
             return
+        values = (view.get("state") or {}).get("values") or {}
+        for action in body.get("actions") or []:
+            values = _overlay_action(values, action)
         try:
-            form = read_form(
-                request.kind, (view.get("state") or {}).get("values") or {}, request.domain, request.selector
-            )
+            form = read_form(request.kind, values, request.domain, request.selector)
         except FixInputError as error:
-            # Slack shows the message under the field (response_action: errors).
-            ack(response_action="errors", errors={input_id(error.field): error.message[:300]})
+            screen = _screen(settings, request, None, body)
+            shown = fix_view(screen, request.to_metadata())
+            shown["blocks"].insert(
+                0,
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": f":warning: {error.message[:2900]}"},
+                },
+            )
+            client.views_update(view_id=view["id"], view=shown)
             return
+        screen = _screen(settings, request, form, body)
+        client.views_update(view_id=view["id"], view=fix_view(screen, request.to_metadata()))
+
+    guarded("updating the fix proposal", turn, update)
+
+
+def handle_fix_submission(
+    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, view: dict[str, Any]
+) -> None:
+    user_id = (body.get("user") or {}).get("id")
+    try:
+        request = read_fix_request(json.loads(view.get("private_metadata") or "{}"))
+    except (ValueError, BadFixValue):
         ack()
+        return
+    turn = SlackTurn(client, None, settings, request.channel_id, user_id, interaction_team(body))
+    if _foreign(request.owner, body):
+        first = _first_input(view)
+        if first is None:
+            ack()
+            guarded("refusing a fix", turn, lambda: turn.tell(FOREIGN_TEAM))
+        else:
+            ack(response_action="errors", errors={first: FOREIGN_TEAM})
+        return
+    try:
+        form = read_form(
+            request.kind, (view.get("state") or {}).get("values") or {}, request.domain, request.selector
+        )
+    except FixInputError as error:
+        # Slack shows the message under the field (response_action: errors).
+        ack(response_action="errors", errors={input_id(error.field): error.message[:300]})
+        return
+    ack()
 
-        def post_plan() -> None:
-            screen = _screen(settings, request, form, body)
-            reasons = refused_reasons(screen)
-            if reasons:
-                turn.tell("The plan was not posted: " + "; ".join(reasons)[:2500])
-                return
-            if not request.channel_id or not request.thread_ts:
-                turn.tell("The report this fix belongs to is gone; run the check again.")
-                return
-            plan = FixPlan(
-                request.owner or interaction_team(body) or "",
-                request.channel_id,
-                request.thread_ts,
-                request.domain,
-                screen.proposal.kind,
-                request.finding_id,
-                expected_records(screen.proposal),
-                screen.family_findings,
-                (screen.proposal.selector,) if screen.proposal.selector else request.selectors,
-                screen.proposal.watch_includes,
-                user_id or "",
-            )
-            text, blocks = plan_message(plan, screen.proposal, user_id or "")
-            client.chat_postMessage(
-                channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
-            )
-            # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
-            shared_store(settings.db_path).save_fix_plan(plan)
+    def post_plan() -> None:
+        screen = _screen(settings, request, form, body)
+        reasons = refused_reasons(screen)
+        if reasons:
+            turn.tell("The plan was not posted: " + "; ".join(reasons)[:2500])
+            return
+        if not request.channel_id or not request.thread_ts:
+            turn.tell("The report this fix belongs to is gone; run the check again.")
+            return
+        plan = FixPlan(
+            request.owner or interaction_team(body) or "",
+            request.channel_id,
+            request.thread_ts,
+            request.domain,
+            screen.proposal.kind,
+            request.finding_id,
+            expected_records(screen.proposal),
+            screen.family_findings,
+            (screen.proposal.selector,) if screen.proposal.selector else request.selectors,
+            screen.proposal.watch_includes,
+            user_id or "",
+        )
+        text, blocks = plan_message(plan, screen.proposal, user_id or "")
+        client.chat_postMessage(
+            channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
+        )
+        # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
+        shared_store(settings.db_path).save_fix_plan(plan)
 
-        guarded("posting the fix plan", turn, post_plan)
+    guarded("posting the fix plan", turn, post_plan)
 
-    @app.action(slack_ids.ACTION_FIX_VERIFY)
-    def handle_fix_verify(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        ack()
-        turn = turn_for_interaction(body, client, respond, settings)
-        user_id = turn.user_id
 
-        def verify() -> None:
-            try:
-                plan = FixPlan.from_button_value(body["actions"][0]["value"])
-                normalise_domain(plan.domain)
-            except (KeyError, IndexError, BadPlanValue, InvalidDomain):
-                turn.tell("That Verify button no longer works: run the check again.")
-                return
-            if _foreign(plan.team_id or None, body):
-                turn.tell(FOREIGN_TEAM)
-                return
-            check = check_plan(settings, plan)
-            text, blocks = verification_message(plan, check, user_id)
-            client.chat_postMessage(
-                channel=plan.channel_id, thread_ts=plan.thread_ts, text=text, blocks=blocks
-            )
-            if check.live:
-                # The thread has just been told: the monitor must not say "fixed" again.
-                settle_verified(shared_store(settings.db_path), plan)
+def handle_fix_verify(
+    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+) -> None:
+    ack()
+    turn = turn_for_interaction(body, client, respond, settings)
+    user_id = turn.user_id
 
-        guarded("verifying a fix", turn, verify)
+    def verify() -> None:
+        try:
+            plan = FixPlan.from_button_value(body["actions"][0]["value"])
+            normalise_domain(plan.domain)
+        except (KeyError, IndexError, BadPlanValue, InvalidDomain):
+            turn.tell("That Verify button no longer works: run the check again.")
+            return
+        if _foreign(plan.team_id or None, body):
+            turn.tell(FOREIGN_TEAM)
+            return
+        check = check_plan(settings, plan)
+        text, blocks = verification_message(plan, check, user_id)
+        client.chat_postMessage(channel=plan.channel_id, thread_ts=plan.thread_ts, text=text, blocks=blocks)
+        if check.live:
+            # The thread has just been told: the monitor must not say "fixed" again.
+            settle_verified(shared_store(settings.db_path), plan)
+
+    guarded("verifying a fix", turn, verify)
 
 
 def _first_input(view: dict[str, Any]) -> str | None:
     blocks = [b for b in view.get("blocks") or [] if b.get("type") == "input"]
     return str(blocks[0]["block_id"]) if blocks else None
+
+
+def register(app: App, settings: Settings) -> None:
+    """Attach the fix-it listeners to `app`."""
+    app.action(slack_ids.ACTION_FIX)(partial(handle_fix_click, settings))
+    app.action(re.compile("^" + re.escape(slack_ids.FIX_INPUT_PREFIX)))(partial(handle_fix_input, settings))
+    app.view(slack_ids.CALLBACK_FIX_MODAL)(partial(handle_fix_submission, settings))
+    app.action(slack_ids.ACTION_FIX_VERIFY)(partial(handle_fix_verify, settings))
+
+
+FIX_IT = Feature("fix it", register=register)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from slack_bolt import App
@@ -10,15 +12,16 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
-from bot.slack.routing import usage_text
+from bot.slack.features import HomeSection
+from bot.slack.routing import Router
 
 log = logging.getLogger("dmarcbot.slack")
 
-HOME_SECTIONS: list[Any] = []  # later features (the watch list) append builders here
 
-
-def home_view(settings: Settings, team_id: str | None) -> dict[str, Any]:
-    """The Home tab's view, built from the routing table's usage text."""
+def home_view(
+    settings: Settings, router: Router, sections: Sequence[HomeSection], team_id: str | None
+) -> dict[str, Any]:
+    """The Home tab's view: the routing table's usage text, then each feature's section."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "dmarcbot"}},
         {
@@ -32,7 +35,7 @@ def home_view(settings: Settings, team_id: str | None) -> dict[str, Any]:
             },
         },
         {"type": "divider"},
-        {"type": "section", "text": {"type": "mrkdwn", "text": usage_text()}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": router.usage_text()}},
     ]
     if settings.ephemeral_disk:
         blocks.append(
@@ -49,19 +52,29 @@ def home_view(settings: Settings, team_id: str | None) -> dict[str, Any]:
                 ],
             }
         )
-    for build in HOME_SECTIONS:
+    for build in sections:
         blocks.extend(build(settings, team_id))
     return {"type": "home", "blocks": blocks[:100]}
 
 
-def register(app: App, settings: Settings) -> None:
-    """Attach the app_home_opened listener to `app`."""
+def handle_home_opened(
+    settings: Settings,
+    router: Router,
+    sections: Sequence[HomeSection],
+    event: dict[str, Any],
+    client: WebClient,
+    body: dict[str, Any],
+) -> None:
+    if event.get("tab", "home") != "home":
+        return
+    try:
+        client.views_publish(
+            user_id=event["user"], view=home_view(settings, router, sections, body.get("team_id"))
+        )
+    except SlackApiError as error:
+        log.error("Could not publish App Home for %s: %s", event.get("user"), error.response.get("error"))
 
-    @app.event("app_home_opened")
-    def handle_home_opened(event: dict[str, Any], client: WebClient, body: dict[str, Any]) -> None:
-        if event.get("tab", "home") != "home":
-            return
-        try:
-            client.views_publish(user_id=event["user"], view=home_view(settings, body.get("team_id")))
-        except SlackApiError as error:
-            log.error("Could not publish App Home for %s: %s", event.get("user"), error.response.get("error"))
+
+def register(app: App, settings: Settings, router: Router, sections: Sequence[HomeSection]) -> None:
+    """Attach the app_home_opened listener to `app`: the usage from `router`, then `sections`."""
+    app.event("app_home_opened")(partial(handle_home_opened, settings, router, sections))

@@ -14,16 +14,9 @@ from bot.monitor.cycle import record_observation
 from bot.monitor.watch_state import observe
 from bot.slack.blocks.alerts import render_watch_list, render_watch_started
 from bot.slack.blocks.domain_report import context
-from bot.slack.listeners.commands import register_worker
-from bot.slack.listeners.home import HOME_SECTIONS
+from bot.slack.features import Feature
 from bot.slack.mrkdwn import safe
-from bot.slack.routing import (
-    Job,
-    Subcommand,
-    parse_domain_argument,
-    parse_selectors,
-    register_subcommand,
-)
+from bot.slack.routing import Job, Subcommand, parse_domain_argument, parse_selectors
 from bot.slack.turn import SlackTurn, run_domain_check
 from bot.store.database import shared_store
 from handlers.dns.domain_name import display_name
@@ -129,25 +122,25 @@ def home_watch_section(settings: Settings, team_id: str | None) -> list[dict[str
     return blocks
 
 
-for _row in (
-    Subcommand(
-        "watch",
-        "watch DOMAIN [SELECTOR...]",
-        parse_watch,
-        ("/dmarc watch example.com", "/dmarc watch example.com google selector1"),
-    ),
-    Subcommand("unwatch", "unwatch DOMAIN", parse_unwatch, ("/dmarc unwatch example.com",)),
-    Subcommand("list", "list", parse_list, ("/dmarc list",)),
-):
-    register_subcommand(_row)
-register_worker("watch", watch_worker)
-register_worker("unwatch", unwatch_worker)
-register_worker("list", list_worker)
-if home_watch_section not in HOME_SECTIONS:
-    HOME_SECTIONS.append(home_watch_section)
-
-
 def register(app: App, settings: Settings) -> None:
     """Prepare the store (migrations run once per process) before any watch request arrives; the
-    routes themselves live in the /dmarc routing table and the Home tab's sections."""
+    routes themselves are this feature's /dmarc rows and its Home tab section."""
     shared_store(settings.db_path)
+
+
+WATCH = Feature(
+    "watch",
+    subcommands=(
+        Subcommand(
+            "watch",
+            "watch DOMAIN [SELECTOR...]",
+            parse_watch,
+            ("/dmarc watch example.com", "/dmarc watch example.com google selector1"),
+        ),
+        Subcommand("unwatch", "unwatch DOMAIN", parse_unwatch, ("/dmarc unwatch example.com",)),
+        Subcommand("list", "list", parse_list, ("/dmarc list",)),
+    ),
+    workers={"watch": watch_worker, "unwatch": unwatch_worker, "list": list_worker},
+    home_section=home_watch_section,
+    register=register,
+)

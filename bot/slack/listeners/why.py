@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -12,8 +13,9 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.slack import ids as slack_ids
 from bot.slack.blocks.why import render_verdict
+from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file, pasted_text
-from bot.slack.listeners.commands import register_worker
+from bot.slack.routing import Job, Subcommand
 from bot.slack.turn import SlackTurn, guarded, turn_for_interaction
 from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, ParsedMessage, parse_message
 from handlers.message.verdict import diagnose_message
@@ -62,12 +64,14 @@ def diagnose(settings: Settings, message: ParsedMessage) -> tuple[str, list[dict
     return render_verdict(verdict)
 
 
+def parse_why(words: list[str]) -> Job:
+    """Explain why one message failed DMARC: opens a form to paste its headers."""
+    return Job(None, "why_modal")
+
+
 def open_why_modal(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
     """The worker behind `/dmarc why`: open the modal while the trigger_id is valid (3 s)."""
     turn.client.views_open(trigger_id=body["trigger_id"], view=why_modal(turn.channel_id))
-
-
-register_worker("why_modal", open_why_modal)
 
 
 def message_from_shortcut(message: dict[str, Any], token: str) -> ParsedMessage:
@@ -86,49 +90,69 @@ def message_from_shortcut(message: dict[str, Any], token: str) -> ParsedMessage:
     return parse_message(text)
 
 
+def handle_why_submission(
+    settings: Settings,
+    ack: Ack,
+    body: dict[str, Any],
+    view: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+) -> None:
+    values = view["state"]["values"][slack_ids.BLOCK_WHY_HEADERS]
+    pasted = values[slack_ids.ACTION_WHY_HEADERS].get("value") or ""
+    try:  # parsing 3,000 characters is quick: answer on the field before the modal closes
+        message = parse_message(pasted)
+    except MessageError as error:
+        ack(response_action="errors", errors={slack_ids.BLOCK_WHY_HEADERS: str(error)[:150]})
+        return
+    ack()
+    channel = json.loads(view.get("private_metadata") or "{}").get("channel")
+    user = body["user"]
+    turn = SlackTurn(client, respond, settings, channel, user["id"], user.get("team_id"))
+
+    def explain() -> None:
+        text, blocks = diagnose(settings, message)
+        if channel:
+            turn.post(text, blocks)
+        else:
+            client.chat_postMessage(channel=user["id"], text=text, blocks=blocks)
+
+    guarded("explaining a message's DMARC result", turn, explain)
+
+
+def handle_why_shortcut(
+    settings: Settings,
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    context: dict[str, Any],
+) -> None:
+    ack()
+    turn = turn_for_interaction(body, client, respond, settings)
+    shared = body.get("message") or {}
+
+    def explain() -> None:
+        try:
+            message = message_from_shortcut(shared, context.get("bot_token") or "")
+        except (MessageError, FileRefused) as error:
+            turn.tell(f"I can't read a message there: {error}.")
+            return
+        text, blocks = diagnose(settings, message)
+        turn.post(text, blocks, thread_ts=shared.get("thread_ts") or shared.get("ts"))
+
+    guarded("explaining a message's DMARC result", turn, explain)
+
+
 def register(app: App, settings: Settings) -> None:
     """Attach the why modal's submission and the message shortcut to `app`."""
+    app.view(slack_ids.CALLBACK_WHY_MODAL)(partial(handle_why_submission, settings))
+    app.shortcut(slack_ids.CALLBACK_WHY_SHORTCUT)(partial(handle_why_shortcut, settings))
 
-    @app.view(slack_ids.CALLBACK_WHY_MODAL)
-    def handle_why_submission(
-        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, respond: Respond
-    ) -> None:
-        values = view["state"]["values"][slack_ids.BLOCK_WHY_HEADERS]
-        pasted = values[slack_ids.ACTION_WHY_HEADERS].get("value") or ""
-        try:  # parsing 3,000 characters is quick: answer on the field before the modal closes
-            message = parse_message(pasted)
-        except MessageError as error:
-            ack(response_action="errors", errors={slack_ids.BLOCK_WHY_HEADERS: str(error)[:150]})
-            return
-        ack()
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel")
-        user = body["user"]
-        turn = SlackTurn(client, respond, settings, channel, user["id"], user.get("team_id"))
 
-        def explain() -> None:
-            text, blocks = diagnose(settings, message)
-            if channel:
-                turn.post(text, blocks)
-            else:
-                client.chat_postMessage(channel=user["id"], text=text, blocks=blocks)
-
-        guarded("explaining a message's DMARC result", turn, explain)
-
-    @app.shortcut(slack_ids.CALLBACK_WHY_SHORTCUT)
-    def handle_why_shortcut(
-        ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond, context: dict[str, Any]
-    ) -> None:
-        ack()
-        turn = turn_for_interaction(body, client, respond, settings)
-        shared = body.get("message") or {}
-
-        def explain() -> None:
-            try:
-                message = message_from_shortcut(shared, context.get("bot_token") or "")
-            except (MessageError, FileRefused) as error:
-                turn.tell(f"I can't read a message there: {error}.")
-                return
-            text, blocks = diagnose(settings, message)
-            turn.post(text, blocks, thread_ts=shared.get("thread_ts") or shared.get("ts"))
-
-        guarded("explaining a message's DMARC result", turn, explain)
+WHY = Feature(
+    "why",
+    subcommands=(Subcommand("why", "why", parse_why, ("/dmarc why",)),),
+    workers={"why_modal": open_why_modal},
+    register=register,
+)

@@ -1,0 +1,71 @@
+"""`dmarcbot check DOMAIN` and `dmarcbot serve`: diagnose a domain; run the Slack bot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from bot.cli.common import (
+    EXIT_DNS_UNREACHABLE,
+    EXIT_ERROR_FINDING,
+    EXIT_OK,
+    AddCommand,
+    UsageError,
+    add_nameserver_flag,
+    load_settings,
+)
+from handlers.dns.domain_name import InvalidDomain, normalise_domain
+from handlers.domain.check import check_domain
+from handlers.domain.dkim_keys import InvalidSelector, validate_selector
+
+
+def command_check(args: argparse.Namespace) -> int:
+    """Diagnose a domain's DMARC, SPF, DKIM and MX records and say what to fix."""
+    try:
+        domain = normalise_domain(args.domain)
+        selectors = [validate_selector(s) for s in args.selector or []]
+    except (InvalidDomain, InvalidSelector) as error:
+        raise UsageError(f"{error}") from None
+    session = load_settings(args.nameserver).dns_session()
+    report = asyncio.run(check_domain(domain, session, selectors))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        from bot.cli.terminal_report import render_domain_report
+
+        print(render_domain_report(report, colour=sys.stdout.isatty()))
+    if report.dns_unreachable:
+        return EXIT_DNS_UNREACHABLE
+    return EXIT_ERROR_FINDING if report.errors else EXIT_OK
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    """Run the Slack bot: Socket Mode with SLACK_APP_TOKEN, otherwise HTTP on $PORT."""
+    import logging
+
+    from bot.slack.server import serve
+
+    settings = load_settings()
+    problems = settings.serve_problems()
+    if problems:
+        raise UsageError("cannot start: " + "; ".join(problems))
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(settings)
+    return EXIT_OK
+
+
+def register_commands(add: AddCommand) -> None:
+    """`check` and `serve`."""
+    check = add("check", command_check)
+    check.add_argument("domain", metavar="DOMAIN", help="the domain, e.g. example.com")
+    check.add_argument(
+        "--selector",
+        action="append",
+        metavar="SEL",
+        help="DKIM selector to check (repeatable); without it common selectors are probed",
+    )
+    add_nameserver_flag(check)
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    add("serve", command_serve)

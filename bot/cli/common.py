@@ -1,0 +1,72 @@
+"""What every `dmarcbot` command shares: exit statuses, settings, the workspace a command acts
+for, the --nameserver flag, and the error that turns bad input into exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+from bot.config import Settings, SettingsError
+from handlers.dns.resolver import Nameserver, NameserverError, parse_nameservers
+
+EXIT_OK, EXIT_ERROR_FINDING, EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad input from the command line: the message says what was wrong and what would be right."""
+
+
+def load_settings(nameserver_flags: Sequence[str] | None = None) -> Settings:
+    """Settings from the environment; --nameserver flags win over DMARCBOT_NAMESERVERS."""
+    try:
+        settings = Settings.from_env(os.environ)
+        if nameserver_flags:
+            settings = dataclasses.replace(settings, nameservers=parse_nameservers(nameserver_flags))
+    except (SettingsError, NameserverError) as error:
+        raise UsageError(str(error)) from None
+    return settings
+
+
+LOCAL_TEAM = "local"  # the workspace of a database no Slack workspace has used yet
+TEAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+def resolve_team(given: str | None, settings: Settings, known: Iterable[str]) -> str:
+    """The workspace a command acts for: --team, else SLACK_TEAM_ID, else the only workspace the
+    database knows (so a single-workspace bot's data is found without flags), else `local`."""
+    team = (given or settings.default_team or "").strip()
+    if team:
+        if not TEAM_ID.match(team):
+            raise UsageError(f"{team[:50]!r} is not a Slack team id (like T0123ABCD)")
+        return team
+    teams = sorted(set(known))
+    if len(teams) > 1:
+        raise UsageError(
+            "this database holds several workspaces ("
+            + ", ".join(teams[:10])
+            + "): name one with --team or SLACK_TEAM_ID"
+        )
+    return teams[0] if teams else LOCAL_TEAM
+
+
+def nameservers_from(flags: Sequence[str] | None) -> tuple[Nameserver, ...]:
+    """The nameservers a command should ask: --nameserver flags, else DMARCBOT_NAMESERVERS,
+    else () for the system resolver."""
+    return load_settings(flags).nameservers
+
+
+def add_nameserver_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="DNS server to ask instead of the system resolver (repeatable; "
+        "also DMARCBOT_NAMESERVERS=host[:port],...)",
+    )
+
+
+# add(name, handler) makes the subcommand `name`, its help taken from the handler's docstring.
+AddCommand = Callable[[str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
