@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.slack.server import ThreadingWSGIServer, start_http_in_thread
+from bot.store.stores import open_stores
 from handlers.dns.resolver import parse_nameserver
 from tests.slackstub import SIGNING_SECRET, SlackClientSim, SlackStandIn
 
@@ -50,7 +51,7 @@ def app_settings(slack: SlackStandIn, db_path: Path, nameserver: str, **override
 
 def start_app(settings: Settings, slack: SlackStandIn) -> RunningApp:
     """Serve the app over HTTP on a free loopback port."""
-    server, thread = start_http_in_thread(settings)
+    server, thread = start_http_in_thread(settings, open_stores(settings.db_path))
     port = server.server_address[1]
     sim = SlackClientSim(f"http://127.0.0.1:{port}", stand_in=slack)
     return RunningApp(settings, server, thread, sim, slack)

@@ -17,6 +17,7 @@ from bot.config import Settings
 from bot.slack.listeners import aggregate_reports as reports
 from bot.slack.listeners import check_report as report_actions
 from bot.slack.listeners import commands, fixit, home, watch, why
+from bot.store.stores import Stores
 
 # files:write: the report chart goes up with files_upload_v2 (issue 7).
 BOT_SCOPES = ["commands", "chat:write", "files:read", "files:write", "channels:read", "groups:read"]
@@ -33,8 +34,10 @@ def make_web_client(settings: Settings, token: str | None) -> WebClient:
     return client
 
 
-def create_app(settings: Settings) -> App:
-    """Build the app: single-token, or OAuth with Bolt's SQLite installation store in our database."""
+def create_app(settings: Settings, stores: Stores) -> App:
+    """Build the app: single-token, or OAuth with Bolt's SQLite installation store in our database.
+    `stores` is the process's one set of stores (opened, and so migrated, by the entry point); the
+    listeners get it at registration."""
     oauth_settings = None
     token = settings.slack_bot_token
     if settings.oauth:
@@ -59,7 +62,7 @@ def create_app(settings: Settings) -> App:
         token_verification_enabled=False,
     )
     for module in LISTENER_MODULES:
-        module.register(app, settings)
+        module.register(app, settings, stores)
     register_catch_all(app)
     return app
 

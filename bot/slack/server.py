@@ -18,7 +18,7 @@ from bot.config import Settings
 from bot.monitor.scheduler import MonitorScheduler
 from bot.reports.imap import start_imap_poller
 from bot.slack.app import create_app
-from bot.store.database import shared_store
+from bot.store.stores import Stores, open_stores
 
 log = logging.getLogger("dmarcbot")
 
@@ -44,10 +44,10 @@ def make_http_server(app: App, host: str, port: int) -> ThreadingWSGIServer:
 
 
 def start_http_in_thread(
-    settings: Settings, host: str = "127.0.0.1"
+    settings: Settings, stores: Stores, host: str = "127.0.0.1"
 ) -> tuple[ThreadingWSGIServer, threading.Thread]:
     """Serve the app over HTTP in a background thread (port 0 picks a free one)."""
-    server = make_http_server(create_app(settings), host, settings.port)
+    server = make_http_server(create_app(settings, stores), host, settings.port)
     thread = threading.Thread(target=server.serve_forever, name="dmarcbot-http", daemon=True)
     thread.start()
     return server, thread
@@ -61,12 +61,13 @@ def serve(settings: Settings) -> None:
             "and restart. Keep DMARCBOT_DB on persistent storage; see the README.",
             settings.db_path,
         )
-    # Migrations run once, here, before any listener or the monitor touches the database.
-    store = shared_store(settings.db_path)
-    app = create_app(settings)
-    scheduler = MonitorScheduler(settings, store)
+    # Opened once, here: migrations run before any listener or the monitor touches the database,
+    # and every part of the process gets these same stores.
+    stores = open_stores(settings.db_path)
+    app = create_app(settings, stores)
+    scheduler = MonitorScheduler(settings, stores)
     scheduler.start()
-    imap = start_imap_poller(settings, store)  # None unless DMARCBOT_IMAP_* are set
+    imap = start_imap_poller(settings, stores)  # None unless DMARCBOT_IMAP_* are set
     try:
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode import SocketModeHandler

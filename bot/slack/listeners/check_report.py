@@ -16,6 +16,7 @@ from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import render_report
 from bot.slack.listeners.watch import start_watching
 from bot.slack.turn import guarded, run_domain_check, turn_for_interaction
+from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 
 
@@ -35,13 +36,13 @@ def read_button_value(body: dict[str, Any]) -> tuple[str, list[str]]:
     return domain, selectors
 
 
-def register(app: App, settings: Settings) -> None:
+def register(app: App, settings: Settings, stores: Stores) -> None:
     """Attach the report buttons' listeners to `app`."""
 
     @app.action(slack_ids.ACTION_RECHECK)
     def handle_recheck(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
-        turn = turn_for_interaction(body, client, respond, settings)
+        turn = turn_for_interaction(body, client, respond, settings, stores)
 
         def recheck() -> None:
             try:
@@ -63,7 +64,7 @@ def register(app: App, settings: Settings) -> None:
     @app.action(slack_ids.ACTION_WATCH)
     def handle_watch(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
-        turn = turn_for_interaction(body, client, respond, settings)
+        turn = turn_for_interaction(body, client, respond, settings, stores)
 
         def watch() -> None:
             try:

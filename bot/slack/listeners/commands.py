@@ -12,6 +12,7 @@ from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import render_report
 from bot.slack.routing import Job, parse_command_text
 from bot.slack.turn import SlackTurn, guarded, run_domain_check
+from bot.store.stores import Stores
 
 # Workers by Job.work name; later features add theirs with register_worker.
 WORKERS: dict[str, Any] = {}
@@ -32,7 +33,7 @@ def check_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) ->
 register_worker("check", check_worker)
 
 
-def register(app: App, settings: Settings) -> None:
+def register(app: App, settings: Settings, stores: Stores) -> None:
     """Attach the /dmarc command listener to `app`."""
 
     @app.command(slack_ids.COMMAND)
@@ -51,6 +52,7 @@ def register(app: App, settings: Settings) -> None:
             client,
             respond,
             settings,
+            stores,
             command.get("channel_id"),
             command.get("user_id"),
             command.get("team_id"),

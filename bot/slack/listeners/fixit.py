@@ -35,8 +35,7 @@ from bot.slack.blocks.fixit import (
 )
 from bot.slack.fix_plans import BadPlanValue, FixPlan, check_plan
 from bot.slack.turn import SlackTurn, guarded, interaction_team, turn_for_interaction
-from bot.store.database import shared_store
-from bot.store.reports import ReportStore
+from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.fixes.records import FixInputError, fix_kind
 from handlers.fixes.session import FixForm, FixScreen, expected_records, prepare_fix, refused_reasons
@@ -136,13 +135,15 @@ def _foreign(owner: str | None, body: dict[str, Any]) -> bool:
     return owner is not None and interaction_team(body) != owner
 
 
-def _screen(settings: Settings, request: FixRequest, form: FixForm | None, body: dict[str, Any]) -> FixScreen:
+def _screen(
+    settings: Settings, stores: Stores, request: FixRequest, form: FixForm | None, body: dict[str, Any]
+) -> FixScreen:
     """Prepare the fix from fresh records (a new DnsSession for every step); a policy step reads
     its readiness from the owning team's aggregate reports when it has some."""
     stats = None
     if request.kind == "dmarc_progress":
         team_id = request.owner or interaction_team(body) or ""
-        stats = readiness_stats(ReportStore(shared_store(settings.db_path)), team_id, request.domain)
+        stats = readiness_stats(stores.reports, team_id, request.domain)
     return asyncio.run(
         prepare_fix(
             settings.dns_session(),
@@ -172,14 +173,14 @@ def _overlay_action(values: dict[str, Any], action: dict[str, Any]) -> dict[str,
     return {**values, action.get("block_id", action_id): {action_id: entry}}
 
 
-def register(app: App, settings: Settings) -> None:
+def register(app: App, settings: Settings, stores: Stores) -> None:
     """Attach the fix-it listeners to `app`."""
 
     @app.action(slack_ids.ACTION_FIX)
     def handle_fix_click(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
         message = body.get("message") or {}
-        turn = turn_for_interaction(body, client, respond, settings)
+        turn = turn_for_interaction(body, client, respond, settings, stores)
         channel_id = turn.channel_id
 
         def open_modal() -> None:
@@ -202,7 +203,7 @@ def register(app: App, settings: Settings) -> None:
                 view=loading_view(request.finding_id, request.domain, request.kind, request.to_metadata()),
             )
             view_id = opened["view"]["id"]
-            screen = _screen(settings, request, None, body)
+            screen = _screen(settings, stores, request, None, body)
             client.views_update(view_id=view_id, view=fix_view(screen, request.to_metadata()))
 
         guarded("opening the fix-it flow", turn, open_modal)
@@ -212,7 +213,7 @@ def register(app: App, settings: Settings) -> None:
         ack()
         view = body.get("view") or {}
         turn = SlackTurn(
-            client, None, settings, None, (body.get("user") or {}).get("id"), interaction_team(body)
+            client, None, settings, stores, None, (body.get("user") or {}).get("id"), interaction_team(body)
         )
 
         def update() -> None:
@@ -230,7 +231,7 @@ def register(app: App, settings: Settings) -> None:
             try:
                 form = read_form(request.kind, values, request.domain, request.selector)
             except FixInputError as error:
-                screen = _screen(settings, request, None, body)
+                screen = _screen(settings, stores, request, None, body)
                 shown = fix_view(screen, request.to_metadata())
                 shown["blocks"].insert(
                     0,
@@ -241,7 +242,7 @@ def register(app: App, settings: Settings) -> None:
                 )
                 client.views_update(view_id=view["id"], view=shown)
                 return
-            screen = _screen(settings, request, form, body)
+            screen = _screen(settings, stores, request, form, body)
             client.views_update(view_id=view["id"], view=fix_view(screen, request.to_metadata()))
 
         guarded("updating the fix proposal", turn, update)
@@ -256,7 +257,7 @@ def register(app: App, settings: Settings) -> None:
         except (ValueError, BadFixValue):
             ack()
             return
-        turn = SlackTurn(client, None, settings, request.channel_id, user_id, interaction_team(body))
+        turn = SlackTurn(client, None, settings, stores, request.channel_id, user_id, interaction_team(body))
         if _foreign(request.owner, body):
             first = _first_input(view)
             if first is None:
@@ -276,7 +277,7 @@ def register(app: App, settings: Settings) -> None:
         ack()
 
         def post_plan() -> None:
-            screen = _screen(settings, request, form, body)
+            screen = _screen(settings, stores, request, form, body)
             reasons = refused_reasons(screen)
             if reasons:
                 turn.tell("The plan was not posted: " + "; ".join(reasons)[:2500])
@@ -302,14 +303,14 @@ def register(app: App, settings: Settings) -> None:
                 channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
             )
             # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
-            shared_store(settings.db_path).save_fix_plan(plan)
+            stores.fix_plans.save_fix_plan(plan)
 
         guarded("posting the fix plan", turn, post_plan)
 
     @app.action(slack_ids.ACTION_FIX_VERIFY)
     def handle_fix_verify(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
-        turn = turn_for_interaction(body, client, respond, settings)
+        turn = turn_for_interaction(body, client, respond, settings, stores)
         user_id = turn.user_id
 
         def verify() -> None:
@@ -329,7 +330,7 @@ def register(app: App, settings: Settings) -> None:
             )
             if check.live:
                 # The thread has just been told: the monitor must not say "fixed" again.
-                settle_verified(shared_store(settings.db_path), plan)
+                settle_verified(stores.fix_plans, plan)
 
         guarded("verifying a fix", turn, verify)
 

@@ -11,13 +11,14 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.slack.routing import usage_text
+from bot.store.stores import Stores
 
 log = logging.getLogger("dmarcbot.slack")
 
 HOME_SECTIONS: list[Any] = []  # later features (the watch list) append builders here
 
 
-def home_view(settings: Settings, team_id: str | None) -> dict[str, Any]:
+def home_view(settings: Settings, stores: Stores, team_id: str | None) -> dict[str, Any]:
     """The Home tab's view, built from the routing table's usage text."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "dmarcbot"}},
@@ -50,11 +51,11 @@ def home_view(settings: Settings, team_id: str | None) -> dict[str, Any]:
             }
         )
     for build in HOME_SECTIONS:
-        blocks.extend(build(settings, team_id))
+        blocks.extend(build(settings, stores, team_id))
     return {"type": "home", "blocks": blocks[:100]}
 
 
-def register(app: App, settings: Settings) -> None:
+def register(app: App, settings: Settings, stores: Stores) -> None:
     """Attach the app_home_opened listener to `app`."""
 
     @app.event("app_home_opened")
@@ -62,6 +63,6 @@ def register(app: App, settings: Settings) -> None:
         if event.get("tab", "home") != "home":
             return
         try:
-            client.views_publish(user_id=event["user"], view=home_view(settings, body.get("team_id")))
+            client.views_publish(user_id=event["user"], view=home_view(settings, stores, body.get("team_id")))
         except SlackApiError as error:
             log.error("Could not publish App Home for %s: %s", event.get("user"), error.response.get("error"))

@@ -15,6 +15,7 @@ from bot.slack.blocks.why import render_verdict
 from bot.slack.files import FileRefused, download_file, pasted_text
 from bot.slack.listeners.commands import register_worker
 from bot.slack.turn import SlackTurn, guarded, turn_for_interaction
+from bot.store.stores import Stores
 from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, ParsedMessage, parse_message
 from handlers.message.verdict import diagnose_message
 
@@ -86,7 +87,7 @@ def message_from_shortcut(message: dict[str, Any], token: str) -> ParsedMessage:
     return parse_message(text)
 
 
-def register(app: App, settings: Settings) -> None:
+def register(app: App, settings: Settings, stores: Stores) -> None:
     """Attach the why modal's submission and the message shortcut to `app`."""
 
     @app.view(slack_ids.CALLBACK_WHY_MODAL)
@@ -103,7 +104,7 @@ def register(app: App, settings: Settings) -> None:
         ack()
         channel = json.loads(view.get("private_metadata") or "{}").get("channel")
         user = body["user"]
-        turn = SlackTurn(client, respond, settings, channel, user["id"], user.get("team_id"))
+        turn = SlackTurn(client, respond, settings, stores, channel, user["id"], user.get("team_id"))
 
         def explain() -> None:
             text, blocks = diagnose(settings, message)
@@ -119,7 +120,7 @@ def register(app: App, settings: Settings) -> None:
         ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond, context: dict[str, Any]
     ) -> None:
         ack()
-        turn = turn_for_interaction(body, client, respond, settings)
+        turn = turn_for_interaction(body, client, respond, settings, stores)
         shared = body.get("message") or {}
 
         def explain() -> None:
