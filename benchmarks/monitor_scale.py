@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bot.config import Settings
 from bot.monitor.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
 from bot.monitor.cycle import check_watches
-from bot.store.database import WatchStore, open_store
+from bot.store.stores import Stores, open_stores
 from handlers.dns.resolver import DnsSession, Nameserver
 from handlers.domain.check import check_domain
 from tests.dnstest import FaultProxy, NsdServer, find_nsd, make_zone
@@ -175,9 +175,9 @@ def _serve_proxy(upstream: tuple[str, int], latency: float, conn: object) -> Non
     proxy.stop()
 
 
-def add_watches(store: WatchStore, count: int) -> None:
+def add_watches(store: Stores, count: int) -> None:
     for n in range(count):
-        store.add_watch(TEAMS[n % 2], f"C{n % CHANNELS:02d}", domain_name(n), [SELECTOR], "bench")
+        store.watches.add_watch(TEAMS[n % 2], f"C{n % CHANNELS:02d}", domain_name(n), [SELECTOR], "bench")
 
 
 def peak_rss_mb() -> float:
@@ -187,7 +187,7 @@ def peak_rss_mb() -> float:
 Row = tuple[float, int, int, int, int]
 
 
-def one_cycle(store: WatchStore, settings: Settings, server: Nameserver, proxy: ProxyProcess) -> Row:
+def one_cycle(store: Stores, settings: Settings, server: Nameserver, proxy: ProxyProcess) -> Row:
     """(seconds, DNS queries sent, alerts written, messages posted, outages) of one full cycle.
     An outage (a query unanswered twice in 2 s) is what the monitor must tolerate, so it is
     counted, not fatal; a Python error in a check is."""
@@ -195,7 +195,7 @@ def one_cycle(store: WatchStore, settings: Settings, server: Nameserver, proxy: 
     started = time.monotonic()
     session = DnsSession((server,), timeout=2.0, attempts=2)
     cycle = check_watches(store, session)
-    delivery = deliver_pending(store, client_for_team_factory(settings), ChannelPacer())
+    delivery = deliver_pending(store.outbox, client_for_team_factory(settings), ChannelPacer())
     elapsed = time.monotonic() - started
     if cycle.errors:
         raise SystemExit(f"a broken cycle is no benchmark: {cycle.errors[:3]}")
@@ -262,7 +262,7 @@ def bench(
     for run in range(args.runs):
         nsd.set_zones(build_zones(args.domains, flips[0]))
         db = workdir / f"run{run}.db"
-        store = open_store(str(db))
+        store = open_stores(str(db))
         add_watches(store, args.domains)
         settings = Settings(slack_bot_token="xoxb-bench", slack_api_url=slack.api_url, db_path=str(db))
         kinds["baseline"].append(one_cycle(store, settings, server, proxy))

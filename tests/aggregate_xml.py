@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
-from bot.store.database import WatchStore, open_store
 from bot.store.reports import ReportStore
+from bot.store.stores import Stores, open_stores
 
 
 @dataclass
@@ -108,7 +108,7 @@ def zip_bomb(size: int) -> bytes:
     return zipped(b"<" + b"\0" * size, "bomb.xml")
 
 
-def open_reports(db_path: Path) -> tuple[WatchStore, ReportStore]:
+def open_reports(db_path: Path) -> tuple[Stores, ReportStore]:
     """A migrated database file and the report store over it."""
-    store = open_store(str(db_path))
-    return store, ReportStore(store)
+    stores = open_stores(str(db_path))
+    return stores, stores.reports

@@ -13,6 +13,7 @@ from bot.config import Settings
 from bot.slack.app import FEATURES, create_app
 from bot.slack.features import Feature
 from bot.slack.server import ThreadingWSGIServer, make_http_server
+from bot.store.stores import open_stores
 from handlers.dns.resolver import parse_nameserver
 from tests.slackstub import SIGNING_SECRET, SlackClientSim, SlackStandIn
 
@@ -54,7 +55,8 @@ def start_app(
     settings: Settings, slack: SlackStandIn, features: tuple[Feature, ...] = FEATURES
 ) -> RunningApp:
     """Serve the app with `features` over HTTP on a free loopback port."""
-    server = make_http_server(create_app(settings, features), "127.0.0.1", settings.port)
+    app = create_app(settings, open_stores(settings.db_path), features)
+    server = make_http_server(app, "127.0.0.1", settings.port)
     thread = threading.Thread(target=server.serve_forever, name="dmarcbot-http", daemon=True)
     thread.start()
     port = server.server_address[1]

@@ -15,7 +15,8 @@ import pytest
 from bot.cli import main
 from bot.cli.common import EXIT_BAD_INPUT, EXIT_OK, LOCAL_TEAM
 from bot.cli.watch import CRASH_AFTER_OUTBOX_ENV, CRASH_EXIT_CODE
-from bot.store.database import WatchStore
+from bot.store.database import Database
+from bot.store.stores import Stores
 from tests.dnstest import NsdServer
 from tests.slackstub import SlackStandIn
 from tests.watchtest import PROVIDER, domain_zone, provider_zone
@@ -87,10 +88,10 @@ def test_default_team_is_slack_team_id_else_the_only_one_else_local(
     assert run(capsys, "watch", "other.test", "--channel", "C1")[0] == EXIT_OK  # the only team
     monkeypatch.setenv("SLACK_TEAM_ID", "T0WORK")
     assert run(capsys, "watch", "provider.test", "--channel", "C1")[0] == EXIT_OK
-    store = WatchStore(env["DMARCBOT_DB"])
+    store = Stores.over(Database(env["DMARCBOT_DB"]))
     try:
-        assert sorted(w.domain for w in store.watches(LOCAL_TEAM)) == [DOMAIN, "other.test"]
-        assert [w.domain for w in store.watches("T0WORK")] == ["provider.test"]
+        assert sorted(w.domain for w in store.watches.watches(LOCAL_TEAM)) == [DOMAIN, "other.test"]
+        assert [w.domain for w in store.watches.watches("T0WORK")] == ["provider.test"]
     finally:
         store.close()
     monkeypatch.delenv("SLACK_TEAM_ID")
@@ -218,9 +219,9 @@ def test_killed_between_outbox_and_post_then_restarted_posts_exactly_once(
     crashed = monitor_process(env, crash=True)
     assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
     assert slack.posts() == []
-    store = WatchStore(env["DMARCBOT_DB"])
+    store = Stores.over(Database(env["DMARCBOT_DB"]))
     try:
-        assert [a.state for a in store.alerts("T1")] == ["pending"]  # written, not posted
+        assert [a.state for a in store.outbox.alerts("T1")] == ["pending"]  # written, not posted
     finally:
         store.close()
     restarted = monitor_process(env, crash=False)

@@ -14,7 +14,9 @@ import pytest
 from bot.monitor.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
 from bot.monitor.cycle import check_watches
 from bot.slack import ids as slack_ids
-from bot.store.database import WatchStore, open_store, utcnow
+from bot.store.database import utcnow
+from bot.store.fix_plans import FixPlanStore
+from bot.store.stores import open_stores
 from handlers.dns.resolver import DnsSession, parse_nameserver
 from tests.conftest import AppFactory
 from tests.dnstest import FaultProxy, NsdServer
@@ -53,9 +55,9 @@ def app(world: NsdServer, make_app: AppFactory) -> RunningApp:
 @pytest.fixture
 def monitor(app: RunningApp, slack: SlackStandIn, world: NsdServer) -> Iterator[MonitorHarness]:
     """The monitor on the app's own database file, as `dmarcbot serve` runs both."""
-    harness = MonitorHarness(open_store(app.settings.db_path), app.settings, slack, world)
+    harness = MonitorHarness(open_stores(app.settings.db_path), app.settings, slack, world)
     yield harness
-    harness.store.close()
+    harness.stores.close()
     slack.assert_no_violations()
 
 
@@ -72,7 +74,7 @@ def fixed_replies(slack: SlackStandIn) -> list[Call]:
     return [c for c in thread_posts(slack) if "*Fixed*" in texts(c.blocks)]
 
 
-def wait_for_stored_plan(store: WatchStore, team: str = "T1") -> None:
+def wait_for_stored_plan(store: FixPlanStore, team: str = "T1") -> None:
     """The plan is stored just after its post: wait for the listener's thread to get there."""
     deadline = time.monotonic() + TIMEOUT
     while not store.pending_fix_plans(team, DOMAIN):
@@ -86,11 +88,11 @@ def test_the_next_cycle_after_publishing_posts_fixed_in_the_plans_thread(
     monitor.watch(DOMAIN, channel="C1", selectors=())
     monitor.cycle()  # the baseline
     plan = post_plan(app, slack)
-    wait_for_stored_plan(monitor.store)
+    wait_for_stored_plan(monitor.stores.fix_plans)
 
     checked, _ = monitor.cycle()  # not published yet: nothing said, the plan keeps waiting
     assert checked.fixes_verified == 0 and fixed_replies(slack) == []
-    assert len(monitor.store.pending_fix_plans("T1", DOMAIN)) == 1
+    assert len(monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN)) == 1
 
     publish(world, bind_lines(plan), DROP)
     checked, _ = monitor.cycle()
@@ -104,8 +106,8 @@ def test_the_next_cycle_after_publishing_posts_fixed_in_the_plans_thread(
     # the watch's own change alert is a top-level message beside it, not in the thread
     changed = [p for p in slack.posts() if p.text.startswith(f"{DOMAIN}: DNS records changed")]
     assert len(changed) == 1 and "thread_ts" not in changed[0].params
-    assert monitor.store.pending_fix_plans("T1", DOMAIN) == []
-    stored = [a for a in monitor.store.alerts("T1") if a.kind == "fixed"]
+    assert monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN) == []
+    stored = [a for a in monitor.stores.outbox.alerts("T1") if a.kind == "fixed"]
     assert [(a.state, a.thread_ts, a.ts) for a in stored] == [("posted", REPORT_TS, fixed.response["ts"])]
 
     monitor.cycle()
@@ -120,7 +122,7 @@ def test_a_fixed_reply_is_never_folded_into_a_digest(
     monitor.watch("dup.test", channel="C1", selectors=())
     monitor.cycle()
     plan = post_plan(app, slack)
-    wait_for_stored_plan(monitor.store)
+    wait_for_stored_plan(monitor.stores.fix_plans)
     publish(world, bind_lines(plan), [*DROP, "_dmarc.dup IN TXT"])  # two changes in C1, one fix
     _, delivered = monitor.cycle()
     assert delivered.messages_posted == 2
@@ -136,18 +138,18 @@ def test_a_crash_between_the_outbox_and_the_post_posts_fixed_once(
     monitor.watch(DOMAIN, channel="C1", selectors=())
     monitor.cycle()
     plan = post_plan(app, slack)
-    wait_for_stored_plan(monitor.store)
+    wait_for_stored_plan(monitor.stores.fix_plans)
     publish(world, bind_lines(plan), DROP)
     session = DnsSession((parse_nameserver(world.address),), timeout=0.3, attempts=1)
-    assert check_watches(monitor.store, session).fixes_verified == 1
-    monitor.store.close()  # the process dies before delivering
+    assert check_watches(monitor.stores, session).fixes_verified == 1
+    monitor.stores.close()  # the process dies before delivering
 
-    restarted = open_store(app.settings.db_path)
+    restarted = open_stores(app.settings.db_path)
     try:
         again = DnsSession((parse_nameserver(world.address),), timeout=0.3, attempts=1)
         assert check_watches(restarted, again).fixes_verified == 0  # settled: not verified twice
         for _ in range(2):
-            deliver_pending(restarted, client_for_team_factory(app.settings), ChannelPacer(0))
+            deliver_pending(restarted.outbox, client_for_team_factory(app.settings), ChannelPacer(0))
     finally:
         restarted.close()
     assert len(fixed_replies(slack)) == 1
@@ -160,12 +162,12 @@ def test_a_dns_outage_never_verifies_and_never_gives_up_on_a_plan(
     monitor.watch(DOMAIN, channel="C1", selectors=())
     monitor.cycle()
     plan = post_plan(app, slack)
-    wait_for_stored_plan(monitor.store)
+    wait_for_stored_plan(monitor.stores.fix_plans)
     publish(world, bind_lines(plan), DROP)
     fault_proxy.add_fault(f"_dmarc.{DOMAIN}", "servfail")
     checked, _ = monitor.cycle()
     assert checked.outages == 1 and checked.fixes_verified == 0
-    assert fixed_replies(slack) == [] and monitor.store.pending_fix_plans("T1", DOMAIN)
+    assert fixed_replies(slack) == [] and monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN)
     fault_proxy.clear_faults()
     checked, _ = monitor.cycle()
     assert checked.fixes_verified == 1 and len(fixed_replies(slack)) == 1
@@ -177,7 +179,7 @@ def test_a_plan_verified_by_hand_is_not_announced_again(
     monitor.watch(DOMAIN, channel="C1", selectors=())
     monitor.cycle()
     plan = post_plan(app, slack)
-    wait_for_stored_plan(monitor.store)
+    wait_for_stored_plan(monitor.stores.fix_plans)
     publish(world, bind_lines(plan), DROP)
     app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan), message_ts="1700000001.1")
     slack.wait_for("chat.postMessage", 2, timeout=TIMEOUT, ok_only=True)
@@ -185,7 +187,7 @@ def test_a_plan_verified_by_hand_is_not_announced_again(
     plan_json = json.loads(verify_value(plan))
     assert plan_json["d"] == DOMAIN
     deadline = time.monotonic() + TIMEOUT
-    while monitor.store.pending_fix_plans("T1", DOMAIN):  # settled just after the reply
+    while monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN):  # settled just after the reply
         assert time.monotonic() < deadline
         time.sleep(0.02)
     checked, _ = monitor.cycle()
@@ -199,12 +201,12 @@ def test_a_plan_never_published_expires_after_the_wait(
 
     monitor.watch(DOMAIN, channel="C1", selectors=())
     plan = post_plan(app, slack)
-    wait_for_stored_plan(monitor.store)
+    wait_for_stored_plan(monitor.stores.fix_plans)
     session = DnsSession((parse_nameserver(world.address),), timeout=0.3, attempts=1)
-    check_watches(monitor.store, session, now=utcnow() + PLAN_WAIT - timedelta(hours=1))
-    assert monitor.store.pending_fix_plans("T1", DOMAIN)  # still waiting
-    check_watches(monitor.store, session, now=utcnow() + PLAN_WAIT + timedelta(hours=1))
-    assert monitor.store.pending_fix_plans("T1", DOMAIN) == []
+    check_watches(monitor.stores, session, now=utcnow() + PLAN_WAIT - timedelta(hours=1))
+    assert monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN)  # still waiting
+    check_watches(monitor.stores, session, now=utcnow() + PLAN_WAIT + timedelta(hours=1))
+    assert monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN) == []
     publish(world, bind_lines(plan), DROP)  # published too late: the monitor no longer says it
     monitor.cycle()
     assert fixed_replies(slack) == []
@@ -216,13 +218,13 @@ def test_only_the_team_that_planned_the_fix_verifies_it(
     monitor.watch(DOMAIN, channel="C9", team="T2", selectors=())  # another workspace's watch
     monitor.cycle()
     plan = post_plan(app, slack, team="T1")
-    wait_for_stored_plan(monitor.store)
+    wait_for_stored_plan(monitor.stores.fix_plans)
     publish(world, bind_lines(plan), DROP)
     checked, _ = monitor.cycle()
     assert checked.fixes_verified == 0 and fixed_replies(slack) == []
-    assert monitor.store.pending_fix_plans("T2", DOMAIN) == []
-    assert len(monitor.store.pending_fix_plans("T1", DOMAIN)) == 1
-    assert {a.channel_id for a in monitor.store.alerts("T2")} == {"C9"}
+    assert monitor.stores.fix_plans.pending_fix_plans("T2", DOMAIN) == []
+    assert len(monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN)) == 1
+    assert {a.channel_id for a in monitor.stores.outbox.alerts("T2")} == {"C9"}
 
 
 def test_a_replayed_submission_stores_the_plan_once(
@@ -232,9 +234,9 @@ def test_a_replayed_submission_stores_the_plan_once(
     submit(app, modal)
     submit(app, modal)  # Slack may deliver a request twice inside the signature window
     slack.wait_for("chat.postMessage", 2, timeout=TIMEOUT, ok_only=True)
-    wait_for_stored_plan(monitor.store)
+    wait_for_stored_plan(monitor.stores.fix_plans)
     time.sleep(0.3)  # let the second listener thread finish its write
-    assert len(monitor.store.pending_fix_plans("T1", DOMAIN)) == 1
+    assert len(monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN)) == 1
 
 
 # -- flattened includes are watched for drift ------------------------------------------------------
@@ -263,7 +265,7 @@ def flatten_and_verify(
     [plan] = slack.wait_for("chat.postMessage", 1, timeout=TIMEOUT, ok_only=True)
     assert json.loads(verify_value(plan))["w"] == [FLATTENED]
     deadline = time.monotonic() + TIMEOUT
-    while not monitor.store.pending_fix_plans("T1", BIG):
+    while not monitor.stores.fix_plans.pending_fix_plans("T1", BIG):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     lines = bind_lines(plan)
@@ -277,7 +279,7 @@ def test_a_provider_changing_a_flattened_include_alerts_once_with_a_reflatten_bu
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
     lines = flatten_and_verify(app, monitor, world, slack)
-    [tracked] = monitor.store.flattened_includes("T1", BIG)
+    [tracked] = monitor.stores.fix_plans.flattened_includes("T1", BIG)
     assert tracked.include == FLATTENED
     assert tracked.terms == ("ip4:198.51.100.0", "ip6:2001:db8::")  # the baseline, same cycle
     monitor.cycle()
@@ -302,7 +304,7 @@ def test_a_provider_changing_a_flattened_include_alerts_once_with_a_reflatten_bu
         "r": ["ip4:198.51.100.0"],
         "a": ["ip4:203.0.113.7"],
     }
-    [tracked] = monitor.store.flattened_includes("T1", BIG)
+    [tracked] = monitor.stores.fix_plans.flattened_includes("T1", BIG)
     assert tracked.terms == ("ip4:203.0.113.7", "ip6:2001:db8::")
     monitor.cycle()
     assert len(drift_posts(slack)) == 1  # said once
@@ -330,7 +332,7 @@ def test_an_outage_on_a_flattened_include_is_never_a_change(
     for _ in range(3):
         monitor.cycle()
     assert drift_posts(slack) == []
-    [tracked] = monitor.store.flattened_includes("T1", BIG)
+    [tracked] = monitor.stores.fix_plans.flattened_includes("T1", BIG)
     assert tracked.terms == ("ip4:198.51.100.0", "ip6:2001:db8::")  # left as it was
     fault_proxy.clear_faults()
     monitor.cycle()
@@ -345,7 +347,7 @@ def test_another_teams_flattening_is_its_own(
     publish(world, [*lines, *MOVED], ['big IN TXT "v=spf1', "i0.big IN TXT"])
     monitor.cycle()
     assert [p.params["channel"] for p in drift_posts(slack)] == ["C1"]
-    assert monitor.store.flattened_includes("T2", BIG) == []
+    assert monitor.stores.fix_plans.flattened_includes("T2", BIG) == []
 
 
 def test_a_forged_reflatten_button_is_refused(app: RunningApp, slack: SlackStandIn) -> None:

@@ -22,7 +22,7 @@ from bot.reports.imap import (
     poll_once,
     start_imap_poller,
 )
-from bot.store.database import WatchStore
+from bot.store.stores import Stores
 from tests.aggregate_xml import Row, days_ago, gz, mail_with, open_reports, report_xml, zipped
 from tests.dnstest import NsdServer
 from tests.dovecot import PASSWORD, USER, DovecotServer
@@ -129,7 +129,7 @@ def test_reports_go_to_the_teams_watching_the_domain(
 ) -> None:
     folder = dovecot.test_folder  # type: ignore[attr-defined]
     store, reports = open_reports(tmp_path / "imap.db")
-    store.add_watch("T7", "C7", "example.com", [], "U1")
+    store.watches.add_watch("T7", "C7", "example.com", [], "U1")
     dovecot.append(
         mail_with(
             gz(report_xml([Row("192.0.2.1", 4)], report_id=f"{folder}-w")), subject=f"{folder} watched"
@@ -150,7 +150,7 @@ def test_reports_go_to_the_teams_watching_the_domain(
 
 
 def test_the_server_certificate_is_verified(dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer) -> None:
-    store: WatchStore = open_reports(tmp_path / "imap.db")[0]
+    store: Stores = open_reports(tmp_path / "imap.db")[0]
     with pytest.raises(ssl.SSLCertVerificationError):
         poll_once(settings_for(dovecot, tmp_path, nsd, imap_cafile=None), store, "T1")
 

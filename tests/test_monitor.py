@@ -39,7 +39,7 @@ def world(nsd: NsdServer) -> NsdServer:
 def monitor(tmp_path: Path, slack: SlackStandIn, world: NsdServer) -> Iterator[MonitorHarness]:
     harness = make_harness(tmp_path, slack, world)
     yield harness
-    harness.store.close()
+    harness.stores.close()
     slack.assert_no_violations()
 
 
@@ -49,7 +49,7 @@ def proxied(
 ) -> Iterator[MonitorHarness]:
     harness = make_harness(tmp_path, slack, fault_proxy)
     yield harness
-    harness.store.close()
+    harness.stores.close()
     slack.assert_no_violations()
 
 
@@ -65,9 +65,9 @@ def test_first_cycle_is_the_baseline_and_no_change_means_no_alert(
         checked, delivered = monitor.cycle()
         assert checked.alerts_written == 0 and delivered.messages_posted == 0
     assert slack.posts() == []
-    watch = monitor.store.watch("T1", DOMAIN)
+    watch = monitor.stores.watches.watch("T1", DOMAIN)
     assert watch is not None and watch.last_status == "pass" and watch.temperror_streak == 0
-    snapshot = monitor.store.latest_snapshot("T1", watch.id)
+    snapshot = monitor.stores.watches.latest_snapshot("T1", watch.id)
     assert snapshot is not None and snapshot.checks == 3
     assert snapshot.records[f"SPF include:{INCLUDE}"] == INCLUDE_RECORD
 
@@ -90,7 +90,7 @@ def test_a_change_in_the_include_chain_alerts_with_before_and_after(
     # DNS text is escaped: the record cannot ping the channel
     assert "&lt;!channel&gt;" in text and "<!channel>" not in text
     assert "`spf.syntax`" in text  # the finding that appeared with it
-    stored = monitor.store.alerts("T1")
+    stored = monitor.stores.outbox.alerts("T1")
     assert [(a.kind, a.state, a.ts) for a in stored] == [("changed", "posted", post.response["ts"])]
 
 
@@ -147,12 +147,12 @@ def test_one_failed_cycle_is_not_an_alert(
     fault_proxy.add_fault(f"_dmarc.{DOMAIN}", fault)
     checked, _ = proxied.cycle()
     assert checked.outages == 1 and checked.alerts_written == 0
-    watch = proxied.store.watch("T1", DOMAIN)
+    watch = proxied.stores.watches.watch("T1", DOMAIN)
     assert watch is not None and watch.temperror_streak == 1 and watch.last_status == "pass"
     fault_proxy.clear_faults()
     checked, _ = proxied.cycle()
     assert checked.alerts_written == 0 and slack.posts() == []
-    snapshot = proxied.store.latest_snapshot("T1", watch.id)
+    snapshot = proxied.stores.watches.latest_snapshot("T1", watch.id)
     assert snapshot is not None and snapshot.checks == 2  # the outage cycle left it untouched
 
 
@@ -179,7 +179,7 @@ def test_three_failed_cycles_say_cannot_check_once(
     post = slack.posts()[0]
     assert post.text.startswith(f"{DOMAIN}: cannot check")
     assert "unknown" in post.text and "removed" not in all_text(post.blocks)
-    watch = proxied.store.watch("T1", DOMAIN)
+    watch = proxied.stores.watches.watch("T1", DOMAIN)
     assert watch is not None and watch.last_status == "cannot_check"
     fault_proxy.clear_faults()
     proxied.cycle()
@@ -270,7 +270,7 @@ def test_many_changes_in_one_channel_are_one_digest(
     assert all(d in shared for d in domains[1:])
     assert "*d00.test*" in sections[1] and "DMARC _dmarc.d00.test" in sections[1]
     assert by_channel["C8"].text.startswith("d00.test: DNS records changed")
-    assert {a.state for a in monitor.store.alerts("T1")} == {"posted"}
+    assert {a.state for a in monitor.stores.outbox.alerts("T1")} == {"posted"}
 
 
 def test_two_workspaces_watching_one_domain_see_only_their_own(
@@ -283,11 +283,11 @@ def test_two_workspaces_watching_one_domain_see_only_their_own(
     checked, _ = monitor.cycle()
     assert checked.domains == 1 and checked.alerts_written == 2  # checked once, told twice
     assert sorted(p.params["channel"] for p in slack.posts()) == ["C1", "C2"]
-    assert [w.channel_id for w in monitor.store.watches("T1")] == ["C1"]
-    assert [w.channel_id for w in monitor.store.watches("T2")] == ["C2"]
-    assert {a.channel_id for a in monitor.store.alerts("T1")} == {"C1"}
-    assert {a.channel_id for a in monitor.store.alerts("T2")} == {"C2"}
-    assert monitor.store.watches("T3") == []
+    assert [w.channel_id for w in monitor.stores.watches.watches("T1")] == ["C1"]
+    assert [w.channel_id for w in monitor.stores.watches.watches("T2")] == ["C2"]
+    assert {a.channel_id for a in monitor.stores.outbox.alerts("T1")} == {"C1"}
+    assert {a.channel_id for a in monitor.stores.outbox.alerts("T2")} == {"C2"}
+    assert monitor.stores.watches.watches("T3") == []
 
 
 def test_a_429_during_an_alert_is_posted_once_after_retry_after(
@@ -314,11 +314,11 @@ def test_a_5xx_keeps_the_alert_pending_for_the_next_pass(
     slack.fail_next("chat.postMessage", status=500)
     _, delivered = monitor.cycle()
     assert delivered.messages_posted == 0 and delivered.alerts_pending == 1
-    assert [a.state for a in monitor.store.alerts("T1")] == ["pending"]
+    assert [a.state for a in monitor.stores.outbox.alerts("T1")] == ["pending"]
     assert monitor.deliver().messages_posted == 1
     assert monitor.deliver().messages_posted == 0
     assert len(slack.posts()) == 1
-    assert [(a.state, a.attempts) for a in monitor.store.alerts("T1")] == [("posted", 2)]
+    assert [(a.state, a.attempts) for a in monitor.stores.outbox.alerts("T1")] == [("posted", 2)]
 
 
 def test_posts_to_one_channel_are_a_second_apart(
@@ -333,7 +333,7 @@ def test_posts_to_one_channel_are_a_second_apart(
     for record in ("v=spf1 ip4:192.0.2.0/24 ~all", "v=spf1 ip4:192.0.2.0/25 ~all"):
         world.set_zone(PROVIDER, provider_zone(record))
         monitor.deliver = lambda: deliver_pending(  # type: ignore[method-assign]
-            monitor.store, client_for_team_factory(monitor.settings), pacer
+            monitor.stores.outbox, client_for_team_factory(monitor.settings), pacer
         )
         monitor.cycle()
     first, second = slack.calls("chat.postMessage")
@@ -359,7 +359,7 @@ def test_the_scheduler_runs_cycles_until_stopped(
     from bot.monitor.scheduler import MonitorScheduler, run_cycle
 
     monitor.watch(DOMAIN)
-    scheduler = MonitorScheduler(monitor.settings, monitor.store, run_cycle, interval=0.05)
+    scheduler = MonitorScheduler(monitor.settings, monitor.stores, run_cycle, interval=0.05)
     scheduler.start()
     try:
         deadline = time.monotonic() + 10
@@ -369,7 +369,7 @@ def test_the_scheduler_runs_cycles_until_stopped(
         scheduler.stop(timeout=10)
     assert scheduler.cycles_run >= 2
     assert not scheduler._thread or not scheduler._thread.is_alive()
-    watch = monitor.store.watch("T1", DOMAIN)
+    watch = monitor.stores.watches.watch("T1", DOMAIN)
     assert watch is not None and watch.last_status == "pass"
 
 
@@ -379,7 +379,7 @@ def test_a_failing_cycle_does_not_stop_the_scheduler(monitor: MonitorHarness) ->
     def broken_cycle(settings: object, store: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    scheduler = MonitorScheduler(monitor.settings, monitor.store, broken_cycle, interval=0.01)
+    scheduler = MonitorScheduler(monitor.settings, monitor.stores, broken_cycle, interval=0.01)
     scheduler.start()
     deadline = time.monotonic() + 5
     while scheduler.cycles_run < 3 and time.monotonic() < deadline:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.reports.alerts import DEFAULT_THRESHOLDS, Thresholds, review_after_ingest
-from bot.store.database import Alert, WatchStore
+from bot.store.outbox import Alert
 from bot.store.reports import ReportStore, StoredReport
+from bot.store.stores import Stores
 from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, open_reports, report_xml
 from tests.conftest import SessionFactory
@@ -19,9 +20,9 @@ KEY = "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> tuple[WatchStore, ReportStore]:
+def stores(tmp_path: Path) -> tuple[Stores, ReportStore]:
     store, reports = open_reports(tmp_path / "alerts.db")
-    store.add_watch("T1", "CALERTS", "example.com", [], "U1")
+    store.watches.add_watch("T1", "CALERTS", "example.com", [], "U1")
     return store, reports
 
 
@@ -45,20 +46,20 @@ def baseline(reports: ReportStore, passing: int = 190, failing: int = 10) -> Non
 
 
 def review(
-    stores: tuple[WatchStore, ReportStore],
+    stores: tuple[Stores, ReportStore],
     stored: list[StoredReport],
     nsd: NsdServer,
     make_session: SessionFactory,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> list[Alert]:
-    store, reports = stores
-    review_after_ingest(store, reports, stored, make_session(nsd), thresholds)
-    return store.pending_alerts("T1")
+    store, _reports = stores
+    review_after_ingest(store, stored, make_session(nsd), thresholds)
+    return store.outbox.pending_alerts("T1")
 
 
 @pytest.mark.parametrize(("passing_today", "alerts"), [(160, 1), (170, 0), (190, 0)])
 def test_pass_rate_drop_alerts_only_past_the_threshold(
-    stores: tuple[WatchStore, ReportStore],
+    stores: tuple[Stores, ReportStore],
     nsd: NsdServer,
     dns: SessionFactory,
     passing_today: int,
@@ -80,7 +81,7 @@ def test_pass_rate_drop_alerts_only_past_the_threshold(
 
 
 def test_a_handful_of_forged_messages_alerts_nobody(
-    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+    stores: tuple[Stores, ReportStore], nsd: NsdServer, dns: SessionFactory
 ) -> None:
     _store, reports = stores
     baseline(reports)
@@ -89,7 +90,7 @@ def test_a_handful_of_forged_messages_alerts_nobody(
 
 
 def test_a_new_source_with_real_volume_failing_alignment_alerts_once(
-    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+    stores: tuple[Stores, ReportStore], nsd: NsdServer, dns: SessionFactory
 ) -> None:
     _store, reports = stores
     baseline(reports)
@@ -115,7 +116,7 @@ def test_a_new_source_with_real_volume_failing_alignment_alerts_once(
 
 
 def test_selectors_seen_are_added_to_the_watch_and_a_vanished_one_alerts(
-    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+    stores: tuple[Stores, ReportStore], nsd: NsdServer, dns: SessionFactory
 ) -> None:
     store, reports = stores
     stored = add_day(
@@ -132,22 +133,22 @@ def test_selectors_seen_are_added_to_the_watch_and_a_vanished_one_alerts(
         f"report_selector_missing:example.com:selector:gone:{days_ago(1).isoformat()}"
     ]
     assert "gone._domainkey.example.com does not exist (NXDOMAIN)" in found[0].text
-    watch = store.watch("T1", "example.com")
+    watch = store.watches.watch("T1", "example.com")
     assert watch is not None and watch.selectors == ("gone", "s1")  # "forged" never passed
 
 
 def test_a_dns_outage_is_never_taken_for_a_removed_selector(
-    stores: tuple[WatchStore, ReportStore], fault_proxy: FaultProxy, make_session: SessionFactory
+    stores: tuple[Stores, ReportStore], fault_proxy: FaultProxy, make_session: SessionFactory
 ) -> None:
     store, reports = stores
     fault_proxy.add_fault("gone._domainkey.example.com", "servfail")
     stored = add_day(reports, 1, [Row("192.0.2.1", 50, selector="gone")])
-    review_after_ingest(store, reports, [stored], make_session(fault_proxy))
-    assert store.pending_alerts("T1") == []
+    review_after_ingest(store, [stored], make_session(fault_proxy))
+    assert store.outbox.pending_alerts("T1") == []
 
 
 def test_unwatched_domains_and_other_teams_get_no_alerts(
-    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+    stores: tuple[Stores, ReportStore], nsd: NsdServer, dns: SessionFactory
 ) -> None:
     store, reports = stores
     other = add_day(reports, 0, [Row("203.0.113.50", 500, dkim="fail", spf="fail")], team="T2")
@@ -156,12 +157,12 @@ def test_unwatched_domains_and_other_teams_get_no_alerts(
         parse_report(report_xml([Row("203.0.113.50", 500, dkim="fail", spf="fail")], domain="other.example")),
         "t",
     )
-    review_after_ingest(store, reports, [other, unwatched], dns(nsd))
-    assert store.pending_alerts("T1") == [] and store.pending_alerts("T2") == []
+    review_after_ingest(store, [other, unwatched], dns(nsd))
+    assert store.outbox.pending_alerts("T1") == [] and store.outbox.pending_alerts("T2") == []
 
 
 def test_the_thresholds_are_settings(
-    stores: tuple[WatchStore, ReportStore], nsd: NsdServer, dns: SessionFactory
+    stores: tuple[Stores, ReportStore], nsd: NsdServer, dns: SessionFactory
 ) -> None:
     _store, reports = stores
     baseline(reports)

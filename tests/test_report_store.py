@@ -8,18 +8,19 @@ from pathlib import Path
 import pytest
 
 from bot.reports.ingest import ingest_bytes, one_team
-from bot.store.database import WatchStore
+from bot.store.database import Database
 from bot.store.reports import ReportStore, shift, window
+from bot.store.stores import Stores
 from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, gz, open_reports, report_xml, zipped
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> tuple[WatchStore, ReportStore]:
+def stores(tmp_path: Path) -> tuple[Stores, ReportStore]:
     return open_reports(tmp_path / "reports.db")
 
 
-def test_the_same_report_ingested_twice_is_counted_once(stores: tuple[WatchStore, ReportStore]) -> None:
+def test_the_same_report_ingested_twice_is_counted_once(stores: tuple[Stores, ReportStore]) -> None:
     _store, reports = stores
     xml = report_xml([Row("192.0.2.1", 40), Row("192.0.2.2", 2, dkim="fail", spf="fail")])
     first = reports.add_report("T1", parse_report(xml), "test")
@@ -38,7 +39,7 @@ def test_the_same_report_ingested_twice_is_counted_once(stores: tuple[WatchStore
     [{"report_id": "r2"}, {"reporter": "yahoo.com"}, {"domain": "example.org"}, {"day": days_ago(1)}],
 )
 def test_a_report_differing_in_any_part_of_the_key_is_another_report(
-    stores: tuple[WatchStore, ReportStore], change: dict[str, object]
+    stores: tuple[Stores, ReportStore], change: dict[str, object]
 ) -> None:
     _store, reports = stores
     reports.add_report("T1", parse_report(report_xml([Row("192.0.2.1", 5)])), "test")
@@ -47,7 +48,7 @@ def test_a_report_differing_in_any_part_of_the_key_is_another_report(
     assert reports.report_count("T1") == 2
 
 
-def test_teams_never_see_each_others_reports(stores: tuple[WatchStore, ReportStore]) -> None:
+def test_teams_never_see_each_others_reports(stores: tuple[Stores, ReportStore]) -> None:
     _store, reports = stores
     xml = report_xml([Row("192.0.2.1", 7)])
     reports.add_report("T1", parse_report(xml), "test")
@@ -60,7 +61,7 @@ def test_teams_never_see_each_others_reports(stores: tuple[WatchStore, ReportSto
     assert reports.teams() == ["T1", "T2"]
 
 
-def test_aggregates_pass_share_sources_failures_and_selectors(stores: tuple[WatchStore, ReportStore]) -> None:
+def test_aggregates_pass_share_sources_failures_and_selectors(stores: tuple[Stores, ReportStore]) -> None:
     _store, reports = stores
     xml = report_xml(
         [
@@ -112,7 +113,7 @@ def test_aggregates_pass_share_sources_failures_and_selectors(stores: tuple[Watc
     ] == [("s1", 100, 100), ("old", 20, 0)]
 
 
-def test_daily_volume_and_the_trailing_baseline(stores: tuple[WatchStore, ReportStore]) -> None:
+def test_daily_volume_and_the_trailing_baseline(stores: tuple[Stores, ReportStore]) -> None:
     _store, reports = stores
     for n in range(1, 16):  # 15 days of 100 messages, 90 passing
         xml = report_xml(
@@ -134,18 +135,16 @@ def test_daily_volume_and_the_trailing_baseline(stores: tuple[WatchStore, Report
     assert shift(today, -14) == days_ago(14).isoformat()
 
 
-def test_a_report_is_stored_whole_or_not_at_all(
-    stores: tuple[WatchStore, ReportStore], tmp_path: Path
-) -> None:
+def test_a_report_is_stored_whole_or_not_at_all(stores: tuple[Stores, ReportStore], tmp_path: Path) -> None:
     store, reports = stores
     xml = report_xml([Row("192.0.2.1", 5)])
     other = sqlite3.connect(tmp_path / "reports.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another writer holds the lock past our busy timeout
-    store_short = ReportStore(WatchStore(str(tmp_path / "reports.db")))
-    store_short.store.db.execute("PRAGMA busy_timeout = 50")
+    store_short = ReportStore(Database(str(tmp_path / "reports.db")))
+    store_short.database.connection.execute("PRAGMA busy_timeout = 50")
     with pytest.raises(sqlite3.OperationalError):
         store_short.add_report("T1", parse_report(xml), "test")
     other.execute("ROLLBACK")
     assert reports.report_count("T1") == 0
-    assert store.db.execute("SELECT COUNT(*) FROM agg_rows").fetchone()[0] == 0
+    assert store.database.connection.execute("SELECT COUNT(*) FROM agg_rows").fetchone()[0] == 0
     assert not reports.add_report("T1", parse_report(xml), "test").duplicate

@@ -29,6 +29,7 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.slack import ids as slack_ids
 from bot.slack.app import create_app
+from bot.store.stores import open_stores
 from handlers.dns.resolver import parse_nameserver
 from tests.dnstest import NsdServer, make_zone
 from tests.slackstub import SlackStandIn
@@ -268,7 +269,9 @@ def socket_app(
     # The socket client's own WebClient only calls apps.connections.open (with the xapp- token);
     # the app's listeners keep using the app's client, pointed at the Slack stand-in.
     handler = SocketModeHandler(
-        create_app(settings), settings.slack_app_token, web_client=WebClient(base_url=socket_server.api_url)
+        create_app(settings, open_stores(settings.db_path)),
+        settings.slack_app_token,
+        web_client=WebClient(base_url=socket_server.api_url),
     )
     handler.connect()  # type: ignore[no-untyped-call]
     try:

@@ -11,7 +11,8 @@ import pytest
 
 from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import report_button_value
-from bot.store.database import WatchStore
+from bot.store.database import Database
+from bot.store.stores import Stores
 from tests.dnstest import NsdServer
 from tests.slackapp import RunningApp
 from tests.slackstub import SlackStandIn
@@ -35,8 +36,8 @@ def app(make_app: AppFactory, world: NsdServer, slack: SlackStandIn) -> RunningA
     return running
 
 
-def store_of(app: RunningApp) -> WatchStore:
-    return WatchStore(app.settings.db_path)
+def store_of(app: RunningApp) -> Stores:
+    return Stores.over(Database(app.settings.db_path))
 
 
 def replies(slack: SlackStandIn) -> list[str]:
@@ -53,10 +54,10 @@ def test_watch_in_a_channel_stores_it_and_posts_the_first_check(app: RunningApp,
     assert post.text.startswith(f"Now watching {DOMAIN} in this channel. First check: Mail from")
     store = store_of(app)
     try:
-        watch = store.watch("T1", DOMAIN)
+        watch = store.watches.watch("T1", DOMAIN)
         assert watch is not None and watch.channel_id == "C1" and watch.selectors == ("sel",)
         assert watch.added_by == "U7" and watch.last_status == "pass"
-        assert store.latest_snapshot("T1", watch.id) is not None  # the baseline
+        assert store.watches.latest_snapshot("T1", watch.id) is not None  # the baseline
     finally:
         store.close()
     slack.assert_no_violations()
@@ -72,7 +73,7 @@ def test_watch_where_the_bot_is_not_a_member_says_how_to_invite_it(
     assert slack.calls("chat.postMessage") == []
     store = store_of(app)
     try:
-        assert store.watches("T1") == []
+        assert store.watches.watches("T1") == []
     finally:
         store.close()
 
@@ -102,8 +103,8 @@ def test_list_and_unwatch_see_only_their_own_workspace(app: RunningApp, slack: S
     assert replies(slack)[-1] == "Stopped watching other.test."
     store = store_of(app)
     try:
-        assert [w.domain for w in store.watches("T1")] == [DOMAIN]
-        assert store.watches("T2") == []
+        assert [w.domain for w in store.watches.watches("T1")] == [DOMAIN]
+        assert store.watches.watches("T2") == []
     finally:
         store.close()
     slack.assert_no_violations()
@@ -117,7 +118,7 @@ def test_the_report_watch_button_watches(app: RunningApp, slack: SlackStandIn) -
     assert post.params["channel"] == "C3" and "Now watching" in post.text
     store = store_of(app)
     try:
-        watch = store.watch("T1", DOMAIN)
+        watch = store.watches.watch("T1", DOMAIN)
         assert watch is not None and watch.selectors == ("sel",)
     finally:
         store.close()
@@ -152,7 +153,7 @@ def test_a_watch_made_in_slack_alerts_its_channel(
     try:
         monitor.cycle()
     finally:
-        monitor.store.close()
+        monitor.stores.close()
     alert = slack.posts()[-1]
     assert alert.params["channel"] == "C1"
     assert alert.text.startswith(f"{DOMAIN}: mail now fails DMARC")

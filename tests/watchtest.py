@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bot.config import Settings
 from bot.monitor.alert_delivery import ChannelPacer, DeliveryReport, client_for_team_factory, deliver_pending
 from bot.monitor.cycle import CycleReport, check_watches
-from bot.store.database import WatchStore, open_store
+from bot.store.stores import Stores, open_stores
 from handlers.dns.resolver import DnsSession, parse_nameserver
 from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.slackapp import app_settings
@@ -67,7 +67,7 @@ def domain_zone(
 class MonitorHarness:
     """A monitor over `db_path`, asking `dns`, posting to `slack`."""
 
-    store: WatchStore
+    stores: Stores
     settings: Settings
     slack: SlackStandIn
     dns: NsdServer | FaultProxy
@@ -77,22 +77,22 @@ class MonitorHarness:
     def cycle(self) -> tuple[CycleReport, DeliveryReport]:
         """One `monitor --once`: check every watch through one fresh session, then deliver."""
         session = DnsSession((parse_nameserver(self.dns.address),), timeout=self.timeout, attempts=1)
-        checked = check_watches(self.store, session)
+        checked = check_watches(self.stores, session)
         return checked, self.deliver()
 
     def deliver(self) -> DeliveryReport:
         return deliver_pending(
-            self.store, client_for_team_factory(self.settings), ChannelPacer(self.pacer_spacing)
+            self.stores.outbox, client_for_team_factory(self.settings), ChannelPacer(self.pacer_spacing)
         )
 
     def watch(
         self, domain: str, channel: str = "C1", team: str = "T1", selectors: tuple[str, ...] = ("sel",)
     ) -> None:
-        self.store.add_watch(team, channel, domain, list(selectors), added_by="U1")
+        self.stores.watches.add_watch(team, channel, domain, list(selectors), added_by="U1")
 
 
 def make_harness(tmp_path: Path, slack: SlackStandIn, dns: NsdServer | FaultProxy) -> MonitorHarness:
     """A harness with its own database file in tmp_path."""
     db = tmp_path / "monitor.db"
     settings = app_settings(slack, db, dns.address)
-    return MonitorHarness(open_store(str(db)), settings, slack, dns)
+    return MonitorHarness(open_stores(str(db)), settings, slack, dns)

@@ -23,23 +23,22 @@ from bot.config import Settings
 from bot.reports.alerts import review_after_ingest
 from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
 from bot.reports.summary import MAX_DAYS, build_summary, render_text, resolve_names, top_source_ips
-from bot.store.database import WatchStore, open_store
-from bot.store.reports import ReportStore
+from bot.store.stores import Stores, open_stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.reports.archive import DEFAULT_LIMITS
 
 
-def team_for(settings: Settings, store: WatchStore, reports: ReportStore, given: str | None) -> str:
+def team_for(settings: Settings, stores: Stores, given: str | None) -> str:
     """The workspace whose reports the command reads or writes (see bot.cli.common.resolve_team)."""
-    return resolve_team(given, settings, [*store.teams(), *reports.teams()])
+    return resolve_team(given, settings, [*stores.watches.teams(), *stores.reports.teams()])
 
 
 def command_ingest(args: argparse.Namespace) -> int:
     """Store DMARC aggregate report files (xml, xml.gz, zip, or an .eml carrying one)."""
     settings = load_settings()
-    store = open_store(settings.db_path)
-    reports = ReportStore(store)
-    team = team_for(settings, store, reports, args.team)
+    stores = open_stores(settings.db_path)
+    reports = stores.reports
+    team = team_for(settings, stores, args.team)
     outcomes: list[FileOutcome] = []
     for path_text in args.files:
         path = Path(path_text)
@@ -62,9 +61,7 @@ def command_ingest(args: argparse.Namespace) -> int:
         print(outcome.describe(), file=sys.stdout if outcome.ok else sys.stderr)
         for warning in outcome.warnings[:5]:
             print(f"  warning: {warning}", file=sys.stderr)
-    alerts = review_after_ingest(
-        store, reports, [r for o in outcomes for r in o.new_reports], settings.dns_session()
-    )
+    alerts = review_after_ingest(stores, [r for o in outcomes for r in o.new_reports], settings.dns_session())
     if alerts:
         print(f"{alerts} alerts added to the outbox of the watching channels")
     refused = [o for o in outcomes if not o.ok]
@@ -87,9 +84,9 @@ def command_report(args: argparse.Namespace) -> int:
     if not 1 <= args.days <= MAX_DAYS:
         raise UsageError(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
     settings = load_settings(args.nameserver)
-    store = open_store(settings.db_path)
-    reports = ReportStore(store)
-    team = team_for(settings, store, reports, args.team)
+    stores = open_stores(settings.db_path)
+    reports = stores.reports
+    team = team_for(settings, stores, args.team)
     names = resolve_names(top_source_ips(reports, team, domain, args.days), settings.dns_session())
     summary = build_summary(reports, team, domain, args.days, names)
     if args.chart:

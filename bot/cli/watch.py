@@ -29,7 +29,8 @@ from bot.cli.common import (
     resolve_team,
 )
 from bot.config import Settings
-from bot.store.database import Watch, WatchStore, open_store
+from bot.store.stores import Stores, open_stores
+from bot.store.watches import Watch, WatchStore
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.domain.check import check_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
@@ -44,12 +45,8 @@ EXPORT_VERSION = 1
 _SLACK_ID = re.compile(r"^[A-Z0-9]{2,30}$")
 
 
-def _store(settings: Settings) -> WatchStore:
-    return open_store(settings.db_path)
-
-
-def _team(args: argparse.Namespace, settings: Settings, store: WatchStore) -> str:
-    return resolve_team(args.team, settings, store.teams())
+def _team(args: argparse.Namespace, settings: Settings, watches: WatchStore) -> str:
+    return resolve_team(args.team, settings, watches.teams())
 
 
 def _channel(text: str) -> str:
@@ -84,7 +81,7 @@ def command_watch(args: argparse.Namespace) -> int:
     domain, channel = _domain(args.domain), _channel(args.channel)
     selectors = _selectors(args.selector)
     settings = load_settings(args.nameserver)
-    store = _store(settings)
+    store = open_stores(settings.db_path).watches
     team = _team(args, settings, store)
     watch, newly = store.add_watch(team, channel, domain, selectors, added_by="cli")
     report = asyncio.run(check_domain(domain, settings.dns_session(), selectors))
@@ -102,7 +99,7 @@ def command_watch(args: argparse.Namespace) -> int:
 def command_unwatch(args: argparse.Namespace) -> int:
     """Stop watching a domain (its history and undelivered alerts are deleted)."""
     domain, settings = _domain(args.domain), load_settings()
-    store = _store(settings)
+    store = open_stores(settings.db_path).watches
     team = _team(args, settings, store)
     if not store.remove_watch(team, domain):
         raise UsageError(
@@ -115,7 +112,7 @@ def command_unwatch(args: argparse.Namespace) -> int:
 def command_list(args: argparse.Namespace) -> int:
     """List the watched domains: channel, last check, status."""
     settings = load_settings()
-    store = _store(settings)
+    store = open_stores(settings.db_path).watches
     team = _team(args, settings, store)
     watches = store.watches(team)
     if args.json:
@@ -154,15 +151,15 @@ def command_monitor(args: argparse.Namespace) -> int:
     from bot.monitor.cycle import check_watches
 
     settings = load_settings(args.nameserver)
-    store = _store(settings)
+    stores = open_stores(settings.db_path)
     if not args.once:
-        return _monitor_forever(settings, store)
-    cycle = check_watches(store, settings.dns_session())
+        return _monitor_forever(settings, stores)
+    cycle = check_watches(stores, settings.dns_session())
     if os.environ.get(CRASH_AFTER_OUTBOX_ENV) == "1":
         sys.stdout.flush()
         os._exit(CRASH_EXIT_CODE)  # test-only: die as a crash would, with the outbox written
     clients = client_for_team_factory(settings)
-    delivery = deliver_pending(store, clients)
+    delivery = deliver_pending(stores.outbox, clients)
     print(
         f"Checked {cycle.watches} watches ({cycle.domains} domains, {cycle.queries} DNS "
         f"queries, {cycle.outages} with DNS failures); {cycle.alerts_written} alerts written, "
@@ -178,10 +175,10 @@ def command_monitor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _monitor_forever(settings: Settings, store: WatchStore) -> int:
+def _monitor_forever(settings: Settings, stores: Stores) -> int:
     from bot.monitor.scheduler import MonitorScheduler
 
-    scheduler = MonitorScheduler(settings, store)
+    scheduler = MonitorScheduler(settings, stores)
     scheduler.start()
     try:
         scheduler.wait()
@@ -193,7 +190,7 @@ def _monitor_forever(settings: Settings, store: WatchStore) -> int:
 
 def command_export(args: argparse.Namespace) -> int:
     """Print the watch list as JSON (every team, or --team's), for a backup or another host."""
-    store = _store(load_settings())
+    store = open_stores(load_settings().db_path).watches
     teams = [args.team] if args.team else store.teams()
     watches = [w for team in teams for w in store.watches(team)]
     print(
@@ -226,7 +223,7 @@ def command_import(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         raise UsageError(f"{args.file} is not UTF-8 text: give a file made by `dmarcbot export`") from None
     entries = parse_export(text, args.file)
-    store = _store(load_settings())
+    store = open_stores(load_settings().db_path).watches
     added = 0
     for team, channel, domain, selectors, added_by in entries:
         _, newly = store.add_watch(team, channel, domain, selectors, added_by)

@@ -25,7 +25,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.slack.blocks.alerts import render_digest
-from bot.store.database import Alert, WatchStore
+from bot.store.outbox import Alert, AlertOutbox
 
 log = logging.getLogger("dmarcbot.monitor")
 
@@ -94,12 +94,12 @@ def client_for_team_factory(settings: Settings) -> ClientForTeam:
 
 
 def deliver_pending(
-    store: WatchStore, client_for_team: ClientForTeam, pacer: ChannelPacer = PACER
+    outbox: AlertOutbox, client_for_team: ClientForTeam, pacer: ChannelPacer = PACER
 ) -> DeliveryReport:
     """Post every team's pending alerts: one message per channel, a digest when there are several."""
     report = DeliveryReport()
-    for team_id in store.teams():
-        pending = store.pending_alerts(team_id)
+    for team_id in outbox.teams():
+        pending = outbox.pending_alerts(team_id)
         if not pending:
             continue
         client = client_for_team(team_id)
@@ -114,15 +114,15 @@ def deliver_pending(
             else:
                 by_channel.setdefault(alert.channel_id, []).append(alert)
         for channel_id, alerts in by_channel.items():
-            _post_batch(store, client, team_id, channel_id, alerts, pacer, report)
+            _post_batch(outbox, client, team_id, channel_id, alerts, pacer, report)
         for alert in replies:
-            _post_batch(store, client, team_id, alert.channel_id, [alert], pacer, report)
-    report.alerts_pending = sum(len(store.pending_alerts(t)) for t in store.teams())
+            _post_batch(outbox, client, team_id, alert.channel_id, [alert], pacer, report)
+    report.alerts_pending = sum(len(outbox.pending_alerts(t)) for t in outbox.teams())
     return report
 
 
 def _post_batch(
-    store: WatchStore,
+    outbox: AlertOutbox,
     client: WebClient,
     team_id: str,
     channel_id: str,
@@ -160,11 +160,11 @@ def _post_batch(
             code,
             "; kept pending" if retry_later else "",
         )
-        store.mark_attempt_failed(
+        outbox.mark_attempt_failed(
             team_id, ids, code, give_up_after=1 if code in PERMANENT_ERRORS else MAX_ATTEMPTS
         )
         report.errors.append(f"{channel_id}: {code}")
-        report.alerts_failed += sum(1 for a in store.alerts(team_id, "failed") if a.id in ids)
+        report.alerts_failed += sum(1 for a in outbox.alerts(team_id, "failed") if a.id in ids)
         return False
     except OSError as error:  # connection refused or reset, DNS of slack.com: try next pass
         log.warning(
@@ -174,10 +174,10 @@ def _post_batch(
             team_id,
             error,
         )
-        store.mark_attempt_failed(team_id, ids, str(error), give_up_after=MAX_ATTEMPTS)
+        outbox.mark_attempt_failed(team_id, ids, str(error), give_up_after=MAX_ATTEMPTS)
         report.errors.append(f"{channel_id}: {error}")
         return False
-    store.mark_posted(team_id, ids, str(response.get("ts") or ""))
+    outbox.mark_posted(team_id, ids, str(response.get("ts") or ""))
     report.messages_posted += 1
     report.alerts_posted += len(batch)
     return True

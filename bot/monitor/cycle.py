@@ -4,7 +4,7 @@ The whole cycle shares one DnsSession (one unit of freshness): a provider's incl
 domains name is asked once per cycle, not 500 times, and no answer predates the cycle. Each
 distinct (domain, selectors) is checked once however many teams watch it, all of them
 concurrently up to MONITOR_CONCURRENCY. Alerts go to the outbox in the same transaction as the
-new snapshot (bot.store.database.apply_check); posting them is bot.monitor.alert_delivery's job,
+new snapshot (bot.store.watches.WatchStore.apply_check); posting them is bot.monitor.alert_delivery's job,
 after. Then the fixes planned on the watched domains are followed up through the same session
 (bot.monitor.fix_followup).
 """
@@ -28,7 +28,10 @@ from bot.monitor.watch_state import (
     observe,
 )
 from bot.slack.blocks.alerts import digest_group, render_alert
-from bot.store.database import Decision, NewAlert, Watch, WatchHistory, WatchStore, utcnow
+from bot.store.database import utcnow
+from bot.store.outbox import NewAlert
+from bot.store.stores import Stores
+from bot.store.watches import Decision, Watch, WatchHistory, WatchStore
 from handlers.dns.resolver import DnsSession
 from handlers.domain.check import DomainReport, check_domain
 
@@ -117,7 +120,7 @@ async def check_all(
 
 
 def check_watches(
-    store: WatchStore,
+    stores: Stores,
     session: DnsSession,
     now: datetime | None = None,
     concurrency: int = MONITOR_CONCURRENCY,
@@ -125,7 +128,7 @@ def check_watches(
     """Check every team's watches through one session and write the outcome (snapshots, status,
     alerts in the outbox). Posting is separate: bot.monitor.alert_delivery.deliver_pending."""
     now = now or utcnow()
-    watches = [w for team in store.teams() for w in store.watches(team)]
+    watches = [w for team in stores.watches.teams() for w in stores.watches.watches(team)]
     targets = list(dict.fromkeys((w.domain, w.selectors) for w in watches))
     results = asyncio.run(check_all(targets, session, concurrency))
     report = CycleReport(watches=len(watches), domains=len(targets))
@@ -140,13 +143,13 @@ def check_watches(
             continue
         observation = observe(result)
         report.outages += observation.outage
-        report.alerts_written += len(record_observation(store, watch, observation, now))
+        report.alerts_written += len(record_observation(stores.watches, watch, observation, now))
         if not observation.outage:
             checked.append(watch)
     # After the checks, through the same session: a plan is verified against the answers the
     # domain's own check just got (and never when that check hit an outage).
-    report.fixes_verified = verify_pending_plans(store, session, checked, now)
+    report.fixes_verified = verify_pending_plans(stores.fix_plans, session, checked, now)
     report.alerts_written += report.fixes_verified
-    report.alerts_written += watch_flattened_includes(store, session, checked, now)
+    report.alerts_written += watch_flattened_includes(stores.fix_plans, session, checked, now)
     report.queries = session.queries_sent
     return report

@@ -3,7 +3,7 @@
 Pending fix plans of the watch's team for the domain are verified through the cycle's DnsSession
 (the answers the check just got: no second query for them, none older than the cycle). A plan
 whose records are live gets "fixed" posted in its own thread and is marked verified, both in one
-transaction (WatchStore.settle_fix_plan): a crash leaves it pending to be verified again, never
+transaction (FixPlanStore.settle_fix_plan): a crash leaves it pending to be verified again, never
 announced twice (the alert's dedupe key is the plan's row). A plan not live keeps waiting, for
 PLAN_WAIT after it was posted, then expires quietly; its Verify button still works.
 
@@ -33,7 +33,10 @@ from bot.slack.blocks.alerts import render_include_drift
 from bot.slack.blocks.domain_report import context
 from bot.slack.blocks.fixit import verification_message
 from bot.slack.fix_plans import FixPlan
-from bot.store.database import FlattenedInclude, NewAlert, StoredFixPlan, Watch, WatchStore, utcnow
+from bot.store.database import utcnow
+from bot.store.fix_plans import FixPlanStore, FlattenedInclude, StoredFixPlan
+from bot.store.outbox import NewAlert
+from bot.store.watches import Watch
 from handlers.dns.resolver import DnsSession
 from handlers.fixes.session import FixCheck, verify_fix
 from handlers.fixes.spf_fixes import Flattened, flatten_include
@@ -61,7 +64,7 @@ def fixed_alert(stored: StoredFixPlan, check: FixCheck) -> NewAlert:
 
 
 def settle_verified(
-    store: WatchStore, plan: FixPlan, alerts: Sequence[NewAlert] = (), now: datetime | None = None
+    store: FixPlanStore, plan: FixPlan, alerts: Sequence[NewAlert] = (), now: datetime | None = None
 ) -> bool:
     """Mark a plan verified (with its "fixed" alert, if any, in the same transaction); False
     when it was not pending (never stored, or already settled)."""
@@ -69,7 +72,7 @@ def settle_verified(
 
 
 def verify_pending_plans(
-    store: WatchStore, session: DnsSession, watches: Sequence[Watch], now: datetime | None = None
+    store: FixPlanStore, session: DnsSession, watches: Sequence[Watch], now: datetime | None = None
 ) -> int:
     """Verify the pending plans of each watch's team for its domain (each watch just had a good
     check through `session`); returns how many were found live and written as "fixed"."""
@@ -115,7 +118,7 @@ async def _verify_all(session: DnsSession, due: Sequence[StoredFixPlan]) -> list
 
 
 def watch_flattened_includes(
-    store: WatchStore, session: DnsSession, watches: Sequence[Watch], now: datetime | None = None
+    store: FixPlanStore, session: DnsSession, watches: Sequence[Watch], now: datetime | None = None
 ) -> int:
     """Resolve the includes verified fixes flattened into each watch's domain (each watch just
     had a good check through `session`) and alert the watch's channel about those whose addresses

@@ -10,15 +10,15 @@ from collections.abc import Callable
 from bot.config import Settings
 from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
 from bot.monitor.cycle import check_watches
-from bot.store.database import WatchStore
+from bot.store.stores import Stores
 
 log = logging.getLogger("dmarcbot.monitor")
 
 
-def run_cycle(settings: Settings, store: WatchStore) -> None:
+def run_cycle(settings: Settings, stores: Stores) -> None:
     """One full cycle: check every watch through a fresh DnsSession, then post the outbox."""
-    cycle = check_watches(store, settings.dns_session())
-    delivery = deliver_pending(store, client_for_team_factory(settings))
+    cycle = check_watches(stores, settings.dns_session())
+    delivery = deliver_pending(stores.outbox, client_for_team_factory(settings))
     log.info(
         "Monitor cycle: %d watches, %d domains, %d DNS queries, %d outages, %d alerts "
         "written, %d messages posted, %d alerts pending",
@@ -39,12 +39,12 @@ class MonitorScheduler:
     def __init__(
         self,
         settings: Settings,
-        store: WatchStore,
-        cycle: Callable[[Settings, WatchStore], None] = run_cycle,
+        stores: Stores,
+        cycle: Callable[[Settings, Stores], None] = run_cycle,
         interval: float | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.stores = stores
         self.cycle = cycle
         self.interval = float(interval if interval is not None else settings.monitor_interval)
         self._stop = threading.Event()
@@ -75,7 +75,7 @@ class MonitorScheduler:
 
     def _run_once(self) -> None:
         try:
-            self.cycle(self.settings, self.store)
+            self.cycle(self.settings, self.stores)
         except Exception:  # the thread is the boundary: it must outlive one bad cycle, loudly
             log.exception("Monitor cycle failed unexpectedly; the next one runs in %.0f s", self.interval)
         finally:

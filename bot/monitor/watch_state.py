@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from bot.store.database import ObservedState, Snapshot, WatchHistory
+from bot.store.watches import ObservedState, Snapshot, WatchHistory
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Severity
 from handlers.domain.spf import SpfInclude

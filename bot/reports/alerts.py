@@ -11,7 +11,7 @@ After an ingest, for each watched domain that got new reports:
 Selectors seen passing in reports are added to the watch's selectors, so the monitor checks them.
 
 Each alert has a dedupe key, so ingesting more reports for the same day, or the same file
-again, never alerts twice; the outbox (bot.store.database) delivers them and survives restarts.
+again, never alerts twice; the outbox (bot.store.outbox) delivers them and survives restarts.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.slack.blocks.aggregate import render_report_alert
-from bot.store.database import NewAlert, Watch, WatchStore
+from bot.store.outbox import NewAlert
 from bot.store.reports import ReportStore, StoredReport, shift
+from bot.store.stores import Stores
+from bot.store.watches import Watch, WatchStore
 from handlers.dns.resolver import DnsSession
 from handlers.domain.dkim_keys import MAX_SELECTORS
 
@@ -47,8 +49,7 @@ DEFAULT_THRESHOLDS = Thresholds()
 
 
 def review_after_ingest(
-    store: WatchStore,
-    reports: ReportStore,
+    stores: Stores,
     stored: Sequence[StoredReport],
     session: DnsSession,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
@@ -60,19 +61,20 @@ def review_after_ingest(
         # Duplicates too: a crash after storing a report but before its alerts were written is
         # repaired when the report comes again (IMAP re-reads it); the dedupe keys stop repeats.
         touched.setdefault((report.team_id, report.domain), set()).add(report.day)
+    reports = stores.reports
     written = 0
     for (team_id, domain), days in sorted(touched.items()):
-        watch = store.watch(team_id, domain)
+        watch = stores.watches.watch(team_id, domain)
         if watch is None:
             continue  # alerts go to the watch's channel: an unwatched domain has none
         alerts = [
             *rate_alerts(reports, watch, days, thresholds),
             *new_source_alerts(reports, watch, days, thresholds),
         ]
-        watch = add_report_selectors(store, reports, watch, thresholds, now)
+        watch = add_report_selectors(stores.watches, reports, watch, thresholds, now)
         alerts += asyncio.run(selector_alerts(reports, watch, session, thresholds, now))
         if alerts:
-            written += store.add_alerts(team_id, alerts)
+            written += stores.outbox.add_alerts(team_id, alerts)
     return written
 
 

@@ -27,8 +27,9 @@ from typing import Any
 from bot.config import Settings, imap_address
 from bot.reports.alerts import review_after_ingest
 from bot.reports.ingest import FileOutcome, Owners, ingest_bytes
-from bot.store.database import WatchStore
 from bot.store.reports import ReportStore
+from bot.store.stores import Stores
+from bot.store.watches import WatchStore
 from handlers.reports.aggregate import AggregateReport
 from handlers.reports.archive import DEFAULT_LIMITS, ReportLimits
 
@@ -67,11 +68,11 @@ class PollReport:
     left_for_next_poll: int = 0
 
 
-def owners_for(store: WatchStore, default_team: str | None) -> Owners:
+def owners_for(watches: WatchStore, default_team: str | None) -> Owners:
     """The teams watching a report's domain, else the default team, else nobody."""
 
     def owners(report: AggregateReport) -> list[str]:
-        watching = [team for team in store.teams() if store.watch(team, report.policy.domain)]
+        watching = [team for team in watches.teams() if watches.watch(team, report.policy.domain)]
         return watching or ([default_team] if default_team else [])
 
     return owners
@@ -92,7 +93,7 @@ def _ok(answer: tuple[str, Sequence[Any]], what: str) -> list[Any]:
 
 def poll_once(
     settings: Settings,
-    store: WatchStore,
+    stores: Stores,
     default_team: str | None = None,
     limits: ReportLimits = DEFAULT_LIMITS,
 ) -> PollReport:
@@ -101,8 +102,8 @@ def poll_once(
     host, port = imap_address(settings.imap_host)
     # Verified TLS, always: the mailbox password and strangers' reports cross this connection.
     context = ssl.create_default_context(cafile=settings.imap_cafile)
-    reports = ReportStore(store)
-    owners = owners_for(store, default_team)
+    reports = stores.reports
+    owners = owners_for(stores.watches, default_team)
     result = PollReport()
     with imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=IMAP_TIMEOUT_SECONDS) as imap:
         _ok(imap.login(settings.imap_user, settings.imap_password), "LOGIN")
@@ -118,7 +119,7 @@ def poll_once(
         result.left_for_next_poll = max(0, len(uids) - MAX_MESSAGES_PER_POLL)
         for uid in uids[:MAX_MESSAGES_PER_POLL]:
             mail = _process(imap, uid, reports, owners, limits)
-            result.alerts += review_after_ingest(store, reports, mail.outcome.reports, settings.dns_session())
+            result.alerts += review_after_ingest(stores, mail.outcome.reports, settings.dns_session())
             _move(imap, uid, mail.folder, b"MOVE" in capabilities)
             (result.processed if mail.outcome.ok else result.refused).append(mail)
             if mail.outcome.ok:
@@ -184,11 +185,11 @@ class ImapPoller:
     def __init__(
         self,
         settings: Settings,
-        store: WatchStore,
+        stores: Stores,
         default_team: Callable[[], str | None] = lambda: None,
         interval: float = POLL_SECONDS,
     ) -> None:
-        self.settings, self.store, self.default_team = settings, store, default_team
+        self.settings, self.stores, self.default_team = settings, stores, default_team
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -208,7 +209,7 @@ class ImapPoller:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                report = poll_once(self.settings, self.store, self.default_team())
+                report = poll_once(self.settings, self.stores, self.default_team())
                 log.info(
                     "IMAP poll: %d processed, %d refused, %d alerts, %d left for the next poll",
                     len(report.processed),
@@ -227,11 +228,11 @@ class ImapPoller:
             self._stop.wait(self.interval)
 
 
-def start_imap_poller(settings: Settings, store: WatchStore) -> ImapPoller | None:
+def start_imap_poller(settings: Settings, stores: Stores) -> ImapPoller | None:
     """Start polling when DMARCBOT_IMAP_HOST, _USER and _PASSWORD are set (else None)."""
     if not (settings.imap_host and settings.imap_user and settings.imap_password):
         return None
-    poller = ImapPoller(settings, store, single_workspace_team(settings))
+    poller = ImapPoller(settings, stores, single_workspace_team(settings))
     poller.start()
     log.info("IMAP: polling %s folder %s every %d s", settings.imap_host, settings.imap_folder, POLL_SECONDS)
     return poller

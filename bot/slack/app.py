@@ -17,8 +17,9 @@ from bot.config import Settings
 from bot.slack.features import Feature, gather
 from bot.slack.listeners import aggregate_reports, check_report, commands, fixit, home, watch, why
 from bot.slack.routing import HELP
+from bot.store.stores import Stores
 
-# files:write: the report chart goes up with files_upload_v2 (issue 7).
+# files:write: the report chart goes up with files_upload_v2.
 BOT_SCOPES = ["commands", "chat:write", "files:read", "files:write", "channels:read", "groups:read"]
 
 # Everything the app offers, in the order `/dmarc help` and the App Home list it. A feature
@@ -43,9 +44,10 @@ def make_web_client(settings: Settings, token: str | None) -> WebClient:
     return client
 
 
-def create_app(settings: Settings, features: tuple[Feature, ...] = FEATURES) -> App:
+def create_app(settings: Settings, stores: Stores, features: tuple[Feature, ...] = FEATURES) -> App:
     """Build the app with `features`: single-token, or OAuth with Bolt's SQLite installation store
-    in our database."""
+    in our database. `stores` is the process's one set of stores (opened, and so migrated, by the
+    entry point); the listeners get it when they are registered."""
     oauth_settings = None
     token = settings.slack_bot_token
     if settings.oauth:
@@ -70,10 +72,10 @@ def create_app(settings: Settings, features: tuple[Feature, ...] = FEATURES) -> 
         token_verification_enabled=False,
     )
     gathered = gather(features)
-    commands.register(app, settings, gathered.router, gathered.workers)
-    home.register(app, settings, gathered.router, gathered.home_sections)
+    commands.register(app, settings, stores, gathered.router, gathered.workers)
+    home.register(app, settings, stores, gathered.router, gathered.home_sections)
     for register in gathered.registers:
-        register(app, settings)
+        register(app, settings, stores)
     register_catch_all(app)
     return app
 

@@ -1,7 +1,7 @@
 """A posted fix plan: what it publishes, where it was posted, and how Verify reads it back.
 
 The plan travels in its message's "Verify" button (≤ 2000 characters: values are kept as digests),
-so Verify works with no database. It is also stored (bot.store.database's `fix_plans`, one row per team and
+so Verify works with no database. It is also stored (bot.store.fix_plans, one row per team and
 plan) so the monitor verifies it with the watched domain's next check (bot.monitor.fix_followup).
 """
 

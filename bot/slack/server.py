@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.monitor.scheduler import MonitorScheduler
 from bot.reports.imap import start_imap_poller
 from bot.slack.app import create_app
-from bot.store.database import shared_store
+from bot.store.stores import open_stores
 
 log = logging.getLogger("dmarcbot")
 
@@ -50,12 +50,13 @@ def serve(settings: Settings) -> None:
             "and restart. Keep DMARCBOT_DB on persistent storage; see the README.",
             settings.db_path,
         )
-    # Migrations run once, here, before any listener or the monitor touches the database.
-    store = shared_store(settings.db_path)
-    app = create_app(settings)
-    scheduler = MonitorScheduler(settings, store)
+    # Opened once, here: migrations run before any listener or the monitor touches the database,
+    # and every part of the process gets these same stores.
+    stores = open_stores(settings.db_path)
+    app = create_app(settings, stores)
+    scheduler = MonitorScheduler(settings, stores)
     scheduler.start()
-    imap = start_imap_poller(settings, store)  # None unless DMARCBOT_IMAP_* are set
+    imap = start_imap_poller(settings, stores)  # None unless DMARCBOT_IMAP_* are set
     try:
         if settings.socket_mode:
             from slack_bolt.adapter.socket_mode import SocketModeHandler

@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
+from bot.store.stores import Stores
 from handlers.domain.check import DomainReport, check_domain
 
 log = logging.getLogger("dmarcbot.slack")
@@ -24,11 +25,12 @@ log = logging.getLogger("dmarcbot.slack")
 
 @dataclass
 class SlackTurn:
-    """The request's client, respond(), channel, user and team, and the settings."""
+    """The request's client, respond(), channel, user and team, and the app's settings and stores."""
 
     client: WebClient
     respond: Respond | None  # None for modal submissions and inputs: they carry no response_url
     settings: Settings
+    stores: Stores
     channel_id: str | None
     user_id: str | None
     team_id: str | None
@@ -73,13 +75,14 @@ def interaction_team(body: dict[str, Any]) -> str | None:
 
 
 def turn_for_interaction(
-    body: dict[str, Any], client: WebClient, respond: Respond, settings: Settings
+    body: dict[str, Any], client: WebClient, respond: Respond, settings: Settings, stores: Stores
 ) -> SlackTurn:
     """A SlackTurn for a button click or a shortcut."""
     return SlackTurn(
         client,
         respond,
         settings,
+        stores,
         (body.get("channel") or {}).get("id"),
         (body.get("user") or {}).get("id"),
         interaction_team(body),

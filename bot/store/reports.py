@@ -1,6 +1,6 @@
 """Ingested DMARC aggregate reports, per team, and the questions the summary and alerts ask of them.
 
-Three tables (created by `create_report_tables`, one of bot.store.database's migrations):
+Three tables (created by one of bot.store.migrations' steps):
 - `agg_reports`: one row per report per team. The unique index on (team, reporter, report id,
   policy domain, date range) is the dedupe: a report mailed twice, shared in Slack after arriving
   by IMAP, or re-read after a crash is stored, and counted, once.
@@ -17,101 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
 
-import sqlite_utils
-
+from bot.store.database import Database
 from handlers.reports.aggregate import AggregateReport, Record
 
-if TYPE_CHECKING:
-    from bot.store.database import WatchStore
-
 MAX_WHY = 300  # a failure reason names at most two domains of 255 characters, clipped
-
-
-def create_report_tables(db: sqlite_utils.Database) -> None:
-    """The migration that creates the report tables (bot.store.database.MIGRATIONS runs it once)."""
-    db["agg_reports"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "team_id": str,
-            "reporter": str,
-            "report_id": str,
-            "domain": str,
-            "date_begin": str,
-            "date_end": str,
-            "day": str,
-            "org_name": str,
-            "messages": int,
-            "records": int,
-            "skipped_records": int,
-            "truncated": int,
-            "source": str,
-            "ingested_at": str,
-        },
-        pk="id",
-        not_null={
-            "team_id",
-            "reporter",
-            "report_id",
-            "domain",
-            "date_begin",
-            "date_end",
-            "day",
-            "messages",
-            "records",
-            "ingested_at",
-        },
-    )
-    db["agg_reports"].create_index(  # type: ignore[union-attr]
-        ["team_id", "reporter", "report_id", "domain", "date_begin", "date_end"], unique=True
-    )
-    db["agg_reports"].create_index(["team_id", "domain", "day"])  # type: ignore[union-attr]
-    db["agg_rows"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "team_id": str,
-            "report_pk": int,
-            "domain": str,
-            "day": str,
-            "source_ip": str,
-            "messages": int,
-            "dmarc_pass": int,
-            "spf_aligned": int,
-            "dkim_aligned": int,
-            "spf_why": str,
-            "dkim_why": str,
-        },
-        pk="id",
-        not_null={
-            "team_id",
-            "report_pk",
-            "domain",
-            "day",
-            "source_ip",
-            "messages",
-            "dmarc_pass",
-            "spf_aligned",
-            "dkim_aligned",
-        },
-    )
-    db["agg_rows"].create_index(["team_id", "domain", "day"])  # type: ignore[union-attr]
-    db["agg_selectors"].create(  # type: ignore[union-attr]
-        {
-            "id": int,
-            "team_id": str,
-            "report_pk": int,
-            "domain": str,
-            "day": str,
-            "dkim_domain": str,
-            "selector": str,
-            "messages": int,
-            "passed": int,
-        },
-        pk="id",
-        not_null={"team_id", "report_pk", "domain", "day", "dkim_domain", "selector", "messages", "passed"},
-    )
-    db["agg_selectors"].create_index(["team_id", "domain", "day"])  # type: ignore[union-attr]
 
 
 # -- what a record says -------------------------------------------------------------------------
@@ -240,10 +150,10 @@ class DayTotals:
 
 
 class ReportStore:
-    """Reports of every team over bot.store.database's connections; every call is scoped to one team."""
+    """Reports of every team over `database`; every call is scoped to one team."""
 
-    def __init__(self, store: WatchStore) -> None:
-        self.store = store
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     def add_report(
         self, team_id: str, report: AggregateReport, source: str, now: datetime | None = None
@@ -254,7 +164,7 @@ class ReportStore:
         rows, selectors = _group(report)
         messages = sum(count for count in rows.values())
         when = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-        with self.store.write() as db:
+        with self.database.write() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO agg_reports (team_id, reporter, report_id, domain, "
                 "date_begin, date_end, day, org_name, messages, records, skipped_records, "
@@ -326,7 +236,7 @@ class ReportStore:
 
     def teams(self) -> list[str]:
         """Team ids that have reports (ids only: no team's rows are read here)."""
-        rows = self.store.db.execute("SELECT DISTINCT team_id FROM agg_reports ORDER BY team_id")
+        rows = self.database.connection.execute("SELECT DISTINCT team_id FROM agg_reports ORDER BY team_id")
         return [row[0] for row in rows.fetchall()]
 
     def report_count(self, team_id: str, domain: str | None = None) -> int:
@@ -334,18 +244,18 @@ class ReportStore:
         sql, args = "SELECT COUNT(*) FROM agg_reports WHERE team_id = ?", [team_id]
         if domain is not None:
             sql, args = sql + " AND domain = ?", [team_id, domain]
-        return int(self.store.db.execute(sql, args).fetchone()[0])
+        return int(self.database.connection.execute(sql, args).fetchone()[0])
 
     def latest_day(self, team_id: str, domain: str) -> str | None:
         """The most recent day with a report for the domain."""
-        row = self.store.db.execute(
+        row = self.database.connection.execute(
             "SELECT MAX(day) FROM agg_reports WHERE team_id = ? AND domain = ?", [team_id, domain]
         ).fetchone()
         return row[0] if row else None
 
     def totals(self, team_id: str, domain: str, first: str, last: str) -> Totals:
         """Messages and DMARC passes for the domain from day `first` to `last` (inclusive)."""
-        row = self.store.db.execute(
+        row = self.database.connection.execute(
             "SELECT COALESCE(SUM(messages), 0), COALESCE(SUM(messages * dmarc_pass), 0) "
             "FROM agg_rows WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ?",
             [team_id, domain, first, last],
@@ -354,7 +264,7 @@ class ReportStore:
 
     def sources(self, team_id: str, domain: str, first: str, last: str) -> list[SourceTotals]:
         """Each source IP's volume, DMARC passes and aligned SPF/DKIM, largest first."""
-        rows = self.store.db.execute(
+        rows = self.database.connection.execute(
             "SELECT source_ip, SUM(messages), SUM(messages * dmarc_pass), "
             "SUM(messages * spf_aligned), SUM(messages * dkim_aligned) FROM agg_rows "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? "
@@ -365,7 +275,7 @@ class ReportStore:
 
     def failures(self, team_id: str, domain: str, first: str, last: str) -> list[FailureReason]:
         """Messages failing DMARC grouped by source and reasons, largest first."""
-        rows = self.store.db.execute(
+        rows = self.database.connection.execute(
             "SELECT source_ip, spf_why, dkim_why, SUM(messages) FROM agg_rows "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? AND dmarc_pass = 0 "
             "GROUP BY source_ip, spf_why, dkim_why ORDER BY SUM(messages) DESC, source_ip",
@@ -375,7 +285,7 @@ class ReportStore:
 
     def selectors(self, team_id: str, domain: str, first: str, last: str) -> list[SelectorTotals]:
         """DKIM selectors seen for the domain itself (d= the domain), most used first."""
-        rows = self.store.db.execute(
+        rows = self.database.connection.execute(
             "SELECT selector, dkim_domain, SUM(messages), SUM(passed), MAX(day) FROM agg_selectors "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? AND dkim_domain = domain "
             "GROUP BY selector, dkim_domain ORDER BY SUM(messages) DESC, selector",
@@ -385,7 +295,7 @@ class ReportStore:
 
     def daily(self, team_id: str, domain: str, first: str, last: str) -> list[DayTotals]:
         """Volume and passes per day that has reports, oldest first."""
-        rows = self.store.db.execute(
+        rows = self.database.connection.execute(
             "SELECT day, SUM(messages), SUM(messages * dmarc_pass) FROM agg_rows "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? GROUP BY day ORDER BY day",
             [team_id, domain, first, last],
@@ -405,7 +315,7 @@ class ReportStore:
         seen: set[str] = set()
         for chunk in _chunks(wanted, 500):  # SQLite's bound-parameter limit
             marks = ",".join("?" * len(chunk))
-            rows = self.store.db.execute(
+            rows = self.database.connection.execute(
                 f"SELECT DISTINCT source_ip FROM agg_rows WHERE team_id = ? AND domain = ? "
                 f"AND day BETWEEN ? AND ? AND source_ip IN ({marks})",
                 [team_id, domain, shift(day, -days), shift(day, -1), *chunk],

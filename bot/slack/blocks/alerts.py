@@ -24,7 +24,8 @@ from bot.slack.blocks.domain_report import (
     section,
 )
 from bot.slack.mrkdwn import clip, code, code_block, fit_lines, safe
-from bot.store.database import Alert, Watch
+from bot.store.outbox import Alert
+from bot.store.watches import Watch
 from handlers.domain.check import DomainReport
 from handlers.fixes.records import fix_kind
 from handlers.fixes.spf_fixes import address_drift

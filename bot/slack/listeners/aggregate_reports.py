@@ -25,8 +25,7 @@ from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file
 from bot.slack.routing import Job, Subcommand, UsageProblem, parse_domain_argument
 from bot.slack.turn import SlackTurn, guarded
-from bot.store.database import WatchStore, shared_store
-from bot.store.reports import ReportStore
+from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
 from handlers.reports.archive import DEFAULT_LIMITS
 
@@ -52,7 +51,7 @@ def parse_report_command(words: list[str]) -> Job:
 
 def report_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
     """Post the summary in the channel, then the chart in its thread."""
-    reports = ReportStore(shared_store(turn.settings.db_path))
+    reports = turn.stores.reports
     team = turn.team_id or ""
     domain, days = args["domain"], int(args["days"])
     names = resolve_names(top_source_ips(reports, team, domain, days), turn.settings.dns_session())
@@ -96,7 +95,7 @@ def share_ts(info: dict[str, Any], channel: str) -> str | None:
 
 
 def ingest_shared_file(
-    store: WatchStore,
+    stores: Stores,
     settings: Settings,
     client: WebClient,
     team_id: str,
@@ -107,7 +106,7 @@ def ingest_shared_file(
     name = str(info.get("name") or info.get("title") or "file")[:200]
     if not looks_like_report_name(name):
         return None
-    reports = ReportStore(store)
+    reports = stores.reports
     try:
         data = download_file(info, client.token or "", DEFAULT_LIMITS.max_input_bytes)
     except FileRefused as refused:
@@ -122,7 +121,7 @@ def ingest_shared_file(
     ]
     text, blocks = render_file_answer(outcome, summaries)
     reply(text=text, blocks=blocks)
-    review_after_ingest(store, reports, outcome.reports, settings.dns_session())
+    review_after_ingest(stores, outcome.reports, settings.dns_session())
     return outcome
 
 
@@ -141,7 +140,7 @@ def _span(first: str, last: str) -> int:
 
 def handle_file_shared(
     settings: Settings,
-    store: WatchStore,
+    stores: Stores,
     event: dict[str, Any],
     body: dict[str, Any],
     client: WebClient,
@@ -155,20 +154,19 @@ def handle_file_shared(
     if not channel or not file_id or not team_id:
         return
     reply = _ThreadReply(client, channel, None)
-    turn = SlackTurn(client, None, settings, channel, event.get("user_id"), team_id)
+    turn = SlackTurn(client, None, settings, stores, channel, event.get("user_id"), team_id)
 
     def work() -> None:
         info = client.files_info(file=file_id).get("file") or {}
         reply.thread_ts = share_ts(info, channel)
-        ingest_shared_file(store, settings, client, team_id, info, reply)
+        ingest_shared_file(stores, settings, client, team_id, info, reply)
 
     guarded("reading a shared report file", turn, work)
 
 
-def register(app: App, settings: Settings) -> None:
+def register(app: App, settings: Settings, stores: Stores) -> None:
     """Attach the file_shared listener to `app`."""
-    store = shared_store(settings.db_path)  # migrated here, before the first event
-    app.event("file_shared")(partial(handle_file_shared, settings, store))
+    app.event("file_shared")(partial(handle_file_shared, settings, stores))
 
 
 REPORTS = Feature(

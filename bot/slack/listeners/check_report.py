@@ -18,6 +18,7 @@ from bot.slack.blocks.domain_report import render_report
 from bot.slack.features import Feature
 from bot.slack.listeners.watch import start_watching
 from bot.slack.turn import guarded, run_domain_check, turn_for_interaction
+from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 
 
@@ -38,10 +39,10 @@ def read_button_value(body: dict[str, Any]) -> tuple[str, list[str]]:
 
 
 def handle_recheck(
-    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
 ) -> None:
     ack()
-    turn = turn_for_interaction(body, client, respond, settings)
+    turn = turn_for_interaction(body, client, respond, settings, stores)
 
     def recheck() -> None:
         try:
@@ -62,10 +63,10 @@ def handle_recheck(
 
 
 def handle_watch(
-    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
 ) -> None:
     ack()
-    turn = turn_for_interaction(body, client, respond, settings)
+    turn = turn_for_interaction(body, client, respond, settings, stores)
 
     def watch() -> None:
         try:
@@ -78,10 +79,10 @@ def handle_watch(
     guarded("starting to watch a domain", turn, watch)
 
 
-def register(app: App, settings: Settings) -> None:
+def register(app: App, settings: Settings, stores: Stores) -> None:
     """Attach the report buttons' listeners to `app`."""
-    app.action(slack_ids.ACTION_RECHECK)(partial(handle_recheck, settings))
-    app.action(slack_ids.ACTION_WATCH)(partial(handle_watch, settings))
+    app.action(slack_ids.ACTION_RECHECK)(partial(handle_recheck, settings, stores))
+    app.action(slack_ids.ACTION_WATCH)(partial(handle_watch, settings, stores))
 
 
 REPORT_BUTTONS = Feature("report buttons", register=register)

@@ -16,6 +16,7 @@ from bot.slack.blocks.domain_report import render_report
 from bot.slack.features import Feature, Worker
 from bot.slack.routing import Job, Router, Subcommand, parse_domain_argument, parse_selectors
 from bot.slack.turn import SlackTurn, guarded, run_domain_check
+from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
 
 
@@ -49,6 +50,7 @@ CHECK = Feature(
 
 def handle_dmarc_command(
     settings: Settings,
+    stores: Stores,
     router: Router,
     workers: Mapping[str, Worker],
     ack: Ack,
@@ -69,6 +71,7 @@ def handle_dmarc_command(
         client,
         respond,
         settings,
+        stores,
         command.get("channel_id"),
         command.get("user_id"),
         command.get("team_id"),
@@ -86,6 +89,8 @@ def handle_dmarc_command(
     guarded(f"running /dmarc {command.get('text', '')[:80]}", turn, run)
 
 
-def register(app: App, settings: Settings, router: Router, workers: Mapping[str, Worker]) -> None:
+def register(
+    app: App, settings: Settings, stores: Stores, router: Router, workers: Mapping[str, Worker]
+) -> None:
     """Attach the /dmarc command listener to `app`, routing through `router` to `workers`."""
-    app.command(slack_ids.COMMAND)(partial(handle_dmarc_command, settings, router, workers))
+    app.command(slack_ids.COMMAND)(partial(handle_dmarc_command, settings, stores, router, workers))

@@ -37,8 +37,7 @@ from bot.slack.blocks.fixit import (
 from bot.slack.features import Feature
 from bot.slack.fix_plans import BadPlanValue, FixPlan, check_plan
 from bot.slack.turn import SlackTurn, guarded, interaction_team, turn_for_interaction
-from bot.store.database import shared_store
-from bot.store.reports import ReportStore
+from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.fixes.records import FixInputError, fix_kind
 from handlers.fixes.session import FixForm, FixScreen, expected_records, prepare_fix, refused_reasons
@@ -138,13 +137,15 @@ def _foreign(owner: str | None, body: dict[str, Any]) -> bool:
     return owner is not None and interaction_team(body) != owner
 
 
-def _screen(settings: Settings, request: FixRequest, form: FixForm | None, body: dict[str, Any]) -> FixScreen:
+def _screen(
+    settings: Settings, stores: Stores, request: FixRequest, form: FixForm | None, body: dict[str, Any]
+) -> FixScreen:
     """Prepare the fix from fresh records (a new DnsSession for every step); a policy step reads
     its readiness from the owning team's aggregate reports when it has some."""
     stats = None
     if request.kind == "dmarc_progress":
         team_id = request.owner or interaction_team(body) or ""
-        stats = readiness_stats(ReportStore(shared_store(settings.db_path)), team_id, request.domain)
+        stats = readiness_stats(stores.reports, team_id, request.domain)
     return asyncio.run(
         prepare_fix(
             settings.dns_session(),
@@ -175,11 +176,11 @@ def _overlay_action(values: dict[str, Any], action: dict[str, Any]) -> dict[str,
 
 
 def handle_fix_click(
-    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
 ) -> None:
     ack()
     message = body.get("message") or {}
-    turn = turn_for_interaction(body, client, respond, settings)
+    turn = turn_for_interaction(body, client, respond, settings, stores)
     channel_id = turn.channel_id
 
     def open_modal() -> None:
@@ -202,16 +203,20 @@ def handle_fix_click(
             view=loading_view(request.finding_id, request.domain, request.kind, request.to_metadata()),
         )
         view_id = opened["view"]["id"]
-        screen = _screen(settings, request, None, body)
+        screen = _screen(settings, stores, request, None, body)
         client.views_update(view_id=view_id, view=fix_view(screen, request.to_metadata()))
 
     guarded("opening the fix-it flow", turn, open_modal)
 
 
-def handle_fix_input(settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+def handle_fix_input(
+    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient
+) -> None:
     ack()
     view = body.get("view") or {}
-    turn = SlackTurn(client, None, settings, None, (body.get("user") or {}).get("id"), interaction_team(body))
+    turn = SlackTurn(
+        client, None, settings, stores, None, (body.get("user") or {}).get("id"), interaction_team(body)
+    )
 
     def update() -> None:
         try:
@@ -228,7 +233,7 @@ def handle_fix_input(settings: Settings, ack: Ack, body: dict[str, Any], client:
         try:
             form = read_form(request.kind, values, request.domain, request.selector)
         except FixInputError as error:
-            screen = _screen(settings, request, None, body)
+            screen = _screen(settings, stores, request, None, body)
             shown = fix_view(screen, request.to_metadata())
             shown["blocks"].insert(
                 0,
@@ -239,14 +244,19 @@ def handle_fix_input(settings: Settings, ack: Ack, body: dict[str, Any], client:
             )
             client.views_update(view_id=view["id"], view=shown)
             return
-        screen = _screen(settings, request, form, body)
+        screen = _screen(settings, stores, request, form, body)
         client.views_update(view_id=view["id"], view=fix_view(screen, request.to_metadata()))
 
     guarded("updating the fix proposal", turn, update)
 
 
 def handle_fix_submission(
-    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, view: dict[str, Any]
+    settings: Settings,
+    stores: Stores,
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    view: dict[str, Any],
 ) -> None:
     user_id = (body.get("user") or {}).get("id")
     try:
@@ -254,7 +264,7 @@ def handle_fix_submission(
     except (ValueError, BadFixValue):
         ack()
         return
-    turn = SlackTurn(client, None, settings, request.channel_id, user_id, interaction_team(body))
+    turn = SlackTurn(client, None, settings, stores, request.channel_id, user_id, interaction_team(body))
     if _foreign(request.owner, body):
         first = _first_input(view)
         if first is None:
@@ -274,7 +284,7 @@ def handle_fix_submission(
     ack()
 
     def post_plan() -> None:
-        screen = _screen(settings, request, form, body)
+        screen = _screen(settings, stores, request, form, body)
         reasons = refused_reasons(screen)
         if reasons:
             turn.tell("The plan was not posted: " + "; ".join(reasons)[:2500])
@@ -300,16 +310,16 @@ def handle_fix_submission(
             channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
         )
         # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
-        shared_store(settings.db_path).save_fix_plan(plan)
+        stores.fix_plans.save_fix_plan(plan)
 
     guarded("posting the fix plan", turn, post_plan)
 
 
 def handle_fix_verify(
-    settings: Settings, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
 ) -> None:
     ack()
-    turn = turn_for_interaction(body, client, respond, settings)
+    turn = turn_for_interaction(body, client, respond, settings, stores)
     user_id = turn.user_id
 
     def verify() -> None:
@@ -327,7 +337,7 @@ def handle_fix_verify(
         client.chat_postMessage(channel=plan.channel_id, thread_ts=plan.thread_ts, text=text, blocks=blocks)
         if check.live:
             # The thread has just been told: the monitor must not say "fixed" again.
-            settle_verified(shared_store(settings.db_path), plan)
+            settle_verified(stores.fix_plans, plan)
 
     guarded("verifying a fix", turn, verify)
 
@@ -337,12 +347,14 @@ def _first_input(view: dict[str, Any]) -> str | None:
     return str(blocks[0]["block_id"]) if blocks else None
 
 
-def register(app: App, settings: Settings) -> None:
+def register(app: App, settings: Settings, stores: Stores) -> None:
     """Attach the fix-it listeners to `app`."""
-    app.action(slack_ids.ACTION_FIX)(partial(handle_fix_click, settings))
-    app.action(re.compile("^" + re.escape(slack_ids.FIX_INPUT_PREFIX)))(partial(handle_fix_input, settings))
-    app.view(slack_ids.CALLBACK_FIX_MODAL)(partial(handle_fix_submission, settings))
-    app.action(slack_ids.ACTION_FIX_VERIFY)(partial(handle_fix_verify, settings))
+    app.action(slack_ids.ACTION_FIX)(partial(handle_fix_click, settings, stores))
+    app.action(re.compile("^" + re.escape(slack_ids.FIX_INPUT_PREFIX)))(
+        partial(handle_fix_input, settings, stores)
+    )
+    app.view(slack_ids.CALLBACK_FIX_MODAL)(partial(handle_fix_submission, settings, stores))
+    app.action(slack_ids.ACTION_FIX_VERIFY)(partial(handle_fix_verify, settings, stores))
 
 
 FIX_IT = Feature("fix it", register=register)

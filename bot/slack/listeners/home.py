@@ -14,12 +14,17 @@ from slack_sdk.errors import SlackApiError
 from bot.config import Settings
 from bot.slack.features import HomeSection
 from bot.slack.routing import Router
+from bot.store.stores import Stores
 
 log = logging.getLogger("dmarcbot.slack")
 
 
 def home_view(
-    settings: Settings, router: Router, sections: Sequence[HomeSection], team_id: str | None
+    settings: Settings,
+    stores: Stores,
+    router: Router,
+    sections: Sequence[HomeSection],
+    team_id: str | None,
 ) -> dict[str, Any]:
     """The Home tab's view: the routing table's usage text, then each feature's section."""
     blocks: list[dict[str, Any]] = [
@@ -53,12 +58,13 @@ def home_view(
             }
         )
     for build in sections:
-        blocks.extend(build(settings, team_id))
+        blocks.extend(build(settings, stores, team_id))
     return {"type": "home", "blocks": blocks[:100]}
 
 
 def handle_home_opened(
     settings: Settings,
+    stores: Stores,
     router: Router,
     sections: Sequence[HomeSection],
     event: dict[str, Any],
@@ -69,12 +75,14 @@ def handle_home_opened(
         return
     try:
         client.views_publish(
-            user_id=event["user"], view=home_view(settings, router, sections, body.get("team_id"))
+            user_id=event["user"], view=home_view(settings, stores, router, sections, body.get("team_id"))
         )
     except SlackApiError as error:
         log.error("Could not publish App Home for %s: %s", event.get("user"), error.response.get("error"))
 
 
-def register(app: App, settings: Settings, router: Router, sections: Sequence[HomeSection]) -> None:
+def register(
+    app: App, settings: Settings, stores: Stores, router: Router, sections: Sequence[HomeSection]
+) -> None:
     """Attach the app_home_opened listener to `app`: the usage from `router`, then `sections`."""
-    app.event("app_home_opened")(partial(handle_home_opened, settings, router, sections))
+    app.event("app_home_opened")(partial(handle_home_opened, settings, stores, router, sections))

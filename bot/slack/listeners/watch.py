@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -18,7 +17,7 @@ from bot.slack.features import Feature
 from bot.slack.mrkdwn import safe
 from bot.slack.routing import Job, Subcommand, parse_domain_argument, parse_selectors
 from bot.slack.turn import SlackTurn, run_domain_check
-from bot.store.database import shared_store
+from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
 
 HOME_WATCH_BLOCKS = 45  # of the Home tab's 100: the intro and usage come first
@@ -73,7 +72,7 @@ def start_watching(domain: str, selectors: list[str], turn: SlackTurn) -> None:
     if problem:
         turn.tell(problem)
         return
-    store = shared_store(turn.settings.db_path)
+    store = turn.stores.watches
     watch, newly = store.add_watch(turn.team_id, turn.channel_id, domain, selectors, turn.user_id)
     report = run_domain_check(turn.settings, domain, selectors)
     record_observation(store, watch, observe(report))
@@ -89,7 +88,7 @@ def watch_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) ->
 def unwatch_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
     """After the ack of `/dmarc unwatch`: remove the team's watch and say so."""
     domain = args["domain"]
-    store = shared_store(turn.settings.db_path)
+    store = turn.stores.watches
     if turn.team_id and store.remove_watch(turn.team_id, domain):
         turn.tell(f"Stopped watching {safe(display_name(domain), 300)}.")
     else:
@@ -101,14 +100,14 @@ def unwatch_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) 
 
 def list_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
     """After the ack of `/dmarc list`: this team's watches, to the person who asked."""
-    watches = shared_store(turn.settings.db_path).watches(turn.team_id or "")
+    watches = turn.stores.watches.watches(turn.team_id or "")
     text, blocks = render_watch_list(watches)
     turn.tell(text, blocks)
 
 
-def home_watch_section(settings: Settings, team_id: str | None) -> list[dict[str, Any]]:
+def home_watch_section(settings: Settings, stores: Stores, team_id: str | None) -> list[dict[str, Any]]:
     """The App Home's watch list for the team whose member opened it."""
-    watches = shared_store(settings.db_path).watches(team_id) if team_id else []
+    watches = stores.watches.watches(team_id) if team_id else []
     _, blocks = render_watch_list(watches, limit_blocks=HOME_WATCH_BLOCKS)
     blocks = [{"type": "divider"}, *blocks]
     if settings.ephemeral_disk:
@@ -120,12 +119,6 @@ def home_watch_section(settings: Settings, team_id: str | None) -> list[dict[str
             )
         )
     return blocks
-
-
-def register(app: App, settings: Settings) -> None:
-    """Prepare the store (migrations run once per process) before any watch request arrives; the
-    routes themselves are this feature's /dmarc rows and its Home tab section."""
-    shared_store(settings.db_path)
 
 
 WATCH = Feature(
@@ -142,5 +135,4 @@ WATCH = Feature(
     ),
     workers={"watch": watch_worker, "unwatch": unwatch_worker, "list": list_worker},
     home_section=home_watch_section,
-    register=register,
 )

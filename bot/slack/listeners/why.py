@@ -17,6 +17,7 @@ from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file, pasted_text
 from bot.slack.routing import Job, Subcommand
 from bot.slack.turn import SlackTurn, guarded, turn_for_interaction
+from bot.store.stores import Stores
 from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, ParsedMessage, parse_message
 from handlers.message.verdict import diagnose_message
 
@@ -92,6 +93,7 @@ def message_from_shortcut(message: dict[str, Any], token: str) -> ParsedMessage:
 
 def handle_why_submission(
     settings: Settings,
+    stores: Stores,
     ack: Ack,
     body: dict[str, Any],
     view: dict[str, Any],
@@ -108,7 +110,7 @@ def handle_why_submission(
     ack()
     channel = json.loads(view.get("private_metadata") or "{}").get("channel")
     user = body["user"]
-    turn = SlackTurn(client, respond, settings, channel, user["id"], user.get("team_id"))
+    turn = SlackTurn(client, respond, settings, stores, channel, user["id"], user.get("team_id"))
 
     def explain() -> None:
         text, blocks = diagnose(settings, message)
@@ -122,6 +124,7 @@ def handle_why_submission(
 
 def handle_why_shortcut(
     settings: Settings,
+    stores: Stores,
     ack: Ack,
     body: dict[str, Any],
     client: WebClient,
@@ -129,7 +132,7 @@ def handle_why_shortcut(
     context: dict[str, Any],
 ) -> None:
     ack()
-    turn = turn_for_interaction(body, client, respond, settings)
+    turn = turn_for_interaction(body, client, respond, settings, stores)
     shared = body.get("message") or {}
 
     def explain() -> None:
@@ -144,10 +147,10 @@ def handle_why_shortcut(
     guarded("explaining a message's DMARC result", turn, explain)
 
 
-def register(app: App, settings: Settings) -> None:
+def register(app: App, settings: Settings, stores: Stores) -> None:
     """Attach the why modal's submission and the message shortcut to `app`."""
-    app.view(slack_ids.CALLBACK_WHY_MODAL)(partial(handle_why_submission, settings))
-    app.shortcut(slack_ids.CALLBACK_WHY_SHORTCUT)(partial(handle_why_shortcut, settings))
+    app.view(slack_ids.CALLBACK_WHY_MODAL)(partial(handle_why_submission, settings, stores))
+    app.shortcut(slack_ids.CALLBACK_WHY_SHORTCUT)(partial(handle_why_shortcut, settings, stores))
 
 
 WHY = Feature(

@@ -1,0 +1,237 @@
+"""The schema, as the migrations that built it: one function per step, applied in order.
+
+Append only: a released version is never edited, a change is a new version, so a database file
+written by any earlier release opens and upgrades (bot.store.database.apply_migrations applies
+the missing ones, once, in one transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _create_watches(db: sqlite_utils.Database) -> None:
+    db.table("watches").create(
+        {
+            "id": int,
+            "team_id": str,
+            "channel_id": str,
+            "domain": str,
+            "selectors": str,
+            "added_by": str,
+            "created_at": str,
+            "last_checked_at": str,
+            "last_status": str,
+            "temperror_streak": int,
+            "alerted_snapshot_id": int,
+        },
+        pk="id",
+        not_null={"team_id", "channel_id", "domain", "selectors", "created_at", "temperror_streak"},
+        defaults={"selectors": "[]", "temperror_streak": 0},
+    )
+    db.table("watches").create_index(["team_id", "domain"], unique=True)
+
+
+def _create_snapshots(db: sqlite_utils.Database) -> None:
+    db.table("snapshots").create(
+        {
+            "id": int,
+            "team_id": str,
+            "watch_id": int,
+            "fingerprint": str,
+            "records": str,
+            "findings": str,
+            "verdict": str,
+            "first_seen_at": str,
+            "last_seen_at": str,
+            "checks": int,
+        },
+        pk="id",
+        not_null={"team_id", "watch_id", "fingerprint", "records", "findings", "verdict", "checks"},
+        defaults={"checks": 1},
+    )
+    db.table("snapshots").create_index(["team_id", "watch_id", "id"])
+
+
+def _create_alerts(db: sqlite_utils.Database) -> None:
+    db.table("alerts").create(
+        {
+            "id": int,
+            "team_id": str,
+            "channel_id": str,
+            "domain": str,
+            "kind": str,
+            "dedupe_key": str,
+            "text": str,
+            "blocks": str,
+            "digest_block": str,
+            "digest_group": str,
+            "digest_summary": str,
+            "state": str,
+            "ts": str,
+            "attempts": int,
+            "last_error": str,
+            "created_at": str,
+            "posted_at": str,
+        },
+        pk="id",
+        not_null={
+            "team_id",
+            "channel_id",
+            "domain",
+            "kind",
+            "dedupe_key",
+            "text",
+            "blocks",
+            "state",
+            "attempts",
+            "created_at",
+        },
+        defaults={"state": "pending", "attempts": 0},
+    )
+    db.table("alerts").create_index(["team_id", "dedupe_key"], unique=True)
+    db.table("alerts").create_index(["team_id", "state", "channel_id"])
+
+
+def _create_report_tables(db: sqlite_utils.Database) -> None:
+    # The aggregate reports (bot.store.reports): one row per report, its rows grouped by source
+    # and outcome, and the DKIM selectors receivers saw.
+    db["agg_reports"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "team_id": str,
+            "reporter": str,
+            "report_id": str,
+            "domain": str,
+            "date_begin": str,
+            "date_end": str,
+            "day": str,
+            "org_name": str,
+            "messages": int,
+            "records": int,
+            "skipped_records": int,
+            "truncated": int,
+            "source": str,
+            "ingested_at": str,
+        },
+        pk="id",
+        not_null={
+            "team_id",
+            "reporter",
+            "report_id",
+            "domain",
+            "date_begin",
+            "date_end",
+            "day",
+            "messages",
+            "records",
+            "ingested_at",
+        },
+    )
+    db["agg_reports"].create_index(  # type: ignore[union-attr]
+        ["team_id", "reporter", "report_id", "domain", "date_begin", "date_end"], unique=True
+    )
+    db["agg_reports"].create_index(["team_id", "domain", "day"])  # type: ignore[union-attr]
+    db["agg_rows"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "team_id": str,
+            "report_pk": int,
+            "domain": str,
+            "day": str,
+            "source_ip": str,
+            "messages": int,
+            "dmarc_pass": int,
+            "spf_aligned": int,
+            "dkim_aligned": int,
+            "spf_why": str,
+            "dkim_why": str,
+        },
+        pk="id",
+        not_null={
+            "team_id",
+            "report_pk",
+            "domain",
+            "day",
+            "source_ip",
+            "messages",
+            "dmarc_pass",
+            "spf_aligned",
+            "dkim_aligned",
+        },
+    )
+    db["agg_rows"].create_index(["team_id", "domain", "day"])  # type: ignore[union-attr]
+    db["agg_selectors"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "team_id": str,
+            "report_pk": int,
+            "domain": str,
+            "day": str,
+            "dkim_domain": str,
+            "selector": str,
+            "messages": int,
+            "passed": int,
+        },
+        pk="id",
+        not_null={"team_id", "report_pk", "domain", "day", "dkim_domain", "selector", "messages", "passed"},
+    )
+    db["agg_selectors"].create_index(["team_id", "domain", "day"])  # type: ignore[union-attr]
+
+
+def _create_fix_plans(db: sqlite_utils.Database) -> None:
+    # `plan_key` names the plan by what it publishes and where it was posted (FixPlan.key), so a
+    # replayed submission stores it once and a Verify button finds its row.
+    db.table("fix_plans").create(
+        {
+            "id": int,
+            "team_id": str,
+            "domain": str,
+            "plan_key": str,
+            "plan": str,
+            "state": str,
+            "created_at": str,
+            "settled_at": str,
+        },
+        pk="id",
+        not_null={"team_id", "domain", "plan_key", "plan", "state", "created_at"},
+        defaults={"state": "pending"},
+    )
+    db.table("fix_plans").create_index(["team_id", "plan_key"], unique=True)
+    db.table("fix_plans").create_index(["team_id", "domain", "state"])
+
+
+def _add_alert_threads(db: sqlite_utils.Database) -> None:
+    db.table("alerts").add_column("thread_ts", str)
+
+
+def _create_flattened_includes(db: sqlite_utils.Database) -> None:
+    db.table("flattened_includes").create(
+        {
+            "id": int,
+            "team_id": str,
+            "domain": str,
+            "include": str,
+            "terms": str,
+            "problem": str,
+            "since": str,
+            "changed_at": str,
+        },
+        pk="id",
+        not_null={"team_id", "domain", "include", "since"},
+    )
+    db.table("flattened_includes").create_index(["team_id", "domain", "include"], unique=True)
+
+
+# Append only: a released version is never edited, a change is a new version.
+MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
+    (1, "watches", _create_watches),
+    (2, "snapshots", _create_snapshots),
+    (3, "alerts outbox", _create_alerts),
+    (4, "aggregate reports", _create_report_tables),
+    (5, "fix plans", _create_fix_plans),  # the monitor verifies them
+    (6, "threaded alerts", _add_alert_threads),  # a plan's "fixed" goes in its thread
+    (7, "flattened includes", _create_flattened_includes),  # watched for drift once verified
+]

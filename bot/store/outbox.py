@@ -1,0 +1,176 @@
+"""The alert outbox: alerts waiting to be posted, and what happened when they were.
+
+An alert is written in the same transaction as the state that called for it (a check's snapshot,
+a settled fix plan, a flattened include's new addresses), so the watch and fix plan stores write
+their alerts with `insert_alerts` on the transaction they hold; posting is
+bot.monitor.alert_delivery's job, after, and survives restarts. Every query takes the team id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from bot.store.database import Database, iso, utcnow
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    """An alert to write to the outbox; `dedupe_key` makes writing the same alert twice a no-op."""
+
+    channel_id: str
+    domain: str
+    kind: str
+    dedupe_key: str
+    text: str
+    blocks: list[dict[str, Any]]
+    digest_block: dict[str, Any]
+    # Alerts of one cycle with the same group (the same change seen at many domains, e.g. a shared
+    # include) share one section of a digest, described by `digest_summary` plus the domains.
+    digest_group: str = ""
+    digest_summary: str = ""
+    # A reply in this thread of the channel (a fix plan's "fixed"): posted on its own, never
+    # folded into a digest, since a digest is a top-level message.
+    thread_ts: str | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alert in the outbox."""
+
+    id: int
+    team_id: str
+    channel_id: str
+    domain: str
+    kind: str
+    dedupe_key: str
+    text: str
+    blocks: list[dict[str, Any]]
+    digest_block: dict[str, Any]
+    state: str
+    attempts: int
+    ts: str | None
+    created_at: str
+    digest_group: str = ""
+    digest_summary: str = ""
+    thread_ts: str | None = None
+
+
+def insert_alerts(db: sqlite_utils.Database, team_id: str, alerts: Sequence[NewAlert], when: str) -> int:
+    """Write alerts on `db`, inside the transaction its caller holds (an alert whose dedupe key is
+    already there is skipped). Returns how many were written."""
+    written = 0
+    for alert in alerts:
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO alerts (team_id, channel_id, domain, kind, dedupe_key, text, "
+            "blocks, digest_block, digest_group, digest_summary, thread_ts, state, attempts, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+            [
+                team_id,
+                alert.channel_id,
+                alert.domain,
+                alert.kind,
+                alert.dedupe_key,
+                alert.text,
+                json.dumps(alert.blocks),
+                json.dumps(alert.digest_block),
+                alert.digest_group,
+                alert.digest_summary,
+                alert.thread_ts,
+                when,
+            ],
+        )
+        written += cursor.rowcount
+    return written
+
+
+def discard_pending(db: sqlite_utils.Database, team_id: str, domain: str) -> None:
+    """Drop the team's undelivered alerts about `domain`, inside the caller's transaction (the
+    domain is no longer watched: nobody should hear about it)."""
+    db.execute("DELETE FROM alerts WHERE team_id = ? AND domain = ? AND state = 'pending'", [team_id, domain])
+
+
+class AlertOutbox:
+    """The outbox of every team over `database`, each call scoped to one team."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def teams(self) -> list[str]:
+        """Team ids with undelivered alerts (ids only: no team's rows are read here)."""
+        rows = self.database.connection.execute(
+            "SELECT DISTINCT team_id FROM alerts WHERE state = 'pending' ORDER BY team_id"
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def add_alerts(self, team_id: str, alerts: Sequence[NewAlert], now: datetime | None = None) -> int:
+        """Write alerts to the outbox (an alert whose dedupe key is already there is skipped)."""
+        with self.database.write() as db:
+            return insert_alerts(db, team_id, alerts, iso(now or utcnow()))
+
+    def pending_alerts(self, team_id: str) -> list[Alert]:
+        """The team's undelivered alerts, oldest first."""
+        rows = self.database.connection.table("alerts").rows_where(
+            "team_id = ? AND state = 'pending'", [team_id], order_by="id"
+        )
+        return [_alert(row) for row in rows]
+
+    def alerts(self, team_id: str, state: str | None = None) -> list[Alert]:
+        """The team's alerts (in one state, or all), oldest first."""
+        where, args = "team_id = ?", [team_id]
+        if state is not None:
+            where, args = where + " AND state = ?", [team_id, state]
+        rows = self.database.connection.table("alerts").rows_where(where, args, order_by="id")
+        return [_alert(row) for row in rows]
+
+    def mark_posted(
+        self, team_id: str, alert_ids: Sequence[int], ts: str | None, now: datetime | None = None
+    ) -> None:
+        """The message carrying these alerts was accepted by Slack with timestamp `ts`."""
+        when = iso(now or utcnow())
+        with self.database.write() as db:
+            for alert_id in alert_ids:
+                db.execute(
+                    "UPDATE alerts SET state = 'posted', ts = ?, posted_at = ?, "
+                    "attempts = attempts + 1 WHERE team_id = ? AND id = ?",
+                    [ts, when, team_id, alert_id],
+                )
+
+    def mark_attempt_failed(
+        self, team_id: str, alert_ids: Sequence[int], error: str, give_up_after: int
+    ) -> None:
+        """A post failed: count the attempt; after `give_up_after` attempts the alert is `failed`."""
+        with self.database.write() as db:
+            for alert_id in alert_ids:
+                db.execute(
+                    "UPDATE alerts SET attempts = attempts + 1, last_error = ?, state = CASE "
+                    "WHEN attempts + 1 >= ? THEN 'failed' ELSE state END "
+                    "WHERE team_id = ? AND id = ? AND state = 'pending'",
+                    [error[:500], give_up_after, team_id, alert_id],
+                )
+
+
+def _alert(row: dict[str, Any]) -> Alert:
+    return Alert(
+        id=row["id"],
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        domain=row["domain"],
+        kind=row["kind"],
+        dedupe_key=row["dedupe_key"],
+        text=row["text"],
+        blocks=json.loads(row["blocks"]),
+        digest_block=json.loads(row["digest_block"] or "{}"),
+        state=row["state"],
+        attempts=int(row["attempts"]),
+        ts=row["ts"],
+        created_at=row["created_at"],
+        digest_group=row["digest_group"] or "",
+        digest_summary=row["digest_summary"] or "",
+        thread_ts=row.get("thread_ts") or None,
+    )

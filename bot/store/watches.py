@@ -1,0 +1,366 @@
+"""Watched domains, the snapshots of what their checks saw, and their state (last check, status,
+outage streak, the state the channel was last told about).
+
+A check's snapshot, the watch's status and the alerts they call for are one transaction
+(`apply_check`, `apply_outage`): the alerts go to the outbox through bot.store.outbox.insert_alerts
+on the connection this store's transaction holds, so a crash leaves all of it or none and two
+monitors cannot both alert. Every query takes the team id: a workspace never reads another's
+watches or snapshots. The single exception is `teams()`, which lists team ids only, so the
+monitor can then work team by team.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.store.database import Database, iso, utcnow
+from bot.store.outbox import NewAlert, discard_pending, insert_alerts
+from handlers.domain.dkim_keys import MAX_SELECTORS, InvalidSelector, validate_selector
+
+SNAPSHOTS_KEPT_PER_WATCH = 20  # enough history for the flap window; older ones are pruned
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One watched domain of one team, and where its alerts go."""
+
+    id: int
+    team_id: str
+    channel_id: str
+    domain: str
+    selectors: tuple[str, ...]
+    added_by: str | None
+    created_at: str
+    last_checked_at: str | None
+    last_status: str | None  # pass / fail / unknown / cannot_check, None before the first check
+    temperror_streak: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "team_id": self.team_id,
+            "channel_id": self.channel_id,
+            "domain": self.domain,
+            "selectors": list(self.selectors),
+            "added_by": self.added_by,
+            "created_at": self.created_at,
+            "last_checked_at": self.last_checked_at,
+            "last_status": self.last_status,
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one good check of a watch saw: normalised records, finding keys and the verdict."""
+
+    id: int
+    watch_id: int
+    fingerprint: str
+    records: dict[str, str | None]
+    findings: list[dict[str, str]]
+    verdict: str
+    first_seen_at: str
+    last_seen_at: str
+    checks: int  # good checks in a row that saw this state
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    """What a good check saw, as stored: normalised records, findings and the verdict."""
+
+    fingerprint: str
+    records: dict[str, str | None]
+    findings: list[dict[str, str]]
+    verdict: str
+
+
+@dataclass(frozen=True)
+class WatchHistory:
+    """What the monitor needs to decide on alerts: the watch, the state the channel was last told
+    about, the latest state seen, and the fingerprints seen within the flap window."""
+
+    watch: Watch
+    alerted: Snapshot | None
+    latest: Snapshot | None
+    recent_fingerprints: set[str]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The monitor's verdict on one check: the alerts to send, and whether the channel now knows
+    this state (so later diffs start from it)."""
+
+    alerts: list[NewAlert]
+    acknowledge: bool
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+class WatchStore:
+    """Watches and their snapshots of every team over `database`, each call scoped to one team."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def teams(self) -> list[str]:
+        """Team ids with watches or pending alerts (ids only: no team's rows are read here). The
+        outbox is read too: a team whose last watch is gone may still have alerts to deliver, and
+        the command line's choice of workspace has always counted it."""
+        rows = self.database.connection.execute(
+            "SELECT team_id FROM watches UNION SELECT team_id FROM alerts WHERE state = 'pending' "
+            "ORDER BY team_id"
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def add_watch(
+        self,
+        team_id: str,
+        channel_id: str,
+        domain: str,
+        selectors: Sequence[str],
+        added_by: str | None,
+        now: datetime | None = None,
+    ) -> tuple[Watch, bool]:
+        """Watch `domain` for `team_id`, alerts to `channel_id`; a domain already watched by the
+        team moves to this channel and takes these selectors. Returns (watch, newly added)."""
+        when = iso(now or utcnow())
+        with self.database.write() as db:
+            existing = self._watch_row(team_id, domain)
+            values = {"channel_id": channel_id, "selectors": json.dumps(list(selectors))}
+            if existing is None:
+                db.table("watches").insert(
+                    {
+                        "team_id": team_id,
+                        "domain": domain,
+                        "added_by": added_by,
+                        "created_at": when,
+                        "temperror_streak": 0,
+                        **values,
+                    }
+                )
+            else:
+                db.table("watches").update(existing["id"], values)
+            row = self._watch_row(team_id, domain)
+        assert row is not None
+        return _watch(row), existing is None
+
+    def remove_watch(self, team_id: str, domain: str) -> bool:
+        """Stop watching; its snapshots and undelivered alerts go with it. False if not watched."""
+        with self.database.write() as db:
+            row = self._watch_row(team_id, domain)
+            if row is None:
+                return False
+            db.execute("DELETE FROM snapshots WHERE team_id = ? AND watch_id = ?", [team_id, row["id"]])
+            discard_pending(db, team_id, domain)
+            db.execute("DELETE FROM watches WHERE team_id = ? AND id = ?", [team_id, row["id"]])
+        return True
+
+    def add_selectors(self, team_id: str, domain: str, selectors: Sequence[str]) -> Watch | None:
+        """Add DKIM selectors to the team's watch of `domain`: malformed ones are dropped, known
+        ones kept once, at most MAX_SELECTORS in all (the first come stay). Returns the watch as
+        stored, None when the domain is not watched."""
+        wanted = []
+        for selector in selectors:
+            try:
+                wanted.append(validate_selector(selector))
+            except InvalidSelector:
+                continue  # from a report anyone can send: skipped, never an error
+        # Read and written in one BEGIN IMMEDIATE: a /dmarc watch at the same moment is not lost.
+        with self.database.write() as db:
+            row = self._watch_row(team_id, domain)
+            if row is None:
+                return None
+            current = _watch(row).selectors
+            merged = list(dict.fromkeys([*current, *wanted]))[:MAX_SELECTORS]
+            if merged != list(current):
+                db.table("watches").update(row["id"], {"selectors": json.dumps(merged)})
+                row = self._watch_row(team_id, domain)
+        return _watch(row) if row else None
+
+    def watch(self, team_id: str, domain: str) -> Watch | None:
+        """The team's watch of `domain`, if any."""
+        row = self._watch_row(team_id, domain)
+        return _watch(row) if row else None
+
+    def watches(self, team_id: str) -> list[Watch]:
+        """The team's watches, by domain."""
+        rows = self.database.connection.table("watches").rows_where(
+            "team_id = ?", [team_id], order_by="domain"
+        )
+        return [_watch(row) for row in rows]
+
+    def _watch_row(self, team_id: str, domain: str) -> dict[str, Any] | None:
+        rows = list(
+            self.database.connection.table("watches").rows_where(
+                "team_id = ? AND domain = ?", [team_id, domain]
+            )
+        )
+        return rows[0] if rows else None
+
+    # -- snapshots -------------------------------------------------------------------------------
+
+    def latest_snapshot(self, team_id: str, watch_id: int) -> Snapshot | None:
+        """The most recent snapshot of a watch."""
+        rows = list(
+            self.database.connection.table("snapshots").rows_where(
+                "team_id = ? AND watch_id = ?", [team_id, watch_id], order_by="id desc", limit=1
+            )
+        )
+        return _snapshot(rows[0]) if rows else None
+
+    def fingerprints_seen_since(self, team_id: str, watch_id: int, since: datetime) -> set[str]:
+        """Fingerprints of the watch's states seen at or after `since` (the flap window)."""
+        rows = self.database.connection.execute(
+            "SELECT fingerprint FROM snapshots WHERE team_id = ? AND watch_id = ? AND last_seen_at >= ?",
+            [team_id, watch_id, iso(since)],
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def apply_check(
+        self,
+        team_id: str,
+        watch_id: int,
+        state: ObservedState,
+        decide: Callable[[WatchHistory], Decision],
+        flap_since: datetime,
+        now: datetime | None = None,
+    ) -> Decision | None:
+        """Store a good check in one BEGIN IMMEDIATE transaction: read the watch's history, let
+        `decide` say what to alert, then write the snapshot, the watch's status and the alerts to
+        the outbox, so a crash leaves all of it or none and two monitors cannot both alert.
+        Returns the decision, or None when the watch was removed meanwhile."""
+        when = iso(now or utcnow())
+        with self.database.write() as db:
+            row = self._watch_by_id(team_id, watch_id)
+            if row is None:
+                return None
+            latest = self.latest_snapshot(team_id, watch_id)
+            history = WatchHistory(
+                watch=_watch(row),
+                latest=latest,
+                alerted=self._snapshot_by_id(team_id, row["alerted_snapshot_id"]),
+                recent_fingerprints=self.fingerprints_seen_since(team_id, watch_id, flap_since),
+            )
+            decision = decide(history)
+            if latest is not None and latest.fingerprint == state.fingerprint:
+                snapshot_id = latest.id
+                db.table("snapshots").update(snapshot_id, {"last_seen_at": when, "checks": latest.checks + 1})
+            else:
+                snapshot_id = (
+                    db.table("snapshots")
+                    .insert(
+                        {
+                            "team_id": team_id,
+                            "watch_id": watch_id,
+                            "fingerprint": state.fingerprint,
+                            "records": json.dumps(state.records, sort_keys=True),
+                            "findings": json.dumps(state.findings),
+                            "verdict": state.verdict,
+                            "first_seen_at": when,
+                            "last_seen_at": when,
+                            "checks": 1,
+                        }
+                    )
+                    .last_pk
+                    or 0
+                )
+            update: dict[str, Any] = {
+                "last_checked_at": when,
+                "last_status": state.verdict,
+                "temperror_streak": 0,
+            }
+            if decision.acknowledge:
+                update["alerted_snapshot_id"] = snapshot_id
+            db.table("watches").update(watch_id, update)
+            # Prune old states, but never the one the channel was last told about.
+            db.execute(
+                "DELETE FROM snapshots WHERE team_id = ? AND watch_id = ? AND id NOT IN "
+                "(SELECT id FROM snapshots WHERE team_id = ? AND watch_id = ? "
+                "ORDER BY id DESC LIMIT ?) AND id != ?",
+                [
+                    team_id,
+                    watch_id,
+                    team_id,
+                    watch_id,
+                    SNAPSHOTS_KEPT_PER_WATCH,
+                    update.get("alerted_snapshot_id", row["alerted_snapshot_id"]) or 0,
+                ],
+            )
+            insert_alerts(db, team_id, decision.alerts, when)
+            return decision
+
+    def apply_outage(
+        self,
+        team_id: str,
+        watch_id: int,
+        alert_at_streak: int,
+        make_alert: Callable[[Watch, int], NewAlert],
+        now: datetime | None = None,
+    ) -> int:
+        """Count a cycle whose check hit DNS failures; the snapshots are left as they were. When
+        the streak reaches `alert_at_streak`, `make_alert(watch, streak)` goes to the outbox in
+        the same transaction. Returns the new streak (0 when the watch was removed meanwhile)."""
+        when = iso(now or utcnow())
+        with self.database.write() as db:
+            row = self._watch_by_id(team_id, watch_id)
+            if row is None:
+                return 0
+            streak = int(row["temperror_streak"]) + 1
+            status = "cannot_check" if streak >= alert_at_streak else row["last_status"]
+            db.table("watches").update(
+                watch_id, {"last_checked_at": when, "last_status": status, "temperror_streak": streak}
+            )
+            if streak == alert_at_streak:
+                insert_alerts(db, team_id, [make_alert(_watch(row), streak)], when)
+            return streak
+
+    def _snapshot_by_id(self, team_id: str, snapshot_id: int | None) -> Snapshot | None:
+        if snapshot_id is None:
+            return None
+        rows = list(
+            self.database.connection.table("snapshots").rows_where(
+                "team_id = ? AND id = ?", [team_id, snapshot_id]
+            )
+        )
+        return _snapshot(rows[0]) if rows else None
+
+    def _watch_by_id(self, team_id: str, watch_id: int) -> dict[str, Any] | None:
+        rows = list(
+            self.database.connection.table("watches").rows_where(
+                "team_id = ? AND id = ?", [team_id, watch_id]
+            )
+        )
+        return rows[0] if rows else None
+
+
+def _watch(row: dict[str, Any]) -> Watch:
+    return Watch(
+        id=row["id"],
+        team_id=row["team_id"],
+        channel_id=row["channel_id"],
+        domain=row["domain"],
+        selectors=tuple(json.loads(row["selectors"] or "[]")),
+        added_by=row["added_by"],
+        created_at=row["created_at"],
+        last_checked_at=row["last_checked_at"],
+        last_status=row["last_status"],
+        temperror_streak=int(row["temperror_streak"] or 0),
+    )
+
+
+def _snapshot(row: dict[str, Any]) -> Snapshot:
+    return Snapshot(
+        id=row["id"],
+        watch_id=row["watch_id"],
+        fingerprint=row["fingerprint"],
+        records=json.loads(row["records"]),
+        findings=json.loads(row["findings"]),
+        verdict=row["verdict"],
+        first_seen_at=row["first_seen_at"],
+        last_seen_at=row["last_seen_at"],
+        checks=int(row["checks"] or 1),
+    )

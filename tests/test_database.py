@@ -1,0 +1,101 @@
+"""The database on a real SQLite file: migrations, WAL, concurrent writers, a second process."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.store.database import Database, apply_migrations
+from bot.store.migrations import MIGRATIONS
+from bot.store.outbox import AlertOutbox, NewAlert
+from bot.store.stores import Stores, open_stores
+from bot.store.watches import WatchStore
+from tests.storetest import new_alert
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "store.db")
+
+
+@pytest.fixture
+def stores(db_path: str) -> Iterator[Stores]:
+    opened = open_stores(db_path)
+    yield opened
+    opened.close()
+
+
+def test_migrations_apply_once_and_are_recorded(db_path: str) -> None:
+    assert apply_migrations(db_path) == [v for v, _, _ in MIGRATIONS]
+    assert apply_migrations(db_path) == []
+    with sqlite3.connect(db_path) as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM migrations ORDER BY 1")]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    conn.close()
+    assert versions == [v for v, _, _ in MIGRATIONS]
+    assert mode == "wal"
+
+
+def test_concurrent_start_ups_migrate_once(db_path: str) -> None:
+    results: list[list[int]] = []
+    threads = [threading.Thread(target=lambda: results.append(apply_migrations(db_path))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(map(len, results)) == [0, 0, 0, len(MIGRATIONS)]
+
+
+def test_concurrent_writers_from_threads_do_not_fail(stores: Stores) -> None:
+    errors: list[sqlite3.Error] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(20):
+                stores.watches.add_watch("T1", f"C{n}", f"d{n}-{i}.example", [], None)
+                stores.outbox.add_alerts("T1", [new_alert(f"{n}-{i}")])
+        except sqlite3.Error as error:  # "database is locked" is what BEGIN IMMEDIATE prevents
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(stores.watches.watches("T1")) == 120 and len(stores.outbox.pending_alerts("T1")) == 120
+
+
+def test_a_second_process_sees_the_same_file(db_path: str, stores: Stores) -> None:
+    stores.watches.add_watch("T1", "C1", "example.com", [], "U1")
+    other = Database(db_path)  # a new connection, as another process would open
+    try:
+        assert [w.domain for w in WatchStore(other).watches("T1")] == ["example.com"]
+    finally:
+        other.close()
+
+
+def test_a_v4_database_gains_fix_plans_and_threaded_alerts(db_path: str) -> None:
+    # The schema as the release with 4 migrations left it.
+    apply_migrations(db_path, [m for m in MIGRATIONS if m[0] <= 4])
+    with sqlite3.connect(db_path) as conn:  # a row as the v4 code wrote it
+        conn.execute(
+            "INSERT INTO alerts (team_id, channel_id, domain, kind, dedupe_key, text, "
+            "blocks, digest_block, state, attempts, created_at) VALUES ('T1', 'C1', "
+            "'example.com', 'changed', 'before', 't', '[]', '{}', 'pending', 0, 'now')"
+        )
+    conn.close()
+    assert apply_migrations(db_path) == [v for v, _, _ in MIGRATIONS if v > 4]
+    database = Database(db_path)
+    upgraded = AlertOutbox(database)
+    [kept] = upgraded.pending_alerts("T1")
+    assert kept.dedupe_key == "before" and kept.thread_ts is None
+    upgraded.add_alerts(
+        "T1", [NewAlert("C1", "example.com", "fixed", "reply", "t", [], {}, thread_ts="1700000000.000100")]
+    )
+    assert [a.thread_ts for a in upgraded.pending_alerts("T1")] == [None, "1700000000.000100"]
+    database.close()
