@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from handlers.dns.resolver import DnsSession, Nameserver, NameserverError, parse_nameservers
+from handlers.errors import ConfigurationError
 
 SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DB = "./dmarcbot.db"
@@ -18,7 +19,7 @@ IMAPS_PORT = 993  # IMAP over TLS (RFC 8314): the only way the poller reads the 
 TEAM_ID = re.compile(r"T[A-Z0-9]{2,}")  # Slack workspace ids: T followed by upper-case letters and digits
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """One or more settings are wrong; the message lists every one and what would be right."""
 
 

@@ -1,7 +1,7 @@
 """`dmarcbot why`: files and stdin, text and JSON, exit status, and bad input answered clearly.
 
 The parser here is built exactly as bot/cli/__init__.py builds a subcommand (help from the docstring), and
-errors go through the same UsageError → exit 2 path as `main()`.
+errors go through the same BadInput → exit 2 path as `main()`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli.common import UsageError
 from bot.cli.why import add_why_arguments, command_why
+from handlers.errors import BadInput
 from tests.dnstest import FaultProxy, NsdServer
 from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones
 
@@ -47,7 +47,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     args = parser.parse_args(argv)
     try:
         code = command_why(args)
-    except UsageError as error:  # what bot.cli.main() does
+    except BadInput as error:  # what bot.cli.main() does
         print(f"dmarcbot why: {error}", file=sys.stderr)
         code = 2
     out, err = capsys.readouterr()

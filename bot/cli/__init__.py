@@ -10,7 +10,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bot.cli.common import EXIT_BAD_INPUT, AddCommand, UsageError
+from bot.cli.common import EXIT_BAD_INPUT, AddCommand
+from handlers.errors import BadInput
 
 
 def version() -> str:
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.handler(args))
-    except UsageError as error:
+    except BadInput as error:
         print(f"dmarcbot {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -12,13 +12,13 @@ from bot.cli.common import (
     EXIT_ERROR_FINDING,
     EXIT_OK,
     AddCommand,
-    UsageError,
     add_nameserver_flag,
     load_settings,
 )
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.domain.check import check_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selector
+from handlers.errors import BadInput
 
 
 def command_check(args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def command_check(args: argparse.Namespace) -> int:
         domain = normalise_domain(args.domain)
         selectors = [validate_selector(s) for s in args.selector or []]
     except (InvalidDomain, InvalidSelector) as error:
-        raise UsageError(f"{error}") from None
+        raise BadInput(f"{error}") from None
     session = load_settings(args.nameserver).dns_session()
     report = asyncio.run(check_domain(domain, session, selectors))
     if args.json:
@@ -50,7 +50,7 @@ def command_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     problems = settings.serve_problems()
     if problems:
-        raise UsageError("cannot start: " + "; ".join(problems))
+        raise BadInput("cannot start: " + "; ".join(problems))
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve(settings)
     return EXIT_OK

@@ -11,12 +11,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 from bot.config import Settings, SettingsError
 from handlers.dns.resolver import Nameserver, NameserverError, parse_nameservers
+from handlers.errors import BadInput
 
 EXIT_OK, EXIT_ERROR_FINDING, EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE = 0, 1, 2, 3
-
-
-class UsageError(Exception):
-    """Bad input from the command line: the message says what was wrong and what would be right."""
 
 
 def load_settings(nameserver_flags: Sequence[str] | None = None) -> Settings:
@@ -26,7 +23,7 @@ def load_settings(nameserver_flags: Sequence[str] | None = None) -> Settings:
         if nameserver_flags:
             settings = dataclasses.replace(settings, nameservers=parse_nameservers(nameserver_flags))
     except (SettingsError, NameserverError) as error:
-        raise UsageError(str(error)) from None
+        raise BadInput(str(error)) from None
     return settings
 
 
@@ -40,11 +37,11 @@ def resolve_team(given: str | None, settings: Settings, known: Iterable[str]) ->
     team = (given or settings.default_team or "").strip()
     if team:
         if not TEAM_ID.match(team):
-            raise UsageError(f"{team[:50]!r} is not a Slack team id (like T0123ABCD)")
+            raise BadInput(f"{team[:50]!r} is not a Slack team id (like T0123ABCD)")
         return team
     teams = sorted(set(known))
     if len(teams) > 1:
-        raise UsageError(
+        raise BadInput(
             "this database holds several workspaces ("
             + ", ".join(teams[:10])
             + "): name one with --team or SLACK_TEAM_ID"

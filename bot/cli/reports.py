@@ -14,7 +14,6 @@ from bot.cli.common import (
     EXIT_ERROR_FINDING,
     EXIT_OK,
     AddCommand,
-    UsageError,
     add_nameserver_flag,
     load_settings,
     resolve_team,
@@ -25,6 +24,7 @@ from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
 from bot.reports.summary import MAX_DAYS, build_summary, render_text, resolve_names, top_source_ips
 from bot.store.stores import Stores, open_stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
+from handlers.errors import BadInput
 from handlers.reports.archive import DEFAULT_LIMITS
 
 
@@ -80,9 +80,9 @@ def command_report(args: argparse.Namespace) -> int:
     try:
         domain = normalise_domain(args.domain)
     except InvalidDomain as error:
-        raise UsageError(str(error)) from None
+        raise BadInput(str(error)) from None
     if not 1 <= args.days <= MAX_DAYS:
-        raise UsageError(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
+        raise BadInput(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
     settings = load_settings(args.nameserver)
     stores = open_stores(settings.db_path)
     reports = stores.reports

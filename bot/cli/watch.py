@@ -19,21 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.cli.common import (
-    EXIT_OK,
-    TEAM_ID,
-    AddCommand,
-    UsageError,
-    add_nameserver_flag,
-    load_settings,
-    resolve_team,
-)
+from bot.cli.common import EXIT_OK, TEAM_ID, AddCommand, add_nameserver_flag, load_settings, resolve_team
 from bot.config import Settings
 from bot.store.stores import Stores, open_stores
 from bot.store.watches import Watch, WatchStore
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.domain.check import check_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
+from handlers.errors import BadInput
 
 # Test-only: `monitor --once` exits right after the outbox is written, before anything is posted,
 # as a crash there would. tests/test_cli_watch.py uses it to prove a restart posts exactly once.
@@ -52,7 +45,7 @@ def _team(args: argparse.Namespace, settings: Settings, watches: WatchStore) -> 
 def _channel(text: str) -> str:
     channel = text.strip()
     if not _SLACK_ID.match(channel) or channel[0] not in "CGD":
-        raise UsageError(
+        raise BadInput(
             f"--channel {text!r} is not a Slack channel id: use the id (like "
             "C0123ABCD, from the channel's details), not its name"
         )
@@ -63,14 +56,14 @@ def _domain(text: str) -> str:
     try:
         return normalise_domain(text)
     except InvalidDomain as error:
-        raise UsageError(str(error)) from None
+        raise BadInput(str(error)) from None
 
 
 def _selectors(texts: list[str] | None) -> list[str]:
     try:
         return validate_selectors(texts or [])
     except InvalidSelector as error:
-        raise UsageError(str(error)) from None
+        raise BadInput(str(error)) from None
 
 
 def command_watch(args: argparse.Namespace) -> int:
@@ -102,9 +95,7 @@ def command_unwatch(args: argparse.Namespace) -> int:
     store = open_stores(settings.db_path).watches
     team = _team(args, settings, store)
     if not store.remove_watch(team, domain):
-        raise UsageError(
-            f"{domain} is not watched for team {team}: `dmarcbot list` shows the watched domains"
-        )
+        raise BadInput(f"{domain} is not watched for team {team}: `dmarcbot list` shows the watched domains")
     print(f"Stopped watching {domain} for team {team}.")
     return EXIT_OK
 
@@ -219,9 +210,9 @@ def command_import(args: argparse.Namespace) -> int:
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
     except OSError as error:
-        raise UsageError(f"cannot read {args.file}: {error.strerror or error}") from None
+        raise BadInput(f"cannot read {args.file}: {error.strerror or error}") from None
     except UnicodeDecodeError:
-        raise UsageError(f"{args.file} is not UTF-8 text: give a file made by `dmarcbot export`") from None
+        raise BadInput(f"{args.file} is not UTF-8 text: give a file made by `dmarcbot export`") from None
     entries = parse_export(text, args.file)
     store = open_stores(load_settings().db_path).watches
     added = 0
@@ -239,11 +230,11 @@ ImportEntry = tuple[str, str, str, list[str], str | None]
 
 
 def parse_export(text: str, source: str) -> list[ImportEntry]:
-    """Validate a whole export file; the first problem found is raised as a UsageError."""
+    """Validate a whole export file; the first problem found is raised as a BadInput."""
     try:
         data: Any = json.loads(text)
     except json.JSONDecodeError as error:
-        raise UsageError(
+        raise BadInput(
             f"{source} is not JSON ({error.msg}, line {error.lineno}): give a file made by `dmarcbot export`"
         ) from None
     if (
@@ -251,12 +242,12 @@ def parse_export(text: str, source: str) -> list[ImportEntry]:
         or data.get("format") != EXPORT_FORMAT
         or not isinstance(data.get("watches"), list)
     ):
-        raise UsageError(
+        raise BadInput(
             f"{source} is not a dmarcbot watch export: expected an object with "
             f'"format": "{EXPORT_FORMAT}" and a "watches" list'
         )
     if data.get("version") != EXPORT_VERSION:
-        raise UsageError(
+        raise BadInput(
             f"{source} has export version {data.get('version')!r}; this dmarcbot "
             f"reads version {EXPORT_VERSION}"
         )
@@ -269,15 +260,15 @@ def parse_export(text: str, source: str) -> list[ImportEntry]:
 def _entry(item: Any, where: str) -> ImportEntry:
     try:
         if not isinstance(item, dict):
-            raise UsageError("is not an object")
+            raise BadInput("is not an object")
         for name in ("team_id", "channel_id", "domain"):
             if not isinstance(item.get(name), str) or not item[name]:
-                raise UsageError(f"has no {name!r} (a non-empty string)")
+                raise BadInput(f"has no {name!r} (a non-empty string)")
         if not TEAM_ID.match(item["team_id"]):
-            raise UsageError(f"team_id {item['team_id']!r} is not a Slack team id")
+            raise BadInput(f"team_id {item['team_id']!r} is not a Slack team id")
         selectors = item.get("selectors", [])
         if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
-            raise UsageError("selectors must be a list of strings")
+            raise BadInput("selectors must be a list of strings")
         added_by = item.get("added_by")
         return (
             item["team_id"],
@@ -286,8 +277,8 @@ def _entry(item: Any, where: str) -> ImportEntry:
             _selectors(selectors),
             added_by if isinstance(added_by, str) else None,
         )
-    except UsageError as error:
-        raise UsageError(f"{where} {error}") from None
+    except BadInput as error:
+        raise BadInput(f"{where} {error}") from None
 
 
 def register_commands(add: AddCommand) -> None:

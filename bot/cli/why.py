@@ -10,9 +10,10 @@ import sys
 import textwrap
 from typing import BinaryIO
 
-from bot.cli.common import AddCommand, UsageError, nameservers_from
+from bot.cli.common import AddCommand, nameservers_from
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.dns.resolver import DnsSession
+from handlers.errors import BadInput
 from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, parse_message
 from handlers.message.verdict import MessageVerdict, diagnose_message
 
@@ -63,7 +64,7 @@ def command_why(args: argparse.Namespace) -> int:
     try:
         message = parse_message(data)
     except MessageError as error:
-        raise UsageError(f"{args.file}: {error}") from None
+        raise BadInput(f"{args.file}: {error}") from None
     session = DnsSession(nameservers)
     verdict = asyncio.run(diagnose_message(session, message, ip=ip, helo=helo, mail_from=mail_from))
     if args.json:
@@ -81,7 +82,7 @@ def _read(name: str) -> bytes:
         with open(name, "rb") as handle:
             return _read_bounded(handle)
     except OSError as error:
-        raise UsageError(f"cannot read {name}: {error.strerror or error}") from None
+        raise BadInput(f"cannot read {name}: {error.strerror or error}") from None
 
 
 def _read_bounded(stream: BinaryIO) -> bytes:
@@ -94,7 +95,7 @@ def _ip(text: str | None) -> str | None:
     try:
         return str(ipaddress.ip_address(text.strip().strip("[]")))
     except ValueError:
-        raise UsageError(f"--ip {text!r} is not an IPv4 or IPv6 address") from None
+        raise BadInput(f"--ip {text!r} is not an IPv4 or IPv6 address") from None
 
 
 def _helo(text: str | None) -> str | None:
@@ -103,7 +104,7 @@ def _helo(text: str | None) -> str | None:
     try:
         return normalise_domain(text)
     except InvalidDomain as error:
-        raise UsageError(f"--helo: {error}") from None
+        raise BadInput(f"--helo: {error}") from None
 
 
 def _mail_from(text: str | None) -> str | None:
@@ -116,7 +117,7 @@ def _mail_from(text: str | None) -> str | None:
     try:
         domain = normalise_domain(domain)
     except InvalidDomain as error:
-        raise UsageError(f"--mail-from: {error}") from None
+        raise BadInput(f"--mail-from: {error}") from None
     return f"{local}@{domain}" if at else domain
 
 

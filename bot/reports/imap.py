@@ -30,6 +30,7 @@ from bot.reports.ingest import FileOutcome, Owners, ingest_bytes
 from bot.store.reports import ReportStore
 from bot.store.stores import Stores
 from bot.store.watches import WatchStore
+from handlers.errors import DmarcbotError
 from handlers.reports.aggregate import AggregateReport
 from handlers.reports.archive import DEFAULT_LIMITS, ReportLimits
 
@@ -44,7 +45,7 @@ _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _HEADER = re.compile(rb"^(Subject|Message-ID):[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 
-class ImapFailure(Exception):
+class ImapFailure(DmarcbotError):
     """The server refused a command; the message names the command and the server's answer."""
 
 

@@ -9,6 +9,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from handlers.errors import BadInput
+
 DOWNLOAD_TIMEOUT = 30.0
 _SIGN_IN_PAGE = (
     "Slack sent a sign-in page instead of the file: the bot token may not read it "
@@ -16,7 +18,7 @@ _SIGN_IN_PAGE = (
 )
 
 
-class FileRefused(ValueError):
+class FileRefused(BadInput):
     """The file could not be read, or is not what we can use; the message says which and why."""
 
 

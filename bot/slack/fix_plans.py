@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.config import Settings
+from handlers.errors import UnreadableValue
 from handlers.fixes.session import ExpectedRecord, FixCheck, verify_fix
 
 MAX_BUTTON_VALUE = 2000
-
-
-class BadPlanValue(ValueError):
-    """A Verify button value we did not write."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +75,7 @@ class FixPlan:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FixPlan:
-        """Read a plan back; raises BadPlanValue when fields are missing or of the wrong type."""
+        """Read a plan back; raises UnreadableValue when fields are missing or of the wrong type."""
         try:
             return cls(
                 team_id=str(data["o"]),
@@ -94,7 +91,7 @@ class FixPlan:
                 proposed_by=str(data.get("u", "")),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise BadPlanValue(str(error)) from None
+            raise UnreadableValue(str(error)) from None
 
     @classmethod
     def from_button_value(cls, value: str) -> FixPlan:
@@ -102,9 +99,9 @@ class FixPlan:
         try:
             data = json.loads(value)
         except ValueError as error:
-            raise BadPlanValue(str(error)) from None
+            raise UnreadableValue(str(error)) from None
         if not isinstance(data, dict):
-            raise BadPlanValue("not an object")
+            raise UnreadableValue("not an object")
         return cls.from_json(data)
 
 
@@ -115,4 +112,4 @@ def check_plan(settings: Settings, plan: FixPlan) -> FixCheck:
     )
 
 
-__all__ = ["BadPlanValue", "FixPlan", "check_plan"]
+__all__ = ["FixPlan", "UnreadableValue", "check_plan"]

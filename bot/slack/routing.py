@@ -15,10 +15,7 @@ from typing import Any
 from bot.slack.mrkdwn import safe
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
-
-
-class UsageProblem(ValueError):
-    """The user's input was wrong; the message says what, and the usage line says what is right."""
+from handlers.errors import BadInput
 
 
 @dataclass
@@ -50,18 +47,18 @@ class Subcommand:
 
 def parse_domain_argument(words: list[str], usage: str) -> str:
     if not words:
-        raise UsageProblem(f"Give a domain name, as in `/dmarc {usage.replace('DOMAIN', 'example.com')}`.")
+        raise BadInput(f"Give a domain name, as in `/dmarc {usage.replace('DOMAIN', 'example.com')}`.")
     try:
         return normalise_domain(words[0])
     except InvalidDomain as error:
-        raise UsageProblem(f"That is not a domain I can check: {error}") from None
+        raise BadInput(f"That is not a domain I can check: {error}") from None
 
 
 def parse_selectors(words: list[str]) -> list[str]:
     try:
         return validate_selectors(words)
     except InvalidSelector as error:
-        raise UsageProblem(f"{error}.") from None
+        raise BadInput(f"{error}.") from None
 
 
 def parse_help(words: list[str]) -> Job:
@@ -105,7 +102,7 @@ class Router:
             )
         try:
             job = row.parse(words[1:])
-        except UsageProblem as problem:
+        except BadInput as problem:
             # the problem quotes what the user typed: escape it like any untrusted text
             return Job(f"{safe(str(problem), 2500)}\nUsage: `/dmarc {row.usage}`")
         return Job(self.usage_text()) if job.show_usage else job

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import idna
 
+from handlers.errors import BadInput
+
 MAX_NAME_LENGTH = 253  # RFC 1035 §2.3.4, presentation form without the trailing dot
 MAX_LABEL_LENGTH = 63
 MAX_INPUT_LENGTH = 1000  # a bound before any parsing: anything longer is not a domain
@@ -21,7 +23,7 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _SLACK_LINK = re.compile(r"^<([^|>]*)(?:\|[^>]*)?>$")
 
 
-class InvalidDomain(ValueError):
+class InvalidDomain(BadInput):
     """The input is not a domain name; the message says what was wrong and what would be right."""
 
 

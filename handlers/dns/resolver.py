@@ -33,6 +33,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
+from handlers.errors import ConfigurationError
+
 # RFC 1034 §3.6.2 allows long chains, but resolvers cap them; 8 matches common practice.
 MAX_CNAME_HOPS = 8
 # Answers larger than this come back truncated over UDP and are retried over TCP.
@@ -76,7 +78,7 @@ class Nameserver:
         return host if self.port == 53 else f"{host}:{self.port}"
 
 
-class NameserverError(ValueError):
+class NameserverError(ConfigurationError):
     """A nameserver setting that is not `host[:port]` with an IP address."""
 
 

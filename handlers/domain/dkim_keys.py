@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 
 from handlers.dns.resolver import DnsSession, Lookup
 from handlers.domain.findings import Finding, Severity, finding
+from handlers.errors import BadInput
 
 # Selectors that mail providers and common software publish. Order does not matter: all are
 # asked at once.
@@ -93,7 +94,7 @@ _SELECTOR = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 MAX_SELECTORS = 20  # named for one domain: a watch, a check; more is a mistake or an abuse
 
 
-class InvalidSelector(ValueError):
+class InvalidSelector(BadInput):
     """A selector that cannot be part of a DNS name."""
 
 

@@ -28,6 +28,7 @@ import dns.name
 
 from handlers.dns.resolver import DnsSession, DnsStatus, Lookup, normalise_name
 from handlers.domain.findings import Finding, finding
+from handlers.errors import DmarcbotError
 
 # RFC 7208 §4.6.4: at most 10 terms that cause DNS queries per evaluation, at most 2 void lookups,
 # and an `mx` (or `ptr`) term may not use more than 10 names.
@@ -58,7 +59,7 @@ _MACRO_BODY = re.compile(r"^([slodiphcrtv])([0-9]*)(r?)([.\-+,/_=]*)$", re.IGNOR
 _IP4_NETWORK = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}$")
 
 
-class SpfSyntaxError(ValueError):
+class SpfSyntaxError(DmarcbotError, ValueError):
     """A record that does not follow RFC 7208 §12: the term at fault and why (a permerror, §4.6)."""
 
     def __init__(self, term: str, reason: str) -> None:

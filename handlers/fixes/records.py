@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from handlers.dns.dns_entry import DnsEntry
 from handlers.dns.psl import same_organization
 from handlers.domain.dmarc_record import POLICIES, is_dmarc_record, parse_dmarc_record
+from handlers.errors import BadInput
 
 # Finding id -> the generator that fixes it. Keyed on the public finding ids (handlers/domain/findings.py).
 FIX_KINDS: dict[str, str] = {
@@ -60,7 +61,7 @@ def fix_kind(finding_id: str) -> str | None:
     return FIX_KINDS.get(finding_id)
 
 
-class FixInputError(ValueError):
+class FixInputError(BadInput):
     """A choice typed in the fix-it form that cannot be used: the field, and what would be right."""
 
     def __init__(self, field_name: str, message: str) -> None:

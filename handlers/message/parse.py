@@ -15,6 +15,7 @@ from email.errors import HeaderDefect, NonASCIILocalPartDefect
 from email.policy import default as default_policy
 
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
+from handlers.errors import BadInput
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # the cap the CLI and Slack announce: "over 10 MB"
 MAX_HEADER_FIELDS = 2000  # real messages carry a few hundred at most (long Received chains)
@@ -59,7 +60,7 @@ _FORWARD_HEADERS = (
 )
 
 
-class MessageError(ValueError):
+class MessageError(BadInput):
     """Input that is not a message we can diagnose; the text says what is wrong and what to do."""
 
 

@@ -18,6 +18,8 @@ import zlib
 from dataclasses import dataclass
 from email.message import Message
 
+from handlers.errors import ReportError
+
 __all__ = [
     "DEFAULT_LIMITS",
     "ReportError",
@@ -32,10 +34,6 @@ MiB = 1024 * 1024
 MAX_MIME_DEPTH = 10  # multipart nesting; a report mail nests 2 deep, a forwarded one 4
 MAX_MIME_PARTS = 200  # all parts, attachments or not
 _CHUNK = 64 * 1024  # decompression step: the most a cap can be overshot by before we notice
-
-
-class ReportError(Exception):
-    """Base of every error a report can cause; the message is fit to show a user as is."""
 
 
 class ReportRefused(ReportError):

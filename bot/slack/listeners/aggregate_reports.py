@@ -23,10 +23,11 @@ from bot.reports.summary import MAX_DAYS, build_summary, resolve_names, top_sour
 from bot.slack.blocks.aggregate import render_file_answer, render_summary
 from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file
-from bot.slack.routing import Job, Subcommand, UsageProblem, parse_domain_argument
+from bot.slack.routing import Job, Subcommand, parse_domain_argument
 from bot.slack.turn import SlackTurn, guarded
 from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
+from handlers.errors import BadInput
 from handlers.reports.archive import DEFAULT_LIMITS
 
 log = logging.getLogger("dmarcbot.reports")
@@ -40,10 +41,10 @@ def parse_report_command(words: list[str]) -> Job:
     days = DEFAULT_DAYS
     if len(words) > 1:
         if not (words[1].isascii() and words[1].isdigit()) or not 1 <= int(words[1]) <= MAX_DAYS:
-            raise UsageProblem(f"DAYS must be a whole number from 1 to {MAX_DAYS}, not “{words[1][:20]}”.")
+            raise BadInput(f"DAYS must be a whole number from 1 to {MAX_DAYS}, not “{words[1][:20]}”.")
         days = int(words[1])
     if len(words) > 2:
-        raise UsageProblem("Give a domain and, optionally, a number of days.")
+        raise BadInput("Give a domain and, optionally, a number of days.")
     return Job(
         f"Summarising the reports for {display_name(domain)}…", "report", {"domain": domain, "days": days}
     )

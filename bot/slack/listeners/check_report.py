@@ -20,10 +20,7 @@ from bot.slack.listeners.watch import start_watching
 from bot.slack.turn import guarded, run_domain_check, turn_for_interaction
 from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
-
-
-class BadButtonValue(ValueError):
-    """A button value we did not write (forged or from an old version)."""
+from handlers.errors import UnreadableValue
 
 
 def read_button_value(body: dict[str, Any]) -> tuple[str, list[str]]:
@@ -34,7 +31,7 @@ def read_button_value(body: dict[str, Any]) -> tuple[str, list[str]]:
         domain = normalise_domain(str(value["d"]))
         selectors = [str(s) for s in value.get("s", [])][:20]
     except (KeyError, IndexError, TypeError, ValueError, InvalidDomain) as error:
-        raise BadButtonValue(str(error)) from None
+        raise UnreadableValue(str(error)) from None
     return domain, selectors
 
 
@@ -47,7 +44,7 @@ def handle_recheck(
     def recheck() -> None:
         try:
             domain, selectors = read_button_value(body)
-        except BadButtonValue:
+        except UnreadableValue:
             turn.tell("That button no longer works: run `/dmarc check DOMAIN` again.")
             return
         report = run_domain_check(settings, domain, selectors)
@@ -71,7 +68,7 @@ def handle_watch(
     def watch() -> None:
         try:
             domain, selectors = read_button_value(body)
-        except BadButtonValue:
+        except UnreadableValue:
             turn.tell("That button no longer works: run `/dmarc watch DOMAIN` instead.")
             return
         start_watching(domain, selectors, turn)

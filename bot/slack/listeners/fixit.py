@@ -35,10 +35,11 @@ from bot.slack.blocks.fixit import (
     verification_message,
 )
 from bot.slack.features import Feature
-from bot.slack.fix_plans import BadPlanValue, FixPlan, check_plan
+from bot.slack.fix_plans import FixPlan, check_plan
 from bot.slack.turn import SlackTurn, guarded, interaction_team, turn_for_interaction
 from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
+from handlers.errors import UnreadableValue
 from handlers.fixes.records import FixInputError, fix_kind
 from handlers.fixes.session import FixForm, FixScreen, expected_records, prepare_fix, refused_reasons
 from handlers.fixes.spf_fixes import AddressDrift, parse_extra_terms
@@ -85,10 +86,6 @@ class FixRequest:
         return fix_kind(self.finding_id) or ""
 
 
-class BadFixValue(ValueError):
-    """A button value or metadata we did not write (forged, or from an older version)."""
-
-
 def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | None = None) -> FixRequest:
     """Validate what came back from the client: values can be altered on the way."""
     try:
@@ -109,7 +106,7 @@ def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | 
             _read_drift(data),
         )
     except (KeyError, TypeError, ValueError, InvalidDomain) as error:
-        raise BadFixValue(str(error)) from None
+        raise UnreadableValue(str(error)) from None
 
 
 def _read_drift(data: dict[str, Any]) -> AddressDrift | None:
@@ -189,7 +186,7 @@ def handle_fix_click(
             if isinstance(data, dict) and not data.get("o") and message.get("team"):
                 data["o"] = message["team"]  # the workspace whose bot posted the report
             request = read_fix_request(data, channel_id, message.get("thread_ts") or message.get("ts"))
-        except (KeyError, IndexError, ValueError, BadFixValue):
+        except (KeyError, IndexError, ValueError, UnreadableValue):
             turn.tell(
                 "That Fix it button is from an older report: press Re-check, then the "
                 "Fix it button of the finding."
@@ -221,7 +218,7 @@ def handle_fix_input(
     def update() -> None:
         try:
             request = read_fix_request(json.loads(view.get("private_metadata") or "{}"))
-        except (ValueError, BadFixValue):
+        except (ValueError, UnreadableValue):
             return
         turn.channel_id = request.channel_id
         if _foreign(request.owner, body):
@@ -261,7 +258,7 @@ def handle_fix_submission(
     user_id = (body.get("user") or {}).get("id")
     try:
         request = read_fix_request(json.loads(view.get("private_metadata") or "{}"))
-    except (ValueError, BadFixValue):
+    except (ValueError, UnreadableValue):
         ack()
         return
     turn = SlackTurn(client, None, settings, stores, request.channel_id, user_id, interaction_team(body))
@@ -326,7 +323,7 @@ def handle_fix_verify(
         try:
             plan = FixPlan.from_button_value(body["actions"][0]["value"])
             normalise_domain(plan.domain)
-        except (KeyError, IndexError, BadPlanValue, InvalidDomain):
+        except (KeyError, IndexError, UnreadableValue, InvalidDomain):
             turn.tell("That Verify button no longer works: run the check again.")
             return
         if _foreign(plan.team_id or None, body):
