@@ -118,6 +118,13 @@ class DomainReport:
     def _why_not(self) -> str:
         if self.dmarc is None or self.dmarc.record is None:
             return "it has no usable DMARC record"
+        if not self.dmarc.record.usable:
+            # RFC 9989 §4.10.1: a record with neither a valid p= nor a valid rua= is discarded, so
+            # receivers apply no policy, whatever SPF and DKIM say.
+            return (
+                "its DMARC record is invalid, and receivers ignore an invalid record, "
+                "so no DMARC policy applies"
+            )
         return "neither SPF nor any DKIM key found can produce an aligned pass"
 
     def to_json(self) -> dict[str, object]:
