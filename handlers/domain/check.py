@@ -71,6 +71,24 @@ class DomainReport:
         dmarc_ok = self.dmarc is not None and self.dmarc.record is not None and self.dmarc.record.usable
         return dmarc_ok and (bool(self.passing_spf()) or bool(self.passing_dkim_selectors()))
 
+    def part_of(self, f: Finding) -> str:
+        """The record a finding belongs under: its own family, except a DNS failure, which goes
+        under the part whose lookup failed (an outage of the whole DNS goes under DMARC, first)."""
+        family = f.id.split(".", 1)[0]
+        if family != "dns":
+            return family
+        for part, report in (("dmarc", self.dmarc), ("spf", self.spf), ("dkim", self.dkim), ("mx", self.mx)):
+            if report is not None and f in report.findings:
+                return part
+        return "dmarc"
+
+    @property
+    def dkim_unknown(self) -> bool:
+        """True when no key was found and some selector lookups failed: DKIM is unknown, not absent."""
+        if self.dkim is None or self.dkim.keys:
+            return False
+        return self.dns_unreachable or bool(self.dkim.unknown)
+
     def passing_spf(self) -> str | None:
         """The SPF record when it can give a pass (it exists and evaluates without permerror)."""
         if self.spf is None or self.spf.record is None:

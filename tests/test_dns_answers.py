@@ -1,0 +1,110 @@
+"""Answers a DNS expert would sign: what `check` says, in the terminal and in Slack, when records are
+doubled, partly unreachable or unreachable altogether. Real NSD zones, the fault proxy, the Slack
+stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.cli.terminal_report import render_domain_report
+from handlers.domain.check import DomainReport, check_domain
+from tests.conftest import AppFactory, SessionFactory
+from tests.dnstest import FaultProxy, NsdServer, free_port, make_zone
+from tests.slackstub import SlackStandIn
+from tests.test_slack_app import check, finding_sections, section_texts
+
+
+def world() -> dict[str, str]:
+    records = [
+        # twospf.test: two SPF records
+        ("twospf", "TXT", "v=spf1 ip4:192.0.2.1 -all"),
+        ("twospf", "TXT", "v=spf1 include:_spf.provider.test -all"),
+        ("_dmarc.twospf", "TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@twospf.test"),
+        # partial.test: an include whose lookup fails (the proxy fails _spf.broken.test)
+        ("partial", "TXT", "v=spf1 include:_spf.broken.test ip4:192.0.2.1 -all"),
+        ("_dmarc.partial", "TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@partial.test"),
+        ("_spf.broken", "TXT", "v=spf1 ip4:198.51.100.0/24 -all"),
+        ("_spf.provider", "TXT", "v=spf1 ip4:198.51.100.0/24 -all"),
+    ]
+    return {"test": make_zone("test", records)}
+
+
+def run(session: object, domain: str) -> DomainReport:
+    return asyncio.run(check_domain(domain, session))  # type: ignore[arg-type]
+
+
+def section_of(text: str, title: str) -> str:
+    """The lines of one section of the terminal report (up to the next blank line)."""
+    lines = text.splitlines()
+    start = lines.index(title)
+    end = lines.index("", start)
+    return "\n".join(lines[start:end])
+
+
+# ------------------------------------------------------------------------------- two SPF records
+
+
+def test_two_spf_records_are_each_shown_in_the_terminal(nsd: NsdServer, make_session: SessionFactory) -> None:
+    nsd.set_zones(world())
+    text = render_domain_report(run(make_session(nsd), "twospf.test"))
+    spf = section_of(text, "SPF")
+    assert "(none)" not in spf
+    assert "v=spf1 ip4:192.0.2.1 -all" in spf
+    assert "v=spf1 include:_spf.provider.test -all" in spf
+    assert "spf.multiple" in spf
+
+
+def test_two_spf_records_are_each_in_their_own_code_block_in_slack(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    nsd.set_zones(world())
+    _, post = check(make_app(nsd), "check twospf.test")
+    spf = next(s for s in section_texts(post) if s.startswith("*SPF*"))
+    assert "_no record_" not in spf
+    assert "```v=spf1 ip4:192.0.2.1 -all```" in spf
+    assert "```v=spf1 include:_spf.provider.test -all```" in spf
+    multiple = next(f for f in finding_sections(post) if "`spf.multiple`" in f)
+    # no inline code span across a newline: each record is a code block of its own
+    assert "`v=spf1 ip4:192.0.2.1 -all\n" not in multiple
+    assert "```v=spf1 ip4:192.0.2.1 -all```" in multiple
+    assert "```v=spf1 include:_spf.provider.test -all```" in multiple
+    slack.assert_no_violations()
+
+
+# ------------------------------------------------------------------------------ partial failures
+
+
+def test_a_failed_include_lookup_is_said_and_filed_under_spf(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
+) -> None:
+    nsd.set_zones(world())
+    fault_proxy.add_fault("_spf.broken.test", "servfail")
+    report = run(make_session(fault_proxy), "partial.test")
+    text = render_domain_report(report)
+    spf = section_of(text, "SPF")
+    assert "None" not in text
+    assert "include:include:" not in text.replace(" ", "")
+    assert "include:_spf.broken.test → unknown: TXT lookup for _spf.broken.test failed" in spf
+    assert "dns.temperror" in spf
+    assert "dns.temperror" not in section_of(text, "DMARC")
+    include = report.to_json()["spf"]["includes"][0]  # type: ignore[index]
+    assert include["record"] is None  # the JSON keeps its shape; the finding says why
+
+
+def test_with_dns_down_dkim_is_unknown_not_missing(make_session: SessionFactory) -> None:
+    report = run(make_session(f"127.0.0.1:{free_port()}", timeout=0.2), "good.test")
+    dkim = section_of(render_domain_report(report), "DKIM")
+    assert "unknown: DNS failed" in dkim
+    assert "no key found" not in dkim
+
+
+def test_with_dkim_lookups_failing_slack_says_unknown(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    nsd.set_zones(world())
+    fault_proxy.add_fault("sel._domainkey.partial.test", "servfail")
+    _, post = check(make_app(fault_proxy), "check partial.test sel")
+    dkim = next(s for s in section_texts(post) if s.startswith("*DKIM*"))
+    assert "unknown: DNS failed" in dkim
+    assert "no key found" not in dkim
+    slack.assert_no_violations()
