@@ -5,7 +5,11 @@ stand-in."""
 from __future__ import annotations
 
 import asyncio
+import json
 
+import pytest
+
+from bot.cli import EXIT_BAD_INPUT, main
 from bot.cli.terminal_report import render_domain_report
 from handlers.domain.check import DomainReport, check_domain
 from tests.conftest import AppFactory, SessionFactory
@@ -108,3 +112,19 @@ def test_with_dkim_lookups_failing_slack_says_unknown(
     assert "unknown: DNS failed" in dkim
     assert "no key found" not in dkim
     slack.assert_no_violations()
+
+
+# ------------------------------------------------------------------------------ domain.invalid
+
+
+def test_bad_input_with_json_emits_domain_invalid_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    # a closed port: a lookup would time out, so the answer shows none ran
+    code = main(["check", "exa mple.com", "--json", "--nameserver", f"127.0.0.1:{free_port()}"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_BAD_INPUT
+    assert err.startswith("dmarcbot check: ") and "contains spaces" in err
+    data = json.loads(out)
+    assert [f["id"] for f in data["findings"]] == ["domain.invalid"]
+    assert "contains spaces" in data["findings"][0]["detail"]
+    assert data["domain"] == "exa mple.com" and data["dns_queries"] == 0
+    assert {"domain", "summary", "verdict", "dmarc", "spf", "dkim", "mx", "findings"} <= set(data)

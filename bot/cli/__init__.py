@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from bot.config import Settings, SettingsError
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.dns.resolver import Nameserver, NameserverError, parse_nameservers
-from handlers.domain.check import check_domain
+from handlers.domain.check import check_domain, invalid_domain_json
 from handlers.domain.dkim_keys import InvalidSelector, validate_selector
 
 EXIT_OK, EXIT_ERROR_FINDING, EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE = 0, 1, 2, 3
@@ -73,8 +73,13 @@ def command_check(args: argparse.Namespace) -> int:
     """Diagnose a domain's DMARC, SPF, DKIM and MX records and say what to fix."""
     try:
         domain = normalise_domain(args.domain)
+    except InvalidDomain as error:
+        if args.json:
+            print(json.dumps(invalid_domain_json(args.domain, str(error)), indent=2, ensure_ascii=False))
+        raise UsageError(f"{error}") from None
+    try:
         selectors = [validate_selector(s) for s in args.selector or []]
-    except (InvalidDomain, InvalidSelector) as error:
+    except InvalidSelector as error:
         raise UsageError(f"{error}") from None
     session = load_settings(args.nameserver).dns_session()
     report = asyncio.run(check_domain(domain, session, selectors))

@@ -163,6 +163,27 @@ class DomainReport:
         }
 
 
+def invalid_domain_json(typed: str, reason: str) -> dict[str, object]:
+    """What `check --json` prints for input that is not a domain name: the documented object, with
+    nothing looked up and the one finding `domain.invalid` saying what was wrong."""
+    problem = finding("domain.invalid", reason)
+    return {
+        "domain": typed,
+        "display_domain": typed,
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "verdict": "fail",
+        "summary": problem.detail,
+        "dmarc": None,
+        "spf": None,
+        "dkim": [],
+        "dkim_selectors_tried": [],
+        "mx": [],
+        "null_mx": False,
+        "findings": [problem.to_json()],
+        "dns_queries": 0,
+    }
+
+
 def _family_rank(finding_id: str) -> int:
     family = finding_id.split(".", 1)[0]
     return _FAMILY_ORDER.index(family) if family in _FAMILY_ORDER else len(_FAMILY_ORDER)
