@@ -15,6 +15,7 @@ from handlers.domain.check import DomainReport, check_domain
 from tests.conftest import AppFactory, SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, free_port, make_zone
 from tests.slackstub import SlackStandIn
+from tests.test_fixit_slack import fix_value, open_modal
 from tests.test_slack_app import check, finding_sections, section_texts
 
 
@@ -128,3 +129,32 @@ def test_bad_input_with_json_emits_domain_invalid_and_exits_2(capsys: pytest.Cap
     assert "contains spaces" in data["findings"][0]["detail"]
     assert data["domain"] == "exa mple.com" and data["dns_queries"] == 0
     assert {"domain", "summary", "verdict", "dmarc", "spf", "dkim", "mx", "findings"} <= set(data)
+
+
+# ------------------------------------------------------------------------- Fix it on a syntax error
+
+
+def test_fix_it_keeps_every_valid_tag_and_reads_a_misspelt_policy_as_the_closest(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    nsd.set_zones(
+        {
+            "test": make_zone(
+                "test",
+                [
+                    ("typo", "TXT", "v=spf1 ip4:192.0.2.1 -all"),
+                    ("_dmarc.typo", "TXT", "v=DMARC1; p=rejectt; fo=1; rua=mailto:dmarc@typo.test"),
+                ],
+            )
+        }
+    )
+    modal = open_modal(make_app(nsd, dns_timeout=0.5), slack, fix_value("dmarc.syntax", "typo.test"))
+    proposed = modal.proposed()
+    assert "p=reject;" in proposed, modal.text
+    assert "rua=mailto:dmarc@typo.test" in proposed and "fo=1" in proposed
+    assert "p=rejectt is not a policy; it is read as p=reject" in modal.text
+    policy = next(
+        b["element"] for b in modal.view["blocks"] if b.get("type") == "input" and "policy" in b["block_id"]
+    )
+    assert policy["initial_option"]["value"] == "reject"
+    slack.assert_no_violations()
