@@ -200,8 +200,8 @@ def dmarc_choices_from(records: Sequence[str], domain: str) -> DmarcChoices:
                         f"{tag}={value} is not a policy; it is read as {tag}={closest}, the closest "
                         "valid value (choose another below if that was not meant)."
                     )
-    policies = [r.p if r.p is not None else guessed.get(f"p={r.tags.get('p')}") for r in parsed]
-    policies = [p for p in policies if p is not None]
+    read = [r.p if r.p is not None else guessed.get(f"p={r.tags.get('p')}") for r in parsed]
+    policies = [p for p in read if p is not None]
     policy = min(policies, key=POLICIES.index) if policies else "none"
     if len(set(policies)) > 1:
         notes.append(f"The records disagreed on p=; the merged record keeps the weaker p={policy}.")
