@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,10 @@ def test_fix_it_keeps_every_valid_tag_and_reads_a_misspelt_policy_as_the_closest
     )
     assert policy["initial_option"]["value"] == "reject"
     slack.assert_no_violations()
+
+
+def test_the_readme_counts_the_manifest_urls_to_replace() -> None:
+    root = Path(__file__).resolve().parents[1]
+    count = (root / "manifest.json").read_text().count("YOUR-APP-HOST")
+    words = {2: "two", 3: "three", 4: "four", 5: "five"}
+    assert f"in the manifest's {words[count]} URLs" in (root / "README.md").read_text()
