@@ -494,7 +494,9 @@ def test_zip_bomb_is_refused_without_inflating_it_all(zip_bomb: bytes) -> None:
     started = time.perf_counter()
     tracemalloc.start()
     try:
-        with pytest.raises(ReportRefused, match=r"max_xml_bytes cap of 5,242,880 bytes") as caught:
+        with pytest.raises(
+            ReportRefused, match=r"once decompressed, is larger than 5 MB, the most accepted"
+        ) as caught:
             unpack_report(zip_bomb, "bomb.zip", small)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -502,27 +504,27 @@ def test_zip_bomb_is_refused_without_inflating_it_all(zip_bomb: bytes) -> None:
     assert caught.value.cap == "max_xml_bytes"
     assert time.perf_counter() - started < 2.0
     assert peak < 20 * 1024 * 1024  # stopped near the cap: nowhere near 200 MB held
-    with pytest.raises(ReportRefused, match=r"max_xml_bytes cap of 209,715,200 bytes"):
+    with pytest.raises(ReportRefused, match=r"once decompressed, is larger than 200 MB"):
         unpack_report(zip_bomb)  # the default cap holds too
 
 
 def test_gzip_bomb_is_refused() -> None:
     bomb = gzip.compress(b"<feedback>" + b"\0" * (50 << 20), compresslevel=9)
-    with pytest.raises(ReportRefused, match=r"max_xml_bytes cap of 1,048,576 bytes") as caught:
+    with pytest.raises(ReportRefused, match=r"once decompressed, is larger than 1 MB") as caught:
         unpack_report(bomb, None, ReportLimits(max_xml_bytes=1 << 20))
     assert caught.value.cap == "max_xml_bytes"
 
 
 def test_zip_members_are_capped() -> None:
     archive = _zip({f"r{i}.xml": _report_xml(report_id=f"r{i}") for i in range(11)})
-    with pytest.raises(ReportRefused, match=r"has 11 members, over the max_zip_members cap of 10 "):
+    with pytest.raises(ReportRefused, match=r"has 11 files; at most 10 are accepted"):
         unpack_report(archive)
     two = _zip({"a.xml": _report_xml(report_id="a"), "README": b"hello", "b.xml": _report_xml(report_id="b")})
     assert [r.report_id for r in parse_report_file(two)] == ["a", "b"]
 
 
 def test_input_size_is_capped() -> None:
-    with pytest.raises(ReportRefused, match=r"input is 1,025 bytes, over the max_input_bytes cap of 1,024 "):
+    with pytest.raises(ReportRefused, match=r"the file is larger than 1,024 bytes \(1,025 bytes\)"):
         unpack_report(b"<" + b" " * 1024, None, ReportLimits(max_input_bytes=1024))
 
 
@@ -555,21 +557,21 @@ def test_mail_with_each_kind_of_attachment() -> None:
 def test_mail_attachments_are_capped() -> None:
     xml = _report_xml()
     mail = _mail([(gzip.compress(xml), "gzip", f"{i}.xml.gz") for i in range(11)])
-    with pytest.raises(ReportRefused, match=r"11 attachments, over the max_attachments cap of 10"):
+    with pytest.raises(ReportRefused, match=r"11 attachments; at most 10 are accepted"):
         unpack_report(mail)
 
 
 def test_record_count_is_capped() -> None:
     xml = _report_xml("".join(_record_xml(i) for i in range(11)))
     assert len(parse_report(xml, ReportLimits(max_records=11)).records) == 11
-    with pytest.raises(ReportRefused, match=r"more than 10 records \(max_records cap\)") as caught:
+    with pytest.raises(ReportRefused, match=r"more than 10 records, the most accepted") as caught:
         parse_report(xml, ReportLimits(max_records=10))
     assert caught.value.cap == "max_records"
 
 
 def test_one_huge_record_is_refused() -> None:
     record = _record_xml(0).replace("</auth_results>", "<x/>" * 20_000 + "</auth_results>")
-    with pytest.raises(ReportRefused, match=r"max_record_elements"):
+    with pytest.raises(ReportRefused, match=r"holds more than [0-9,]+ elements"):
         parse_report(_report_xml(record))
 
 
@@ -577,13 +579,13 @@ def test_zip_member_count_is_read_before_the_directory_is_parsed() -> None:
     archive = bytearray(_zip({"a.xml": _report_xml()}))
     eocd = archive.rfind(b"PK\x05\x06")
     archive[eocd + 10 : eocd + 12] = (60_000).to_bytes(2, "little")  # claims 60,000 members
-    with pytest.raises(ReportRefused, match=r"has 60,000 members, over the max_zip_members cap"):
+    with pytest.raises(ReportRefused, match=r"has 60,000 files; at most"):
         unpack_report(bytes(archive))
 
 
 def test_deeply_nested_xml_is_refused() -> None:
     nest = "<x>" * 10_000 + "</x>" * 10_000
-    with pytest.raises(ReportRefused, match=r"more than 32 deep \(max_depth cap\)"):
+    with pytest.raises(ReportRefused, match=r"more than 32 deep"):
         parse_report(_report_xml(_record_xml(0).replace("s1", nest)))
 
 
@@ -624,7 +626,7 @@ def test_deeply_nested_mail_is_refused() -> None:
             + boundary
             + b"--\n"
         )
-    with pytest.raises(ReportRefused, match=r"max_mime_depth"):
+    with pytest.raises(ReportRefused, match=r"nests MIME parts more than"):
         unpack_report(b"From: a@example.com\n" + inner)
 
 
@@ -707,3 +709,10 @@ def test_compact_json_is_named_as_a_tls_report_not_a_mail() -> None:
     compact = b'{"organization-name":"Google Inc.","date-range":{}}'
     with pytest.raises(ReportInvalid, match="JSON"):
         unpack_report(compact, "google.json")
+
+
+def test_a_refusal_says_the_size_in_plain_words_not_a_setting_name() -> None:
+    with pytest.raises(ReportRefused) as caught:
+        unpack_report(b"<" + b" " * (25 * 1024 * 1024), None)
+    assert str(caught.value).startswith("the file is larger than 25 MB")
+    assert "cap" not in str(caught.value) and "max_" not in str(caught.value)

@@ -183,3 +183,22 @@ def test_independent_lookups_run_concurrently(
     assert report.errors == ()
     assert session.queries_sent > 60
     assert elapsed < 10 * 0.2, f"{elapsed:.2f}s for {session.queries_sent} queries"
+
+
+def test_an_invalid_dmarc_record_is_the_reason_not_spf_or_dkim(
+    nsd: NsdServer, make_session: SessionFactory
+) -> None:
+    zone = zones()
+    zone["good.test"] = make_zone(
+        "good.test",
+        [
+            ("@", "TXT", "v=spf1 ip4:192.0.2.0/24 -all"),
+            ("_dmarc", "TXT", "v=DMARC1; p=bogus; rua=nonsense"),
+            ("s1._domainkey", "TXT", f"v=DKIM1; k=rsa; p={rsa_public_key()}"),
+        ],
+    )
+    nsd.set_zones(zone)
+    report = run(make_session(nsd), selectors=("s1",))
+    assert report.verdict == "fail"
+    assert "receivers ignore an invalid record, so no DMARC policy applies" in report.summary
+    assert "neither SPF nor any DKIM key" not in report.summary

@@ -385,3 +385,31 @@ def test_relaxed_alignment_temperror_when_the_org_walk_fails(nsd: NsdServer, fau
     verdict = asyncio.run(evaluate_dmarc(session, "example.com", None, ["mail.example.com"]))
     assert verdict.result == "temperror"
     assert verdict.dkim[0].aligned is None
+
+
+def test_a_failed_lookup_for_an_unrelated_org_domain_does_not_hide_a_certain_fail(
+    nsd: NsdServer, fault_proxy: FaultProxy
+) -> None:
+    """Mail through a list: SPF passes for lists.example.net, which can never share an
+    Organizational Domain with good.test, so the failed _dmarc.net lookup cannot change the fail."""
+    nsd.set_zones(
+        zones(
+            {
+                "_dmarc.good.test": [("TXT", "v=DMARC1; p=reject")],
+                "_dmarc.example.net": [("TXT", "v=DMARC1; p=none")],
+            }
+        )
+    )
+    fault_proxy.add_fault("_dmarc.net", "servfail")
+    fault_proxy.add_fault("_dmarc.lists.example.net", "servfail")
+    session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
+    verdict = asyncio.run(
+        evaluate_dmarc(session, "good.test", ("lists.example.net", "pass"), ["lists.example.net"])
+    )
+    assert verdict.result == "fail", verdict.reason
+    assert verdict.spf is not None and verdict.spf.aligned is False
+    assert [a.aligned for a in verdict.dkim] == [False]
+    # a lookup whose answer could change the result still makes it temperror
+    fault_proxy.add_fault("_dmarc.mail.good.test", "servfail")
+    related = asyncio.run(evaluate_dmarc(session, "good.test", None, ["lists.example.net", "mail.good.test"]))
+    assert related.result == "temperror" and "mail.good.test" in related.reason

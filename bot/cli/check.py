@@ -16,7 +16,7 @@ from bot.cli.common import (
     load_settings,
 )
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
-from handlers.domain.check import check_domain
+from handlers.domain.check import check_domain, invalid_domain_json
 from handlers.domain.dkim_keys import InvalidSelector, validate_selector
 from handlers.errors import BadInput
 
@@ -25,8 +25,13 @@ def command_check(args: argparse.Namespace) -> int:
     """Diagnose a domain's DMARC, SPF, DKIM and MX records and say what to fix."""
     try:
         domain = normalise_domain(args.domain)
+    except InvalidDomain as error:
+        if args.json:  # the documented object, with its one finding, for scripts that read stdout
+            print(json.dumps(invalid_domain_json(args.domain, str(error)), indent=2, ensure_ascii=False))
+        raise BadInput(f"{error}") from None
+    try:
         selectors = [validate_selector(s) for s in args.selector or []]
-    except (InvalidDomain, InvalidSelector) as error:
+    except InvalidSelector as error:
         raise BadInput(f"{error}") from None
     session = load_settings(args.nameserver).dns_session()
     report = asyncio.run(check_domain(domain, session, selectors))

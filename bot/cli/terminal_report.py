@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Finding, Severity
+from handlers.domain.spf import SpfInclude
 
 _COLOURS = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.INFO: "36"}
 _MARKS = {Severity.ERROR: "ERROR", Severity.WARNING: "WARN ", Severity.INFO: "info "}
@@ -27,7 +28,7 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
         lines.append(paint("1", title))
         lines.extend(f"  {line}" for line in body)
         for f in report.findings:
-            if _family(f) in family and f not in shown:
+            if report.part_of(f) in family and f not in shown:
                 shown.add(f)
                 lines.extend(_finding_lines(f, paint))
         lines.append("")
@@ -41,10 +42,6 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _family(f: Finding) -> str:
-    return f.id.split(".", 1)[0]
-
-
 def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str]]]:
     sections: list[tuple[str, tuple[str, ...], list[str]]] = []
     if not report.exists:
@@ -56,13 +53,18 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
             body.append(f"location: _dmarc.{dmarc.location}")
         if dmarc.policy:
             body.append(f"policy:   {dmarc.policy} for mail from {report.domain}")
-        sections.append(("DMARC", ("dmarc", "dns", "domain"), body))
+        sections.append(("DMARC", ("dmarc", "domain"), body))
     if report.spf is not None:
         spf = report.spf
-        body = [f"record:   {spf.record}" if spf.record else "record:   (none)"]
+        if len(spf.records) > 1:
+            body = [f"records:  {len(spf.records)}, so receivers ignore them all"]
+            body += [f"          {record}" for record in spf.records]
+        else:
+            body = [f"record:   {spf.record}" if spf.record else "record:   (none)"]
         if spf.record:
             body.append(f"lookups:  {spf.dns_lookups} of 10 allowed, {spf.void_lookups} void")
-            body.extend(f"include:  {line}" for line in _include_lines(spf.to_json()))
+            included = _include_lines(spf.includes)
+            body += [f"{'includes:' if i == 0 else '':<10}{line}" for i, line in enumerate(included)]
         sections.append(("SPF", ("spf",), body))
     if report.dkim is not None:
         dkim = report.dkim
@@ -71,7 +73,9 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
             f"{' (revoked)' if k.revoked else ''}  {_clip(k.record)}"
             for k in dkim.keys
         ]
-        if not dkim.keys:
+        if report.dkim_unknown:
+            body.append("unknown: DNS failed" + _failed_selectors(dkim.unknown))
+        elif not dkim.keys:
             body.append("no key found")
         how = "probed" if dkim.probed else "named"
         body.append(f"selectors {how}: {', '.join(dkim.selectors_tried)}")
@@ -87,16 +91,20 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
     return sections
 
 
-def _include_lines(spf_json: dict[str, object], depth: int = 0) -> list[str]:
+def _include_lines(includes: tuple[SpfInclude, ...], depth: int = 0) -> list[str]:
     lines = []
-    includes = spf_json.get("includes")
-    for item in includes if isinstance(includes, list) else []:
-        if not isinstance(item, dict):
-            continue
-        via = item.get("via", "include")
-        lines.append(f"{'  ' * depth}{via}:{item.get('domain')} → {_clip(str(item.get('record')))}")
-        lines.extend(_include_lines(item, depth + 1))
+    for item in includes:
+        shown = item.record if item.record is not None else (item.failure or "no SPF record")
+        lines.append(f"{'  ' * depth}{item.mechanism}:{item.domain} → {_clip(shown)}")
+        lines.extend(_include_lines(item.children, depth + 1))
     return lines
+
+
+def _failed_selectors(selectors: tuple[str, ...]) -> str:
+    if not selectors:
+        return ""
+    more = f" …and {len(selectors) - 5} more" if len(selectors) > 5 else ""
+    return f" ({len(selectors)} selector lookups failed: {', '.join(selectors[:5])}{more})"
 
 
 def _finding_lines(f: Finding, paint: Callable[[str, str], str]) -> list[str]:

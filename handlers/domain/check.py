@@ -71,6 +71,24 @@ class DomainReport:
         dmarc_ok = self.dmarc is not None and self.dmarc.record is not None and self.dmarc.record.usable
         return dmarc_ok and (bool(self.passing_spf()) or bool(self.passing_dkim_selectors()))
 
+    def part_of(self, f: Finding) -> str:
+        """The record a finding belongs under: its own family, except a DNS failure, which goes
+        under the part whose lookup failed (an outage of the whole DNS goes under DMARC, first)."""
+        family = f.id.split(".", 1)[0]
+        if family != "dns":
+            return family
+        for part, report in (("dmarc", self.dmarc), ("spf", self.spf), ("dkim", self.dkim), ("mx", self.mx)):
+            if report is not None and f in report.findings:
+                return part
+        return "dmarc"
+
+    @property
+    def dkim_unknown(self) -> bool:
+        """True when no key was found and some selector lookups failed: DKIM is unknown, not absent."""
+        if self.dkim is None or self.dkim.keys:
+            return False
+        return self.dns_unreachable or bool(self.dkim.unknown)
+
     def passing_spf(self) -> str | None:
         """The SPF record when it can give a pass (it exists and evaluates without permerror)."""
         if self.spf is None or self.spf.record is None:
@@ -118,6 +136,13 @@ class DomainReport:
     def _why_not(self) -> str:
         if self.dmarc is None or self.dmarc.record is None:
             return "it has no usable DMARC record"
+        if not self.dmarc.record.usable:
+            # RFC 9989 §4.10.1: a record with neither a valid p= nor a valid rua= is discarded, so
+            # receivers apply no policy, whatever SPF and DKIM say.
+            return (
+                "its DMARC record is invalid, and receivers ignore an invalid record, "
+                "so no DMARC policy applies"
+            )
         return "neither SPF nor any DKIM key found can produce an aligned pass"
 
     def to_json(self) -> dict[str, object]:
@@ -136,6 +161,27 @@ class DomainReport:
             "findings": [f.to_json() for f in self.findings],
             "dns_queries": self.queries,
         }
+
+
+def invalid_domain_json(typed: str, reason: str) -> dict[str, object]:
+    """What `check --json` prints for input that is not a domain name: the documented object, with
+    nothing looked up and the one finding `domain.invalid` saying what was wrong."""
+    problem = finding("domain.invalid", reason)
+    return {
+        "domain": typed,
+        "display_domain": typed,
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "verdict": "fail",
+        "summary": problem.detail,
+        "dmarc": None,
+        "spf": None,
+        "dkim": [],
+        "dkim_selectors_tried": [],
+        "mx": [],
+        "null_mx": False,
+        "findings": [problem.to_json()],
+        "dns_queries": 0,
+    }
 
 
 def _family_rank(finding_id: str) -> int:

@@ -153,6 +153,8 @@ class DkimReport:
     probed: bool
     findings: tuple[Finding, ...]
 
+    unknown: tuple[str, ...] = ()  # the selectors whose lookup failed: unknown, never "no key"
+
 
 def parse_key_record(selector: str, name: str, record: str) -> DkimKey:
     """Parse a DKIM key record (RFC 6376 §3.6.1) and read the key it carries."""
@@ -269,7 +271,8 @@ async def check_dkim(session: DnsSession, domain: str, selectors: Sequence[str] 
                 "header in a message you sent (--selector NAME).",
             )
         )
-    return DkimReport(domain, tuple(keys), tried, probed, tuple(findings))
+    unknown = tuple(o.name.split("._domainkey.", 1)[0] for o in outages)
+    return DkimReport(domain, tuple(keys), tried, probed, tuple(findings), unknown=unknown)
 
 
 def _looks_like_key(record: str, probed: bool) -> bool:

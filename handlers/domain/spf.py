@@ -361,6 +361,7 @@ class SpfInclude:
     dns_lookups: int  # DNS-querying terms inside this record and below it (the term itself
     #                   is counted in the parent's record)
     children: tuple[SpfInclude, ...] = ()
+    failure: str | None = None  # why `record` is None: the failed lookup, or the missing record
 
     def to_json(self) -> dict[str, Any]:
         """This node and its children, as in `dmarcbot check --json`'s `spf.includes`."""
@@ -430,6 +431,7 @@ class _Node:
     path: tuple[str, ...]  # the domains from the checked one down to this one
     reached_by: str = ""  # e.g. "'include:x.example' in the record of example.com"
     children: list[_Node] = field(default_factory=list)
+    failure: str | None = None
 
     def total_lookups(self) -> int:
         own = len(self.parsed.dns_terms()) if self.parsed else 0
@@ -442,6 +444,7 @@ class _Node:
             self.record,
             self.total_lookups(),
             tuple(child.freeze() for child in self.children),
+            failure=self.failure,
         )
 
 
@@ -598,7 +601,8 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str, answer:
     reached_by = f"{term.raw!r} in the record of {parent.domain}"
     if answer.is_outage:
         state.add(_temperror(answer, term, parent.record))
-        return _Node(target, via, None, None, (*parent.path, target), reached_by)
+        failed = f"unknown: {answer.describe_failure()}"
+        return _Node(target, via, None, None, (*parent.path, target), reached_by, failure=failed)
     if answer.is_void:
         # pyspf and §4.6.4: a TXT lookup that returns nothing is a void lookup too.
         state.voids.append(f"{term.raw} ({answer.describe_failure()})")
@@ -618,7 +622,9 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str, answer:
                 record=parent.record,
             )
         )
-        return _Node(target, via, None, None, (*parent.path, target), reached_by)
+        return _Node(
+            target, via, None, None, (*parent.path, target), reached_by, failure=f"no SPF record: {why}"
+        )
     if len(records) > 1:
         state.add(
             finding(
@@ -628,7 +634,8 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str, answer:
                 record="\n".join(records),
             )
         )
-        return _Node(target, via, None, None, (*parent.path, target), reached_by)
+        several = f"{len(records)} v=spf1 records (permerror)"
+        return _Node(target, via, None, None, (*parent.path, target), reached_by, failure=several)
     try:
         parsed = parse_spf_record(records[0])
     except SpfSyntaxError as error:

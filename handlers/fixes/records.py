@@ -7,6 +7,7 @@ they replace, what they should clear). SPF and DKIM generators live in `spf_fixe
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections.abc import Sequence
@@ -172,6 +173,14 @@ def build_dmarc_record(choices: DmarcChoices) -> str:
     return "; ".join(tags)
 
 
+def closest_policy(value: str) -> str | None:
+    """The policy a misspelt value most likely meant (`rejectt` → `reject`, `quarantaine` →
+    `quarantine`), or None when it is not close to either. Never `none`: a typo of none is a short
+    word close to anything, and guessing it would weaken a record."""
+    close = difflib.get_close_matches(value.strip().lower(), ("reject", "quarantine"), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def dmarc_choices_from(records: Sequence[str], domain: str) -> DmarcChoices:
     """Choices that keep what the published record(s) say validly: invalid values fall back to
     defaults (fixing syntax), several records merge into one (their report addresses joined, the
@@ -180,7 +189,20 @@ def dmarc_choices_from(records: Sequence[str], domain: str) -> DmarcChoices:
     if not parsed:
         return DmarcChoices(rua=(default_rua(domain),))
     notes: list[str] = []
-    policies = [r.p for r in parsed if r.p is not None]
+    guessed: dict[str, str] = {}  # a misspelt policy value -> the valid one it is read as
+    for record in parsed:
+        for tag in ("p", "sp", "np"):
+            value = record.tags.get(tag)
+            if value is not None and getattr(record, tag) is None:
+                closest = closest_policy(value)
+                if closest is not None:
+                    guessed[f"{tag}={value}"] = closest
+                    notes.append(
+                        f"{tag}={value} is not a policy; it is read as {tag}={closest}, the closest "
+                        "valid value (choose another below if that was not meant)."
+                    )
+    read = [r.p if r.p is not None else guessed.get(f"p={r.tags.get('p')}") for r in parsed]
+    policies = [p for p in read if p is not None]
     policy = min(policies, key=POLICIES.index) if policies else "none"
     if len(set(policies)) > 1:
         notes.append(f"The records disagreed on p=; the merged record keeps the weaker p={policy}.")
@@ -195,12 +217,13 @@ def dmarc_choices_from(records: Sequence[str], domain: str) -> DmarcChoices:
         for tag in record.unknown_tags:
             notes.append(f"The unknown tag {tag}= is dropped: receivers ignore it (§4.7).")
         for problem in record.problems:
-            notes.append(f"Fixed: {problem}.")
+            if not any(problem.startswith(f"{typo} is not a policy") for typo in guessed):
+                notes.append(f"Fixed: {problem}.")
     testing = any(r.testing for r in parsed) or any(r.tags.get("pct", "").strip() == "0" for r in parsed)
     return DmarcChoices(
         policy=policy,
-        sp=first.sp,
-        np=first.np,
+        sp=first.sp or guessed.get(f"sp={first.tags.get('sp')}"),
+        np=first.np or guessed.get(f"np={first.tags.get('np')}"),
         rua=rua,
         adkim=first.adkim,
         aspf=first.aspf,

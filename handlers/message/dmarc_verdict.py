@@ -127,15 +127,31 @@ async def align(
     if domain == from_domain:
         return Alignment(identifier, domain, authenticated, strict, True, "strict", from_org.name)
     org = await organizational_domain(session, domain)
-    outage = org.outage or from_org.outage
     if strict:
         return Alignment(identifier, domain, authenticated, strict, False, None, org.name)
+    if not _could_share_org_domain(domain, from_domain, from_org):
+        # Certain, whatever any lookup answers: not a failed lookup's temperror.
+        return Alignment(identifier, domain, authenticated, strict, False, None, org.name)
+    outage = org.outage or from_org.outage
     if outage is not None:
         return Alignment(identifier, domain, authenticated, strict, None, None, org.name, outage)
     aligned = org.name is not None and org.name == from_org.name
     return Alignment(
         identifier, domain, authenticated, strict, aligned, "relaxed" if aligned else None, org.name
     )
+
+
+def _could_share_org_domain(domain: str, from_domain: str, from_org: OrgDomain) -> bool:
+    """Whether some DNS answer could make `domain` and `from_domain` share an Organizational Domain.
+
+    RFC 9989 §4.10.2: a name's Organizational Domain is the name itself or one of its ancestors
+    (the tree walk only ever climbs). So relaxed alignment (§4.4.1) needs a common ancestor-or-self;
+    and once the From domain's walk has answered, its Organizational Domain must be `domain` or an
+    ancestor of it. When neither holds, the result is certain and a failed lookup cannot change it
+    (only a lookup whose answer could change the result makes it temperror, §4.8)."""
+    if from_org.outage is None and from_org.name is not None:
+        return domain == from_org.name or domain.endswith("." + from_org.name)
+    return domain.rsplit(".", 1)[-1] == from_domain.rsplit(".", 1)[-1]
 
 
 async def evaluate_dmarc(

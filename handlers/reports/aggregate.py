@@ -275,7 +275,7 @@ class _Reader:
                 stack.append(elem)
                 if len(stack) > MAX_DEPTH:
                     raise ReportRefused(
-                        f"the XML nests elements more than {MAX_DEPTH} deep (max_depth cap)",
+                        f"the XML nests elements more than {MAX_DEPTH} deep",
                         "max_depth",
                         len(stack),
                     )
@@ -287,7 +287,7 @@ class _Reader:
                     if elements_in_child > limits.max_record_elements:
                         raise ReportRefused(
                             f"one element of the report holds more than {limits.max_record_elements:,} "
-                            "elements (max_record_elements cap)",
+                            "elements",
                             "max_record_elements",
                             elements_in_child,
                         )
@@ -309,7 +309,7 @@ class _Reader:
                 self.records_seen += 1
                 if self.records_seen > limits.max_records:
                     raise ReportRefused(
-                        f"the report has more than {limits.max_records:,} records (max_records cap)",
+                        f"the report has more than {limits.max_records:,} records, the most accepted",
                         "max_records",
                         self.records_seen,
                     )

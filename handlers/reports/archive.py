@@ -67,9 +67,21 @@ class ReportLimits:
 DEFAULT_LIMITS = ReportLimits()
 
 
+def size_words(n: int) -> str:
+    """A size as a person reads it: "25 MB" (MiB, as mail servers count), else bytes."""
+    if n >= MiB:
+        return f"{n / MiB:,.1f}".removesuffix(".0") + " MB"
+    return f"{n:,} bytes"
+
+
 def _over(what: str, cap: str, value: int, limit: int, unit: str = "bytes") -> ReportRefused:
-    # what: "the input is", "the zip archive has"...
-    return ReportRefused(f"{what} {value:,} {unit}, over the {cap} cap of {limit:,} {unit}", cap, value)
+    """A refusal in the user's words (the size or count, and what is accepted), never the name
+    of the limit's setting; `cap` names it for the code and the logs."""
+    if unit == "bytes":
+        return ReportRefused(
+            f"{what} larger than {size_words(limit)} ({size_words(value)}), the most accepted", cap, value
+        )
+    return ReportRefused(f"{what} {value:,} {unit}; at most {limit:,} are accepted", cap, value)
 
 
 class _Budget:
@@ -84,8 +96,8 @@ class _Budget:
         if self.used > self.limit:
             # The true size is unknown on purpose: we stopped inflating at the cap.
             raise ReportRefused(
-                f"decompressed size exceeds the max_xml_bytes cap of {self.limit:,} bytes "
-                f"(stopped after {self.used:,} bytes)",
+                f"the report's XML, once decompressed, is larger than {size_words(self.limit)}, "
+                f"the most accepted (stopped after {size_words(self.used)})",
                 "max_xml_bytes",
                 self.used,
             )
@@ -140,7 +152,7 @@ def unpack_report(
 ) -> list[bytes]:
     """Return the XML document(s) inside an uploaded or mailed report, or raise a ReportError."""
     if len(data) > limits.max_input_bytes:
-        raise _over("the input is", "max_input_bytes", len(data), limits.max_input_bytes)
+        raise _over("the file is", "max_input_bytes", len(data), limits.max_input_bytes)
     if not data or data.isspace():  # isspace, not strip(): no copy of a large input
         raise ReportInvalid("the file is empty")
     budget = _Budget(limits.max_xml_bytes)
@@ -215,13 +227,13 @@ def _precheck_zip(data: bytes, limits: ReportLimits) -> None:
     entries = int.from_bytes(data[eocd + 10 : eocd + 12], "little")
     directory_size = int.from_bytes(data[eocd + 12 : eocd + 16], "little")
     if entries > limits.max_zip_members:
-        raise _over("the zip archive has", "max_zip_members", entries, limits.max_zip_members, "members")
+        raise _over("the zip archive has", "max_zip_members", entries, limits.max_zip_members, "files")
     # A central directory entry is 46 bytes plus name, extra field and comment; 4 KiB each is
     # generous. A larger directory lies about its count, or holds names no reporter writes.
     if directory_size > (limits.max_zip_members + 1) * 4096:
         raise ReportRefused(
-            f"the zip central directory is {directory_size:,} bytes, too large for the "
-            f"max_zip_members cap of {limits.max_zip_members} members",
+            f"the zip archive's list of files is {directory_size:,} bytes, too large for the "
+            f"at most {limits.max_zip_members} files accepted",
             "max_zip_members",
             directory_size,
         )
@@ -239,7 +251,7 @@ def _unzip(data: bytes, budget: _Budget, limits: ReportLimits) -> list[bytes]:
         # Counted from the central directory before any member is inflated.
         if len(members) > limits.max_zip_members:
             count = len(members)
-            raise _over("the zip archive has", "max_zip_members", count, limits.max_zip_members, "members")
+            raise _over("the zip archive has", "max_zip_members", count, limits.max_zip_members, "files")
         docs: list[bytes] = []
         for info in members:
             if info.flag_bits & 0x1:
@@ -278,7 +290,7 @@ def _unpack_mail(data: bytes, budget: _Budget, limits: ReportLimits) -> list[byt
         # The stdlib parser recurses once per nested multipart: a few thousand levels (300 kB of
         # mail) exhaust the stack.
         raise ReportRefused(
-            f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep (max_mime_depth cap)",
+            f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep",
             "max_mime_depth",
         ) from None
     if len(candidates) > limits.max_attachments:
@@ -305,7 +317,7 @@ def _walk(message: Message, limits: ReportLimits) -> list[Message]:
         part, depth = pending.pop()
         if depth > MAX_MIME_DEPTH:
             raise ReportRefused(
-                f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep (max_mime_depth cap)",
+                f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep",
                 "max_mime_depth",
                 depth,
             )

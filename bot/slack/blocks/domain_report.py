@@ -160,7 +160,13 @@ def _record_sections(report: DomainReport) -> list[Block]:
         parts.append(section("\n".join(lines)))
     if report.spf is not None:
         spf = report.spf
-        lines = ["*SPF*", code_block(spf.record, 1500) if spf.record else "_no record_"]
+        if len(spf.records) > 1:
+            # one code block each: an inline span across a newline is not rendered as code
+            share = 1500 // len(spf.records[:4])
+            lines = [f"*SPF* ({len(spf.records)} records, so receivers ignore them all)"]
+            lines += [code_block(record, share) for record in spf.records[:4]]
+        else:
+            lines = ["*SPF*", code_block(spf.record, 1500) if spf.record else "_no record_"]
         if spf.record:
             lines.append(f"{spf.dns_lookups} of 10 DNS lookups · {spf.void_lookups} void")
         parts.append(section("\n".join(lines)))
@@ -172,7 +178,8 @@ def _record_sections(report: DomainReport) -> list[Block]:
             for k in dkim.keys[:10]
         ]
         how = "named" if not dkim.probed else f"probed {len(dkim.selectors_tried)} common selectors"
-        parts.append(section("*DKIM* (" + how + ")\n" + ("\n".join(keys) or "_no key found_")))
+        missing = "_unknown: DNS failed_" if report.dkim_unknown else "_no key found_"
+        parts.append(section("*DKIM* (" + how + ")\n" + ("\n".join(keys) or missing)))
     if report.mx is not None:
         mx = report.mx
         hosts = ", ".join(code(f"{h.preference} {h.host}", 120) for h in mx.hosts[:8])
@@ -185,7 +192,13 @@ def _record_sections(report: DomainReport) -> list[Block]:
 def _finding_section(f: Finding, fix: Block | None = None) -> Block:
     lines = [f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`", safe(f.detail, 1200)]
     if f.record:
-        lines.append(code(f.record, 700))
+        # several records (spf.multiple, dmarc.multiple): one code block each, since an inline code
+        # span across a newline is not rendered as code
+        records = f.record.split("\n")
+        if len(records) > 1:
+            lines += [code_block(record, 700 // len(records[:4])) for record in records[:4]]
+        else:
+            lines.append(code(f.record, 700))
     lines.append(f"*Fix:* {safe(f.fix, 700)}")
     block = section("\n".join(lines))
     if fix is not None:
