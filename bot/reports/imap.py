@@ -156,7 +156,7 @@ def _process(
     if size is not None and int(size.group(1)) > limits.max_input_bytes:
         # Refused before download: anyone can mail the report address.
         outcome = FileOutcome(
-            label,
+            name=label,
             error=f"the message is {int(size.group(1)):,} bytes, over the "
             f"max_input_bytes cap of {limits.max_input_bytes:,}",
             refused_by_cap="max_input_bytes",

@@ -34,7 +34,7 @@ def one_team(team_id: str) -> Owners:
     return lambda report: [team_id]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FileOutcome:
     """What happened to one file: the reports stored (or found already stored), or why not."""
 
@@ -83,15 +83,15 @@ def ingest_bytes(
     try:
         parsed = [parse_report(xml, limits) for xml in unpack_report(data, name, limits)]
     except ReportRefused as refused:
-        return FileOutcome(name, error=str(refused), refused_by_cap=refused.cap)
+        return FileOutcome(name=name, error=str(refused), refused_by_cap=refused.cap)
     except ReportError as error:
-        return FileOutcome(name, error=str(error))
+        return FileOutcome(name=name, error=str(error))
     stored: list[StoredReport] = []
     warnings: list[str] = []
     unowned = [report.policy.domain for report in parsed if not owners(report)]
     if unowned:
         return FileOutcome(
-            name,
+            name=name,
             error=(
                 f"no workspace watches {', '.join(sorted(set(unowned))[:5])}: watch the domain "
                 "(`/dmarc watch DOMAIN`) so its reports have a channel, then ingest the file again"
@@ -101,7 +101,7 @@ def ingest_bytes(
         warnings.extend(report.warnings[:5])
         for team_id in dict.fromkeys(owners(report)):
             stored.append(reports.add_report(team_id, report, f"{source}: {name}"))
-    return FileOutcome(name, reports=tuple(stored), warnings=tuple(warnings[:20]))
+    return FileOutcome(name=name, reports=tuple(stored), warnings=tuple(warnings[:20]))
 
 
 def looks_like_report_name(filename: str) -> bool:

@@ -23,7 +23,7 @@ class BadPlanValue(ValueError):
     """A Verify button value we did not write."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FixPlan:
     """Who proposed what for which domain, where it was posted, and what Verify looks for."""
 

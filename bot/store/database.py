@@ -42,7 +42,7 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Watch:
     """One watched domain of one team, and where its alerts go."""
 
@@ -70,7 +70,7 @@ class Watch:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Snapshot:
     """What one good check of a watch saw: normalised records, finding keys and the verdict."""
 
@@ -106,7 +106,7 @@ class WatchHistory:
     recent_fingerprints: set[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewAlert:
     """An alert to write to the outbox; `dedupe_key` makes writing the same alert twice a no-op."""
 
@@ -135,7 +135,7 @@ class Decision:
     acknowledge: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Alert:
     """An alert in the outbox."""
 
@@ -166,7 +166,7 @@ class StoredFixPlan:
     created_at: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FlattenedInclude:
     """A provider's include flattened into a team's domain by a verified fix, and the addresses it
     authorised when last resolved (`terms` None: not resolved yet since the fix was verified)."""
@@ -769,11 +769,11 @@ class WatchStore:
         )
         return [
             FlattenedInclude(
-                row["domain"],
-                row["include"],
-                None if row["terms"] is None else tuple(json.loads(row["terms"])),
-                row["problem"],
-                row["since"],
+                domain=row["domain"],
+                include=row["include"],
+                terms=None if row["terms"] is None else tuple(json.loads(row["terms"])),
+                problem=row["problem"],
+                since=row["since"],
             )
             for row in rows
         ]

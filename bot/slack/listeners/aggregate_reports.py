@@ -123,7 +123,7 @@ def ingest_shared_file(
     try:
         data = download_file(info, client.token or "", DEFAULT_LIMITS.max_input_bytes)
     except FileRefused as refused:
-        outcome = FileOutcome(name, error=str(refused))
+        outcome = FileOutcome(name=name, error=str(refused))
     else:
         outcome = ingest_bytes(reports, data, name, one_team(team_id), "slack")
     if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
@@ -167,7 +167,14 @@ def register(app: App, settings: Settings) -> None:
         if not channel or not file_id or not team_id:
             return
         reply = _ThreadReply(client, channel, None)
-        turn = SlackTurn(client, None, settings, channel, event.get("user_id"), team_id)
+        turn = SlackTurn(
+            client=client,
+            respond=None,
+            settings=settings,
+            channel_id=channel,
+            user_id=event.get("user_id"),
+            team_id=team_id,
+        )
 
         def work() -> None:
             info = client.files_info(file=file_id).get("file") or {}

@@ -48,12 +48,12 @@ def register(app: App, settings: Settings) -> None:
         if job.work is None:
             return
         turn = SlackTurn(
-            client,
-            respond,
-            settings,
-            command.get("channel_id"),
-            command.get("user_id"),
-            command.get("team_id"),
+            client=client,
+            respond=respond,
+            settings=settings,
+            channel_id=command.get("channel_id"),
+            user_id=command.get("user_id"),
+            team_id=command.get("team_id"),
         )
         work_name = job.work
 

@@ -103,7 +103,14 @@ def register(app: App, settings: Settings) -> None:
         ack()
         channel = json.loads(view.get("private_metadata") or "{}").get("channel")
         user = body["user"]
-        turn = SlackTurn(client, respond, settings, channel, user["id"], user.get("team_id"))
+        turn = SlackTurn(
+            client=client,
+            respond=respond,
+            settings=settings,
+            channel_id=channel,
+            user_id=user["id"],
+            team_id=user.get("team_id"),
+        )
 
         def explain() -> None:
             text, blocks = diagnose(settings, message)
