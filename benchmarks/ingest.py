@@ -3,7 +3,7 @@
     .venv/bin/pip install parsedmarc      # for this benchmark only: NOT a dmarcbot dependency
     .venv/bin/python -m benchmarks.ingest [--records 1000000] [--parsedmarc-records 100000] [--runs 3]
 
-Inputs: the largest aggregate reports in ../shared/testdata (parsedmarc's large-example, OpenDMARC's
+Inputs: the largest aggregate reports in tests/data (parsedmarc's large-example, OpenDMARC's
 NetEase reports) and generated reports of --records and --parsedmarc-records records, written to a
 temporary directory as a stream (the generator never holds the report in memory).
 
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-TESTDATA = REPO.parent / "shared" / "testdata"
+TESTDATA = REPO / "tests" / "data"
 _NETEASE = TESTDATA / "dmarc-opendmarc" / "aggregate_reports"
 SAMPLES = [
     TESTDATA / "dmarc-reports-parsedmarc" / "aggregate" / "!large-example.com!1711897200!1711983600.xml",

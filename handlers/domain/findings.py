@@ -1,4 +1,4 @@
-"""Findings: the one vocabulary every diagnosis speaks (ids from ../shared/FINDINGS.md).
+"""Findings: the one vocabulary every diagnosis speaks.
 
 The ids are a public interface (JSON output, alerts, the fix-it flow and users' filters key on
 them): never rename one. A new id goes in CATALOG and in the README's findings table.

@@ -21,7 +21,7 @@ from typing import Any
 from slack_sdk.models.blocks import Block, BlockElement
 from slack_sdk.models.views import View
 
-# Limits (Slack's Block Kit reference; see /work/shared/REFERENCE.md "Slack").
+# Limits (Slack's Block Kit reference).
 MESSAGE_MAX_BLOCKS = 50
 VIEW_MAX_BLOCKS = 100
 MESSAGE_TEXT_MAX = 40000
