@@ -1,5 +1,4 @@
-"""Poll the rua mailbox over IMAP (TLS only, the server's certificate verified) and ingest the
-reports mailed there.
+"""Poll the rua mailbox over IMAP (TLS, certificate verified) and ingest the reports mailed there.
 
 Each message is ingested, its alerts reviewed, and only then moved: to `dmarcbot-processed`, or
 to `dmarcbot-refused` when it holds no usable report (the log names it and why). Nothing is ever

@@ -1,5 +1,6 @@
-"""Ingest one report file or mail, from any source (Slack, IMAP, the command line): unpack, parse,
-store, and say what happened to it.
+"""Ingest one report file or mail from any source (Slack, IMAP, the command line), and say how it went.
+
+Each file is unpacked, parsed and stored.
 
 A file is taken whole or not at all: when any XML document inside it is refused or invalid,
 nothing of it is stored, so the answer about the file is one clear sentence. Parsing happens

@@ -1,5 +1,7 @@
-"""Aggregate reports in Slack: a report file shared where the bot is gets ingested and answered in
-its thread; `/dmarc report DOMAIN [DAYS]` posts the summary and the daily chart.
+"""Aggregate reports in Slack: shared report files ingested and answered, `/dmarc report`.
+
+A report file shared where the bot is gets ingested and answered in its thread;
+`/dmarc report DOMAIN [DAYS]` posts the summary and the daily chart.
 
 The data belongs to the team the event or command came from. A file is fetched the way Slack
 documents it: `files.info` for the URL (never a URL from the event payload, so the bot token is

@@ -1,5 +1,7 @@
-"""The fix-it flow in Slack: "Fix it" opens the modal, input changes update the proposal, the
-submission posts the plan in the report's thread, "Verify" looks again.
+"""The fix-it flow in Slack: the modal, its live proposal, the plan posted, and Verify.
+
+"Fix it" opens the modal, input changes update the proposal, the submission posts the plan in the
+report's thread, "Verify" looks again.
 
 The modal is opened with the trigger_id before any DNS (the trigger expires 3 seconds after the
 click): first a "reading the records" view built from the button value, then views.update with the

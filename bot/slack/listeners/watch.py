@@ -1,5 +1,7 @@
-"""`/dmarc watch`, `/dmarc unwatch`, `/dmarc list`, the report's Watch button and the App Home
-watch list. Every read and write is scoped to the team the request came from."""
+"""`/dmarc watch`, `unwatch` and `list`, the report's Watch button and the App Home watch list.
+
+Every read and write is scoped to the team the request came from.
+"""
 
 from __future__ import annotations
 
