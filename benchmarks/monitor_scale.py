@@ -193,7 +193,7 @@ def one_cycle(store: Stores, settings: Settings, server: Nameserver, proxy: Prox
     counted, not fatal; a Python error in a check is."""
     before = proxy.queries()
     started = time.monotonic()
-    session = DnsSession((server,), timeout=2.0, attempts=2)
+    session = DnsSession(nameservers=(server,), timeout=2.0, attempts=2)
     cycle = check_watches(store, session)
     delivery = deliver_pending(store.outbox, client_for_team_factory(settings), ChannelPacer())
     elapsed = time.monotonic() - started
@@ -208,7 +208,7 @@ def queries_alone(server: Nameserver, sample: int) -> float:
     async def run() -> int:
         total = 0
         for n in range(sample):
-            session = DnsSession((server,), timeout=2.0, attempts=2)
+            session = DnsSession(nameservers=(server,), timeout=2.0, attempts=2)
             await check_domain(domain_name(n), session, (SELECTOR,))
             total += session.queries_sent
         return total

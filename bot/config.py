@@ -23,7 +23,7 @@ class SettingsError(ConfigurationError):
     """One or more settings are wrong; the message lists every one and what would be right."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the process is configured with. Built by `from_env`, passed down explicitly."""
 
@@ -50,7 +50,7 @@ class Settings:
 
     def dns_session(self) -> DnsSession:
         """A fresh DnsSession with these settings: one per check, re-check or monitor cycle."""
-        return DnsSession(self.nameservers, timeout=self.dns_timeout)
+        return DnsSession(nameservers=self.nameservers, timeout=self.dns_timeout)
 
     @property
     def socket_mode(self) -> bool:

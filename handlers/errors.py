@@ -1,5 +1,7 @@
-"""The one exception hierarchy. Every error dmarcbot raises on purpose carries, as its message, the
-sentence a user is shown: what was wrong, and where it helps, what would be right.
+"""The one exception hierarchy: every error dmarcbot raises on purpose, and the kinds it handles.
+
+Each carries, as its message, the sentence a user is shown: what was wrong, and where it helps,
+what would be right.
 
     DmarcbotError
     ├── BadInput (ValueError)           what a person typed, pasted or shared cannot be used:

@@ -8,13 +8,13 @@ from bot.store.watches import ObservedState
 
 def new_alert(key: str, channel: str = "C1", domain: str = "example.com") -> NewAlert:
     return NewAlert(
-        channel,
-        domain,
-        "changed",
-        key,
-        f"text {key}",
-        [{"type": "section", "text": {"type": "mrkdwn", "text": key}}],
-        {"type": "section", "text": {"type": "mrkdwn", "text": key}},
+        channel_id=channel,
+        domain=domain,
+        kind="changed",
+        dedupe_key=key,
+        text=f"text {key}",
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": key}}],
+        digest_block={"type": "section", "text": {"type": "mrkdwn", "text": key}},
     )
 
 

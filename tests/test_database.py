@@ -95,7 +95,19 @@ def test_a_v4_database_gains_fix_plans_and_threaded_alerts(db_path: str) -> None
     [kept] = upgraded.pending_alerts("T1")
     assert kept.dedupe_key == "before" and kept.thread_ts is None
     upgraded.add_alerts(
-        "T1", [NewAlert("C1", "example.com", "fixed", "reply", "t", [], {}, thread_ts="1700000000.000100")]
+        "T1",
+        [
+            NewAlert(
+                channel_id="C1",
+                domain="example.com",
+                kind="fixed",
+                dedupe_key="reply",
+                text="t",
+                blocks=[],
+                digest_block={},
+                thread_ts="1700000000.000100",
+            )
+        ],
     )
     assert [a.thread_ts for a in upgraded.pending_alerts("T1")] == [None, "1700000000.000100"]
     database.close()

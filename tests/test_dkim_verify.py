@@ -51,7 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdServer]:
 
 
 def session_for(address: str) -> DnsSession:
-    return DnsSession((parse_nameserver(address),), timeout=0.5, attempts=1)
+    return DnsSession(nameservers=(parse_nameserver(address),), timeout=0.5, attempts=1)
 
 
 def verify(address: str, raw: bytes) -> tuple[DkimResult, ...]:

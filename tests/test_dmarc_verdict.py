@@ -49,7 +49,7 @@ def serve(
     proxy.reset_counts()
     for name in timeouts:
         proxy.add_fault(name, "timeout")
-    return DnsSession((parse_nameserver(proxy.address),), timeout=0.3, attempts=1)
+    return DnsSession(nameservers=(parse_nameserver(proxy.address),), timeout=0.3, attempts=1)
 
 
 def _tld_anchor(records: dict[str, list[tuple[str, str]]], *names: str) -> None:
@@ -353,7 +353,7 @@ def test_mail_dmarc_from_header(case: dict[str, Any]) -> None:
 def test_servfail_on_the_dmarc_lookup_is_temperror(nsd: NsdServer, fault_proxy: FaultProxy) -> None:
     nsd.set_zones(zones({"_dmarc.example.com": [("TXT", "v=DMARC1; p=reject")]}))
     fault_proxy.add_fault("_dmarc.example.com", "servfail")
-    session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
+    session = DnsSession(nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
     verdict = asyncio.run(evaluate_dmarc(session, "example.com", None, ["example.com"]))
     assert verdict.result == "temperror"
     assert verdict.error is not None and "SERVFAIL" in verdict.error
@@ -371,7 +371,7 @@ def test_existence_outage_matters_only_when_np_decides(nsd: NsdServer, fault_pro
     )
     fault_proxy.add_fault("sub.example.com", "servfail", "A")
     fault_proxy.add_fault("sub.other.com", "servfail", "A")
-    session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
+    session = DnsSession(nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
     unknown = asyncio.run(evaluate_dmarc(session, "sub.example.com", None, []))
     assert unknown.result == "temperror" and "np=" in unknown.reason
     known = asyncio.run(evaluate_dmarc(session, "sub.other.com", None, []))
@@ -381,7 +381,7 @@ def test_existence_outage_matters_only_when_np_decides(nsd: NsdServer, fault_pro
 def test_relaxed_alignment_temperror_when_the_org_walk_fails(nsd: NsdServer, fault_proxy: FaultProxy) -> None:
     nsd.set_zones(zones({"_dmarc.example.com": [("TXT", "v=DMARC1; p=reject")]}))
     fault_proxy.add_fault("_dmarc.mail.example.com", "servfail")
-    session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
+    session = DnsSession(nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
     verdict = asyncio.run(evaluate_dmarc(session, "example.com", None, ["mail.example.com"]))
     assert verdict.result == "temperror"
     assert verdict.dkim[0].aligned is None
@@ -402,7 +402,7 @@ def test_a_failed_lookup_for_an_unrelated_org_domain_does_not_hide_a_certain_fai
     )
     fault_proxy.add_fault("_dmarc.net", "servfail")
     fault_proxy.add_fault("_dmarc.lists.example.net", "servfail")
-    session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
+    session = DnsSession(nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
     verdict = asyncio.run(
         evaluate_dmarc(session, "good.test", ("lists.example.net", "pass"), ["lists.example.net"])
     )

@@ -41,7 +41,7 @@ def test_quoting_escapes_quotes_and_backslashes() -> None:
 
 def test_bind_line_is_read_back_by_a_zone_parser_as_the_same_value() -> None:
     value = "v=DKIM1; k=rsa; p=" + "A" * 400
-    entry = DnsEntry("sel._domainkey.example.com", "TXT", value, "example.com")
+    entry = DnsEntry(host="sel._domainkey.example.com", rdtype="TXT", value=value, zone="example.com")
     line = entry.bind_line()
     assert line.startswith('sel._domainkey.example.com. 3600 IN TXT "v=DKIM1; k=rsa; p=AAA')
     rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, entry.presentation_value)
@@ -51,13 +51,18 @@ def test_bind_line_is_read_back_by_a_zone_parser_as_the_same_value() -> None:
 
 
 def test_cname_entry() -> None:
-    entry = DnsEntry("k2._domainkey.example.com", "CNAME", "dkim2.mcsv.net", "example.com")
+    entry = DnsEntry(
+        host="k2._domainkey.example.com", rdtype="CNAME", value="dkim2.mcsv.net", zone="example.com"
+    )
     assert entry.bind_line() == "k2._domainkey.example.com. 3600 IN CNAME dkim2.mcsv.net."
     assert entry.strings == ("dkim2.mcsv.net",)
 
 
 def test_apex_host_is_at_sign() -> None:
-    assert DnsEntry("example.com", "TXT", "v=spf1 -all", "example.com").relative_host == "@"
+    assert (
+        DnsEntry(host="example.com", rdtype="TXT", value="v=spf1 -all", zone="example.com").relative_host
+        == "@"
+    )
 
 
 @pytest.mark.parametrize(

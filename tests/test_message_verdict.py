@@ -55,7 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdServer]:
 
 
 def diagnose(address: str, raw: bytes, **flags: str) -> MessageVerdict:
-    session = DnsSession((parse_nameserver(address),), timeout=0.5, attempts=1)
+    session = DnsSession(nameservers=(parse_nameserver(address),), timeout=0.5, attempts=1)
     return asyncio.run(diagnose_message(session, parse_message(raw), **flags))
 
 

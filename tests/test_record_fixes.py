@@ -137,7 +137,7 @@ def world(nsd: NsdServer) -> NsdServer:
 
 
 def session_for(server: NsdServer) -> DnsSession:
-    return DnsSession((parse_nameserver(server.address),), timeout=0.5, attempts=1)
+    return DnsSession(nameservers=(parse_nameserver(server.address),), timeout=0.5, attempts=1)
 
 
 def both_parsers_accept(record: str, domain: str, server: NsdServer) -> Sequence[str]:
@@ -514,7 +514,7 @@ def test_no_proposal_over_a_record_that_could_not_be_read(
     not read (it would overwrite what nobody saw)."""
     nsd.set_zones(fixit_zones())
     fault_proxy.add_fault(failing, "servfail", rdtype)
-    session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
+    session = DnsSession(nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.5, attempts=1)
     screen = asyncio.run(prepare_fix(session, finding_id, "pnone.test"))
     assert not screen.proposal.offered
     assert any("could not be read" in p and "SERVFAIL" in p for p in screen.proposal.problems)

@@ -22,11 +22,11 @@ EVIL = "<!channel> <!here> <https://evil.example|Click> & `x`"
 
 def evil_finding(i: int, severity: Severity = Severity.ERROR) -> Finding:
     return Finding(
-        "dkim.key_invalid",
-        severity,
-        f"Title {i} {EVIL}",
-        f"Detail {i} " + EVIL * 80,
-        f"Fix {i} " + EVIL * 40,
+        id="dkim.key_invalid",
+        severity=severity,
+        title=f"Title {i} {EVIL}",
+        detail=f"Detail {i} " + EVIL * 80,
+        fix=f"Fix {i} " + EVIL * 40,
         record=f"v=DKIM1; n={EVIL * 60}",
     )
 
@@ -37,25 +37,39 @@ def report(
     parts: dict[str, Any] = {"dmarc": None, "spf": None, "dkim": None, "mx": None}
     if with_parts:
         parts = {
-            "dmarc": DmarcReport(domain, None, domain, None, (), ()),
+            "dmarc": DmarcReport(
+                domain=domain, record=None, location=domain, policy=None, findings=(), walked=()
+            ),
             "spf": SpfReport(
-                domain, "v=spf1 " + "ip4:192.0.2.1 " * 400 + EVIL + " -all", dns_lookups=11, void_lookups=0
+                domain=domain,
+                record="v=spf1 " + "ip4:192.0.2.1 " * 400 + EVIL + " -all",
+                dns_lookups=11,
+                void_lookups=0,
             ),
             "dkim": DkimReport(
-                domain,
-                tuple(
-                    DkimKey(f"s{i}{EVIL}", f"s{i}._domainkey.{domain}", EVIL, EVIL, None, False, False, ())
+                domain=domain,
+                keys=tuple(
+                    DkimKey(
+                        selector=f"s{i}{EVIL}",
+                        name=f"s{i}._domainkey.{domain}",
+                        record=EVIL,
+                        key_type=EVIL,
+                        key_bits=None,
+                        revoked=False,
+                        testing=False,
+                        problems=(),
+                    )
                     for i in range(30)
                 ),
-                ("s",) * 30,
-                False,
-                (),
+                selectors_tried=("s",) * 30,
+                probed=False,
+                findings=(),
             ),
             "mx": MxReport(domain, tuple(MxHost(i, f"mx{i}.{domain}") for i in range(20)), False, ()),
         }
     return DomainReport(
-        domain,
-        exists,
+        domain=domain,
+        exists=exists,
         findings=tuple(findings),
         queries=99,
         dns_unreachable=False,
@@ -133,7 +147,15 @@ def test_button_value_stays_within_2000() -> None:
 def test_nxdomain_report() -> None:
     text, blocks = render_report(
         report(
-            [Finding("domain.nxdomain", Severity.ERROR, "The domain does not exist", "d", "f")],
+            [
+                Finding(
+                    id="domain.nxdomain",
+                    severity=Severity.ERROR,
+                    title="The domain does not exist",
+                    detail="d",
+                    fix="f",
+                )
+            ],
             domain="nosuch.test",
             exists=False,
             with_parts=False,

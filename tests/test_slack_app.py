@@ -336,9 +336,9 @@ def test_subcommand_without_a_worker_is_answered(
 
     def parse_later(words: list[str]) -> Job:
         """A feature whose worker is not registered."""
-        return Job("Working on it…", "no-such-worker")
+        return Job(ack="Working on it…", work="no-such-worker")
 
-    later = Feature("later", subcommands=(Subcommand("later", "later", parse_later, ()),))
+    later = Feature(name="later", subcommands=(Subcommand("later", "later", parse_later, ()),))
     app = make_app(world, features=(*FEATURES, later))
     status, _ = app.sim.slash_command("later example.com")
     assert status == 200

@@ -76,7 +76,9 @@ class MonitorHarness:
 
     def cycle(self) -> tuple[CycleReport, DeliveryReport]:
         """One `monitor --once`: check every watch through one fresh session, then deliver."""
-        session = DnsSession((parse_nameserver(self.dns.address),), timeout=self.timeout, attempts=1)
+        session = DnsSession(
+            nameservers=(parse_nameserver(self.dns.address),), timeout=self.timeout, attempts=1
+        )
         checked = check_watches(self.stores, session)
         return checked, self.deliver()
 

@@ -1,5 +1,7 @@
-"""What every `dmarcbot` command shares: exit statuses, settings, the workspace a command acts
-for, the --nameserver flag, and the error that turns bad input into exit status 2."""
+"""What every `dmarcbot` command shares: exit statuses, settings, the workspace, --nameserver.
+
+The workspace is the one a command acts for; bad input (handlers.errors.BadInput) is exit status 2.
+"""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def command_ingest(args: argparse.Namespace) -> int:
             if path.stat().st_size > DEFAULT_LIMITS.max_input_bytes:
                 # Checked before reading: a stray disk image must not be loaded into memory.
                 outcome = FileOutcome(
-                    path_text,
+                    name=path_text,
                     error=(
                         f"the file is {path.stat().st_size:,} bytes, over the max_input_bytes cap of "
                         f"{DEFAULT_LIMITS.max_input_bytes:,} bytes"
@@ -56,7 +56,7 @@ def command_ingest(args: argparse.Namespace) -> int:
             else:
                 outcome = ingest_bytes(reports, path.read_bytes(), path_text, one_team(team), "cli")
         except OSError as error:
-            outcome = FileOutcome(path_text, error=f"cannot read it: {error.strerror or error}")
+            outcome = FileOutcome(name=path_text, error=f"cannot read it: {error.strerror or error}")
         outcomes.append(outcome)
         print(outcome.describe(), file=sys.stdout if outcome.ok else sys.stderr)
         for warning in outcome.warnings[:5]:

@@ -1,5 +1,7 @@
-"""Render a DomainReport for a person at a terminal: grouped by record, severity marked, colour
-only when the output is a terminal."""
+"""Render a DomainReport for a person at a terminal, grouped by record, severity marked.
+
+Colour only when the output is a terminal.
+"""
 
 from __future__ import annotations
 

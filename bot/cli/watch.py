@@ -1,5 +1,6 @@
-"""`dmarcbot watch`, `unwatch`, `list`, `monitor`, `export` and `import`: the watch list from the
-command line, and the monitor cycle for cron (`monitor --once`).
+"""The watch list from the command line: `watch`, `unwatch`, `list`, `monitor`, `export`, `import`.
+
+`monitor --once` runs one monitor cycle, for cron.
 
 The database is DMARCBOT_DB (default ./dmarcbot.db). Watches belong to a Slack workspace, chosen
 by bot.cli.common.resolve_team: `--team`, else SLACK_TEAM_ID, else the database's only workspace, else

@@ -65,7 +65,7 @@ def command_why(args: argparse.Namespace) -> int:
         message = parse_message(data)
     except MessageError as error:
         raise BadInput(f"{args.file}: {error}") from None
-    session = DnsSession(nameservers)
+    session = DnsSession(nameservers=nameservers)
     verdict = asyncio.run(diagnose_message(session, message, ip=ip, helo=helo, mail_from=mail_from))
     if args.json:
         print(json.dumps(verdict.to_json(), indent=2, ensure_ascii=False))

@@ -60,7 +60,7 @@ class ChannelPacer:
 PACER = ChannelPacer()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DeliveryReport:
     """What one delivery pass did."""
 

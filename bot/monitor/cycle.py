@@ -40,7 +40,7 @@ log = logging.getLogger("dmarcbot.monitor")
 MONITOR_CONCURRENCY = 64  # domains checked at once; each runs its own lookups concurrently too
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CycleReport:
     """What one cycle checked and wrote."""
 
@@ -58,15 +58,15 @@ def alert_for(change: Change, watch: Watch, key: str) -> NewAlert:
     text, blocks, digest_block = render_alert(change, watch.team_id)
     group, summary = digest_group(change)
     return NewAlert(
-        watch.channel_id,
-        watch.domain,
-        change.kind,
-        f"w{watch.id}:{change.kind}:{key}",
-        text,
-        blocks,
-        digest_block,
-        group,
-        summary,
+        channel_id=watch.channel_id,
+        domain=watch.domain,
+        kind=change.kind,
+        dedupe_key=f"w{watch.id}:{change.kind}:{key}",
+        text=text,
+        blocks=blocks,
+        digest_block=digest_block,
+        digest_group=group,
+        digest_summary=summary,
     )
 
 

@@ -52,13 +52,13 @@ def fixed_alert(stored: StoredFixPlan, check: FixCheck) -> NewAlert:
     text, blocks = verification_message(plan, check, None)
     blocks.append(context("Seen by this watched domain's scheduled check: no need to press Verify."))
     return NewAlert(
-        plan.channel_id,
-        plan.domain,
-        "fixed",
-        f"fix-plan:{stored.id}",
-        text,
-        blocks,
-        blocks[0],
+        channel_id=plan.channel_id,
+        domain=plan.domain,
+        kind="fixed",
+        dedupe_key=f"fix-plan:{stored.id}",
+        text=text,
+        blocks=blocks,
+        digest_block=blocks[0],
         thread_ts=plan.thread_ts,
     )
 
@@ -165,13 +165,13 @@ def drift_alert(watch: Watch, known: FlattenedInclude, now_seen: Flattened) -> N
     change = json.dumps([known.include, before, known.problem, list(now_seen.terms), now_seen.problem])
     digest = hashlib.sha256(change.encode()).hexdigest()[:32]
     return NewAlert(
-        watch.channel_id,
-        watch.domain,
-        "include_drift",
-        f"w{watch.id}:include_drift:{known.include}:{digest}",
-        text,
-        blocks,
-        digest_block,
+        channel_id=watch.channel_id,
+        domain=watch.domain,
+        kind="include_drift",
+        dedupe_key=f"w{watch.id}:include_drift:{known.include}:{digest}",
+        text=text,
+        blocks=blocks,
+        digest_block=digest_block,
         digest_group=f"include_drift:{digest}",
         digest_summary=summary,
     )

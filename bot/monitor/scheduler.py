@@ -1,5 +1,7 @@
-"""The monitor's background thread for `dmarcbot serve` and `dmarcbot monitor`: a cycle, then
-delivery of the outbox, every `settings.monitor_interval` seconds, until stopped."""
+"""The monitor's background thread: a cycle, then the outbox delivered, at each interval.
+
+`dmarcbot serve` and `dmarcbot monitor` run it every `settings.monitor_interval` seconds, until stopped.
+"""
 
 from __future__ import annotations
 

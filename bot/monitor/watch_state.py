@@ -34,7 +34,7 @@ SETTLE_CHECKS = 3
 CANNOT_CHECK_AFTER = 3  # failed cycles in a row before "cannot check" is said
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Observation:
     """One check of one domain, reduced to what the monitor compares and says."""
 
@@ -54,7 +54,7 @@ class RecordChange:
     after: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Change:
     """What one alert says about one watch."""
 
@@ -87,7 +87,11 @@ def observe(report: DomainReport) -> Observation:
     temperrors = [f for f in report.findings if f.id == "dns.temperror"]
     state = ObservedState(fingerprint, records, findings, report.verdict)
     return Observation(
-        report.domain, state, report.summary, bool(temperrors), temperrors[0].detail if temperrors else ""
+        domain=report.domain,
+        state=state,
+        summary=report.summary,
+        outage=bool(temperrors),
+        outage_detail=temperrors[0].detail if temperrors else "",
     )
 
 
@@ -152,25 +156,25 @@ def decide(history: WatchHistory, observation: Observation) -> tuple[Change | No
         kind = "changed"
     appeared, cleared = _finding_diff(known, state)
     return Change(
-        kind,
-        watch.domain,
-        watch.selectors,
-        observation.summary,
-        _record_diff(known.records, state.records),
-        appeared,
-        cleared,
-        known.verdict,
-        state.verdict,
+        kind=kind,
+        domain=watch.domain,
+        selectors=watch.selectors,
+        summary=observation.summary,
+        records=_record_diff(known.records, state.records),
+        appeared=appeared,
+        cleared=cleared,
+        verdict_before=known.verdict,
+        verdict_after=state.verdict,
     ), True
 
 
 def cannot_check_change(domain: str, selectors: tuple[str, ...], streak: int, detail: str) -> Change:
     """The alert for the third failed cycle in a row."""
     return Change(
-        "cannot_check",
-        domain,
-        selectors,
-        f"The last {streak} checks of {domain} hit DNS failures, so nothing is known "
+        kind="cannot_check",
+        domain=domain,
+        selectors=selectors,
+        summary=f"The last {streak} checks of {domain} hit DNS failures, so nothing is known "
         f"about its records: {detail}",
         verdict_after="unknown",
     )
@@ -179,10 +183,10 @@ def cannot_check_change(domain: str, selectors: tuple[str, ...], streak: int, de
 def _restored(history: WatchHistory, observation: Observation) -> Change:
     watch = history.watch
     return Change(
-        "check_restored",
-        watch.domain,
-        watch.selectors,
-        observation.summary,
+        kind="check_restored",
+        domain=watch.domain,
+        selectors=watch.selectors,
+        summary=observation.summary,
         verdict_after=observation.state.verdict,
     )
 

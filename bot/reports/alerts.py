@@ -33,7 +33,7 @@ from handlers.domain.dkim_keys import MAX_SELECTORS
 log = logging.getLogger("dmarcbot.reports")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Thresholds:
     """When report data is worth an alert."""
 

@@ -1,5 +1,6 @@
-"""The PNG chart posted with a report summary: messages per day (bars) and the DMARC pass rate
-(line, right axis).
+"""The PNG chart posted with a report summary: messages per day and the DMARC pass rate.
+
+Messages are bars; the pass rate is a line on the right axis.
 
 matplotlib's object API with the Agg canvas: no pyplot (its global state is not thread-safe, and
 Slack workers run in threads) and no display needed.

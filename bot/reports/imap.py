@@ -1,5 +1,4 @@
-"""Poll the rua mailbox over IMAP (TLS only, the server's certificate verified) and ingest the
-reports mailed there.
+"""Poll the rua mailbox over IMAP (TLS, certificate verified) and ingest the reports mailed there.
 
 Each message is ingested, its alerts reviewed, and only then moved: to `dmarcbot-processed`, or
 to `dmarcbot-refused` when it holds no usable report (the log names it and why). Nothing is ever
@@ -145,7 +144,7 @@ def _process(
     if size is not None and int(size.group(1)) > limits.max_input_bytes:
         # Refused before download: anyone can mail the report address.
         outcome = FileOutcome(
-            label,
+            name=label,
             error=f"the message is {int(size.group(1)):,} bytes, over the "
             f"max_input_bytes cap of {limits.max_input_bytes:,}",
             refused_by_cap="max_input_bytes",

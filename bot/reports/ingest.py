@@ -1,5 +1,6 @@
-"""Ingest one report file or mail, from any source (Slack, IMAP, the command line): unpack, parse,
-store, and say what happened to it.
+"""Ingest one report file or mail from any source (Slack, IMAP, the command line), and say how it went.
+
+Each file is unpacked, parsed and stored.
 
 A file is taken whole or not at all: when any XML document inside it is refused or invalid,
 nothing of it is stored, so the answer about the file is one clear sentence. Parsing happens
@@ -34,7 +35,7 @@ def one_team(team_id: str) -> Owners:
     return lambda report: [team_id]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FileOutcome:
     """What happened to one file: the reports stored (or found already stored), or why not."""
 
@@ -83,15 +84,15 @@ def ingest_bytes(
     try:
         parsed = [parse_report(xml, limits) for xml in unpack_report(data, name, limits)]
     except ReportRefused as refused:
-        return FileOutcome(name, error=str(refused), refused_by_cap=refused.cap)
+        return FileOutcome(name=name, error=str(refused), refused_by_cap=refused.cap)
     except ReportError as error:
-        return FileOutcome(name, error=str(error))
+        return FileOutcome(name=name, error=str(error))
     stored: list[StoredReport] = []
     warnings: list[str] = []
     unowned = [report.policy.domain for report in parsed if not owners(report)]
     if unowned:
         return FileOutcome(
-            name,
+            name=name,
             error=(
                 f"no workspace watches {', '.join(sorted(set(unowned))[:5])}: watch the domain "
                 "(`/dmarc watch DOMAIN`) so its reports have a channel, then ingest the file again"
@@ -101,7 +102,7 @@ def ingest_bytes(
         warnings.extend(report.warnings[:5])
         for team_id in dict.fromkeys(owners(report)):
             stored.append(reports.add_report(team_id, report, f"{source}: {name}"))
-    return FileOutcome(name, reports=tuple(stored), warnings=tuple(warnings[:20]))
+    return FileOutcome(name=name, reports=tuple(stored), warnings=tuple(warnings[:20]))
 
 
 def looks_like_report_name(filename: str) -> bool:

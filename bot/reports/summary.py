@@ -37,7 +37,7 @@ NAME_CACHE_SECONDS = 6 * 3600  # PTR records change rarely; a day-old name is st
 MAX_DAYS = 366
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourceSummary:
     """One source IP: its reverse-DNS name and provider where known, volume and alignment."""
 
@@ -60,7 +60,7 @@ class SourceSummary:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportSummary:
     """What the team's reports say about `domain` from `first` to `last` (UTC days)."""
 

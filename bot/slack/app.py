@@ -27,7 +27,7 @@ BOT_SCOPES = ["commands", "chat:write", "files:read", "files:write", "channels:r
 FEATURES: tuple[Feature, ...] = (
     commands.CHECK,  # /dmarc check
     why.WHY,  # /dmarc why, its modal, the "Why did DMARC fail?" shortcut
-    Feature("help", subcommands=(HELP,)),  # /dmarc help
+    Feature(name="help", subcommands=(HELP,)),  # /dmarc help
     aggregate_reports.REPORTS,  # /dmarc report, shared report files
     watch.WATCH,  # /dmarc watch, unwatch, list; the Home tab's watch list
     check_report.REPORT_BUTTONS,  # a report's Re-check and Watch buttons

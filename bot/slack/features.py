@@ -1,5 +1,6 @@
-"""What a feature contributes to the Slack app, declared as data, and how the app factory gathers
-the declarations: the `/dmarc` rows with their workers, the App Home sections, the listeners.
+"""What a feature contributes to the Slack app, declared as data, and how the factory gathers it.
+
+The contributions are the `/dmarc` rows with their workers, the App Home sections, the listeners.
 
 Importing a feature module changes no global state; only bot/slack/app.py's list decides what the
 running app offers (and what `/dmarc help` lists).
@@ -26,7 +27,7 @@ HomeSection = Callable[[Settings, Stores, str | None], list[dict[str, Any]]]
 Register = Callable[[App, Settings, Stores], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Feature:
     """One feature's contribution: `subcommands` in help order, `workers` by Job.work name,
     `home_section` for the App Home tab, `register` to attach its own listeners."""

@@ -1,5 +1,7 @@
-"""Reading what people share in Slack: a file's bytes (with the bot token) and a message's text
-back as the plain text that was pasted."""
+"""Reading what people share in Slack: a file's bytes, and a message's text as it was pasted.
+
+Files are downloaded with the bot token.
+"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from handlers.fixes.session import ExpectedRecord, FixCheck, verify_fix
 MAX_BUTTON_VALUE = 2000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FixPlan:
     """Who proposed what for which domain, where it was posted, and what Verify looks for."""
 

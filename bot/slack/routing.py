@@ -1,5 +1,6 @@
-"""The `/dmarc` routing table: one row per subcommand, each declared by the feature it belongs to
-and gathered by the app factory; usage and help are generated from it.
+"""The `/dmarc` routing table: one row per subcommand; usage and help are generated from it.
+
+Each row is declared by the feature it belongs to and gathered by the app factory.
 
 A subcommand's parser is pure (no I/O), so the dispatcher can validate the input and acknowledge
 within Slack's 3 seconds before any DNS or database work starts. It returns a `Job`: what to say in
@@ -18,7 +19,7 @@ from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
 from handlers.errors import BadInput
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Job:
     """What a parsed subcommand does: `ack` is the ephemeral acknowledgement (None acknowledges
     silently), `work` the name of the worker to run afterwards with `args`. `show_usage` asks the
@@ -63,7 +64,7 @@ def parse_selectors(words: list[str]) -> list[str]:
 
 def parse_help(words: list[str]) -> Job:
     """Show what the bot does and every subcommand with an example."""
-    return Job(None, show_usage=True)
+    return Job(ack=None, show_usage=True)
 
 
 HELP = Subcommand("help", "help", parse_help, ("/dmarc help",))
@@ -91,12 +92,12 @@ class Router:
         """Route the text after `/dmarc` to its subcommand; anything unusable gets the usage."""
         words = text.split()
         if not words:
-            return Job(self.usage_text())
+            return Job(ack=self.usage_text())
         name = words[0].lower()
         row = self.row(name)
         if row is None:
             return Job(
-                self.usage_text(
+                ack=self.usage_text(
                     f"I don't know the subcommand `{safe(name, 40).replace('`', '')}`. Here is what I can do:"
                 )
             )
@@ -104,5 +105,5 @@ class Router:
             job = row.parse(words[1:])
         except BadInput as problem:
             # the problem quotes what the user typed: escape it like any untrusted text
-            return Job(f"{safe(str(problem), 2500)}\nUsage: `/dmarc {row.usage}`")
-        return Job(self.usage_text()) if job.show_usage else job
+            return Job(ack=f"{safe(str(problem), 2500)}\nUsage: `/dmarc {row.usage}`")
+        return Job(ack=self.usage_text()) if job.show_usage else job

@@ -23,7 +23,7 @@ from handlers.domain.check import DomainReport, check_domain
 log = logging.getLogger("dmarcbot.slack")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SlackTurn:
     """The request's client, respond(), channel, user and team, and the app's settings and stores."""
 
@@ -79,13 +79,13 @@ def turn_for_interaction(
 ) -> SlackTurn:
     """A SlackTurn for a button click or a shortcut."""
     return SlackTurn(
-        client,
-        respond,
-        settings,
-        stores,
-        (body.get("channel") or {}).get("id"),
-        (body.get("user") or {}).get("id"),
-        interaction_team(body),
+        client=client,
+        respond=respond,
+        settings=settings,
+        stores=stores,
+        channel_id=(body.get("channel") or {}).get("id"),
+        user_id=(body.get("user") or {}).get("id"),
+        team_id=interaction_team(body),
     )
 
 

@@ -1,5 +1,7 @@
-"""Fix plans posted from the Fix it flow, which the monitor verifies with the watched domain's
-checks, and the provider includes a verified plan flattened into a domain (watched for drift).
+"""Fix plans posted from the Fix it flow, and the provider includes a verified plan flattened.
+
+The monitor verifies a plan with the watched domain's checks, and watches flattened includes for
+drift.
 
 Settling a plan and updating an include write their alerts in the same transaction, through
 bot.store.outbox.insert_alerts on the connection this store's transaction holds: a crash leaves
@@ -28,7 +30,7 @@ class StoredFixPlan:
     created_at: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FlattenedInclude:
     """A provider's include flattened into a team's domain by a verified fix, and the addresses it
     authorised when last resolved (`terms` None: not resolved yet since the fix was verified)."""
@@ -109,11 +111,11 @@ class FixPlanStore:
         )
         return [
             FlattenedInclude(
-                row["domain"],
-                row["include"],
-                None if row["terms"] is None else tuple(json.loads(row["terms"])),
-                row["problem"],
-                row["since"],
+                domain=row["domain"],
+                include=row["include"],
+                terms=None if row["terms"] is None else tuple(json.loads(row["terms"])),
+                problem=row["problem"],
+                since=row["since"],
             )
             for row in rows
         ]

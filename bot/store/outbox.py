@@ -19,7 +19,7 @@ import sqlite_utils
 from bot.store.database import Database, iso, utcnow
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewAlert:
     """An alert to write to the outbox; `dedupe_key` makes writing the same alert twice a no-op."""
 
@@ -39,7 +39,7 @@ class NewAlert:
     thread_ts: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Alert:
     """An alert in the outbox."""
 

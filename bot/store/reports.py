@@ -77,7 +77,7 @@ def report_day(report: AggregateReport) -> str:
 # -- results ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoredReport:
     """One report as ingest saw it; `duplicate` when the team already had it (not counted again)."""
 
@@ -105,7 +105,7 @@ class Totals:
         return self.passed / self.messages if self.messages else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourceTotals:
     """One source IP over a window."""
 
@@ -126,7 +126,7 @@ class FailureReason:
     messages: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SelectorTotals:
     """A DKIM selector seen in reports: messages signed with it and how many of those passed."""
 
@@ -271,7 +271,12 @@ class ReportStore:
             "GROUP BY source_ip ORDER BY SUM(messages) DESC, source_ip",
             [team_id, domain, first, last],
         ).fetchall()
-        return [SourceTotals(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+        return [
+            SourceTotals(
+                ip=r[0], messages=int(r[1]), passed=int(r[2]), spf_aligned=int(r[3]), dkim_aligned=int(r[4])
+            )
+            for r in rows
+        ]
 
     def failures(self, team_id: str, domain: str, first: str, last: str) -> list[FailureReason]:
         """Messages failing DMARC grouped by source and reasons, largest first."""
@@ -291,7 +296,12 @@ class ReportStore:
             "GROUP BY selector, dkim_domain ORDER BY SUM(messages) DESC, selector",
             [team_id, domain, first, last],
         ).fetchall()
-        return [SelectorTotals(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in rows]
+        return [
+            SelectorTotals(
+                selector=r[0], dkim_domain=r[1], messages=int(r[2]), passed=int(r[3]), last_day=r[4]
+            )
+            for r in rows
+        ]
 
     def daily(self, team_id: str, domain: str, first: str, last: str) -> list[DayTotals]:
         """Volume and passes per day that has reports, oldest first."""

@@ -11,7 +11,7 @@ from bot.store.reports import ReportStore
 from bot.store.watches import WatchStore
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Stores:
     """One store per concern, all over the same database (so they share each thread's connection)."""
 

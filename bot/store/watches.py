@@ -1,5 +1,6 @@
-"""Watched domains, the snapshots of what their checks saw, and their state (last check, status,
-outage streak, the state the channel was last told about).
+"""Watched domains, the snapshots of what their checks saw, and their state.
+
+The state is the last check, the status, the outage streak and what the channel was last told.
 
 A check's snapshot, the watch's status and the alerts they call for are one transaction
 (`apply_check`, `apply_outage`): the alerts go to the outbox through bot.store.outbox.insert_alerts
@@ -24,7 +25,7 @@ from handlers.domain.dkim_keys import MAX_SELECTORS, InvalidSelector, validate_s
 SNAPSHOTS_KEPT_PER_WATCH = 20  # enough history for the flap window; older ones are pruned
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Watch:
     """One watched domain of one team, and where its alerts go."""
 
@@ -52,7 +53,7 @@ class Watch:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Snapshot:
     """What one good check of a watch saw: normalised records, finding keys and the verdict."""
 

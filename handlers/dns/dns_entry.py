@@ -54,7 +54,7 @@ def txt_answer_size(host: str, values: Sequence[str]) -> int:
     return size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DnsEntry:
     """One record to publish: `host` is fully qualified (no trailing dot); `zone` the domain the
     fix is for, which a DNS provider's "host" field is usually relative to."""

@@ -148,7 +148,7 @@ def checkdmarc_nameservers(nameservers: Sequence[Nameserver]) -> list[dns.namese
     return [dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in nameservers]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Lookup:
     """The outcome of one question. `records` are presentation strings: TXT strings joined with no
     separator (RFC 7208 §3.3), MX as `preference host`, names without the trailing dot."""
@@ -207,7 +207,7 @@ def _rdata_text(rdata: object, rdtype: int) -> str:
     return str(rdata.to_text())  # type: ignore[attr-defined]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DnsSession:
     """Answers questions through the configured nameservers, each at most once per session."""
 
@@ -269,7 +269,9 @@ class DnsSession:
         except dns.exception.DNSException as error:
             # A name from a record or a message can be malformed (an empty label, a label over
             # 63 octets): no server can answer it, and it must not raise into the caller.
-            return Lookup(name, rdtype, DnsStatus.ERROR, detail=f"not a valid DNS question: {error}")
+            return Lookup(
+                name=name, rdtype=rdtype, status=DnsStatus.ERROR, detail=f"not a valid DNS question: {error}"
+            )
         chain: list[str] = []
         current = name
         while True:
@@ -282,9 +284,9 @@ class DnsSession:
             for target in followed:
                 if target == name or target in chain:
                     return Lookup(
-                        name,
-                        rdtype,
-                        DnsStatus.ERROR,
+                        name=name,
+                        rdtype=rdtype,
+                        status=DnsStatus.ERROR,
                         detail=f"CNAME loop at {target}",
                         cname_chain=tuple(chain),
                         cname_failure=CnameFailure.LOOP,
@@ -292,21 +294,23 @@ class DnsSession:
                 chain.append(target)
                 if len(chain) > MAX_CNAME_HOPS:
                     return Lookup(
-                        name,
-                        rdtype,
-                        DnsStatus.ERROR,
+                        name=name,
+                        rdtype=rdtype,
+                        status=DnsStatus.ERROR,
                         detail="CNAME chain too long",
                         cname_chain=tuple(chain),
                         cname_failure=CnameFailure.TOO_LONG,
                     )
             if records or not followed:
                 status = DnsStatus.OK if records else _empty_status(outcome)
-                return Lookup(name, rdtype, status, tuple(records), cname_chain=tuple(chain))
+                return Lookup(
+                    name=name, rdtype=rdtype, status=status, records=tuple(records), cname_chain=tuple(chain)
+                )
             current = chain[-1]  # the response stops at a CNAME: ask its target
 
     async def _ask_servers(self, name: str, rdtype: str) -> dns.message.Message | Lookup:
         """The response from the first server that answers, or the last failure."""
-        failure = Lookup(name, rdtype, DnsStatus.ERROR, detail="no nameserver configured")
+        failure = Lookup(name=name, rdtype=rdtype, status=DnsStatus.ERROR, detail="no nameserver configured")
         for server in self.nameservers:
             for _ in range(self.attempts):
                 outcome = await self._ask_once(server, name, rdtype)
@@ -324,28 +328,33 @@ class DnsSession:
         try:
             response = await dns.asyncquery.udp(query, server.host, self.timeout, server.port)
         except dns.exception.Timeout:
-            return Lookup(name, rdtype, DnsStatus.TIMEOUT, detail=f"server {server}")
+            return Lookup(name=name, rdtype=rdtype, status=DnsStatus.TIMEOUT, detail=f"server {server}")
         except (OSError, dns.exception.DNSException) as error:
-            return Lookup(name, rdtype, DnsStatus.ERROR, detail=f"server {server}: {error}")
+            return Lookup(
+                name=name, rdtype=rdtype, status=DnsStatus.ERROR, detail=f"server {server}: {error}"
+            )
         if response.flags & dns.flags.TC:
             self.queries_sent += 1
             try:
                 response = await dns.asyncquery.tcp(query, server.host, self.timeout, server.port)
             except (OSError, EOFError, dns.exception.DNSException) as error:
                 return Lookup(
-                    name,
-                    rdtype,
-                    DnsStatus.TRUNCATED,
+                    name=name,
+                    rdtype=rdtype,
+                    status=DnsStatus.TRUNCATED,
                     detail=f"server {server}: {error or type(error).__name__}",
                 )
         rcode = response.rcode()
         if rcode == dns.rcode.SERVFAIL:
-            return Lookup(name, rdtype, DnsStatus.SERVFAIL, detail=f"server {server}")
+            return Lookup(name=name, rdtype=rdtype, status=DnsStatus.SERVFAIL, detail=f"server {server}")
         if rcode == dns.rcode.REFUSED:
-            return Lookup(name, rdtype, DnsStatus.REFUSED, detail=f"server {server}")
+            return Lookup(name=name, rdtype=rdtype, status=DnsStatus.REFUSED, detail=f"server {server}")
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             return Lookup(
-                name, rdtype, DnsStatus.ERROR, detail=f"server {server} answered {dns.rcode.to_text(rcode)}"
+                name=name,
+                rdtype=rdtype,
+                status=DnsStatus.ERROR,
+                detail=f"server {server} answered {dns.rcode.to_text(rcode)}",
             )
         return response
 

@@ -25,7 +25,7 @@ from handlers.domain.spf import SpfReport, check_spf
 _FAMILY_ORDER = ("domain", "dns", "dmarc", "spf", "dkim", "mx")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DomainReport:
     """Everything `check` learned about one domain."""
 
@@ -207,20 +207,30 @@ async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str
                 "for it, so nothing can be sent from it or to it.",
             ),
         )
-        return DomainReport(domain, False, dmarc, None, None, None, only, session.queries_sent, unreachable)
+        return DomainReport(
+            domain=domain,
+            exists=False,
+            dmarc=dmarc,
+            spf=None,
+            dkim=None,
+            mx=None,
+            findings=only,
+            queries=session.queries_sent,
+            dns_unreachable=unreachable,
+        )
     findings = [*dmarc.findings, *spf.findings, *dkim.findings, *mx.findings]
     if unreachable:
         findings = [temperror_finding(apex)]
     return DomainReport(
-        domain,
-        True,
-        dmarc,
-        spf,
-        dkim,
-        mx,
-        tuple(sort_findings(_dedupe(findings))),
-        session.queries_sent,
-        unreachable,
+        domain=domain,
+        exists=True,
+        dmarc=dmarc,
+        spf=spf,
+        dkim=dkim,
+        mx=mx,
+        findings=tuple(sort_findings(_dedupe(findings))),
+        queries=session.queries_sent,
+        dns_unreachable=unreachable,
     )
 
 

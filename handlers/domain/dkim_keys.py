@@ -117,7 +117,7 @@ def validate_selectors(texts: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(validate_selector(s) for s in texts))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DkimKey:
     """One key record as published, and what it is."""
 
@@ -143,7 +143,7 @@ class DkimKey:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DkimReport:
     """The keys found, the selectors asked, and the findings."""
 
@@ -186,16 +186,52 @@ def parse_key_record(selector: str, name: str, record: str) -> DkimKey:
     flags = {f.strip().lower() for f in tags.get("t", "").split(":")}
     if "p" not in tags:
         problems.append("the p= tag (the public key) is missing")
-        return DkimKey(selector, name, record, key_type, None, False, "y" in flags, tuple(problems))
+        return DkimKey(
+            selector=selector,
+            name=name,
+            record=record,
+            key_type=key_type,
+            key_bits=None,
+            revoked=False,
+            testing="y" in flags,
+            problems=tuple(problems),
+        )
     key_data = re.sub(r"\s+", "", tags["p"])
     if not key_data:  # RFC 6376 §3.6.1: an empty p= means the key has been revoked
-        return DkimKey(selector, name, record, key_type, None, True, "y" in flags, tuple(problems))
+        return DkimKey(
+            selector=selector,
+            name=name,
+            record=record,
+            key_type=key_type,
+            key_bits=None,
+            revoked=True,
+            testing="y" in flags,
+            problems=tuple(problems),
+        )
     if key_type not in ("rsa", "ed25519"):  # already a problem; do not read it as an RSA key
-        return DkimKey(selector, name, record, key_type, None, False, "y" in flags, tuple(problems))
+        return DkimKey(
+            selector=selector,
+            name=name,
+            record=record,
+            key_type=key_type,
+            key_bits=None,
+            revoked=False,
+            testing="y" in flags,
+            problems=tuple(problems),
+        )
     bits, problem = _key_bits(key_type, key_data)
     if problem:
         problems.append(problem)
-    return DkimKey(selector, name, record, key_type, bits, False, "y" in flags, tuple(problems))
+    return DkimKey(
+        selector=selector,
+        name=name,
+        record=record,
+        key_type=key_type,
+        key_bits=bits,
+        revoked=False,
+        testing="y" in flags,
+        problems=tuple(problems),
+    )
 
 
 def _key_bits(key_type: str, key_data: str) -> tuple[int | None, str | None]:
@@ -272,7 +308,14 @@ async def check_dkim(session: DnsSession, domain: str, selectors: Sequence[str] 
             )
         )
     unknown = tuple(o.name.split("._domainkey.", 1)[0] for o in outages)
-    return DkimReport(domain, tuple(keys), tried, probed, tuple(findings), unknown=unknown)
+    return DkimReport(
+        domain=domain,
+        keys=tuple(keys),
+        selectors_tried=tried,
+        probed=probed,
+        findings=tuple(findings),
+        unknown=unknown,
+    )
 
 
 def _looks_like_key(record: str, probed: bool) -> bool:

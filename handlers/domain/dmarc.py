@@ -12,7 +12,7 @@ from handlers.domain.dmarc_record import POLICIES, DmarcRecord, is_dmarc_record,
 from handlers.domain.findings import Finding, finding, temperror_finding
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DmarcReport:
     """The record that applies to `domain` (its own or inherited), its policy, and the findings."""
 
@@ -58,7 +58,9 @@ async def check_dmarc(session: DnsSession, domain: str) -> DmarcReport:
     def ends_with(
         *findings: Finding, record: DmarcRecord | None = None, location: str | None = None
     ) -> DmarcReport:
-        return DmarcReport(domain, record, location, None, findings, walked)
+        return DmarcReport(
+            domain=domain, record=record, location=location, policy=None, findings=findings, walked=walked
+        )
 
     if discovery.outage is not None:
         return ends_with(temperror_finding(discovery.outage))
@@ -94,7 +96,14 @@ async def check_dmarc(session: DnsSession, domain: str) -> DmarcReport:
         )
     findings += _policy_findings(record, location, policy)
     findings += await _report_authorization_findings(session, record, location)
-    return DmarcReport(domain, record, location, policy, tuple(findings), walked)
+    return DmarcReport(
+        domain=domain,
+        record=record,
+        location=location,
+        policy=policy,
+        findings=tuple(findings),
+        walked=walked,
+    )
 
 
 def _syntax_findings(record: DmarcRecord, domain: str) -> list[Finding]:

@@ -63,36 +63,39 @@ class TreeWalk:
         for step in self.steps:
             if step.lookup.is_outage:
                 return PolicyDiscovery(
-                    self.domain,
-                    None,
-                    None,
-                    step.lookup,
+                    domain=self.domain,
+                    record=None,
+                    location=None,
+                    outage=step.lookup,
                     reason="the DMARC lookup failed: " + step.lookup.describe_failure(),
                 )
             if len(step.dmarc_texts) > 1:
                 return PolicyDiscovery(
-                    self.domain,
-                    None,
-                    step.name,
-                    None,
-                    step.dmarc_texts,
-                    f"_dmarc.{step.name} publishes {len(step.dmarc_texts)} DMARC records, so none is applied",
+                    domain=self.domain,
+                    record=None,
+                    location=step.name,
+                    outage=None,
+                    ignored=step.dmarc_texts,
+                    reason=f"_dmarc.{step.name} publishes {len(step.dmarc_texts)} DMARC records, "
+                    "so none is applied",
                 )
             if step.dmarc_texts:
                 record = parse_dmarc_record(step.dmarc_texts[0])
                 if not record.usable:
                     return PolicyDiscovery(
-                        self.domain,
-                        None,
-                        step.name,
-                        None,
-                        step.dmarc_texts,
-                        f"the record at _dmarc.{step.name} has no valid p= "
+                        domain=self.domain,
+                        record=None,
+                        location=step.name,
+                        outage=None,
+                        ignored=step.dmarc_texts,
+                        reason=f"the record at _dmarc.{step.name} has no valid p= "
                         "and no valid rua=, so receivers apply no DMARC to it",
                     )
-                return PolicyDiscovery(self.domain, record, step.name, None)
+                return PolicyDiscovery(domain=self.domain, record=record, location=step.name, outage=None)
         asked = ", ".join(f"_dmarc.{step.name}" for step in self.steps)
-        return PolicyDiscovery(self.domain, None, None, None, reason=f"no DMARC record at {asked}")
+        return PolicyDiscovery(
+            domain=self.domain, record=None, location=None, outage=None, reason=f"no DMARC record at {asked}"
+        )
 
     def organizational_domain(self) -> OrgDomain:
         """RFC 9989 §4.10.2: psd=n marks the Organizational Domain; psd=y marks a public suffix
@@ -118,7 +121,7 @@ def _one_label_below(domain: str, suffix: str) -> str:
     return ".".join(domain.split(".")[-keep:]) if domain != suffix else domain
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PolicyDiscovery:
     """The record that applies to `domain` and where it was found. With no record: `ignored` holds
     the DMARC texts at `location` that could not apply, and `reason` says why none applies."""

@@ -38,7 +38,7 @@ class ReportUri:
     domain: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DmarcRecord:
     """The tags of one record, with RFC 9989 defaults applied where a tag is absent or invalid."""
 

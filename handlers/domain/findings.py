@@ -26,7 +26,7 @@ class Severity(enum.Enum):
         return {"error": 0, "warning": 1, "info": 2}[self.value]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Finding:
     """One problem or fact: stable id, severity, one-line title, the exact record at fault, a fix."""
 
@@ -220,7 +220,14 @@ def finding(
 ) -> Finding:
     """Build a finding from the catalog; `severity` overrides the default only where it varies."""
     kind = CATALOG[finding_id]
-    return Finding(finding_id, severity or kind.severity, kind.title, detail, fix or kind.fix, record)
+    return Finding(
+        id=finding_id,
+        severity=severity or kind.severity,
+        title=kind.title,
+        detail=detail,
+        fix=fix or kind.fix,
+        record=record,
+    )
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:

@@ -68,7 +68,7 @@ class SpfSyntaxError(DmarcbotError, ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpfTerm:
     """One term of a record: a mechanism with its qualifier, or a modifier."""
 
@@ -191,7 +191,7 @@ def _parse_term(raw: str) -> SpfTerm:
             _check_domain_spec(raw, value)  # §6.1, §6.2: `redirect=`/`exp=` domain-spec
         else:
             _check_macro_string(raw, value)  # §6.3 unknown-modifier: name "=" macro-string
-        return SpfTerm(raw, name, value, is_modifier=True)
+        return SpfTerm(raw=raw, name=name, value=value, is_modifier=True)
 
     qualifier = "+"
     body = raw
@@ -205,19 +205,19 @@ def _parse_term(raw: str) -> SpfTerm:
     if name == "all":
         if rest:
             raise SpfSyntaxError(raw, "the all mechanism takes no argument (§5.1)")
-        return SpfTerm(raw, name, "", qualifier)
+        return SpfTerm(raw=raw, name=name, value="", qualifier=qualifier)
     if name in ("include", "exists"):
         if not rest.startswith(":"):
             raise SpfSyntaxError(raw, f"{name} needs a domain: {name}:<domain> (§5.2, §5.7)")
         _check_domain_spec(raw, rest[1:])
-        return SpfTerm(raw, name, rest[1:], qualifier)
+        return SpfTerm(raw=raw, name=name, value=rest[1:], qualifier=qualifier)
     if name == "ptr":
         if not rest:
-            return SpfTerm(raw, name, "", qualifier)
+            return SpfTerm(raw=raw, name=name, value="", qualifier=qualifier)
         if not rest.startswith(":"):
             raise SpfSyntaxError(raw, "ptr takes an optional :<domain> and no prefix length (§5.5)")
         _check_domain_spec(raw, rest[1:])
-        return SpfTerm(raw, name, rest[1:], qualifier)
+        return SpfTerm(raw=raw, name=name, value=rest[1:], qualifier=qualifier)
     if name in ("a", "mx"):
         return _parse_a_mx(raw, name, rest, qualifier)
     return _parse_ip(raw, name, rest, qualifier)
@@ -243,7 +243,7 @@ def _parse_a_mx(raw: str, name: str, rest: str, qualifier: str) -> SpfTerm:
             raise SpfSyntaxError(raw, f"unknown mechanism; {name} takes :<domain> and /<prefix>")
         value = domain_part[1:]
         _check_domain_spec(raw, value)
-    return SpfTerm(raw, name, value, qualifier, cidr4=cidr4, cidr6=cidr6)
+    return SpfTerm(raw=raw, name=name, value=value, qualifier=qualifier, cidr4=cidr4, cidr6=cidr6)
 
 
 def _parse_ip(raw: str, name: str, rest: str, qualifier: str) -> SpfTerm:
@@ -256,12 +256,16 @@ def _parse_ip(raw: str, name: str, rest: str, qualifier: str) -> SpfTerm:
             raise SpfSyntaxError(raw, f"{network!r} is not an IPv4 address (§5.6)")
         if slash and (not _CIDR4.match("/" + prefix) or int(prefix) > 32):
             raise SpfSyntaxError(raw, "an IPv4 prefix length must be 0 to 32 (§5.6)")
-        return SpfTerm(raw, name, network, qualifier, cidr4=int(prefix) if slash else None)
+        return SpfTerm(
+            raw=raw, name=name, value=network, qualifier=qualifier, cidr4=int(prefix) if slash else None
+        )
     if "%" in network or not _valid_ip(network, 6):
         raise SpfSyntaxError(raw, f"{network!r} is not an IPv6 address (§5.6)")
     if slash and (not _CIDR6.match("/" + prefix) or int(prefix) > 128):
         raise SpfSyntaxError(raw, "an IPv6 prefix length must be 0 to 128 (§5.6)")
-    return SpfTerm(raw, name, network, qualifier, cidr6=int(prefix) if slash else None)
+    return SpfTerm(
+        raw=raw, name=name, value=network, qualifier=qualifier, cidr6=int(prefix) if slash else None
+    )
 
 
 def _valid_ip(text: str, version: int) -> bool:
@@ -351,7 +355,7 @@ def _trailing_literals(tokens: list[tuple[bool, str]]) -> list[tuple[bool, str]]
 # -- the record check --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpfInclude:
     """One record reached through `include:` or `redirect=`, with what it contributes."""
 
@@ -374,7 +378,7 @@ class SpfInclude:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpfReport:
     """What `check_spf` found for a domain: the record, the expanded tree, the counts, findings."""
 
@@ -422,7 +426,7 @@ class SpfReport:
         return tuple(out)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Node:
     domain: str
     via: str
@@ -439,16 +443,16 @@ class _Node:
 
     def freeze(self) -> SpfInclude:
         return SpfInclude(
-            self.domain,
-            self.via,
-            self.record,
-            self.total_lookups(),
-            tuple(child.freeze() for child in self.children),
+            domain=self.domain,
+            mechanism=self.via,
+            record=self.record,
+            dns_lookups=self.total_lookups(),
+            children=tuple(child.freeze() for child in self.children),
             failure=self.failure,
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Expansion:
     """Mutable state of one check; only the event loop thread touches it."""
 
@@ -479,7 +483,7 @@ async def check_spf(session: DnsSession, domain: str) -> SpfReport:
     domain = normalise_name(domain)
     top = await session.lookup(domain, "TXT")
     if top.is_outage:
-        return SpfReport(domain, None, findings=(_temperror(top, None, None),))
+        return SpfReport(domain=domain, record=None, findings=(_temperror(top, None, None),))
     records = tuple(r for r in top.records if is_spf_record(r))
     if not records:
         if top.status is DnsStatus.NXDOMAIN:
@@ -488,7 +492,7 @@ async def check_spf(session: DnsSession, domain: str) -> SpfReport:
             why = f"{domain} has no TXT records at all"
         else:
             why = f"none of the {len(top.records)} TXT records at {domain} starts with v=spf1"
-        return SpfReport(domain, None, findings=(finding("spf.missing", why + "."),))
+        return SpfReport(domain=domain, record=None, findings=(finding("spf.missing", why + "."),))
     if len(records) > 1:
         # §4.5: more than one v=spf1 record is a permerror; nothing else can be said usefully.
         listing = "\n".join(records)
@@ -496,16 +500,26 @@ async def check_spf(session: DnsSession, domain: str) -> SpfReport:
             f"{domain} publishes {len(records)} v=spf1 records; receivers return permerror "
             "and ignore all of them (RFC 7208 §4.5)."
         )
-        return SpfReport(domain, None, records, findings=(finding("spf.multiple", detail, record=listing),))
+        return SpfReport(
+            domain=domain,
+            record=None,
+            records=records,
+            findings=(finding("spf.multiple", detail, record=listing),),
+        )
     record = records[0]
     try:
         parsed = parse_spf_record(record)
     except SpfSyntaxError as error:
         detail = f"In the SPF record of {domain}, {error.term!r}: {error.reason}."
-        return SpfReport(domain, record, records, findings=(finding("spf.syntax", detail, record=record),))
+        return SpfReport(
+            domain=domain,
+            record=record,
+            records=records,
+            findings=(finding("spf.syntax", detail, record=record),),
+        )
 
-    state = _Expansion(session)
-    root = _Node(domain, "", record, parsed, (domain,))
+    state = _Expansion(session=session)
+    root = _Node(domain=domain, via="", record=record, parsed=parsed, path=(domain,))
     await _expand(state, root)
     for task_findings in await asyncio.gather(*state.side):
         for item in task_findings:
@@ -516,13 +530,13 @@ async def check_spf(session: DnsSession, domain: str) -> SpfReport:
     _judge_all(state, root)
     findings = sorted(state.findings, key=lambda f: f.severity.rank)
     return SpfReport(
-        domain,
-        record,
-        records,
-        lookups,
-        len(state.voids),
-        tuple(child.freeze() for child in root.children),
-        tuple(findings),
+        domain=domain,
+        record=record,
+        records=records,
+        dns_lookups=lookups,
+        void_lookups=len(state.voids),
+        includes=tuple(child.freeze() for child in root.children),
+        findings=tuple(findings),
         parsed=parsed,
         tree_records=tuple(_tree_records(root)),
     )
@@ -602,7 +616,15 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str, answer:
     if answer.is_outage:
         state.add(_temperror(answer, term, parent.record))
         failed = f"unknown: {answer.describe_failure()}"
-        return _Node(target, via, None, None, (*parent.path, target), reached_by, failure=failed)
+        return _Node(
+            domain=target,
+            via=via,
+            record=None,
+            parsed=None,
+            path=(*parent.path, target),
+            reached_by=reached_by,
+            failure=failed,
+        )
     if answer.is_void:
         # pyspf and §4.6.4: a TXT lookup that returns nothing is a void lookup too.
         state.voids.append(f"{term.raw} ({answer.describe_failure()})")
@@ -623,7 +645,13 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str, answer:
             )
         )
         return _Node(
-            target, via, None, None, (*parent.path, target), reached_by, failure=f"no SPF record: {why}"
+            domain=target,
+            via=via,
+            record=None,
+            parsed=None,
+            path=(*parent.path, target),
+            reached_by=reached_by,
+            failure=f"no SPF record: {why}",
         )
     if len(records) > 1:
         state.add(
@@ -635,7 +663,15 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str, answer:
             )
         )
         several = f"{len(records)} v=spf1 records (permerror)"
-        return _Node(target, via, None, None, (*parent.path, target), reached_by, failure=several)
+        return _Node(
+            domain=target,
+            via=via,
+            record=None,
+            parsed=None,
+            path=(*parent.path, target),
+            reached_by=reached_by,
+            failure=several,
+        )
     try:
         parsed = parse_spf_record(records[0])
     except SpfSyntaxError as error:
@@ -647,8 +683,22 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str, answer:
                 record=records[0],
             )
         )
-        return _Node(target, via, records[0], None, (*parent.path, target), reached_by)
-    return _Node(target, via, records[0], parsed, (*parent.path, target), reached_by)
+        return _Node(
+            domain=target,
+            via=via,
+            record=records[0],
+            parsed=None,
+            path=(*parent.path, target),
+            reached_by=reached_by,
+        )
+    return _Node(
+        domain=target,
+        via=via,
+        record=records[0],
+        parsed=parsed,
+        path=(*parent.path, target),
+        reached_by=reached_by,
+    )
 
 
 def _is_dns_name(name: str) -> bool:

@@ -52,13 +52,13 @@ def propose_dkim_testing(domain: str, selector: str, record: str, clears: tuple[
     key = parse_key_record(selector, host, fixed)
     problems = tuple(key.problems) + (("t=y is still set",) if key.testing else ())
     return Proposal(
-        "dkim_testing",
-        domain,
-        host,
-        "TXT",
-        (record,),
-        (DnsEntry(host, "TXT", fixed, domain),),
-        clears,
+        kind="dkim_testing",
+        domain=domain,
+        host=host,
+        rdtype="TXT",
+        before=(record,),
+        entries=(DnsEntry(host=host, rdtype="TXT", value=fixed, zone=domain),),
+        clears=clears,
         problems=problems,
         notes=("Only the t= tag changes: the key itself stays the same.",),
         selector=selector,
@@ -161,54 +161,66 @@ def propose_dkim_key(
     fixed = [c for c in provider.dkim_cnames] if provider else []
     if fixed and not choices.public_key and not choices.cname_target:
         entries = tuple(
-            DnsEntry(key_host(c.selector, domain), "CNAME", c.target_for(domain), domain) for c in fixed
+            DnsEntry(
+                host=key_host(c.selector, domain), rdtype="CNAME", value=c.target_for(domain), zone=domain
+            )
+            for c in fixed
         )
         replaced = before if any(e.host == host for e in entries) else ()
         return Proposal(
-            "dkim_key",
-            domain,
-            entries[0].host,
-            "CNAME",
-            before,
-            entries,
-            clears,
+            kind="dkim_key",
+            domain=domain,
+            host=entries[0].host,
+            rdtype="CNAME",
+            before=before,
+            entries=entries,
+            clears=clears,
             notes=notes,
             steps=steps,
             selector=fixed[0].selector,
             delete=replaced,
         )
     if choices.cname_target:
-        entry = DnsEntry(host, "CNAME", choices.cname_target, domain)
+        entry = DnsEntry(host=host, rdtype="CNAME", value=choices.cname_target, zone=domain)
         # RFC 1034 §3.6.2: a CNAME cannot share its name with other records.
         return Proposal(
-            "dkim_key",
-            domain,
-            host,
-            "CNAME",
-            before,
-            (entry,),
-            clears,
+            kind="dkim_key",
+            domain=domain,
+            host=host,
+            rdtype="CNAME",
+            before=before,
+            entries=(entry,),
+            clears=clears,
             notes=notes,
             steps=steps,
             selector=selector,
             delete=before,
         )
     if choices.public_key:
-        entry = DnsEntry(host, "TXT", choices.public_key, domain)
+        entry = DnsEntry(host=host, rdtype="TXT", value=choices.public_key, zone=domain)
         return Proposal(
-            "dkim_key",
-            domain,
-            host,
-            "TXT",
-            before,
-            (entry,),
-            clears,
+            kind="dkim_key",
+            domain=domain,
+            host=host,
+            rdtype="TXT",
+            before=before,
+            entries=(entry,),
+            clears=clears,
             notes=notes,
             steps=steps,
             selector=selector,
         )
     return Proposal(
-        "dkim_key", domain, host, "TXT", before, (), clears, notes=notes, steps=steps, selector=selector
+        kind="dkim_key",
+        domain=domain,
+        host=host,
+        rdtype="TXT",
+        before=before,
+        entries=(),
+        clears=clears,
+        notes=notes,
+        steps=steps,
+        selector=selector,
     )
 
 

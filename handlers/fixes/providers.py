@@ -22,7 +22,7 @@ class DkimCname:
         return self.target.replace("{dashed}", domain.replace(".", "-")).replace("{domain}", domain)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MailProvider:
     """One sender: how it is authorised in SPF and how its DKIM key is published."""
 
@@ -38,199 +38,200 @@ class MailProvider:
 
 PROVIDERS: tuple[MailProvider, ...] = (
     MailProvider(
-        "google",
-        "Google Workspace",
-        "_spf.google.com",
-        "",
-        ("google",),
-        (),
-        False,
-        "Admin console → Apps → Google Workspace → Gmail → Authenticate email: choose 2048-bit, "
+        key="google",
+        name="Google Workspace",
+        spf_include="_spf.google.com",
+        spf_note="",
+        dkim_selectors=("google",),
+        dkim_cnames=(),
+        dkim_uses_cname=False,
+        dkim_steps="Admin console → Apps → Google Workspace → Gmail → Authenticate email: choose 2048-bit, "
         "Generate new record, publish the TXT record it shows at google._domainkey, then Start "
         "authentication.",
     ),
     MailProvider(
-        "microsoft",
-        "Microsoft 365",
-        "spf.protection.outlook.com",
-        "",
-        ("selector1", "selector2"),
-        (),
-        True,
-        "Microsoft Defender portal → Email & collaboration → Policies → Email authentication "
+        key="microsoft",
+        name="Microsoft 365",
+        spf_include="spf.protection.outlook.com",
+        spf_note="",
+        dkim_selectors=("selector1", "selector2"),
+        dkim_cnames=(),
+        dkim_uses_cname=True,
+        dkim_steps="Microsoft Defender portal → Email & collaboration → Policies → Email authentication "
         "settings → DKIM: select the domain, publish the two CNAME records it lists "
         "(selector1._domainkey and selector2._domainkey, pointing into your tenant), then Enable. "
         "Microsoft rotates the keys behind the CNAMEs; 2048-bit keys are the default.",
     ),
     MailProvider(
-        "amazonses",
-        "Amazon SES",
-        "amazonses.com",
-        "Amazon SES authorises its own bounce domain by default; the include is needed only when "
+        key="amazonses",
+        name="Amazon SES",
+        spf_include="amazonses.com",
+        spf_note="Amazon SES authorises its own bounce domain by default; the include is needed only when "
         "you set a custom MAIL FROM domain, and then belongs in that domain's SPF.",
-        (),
-        (),
-        True,
-        "SES console → Verified identities → your domain → Authentication → Easy DKIM (RSA 2048): "
+        dkim_selectors=(),
+        dkim_cnames=(),
+        dkim_uses_cname=True,
+        dkim_steps="SES console → Verified identities → your domain → Authentication → Easy DKIM (RSA 2048): "
         "publish the three CNAME records it shows (<token>._domainkey → <token>.dkim.amazonses.com).",
     ),
     MailProvider(
-        "sendgrid",
-        "SendGrid",
-        "sendgrid.net",
-        "With automated security, SendGrid's bounce subdomain CNAME covers SPF instead.",
-        ("s1", "s2"),
-        (),
-        True,
-        "SendGrid → Settings → Sender Authentication → Authenticate your domain: publish the CNAME "
-        "records it lists (s1._domainkey and s2._domainkey → s1/s2.domainkey.u<id>.wl<id>.sendgrid.net).",
+        key="sendgrid",
+        name="SendGrid",
+        spf_include="sendgrid.net",
+        spf_note="With automated security, SendGrid's bounce subdomain CNAME covers SPF instead.",
+        dkim_selectors=("s1", "s2"),
+        dkim_cnames=(),
+        dkim_uses_cname=True,
+        dkim_steps="SendGrid → Settings → Sender Authentication → Authenticate your domain: publish the "
+        "CNAME records it lists (s1._domainkey and s2._domainkey → "
+        "s1/s2.domainkey.u<id>.wl<id>.sendgrid.net).",
     ),
     MailProvider(
-        "mailgun",
-        "Mailgun",
-        "mailgun.org",
-        "EU-region accounts use include:eu.mailgun.org.",
-        ("pic", "mx", "k1", "smtp"),
-        (),
-        False,
-        "Mailgun → Sending → Domains → your domain → DNS records: publish the DKIM TXT record shown "
-        "there (its selector, such as pic._domainkey, is named on that page); Domain settings → "
-        "DKIM key size 2048 to rotate a weak key.",
+        key="mailgun",
+        name="Mailgun",
+        spf_include="mailgun.org",
+        spf_note="EU-region accounts use include:eu.mailgun.org.",
+        dkim_selectors=("pic", "mx", "k1", "smtp"),
+        dkim_cnames=(),
+        dkim_uses_cname=False,
+        dkim_steps="Mailgun → Sending → Domains → your domain → DNS records: publish the DKIM TXT record "
+        "shown there (its selector, such as pic._domainkey, is named on that page); Domain settings → DKIM "
+        "key size 2048 to rotate a weak key.",
     ),
     MailProvider(
-        "mailchimp",
-        "Mailchimp",
-        None,
-        "Mailchimp sends with its own bounce domain, so it needs no include in your SPF.",
-        ("k2", "k3"),
-        (DkimCname("k2", "dkim2.mcsv.net"), DkimCname("k3", "dkim3.mcsv.net")),
-        True,
-        "Mailchimp → Website → Domains → Authenticate: publish k2._domainkey CNAME dkim2.mcsv.net "
+        key="mailchimp",
+        name="Mailchimp",
+        spf_include=None,
+        spf_note="Mailchimp sends with its own bounce domain, so it needs no include in your SPF.",
+        dkim_selectors=("k2", "k3"),
+        dkim_cnames=(DkimCname("k2", "dkim2.mcsv.net"), DkimCname("k3", "dkim3.mcsv.net")),
+        dkim_uses_cname=True,
+        dkim_steps="Mailchimp → Website → Domains → Authenticate: publish k2._domainkey CNAME dkim2.mcsv.net "
         "and k3._domainkey CNAME dkim3.mcsv.net.",
     ),
     MailProvider(
-        "mandrill",
-        "Mandrill (Mailchimp Transactional)",
-        "spf.mandrillapp.com",
-        "",
-        ("mte1", "mte2"),
-        (DkimCname("mte1", "dkim1.mandrillapp.com"), DkimCname("mte2", "dkim2.mandrillapp.com")),
-        True,
-        "Mandrill → Settings → Domains → Sending domains: publish mte1._domainkey CNAME "
+        key="mandrill",
+        name="Mandrill (Mailchimp Transactional)",
+        spf_include="spf.mandrillapp.com",
+        spf_note="",
+        dkim_selectors=("mte1", "mte2"),
+        dkim_cnames=(DkimCname("mte1", "dkim1.mandrillapp.com"), DkimCname("mte2", "dkim2.mandrillapp.com")),
+        dkim_uses_cname=True,
+        dkim_steps="Mandrill → Settings → Domains → Sending domains: publish mte1._domainkey CNAME "
         "dkim1.mandrillapp.com and mte2._domainkey CNAME dkim2.mandrillapp.com.",
     ),
     MailProvider(
-        "postmark",
-        "Postmark",
-        "spf.mtasv.net",
-        "Postmark's custom Return-Path (pm-bounces CNAME pm.mtasv.net) covers SPF instead.",
-        (),
-        (),
-        False,
-        "Postmark → Sender Signatures → DNS settings: publish the DKIM TXT record at the "
+        key="postmark",
+        name="Postmark",
+        spf_include="spf.mtasv.net",
+        spf_note="Postmark's custom Return-Path (pm-bounces CNAME pm.mtasv.net) covers SPF instead.",
+        dkim_selectors=(),
+        dkim_cnames=(),
+        dkim_uses_cname=False,
+        dkim_steps="Postmark → Sender Signatures → DNS settings: publish the DKIM TXT record at the "
         "<date>pm._domainkey selector shown there.",
     ),
     MailProvider(
-        "zendesk",
-        "Zendesk",
-        "mail.zendesk.com",
-        "",
-        ("zendesk1", "zendesk2"),
-        (
+        key="zendesk",
+        name="Zendesk",
+        spf_include="mail.zendesk.com",
+        spf_note="",
+        dkim_selectors=("zendesk1", "zendesk2"),
+        dkim_cnames=(
             DkimCname("zendesk1", "zendesk1._domainkey.zendesk.com"),
             DkimCname("zendesk2", "zendesk2._domainkey.zendesk.com"),
         ),
-        True,
-        "Zendesk Admin Center → Channels → Email → Digitally sign: publish zendesk1._domainkey and "
-        "zendesk2._domainkey as CNAMEs to zendesk1/zendesk2._domainkey.zendesk.com.",
+        dkim_uses_cname=True,
+        dkim_steps="Zendesk Admin Center → Channels → Email → Digitally sign: publish zendesk1._domainkey "
+        "and zendesk2._domainkey as CNAMEs to zendesk1/zendesk2._domainkey.zendesk.com.",
     ),
     MailProvider(
-        "salesforce",
-        "Salesforce",
-        "_spf.salesforce.com",
-        "",
-        (),
-        (),
-        True,
-        "Salesforce Setup → DKIM Keys → Create New Key (2048-bit): publish the two CNAME records "
+        key="salesforce",
+        name="Salesforce",
+        spf_include="_spf.salesforce.com",
+        spf_note="",
+        dkim_selectors=(),
+        dkim_cnames=(),
+        dkim_uses_cname=True,
+        dkim_steps="Salesforce Setup → DKIM Keys → Create New Key (2048-bit): publish the two CNAME records "
         "it shows (<selector>._domainkey → …custdkim.salesforce.com), then Activate.",
     ),
     MailProvider(
-        "hubspot",
-        "HubSpot",
-        None,
-        "HubSpot gives an account-specific include (<hub id>.spf0<n>.hubspotemail.net) on its "
+        key="hubspot",
+        name="HubSpot",
+        spf_include=None,
+        spf_note="HubSpot gives an account-specific include (<hub id>.spf0<n>.hubspotemail.net) on its "
         "domain-connect page; add it as a free-form include.",
-        ("hs1", "hs2"),
-        (),
-        True,
-        "HubSpot → Settings → Content → Domains & URLs → Connect email sending domain: publish the "
-        "two CNAME records (hs1-<hub id>._domainkey and hs2-<hub id>._domainkey) it lists.",
+        dkim_selectors=("hs1", "hs2"),
+        dkim_cnames=(),
+        dkim_uses_cname=True,
+        dkim_steps="HubSpot → Settings → Content → Domains & URLs → Connect email sending domain: publish "
+        "the two CNAME records (hs1-<hub id>._domainkey and hs2-<hub id>._domainkey) it lists.",
     ),
     MailProvider(
-        "mailjet",
-        "Mailjet",
-        "spf.mailjet.com",
-        "",
-        ("mailjet",),
-        (),
-        False,
-        "Mailjet → Account settings → Domains → Setup SPF/DKIM: publish the TXT record shown at "
+        key="mailjet",
+        name="Mailjet",
+        spf_include="spf.mailjet.com",
+        spf_note="",
+        dkim_selectors=("mailjet",),
+        dkim_cnames=(),
+        dkim_uses_cname=False,
+        dkim_steps="Mailjet → Account settings → Domains → Setup SPF/DKIM: publish the TXT record shown at "
         "mailjet._domainkey.",
     ),
     MailProvider(
-        "brevo",
-        "Brevo (Sendinblue)",
-        "spf.brevo.com",
-        "",
-        ("brevo1", "brevo2"),
-        (),
-        True,
-        "Brevo → Senders, domains & dedicated IPs → Domains → Authenticate: publish the brevo1 and "
-        "brevo2 ._domainkey CNAME records it shows.",
+        key="brevo",
+        name="Brevo (Sendinblue)",
+        spf_include="spf.brevo.com",
+        spf_note="",
+        dkim_selectors=("brevo1", "brevo2"),
+        dkim_cnames=(),
+        dkim_uses_cname=True,
+        dkim_steps="Brevo → Senders, domains & dedicated IPs → Domains → Authenticate: publish the brevo1 "
+        "and brevo2 ._domainkey CNAME records it shows.",
     ),
     MailProvider(
-        "zoho",
-        "Zoho Mail",
-        "zoho.com",
-        "EU data-centre accounts use include:zoho.eu.",
-        ("zmail",),
-        (),
-        False,
-        "Zoho Mail Admin Console → Domains → your domain → Email configuration → DKIM: add a "
+        key="zoho",
+        name="Zoho Mail",
+        spf_include="zoho.com",
+        spf_note="EU data-centre accounts use include:zoho.eu.",
+        dkim_selectors=("zmail",),
+        dkim_cnames=(),
+        dkim_uses_cname=False,
+        dkim_steps="Zoho Mail Admin Console → Domains → your domain → Email configuration → DKIM: add a "
         "selector, publish the TXT record shown, then Verify.",
     ),
     MailProvider(
-        "fastmail",
-        "Fastmail",
-        "spf.messagingengine.com",
-        "",
-        ("fm1", "fm2", "fm3"),
-        tuple(DkimCname(s, f"{s}.{{domain}}.dkim.fmhosted.com") for s in ("fm1", "fm2", "fm3")),
-        True,
-        "Fastmail → Settings → Domains → your domain → DNS: publish fm1, fm2 and fm3._domainkey as "
-        "CNAMEs to fm1/fm2/fm3.<your domain>.dkim.fmhosted.com.",
+        key="fastmail",
+        name="Fastmail",
+        spf_include="spf.messagingengine.com",
+        spf_note="",
+        dkim_selectors=("fm1", "fm2", "fm3"),
+        dkim_cnames=tuple(DkimCname(s, f"{s}.{{domain}}.dkim.fmhosted.com") for s in ("fm1", "fm2", "fm3")),
+        dkim_uses_cname=True,
+        dkim_steps="Fastmail → Settings → Domains → your domain → DNS: publish fm1, fm2 and fm3._domainkey "
+        "as CNAMEs to fm1/fm2/fm3.<your domain>.dkim.fmhosted.com.",
     ),
     MailProvider(
-        "proton",
-        "Proton Mail",
-        "_spf.protonmail.ch",
-        "",
-        ("protonmail", "protonmail2", "protonmail3"),
-        (),
-        True,
-        "Proton → Settings → Domain names → your domain → DKIM: publish the three CNAME records "
+        key="proton",
+        name="Proton Mail",
+        spf_include="_spf.protonmail.ch",
+        spf_note="",
+        dkim_selectors=("protonmail", "protonmail2", "protonmail3"),
+        dkim_cnames=(),
+        dkim_uses_cname=True,
+        dkim_steps="Proton → Settings → Domain names → your domain → DKIM: publish the three CNAME records "
         "(protonmail._domainkey …) it lists.",
     ),
     MailProvider(
-        "sparkpost",
-        "SparkPost",
-        "_spf.sparkpostmail.com",
-        "",
-        (),
-        (),
-        False,
-        "SparkPost → Configuration → Domains → your sending domain: publish the DKIM TXT record "
+        key="sparkpost",
+        name="SparkPost",
+        spf_include="_spf.sparkpostmail.com",
+        spf_note="",
+        dkim_selectors=(),
+        dkim_cnames=(),
+        dkim_uses_cname=False,
+        dkim_steps="SparkPost → Configuration → Domains → your sending domain: publish the DKIM TXT record "
         "(scph<MMYY>._domainkey) it shows.",
     ),
 )

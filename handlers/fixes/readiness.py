@@ -1,5 +1,6 @@
-"""Is the domain ready for the next DMARC policy step? From aggregate reports when there are some,
-else a checklist of the senders the domain's SPF and DKIM records name.
+"""Is the domain ready for the next DMARC policy step? Aggregate reports say, else a checklist.
+
+Without reports, the checklist names the senders the domain's SPF and DKIM records name.
 
 RFC 9989 moves a domain none → quarantine → reject (optionally through t=y). The step is safe when
 nearly all of the domain's real mail already passes DMARC aligned: what aggregate reports

@@ -71,7 +71,7 @@ class FixInputError(BadInput):
         self.message = message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Proposal:
     """What to publish: `entries` (empty when only steps can be given), the records they replace
     (`before`), records to delete, notes, and `problems` — a proposal with problems is not offered."""
@@ -132,7 +132,7 @@ def default_rua(domain: str) -> str:
     return f"mailto:{DMARC_DEFAULT_RUA_LOCAL}@{domain}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DmarcChoices:
     """The tags a generated DMARC record carries; None for sp/np means "inherit p=" (§4.7)."""
 
@@ -334,13 +334,13 @@ def propose_dmarc(
     record = build_dmarc_record(choices)
     delete = tuple(before[1:]) if len(before) > 1 else ()
     return Proposal(
-        kind,
-        domain,
-        host,
-        "TXT",
-        tuple(before),
-        (DnsEntry(host, "TXT", record, location),),
-        tuple(clears),
+        kind=kind,
+        domain=domain,
+        host=host,
+        rdtype="TXT",
+        before=tuple(before),
+        entries=(DnsEntry(host=host, rdtype="TXT", value=record, zone=location),),
+        clears=tuple(clears),
         notes=dmarc_notes(choices, location),
         delete=delete,
     )

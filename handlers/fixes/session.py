@@ -47,7 +47,7 @@ class FixForm:
     dkim: DkimKeyChoices | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FixScreen:
     """Everything the modal shows for one finding: the proposal, the inputs' values and options."""
 
@@ -115,7 +115,13 @@ async def _dmarc_screen(
         selectors = report.passing_dkim_selectors()
         readiness = assess_readiness(choices.policy, stats, report.spf.senders(), selectors)
     return FixScreen(
-        finding_id, domain, kind, proposal, FixForm(dmarc=choices), readiness, family_findings=clears
+        finding_id=finding_id,
+        domain=domain,
+        kind=kind,
+        proposal=proposal,
+        form=FixForm(dmarc=choices),
+        readiness=readiness,
+        family_findings=clears,
     )
 
 
@@ -136,12 +142,12 @@ async def _spf_screen(
     proposal = await propose_spf(session, domain, records, choices, clears, others)
     proposal = await _judged(_unless_unread(proposal, lookup), session)
     return FixScreen(
-        finding_id,
-        domain,
-        "spf",
-        proposal,
-        FixForm(spf=choices),
-        None,
+        finding_id=finding_id,
+        domain=domain,
+        kind="spf",
+        proposal=proposal,
+        form=FixForm(spf=choices),
+        readiness=None,
         spf_terms=merged.terms,
         spf_includes=includes_of(merged.terms),
         family_findings=clears,
@@ -167,7 +173,15 @@ async def _dkim_screen(
         before = lookup.records
     if kind == "dkim_testing" and chosen and before:
         proposal = propose_dkim_testing(domain, chosen, before[0], clears)
-        return FixScreen(finding_id, domain, kind, proposal, FixForm(), None, family_findings=clears)
+        return FixScreen(
+            finding_id=finding_id,
+            domain=domain,
+            kind=kind,
+            proposal=proposal,
+            form=FixForm(),
+            readiness=None,
+            family_findings=clears,
+        )
     if choices is None:
         guessed = providers_for_selector(chosen) if chosen else ()
         choices = DkimKeyChoices(guessed[0].key if guessed else None, chosen or "")
@@ -175,7 +189,13 @@ async def _dkim_screen(
     if lookup is not None:
         proposal = _unless_unread(proposal, lookup)
     return FixScreen(
-        finding_id, domain, "dkim_key", proposal, FixForm(dkim=choices), None, family_findings=clears
+        finding_id=finding_id,
+        domain=domain,
+        kind="dkim_key",
+        proposal=proposal,
+        form=FixForm(dkim=choices),
+        readiness=None,
+        family_findings=clears,
     )
 
 
@@ -218,7 +238,7 @@ class ExpectedRecord:
     digest: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FixCheck:
     """What a fresh look found: whether every planned record is live, what differs, and which of
     the plan's findings cleared or remain."""
@@ -273,7 +293,9 @@ async def verify_fix(
     if any(f.id == "dns.temperror" for f in report.findings):
         outage = True
     live_now = not differences and not outage and (bool(expected) or not remaining)
-    return FixCheck(live_now, tuple(differences), cleared, remaining, outage)
+    return FixCheck(
+        live=live_now, differences=tuple(differences), cleared=cleared, remaining=remaining, outage=outage
+    )
 
 
 def refused_reasons(screen: FixScreen) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ MAX_EXTRA_TERMS = 10
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpfChoices:
     """What to change in the record: terms dropped and added, includes flattened, the final all."""
 
@@ -153,7 +153,7 @@ def _parse_term(raw: str) -> SpfTerm | None:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Flattened:
     """An include replaced by the networks its records authorise, or why it cannot be."""
 
@@ -184,14 +184,26 @@ async def flatten_include(session: DnsSession, include: str) -> Flattened:
     if report.record is None or errors:
         why = errors[0].detail if errors else f"{include} has no SPF record"
         outage = any(f.id == "dns.temperror" for f in errors)
-        return Flattened(include, (), 0, f"cannot flatten include:{include}: {why}", outage)
+        return Flattened(
+            include=include,
+            networks=(),
+            lookups_saved=0,
+            problem=f"cannot flatten include:{include}: {why}",
+            outage=outage,
+        )
     networks: list[Network] = []
     for record in report.tree_records:
         problem, outage = await _collect_networks(session, record, include, networks)
         if problem:
-            return Flattened(include, (), 0, f"cannot flatten include:{include}: {problem}", outage)
+            return Flattened(
+                include=include,
+                networks=(),
+                lookups_saved=0,
+                problem=f"cannot flatten include:{include}: {problem}",
+                outage=outage,
+            )
     collapsed = _collapse(networks)
-    return Flattened(include, collapsed, 1 + report.dns_lookups)
+    return Flattened(include=include, networks=collapsed, lookups_saved=1 + report.dns_lookups)
 
 
 async def _collect_networks(
@@ -398,16 +410,16 @@ async def propose_spf(
             "resolvers without EDNS must retry over TCP. It cannot be made smaller "
             "without dropping senders" + (" or flattening fewer includes." if watch else ".")
         )
-    entry = DnsEntry(domain, "TXT", record, domain)
+    entry = DnsEntry(host=domain, rdtype="TXT", value=record, zone=domain)
     spf_before = tuple(r for r in records if is_spf_record(r))
     return Proposal(
-        "spf",
-        domain,
-        domain,
-        "TXT",
-        spf_before,
-        (entry,),
-        tuple(clears),
+        kind="spf",
+        domain=domain,
+        host=domain,
+        rdtype="TXT",
+        before=spf_before,
+        entries=(entry,),
+        clears=tuple(clears),
         notes=tuple(notes),
         problems=tuple(problems),
         delete=spf_before[1:],

@@ -44,7 +44,7 @@ TEMPERROR = "temperror"
 SIGNATURE_INVALID = "signature_invalid"  # the DKIM-Signature itself does not parse or is refused
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DkimResult:
     """One signature's verification: result (RFC 8601 §2.7.1), the reason, and what was checked."""
 
@@ -88,7 +88,7 @@ class DkimResult:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Key:
     lookup: Lookup
     record: str | None
@@ -120,20 +120,20 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
         outage: Lookup | None = None,
     ) -> DkimResult:
         return DkimResult(
-            idx,
-            domain,
-            selector,
-            algorithm,
-            res,
-            reason,
-            detail,
-            body,
-            key.record if key else None,
-            key.key_type if key else None,
-            key.bits if key else None,
-            key.testing if key else False,
-            signed,
-            outage,
+            index=idx,
+            domain=domain,
+            selector=selector,
+            algorithm=algorithm,
+            result=res,
+            reason=reason,
+            detail=detail,
+            body_hash=body,
+            key_record=key.record if key else None,
+            key_type=key.key_type if key else None,
+            key_bits=key.bits if key else None,
+            key_testing=key.testing if key else False,
+            signed_headers=signed,
+            outage=outage,
         )
 
     try:
@@ -258,45 +258,53 @@ def _dnsfunc(session: DnsSession):  # type: ignore[no-untyped-def]
 async def _fetch_key(session: DnsSession, name: str) -> _Key:
     lookup = await session.lookup(name, "TXT")
     if lookup.is_outage:
-        return _Key(lookup, None, None, "", None, None, False)
+        return _Key(
+            lookup=lookup, record=None, problem=None, detail="", key_type=None, bits=None, testing=False
+        )
     if lookup.status in (DnsStatus.NXDOMAIN, DnsStatus.NODATA) or not lookup.records:
         return _Key(
-            lookup,
-            None,
-            KEY_MISSING,
-            f"no key is published at {name} ({lookup.describe_failure()}).",
-            None,
-            None,
-            False,
+            lookup=lookup,
+            record=None,
+            problem=KEY_MISSING,
+            detail=f"no key is published at {name} ({lookup.describe_failure()}).",
+            key_type=None,
+            bits=None,
+            testing=False,
         )
     record = lookup.records[0]
     try:
         tags = parse_tag_value(record.encode("utf-8"))
     except InvalidTagValueList as error:
         return _Key(
-            lookup,
-            record,
-            KEY_INVALID,
-            f"the key record at {name} does not parse: {error}.",
-            None,
-            None,
-            False,
+            lookup=lookup,
+            record=record,
+            problem=KEY_INVALID,
+            detail=f"the key record at {name} does not parse: {error}.",
+            key_type=None,
+            bits=None,
+            testing=False,
         )
     testing = b"y" in tags.get(b"t", b"").split(b":")
     if b"p" not in tags:
         return _Key(
-            lookup,
-            record,
-            KEY_INVALID,
-            f"the record at {name} has no p= tag, so it is not a DKIM key (RFC 6376 §3.6.1).",
-            None,
-            None,
-            testing,
+            lookup=lookup,
+            record=record,
+            problem=KEY_INVALID,
+            detail=f"the record at {name} has no p= tag, so it is not a DKIM key (RFC 6376 §3.6.1).",
+            key_type=None,
+            bits=None,
+            testing=testing,
         )
     if not tags[b"p"].strip():
         # RFC 6376 §3.6.1: "An empty value means that this public key has been revoked."
         return _Key(
-            lookup, record, KEY_REVOKED, f"the key at {name} is revoked (empty p=).", None, None, testing
+            lookup=lookup,
+            record=record,
+            problem=KEY_REVOKED,
+            detail=f"the key at {name} is revoked (empty p=).",
+            key_type=None,
+            bits=None,
+            testing=testing,
         )
     try:
         _pk, bits, ktag, _tlsrpt = dkim.evaluate_pk(
@@ -304,21 +312,29 @@ async def _fetch_key(session: DnsSession, name: str) -> _Key:
         )
     except (dkim.KeyFormatError, ValueError) as error:
         return _Key(
-            lookup, record, KEY_INVALID, f"the key at {name} is not valid: {error}.", None, None, testing
+            lookup=lookup,
+            record=record,
+            problem=KEY_INVALID,
+            detail=f"the key at {name} is not valid: {error}.",
+            key_type=None,
+            bits=None,
+            testing=testing,
         )
     key_type = ktag.decode("ascii") if isinstance(ktag, bytes) else None
     if key_type == "rsa" and bits is not None and bits < MIN_RSA_BITS:
         return _Key(
-            lookup,
-            record,
-            KEY_WEAK,
-            f"the RSA key at {name} has {bits} bits; RFC 8301 "
+            lookup=lookup,
+            record=record,
+            problem=KEY_WEAK,
+            detail=f"the RSA key at {name} has {bits} bits; RFC 8301 "
             f"§3.2 requires receivers to refuse keys under {MIN_RSA_BITS} bits.",
-            key_type,
-            bits,
-            testing,
+            key_type=key_type,
+            bits=bits,
+            testing=testing,
         )
-    return _Key(lookup, record, None, "", key_type, bits, testing)
+    return _Key(
+        lookup=lookup, record=record, problem=None, detail="", key_type=key_type, bits=bits, testing=testing
+    )
 
 
 def _body_present(message: ParsedMessage, sig: dict[bytes, bytes]) -> bool:

@@ -21,7 +21,7 @@ from handlers.domain.dmarc_record import DmarcRecord
 RESULTS = ("pass", "fail", "none", "temperror", "permerror")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Alignment:
     """Whether one authenticated identifier aligns with the From domain (RFC 9989 §4.4)."""
 
@@ -45,7 +45,7 @@ class Alignment:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DmarcVerdict:
     """The DMARC result for one From domain and its authenticated identifiers."""
 
@@ -125,19 +125,58 @@ async def align(
     relaxed mode (§4.4.1) also accepts the same Organizational Domain, found by tree walk."""
     domain = normalise_name(domain)
     if domain == from_domain:
-        return Alignment(identifier, domain, authenticated, strict, True, "strict", from_org.name)
+        return Alignment(
+            identifier=identifier,
+            domain=domain,
+            authenticated=authenticated,
+            strict=strict,
+            aligned=True,
+            mode="strict",
+            org_domain=from_org.name,
+        )
     org = await organizational_domain(session, domain)
     if strict:
-        return Alignment(identifier, domain, authenticated, strict, False, None, org.name)
+        return Alignment(
+            identifier=identifier,
+            domain=domain,
+            authenticated=authenticated,
+            strict=strict,
+            aligned=False,
+            mode=None,
+            org_domain=org.name,
+        )
     if not _could_share_org_domain(domain, from_domain, from_org):
         # Certain, whatever any lookup answers: not a failed lookup's temperror.
-        return Alignment(identifier, domain, authenticated, strict, False, None, org.name)
+        return Alignment(
+            identifier=identifier,
+            domain=domain,
+            authenticated=authenticated,
+            strict=strict,
+            aligned=False,
+            mode=None,
+            org_domain=org.name,
+        )
     outage = org.outage or from_org.outage
     if outage is not None:
-        return Alignment(identifier, domain, authenticated, strict, None, None, org.name, outage)
+        return Alignment(
+            identifier=identifier,
+            domain=domain,
+            authenticated=authenticated,
+            strict=strict,
+            aligned=None,
+            mode=None,
+            org_domain=org.name,
+            outage=outage,
+        )
     aligned = org.name is not None and org.name == from_org.name
     return Alignment(
-        identifier, domain, authenticated, strict, aligned, "relaxed" if aligned else None, org.name
+        identifier=identifier,
+        domain=domain,
+        authenticated=authenticated,
+        strict=strict,
+        aligned=aligned,
+        mode="relaxed" if aligned else None,
+        org_domain=org.name,
     )
 
 
@@ -187,19 +226,19 @@ async def evaluate_dmarc(
         result: str, reason: str, policy: str | None = None, outage: Lookup | None = None
     ) -> DmarcVerdict:
         return DmarcVerdict(
-            from_domain,
-            result,
-            reason,
-            record,
-            location,
-            from_org.name,
-            policy,
-            exists,
-            spf_alignment,
-            tuple(alignments),
-            walked,
-            found.ignored,
-            outage,
+            from_domain=from_domain,
+            result=result,
+            reason=reason,
+            record=record,
+            location=location,
+            org_domain=from_org.name,
+            policy=policy,
+            from_exists=exists,
+            spf=spf_alignment,
+            dkim=tuple(alignments),
+            walked=walked,
+            ignored_records=found.ignored,
+            outage=outage,
         )
 
     if found.outage is not None:

@@ -76,7 +76,7 @@ class HeaderField:
         return self.name.lower()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReceivedHop:
     """One Received field (RFC 5321 §4.4): who connected (`from`), from which IP, to whom (`by`)."""
 
@@ -162,7 +162,7 @@ class ArcSeal:
     domain: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ParsedMessage:
     """A message (or a header block alone) reduced to the identifiers DMARC evaluates."""
 
@@ -420,12 +420,12 @@ def parse_received(value: str, index: int = 0) -> ReceivedHop:
         if first and not first[0].startswith("[") and "." in first[0] and "@" not in first[0]:
             reverse = first[0].rstrip(".").lower()
     return ReceivedHop(
-        index,
-        helo.lower() if helo else None,
-        reverse,
-        ip,
-        by_match.group(1).lower() if by_match else None,
-        value[:2000],
+        index=index,
+        helo=helo.lower() if helo else None,
+        reverse_name=reverse,
+        ip=ip,
+        by=by_match.group(1).lower() if by_match else None,
+        raw=value[:2000],
     )
 
 

@@ -124,7 +124,7 @@ def cause(cause_id: str, detail: str, fix: str | None = None) -> Cause:
     return Cause(cause_id, kind.title, detail, fix or kind.fix)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpfOutcome:
     """The SPF result used for DMARC, and where the result and the IP came from."""
 
@@ -171,7 +171,7 @@ class Difference:
         return {"what": self.what, "receiver": self.receiver, "ours": self.ours, "why": self.why}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MessageVerdict:
     """Everything `dmarcbot why` reports for one message."""
 
@@ -244,17 +244,17 @@ async def diagnose_message(
     causes = _causes(message, dmarc, spf, dkim_results, dkim_alignment, forwarding)
     differences = _differences(receiver, spf, dkim_results, dmarc) if receiver else ()
     return MessageVerdict(
-        message.from_domain,
-        message.from_address,
-        dmarc,
-        spf,
-        dkim_results,
-        dkim_alignment,
-        tuple(causes),
-        tuple(differences),
-        receiver.authserv_id if receiver else None,
-        forwarding,
-        not message.has_body,
+        from_domain=message.from_domain,
+        from_address=message.from_address,
+        dmarc=dmarc,
+        spf=spf,
+        dkim=dkim_results,
+        dkim_alignment=dkim_alignment,
+        causes=tuple(causes),
+        differences=tuple(differences),
+        receiver=receiver.authserv_id if receiver else None,
+        forwarding=forwarding,
+        headers_only=not message.has_body,
     )
 
 
@@ -297,18 +297,18 @@ def _pad(results: tuple[DkimResult, ...], alignments: tuple[Alignment, ...]) -> 
 
 def _replace_aligned(spf: SpfOutcome, aligned: bool | None) -> SpfOutcome:
     return SpfOutcome(
-        spf.result,
-        spf.domain,
-        spf.identity,
-        spf.mail_from,
-        spf.helo,
-        spf.ip,
-        spf.ip_source,
-        spf.ip_detail,
-        spf.result_source,
-        spf.explanation,
-        aligned,
-        spf.recomputed,
+        result=spf.result,
+        domain=spf.domain,
+        identity=spf.identity,
+        mail_from=spf.mail_from,
+        helo=spf.helo,
+        ip=spf.ip,
+        ip_source=spf.ip_source,
+        ip_detail=spf.ip_detail,
+        result_source=spf.result_source,
+        explanation=spf.explanation,
+        aligned=aligned,
+        recomputed=spf.recomputed,
     )
 
 
@@ -358,18 +358,18 @@ async def _spf_outcome(
         recomputed: SpfVerdict | None = None,
     ) -> SpfOutcome:
         return SpfOutcome(
-            result,
-            domain or None,
-            identity,
-            mail_from or None,
-            helo,
-            ip_used,
-            ip_source,
-            ip_detail,
-            source,
-            explanation,
-            None,
-            recomputed,
+            result=result,
+            domain=domain or None,
+            identity=identity,
+            mail_from=mail_from or None,
+            helo=helo,
+            ip=ip_used,
+            ip_source=ip_source,
+            ip_detail=ip_detail,
+            result_source=source,
+            explanation=explanation,
+            aligned=None,
+            recomputed=recomputed,
         )
 
     if ip is not None:

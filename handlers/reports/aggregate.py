@@ -87,7 +87,7 @@ _DIGITS = re.compile(r"[0-9]{1,20}")  # ASCII only: str.isdigit() accepts "²", 
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyPublished:
     """The DMARC record the reporter found for the domain (RFC 9990 §3 `policy_published`)."""
 
@@ -129,7 +129,7 @@ class SpfResult:
     result: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
     """One row: `count` messages from `source_ip` with the same identifiers and results."""
 
@@ -151,7 +151,7 @@ class Record:
         return self.dkim_eval == "pass" or self.spf_eval == "pass"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AggregateReport:
     """A parsed aggregate report; `truncated` means the XML ended early and records may be missing."""
 
@@ -185,7 +185,7 @@ class AggregateReport:
         return sum(record.count for record in self.records)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Header:
     """What precedes the records, filled in as the stream is read."""
 

@@ -50,7 +50,7 @@ class ReportInvalid(ReportError):
     """The input is not a valid aggregate report; the message says what is wrong and where."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportLimits:
     """What one input may cost us. Defaults fit the largest real reports with a wide margin."""
 

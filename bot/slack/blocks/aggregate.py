@@ -1,5 +1,4 @@
-"""Block Kit for aggregate reports: the domain summary, the answer to a shared report file, and
-the report-based alerts.
+"""Block Kit for aggregate reports: a domain's summary, a shared file's answer, report alerts.
 
 Everything that came from a report (domains, reporter names, reasons) or from reverse DNS is
 escaped with bot.slack.mrkdwn.safe and bounded; messages stay inside Block Kit's limits, and `text` is

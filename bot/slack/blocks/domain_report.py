@@ -1,5 +1,7 @@
-"""Block Kit for a domain report: header and verdict, summary, one section per record, the
-findings by severity with their fixes, a context line and the Re-check / Watch / Fix it buttons.
+"""Block Kit for a domain report: the verdict, each record, the findings and their buttons.
+
+A header and verdict, the summary, one section per record, the findings by severity with their fixes,
+a context line and the Re-check / Watch / Fix it buttons.
 
 Everything from DNS is escaped (bot.slack.mrkdwn) and every part is bounded, so the worst domain still
 fits Block Kit's limits (50 blocks, 3000 characters a section): extra findings become "…and N more".

@@ -1,5 +1,7 @@
-"""Block Kit for the fix-it flow: the modal (problem, current record, proposal, inputs), reading its
-inputs back, the plan posted in the report's thread, and the Verify answer.
+"""Block Kit for the fix-it flow: the modal and its inputs, the plan posted, the Verify answer.
+
+The modal shows the problem, the current record, the proposal and the inputs, which are read back
+from its state; the plan is posted in the report's thread.
 
 Every value from DNS or typed by a person is escaped (bot.slack.mrkdwn) and clipped; the modal stays under
 100 blocks and its private_metadata under 3000 characters.

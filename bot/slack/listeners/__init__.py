@@ -1,0 +1,1 @@
+"""The Slack listeners, one module per surface: commands, buttons, modals, shortcuts, App Home."""

@@ -1,5 +1,7 @@
-"""Aggregate reports in Slack: a report file shared where the bot is gets ingested and answered in
-its thread; `/dmarc report DOMAIN [DAYS]` posts the summary and the daily chart.
+"""Aggregate reports in Slack: shared report files ingested and answered, `/dmarc report`.
+
+A report file shared where the bot is gets ingested and answered in its thread;
+`/dmarc report DOMAIN [DAYS]` posts the summary and the daily chart.
 
 The data belongs to the team the event or command came from. A file is fetched the way Slack
 documents it: `files.info` for the URL (never a URL from the event payload, so the bot token is
@@ -46,7 +48,9 @@ def parse_report_command(words: list[str]) -> Job:
     if len(words) > 2:
         raise BadInput("Give a domain and, optionally, a number of days.")
     return Job(
-        f"Summarising the reports for {display_name(domain)}…", "report", {"domain": domain, "days": days}
+        ack=f"Summarising the reports for {display_name(domain)}…",
+        work="report",
+        args={"domain": domain, "days": days},
     )
 
 
@@ -111,7 +115,7 @@ def ingest_shared_file(
     try:
         data = download_file(info, client.token or "", DEFAULT_LIMITS.max_input_bytes)
     except FileRefused as refused:
-        outcome = FileOutcome(name, error=str(refused))
+        outcome = FileOutcome(name=name, error=str(refused))
     else:
         outcome = ingest_bytes(reports, data, name, one_team(team_id), "slack")
     if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
@@ -155,7 +159,15 @@ def handle_file_shared(
     if not channel or not file_id or not team_id:
         return
     reply = _ThreadReply(client, channel, None)
-    turn = SlackTurn(client, None, settings, stores, channel, event.get("user_id"), team_id)
+    turn = SlackTurn(
+        client=client,
+        respond=None,
+        settings=settings,
+        stores=stores,
+        channel_id=channel,
+        user_id=event.get("user_id"),
+        team_id=team_id,
+    )
 
     def work() -> None:
         info = client.files_info(file=file_id).get("file") or {}
@@ -171,7 +183,7 @@ def register(app: App, settings: Settings, stores: Stores) -> None:
 
 
 REPORTS = Feature(
-    "report",
+    name="report",
     subcommands=(
         Subcommand(
             "report",

@@ -82,4 +82,4 @@ def register(app: App, settings: Settings, stores: Stores) -> None:
     app.action(slack_ids.ACTION_WATCH)(partial(handle_watch, settings, stores))
 
 
-REPORT_BUTTONS = Feature("report buttons", register=register)
+REPORT_BUTTONS = Feature(name="report buttons", register=register)

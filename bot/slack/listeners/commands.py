@@ -1,5 +1,4 @@
-"""The `/dmarc` slash command: validate, acknowledge at once, then do the slow work; and the
-`check` subcommand, the first feature routed through it."""
+"""The `/dmarc` slash command (validate, acknowledge at once, then work) and its `check` feature."""
 
 from __future__ import annotations
 
@@ -24,7 +23,9 @@ def parse_check(words: list[str]) -> Job:
     """Diagnose a domain's DMARC, SPF, DKIM and MX, and say what to fix."""
     domain = parse_domain_argument(words, "check DOMAIN")
     selectors = parse_selectors(words[1:])
-    return Job(f"Checking {display_name(domain)}…", "check", {"domain": domain, "selectors": selectors})
+    return Job(
+        ack=f"Checking {display_name(domain)}…", work="check", args={"domain": domain, "selectors": selectors}
+    )
 
 
 def check_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
@@ -35,7 +36,7 @@ def check_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) ->
 
 
 CHECK = Feature(
-    "check",
+    name="check",
     subcommands=(
         Subcommand(
             "check",
@@ -68,13 +69,13 @@ def handle_dmarc_command(
     if job.work is None:
         return
     turn = SlackTurn(
-        client,
-        respond,
-        settings,
-        stores,
-        command.get("channel_id"),
-        command.get("user_id"),
-        command.get("team_id"),
+        client=client,
+        respond=respond,
+        settings=settings,
+        stores=stores,
+        channel_id=command.get("channel_id"),
+        user_id=command.get("user_id"),
+        team_id=command.get("team_id"),
     )
     work_name = job.work
 

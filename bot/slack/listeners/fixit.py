@@ -1,5 +1,7 @@
-"""The fix-it flow in Slack: "Fix it" opens the modal, input changes update the proposal, the
-submission posts the plan in the report's thread, "Verify" looks again.
+"""The fix-it flow in Slack: the modal, its live proposal, the plan posted, and Verify.
+
+"Fix it" opens the modal, input changes update the proposal, the submission posts the plan in the
+report's thread, "Verify" looks again.
 
 The modal is opened with the trigger_id before any DNS (the trigger expires 3 seconds after the
 click): first a "reading the records" view built from the button value, then views.update with the
@@ -53,7 +55,7 @@ FOREIGN_TEAM = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FixRequest:
     """What a Fix it button (or the modal's metadata) says: the finding, domain and owner."""
 
@@ -96,14 +98,14 @@ def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | 
             raise ValueError(f"no fix for {finding_id}")
         selector = data.get("x")
         return FixRequest(
-            finding_id,
-            normalise_domain(str(data["d"])),
-            str(data["o"]) if data.get("o") else None,
-            tuple(str(s) for s in data.get("s") or [])[:20],
-            str(selector) if selector else None,
-            data.get("c") or channel_id,
-            data.get("ts") or thread_ts,
-            _read_drift(data),
+            finding_id=finding_id,
+            domain=normalise_domain(str(data["d"])),
+            owner=str(data["o"]) if data.get("o") else None,
+            selectors=tuple(str(s) for s in data.get("s") or [])[:20],
+            selector=str(selector) if selector else None,
+            channel_id=data.get("c") or channel_id,
+            thread_ts=data.get("ts") or thread_ts,
+            drift=_read_drift(data),
         )
     except (KeyError, TypeError, ValueError, InvalidDomain) as error:
         raise UnreadableValue(str(error)) from None
@@ -212,7 +214,13 @@ def handle_fix_input(
     ack()
     view = body.get("view") or {}
     turn = SlackTurn(
-        client, None, settings, stores, None, (body.get("user") or {}).get("id"), interaction_team(body)
+        client=client,
+        respond=None,
+        settings=settings,
+        stores=stores,
+        channel_id=None,
+        user_id=(body.get("user") or {}).get("id"),
+        team_id=interaction_team(body),
     )
 
     def update() -> None:
@@ -261,7 +269,15 @@ def handle_fix_submission(
     except (ValueError, UnreadableValue):
         ack()
         return
-    turn = SlackTurn(client, None, settings, stores, request.channel_id, user_id, interaction_team(body))
+    turn = SlackTurn(
+        client=client,
+        respond=None,
+        settings=settings,
+        stores=stores,
+        channel_id=request.channel_id,
+        user_id=user_id,
+        team_id=interaction_team(body),
+    )
     if _foreign(request.owner, body):
         first = _first_input(view)
         if first is None:
@@ -290,17 +306,17 @@ def handle_fix_submission(
             turn.tell("The report this fix belongs to is gone; run the check again.")
             return
         plan = FixPlan(
-            request.owner or interaction_team(body) or "",
-            request.channel_id,
-            request.thread_ts,
-            request.domain,
-            screen.proposal.kind,
-            request.finding_id,
-            expected_records(screen.proposal),
-            screen.family_findings,
-            (screen.proposal.selector,) if screen.proposal.selector else request.selectors,
-            screen.proposal.watch_includes,
-            user_id or "",
+            team_id=request.owner or interaction_team(body) or "",
+            channel_id=request.channel_id,
+            thread_ts=request.thread_ts,
+            domain=request.domain,
+            kind=screen.proposal.kind,
+            finding_id=request.finding_id,
+            expected=expected_records(screen.proposal),
+            clears=screen.family_findings,
+            selectors=(screen.proposal.selector,) if screen.proposal.selector else request.selectors,
+            watch_includes=screen.proposal.watch_includes,
+            proposed_by=user_id or "",
         )
         text, blocks = plan_message(plan, screen.proposal, user_id or "")
         client.chat_postMessage(
@@ -354,4 +370,4 @@ def register(app: App, settings: Settings, stores: Stores) -> None:
     app.action(slack_ids.ACTION_FIX_VERIFY)(partial(handle_fix_verify, settings, stores))
 
 
-FIX_IT = Feature("fix it", register=register)
+FIX_IT = Feature(name="fix it", register=register)

@@ -1,5 +1,7 @@
-"""`/dmarc watch`, `/dmarc unwatch`, `/dmarc list`, the report's Watch button and the App Home
-watch list. Every read and write is scoped to the team the request came from."""
+"""`/dmarc watch`, `unwatch` and `list`, the report's Watch button and the App Home watch list.
+
+Every read and write is scoped to the team the request came from.
+"""
 
 from __future__ import annotations
 
@@ -28,20 +30,20 @@ def parse_watch(words: list[str]) -> Job:
     domain = parse_domain_argument(words, "watch DOMAIN")
     selectors = parse_selectors(words[1:])
     return Job(
-        f"Watching {display_name(domain)} for this channel: running its first check…",
-        "watch",
-        {"domain": domain, "selectors": selectors},
+        ack=f"Watching {display_name(domain)} for this channel: running its first check…",
+        work="watch",
+        args={"domain": domain, "selectors": selectors},
     )
 
 
 def parse_unwatch(words: list[str]) -> Job:
     """Stop watching a domain."""
-    return Job(None, "unwatch", {"domain": parse_domain_argument(words, "unwatch DOMAIN")})
+    return Job(ack=None, work="unwatch", args={"domain": parse_domain_argument(words, "unwatch DOMAIN")})
 
 
 def parse_list(words: list[str]) -> Job:
     """List this workspace's watched domains: channel, last check, status."""
-    return Job(None, "list")
+    return Job(ack=None, work="list")
 
 
 def invite_problem(client: WebClient, channel_id: str, domain: str) -> str | None:
@@ -122,7 +124,7 @@ def home_watch_section(settings: Settings, stores: Stores, team_id: str | None) 
 
 
 WATCH = Feature(
-    "watch",
+    name="watch",
     subcommands=(
         Subcommand(
             "watch",

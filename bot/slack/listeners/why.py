@@ -67,7 +67,7 @@ def diagnose(settings: Settings, message: ParsedMessage) -> tuple[str, list[dict
 
 def parse_why(words: list[str]) -> Job:
     """Explain why one message failed DMARC: opens a form to paste its headers."""
-    return Job(None, "why_modal")
+    return Job(ack=None, work="why_modal")
 
 
 def open_why_modal(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -> None:
@@ -110,7 +110,15 @@ def handle_why_submission(
     ack()
     channel = json.loads(view.get("private_metadata") or "{}").get("channel")
     user = body["user"]
-    turn = SlackTurn(client, respond, settings, stores, channel, user["id"], user.get("team_id"))
+    turn = SlackTurn(
+        client=client,
+        respond=respond,
+        settings=settings,
+        stores=stores,
+        channel_id=channel,
+        user_id=user["id"],
+        team_id=user.get("team_id"),
+    )
 
     def explain() -> None:
         text, blocks = diagnose(settings, message)
@@ -154,7 +162,7 @@ def register(app: App, settings: Settings, stores: Stores) -> None:
 
 
 WHY = Feature(
-    "why",
+    name="why",
     subcommands=(Subcommand("why", "why", parse_why, ("/dmarc why",)),),
     workers={"why_modal": open_why_modal},
     register=register,
