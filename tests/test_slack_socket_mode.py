@@ -295,7 +295,7 @@ def slash_payload(slack: SlackStandIn, text: str, name: str = "r1") -> dict[str,
         "api_app_id": "A0DMARCBOT",
         "is_enterprise_install": "false",
         "response_url": slack.response_url(name),
-        "trigger_id": "1.2.3",
+        "trigger_id": f"1.2.{name}",  # Slack gives every command a trigger of its own
     }
 
 

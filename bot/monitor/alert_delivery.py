@@ -82,12 +82,14 @@ def client_for_team_factory(settings: Settings) -> ClientForTeam:
 
     from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 
+    from bot.slack.installations import find_team_bot
+
     installations = SQLite3InstallationStore(
         database=settings.db_path, client_id=settings.slack_client_id or ""
     )
 
     def for_team(team_id: str) -> WebClient | None:
-        bot = installations.find_bot(enterprise_id=None, team_id=team_id)
+        bot = find_team_bot(installations, settings.db_path, team_id)
         return make_web_client(settings, bot.bot_token) if bot and bot.bot_token else None
 
     return for_team

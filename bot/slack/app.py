@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App
@@ -14,12 +15,16 @@ from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
 
 from bot.config import Settings
+from bot.slack.deliveries import register_deduplication
 from bot.slack.features import Feature, gather
+from bot.slack.installations import install_callbacks
 from bot.slack.listeners import aggregate_reports, check_report, commands, fixit, home, watch, why
 from bot.slack.routing import HELP
+from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 
-# files:write: the report chart goes up with files_upload_v2.
+# files:write: the report chart goes up with files_upload_v2. No im:read / mpim:read: `/dmarc watch`
+# in a DM is refused (alerts need a channel), so the app never reads a DM's details.
 BOT_SCOPES = ["commands", "chat:write", "files:read", "files:write", "channels:read", "groups:read"]
 
 # Everything the app offers, in the order `/dmarc help` and the App Home list it. A feature
@@ -44,22 +49,32 @@ def make_web_client(settings: Settings, token: str | None) -> WebClient:
     return client
 
 
-def create_app(settings: Settings, stores: Stores, features: tuple[Feature, ...] = FEATURES) -> App:
+# Bolt's own listener threads only parse, ack and hand work to the WorkPool: a few suffice.
+LISTENER_THREADS = 16
+
+
+def create_app(
+    settings: Settings, stores: Stores, features: tuple[Feature, ...] = FEATURES, pool: WorkPool | None = None
+) -> App:
     """Build the app with `features`: single-token, or OAuth with Bolt's SQLite installation store
     in our database. `stores` is the process's one set of stores (opened, and so migrated, by the
-    entry point); the listeners get it when they are registered."""
+    entry point); the listeners get it, and `pool` (the work after each ack), when they are
+    registered."""
+    pool = pool or WorkPool()
     oauth_settings = None
     token = settings.slack_bot_token
     if settings.oauth:
         token = None
+        installations = SQLite3InstallationStore(
+            database=settings.db_path, client_id=settings.slack_client_id or ""
+        )
         oauth_settings = OAuthSettings(
             client_id=settings.slack_client_id,
             client_secret=settings.slack_client_secret,
             scopes=BOT_SCOPES,
-            installation_store=SQLite3InstallationStore(
-                database=settings.db_path, client_id=settings.slack_client_id or ""
-            ),
+            installation_store=installations,
             state_store=SQLite3OAuthStateStore(database=settings.db_path, expiration_seconds=600),
+            callback_options=install_callbacks(installations),
         )
     app = App(
         token=token,
@@ -70,12 +85,16 @@ def create_app(settings: Settings, stores: Stores, features: tuple[Feature, ...]
         # An unknown token must not stop a test or a dev run from starting; auth errors surface
         # on the first call instead.
         token_verification_enabled=False,
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener"
+        ),
     )
+    register_deduplication(app, stores.slack_state)
     gathered = gather(features)
-    commands.register(app, settings, stores, gathered.router, gathered.workers)
+    commands.register(app, settings, stores, pool, gathered.router, gathered.workers)
     home.register(app, settings, stores, gathered.router, gathered.home_sections)
     for register in gathered.registers:
-        register(app, settings, stores)
+        register(app, settings, stores, pool)
     register_catch_all(app)
     return app
 

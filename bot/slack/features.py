@@ -17,14 +17,16 @@ from slack_bolt import App
 from bot.config import Settings
 from bot.slack.routing import Router, Subcommand
 from bot.slack.turn import SlackTurn
+from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 
 # worker(job_args, turn, body) runs after the ack of a subcommand whose Job names it.
 Worker = Callable[[dict[str, Any], SlackTurn, dict[str, Any]], None]
 # section(settings, stores, team_id) -> the blocks a feature adds to the App Home tab of that team.
 HomeSection = Callable[[Settings, Stores, str | None], list[dict[str, Any]]]
-# register(app, settings, stores) attaches a feature's own listeners.
-Register = Callable[[App, Settings, Stores], None]
+# register(app, settings, stores, pool) attaches a feature's own listeners; they ack, then hand
+# the slow part to `pool`.
+Register = Callable[[App, Settings, Stores, WorkPool], None]
 
 
 @dataclass(frozen=True, kw_only=True)

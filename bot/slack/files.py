@@ -11,6 +11,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
 from handlers.errors import BadInput
 
 DOWNLOAD_TIMEOUT = 30.0
@@ -22,6 +25,38 @@ _SIGN_IN_PAGE = (
 
 class FileRefused(BadInput):
     """The file could not be read, or is not what we can use; the message says which and why."""
+
+
+EMAIL_APP = (
+    "that file was forwarded into Slack by the Email app, which keeps no raw headers; attach the .eml instead"
+)
+
+
+def is_email_app_file(file: dict[str, Any]) -> bool:
+    """A message forwarded into Slack by its Email app: Slack keeps a rendering, not the message."""
+    return str(file.get("filetype", "")).lower() == "email"
+
+
+def readable_file(file: dict[str, Any], client: WebClient) -> dict[str, Any]:
+    """The file object to download from. A file shared from another organisation (Slack Connect)
+    arrives as a stub (`mode: file_access`, no URL) until the bot asks `files.info` for it; so
+    does a file event that names only the id. Raises FileRefused when Slack will not say."""
+    if (file.get("url_private_download") or file.get("url_private")) and file.get("mode") != "file_access":
+        return file
+    file_id = str(file.get("id") or "")
+    if not file_id:
+        raise FileRefused("Slack gave no download address for it")
+    try:
+        info = client.files_info(file=file_id).get("file") or {}
+    except SlackApiError as error:
+        code = error.response.get("error", "unknown error")
+        raise FileRefused(f"Slack would not show me the file ({code})") from None
+    if not (info.get("url_private_download") or info.get("url_private")):
+        raise FileRefused(
+            "Slack shares only a preview of that file with me (it comes from another organisation); "
+            "download it and share it here again"
+        )
+    return dict(info)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -1,8 +1,10 @@
 """A posted fix plan: what it publishes, where it was posted, and how Verify reads it back.
 
-The plan travels in its message's "Verify" button (≤ 2000 characters: values are kept as digests),
-so Verify works with no database. It is also stored (bot.store.fix_plans, one row per team and
-plan) so the monitor verifies it with the watched domain's next check (bot.monitor.fix_followup).
+The plan travels in its message's "Verify" button (values are kept as digests, so it usually fits
+Block Kit's 2,000 characters and Verify needs no database); a plan too large for that (a long
+domain, many selectors or includes) is kept server-side and the button carries its short id.
+It is also stored (bot.store.fix_plans, one row per team and plan) so the monitor verifies it
+with the watched domain's next check (bot.monitor.fix_followup).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,14 +67,14 @@ class FixPlan:
         ]
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:40]
 
-    def button_value(self) -> str:
-        """The plan as a Verify button value; long lists are cut to stay within Block Kit's 2000."""
+    def button_value(self, keep: Callable[[dict[str, Any]], str]) -> str:
+        """The plan as a Verify button value: the plan itself when it fits Block Kit's 2,000
+        characters, else `{"ref": id}` where `keep(plan)` stored it and returned the id."""
         data = self.to_json()
         value = json.dumps(data, separators=(",", ":"))
-        if len(value) > MAX_BUTTON_VALUE:
-            data["w"], data["x"] = data["w"][:5], data["x"][:10]
-            value = json.dumps(data, separators=(",", ":"))
-        return value[:MAX_BUTTON_VALUE]
+        if len(value) <= MAX_BUTTON_VALUE:
+            return value
+        return json.dumps({"ref": keep(data)}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FixPlan:
@@ -94,14 +97,19 @@ class FixPlan:
             raise UnreadableValue(str(error)) from None
 
     @classmethod
-    def from_button_value(cls, value: str) -> FixPlan:
-        """The plan a Verify button carries."""
+    def from_button_value(cls, value: str, stored: Callable[[str], dict[str, Any] | None]) -> FixPlan:
+        """The plan a Verify button carries, or the one `stored(id)` holds for its `ref`."""
         try:
             data = json.loads(value)
         except ValueError as error:
             raise UnreadableValue(str(error)) from None
         if not isinstance(data, dict):
             raise UnreadableValue("not an object")
+        if "ref" in data:
+            kept = stored(str(data["ref"])[:40])
+            if kept is None:
+                raise UnreadableValue("no stored plan for that button")
+            data = kept
         return cls.from_json(data)
 
 

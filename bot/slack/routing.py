@@ -30,6 +30,9 @@ class Job:
     args: dict[str, Any] = field(default_factory=dict)
     ack_blocks: list[dict[str, Any]] | None = None
     show_usage: bool = False
+    # Said instead of `ack` when the command was typed in a DM or group DM, for work that needs
+    # a channel (alerts go to the channel the command came from).
+    channel_problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ EVENTS_PATH = "/slack/events"
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # The listen backlog: socketserver's default of 5 resets connections when a channel sends
+    # a burst of commands at once; each is accepted at once and acked from its own thread.
+    request_queue_size = 512
 
 
 class QuietHandler(WSGIRequestHandler):

@@ -12,11 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slack_bolt.context.context import BoltContext
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
+from bot.slack.work import BUSY, WorkPool
 from bot.store.stores import Stores
 from handlers.domain.check import DomainReport, check_domain
 
@@ -25,7 +27,9 @@ log = logging.getLogger("dmarcbot.slack")
 
 @dataclass(kw_only=True)
 class SlackTurn:
-    """The request's client, respond(), channel, user and team, and the app's settings and stores."""
+    """The request's client, respond(), channel, user and the installation that received it (its
+    team and, in an Enterprise Grid org, its enterprise): the owner of whatever the request
+    stores, never the acting user's own team. `pool` runs the work after the ack."""
 
     client: WebClient
     respond: Respond | None  # None for modal submissions and inputs: they carry no response_url
@@ -34,6 +38,28 @@ class SlackTurn:
     channel_id: str | None
     user_id: str | None
     team_id: str | None
+    enterprise_id: str | None = None
+    pool: WorkPool | None = None
+
+    def check(self, domain: str, selectors: Sequence[str], fresh: bool = False) -> DomainReport:
+        """A check of `domain`, shared with identical checks running at the same moment (and,
+        unless `fresh`, one that finished a few seconds ago: a burst of the same command)."""
+        if self.pool is None:
+            return run_domain_check(self.settings, domain, selectors)
+        key = ("check", repr(self.settings.nameservers), domain, tuple(selectors))
+        return self.pool.shared(key, lambda: run_domain_check(self.settings, domain, selectors), not fresh)
+
+    def later(self, what: str, work: Callable[[], None]) -> bool:
+        """Run `work` (guarded) after the ack, on the pool; when the pool is full, tell the user
+        at once to try again and return False."""
+        if self.pool is None:
+            guarded(what, self, work)
+            return True
+        if self.pool.submit(lambda: guarded(what, self, work)):
+            return True
+        log.warning("Busy: refused %s (team=%s user=%s)", what, self.team_id, self.user_id)
+        _tell_failure(self, BUSY, warn=False)
+        return False
 
     def tell(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """An answer only the requester sees: through the response_url when the request has one
@@ -68,24 +94,63 @@ class SlackTurn:
             return None
 
 
-def interaction_team(body: dict[str, Any]) -> str | None:
-    """The acting user's workspace in an interaction payload: in a shared channel the user's own
-    team, which may differ from the team the payload was delivered to."""
-    return (body.get("user") or {}).get("team_id") or (body.get("team") or {}).get("id")
+FOREIGN_ORG = (
+    "This belongs to the workspace that installed dmarcbot here; you are in another organisation "
+    "sharing this channel, so you can read it but not change it. Ask a member of that workspace."
+)
+
+
+def installation_team(context: BoltContext) -> str | None:
+    """The workspace that installed the app and received this request: the team Bolt authorized
+    the request for (auth.test of the bot token, or the OAuth installation found for it), else
+    Bolt's `context.team_id` (from `authorizations` for events, `view.app_installed_team_id` for
+    modals). It owns whatever the request creates. Never `user.team_id` nor an event's outer
+    `team_id`, which name the acting user's organisation in a Slack Connect channel."""
+    authorized = context.authorize_result
+    return (authorized.team_id if authorized else None) or context.team_id or context.enterprise_id
+
+
+def installation_enterprise(context: BoltContext) -> str | None:
+    """The Enterprise Grid org of the installation (None for a plain workspace)."""
+    authorized = context.authorize_result
+    return (authorized.enterprise_id if authorized else None) or context.enterprise_id
+
+
+def is_foreign_user(body: dict[str, Any], context: BoltContext) -> bool:
+    """True when the acting user belongs to another organisation than the installation (a Slack
+    Connect partner in a shared channel). A user of another workspace of the same Enterprise
+    Grid org, acting through an org-wide install, is not foreign."""
+    user_team = (body.get("user") or {}).get("team_id")
+    owner = installation_team(context)
+    if not user_team or not owner or user_team == owner:
+        return False
+    enterprise = (body.get("enterprise") or {}).get("id") or (body.get("team") or {}).get("enterprise_id")
+    return not (
+        context.enterprise_id and body.get("is_enterprise_install") and enterprise == context.enterprise_id
+    )
 
 
 def turn_for_interaction(
-    body: dict[str, Any], client: WebClient, respond: Respond, settings: Settings, stores: Stores
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond | None,
+    settings: Settings,
+    stores: Stores,
+    context: BoltContext,
+    pool: WorkPool | None = None,
 ) -> SlackTurn:
-    """A SlackTurn for a button click or a shortcut."""
+    """A SlackTurn for a button click, a shortcut or a modal, owned by the installation."""
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
     return SlackTurn(
         client=client,
         respond=respond,
         settings=settings,
         stores=stores,
-        channel_id=(body.get("channel") or {}).get("id"),
+        channel_id=channel,
         user_id=(body.get("user") or {}).get("id"),
-        team_id=interaction_team(body),
+        team_id=installation_team(context),
+        enterprise_id=installation_enterprise(context),
+        pool=pool,
     )
 
 
@@ -130,8 +195,8 @@ def guarded(what: str, turn: SlackTurn, work: Callable[[], None]) -> None:
         )
 
 
-def _tell_failure(turn: SlackTurn, text: str) -> None:
+def _tell_failure(turn: SlackTurn, text: str, warn: bool = True) -> None:
     try:
-        turn.tell(f":warning: {text}")
+        turn.tell(f":warning: {text}" if warn else text)
     except (SlackApiError, OSError):
         log.exception("Could not tell the user about a failure either")

@@ -225,6 +225,25 @@ def _create_flattened_includes(db: sqlite_utils.Database) -> None:
     db.table("flattened_includes").create_index(["team_id", "domain", "include"], unique=True)
 
 
+def _create_slack_deliveries(db: sqlite_utils.Database) -> None:
+    # One row per event or interaction already taken: Slack re-sends an event it thinks was not
+    # acknowledged (X-Slack-Retry-Num 1, 2, 3 over about an hour), and the copy must do nothing.
+    db.table("slack_deliveries").create(
+        {"delivery_id": str, "received_at": str}, pk="delivery_id", not_null={"received_at"}
+    )
+    db.table("slack_deliveries").create_index(["received_at"])
+
+
+def _create_button_states(db: sqlite_utils.Database) -> None:
+    # A button whose state does not fit Block Kit's 2,000-character value carries a short id
+    # pointing at its row here instead, so no value is ever cut.
+    db.table("button_states").create(
+        {"id": str, "team_id": str, "state": str, "created_at": str},
+        pk="id",
+        not_null={"team_id", "state", "created_at"},
+    )
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -234,4 +253,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (5, "fix plans", _create_fix_plans),  # the monitor verifies them
     (6, "threaded alerts", _add_alert_threads),  # a plan's "fixed" goes in its thread
     (7, "flattened includes", _create_flattened_includes),  # watched for drift once verified
+    (8, "slack deliveries", _create_slack_deliveries),  # retried events and interactions done once
+    (9, "button states", _create_button_states),  # large button state kept server-side
 ]

@@ -8,6 +8,7 @@ from bot.store.database import Database, open_database
 from bot.store.fix_plans import FixPlanStore
 from bot.store.outbox import AlertOutbox
 from bot.store.reports import ReportStore
+from bot.store.slack_state import SlackStateStore
 from bot.store.watches import WatchStore
 
 
@@ -20,6 +21,7 @@ class Stores:
     outbox: AlertOutbox
     fix_plans: FixPlanStore
     reports: ReportStore
+    slack_state: SlackStateStore
 
     @classmethod
     def over(cls, database: Database) -> Stores:
@@ -30,6 +32,7 @@ class Stores:
             outbox=AlertOutbox(database),
             fix_plans=FixPlanStore(database),
             reports=ReportStore(database),
+            slack_state=SlackStateStore(database),
         )
 
     def close(self) -> None:

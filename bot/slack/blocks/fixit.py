@@ -353,7 +353,9 @@ def _entry_lines(entry: DnsEntry) -> str:
     )
 
 
-def plan_message(plan: FixPlan, proposal: Proposal, user_id: str) -> tuple[str, list[Block]]:
+def plan_message(
+    plan: FixPlan, proposal: Proposal, user_id: str, verify_value: str
+) -> tuple[str, list[Block]]:
     """The plan posted in the report's thread: who, before/after, the exact entries, Verify."""
     title = CATALOG[plan.finding_id].title
     text = f"Fix planned for {plan.domain} ({plan.finding_id}) by <@{user_id}>"
@@ -384,7 +386,7 @@ def plan_message(plan: FixPlan, proposal: Proposal, user_id: str) -> tuple[str, 
         {
             "type": "actions",
             "block_id": slack_ids.BLOCK_FIX_PLAN_ACTIONS,
-            "elements": [button("Verify", slack_ids.ACTION_FIX_VERIFY, plan.button_value(), "primary")],
+            "elements": [button("Verify", slack_ids.ACTION_FIX_VERIFY, verify_value, "primary")],
         }
     )
     return clip(text, 3000), blocks

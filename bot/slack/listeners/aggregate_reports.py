@@ -3,7 +3,9 @@
 A report file shared where the bot is gets ingested and answered in its thread;
 `/dmarc report DOMAIN [DAYS]` posts the summary and the daily chart.
 
-The data belongs to the team the event or command came from. A file is fetched the way Slack
+The data belongs to the workspace that installed the app and received the event (its
+`authorizations`, Bolt's `context.team_id`), never the event's outer `team_id`, which in a Slack
+Connect channel names the sharing user's organisation. A file is fetched the way Slack
 documents it: `files.info` for the URL (never a URL from the event payload, so the bot token is
 only ever sent where Slack's own API pointed), then `url_private_download` with the bot token.
 """
@@ -26,7 +28,8 @@ from bot.slack.blocks.aggregate import render_file_answer, render_summary
 from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file
 from bot.slack.routing import Job, Subcommand, parse_domain_argument
-from bot.slack.turn import SlackTurn, guarded
+from bot.slack.turn import SlackTurn, installation_enterprise, installation_team
+from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
 from handlers.errors import BadInput
@@ -146,6 +149,7 @@ def _span(first: str, last: str) -> int:
 def handle_file_shared(
     settings: Settings,
     stores: Stores,
+    pool: WorkPool,
     event: dict[str, Any],
     body: dict[str, Any],
     client: WebClient,
@@ -154,7 +158,7 @@ def handle_file_shared(
     if event.get("user_id") and event.get("user_id") == context.bot_user_id:
         return  # our own chart upload
     channel = str(event.get("channel_id") or "")
-    team_id = str(body.get("team_id") or context.team_id or "")
+    team_id = installation_team(context) or ""
     file_id = str(event.get("file_id") or (event.get("file") or {}).get("id") or "")
     if not channel or not file_id or not team_id:
         return
@@ -167,6 +171,8 @@ def handle_file_shared(
         channel_id=channel,
         user_id=event.get("user_id"),
         team_id=team_id,
+        enterprise_id=installation_enterprise(context),
+        pool=pool,
     )
 
     def work() -> None:
@@ -174,12 +180,12 @@ def handle_file_shared(
         reply.thread_ts = share_ts(info, channel)
         ingest_shared_file(stores, settings, client, team_id, info, reply)
 
-    guarded("reading a shared report file", turn, work)
+    turn.later("reading a shared report file", work)
 
 
-def register(app: App, settings: Settings, stores: Stores) -> None:
+def register(app: App, settings: Settings, stores: Stores, pool: WorkPool) -> None:
     """Attach the file_shared listener to `app`."""
-    app.event("file_shared")(partial(handle_file_shared, settings, stores))
+    app.event("file_shared")(partial(handle_file_shared, settings, stores, pool))
 
 
 REPORTS = Feature(

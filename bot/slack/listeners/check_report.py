@@ -9,7 +9,7 @@ import json
 from functools import partial
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.config import Settings
@@ -17,7 +17,8 @@ from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import render_report
 from bot.slack.features import Feature
 from bot.slack.listeners.watch import start_watching
-from bot.slack.turn import guarded, run_domain_check, turn_for_interaction
+from bot.slack.turn import FOREIGN_ORG, is_foreign_user, turn_for_interaction
+from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.errors import UnreadableValue
@@ -36,10 +37,20 @@ def read_button_value(body: dict[str, Any]) -> tuple[str, list[str]]:
 
 
 def handle_recheck(
-    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    settings: Settings,
+    stores: Stores,
+    pool: WorkPool,
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    context: BoltContext,
 ) -> None:
     ack()
-    turn = turn_for_interaction(body, client, respond, settings, stores)
+    turn = turn_for_interaction(body, client, respond, settings, stores, context, pool)
+    if is_foreign_user(body, context):  # Re-check re-renders the report: it changes state
+        turn.later("refusing a re-check", lambda: turn.tell(FOREIGN_ORG))
+        return
 
     def recheck() -> None:
         try:
@@ -47,7 +58,7 @@ def handle_recheck(
         except UnreadableValue:
             turn.tell("That button no longer works: run `/dmarc check DOMAIN` again.")
             return
-        report = run_domain_check(settings, domain, selectors)
+        report = turn.check(domain, selectors, fresh=True)  # Re-check promises fresh DNS
         text, blocks = render_report(report, selectors, turn.team_id)
         message = body.get("message") or {}
         container = body.get("container") or {}
@@ -56,14 +67,24 @@ def handle_recheck(
         else:
             client.chat_update(channel=turn.channel_id or "", ts=message["ts"], text=text, blocks=blocks)
 
-    guarded("re-checking a domain", turn, recheck)
+    turn.later("re-checking a domain", recheck)
 
 
 def handle_watch(
-    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    settings: Settings,
+    stores: Stores,
+    pool: WorkPool,
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    context: BoltContext,
 ) -> None:
     ack()
-    turn = turn_for_interaction(body, client, respond, settings, stores)
+    turn = turn_for_interaction(body, client, respond, settings, stores, context, pool)
+    if is_foreign_user(body, context):
+        turn.later("refusing a watch", lambda: turn.tell(FOREIGN_ORG))
+        return
 
     def watch() -> None:
         try:
@@ -73,13 +94,13 @@ def handle_watch(
             return
         start_watching(domain, selectors, turn)
 
-    guarded("starting to watch a domain", turn, watch)
+    turn.later("starting to watch a domain", watch)
 
 
-def register(app: App, settings: Settings, stores: Stores) -> None:
+def register(app: App, settings: Settings, stores: Stores, pool: WorkPool) -> None:
     """Attach the report buttons' listeners to `app`."""
-    app.action(slack_ids.ACTION_RECHECK)(partial(handle_recheck, settings, stores))
-    app.action(slack_ids.ACTION_WATCH)(partial(handle_watch, settings, stores))
+    app.action(slack_ids.ACTION_RECHECK)(partial(handle_recheck, settings, stores, pool))
+    app.action(slack_ids.ACTION_WATCH)(partial(handle_watch, settings, stores, pool))
 
 
 REPORT_BUTTONS = Feature(name="report buttons", register=register)

@@ -5,14 +5,16 @@ report's thread, "Verify" looks again.
 
 The modal is opened with the trigger_id before any DNS (the trigger expires 3 seconds after the
 click): first a "reading the records" view built from the button value, then views.update with the
-proposal from fresh lookups. Only members of the workspace that owns the report may act: the owner
-travels in the button value and the modal's private_metadata, and a user of another team in a
-shared channel is refused with a message.
+proposal from fresh lookups. The owner is the workspace that installed the app (Bolt's context),
+never the clicking user's team; a user of another organisation in a shared channel is refused
+with a message. A report only its requester sees (the bot is not in the channel) has no thread:
+its plan is posted in the channel, or through the click's response_url when the bot may not post.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.monitor.fix_followup import settle_verified
@@ -38,7 +41,8 @@ from bot.slack.blocks.fixit import (
 )
 from bot.slack.features import Feature
 from bot.slack.fix_plans import FixPlan, check_plan
-from bot.slack.turn import SlackTurn, guarded, interaction_team, turn_for_interaction
+from bot.slack.turn import FOREIGN_ORG, is_foreign_user, turn_for_interaction
+from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.errors import UnreadableValue
@@ -49,10 +53,7 @@ from handlers.fixes.spf_fixes import AddressDrift, parse_extra_terms
 log = logging.getLogger("dmarcbot.fixit")
 
 MAX_DRIFT_TERMS = 100  # a button value holds 2000 characters: far fewer fit anyway
-FOREIGN_TEAM = (
-    "Only members of the workspace that ran this check can fix its domain; you are in "
-    "another organisation sharing this channel."
-)
+FOREIGN_TEAM = FOREIGN_ORG
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +67,8 @@ class FixRequest:
     selector: str | None
     channel_id: str | None = None
     thread_ts: str | None = None
+    # The click's response_url: the way back to the requester when the report had no thread.
+    response_url: str | None = None
     # A stale flattening's re-flatten (the drift alert's button): only the first screen needs
     # it, the modal's inputs carry the choices after that, so it stays out of the metadata.
     drift: AddressDrift | None = None
@@ -80,6 +83,8 @@ class FixRequest:
                 "x": self.selector,
                 "c": self.channel_id,
                 "ts": self.thread_ts,
+                # "u", not "r": a drift alert's button value uses "r" for the removed addresses.
+                "u": self.response_url,
             }
         )
 
@@ -88,7 +93,9 @@ class FixRequest:
         return fix_kind(self.finding_id) or ""
 
 
-def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | None = None) -> FixRequest:
+def read_fix_request(
+    data: Any, channel_id: str | None = None, thread_ts: str | None = None, response_url: str | None = None
+) -> FixRequest:
     """Validate what came back from the client: values can be altered on the way."""
     try:
         if not isinstance(data, dict):
@@ -97,6 +104,9 @@ def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | 
         if fix_kind(finding_id) is None:
             raise ValueError(f"no fix for {finding_id}")
         selector = data.get("x")
+        url = data.get("u") or response_url
+        if url is not None and not (isinstance(url, str) and url.startswith(("https://", "http://"))):
+            raise ValueError("not a response_url")
         return FixRequest(
             finding_id=finding_id,
             domain=normalise_domain(str(data["d"])),
@@ -105,6 +115,7 @@ def read_fix_request(data: Any, channel_id: str | None = None, thread_ts: str | 
             selector=str(selector) if selector else None,
             channel_id=data.get("c") or channel_id,
             thread_ts=data.get("ts") or thread_ts,
+            response_url=url[:500] if url else None,
             drift=_read_drift(data),
         )
     except (KeyError, TypeError, ValueError, InvalidDomain) as error:
@@ -131,20 +142,14 @@ def _read_drift(data: dict[str, Any]) -> AddressDrift | None:
     return AddressDrift(normalise_domain(str(data["i"])), terms("r"), terms("a"))
 
 
-def _foreign(owner: str | None, body: dict[str, Any]) -> bool:
-    """True when the report has an owner and the acting user belongs to another team."""
-    return owner is not None and interaction_team(body) != owner
-
-
 def _screen(
-    settings: Settings, stores: Stores, request: FixRequest, form: FixForm | None, body: dict[str, Any]
+    settings: Settings, stores: Stores, request: FixRequest, form: FixForm | None, team_id: str | None
 ) -> FixScreen:
     """Prepare the fix from fresh records (a new DnsSession for every step); a policy step reads
     its readiness from the owning team's aggregate reports when it has some."""
     stats = None
     if request.kind == "dmarc_progress":
-        team_id = request.owner or interaction_team(body) or ""
-        stats = readiness_stats(stores.reports, team_id, request.domain)
+        stats = readiness_stats(stores.reports, team_id or "", request.domain)
     return asyncio.run(
         prepare_fix(
             settings.dns_session(),
@@ -175,26 +180,35 @@ def _overlay_action(values: dict[str, Any], action: dict[str, Any]) -> dict[str,
 
 
 def handle_fix_click(
-    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    settings: Settings,
+    stores: Stores,
+    pool: WorkPool,
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    context: BoltContext,
 ) -> None:
     ack()
     message = body.get("message") or {}
-    turn = turn_for_interaction(body, client, respond, settings, stores)
+    turn = turn_for_interaction(body, client, respond, settings, stores, context, pool)
     channel_id = turn.channel_id
 
     def open_modal() -> None:
         try:
             data = json.loads(body["actions"][0]["value"])
-            if isinstance(data, dict) and not data.get("o") and message.get("team"):
-                data["o"] = message["team"]  # the workspace whose bot posted the report
-            request = read_fix_request(data, channel_id, message.get("thread_ts") or message.get("ts"))
+            if isinstance(data, dict):
+                data["o"] = turn.team_id  # the installation owns it, whatever the value says
+            request = read_fix_request(
+                data, channel_id, message.get("thread_ts") or message.get("ts"), body.get("response_url")
+            )
         except (KeyError, IndexError, ValueError, UnreadableValue):
             turn.tell(
                 "That Fix it button is from an older report: press Re-check, then the "
                 "Fix it button of the finding."
             )
             return
-        if _foreign(request.owner, body):
+        if is_foreign_user(body, context):
             turn.tell(FOREIGN_TEAM)
             return
         opened = client.views_open(
@@ -202,26 +216,24 @@ def handle_fix_click(
             view=loading_view(request.finding_id, request.domain, request.kind, request.to_metadata()),
         )
         view_id = opened["view"]["id"]
-        screen = _screen(settings, stores, request, None, body)
+        screen = _screen(settings, stores, request, None, turn.team_id)
         client.views_update(view_id=view_id, view=fix_view(screen, request.to_metadata()))
 
-    guarded("opening the fix-it flow", turn, open_modal)
+    turn.later("opening the fix-it flow", open_modal)
 
 
 def handle_fix_input(
-    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient
+    settings: Settings,
+    stores: Stores,
+    pool: WorkPool,
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    context: BoltContext,
 ) -> None:
     ack()
     view = body.get("view") or {}
-    turn = SlackTurn(
-        client=client,
-        respond=None,
-        settings=settings,
-        stores=stores,
-        channel_id=None,
-        user_id=(body.get("user") or {}).get("id"),
-        team_id=interaction_team(body),
-    )
+    turn = turn_for_interaction(body, client, None, settings, stores, context, pool)
 
     def update() -> None:
         try:
@@ -229,7 +241,7 @@ def handle_fix_input(
         except (ValueError, UnreadableValue):
             return
         turn.channel_id = request.channel_id
-        if _foreign(request.owner, body):
+        if is_foreign_user(body, context):
             turn.tell(FOREIGN_TEAM)
             return
         values = (view.get("state") or {}).get("values") or {}
@@ -238,7 +250,7 @@ def handle_fix_input(
         try:
             form = read_form(request.kind, values, request.domain, request.selector)
         except FixInputError as error:
-            screen = _screen(settings, stores, request, None, body)
+            screen = _screen(settings, stores, request, None, turn.team_id)
             shown = fix_view(screen, request.to_metadata())
             shown["blocks"].insert(
                 0,
@@ -249,19 +261,21 @@ def handle_fix_input(
             )
             client.views_update(view_id=view["id"], view=shown)
             return
-        screen = _screen(settings, stores, request, form, body)
+        screen = _screen(settings, stores, request, form, turn.team_id)
         client.views_update(view_id=view["id"], view=fix_view(screen, request.to_metadata()))
 
-    guarded("updating the fix proposal", turn, update)
+    turn.later("updating the fix proposal", update)
 
 
 def handle_fix_submission(
     settings: Settings,
     stores: Stores,
+    pool: WorkPool,
     ack: Ack,
     body: dict[str, Any],
     client: WebClient,
     view: dict[str, Any],
+    context: BoltContext,
 ) -> None:
     user_id = (body.get("user") or {}).get("id")
     try:
@@ -269,20 +283,13 @@ def handle_fix_submission(
     except (ValueError, UnreadableValue):
         ack()
         return
-    turn = SlackTurn(
-        client=client,
-        respond=None,
-        settings=settings,
-        stores=stores,
-        channel_id=request.channel_id,
-        user_id=user_id,
-        team_id=interaction_team(body),
-    )
-    if _foreign(request.owner, body):
+    turn = turn_for_interaction(body, client, None, settings, stores, context, pool)
+    turn.channel_id = request.channel_id
+    if is_foreign_user(body, context):
         first = _first_input(view)
         if first is None:
             ack()
-            guarded("refusing a fix", turn, lambda: turn.tell(FOREIGN_TEAM))
+            turn.later("refusing a fix", lambda: turn.tell(FOREIGN_TEAM))
         else:
             ack(response_action="errors", errors={first: FOREIGN_TEAM})
         return
@@ -297,18 +304,19 @@ def handle_fix_submission(
     ack()
 
     def post_plan() -> None:
-        screen = _screen(settings, stores, request, form, body)
+        screen = _screen(settings, stores, request, form, turn.team_id)
         reasons = refused_reasons(screen)
         if reasons:
             turn.tell("The plan was not posted: " + "; ".join(reasons)[:2500])
             return
-        if not request.channel_id or not request.thread_ts:
-            turn.tell("The report this fix belongs to is gone; run the check again.")
+        if not request.channel_id:
+            turn.tell("I don't know which channel this fix belongs to; run the check again.")
             return
+        team_id = turn.team_id or ""
         plan = FixPlan(
-            team_id=request.owner or interaction_team(body) or "",
+            team_id=team_id,
             channel_id=request.channel_id,
-            thread_ts=request.thread_ts,
+            thread_ts=request.thread_ts or "",  # "": the plan starts its own thread (see below)
             domain=request.domain,
             kind=screen.proposal.kind,
             finding_id=request.finding_id,
@@ -318,41 +326,85 @@ def handle_fix_submission(
             watch_includes=screen.proposal.watch_includes,
             proposed_by=user_id or "",
         )
-        text, blocks = plan_message(plan, screen.proposal, user_id or "")
-        client.chat_postMessage(
-            channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
-        )
+        value = plan.button_value(lambda state: stores.slack_state.save_button_state(team_id, state))
+        text, blocks = plan_message(plan, screen.proposal, user_id or "", value)
+        if request.thread_ts:
+            client.chat_postMessage(
+                channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
+            )
+        else:
+            # The report was shown to its requester alone: there is no thread to answer in.
+            posted = _post_without_thread(client, request, text, blocks)
+            if posted is None:
+                return  # shown through the response_url only: no thread for "fixed" to go in
+            plan = dataclasses.replace(plan, thread_ts=posted)
         # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
         stores.fix_plans.save_fix_plan(plan)
 
-    guarded("posting the fix plan", turn, post_plan)
+    turn.later("posting the fix plan", post_plan)
+
+
+def _post_without_thread(
+    client: WebClient, request: FixRequest, text: str, blocks: list[dict[str, Any]]
+) -> str | None:
+    """Post a plan whose report had no thread: in the channel (returns the message's ts, where
+    its own thread starts), else, when the bot may not post there, through the click's
+    response_url to the requester (returns None)."""
+    try:
+        answer = client.chat_postMessage(channel=request.channel_id or "", text=text, blocks=blocks)
+        return str(answer["ts"])
+    except SlackApiError as error:
+        if error.response.get("error") not in ("not_in_channel", "channel_not_found", "restricted_action"):
+            raise
+    if not request.response_url:
+        raise RuntimeError("no channel and no response_url to post the plan through")
+    Respond(response_url=request.response_url)(
+        text=text, blocks=blocks, response_type="ephemeral", replace_original=False
+    )
+    return None
 
 
 def handle_fix_verify(
-    settings: Settings, stores: Stores, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    settings: Settings,
+    stores: Stores,
+    pool: WorkPool,
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    context: BoltContext,
 ) -> None:
     ack()
-    turn = turn_for_interaction(body, client, respond, settings, stores)
+    turn = turn_for_interaction(body, client, respond, settings, stores, context, pool)
     user_id = turn.user_id
+    if is_foreign_user(body, context):
+        turn.later("refusing a verification", lambda: turn.tell(FOREIGN_TEAM))
+        return
 
     def verify() -> None:
+        team_id = turn.team_id or ""
         try:
-            plan = FixPlan.from_button_value(body["actions"][0]["value"])
+            plan = FixPlan.from_button_value(
+                body["actions"][0]["value"], lambda ref: stores.slack_state.button_state(team_id, ref)
+            )
             normalise_domain(plan.domain)
         except (KeyError, IndexError, UnreadableValue, InvalidDomain):
             turn.tell("That Verify button no longer works: run the check again.")
             return
-        if _foreign(plan.team_id or None, body):
-            turn.tell(FOREIGN_TEAM)
-            return
+        if not plan.thread_ts:  # a plan that started its own thread: the message clicked
+            message_ts = (body.get("message") or {}).get("ts") or (body.get("container") or {}).get(
+                "message_ts"
+            )
+            plan = dataclasses.replace(plan, thread_ts=str(message_ts or ""))
         check = check_plan(settings, plan)
         text, blocks = verification_message(plan, check, user_id)
-        client.chat_postMessage(channel=plan.channel_id, thread_ts=plan.thread_ts, text=text, blocks=blocks)
+        turn.channel_id = plan.channel_id
+        turn.post(text, blocks, thread_ts=plan.thread_ts or None)
         if check.live:
             # The thread has just been told: the monitor must not say "fixed" again.
             settle_verified(stores.fix_plans, plan)
 
-    guarded("verifying a fix", turn, verify)
+    turn.later("verifying a fix", verify)
 
 
 def _first_input(view: dict[str, Any]) -> str | None:
@@ -360,14 +412,14 @@ def _first_input(view: dict[str, Any]) -> str | None:
     return str(blocks[0]["block_id"]) if blocks else None
 
 
-def register(app: App, settings: Settings, stores: Stores) -> None:
+def register(app: App, settings: Settings, stores: Stores, pool: WorkPool) -> None:
     """Attach the fix-it listeners to `app`."""
-    app.action(slack_ids.ACTION_FIX)(partial(handle_fix_click, settings, stores))
+    app.action(slack_ids.ACTION_FIX)(partial(handle_fix_click, settings, stores, pool))
     app.action(re.compile("^" + re.escape(slack_ids.FIX_INPUT_PREFIX)))(
-        partial(handle_fix_input, settings, stores)
+        partial(handle_fix_input, settings, stores, pool)
     )
-    app.view(slack_ids.CALLBACK_FIX_MODAL)(partial(handle_fix_submission, settings, stores))
-    app.action(slack_ids.ACTION_FIX_VERIFY)(partial(handle_fix_verify, settings, stores))
+    app.view(slack_ids.CALLBACK_FIX_MODAL)(partial(handle_fix_submission, settings, stores, pool))
+    app.action(slack_ids.ACTION_FIX_VERIFY)(partial(handle_fix_verify, settings, stores, pool))
 
 
 FIX_IT = Feature(name="fix it", register=register)

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.slack.features import HomeSection
 from bot.slack.routing import Router
+from bot.slack.turn import installation_team
 from bot.store.stores import Stores
 
 log = logging.getLogger("dmarcbot.slack")
@@ -70,12 +71,14 @@ def handle_home_opened(
     event: dict[str, Any],
     client: WebClient,
     body: dict[str, Any],
+    context: BoltContext,
 ) -> None:
     if event.get("tab", "home") != "home":
         return
     try:
         client.views_publish(
-            user_id=event["user"], view=home_view(settings, stores, router, sections, body.get("team_id"))
+            user_id=event["user"],
+            view=home_view(settings, stores, router, sections, installation_team(context)),
         )
     except SlackApiError as error:
         log.error("Could not publish App Home for %s: %s", event.get("user"), error.response.get("error"))

@@ -18,10 +18,12 @@ from bot.slack.blocks.domain_report import context
 from bot.slack.features import Feature
 from bot.slack.mrkdwn import safe
 from bot.slack.routing import Job, Subcommand, parse_domain_argument, parse_selectors
-from bot.slack.turn import SlackTurn, run_domain_check
+from bot.slack.turn import SlackTurn
 from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
 
+# The app does not ask for im:read / mpim:read: a DM is no place for a team's alerts.
+NEEDS_CHANNEL = "Alerts need a channel; run this in the channel that should receive them."
 HOME_WATCH_BLOCKS = 45  # of the Home tab's 100: the intro and usage come first
 
 
@@ -33,6 +35,7 @@ def parse_watch(words: list[str]) -> Job:
         ack=f"Watching {display_name(domain)} for this channel: running its first check…",
         work="watch",
         args={"domain": domain, "selectors": selectors},
+        channel_problem=NEEDS_CHANNEL,
     )
 
 
@@ -57,8 +60,11 @@ def invite_problem(client: WebClient, channel_id: str, domain: str) -> str | Non
     try:
         info = client.conversations_info(channel=channel_id)
     except SlackApiError as error:
-        if error.response.get("error") == "channel_not_found":  # a private channel we are not in
+        code = error.response.get("error")
+        if code == "channel_not_found":  # a private channel we are not in
             return how
+        if code == "missing_scope":  # a DM or group DM: reading it needs im:read / mpim:read
+            return NEEDS_CHANNEL
         raise
     channel = info.get("channel") or {}
     return how if channel.get("is_member") is False else None
@@ -67,8 +73,8 @@ def invite_problem(client: WebClient, channel_id: str, domain: str) -> str | Non
 def start_watching(domain: str, selectors: list[str], turn: SlackTurn) -> None:
     """Watch `domain` for the turn's team with alerts to its channel, run the first check as the
     baseline, and post its summary there."""
-    if not turn.team_id or not turn.channel_id:
-        turn.tell("Run `/dmarc watch` in the channel that should get the alerts.")
+    if not turn.team_id or not turn.channel_id or turn.channel_id.startswith("D"):
+        turn.tell(NEEDS_CHANNEL)
         return
     problem = invite_problem(turn.client, turn.channel_id, domain)
     if problem:
@@ -76,7 +82,7 @@ def start_watching(domain: str, selectors: list[str], turn: SlackTurn) -> None:
         return
     store = turn.stores.watches
     watch, newly = store.add_watch(turn.team_id, turn.channel_id, domain, selectors, turn.user_id)
-    report = run_domain_check(turn.settings, domain, selectors)
+    report = turn.check(domain, selectors)
     record_observation(store, watch, observe(report))
     text, blocks = render_watch_started(report, watch, newly, selectors)
     turn.post(text, blocks, unfurl_links=False, unfurl_media=False)

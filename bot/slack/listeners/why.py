@@ -7,22 +7,30 @@ import json
 from functools import partial
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.config import Settings
 from bot.slack import ids as slack_ids
 from bot.slack.blocks.why import render_verdict
 from bot.slack.features import Feature
-from bot.slack.files import FileRefused, download_file, pasted_text
+from bot.slack.files import (
+    EMAIL_APP,
+    FileRefused,
+    download_file,
+    is_email_app_file,
+    pasted_text,
+    readable_file,
+)
 from bot.slack.routing import Job, Subcommand
-from bot.slack.turn import SlackTurn, guarded, turn_for_interaction
+from bot.slack.turn import SlackTurn, turn_for_interaction
+from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, ParsedMessage, parse_message
 from handlers.message.verdict import diagnose_message
 
 MODAL_INPUT_LIMIT = 3000  # Block Kit: a plain_text_input holds at most 3,000 characters
-MESSAGE_FILE_TYPES = ("eml", "email", "text", "txt", "msg", "")
+MESSAGE_FILE_TYPES = ("eml", "text", "txt", "msg", "")
 
 
 def why_modal(channel_id: str | None) -> dict[str, Any]:
@@ -75,30 +83,52 @@ def open_why_modal(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) 
     turn.client.views_open(trigger_id=body["trigger_id"], view=why_modal(turn.channel_id))
 
 
-def message_from_shortcut(message: dict[str, Any], token: str) -> ParsedMessage:
-    """The message to diagnose: an attached .eml if there is one, else the pasted text."""
+def _message_file(file: dict[str, Any]) -> bool:
+    return str(file.get("filetype", "")).lower() in MESSAGE_FILE_TYPES or str(
+        file.get("name", "")
+    ).lower().endswith((".eml", ".txt", ".msg"))
+
+
+def message_from_shortcut(message: dict[str, Any], client: WebClient, token: str) -> ParsedMessage:
+    """The message to diagnose: an attached .eml if one can be read, else the pasted text; when
+    neither works, why the attachment could not be read (or why the text is not a message)."""
+    refused: FileRefused | None = None
     for file in message.get("files") or []:
-        if str(file.get("filetype", "")).lower() in MESSAGE_FILE_TYPES or str(
-            file.get("name", "")
-        ).lower().endswith((".eml", ".txt", ".msg")):
-            return parse_message(download_file(file, token, MAX_MESSAGE_BYTES))
+        if is_email_app_file(file):
+            refused = refused or FileRefused(EMAIL_APP)
+            continue
+        if not _message_file(file):
+            continue
+        try:
+            data = download_file(readable_file(file, client), token, MAX_MESSAGE_BYTES)
+        except FileRefused as error:
+            refused = refused or error
+            continue
+        return parse_message(data)
     text = pasted_text(message.get("text") or "")
-    if not text:
-        raise MessageError(
-            "that message has no text and no .eml file: paste the headers of the "
-            "message that failed, or attach its .eml, then use the shortcut on it"
-        )
-    return parse_message(text)
+    if text:
+        try:
+            return parse_message(text)
+        except MessageError:
+            if refused is None:
+                raise
+    if refused is not None:
+        raise refused
+    raise MessageError(
+        "that message has no text and no .eml file: paste the headers of the "
+        "message that failed, or attach its .eml, then use the shortcut on it"
+    )
 
 
 def handle_why_submission(
     settings: Settings,
     stores: Stores,
+    pool: WorkPool,
     ack: Ack,
     body: dict[str, Any],
     view: dict[str, Any],
     client: WebClient,
-    respond: Respond,
+    context: BoltContext,
 ) -> None:
     values = view["state"]["values"][slack_ids.BLOCK_WHY_HEADERS]
     pasted = values[slack_ids.ACTION_WHY_HEADERS].get("value") or ""
@@ -110,15 +140,8 @@ def handle_why_submission(
     ack()
     channel = json.loads(view.get("private_metadata") or "{}").get("channel")
     user = body["user"]
-    turn = SlackTurn(
-        client=client,
-        respond=respond,
-        settings=settings,
-        stores=stores,
-        channel_id=channel,
-        user_id=user["id"],
-        team_id=user.get("team_id"),
-    )
+    turn = turn_for_interaction(body, client, None, settings, stores, context, pool)
+    turn.channel_id = channel
 
     def explain() -> None:
         text, blocks = diagnose(settings, message)
@@ -127,38 +150,39 @@ def handle_why_submission(
         else:
             client.chat_postMessage(channel=user["id"], text=text, blocks=blocks)
 
-    guarded("explaining a message's DMARC result", turn, explain)
+    turn.later("explaining a message's DMARC result", explain)
 
 
 def handle_why_shortcut(
     settings: Settings,
     stores: Stores,
+    pool: WorkPool,
     ack: Ack,
     body: dict[str, Any],
     client: WebClient,
     respond: Respond,
-    context: dict[str, Any],
+    context: BoltContext,
 ) -> None:
     ack()
-    turn = turn_for_interaction(body, client, respond, settings, stores)
+    turn = turn_for_interaction(body, client, respond, settings, stores, context, pool)
     shared = body.get("message") or {}
 
     def explain() -> None:
         try:
-            message = message_from_shortcut(shared, context.get("bot_token") or "")
+            message = message_from_shortcut(shared, client, context.bot_token or "")
         except (MessageError, FileRefused) as error:
             turn.tell(f"I can't read a message there: {error}.")
             return
         text, blocks = diagnose(settings, message)
         turn.post(text, blocks, thread_ts=shared.get("thread_ts") or shared.get("ts"))
 
-    guarded("explaining a message's DMARC result", turn, explain)
+    turn.later("explaining a message's DMARC result", explain)
 
 
-def register(app: App, settings: Settings, stores: Stores) -> None:
+def register(app: App, settings: Settings, stores: Stores, pool: WorkPool) -> None:
     """Attach the why modal's submission and the message shortcut to `app`."""
-    app.view(slack_ids.CALLBACK_WHY_MODAL)(partial(handle_why_submission, settings, stores))
-    app.shortcut(slack_ids.CALLBACK_WHY_SHORTCUT)(partial(handle_why_shortcut, settings, stores))
+    app.view(slack_ids.CALLBACK_WHY_MODAL)(partial(handle_why_submission, settings, stores, pool))
+    app.shortcut(slack_ids.CALLBACK_WHY_SHORTCUT)(partial(handle_why_shortcut, settings, stores, pool))
 
 
 WHY = Feature(
