@@ -172,6 +172,7 @@ def test_old_snapshots_are_pruned_but_not_the_one_the_channel_knows(store: Watch
     assert len(rows) == 21 and ("known",) in rows
 
 
+@pytest.mark.slow
 def test_concurrent_writers_from_threads_do_not_fail(store: WatchStore) -> None:
     errors: list[sqlite3.Error] = []
 
