@@ -136,7 +136,9 @@ def _scenario(key: str, doc: dict[str, Any]) -> Scenario:
 def load_cases() -> Iterator[Case]:
     for suite in SUITES:
         with open(SUITE_DIR / suite, "rb") as stream:
-            docs = list(yaml.safe_load_all(stream))
+            # libyaml's safe loader when PyYAML has it: the same documents, parsed about 5 times faster,
+            # and every parallel test worker loads the suites again to collect the cases
+            docs = list(yaml.load_all(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
         for index, doc in enumerate(docs):
             scenario = _scenario(f"{suite}#{index}", doc)
             for name, test in doc["tests"].items():
