@@ -60,9 +60,13 @@ SessionFactory = Callable[..., DnsSession]
 
 @pytest.fixture
 def make_session() -> SessionFactory:
-    """make_session(server_or_"host:port", timeout=0.5, attempts=1) -> a DnsSession asking it."""
+    """make_session(server_or_"host:port", timeout=1.0, attempts=1) -> a DnsSession asking it.
 
-    def factory(server: NsdServer | FaultProxy | str, timeout: float = 0.5, attempts: int = 1) -> DnsSession:
+    An answer returns as soon as it arrives, so the timeout costs only a test that waits one out; it
+    is large enough that a loopback answer delayed by a loaded machine (parallel workers on 2 cores)
+    is not taken for an outage. Tests of timeouts pass their own, shorter one."""
+
+    def factory(server: NsdServer | FaultProxy | str, timeout: float = 1.0, attempts: int = 1) -> DnsSession:
         address = server if isinstance(server, str) else server.address
         return DnsSession(nameservers=(parse_nameserver(address),), timeout=timeout, attempts=attempts)
 

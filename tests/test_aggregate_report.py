@@ -488,6 +488,7 @@ def zip_bomb() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_zip_bomb_is_refused_without_inflating_it_all(zip_bomb: bytes) -> None:
     assert len(zip_bomb) < 1_000_000
     small = ReportLimits(max_xml_bytes=5 * 1024 * 1024)
@@ -508,6 +509,7 @@ def test_zip_bomb_is_refused_without_inflating_it_all(zip_bomb: bytes) -> None:
         unpack_report(zip_bomb)  # the default cap holds too
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_refused() -> None:
     bomb = gzip.compress(b"<feedback>" + b"\0" * (50 << 20), compresslevel=9)
     with pytest.raises(ReportRefused, match=r"once decompressed, is larger than 1 MB") as caught:
@@ -589,6 +591,7 @@ def test_deeply_nested_xml_is_refused() -> None:
         parse_report(_report_xml(_record_xml(0).replace("s1", nest)))
 
 
+@pytest.mark.slow
 def test_junk_before_feedback_is_not_kept() -> None:
     junk = "<j/>" * 200_000
     xml = f"<wrap>{junk}".encode() + _report_xml(_record_xml(0)).split(b"?>", 1)[1] + b"</wrap>"
@@ -602,6 +605,7 @@ def test_junk_before_feedback_is_not_kept() -> None:
     assert peak < 5 * 1024 * 1024, peak  # 200,000 retained elements would take tens of MB
 
 
+@pytest.mark.slow
 def test_deeply_nested_mail_is_refused() -> None:
     mail = b'From: a@example.com\r\nContent-Type: multipart/mixed; boundary="b0"\r\n\r\n'
     for i in range(1, 5000):
@@ -682,6 +686,7 @@ def _peak_while_streaming(n: int) -> tuple[int, int]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_streaming_memory_does_not_grow_with_records() -> None:
     small_seen, small_peak = _peak_while_streaming(1_000)
     big_seen, big_peak = _peak_while_streaming(20_000)

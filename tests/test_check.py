@@ -49,6 +49,7 @@ def ids(report: DomainReport) -> set[str]:
     return {f.id for f in report.findings}
 
 
+@pytest.mark.slow
 def test_a_healthy_domain_passes_with_no_error(nsd: NsdServer, make_session: SessionFactory) -> None:
     nsd.set_zones(zones())
     report = run(make_session(nsd))
@@ -160,6 +161,7 @@ def test_json_has_the_documented_shape(nsd: NsdServer, make_session: SessionFact
     assert {"id", "severity", "title", "detail", "fix"} <= set(findings[0])
 
 
+@pytest.mark.slow
 def test_a_new_check_never_reads_an_answer_from_before_it(
     nsd: NsdServer, make_session: SessionFactory
 ) -> None:
@@ -169,6 +171,7 @@ def test_a_new_check_never_reads_an_answer_from_before_it(
     assert run(make_session(nsd)).dmarc.policy == "quarantine"  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_independent_lookups_run_concurrently(
     nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
 ) -> None:

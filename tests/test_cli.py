@@ -82,6 +82,7 @@ def test_idn_names_are_checked_in_punycode(served: NsdServer, capsys: pytest.Cap
     assert code == EXIT_OK
 
 
+@pytest.mark.slow
 def test_named_selectors_replace_probing(served: NsdServer, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(
         capsys,
@@ -149,6 +150,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["no-such-command"]) == EXIT_BAD_INPUT
 
 
+@pytest.mark.slow
 def test_console_script_and_module_entry_points_agree() -> None:
     script = Path(sys.executable).with_name("dmarcbot")
     by_script = subprocess.run([str(script), "--version"], capture_output=True, text=True)

@@ -134,6 +134,7 @@ def test_report_text_groups_sources_and_says_why_they_fail(
     assert "198.51.100.9 (5 messages): SPF fail for forger.test; no DKIM signature" in out
 
 
+@pytest.mark.slow
 def test_report_writes_the_chart(db: Path, tmp_path: Path, nsd: NsdServer) -> None:
     main(["ingest", write(tmp_path, "r.xml", report_xml([Row("192.0.2.1", 10)]))])
     chart = tmp_path / "chart.png"

@@ -62,6 +62,7 @@ def test_help_lists_every_watch_command(capsys: pytest.CaptureFixture[str]) -> N
         assert f"    {command} " in out
 
 
+@pytest.mark.slow
 def test_watch_list_unwatch(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "watch", DOMAIN, "--channel", "C0ALERTS", "--team", "T1", "--selector", "sel")
     assert code == EXIT_OK
@@ -81,6 +82,7 @@ def test_watch_list_unwatch(env: dict[str, str], capsys: pytest.CaptureFixture[s
     assert json.loads(run(capsys, "list", "--json", "--team", "T1")[1]) == []
 
 
+@pytest.mark.slow
 def test_default_team_is_slack_team_id_else_the_only_one_else_local(
     env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +121,7 @@ def test_bad_input_exits_2_with_a_clear_message(
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_export_import_round_trip(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,6 +169,7 @@ def test_a_bad_import_file_imports_nothing(
     assert json.loads(run(capsys, "list", "--json", "--team", "T1")[1]) == []
 
 
+@pytest.mark.slow
 def test_monitor_once_posts_the_change(
     env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -211,6 +215,7 @@ def monitor_process(env: dict[str, str], crash: bool) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_killed_between_outbox_and_post_then_restarted_posts_exactly_once(
     env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -50,6 +50,7 @@ def test_concurrent_start_ups_migrate_once(db_path: str) -> None:
     assert sorted(map(len, results)) == [0, 0, 0, len(MIGRATIONS)]
 
 
+@pytest.mark.slow
 def test_concurrent_writers_from_threads_do_not_fail(stores: Stores) -> None:
     errors: list[sqlite3.Error] = []
 

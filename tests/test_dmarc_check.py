@@ -413,6 +413,7 @@ def test_truncated_with_tcp_fallback_works(
     assert proxy.count(transport="tcp") >= 1
 
 
+@pytest.mark.slow
 def test_truncated_large_answer_from_nsd_itself(nsd: NsdServer, make_session: SessionFactory) -> None:
     """Several long TXT strings at _dmarc exceed the UDP payload: NSD truncates, TCP recovers them."""
     noise = [("_dmarc", "TXT", f"token-{i}-" + "x" * 250) for i in range(6)]
@@ -432,6 +433,7 @@ def test_truncated_large_answer_from_nsd_itself(nsd: NsdServer, make_session: Se
     assert report.policy == "reject"
 
 
+@pytest.mark.slow
 def test_recheck_sees_a_fix(nsd: NsdServer, make_session: SessionFactory) -> None:
     """Each check reads DNS afresh (no answer cached across sessions)."""
     nsd.set_zones({"test": make_zone("test", [("_dmarc.fixme", "TXT", "v=DMARC1; p=none")])})

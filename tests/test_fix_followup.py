@@ -82,6 +82,7 @@ def wait_for_stored_plan(store: FixPlanStore, team: str = "T1") -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_the_next_cycle_after_publishing_posts_fixed_in_the_plans_thread(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -115,6 +116,7 @@ def test_the_next_cycle_after_publishing_posts_fixed_in_the_plans_thread(
     assert len(fixed_replies(slack)) == 1  # said once
 
 
+@pytest.mark.slow
 def test_a_fixed_reply_is_never_folded_into_a_digest(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -132,6 +134,7 @@ def test_a_fixed_reply_is_never_folded_into_a_digest(
     assert reply.params["thread_ts"] == REPORT_TS and "*Fixed*" in texts(reply.blocks)
 
 
+@pytest.mark.slow
 def test_a_crash_between_the_outbox_and_the_post_posts_fixed_once(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -155,6 +158,7 @@ def test_a_crash_between_the_outbox_and_the_post_posts_fixed_once(
     assert len(fixed_replies(slack)) == 1
 
 
+@pytest.mark.slow
 def test_a_dns_outage_never_verifies_and_never_gives_up_on_a_plan(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, fault_proxy: FaultProxy, slack: SlackStandIn
 ) -> None:
@@ -173,6 +177,7 @@ def test_a_dns_outage_never_verifies_and_never_gives_up_on_a_plan(
     assert checked.fixes_verified == 1 and len(fixed_replies(slack)) == 1
 
 
+@pytest.mark.slow
 def test_a_plan_verified_by_hand_is_not_announced_again(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -194,6 +199,7 @@ def test_a_plan_verified_by_hand_is_not_announced_again(
     assert checked.fixes_verified == 0 and len(fixed_replies(slack)) == 1
 
 
+@pytest.mark.slow
 def test_a_plan_never_published_expires_after_the_wait(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -212,6 +218,7 @@ def test_a_plan_never_published_expires_after_the_wait(
     assert fixed_replies(slack) == []
 
 
+@pytest.mark.slow
 def test_only_the_team_that_planned_the_fix_verifies_it(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -227,6 +234,7 @@ def test_only_the_team_that_planned_the_fix_verifies_it(
     assert {a.channel_id for a in monitor.stores.outbox.alerts("T2")} == {"C9"}
 
 
+@pytest.mark.slow
 def test_a_replayed_submission_stores_the_plan_once(
     app: RunningApp, monitor: MonitorHarness, slack: SlackStandIn
 ) -> None:
@@ -275,6 +283,7 @@ def flatten_and_verify(
     return lines
 
 
+@pytest.mark.slow
 def test_a_provider_changing_a_flattened_include_alerts_once_with_a_reflatten_button(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -321,6 +330,7 @@ def test_a_provider_changing_a_flattened_include_alerts_once_with_a_reflatten_bu
     assert "include:i1.big.test" in record and "Not offered" not in proposed
 
 
+@pytest.mark.slow
 def test_an_outage_on_a_flattened_include_is_never_a_change(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, fault_proxy: FaultProxy, slack: SlackStandIn
 ) -> None:
@@ -339,6 +349,7 @@ def test_an_outage_on_a_flattened_include_is_never_a_change(
     assert len(drift_posts(slack)) == 1
 
 
+@pytest.mark.slow
 def test_another_teams_flattening_is_its_own(
     app: RunningApp, monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:

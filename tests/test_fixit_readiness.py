@@ -44,6 +44,7 @@ def row(ip: str, count: int, passing: bool = True) -> Row:
     return Row(ip, count, dkim=result, spf=result, header_from=DOMAIN, dkim_domain=DOMAIN, spf_domain=DOMAIN)
 
 
+@pytest.mark.slow
 def test_enough_passing_mail_says_ready(app: RunningApp, slack: SlackStandIn) -> None:
     ingest(app, {n: [row("192.0.2.1", 100)] for n in range(1, 6)})
     modal = open_modal(app, slack, fix_value("dmarc.policy_none", DOMAIN))
@@ -55,6 +56,7 @@ def test_enough_passing_mail_says_ready(app: RunningApp, slack: SlackStandIn) ->
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_failing_sources_are_named_and_the_step_is_not_ready(app: RunningApp, slack: SlackStandIn) -> None:
     ingest(
         app,
@@ -85,6 +87,7 @@ def test_another_teams_reports_leave_the_checklist(app: RunningApp, slack: Slack
     assert "Google Workspace (SPF include:_spf.google.com)" in modal.text
 
 
+@pytest.mark.slow
 def test_too_few_reported_messages_fall_back_to_the_checklist(app: RunningApp, slack: SlackStandIn) -> None:
     ingest(app, {1: [row("192.0.2.1", 40)]})
     modal = open_modal(app, slack, fix_value("dmarc.policy_none", DOMAIN))

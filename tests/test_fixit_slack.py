@@ -349,6 +349,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_fix_kind_end_to_end(world: NsdServer, make_app: AppFactory, slack: SlackStandIn, case: Case) -> None:
     app = make_app(world, dns_timeout=0.5)
@@ -394,6 +395,7 @@ def test_fix_kind_end_to_end(world: NsdServer, make_app: AppFactory, slack: Slac
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_dkim_test_mode_end_to_end(world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     """t=y removal has nothing to choose: the modal shows the key without t=y and posts it."""
     app = make_app(world, dns_timeout=0.5)
@@ -424,6 +426,7 @@ def test_progression_shows_a_readiness_checklist(
     assert "DKIM selector google (Google Workspace)" in modal.text
 
 
+@pytest.mark.slow
 def test_flatten_plan_says_the_include_must_be_watched(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -436,6 +439,7 @@ def test_flatten_plan_says_the_include_must_be_watched(
     assert json.loads(verify_value(plan))["w"] == ["i0.big.test"]
 
 
+@pytest.mark.slow
 def test_too_many_lookups_without_flattening_is_not_offered(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -453,6 +457,7 @@ def test_too_many_lookups_without_flattening_is_not_offered(
 # -- invalid input ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("finding", "domain", "selector", "field_name", "value", "words"),
     [
@@ -494,6 +499,7 @@ def test_invalid_input_gets_errors_on_the_field(
     assert slack.calls("chat.postMessage") == []
 
 
+@pytest.mark.slow
 def test_invalid_input_while_editing_is_shown_in_the_modal(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -520,6 +526,7 @@ def test_a_user_from_another_team_cannot_open_the_modal(
     assert slack.calls("views.open") == []
 
 
+@pytest.mark.slow
 def test_the_owner_defaults_to_the_team_that_posted_the_report(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -546,6 +553,7 @@ def test_the_owner_defaults_to_the_team_that_posted_the_report(
     assert slack.calls("views.open") == []
 
 
+@pytest.mark.slow
 def test_a_user_from_another_team_cannot_submit_or_verify(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -567,6 +575,7 @@ def test_a_user_from_another_team_cannot_submit_or_verify(
 # -- the report's buttons ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_each_fixable_finding_has_its_own_fix_button(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:

@@ -67,6 +67,7 @@ def mine(messages: list[bytes], subject: str) -> list[bytes]:
     return [m for m in messages if subject.encode() in m]
 
 
+@pytest.mark.slow
 def test_one_poll_ingests_moves_and_deletes_nothing(
     dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -124,6 +125,7 @@ def test_a_crash_before_the_move_reingests_safely(
     assert dovecot.mailbox(folder) == []
 
 
+@pytest.mark.slow
 def test_reports_go_to_the_teams_watching_the_domain(
     dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer
 ) -> None:
@@ -155,6 +157,7 @@ def test_the_server_certificate_is_verified(dovecot: DovecotServer, tmp_path: Pa
         poll_once(settings_for(dovecot, tmp_path, nsd, imap_cafile=None), store, "T1")
 
 
+@pytest.mark.slow
 def test_a_wrong_password_is_a_clear_error(tmp_path: Path, nsd: NsdServer) -> None:
     # A server of its own: Dovecot slows every later login from an address that failed one.
     server = DovecotServer().start()

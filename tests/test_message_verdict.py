@@ -251,6 +251,7 @@ def test_helo_never_aligns(server: NsdServer) -> None:
     assert "HELO never aligns" in verdict.causes[0].detail
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault_name", "dmarc_result"),
     [

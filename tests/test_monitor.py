@@ -57,6 +57,7 @@ def all_text(call_blocks: list[dict[str, Any]]) -> str:
     return json.dumps(call_blocks, ensure_ascii=False)
 
 
+@pytest.mark.slow
 def test_first_cycle_is_the_baseline_and_no_change_means_no_alert(
     monitor: MonitorHarness, slack: SlackStandIn
 ) -> None:
@@ -72,6 +73,7 @@ def test_first_cycle_is_the_baseline_and_no_change_means_no_alert(
     assert snapshot.records[f"SPF include:{INCLUDE}"] == INCLUDE_RECORD
 
 
+@pytest.mark.slow
 def test_a_change_in_the_include_chain_alerts_with_before_and_after(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -94,6 +96,7 @@ def test_a_change_in_the_include_chain_alerts_with_before_and_after(
     assert [(a.kind, a.state, a.ts) for a in stored] == [("changed", "posted", post.response["ts"])]
 
 
+@pytest.mark.slow
 def test_dmarc_dkim_and_mx_changes_are_each_shown(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -115,6 +118,7 @@ def test_dmarc_dkim_and_mx_changes_are_each_shown(
     assert f"MX {DOMAIN}* removed" in text and "`mx.missing`" in text
 
 
+@pytest.mark.slow
 def test_alignment_failing_alert_has_the_fix_it_button_then_recovered(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -138,6 +142,7 @@ def test_alignment_failing_alert_has_the_fix_it_button_then_recovered(
     assert len(slack.posts()) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["servfail", "timeout"])
 def test_one_failed_cycle_is_not_an_alert(
     proxied: MonitorHarness, fault_proxy: FaultProxy, slack: SlackStandIn, fault: str
@@ -167,6 +172,7 @@ def test_an_outage_hiding_a_removed_record_is_never_reported_as_removed(
     assert slack.posts() == []  # two outage cycles: silence, not "include removed"
 
 
+@pytest.mark.slow
 def test_three_failed_cycles_say_cannot_check_once(
     proxied: MonitorHarness, fault_proxy: FaultProxy, slack: SlackStandIn
 ) -> None:
@@ -187,6 +193,7 @@ def test_three_failed_cycles_say_cannot_check_once(
     assert slack.posts()[1].text.startswith(f"{DOMAIN}: checking again")
 
 
+@pytest.mark.slow
 def test_a_flapping_record_alerts_once(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -200,6 +207,7 @@ def test_a_flapping_record_alerts_once(
     assert "203.0.113.0/24" in all_text(slack.posts()[0].blocks)
 
 
+@pytest.mark.slow
 def test_a_flap_that_settles_is_announced_after_settle_checks(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -221,6 +229,7 @@ def test_a_flap_that_settles_is_announced_after_settle_checks(
     )
 
 
+@pytest.mark.slow
 def test_flapping_between_passing_and_failing_says_each_once(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -236,6 +245,7 @@ def test_flapping_between_passing_and_failing_says_each_once(
     ]
 
 
+@pytest.mark.slow
 def test_many_changes_in_one_channel_are_one_digest(
     monitor: MonitorHarness, world: NsdServer, fault_proxy: FaultProxy, slack: SlackStandIn
 ) -> None:
@@ -273,6 +283,7 @@ def test_many_changes_in_one_channel_are_one_digest(
     assert {a.state for a in monitor.stores.outbox.alerts("T1")} == {"posted"}
 
 
+@pytest.mark.slow
 def test_two_workspaces_watching_one_domain_see_only_their_own(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -290,6 +301,7 @@ def test_two_workspaces_watching_one_domain_see_only_their_own(
     assert monitor.stores.watches.watches("T3") == []
 
 
+@pytest.mark.slow
 def test_a_429_during_an_alert_is_posted_once_after_retry_after(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -321,6 +333,7 @@ def test_a_5xx_keeps_the_alert_pending_for_the_next_pass(
     assert [(a.state, a.attempts) for a in monitor.stores.outbox.alerts("T1")] == [("posted", 2)]
 
 
+@pytest.mark.slow
 def test_posts_to_one_channel_are_a_second_apart(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -340,6 +353,7 @@ def test_posts_to_one_channel_are_a_second_apart(
     assert second.at - first.at >= 0.9
 
 
+@pytest.mark.slow
 def test_a_channel_the_bot_left_keeps_alerts_until_attempts_run_out(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -353,6 +367,7 @@ def test_a_channel_the_bot_left_keeps_alerts_until_attempts_run_out(
     assert monitor.deliver().messages_posted == 1
 
 
+@pytest.mark.slow
 def test_the_scheduler_runs_cycles_until_stopped(
     monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
 ) -> None:
@@ -373,6 +388,7 @@ def test_the_scheduler_runs_cycles_until_stopped(
     assert watch is not None and watch.last_status == "pass"
 
 
+@pytest.mark.slow
 def test_a_failing_cycle_does_not_stop_the_scheduler(monitor: MonitorHarness) -> None:
     from bot.monitor.scheduler import MonitorScheduler
 

@@ -80,6 +80,7 @@ def test_an_empty_window_has_null_rate_and_says_where_the_data_is(reports: Repor
     assert f"the most recent one is for {days_ago(40).isoformat()}" in render_text(summary)
 
 
+@pytest.mark.slow
 def test_reverse_names_are_concurrent_cached_and_bounded(
     nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
 ) -> None:
@@ -147,6 +148,7 @@ def test_the_slack_summary_escapes_report_text_and_fits_block_kit(reports: Repor
     assert "<https://evil" not in rendered
 
 
+@pytest.mark.slow
 def test_the_chart_is_a_png(reports: ReportStore) -> None:
     for n in range(0, 5):
         reports.add_report(

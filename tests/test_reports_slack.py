@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, gz, mail_with, open_reports, report_xml
 from tests.conftest import AppFactory
@@ -114,6 +116,7 @@ def test_a_sign_in_page_is_refused_not_ingested(
     assert "sign-in page instead of the file" in all_text(answer)
 
 
+@pytest.mark.slow
 def test_files_that_are_not_reports_and_the_bots_own_files_are_left_alone(
     nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:

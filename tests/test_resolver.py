@@ -321,6 +321,7 @@ def test_cname_followed(
     assert result.name == name
 
 
+@pytest.mark.slow
 def test_cname_out_of_the_served_zones_is_asked_again(
     nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
 ) -> None:
@@ -395,6 +396,7 @@ def test_lookup_many_keeps_order_and_runs_concurrently(
     assert elapsed < 3.0  # 20 × 0.2 s (or 40 × 0.2 s) if anything serialised them
 
 
+@pytest.mark.slow
 def test_bursts_of_nxdomain_answers_are_not_rate_limited(
     matrix_nsd: NsdServer, make_session: SessionFactory
 ) -> None:
@@ -573,6 +575,7 @@ def test_make_zone_quotes_unquoted_txt_only() -> None:
     assert zone.startswith("$ORIGIN q.test.\n$TTL 300\n")
 
 
+@pytest.mark.slow
 def test_bad_zone_raises_with_nsd_log_and_keeps_serving(nsd: NsdServer, make_session: SessionFactory) -> None:
     nsd.set_zone("good.test", make_zone("good.test", [("@", "TXT", "ok")]))
     port = nsd.port

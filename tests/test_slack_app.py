@@ -137,6 +137,7 @@ def settle(seconds: float = 0.5) -> None:
 # ------------------------------------------------------------------------------- the report itself
 
 
+@pytest.mark.slow
 def test_good_domain_report(world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     app = make_app(world)
     ack, post = check(app, "check Good.Test")
@@ -170,6 +171,7 @@ def test_good_domain_report(world: NsdServer, make_app: AppFactory, slack: Slack
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_policy_none_report(world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     app = make_app(world)
     _, post = check(app, "check pnone.test")
@@ -185,6 +187,7 @@ def test_policy_none_report(world: NsdServer, make_app: AppFactory, slack: Slack
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_no_dmarc_report(world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     app = make_app(world)
     _, post = check(app, "check nodmarc.test")
@@ -200,6 +203,7 @@ def test_no_dmarc_report(world: NsdServer, make_app: AppFactory, slack: SlackSta
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_spf_over_ten_lookups_report(world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     app = make_app(world)
     _, post = check(app, "check bigspf.test")
@@ -224,6 +228,7 @@ def test_nxdomain_report(world: NsdServer, make_app: AppFactory, slack: SlackSta
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["servfail", "timeout"])
 def test_dns_outage_report_is_unknown_never_missing(
     nsd: NsdServer, fault_proxy: FaultProxy, make_app: AppFactory, slack: SlackStandIn, fault: str
@@ -272,6 +277,7 @@ def assert_usage(text: str) -> None:
             assert f"e.g. `{example}`" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ["help", "", "   ", "HELP"])
 def test_help_and_empty_give_usage(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn, text: str
@@ -284,6 +290,7 @@ def test_help_and_empty_give_usage(
     assert slack.posts() == []
 
 
+@pytest.mark.slow
 def test_unknown_subcommand_says_so_and_gives_usage(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -299,6 +306,7 @@ def test_unknown_subcommand_says_so_and_gives_usage(
     assert slack.posts() == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -329,6 +337,7 @@ def test_bad_input_is_explained_and_nothing_is_posted(
         proxy.stop()
 
 
+@pytest.mark.slow
 def test_subcommand_without_a_worker_is_answered(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -351,6 +360,7 @@ def test_subcommand_without_a_worker_is_answered(
 # ------------------------------------------------------------------------------ signed requests
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [{"forge_signature": True}, {"timestamp_offset": -600}])
 def test_forged_or_stale_request_is_refused(
     nsd: NsdServer, fault_proxy: FaultProxy, make_app: AppFactory, slack: SlackStandIn, how: dict[str, Any]
@@ -371,6 +381,7 @@ def test_forged_or_stale_request_is_refused(
 # ----------------------------------------------------------------------------------- the ack time
 
 
+@pytest.mark.slow
 def test_ack_is_fast_while_dns_is_slow(
     nsd: NsdServer, fault_proxy: FaultProxy, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -412,6 +423,7 @@ def test_ack_is_fast_while_dns_is_slow(
 # ------------------------------------------------------------------------------------- Re-check
 
 
+@pytest.mark.slow
 def test_recheck_updates_the_same_message_with_fresh_dns(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -452,6 +464,7 @@ def test_recheck_updates_the_same_message_with_fresh_dns(
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_recheck_of_a_report_only_the_user_sees_replaces_it_in_place(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -474,6 +487,7 @@ def test_recheck_of_a_report_only_the_user_sees_replaces_it_in_place(
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_recheck_with_a_tampered_value_is_refused_politely(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -511,6 +525,7 @@ def test_untrusted_txt_arrives_escaped_everywhere(
 # ------------------------------------------------------------------------------------ worst case
 
 
+@pytest.mark.slow
 def test_worst_case_domain_stays_within_limits(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -541,6 +556,7 @@ def test_worst_case_domain_stays_within_limits(
 # ---------------------------------------------------------------------------- Slack's answers
 
 
+@pytest.mark.slow
 def test_rate_limited_post_is_retried_after_retry_after(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -572,6 +588,7 @@ def test_bot_not_in_channel_shows_report_ephemerally_and_says_how_to_invite(
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_slack_api_error_is_told_to_the_user(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -586,6 +603,7 @@ def test_slack_api_error_is_told_to_the_user(
     assert "Try again" in told.params["text"]
 
 
+@pytest.mark.slow
 def test_unreachable_slack_is_told_to_the_user(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -610,6 +628,7 @@ def test_unreachable_slack_is_told_to_the_user(
 # --------------------------------------------------------------------------------- App Home, events
 
 
+@pytest.mark.slow
 def test_app_home_shows_usage(world: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
     app = make_app(world)
     status, _ = app.sim.event({"type": "app_home_opened", "user": "U7", "channel": "D7", "tab": "home"})
@@ -683,6 +702,7 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict
             return (error.code, {k.lower(): v for k, v in error.headers.items()}, error.read().decode())
 
 
+@pytest.mark.slow
 def test_oauth_install_stores_the_installation_and_its_token_is_used(
     world: NsdServer, make_app: AppFactory, slack: SlackStandIn
 ) -> None:

@@ -302,6 +302,7 @@ def slash_payload(slack: SlackStandIn, text: str, name: str = "r1") -> dict[str,
 # ------------------------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 def test_socket_mode_slash_command_acks_then_posts_the_report(
     socket_app: SocketApp, socket_server: SocketModeServer, slack: SlackStandIn
 ) -> None:
@@ -323,6 +324,7 @@ def test_socket_mode_slash_command_acks_then_posts_the_report(
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_socket_mode_help_and_bad_input_are_answered_in_the_ack(
     socket_app: SocketApp, socket_server: SocketModeServer, slack: SlackStandIn
 ) -> None:
@@ -336,6 +338,7 @@ def test_socket_mode_help_and_bad_input_are_answered_in_the_ack(
     assert slack.posts() == []
 
 
+@pytest.mark.slow
 def test_socket_mode_button_and_event(
     socket_app: SocketApp, socket_server: SocketModeServer, slack: SlackStandIn
 ) -> None:

@@ -116,6 +116,7 @@ def test_missing_token_is_not_authed(stand_in: SlackStandIn) -> None:
     assert err.value.response["error"] == "not_authed"
 
 
+@pytest.mark.slow
 def test_rate_limit_then_success_with_retry_handler(stand_in: SlackStandIn) -> None:
     client = WebClient(
         base_url=stand_in.api_url,

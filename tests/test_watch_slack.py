@@ -45,6 +45,7 @@ def replies(slack: SlackStandIn) -> list[str]:
     return [c.params.get("text") or "" for c in slack.calls("response_url")]
 
 
+@pytest.mark.slow
 def test_watch_in_a_channel_stores_it_and_posts_the_first_check(app: RunningApp, slack: SlackStandIn) -> None:
     status, body = app.sim.slash_command(f"watch {DOMAIN} sel", channel_id="C1", team_id="T1", user_id="U7")
     assert status == 200 and "Watching example.test" in body
@@ -86,6 +87,7 @@ def test_watch_with_bad_input_answers_with_usage(app: RunningApp, slack: SlackSt
     assert "Give a domain name" in body
 
 
+@pytest.mark.slow
 def test_list_and_unwatch_see_only_their_own_workspace(app: RunningApp, slack: SlackStandIn) -> None:
     # The bot token is T1's: every request it serves belongs to T1, whatever team the request
     # names. T2's watch is another installation's row in the same database.
@@ -117,6 +119,7 @@ def test_list_and_unwatch_see_only_their_own_workspace(app: RunningApp, slack: S
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_the_report_watch_button_watches(app: RunningApp, slack: SlackStandIn) -> None:
     app.sim.block_action(
         slack_ids.ACTION_WATCH, report_button_value(DOMAIN, ["sel"]), channel_id="C3", team_id="T1"
@@ -131,12 +134,14 @@ def test_the_report_watch_button_watches(app: RunningApp, slack: SlackStandIn) -
         store.close()
 
 
+@pytest.mark.slow
 def test_a_forged_watch_button_is_refused(app: RunningApp, slack: SlackStandIn) -> None:
     app.sim.block_action(slack_ids.ACTION_WATCH, '{"d": "not a domain!"}')
     slack.wait_for("response_url")
     assert "no longer works" in replies(slack)[0]
 
 
+@pytest.mark.slow
 def test_app_home_lists_the_workspace_watches(app: RunningApp, slack: SlackStandIn) -> None:
     store = store_of(app)
     try:
@@ -152,6 +157,7 @@ def test_app_home_lists_the_workspace_watches(app: RunningApp, slack: SlackStand
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_a_watch_made_in_slack_alerts_its_channel(
     app: RunningApp, world: NsdServer, slack: SlackStandIn
 ) -> None:

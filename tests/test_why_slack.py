@@ -47,6 +47,7 @@ def headers_of(raw: bytes) -> str:
     return raw.decode().split("\r\n\r\n", 1)[0]
 
 
+@pytest.mark.slow
 def test_why_opens_the_paste_modal(app: RunningApp, slack: SlackStandIn) -> None:
     status, body = app.sim.slash_command("why", channel_id="C9")
     assert status == 200 and body in ("", "null")  # acknowledged with nothing to say
@@ -62,6 +63,7 @@ def test_why_opens_the_paste_modal(app: RunningApp, slack: SlackStandIn) -> None
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_pasted_headers_get_a_verdict_in_the_channel(app: RunningApp, slack: SlackStandIn) -> None:
     status, _ = app.sim.view_submission(
         slack_ids.CALLBACK_WHY_MODAL,
@@ -78,6 +80,7 @@ def test_pasted_headers_get_a_verdict_in_the_channel(app: RunningApp, slack: Sla
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp, slack: SlackStandIn) -> None:
     status, body = app.sim.view_submission(
         slack_ids.CALLBACK_WHY_MODAL,
@@ -91,6 +94,7 @@ def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp, sl
     assert slack.posts() == []
 
 
+@pytest.mark.slow
 def test_shortcut_on_pasted_headers_answers_in_the_thread(app: RunningApp, slack: SlackStandIn) -> None:
     # Slack stores pasted text escaped, with addresses turned into mailto links
     pasted = (
@@ -113,6 +117,7 @@ def test_shortcut_on_pasted_headers_answers_in_the_thread(app: RunningApp, slack
     slack.assert_no_violations()
 
 
+@pytest.mark.slow
 def test_shortcut_on_an_attached_eml_downloads_it_with_the_bot_token(
     app: RunningApp, slack: SlackStandIn
 ) -> None:
@@ -134,6 +139,7 @@ def test_shortcut_on_an_attached_eml_downloads_it_with_the_bot_token(
     assert post.text is not None and post.text.startswith("DMARC pass")  # SPF still aligned
 
 
+@pytest.mark.slow
 def test_shortcut_on_a_message_with_nothing_to_read_says_what_to_do(
     app: RunningApp, slack: SlackStandIn
 ) -> None:
