@@ -14,13 +14,14 @@ import pytest
 
 from bot.monitor.watch_state import CANNOT_CHECK_AFTER, SETTLE_CHECKS
 from bot.slack import ids as slack_ids
-from tests.dnstest import FaultProxy, NsdServer
+from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.slackstub import SlackStandIn
 from tests.watchtest import (
     INCLUDE,
     INCLUDE_RECORD,
     PROVIDER,
     MonitorHarness,
+    dkim_key_record,
     domain_zone,
     make_harness,
     provider_zone,
@@ -386,3 +387,35 @@ def test_a_failing_cycle_does_not_stop_the_scheduler(monitor: MonitorHarness) ->
         time.sleep(0.01)
     scheduler.stop(timeout=5)
     assert scheduler.cycles_run >= 3
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param([f"v=spf1 include:{INCLUDE} mx:: -all"], id="stops-parsing"),
+        pytest.param([f"v=spf1 include:{INCLUDE} -all", "v=spf1 ip4:203.0.113.9 -all"], id="second-record"),
+    ],
+)
+def test_a_broken_own_spf_names_the_domains_record_not_its_includes(
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn, broken: list[str]
+) -> None:
+    # RFC 7208 §4.5/§4.6: a second record or a term that does not parse is a permerror before any
+    # include is reached, so the include chain is unknown, not removed; the provider changed nothing.
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    records = [("@", "TXT", spf) for spf in broken]
+    records += [("_dmarc", "TXT", f"v=DMARC1; p=reject; rua=mailto:dmarc@{DOMAIN}")]
+    records += [("sel._domainkey", "TXT", dkim_key_record())]
+    records += [("@", "MX", f"10 mx.{DOMAIN}."), ("mx", "A", "192.0.2.25")]
+    world.set_zone(DOMAIN, make_zone(DOMAIN, records))
+    monitor.cycle()
+    world.set_zone(DOMAIN, domain_zone(DOMAIN))
+    for _ in range(SETTLE_CHECKS):  # back to the baseline: held as a flap until it settles
+        monitor.cycle()
+    posts = slack.posts()
+    assert len(posts) == 2
+    broke, fixed = (all_text(p.blocks) for p in posts)
+    assert f"SPF {DOMAIN}* changed" in broke and f"SPF {DOMAIN}* changed" in fixed
+    assert all(f"include:{INCLUDE}*" not in text for text in (broke, fixed))
+    assert f"include chain of SPF {DOMAIN} is not compared" in broke
+    assert "ip4:203.0.113.9" in broke or "mx::" in broke

@@ -82,6 +82,8 @@ def render_alert(change: Change, team_id: str) -> tuple[str, list[Block], Block]
                 f"changed: run `dmarcbot check {domain}` for the full report."
             )
         )
+    if change.spf_chain_not_compared:
+        blocks.append(context(spf_chain_note(change.spf_chain_not_compared)))
     if change.appeared or change.cleared:
         blocks.append(section(_findings_text(change)))
     actions = _actions(change, team_id)
@@ -89,6 +91,15 @@ def render_alert(change: Change, team_id: str) -> tuple[str, list[Block], Block]
         blocks.append(actions)
     blocks.append(context(f"Watched domain {domain} · `/dmarc unwatch {domain}` to stop"))
     return safe(text, 2950), blocks, _digest_section(change, team_id)
+
+
+def spf_chain_note(own_record: str) -> str:
+    """Why an alert leaves a domain's SPF include chain out."""
+    return (
+        f"The include chain of {safe(own_record, 300)} is not compared: on one side of this change the "
+        "domain's own SPF record cannot be evaluated (missing, doubled or not parsing), and receivers "
+        "stop there with none or permerror before looking up any include (RFC 7208 §4.5, §4.6)."
+    )
 
 
 def _record_change_text(
