@@ -54,6 +54,20 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
         if dmarc.policy:
             body.append(f"policy:   {dmarc.policy} for mail from {report.domain}")
         sections.append(("DMARC", ("dmarc", "domain"), body))
+    org = report.organizational
+    if org is not None and report.dmarc is not None and report.dmarc.record is not None:
+        record = report.dmarc.record
+        paths = report.aligned_paths()
+        body = [
+            f"organizational domain {org.domain}: adkim={record.adkim}, aspf={record.aspf} "
+            f"({_alignment_words(record.adkim, record.aspf)})"
+        ]
+        body += [f"{'aligned:' if i == 0 else '':<10}{p.describe()}" for i, p in enumerate(paths)]
+        if not paths:
+            body.append("aligned:  nothing can give an aligned pass")
+        keys = ", ".join(k.selector for k in org.dkim.keys) or "none found"
+        body.append(f"keys at {org.domain}: {keys}")
+        sections.append(("Alignment", ("alignment",), body))
     if report.spf is not None:
         spf = report.spf
         if len(spf.records) > 1:
@@ -89,6 +103,14 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
         )
         sections.append(("MX", ("mx",), body))
     return sections
+
+
+def _alignment_words(adkim: str, aspf: str) -> str:
+    """What the modes let align for a subdomain (RFC 9989 §4.4)."""
+    relaxed = [f"a{t}" for t, mode in (("dkim", adkim), ("spf", aspf)) if mode != "s"]
+    if not relaxed:
+        return "strict: only identifiers at this exact name align"
+    return f"relaxed {' and '.join(relaxed)}: identifiers at the organizational domain align"
 
 
 def _include_lines(includes: tuple[SpfInclude, ...], depth: int = 0) -> list[str]:

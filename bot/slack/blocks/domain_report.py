@@ -158,6 +158,9 @@ def _record_sections(report: DomainReport) -> list[Block]:
                 + (f" · policy for this domain: *{dmarc.policy}*" if dmarc.policy else "")
             )
         parts.append(section("\n".join(lines)))
+    alignment = _alignment_section(report)
+    if alignment is not None:
+        parts.append(alignment)
     if report.spf is not None:
         spf = report.spf
         if len(spf.records) > 1:
@@ -187,6 +190,33 @@ def _record_sections(report: DomainReport) -> list[Block]:
             hosts += f" …and {len(mx.hosts) - 8} more"
         parts.append(section("*MX*\n" + ("null MX: accepts no mail" if mx.null_mx else hosts or "_none_")))
     return parts
+
+
+def _alignment_section(report: DomainReport) -> Block | None:
+    """For a subdomain: its organizational domain, the alignment modes, and each identifier that
+    can give an aligned pass (RFC 9989 §4.4)."""
+    org = report.organizational
+    if org is None or report.dmarc is None or report.dmarc.record is None:
+        return None
+    record = report.dmarc.record
+    modes = ", ".join(
+        f"a{t}={mode} ({'relaxed' if mode != 's' else 'strict'})"
+        for t, mode in (("dkim", record.adkim), ("spf", record.aspf))
+    )
+    lines = [f"*Alignment*\norganizational domain {code(org.domain, 300)} · {modes}"]
+    for path in report.aligned_paths()[:10]:
+        if path.via == "spf":
+            where = f"a MAIL FROM at {code(path.domain, 300)}" if path.relaxed else "its own MAIL FROM"
+            lines.append(f"• SPF for {where}" + (" (relaxed aspf)" if path.relaxed else ""))
+        else:
+            signer = f"d={code(path.domain, 300)} " if path.relaxed else ""
+            lines.append(
+                f"• DKIM {signer}selector {code(path.selector or '', 70)}"
+                + (" (relaxed adkim)" if path.relaxed else "")
+            )
+    if not report.aligned_paths():
+        lines.append("_no identifier can give an aligned pass_")
+    return section("\n".join(lines))
 
 
 def _finding_section(f: Finding, fix: Block | None = None) -> Block:
