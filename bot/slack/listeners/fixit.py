@@ -36,6 +36,7 @@ from bot.slack.blocks.fixit import (
 )
 from bot.slack.features import Feature
 from bot.slack.fix_plans import FixPlan, check_plan
+from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip
 from bot.slack.turn import SlackTurn, guarded, interaction_team, turn_for_interaction
 from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
@@ -236,7 +237,7 @@ def handle_fix_input(
                 0,
                 {
                     "type": "section",
-                    "text": {"type": "mrkdwn", "text": f":warning: {error.message[:2900]}"},
+                    "text": {"type": "mrkdwn", "text": f":warning: {clip(error.message, 2900)}"},
                 },
             )
             client.views_update(view_id=view["id"], view=shown)
@@ -276,7 +277,7 @@ def handle_fix_submission(
         )
     except FixInputError as error:
         # Slack shows the message under the field (response_action: errors).
-        ack(response_action="errors", errors={input_id(error.field): error.message[:300]})
+        ack(response_action="errors", errors={input_id(error.field): clip(error.message, FIELD_ERROR_LIMIT)})
         return
     ack()
 
@@ -284,7 +285,7 @@ def handle_fix_submission(
         screen = _screen(settings, stores, request, form, body)
         reasons = refused_reasons(screen)
         if reasons:
-            turn.tell("The plan was not posted: " + "; ".join(reasons)[:2500])
+            turn.tell(clip("The plan was not posted: " + "; ".join(reasons), 2500))
             return
         if not request.channel_id or not request.thread_ts:
             turn.tell("The report this fix belongs to is gone; run the check again.")

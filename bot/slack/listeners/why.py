@@ -15,6 +15,7 @@ from bot.slack import ids as slack_ids
 from bot.slack.blocks.why import render_verdict
 from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file, pasted_text
+from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip
 from bot.slack.routing import Job, Subcommand
 from bot.slack.turn import SlackTurn, guarded, turn_for_interaction
 from bot.store.stores import Stores
@@ -105,7 +106,10 @@ def handle_why_submission(
     try:  # parsing 3,000 characters is quick: answer on the field before the modal closes
         message = parse_message(pasted)
     except MessageError as error:
-        ack(response_action="errors", errors={slack_ids.BLOCK_WHY_HEADERS: str(error)[:150]})
+        ack(
+            response_action="errors",
+            errors={slack_ids.BLOCK_WHY_HEADERS: clip(str(error), FIELD_ERROR_LIMIT)},
+        )
         return
     ack()
     channel = json.loads(view.get("private_metadata") or "{}").get("channel")
