@@ -30,13 +30,13 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
         for f in report.findings:
             if report.part_of(f) in family and f not in shown:
                 shown.add(f)
-                lines.extend(_finding_lines(f, paint))
+                lines.extend(_finding_lines(f, paint, report.display_domain))
         lines.append("")
     rest = [f for f in report.findings if f not in shown]
     if rest:
         lines.append(paint("1", "Other"))
         for f in rest:
-            lines.extend(_finding_lines(f, paint))
+            lines.extend(_finding_lines(f, paint, report.display_domain))
         lines.append("")
     lines.append(f"Checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC with {report.queries} DNS queries.")
     return "\n".join(lines)
@@ -129,14 +129,21 @@ def _failed_selectors(selectors: tuple[str, ...]) -> str:
     return f" ({len(selectors)} selector lookups failed: {', '.join(selectors[:5])}{more})"
 
 
-def _finding_lines(f: Finding, paint: Callable[[str, str], str]) -> list[str]:
+def _fix_text(f: Finding, domain: str) -> str:
+    """The finding's fix, with this surface's own syntax where the fix is to run a command."""
+    if f.id == "dkim.no_selector":
+        return f"{f.fix} Run: dmarcbot check {domain} --selector NAME"
+    return f.fix
+
+
+def _finding_lines(f: Finding, paint: Callable[[str, str], str], domain: str) -> list[str]:
     head = f"  {paint(_COLOURS[f.severity], _MARKS[f.severity])} {f.id}: {f.title}"
     lines = [head]
     lines += textwrap.wrap(f.detail, 100, initial_indent="         ", subsequent_indent="         ")
     if f.record:
         lines.append(f"         record: {_clip(f.record, 200)}")
     lines += textwrap.wrap(
-        "fix: " + f.fix, 100, initial_indent="         ", subsequent_indent="              "
+        "fix: " + _fix_text(f, domain), 100, initial_indent="         ", subsequent_indent="              "
     )
     return lines
 

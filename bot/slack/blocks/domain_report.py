@@ -112,7 +112,10 @@ def render_report(
     ]
     room = MAX_MESSAGE_BLOCKS - len(blocks) - 3  # context, actions, and one "…and N more"
     findings = list(report.findings)
-    blocks += [_finding_section(f, fix_button(f, report.domain, team_id, selectors)) for f in findings[:room]]
+    blocks += [
+        _finding_section(f, report.display_domain, fix_button(f, report.domain, team_id, selectors))
+        for f in findings[:room]
+    ]
     if len(findings) > room:
         blocks.append(
             context(
@@ -219,7 +222,14 @@ def _alignment_section(report: DomainReport) -> Block | None:
     return section("\n".join(lines))
 
 
-def _finding_section(f: Finding, fix: Block | None = None) -> Block:
+def _fix_text(f: Finding, domain: str) -> str:
+    """The finding's fix, escaped, with Slack's own syntax where the fix is to run a command."""
+    if f.id == "dkim.no_selector":
+        return f"{safe(f.fix, 600)} Run {code(f'/dmarc check {domain} SELECTOR', 300)}"
+    return safe(f.fix, 700)
+
+
+def _finding_section(f: Finding, domain: str, fix: Block | None = None) -> Block:
     lines = [f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`", safe(f.detail, 1200)]
     if f.record:
         # several records (spf.multiple, dmarc.multiple): one code block each, since an inline code
@@ -229,7 +239,7 @@ def _finding_section(f: Finding, fix: Block | None = None) -> Block:
             lines += [code_block(record, 700 // len(records[:4])) for record in records[:4]]
         else:
             lines.append(code(f.record, 700))
-    lines.append(f"*Fix:* {safe(f.fix, 700)}")
+    lines.append(f"*Fix:* {_fix_text(f, domain)}")
     block = section("\n".join(lines))
     if fix is not None:
         block["accessory"] = fix
