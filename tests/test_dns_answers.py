@@ -190,3 +190,20 @@ def test_no_selector_fix_names_the_slash_command_in_slack(
     assert "`/dmarc check twospf.test SELECTOR`" in fix
     assert "--selector" not in fix
     slack.assert_no_violations()
+
+
+# ------------------------------------------------------------------------- IDN names, one way
+
+
+def test_an_idn_report_in_slack_is_in_unicode_with_its_a_label_once(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    idn = make_zone(
+        "xn--bcher-kva.test", [("@", "TXT", "v=spf1 -all"), ("_dmarc", "TXT", "v=DMARC1; p=none")]
+    )
+    nsd.set_zones({**world(), "xn--bcher-kva.test": idn})
+    _, post = check(make_app(nsd), "check bücher.test")
+    assert post.blocks[0]["text"]["text"] == "bücher.test (xn--bcher-kva.test): can pass DMARC"
+    shown = "\n".join(section_texts(post))
+    assert "xn--" not in shown and "`_dmarc.bücher.test`" in shown
+    slack.assert_no_violations()

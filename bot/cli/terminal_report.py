@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 
+from handlers.dns.domain_name import display_name, first_mention, unicode_names
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Finding, Severity
 from handlers.domain.spf import SpfInclude
@@ -21,7 +22,11 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
     def paint(code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour else text
 
-    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + report.summary, ""]
+    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + report.summary]
+    if report.display_domain != report.domain:
+        # the one place the A-label is shown: what DNS tools and zone files call the name
+        lines.append(f"Domain: {first_mention(report.domain)}")
+    lines.append("")
     sections = _sections(report)
     shown: set[Finding] = set()
     for title, family, body in sections:
@@ -50,9 +55,9 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
         dmarc = report.dmarc
         body = [f"record:   {dmarc.record.raw}" if dmarc.record else "record:   (none)"]
         if dmarc.location:
-            body.append(f"location: _dmarc.{dmarc.location}")
+            body.append(f"location: _dmarc.{display_name(dmarc.location)}")
         if dmarc.policy:
-            body.append(f"policy:   {dmarc.policy} for mail from {report.domain}")
+            body.append(f"policy:   {dmarc.policy} for mail from {report.display_domain}")
         sections.append(("DMARC", ("dmarc", "domain"), body))
     org = report.organizational
     if org is not None and report.dmarc is not None and report.dmarc.record is not None:
@@ -139,11 +144,16 @@ def _fix_text(f: Finding, domain: str) -> str:
 def _finding_lines(f: Finding, paint: Callable[[str, str], str], domain: str) -> list[str]:
     head = f"  {paint(_COLOURS[f.severity], _MARKS[f.severity])} {f.id}: {f.title}"
     lines = [head]
-    lines += textwrap.wrap(f.detail, 100, initial_indent="         ", subsequent_indent="         ")
+    lines += textwrap.wrap(
+        unicode_names(f.detail), 100, initial_indent="         ", subsequent_indent="         "
+    )
     if f.record:
         lines.append(f"         record: {_clip(f.record, 200)}")
     lines += textwrap.wrap(
-        "fix: " + _fix_text(f, domain), 100, initial_indent="         ", subsequent_indent="              "
+        "fix: " + unicode_names(_fix_text(f, domain)),
+        100,
+        initial_indent="         ",
+        subsequent_indent="              ",
     )
     return lines
 

@@ -26,6 +26,7 @@ from bot.slack.blocks.domain_report import (
 from bot.slack.mrkdwn import clip, code, code_block, fit_lines, safe
 from bot.store.outbox import Alert
 from bot.store.watches import Watch
+from handlers.dns.domain_name import display_name, first_mention
 from handlers.domain.check import DomainReport
 from handlers.fixes.records import fix_kind
 from handlers.fixes.spf_fixes import address_drift
@@ -317,10 +318,11 @@ def render_watch_started(
     report: DomainReport, watch: Watch, newly: bool, selectors: Sequence[str]
 ) -> tuple[str, list[Block]]:
     """The message a new watch posts in its channel: what is watched and the first check."""
-    domain = safe(watch.domain, 300)
+    name = display_name(watch.domain)
+    a_label = f" ({code(watch.domain, 300)})" if name != watch.domain else ""
     verb = "Now watching" if newly else "Still watching"
     intro = (
-        f"{verb} *{domain}* for this channel: I check it every cycle and post here when "
+        f"{verb} *{safe(name, 300)}*{a_label} for this channel: I check it every cycle and post here when "
         "its DMARC, SPF (and every include), DKIM or MX records change, when mail starts "
         "failing DMARC, and when it recovers."
     )
@@ -342,7 +344,7 @@ def render_watch_started(
     ]
     actions += fixes[:1]
     blocks.append({"type": "actions", "block_id": slack_ids.BLOCK_WATCH_ACTIONS, "elements": actions})
-    text = clip(f"{verb} {watch.domain} in this channel. First check: {report.summary}", 2900)
+    text = clip(f"{verb} {first_mention(watch.domain)} in this channel. First check: {report.summary}", 2900)
     return safe(text, 2950), blocks
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.slack import ids as slack_ids
 from bot.slack.mrkdwn import clip, code, code_block, safe
+from handlers.dns.domain_name import display_name, first_mention, unicode_names
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Finding, Severity
 from handlers.fixes.records import fix_kind
@@ -103,7 +104,11 @@ def render_report(
     blocks: list[Block] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": clip(f"{name}: {_VERDICT_WORDS[verdict]}", 150)},
+            # the one place the A-label of an internationalised name is shown
+            "text": {
+                "type": "plain_text",
+                "text": clip(f"{first_mention(report.domain)}: {_VERDICT_WORDS[verdict]}", 150),
+            },
         },
         section(safe(report.summary, 2900)),
         {"type": "divider"},
@@ -157,7 +162,7 @@ def _record_sections(report: DomainReport) -> list[Block]:
         lines.append(code_block(dmarc.record.raw, 1200) if dmarc.record else "_no record_")
         if dmarc.location:
             lines.append(
-                f"at {code('_dmarc.' + dmarc.location, 300)}"
+                f"at {code('_dmarc.' + display_name(dmarc.location), 300)}"
                 + (f" · policy for this domain: *{dmarc.policy}*" if dmarc.policy else "")
             )
         parts.append(section("\n".join(lines)))
@@ -225,12 +230,15 @@ def _alignment_section(report: DomainReport) -> Block | None:
 def _fix_text(f: Finding, domain: str) -> str:
     """The finding's fix, escaped, with Slack's own syntax where the fix is to run a command."""
     if f.id == "dkim.no_selector":
-        return f"{safe(f.fix, 600)} Run {code(f'/dmarc check {domain} SELECTOR', 300)}"
-    return safe(f.fix, 700)
+        return f"{safe(unicode_names(f.fix), 600)} Run {code(f'/dmarc check {domain} SELECTOR', 300)}"
+    return safe(unicode_names(f.fix), 700)
 
 
 def _finding_section(f: Finding, domain: str, fix: Block | None = None) -> Block:
-    lines = [f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`", safe(f.detail, 1200)]
+    lines = [
+        f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`",
+        safe(unicode_names(f.detail), 1200),
+    ]
     if f.record:
         # several records (spf.multiple, dmarc.multiple): one code block each, since an inline code
         # span across a newline is not rendered as code

@@ -18,7 +18,7 @@ from bot.slack.mrkdwn import safe
 from bot.slack.routing import Job, Subcommand, parse_domain_argument, parse_selectors
 from bot.slack.turn import SlackTurn, run_domain_check
 from bot.store.stores import Stores
-from handlers.dns.domain_name import display_name
+from handlers.dns.domain_name import display_name, first_mention
 
 HOME_WATCH_BLOCKS = 45  # of the Home tab's 100: the intro and usage come first
 
@@ -28,7 +28,7 @@ def parse_watch(words: list[str]) -> Job:
     domain = parse_domain_argument(words, "watch DOMAIN")
     selectors = parse_selectors(words[1:])
     return Job(
-        f"Watching {display_name(domain)} for this channel: running its first check…",
+        f"Watching {first_mention(domain)} for this channel: running its first check…",
         "watch",
         {"domain": domain, "selectors": selectors},
     )
