@@ -419,3 +419,33 @@ def test_a_broken_own_spf_names_the_domains_record_not_its_includes(
     assert all(f"include:{INCLUDE}*" not in text for text in (broke, fixed))
     assert f"include chain of SPF {DOMAIN} is not compared" in broke
     assert "ip4:203.0.113.9" in broke or "mx::" in broke
+
+
+def test_the_same_change_at_several_domains_is_shown_once_with_before_and_after(
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
+    domains = ["d1.test", "d2.test", "d3.test"]
+    world.set_zones(
+        {PROVIDER: provider_zone(), **{d: domain_zone(d) for d in domains}, "e1.test": domain_zone("e1.test")}
+    )
+    for d in [*domains, "e1.test"]:
+        monitor.watch(d, channel="C7")
+    monitor.cycle()
+    new_spf = f"v=spf1 include:{INCLUDE} ip4:203.0.113.5 -all"
+    world.set_zones(
+        {
+            PROVIDER: provider_zone(),
+            **{d: domain_zone(d, spf=new_spf) for d in domains},
+            "e1.test": domain_zone("e1.test", spf=f"v=spf1 include:{INCLUDE} ip4:198.51.100.7 -all"),
+        }
+    )
+    checked, delivered = monitor.cycle()
+    assert checked.alerts_written == 4 and delivered.messages_posted == 1
+    sections = [b["text"]["text"] for b in slack.posts()[0].blocks if b["type"] == "section"]
+    assert len(sections) == 2  # the shared change once, e1's own
+    shared, own = sections
+    assert shared.count(f"*Before:* `v=spf1 include:{INCLUDE} -all`") == 1
+    assert shared.count(f"*After:* `{new_spf}`") == 1
+    assert "*3 domains:* d1.test, d2.test, d3.test" in shared
+    # a domain's own change in a digest also shows its before and after
+    assert "*e1.test*" in own and "ip4:198.51.100.7" in own and "*Before:*" in own

@@ -160,21 +160,21 @@ def _actions(change: Change, team_id: str) -> Block | None:
 
 def _digest_section(change: Change, team_id: str) -> Block:
     """A digest's line for one alert: the headline, what changed, the Fix it button if failing."""
-    names = ", ".join(safe(r.name, 120) for r in change.records[:4])
-    if len(change.records) > 4:
-        names += f" and {len(change.records) - 4} more"
     appeared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.appeared[:5])
     cleared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.cleared[:5])
     lines = [f"{ICONS[change.kind]} *{safe(change.domain, 300)}*: {HEADLINES[change.kind]}"]
-    if names:
-        lines.append(f"Changed: {names}")
+    # what changed, with its before and after: a name alone says nothing about the change
+    for r in change.records[:3]:
+        lines.append(_record_change_text(r.name, r.before, r.after, limit=200, render=code))
+    if len(change.records) > 3:
+        lines.append(f"…and {len(change.records) - 3} more records")
     if appeared:
         lines.append(f"Appeared: {appeared}")
     if cleared:
         lines.append(f"Cleared: {cleared}")
     if change.kind in ("cannot_check", "check_restored", "failing", "recovered"):
         lines.append(safe(change.summary, 600))
-    block = section("\n".join(lines))
+    block = section(fit_lines(lines, 2900))
     fix = _fix_button(change, team_id)
     if fix is not None:
         block["accessory"] = fix
@@ -183,20 +183,22 @@ def _digest_section(change: Change, team_id: str) -> Block:
 
 def digest_group(change: Change) -> tuple[str, str]:
     """The group key of a change (the same change at several domains has the same key) and its
-    digest summary, which names no domain. Domain-specific changes never share a key."""
+    digest summary, which names no domain: the same before and after of a domain's own record at
+    several domains (each changed to one new SPF record) is one change."""
     if change.kind in ("cannot_check", "check_restored"):
         return "", ""
     key = json.dumps(
         [
             change.kind,
-            [(r.name, r.before, r.after) for r in change.records],
+            [(_shared_name(r.name, change.domain), r.before, r.after) for r in change.records],
             sorted(f["id"] for f in change.appeared),
             sorted(f["id"] for f in change.cleared),
         ]
     )
     lines = [f"{ICONS[change.kind]} {HEADLINES[change.kind]}"]
     for r in change.records[:3]:
-        lines.append(_record_change_text(r.name, r.before, r.after, limit=200, render=code))
+        name = _shared_name(r.name, change.domain)
+        lines.append(_record_change_text(name, r.before, r.after, limit=200, render=code))
     if len(change.records) > 3:
         lines.append(f"…and {len(change.records) - 3} more records")
     appeared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.appeared[:8])
@@ -206,6 +208,16 @@ def digest_group(change: Change) -> tuple[str, str]:
     if cleared:
         lines.append(f"Cleared: {cleared}")
     return hashlib.sha256(key.encode()).hexdigest()[:32], fit_lines(lines, 2000)
+
+
+def _shared_name(name: str, domain: str) -> str:
+    """A record's name with the watched domain taken out (`SPF example.com` → `SPF of each
+    domain`), so the same change at several domains has one name and groups in a digest."""
+    if name.endswith(f" {domain}"):
+        return f"{name.removesuffix(domain)}of each domain"
+    if name.endswith(f".{domain}"):
+        return f"{name.removesuffix(domain)}<each domain>"
+    return name
 
 
 def render_digest(alerts: Sequence[Alert]) -> tuple[str, list[Block]]:
