@@ -185,16 +185,16 @@ def decide(history: WatchHistory, observation: Observation) -> tuple[Change | No
     if chain_skipped:
         records = [r for r in records if not _is_include_chain(r.name)]
     return Change(
-        kind,
-        watch.domain,
-        watch.selectors,
-        observation.summary,
-        records,
-        spf_record_name(watch.domain) if chain_skipped else None,
-        appeared,
-        cleared,
-        known.verdict,
-        state.verdict,
+        kind=kind,
+        domain=watch.domain,
+        selectors=watch.selectors,
+        summary=observation.summary,
+        records=records,
+        spf_chain_not_compared=spf_record_name(watch.domain) if chain_skipped else None,
+        appeared=appeared,
+        cleared=cleared,
+        verdict_before=known.verdict,
+        verdict_after=state.verdict,
     ), True
 
 

@@ -288,15 +288,15 @@ async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str
     if unreachable:
         findings = [temperror_finding(apex)]
     return DomainReport(
-        domain,
-        True,
-        dmarc,
-        spf,
-        dkim,
-        mx,
-        tuple(sort_findings(_dedupe(findings))),
-        session.queries_sent,
-        unreachable,
+        domain=domain,
+        exists=True,
+        dmarc=dmarc,
+        spf=spf,
+        dkim=dkim,
+        mx=mx,
+        findings=tuple(sort_findings(_dedupe(findings))),
+        queries=session.queries_sent,
+        dns_unreachable=unreachable,
         organizational=organizational,
     )
 

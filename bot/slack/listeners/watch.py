@@ -28,9 +28,9 @@ def parse_watch(words: list[str]) -> Job:
     domain = parse_domain_argument(words, "watch DOMAIN")
     selectors = parse_selectors(words[1:])
     return Job(
-        f"Watching {first_mention(domain)} for this channel: running its first check…",
-        "watch",
-        {"domain": domain, "selectors": selectors},
+        ack=f"Watching {first_mention(domain)} for this channel: running its first check…",
+        work="watch",
+        args={"domain": domain, "selectors": selectors},
     )
 
 
