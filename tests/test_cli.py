@@ -159,3 +159,12 @@ def test_console_script_and_module_entry_points_agree() -> None:
     )
     assert by_script.returncode == by_module.returncode == 0
     assert by_script.stdout == by_module.stdout and by_script.stdout.startswith("dmarcbot ")
+
+
+def test_an_idn_report_is_in_unicode_with_its_a_label_once(
+    served: NsdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = run_cli(capsys, "check", "bücher.test", "--nameserver", served.address)
+    assert out.count("xn--bcher-kva.test") == 1
+    assert out.splitlines()[1] == "Domain: bücher.test (xn--bcher-kva.test)"
+    assert "_dmarc.bücher.test" in out and "mail from bücher.test" in out

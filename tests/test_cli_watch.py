@@ -236,3 +236,15 @@ def test_killed_between_outbox_and_post_then_restarted_posts_exactly_once(
     assert again.returncode == 0 and "0 posted" in again.stdout
     posts = slack.posts()
     assert len(posts) == 1 and posts[0].text.startswith(f"{DOMAIN}: DNS records changed")
+
+
+def test_an_idn_is_named_in_unicode_with_its_a_label_once(
+    env: dict[str, str], world: NsdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.set_zone("xn--bcher-kva.test", domain_zone("xn--bcher-kva.test"))
+    code, out, _ = run(capsys, "watch", "bücher.test", "--channel", "C1")
+    assert code == EXIT_OK
+    assert out.startswith("Watching bücher.test (xn--bcher-kva.test) for team")
+    assert out.count("xn--bcher-kva.test") == 1 and "First check: Mail from bücher.test" in out
+    code, out, _ = run(capsys, "unwatch", "bücher.test")
+    assert out == "Stopped watching bücher.test (xn--bcher-kva.test) for team local.\n"

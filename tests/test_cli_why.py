@@ -163,3 +163,26 @@ def test_help_comes_from_the_docstring() -> None:
     doc = command_why.__doc__ or ""
     assert doc.splitlines()[0].startswith("Explain why a message passed or failed DMARC")
     assert "Exit status: 0" in doc
+
+
+def spf_line(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("SPF "))
+
+
+def test_without_a_mail_from_it_says_which_identity_was_checked_and_why(
+    server: NsdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # no Return-Path, no Received header: nothing names a MAIL FROM or a HELO
+    raw = sign(message(), "example.com", "s1", PEM)
+    path = write(tmp_path, raw)
+    _, out, _ = run(["why", path, "--ip", "192.0.2.1", "--nameserver", server.address], capsys)
+    line = spf_line(out)
+    assert "?" not in line
+    assert "MAIL FROM is empty" in line and "HELO" in line and "RFC 7208 §2.4" in line
+    assert "--helo" in line  # the terminal names its own way to give one
+    _, out, _ = run(
+        ["why", path, "--ip", "192.0.2.1", "--helo", "out.example.com", "--nameserver", server.address],
+        capsys,
+    )
+    line = spf_line(out)
+    assert "out.example.com (the HELO name" in line and "never" in line and "alignment" in line

@@ -167,3 +167,43 @@ def test_the_readme_counts_the_manifest_urls_to_replace() -> None:
     count = (root / "manifest.json").read_text().count("YOUR-APP-HOST")
     words = {2: "two", 3: "three", 4: "four", 5: "five"}
     assert f"in the manifest's {words[count]} URLs" in (root / "README.md").read_text()
+
+
+# ------------------------------------------------------------- each surface names its own syntax
+
+
+def test_no_selector_fix_names_the_terminals_flag(nsd: NsdServer, make_session: SessionFactory) -> None:
+    nsd.set_zones(world())
+    text = render_domain_report(run(make_session(nsd), "twospf.test"))
+    fix = section_of(text, "DKIM")
+    assert "dkim.no_selector" in fix
+    assert "dmarcbot check twospf.test --selector NAME" in " ".join(fix.split())
+    assert "/dmarc" not in fix
+
+
+def test_no_selector_fix_names_the_slash_command_in_slack(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    nsd.set_zones(world())
+    _, post = check(make_app(nsd), "check twospf.test")
+    fix = next(f for f in finding_sections(post) if "`dkim.no_selector`" in f)
+    assert "`/dmarc check twospf.test SELECTOR`" in fix
+    assert "--selector" not in fix
+    slack.assert_no_violations()
+
+
+# ------------------------------------------------------------------------- IDN names, one way
+
+
+def test_an_idn_report_in_slack_is_in_unicode_with_its_a_label_once(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    idn = make_zone(
+        "xn--bcher-kva.test", [("@", "TXT", "v=spf1 -all"), ("_dmarc", "TXT", "v=DMARC1; p=none")]
+    )
+    nsd.set_zones({**world(), "xn--bcher-kva.test": idn})
+    _, post = check(make_app(nsd), "check bücher.test")
+    assert post.blocks[0]["text"]["text"] == "bücher.test (xn--bcher-kva.test): can pass DMARC"
+    shown = "\n".join(section_texts(post))
+    assert "xn--" not in shown and "`_dmarc.bücher.test`" in shown
+    slack.assert_no_violations()

@@ -9,7 +9,9 @@ from handlers.dns.domain_name import (
     MAX_NAME_LENGTH,
     InvalidDomain,
     display_name,
+    first_mention,
     normalise_domain,
+    unicode_names,
 )
 
 
@@ -140,3 +142,11 @@ def test_error_messages_are_bounded() -> None:
     with pytest.raises(InvalidDomain) as raised:
         normalise_domain("bad!" * 200 + ".example")
     assert len(str(raised.value)) < 300
+
+
+def test_prose_names_are_shown_in_unicode_and_first_mentions_carry_the_a_label() -> None:
+    assert unicode_names("xn--bcher-kva.test has no MX (mx.xn--bcher-kva.test.); example.com too") == (
+        "bücher.test has no MX (mx.bücher.test.); example.com too"
+    )
+    assert first_mention("xn--bcher-kva.test") == "bücher.test (xn--bcher-kva.test)"
+    assert first_mention("example.com") == "example.com"

@@ -14,13 +14,14 @@ import pytest
 
 from bot.monitor.watch_state import CANNOT_CHECK_AFTER, SETTLE_CHECKS
 from bot.slack import ids as slack_ids
-from tests.dnstest import FaultProxy, NsdServer
+from tests.dnstest import FaultProxy, NsdServer, make_zone
 from tests.slackstub import SlackStandIn
 from tests.watchtest import (
     INCLUDE,
     INCLUDE_RECORD,
     PROVIDER,
     MonitorHarness,
+    dkim_key_record,
     domain_zone,
     make_harness,
     provider_zone,
@@ -402,3 +403,65 @@ def test_a_failing_cycle_does_not_stop_the_scheduler(monitor: MonitorHarness) ->
         time.sleep(0.01)
     scheduler.stop(timeout=5)
     assert scheduler.cycles_run >= 3
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param([f"v=spf1 include:{INCLUDE} mx:: -all"], id="stops-parsing"),
+        pytest.param([f"v=spf1 include:{INCLUDE} -all", "v=spf1 ip4:203.0.113.9 -all"], id="second-record"),
+    ],
+)
+def test_a_broken_own_spf_names_the_domains_record_not_its_includes(
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn, broken: list[str]
+) -> None:
+    # RFC 7208 §4.5/§4.6: a second record or a term that does not parse is a permerror before any
+    # include is reached, so the include chain is unknown, not removed; the provider changed nothing.
+    monitor.watch(DOMAIN)
+    monitor.cycle()
+    records = [("@", "TXT", spf) for spf in broken]
+    records += [("_dmarc", "TXT", f"v=DMARC1; p=reject; rua=mailto:dmarc@{DOMAIN}")]
+    records += [("sel._domainkey", "TXT", dkim_key_record())]
+    records += [("@", "MX", f"10 mx.{DOMAIN}."), ("mx", "A", "192.0.2.25")]
+    world.set_zone(DOMAIN, make_zone(DOMAIN, records))
+    monitor.cycle()
+    world.set_zone(DOMAIN, domain_zone(DOMAIN))
+    for _ in range(SETTLE_CHECKS):  # back to the baseline: held as a flap until it settles
+        monitor.cycle()
+    posts = slack.posts()
+    assert len(posts) == 2
+    broke, fixed = (all_text(p.blocks) for p in posts)
+    assert f"SPF {DOMAIN}* changed" in broke and f"SPF {DOMAIN}* changed" in fixed
+    assert all(f"include:{INCLUDE}*" not in text for text in (broke, fixed))
+    assert f"include chain of SPF {DOMAIN} is not compared" in broke
+    assert "ip4:203.0.113.9" in broke or "mx::" in broke
+
+
+def test_the_same_change_at_several_domains_is_shown_once_with_before_and_after(
+    monitor: MonitorHarness, world: NsdServer, slack: SlackStandIn
+) -> None:
+    domains = ["d1.test", "d2.test", "d3.test"]
+    world.set_zones(
+        {PROVIDER: provider_zone(), **{d: domain_zone(d) for d in domains}, "e1.test": domain_zone("e1.test")}
+    )
+    for d in [*domains, "e1.test"]:
+        monitor.watch(d, channel="C7")
+    monitor.cycle()
+    new_spf = f"v=spf1 include:{INCLUDE} ip4:203.0.113.5 -all"
+    world.set_zones(
+        {
+            PROVIDER: provider_zone(),
+            **{d: domain_zone(d, spf=new_spf) for d in domains},
+            "e1.test": domain_zone("e1.test", spf=f"v=spf1 include:{INCLUDE} ip4:198.51.100.7 -all"),
+        }
+    )
+    checked, delivered = monitor.cycle()
+    assert checked.alerts_written == 4 and delivered.messages_posted == 1
+    sections = [b["text"]["text"] for b in slack.posts()[0].blocks if b["type"] == "section"]
+    assert len(sections) == 2  # the shared change once, e1's own
+    shared, own = sections
+    assert shared.count(f"*Before:* `v=spf1 include:{INCLUDE} -all`") == 1
+    assert shared.count(f"*After:* `{new_spf}`") == 1
+    assert "*3 domains:* d1.test, d2.test, d3.test" in shared
+    # a domain's own change in a digest also shows its before and after
+    assert "*e1.test*" in own and "ip4:198.51.100.7" in own and "*Before:*" in own

@@ -80,6 +80,16 @@ def test_code_clips_inside_the_span() -> None:
     assert not ENTITY_TAIL.search(out[1:-2])
 
 
+def test_a_cut_ends_after_a_whole_word_with_an_ellipsis() -> None:
+    text = "this is not a message: Give the raw message (.eml) or its headers."
+    for limit in range(20, len(text)):
+        out = clip(text, limit)
+        assert len(out) <= limit and out.endswith("…")
+        kept = out[:-1]
+        assert text.startswith(kept) and text[len(kept)] in " ,:.(", out  # the next word is whole
+    assert safe("Give the raw message <x>", 20) == "Give the raw…"
+
+
 def test_clip() -> None:
     assert clip("abc", 3) == "abc"
     assert clip("abcd", 3) == "ab…"

@@ -175,3 +175,17 @@ def test_a_watch_made_in_slack_alerts_its_channel(
     fix = [e for b in alert.blocks if b["type"] == "actions" for e in b["elements"]]
     assert fix[0]["action_id"] == slack_ids.ACTION_FIX
     slack.assert_no_violations()
+
+
+def test_an_idn_is_named_in_unicode_with_its_a_label_once(
+    app: RunningApp, world: NsdServer, slack: SlackStandIn
+) -> None:
+    world.set_zone("xn--bcher-kva.test", domain_zone("xn--bcher-kva.test"))
+    status, body = app.sim.slash_command("watch bücher.test", channel_id="C1", team_id="T1")
+    assert status == 200 and "Watching bücher.test (xn--bcher-kva.test)" in json.loads(body)["text"]
+    post = slack.wait_for("chat.postMessage", ok_only=True)[0]
+    assert post.text.startswith("Now watching bücher.test (xn--bcher-kva.test) in this channel")
+    assert post.text.count("xn--") == 1
+    shown = "\n".join(b["text"]["text"] for b in post.blocks if b["type"] == "section")
+    assert "*bücher.test* (`xn--bcher-kva.test`)" in shown and shown.count("xn--") == 1
+    slack.assert_no_violations()

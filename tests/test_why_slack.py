@@ -9,6 +9,7 @@ import time
 import pytest
 
 from bot.slack import ids as slack_ids
+from bot.slack.mrkdwn import FIELD_ERROR_LIMIT
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
 from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones
@@ -89,7 +90,10 @@ def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp, sl
     )
     answer = json.loads(body)
     assert status == 200 and answer["response_action"] == "errors"
-    assert answer["errors"][slack_ids.BLOCK_WHY_HEADERS]
+    error = answer["errors"][slack_ids.BLOCK_WHY_HEADERS]
+    assert len(error) <= FIELD_ERROR_LIMIT
+    # said whole, not cut mid-word ("Give the raw mess"): what would work is the point
+    assert error.endswith("or its headers.") and "Give the raw message" in error
     time.sleep(0.3)
     assert slack.posts() == []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 
+from handlers.dns.domain_name import display_name, first_mention, unicode_names
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Finding, Severity
 from handlers.domain.spf import SpfInclude
@@ -23,7 +24,11 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
     def paint(code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour else text
 
-    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + report.summary, ""]
+    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + report.summary]
+    if report.display_domain != report.domain:
+        # the one place the A-label is shown: what DNS tools and zone files call the name
+        lines.append(f"Domain: {first_mention(report.domain)}")
+    lines.append("")
     sections = _sections(report)
     shown: set[Finding] = set()
     for title, family, body in sections:
@@ -32,13 +37,13 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
         for f in report.findings:
             if report.part_of(f) in family and f not in shown:
                 shown.add(f)
-                lines.extend(_finding_lines(f, paint))
+                lines.extend(_finding_lines(f, paint, report.display_domain))
         lines.append("")
     rest = [f for f in report.findings if f not in shown]
     if rest:
         lines.append(paint("1", "Other"))
         for f in rest:
-            lines.extend(_finding_lines(f, paint))
+            lines.extend(_finding_lines(f, paint, report.display_domain))
         lines.append("")
     lines.append(f"Checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC with {report.queries} DNS queries.")
     return "\n".join(lines)
@@ -52,10 +57,24 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
         dmarc = report.dmarc
         body = [f"record:   {dmarc.record.raw}" if dmarc.record else "record:   (none)"]
         if dmarc.location:
-            body.append(f"location: _dmarc.{dmarc.location}")
+            body.append(f"location: _dmarc.{display_name(dmarc.location)}")
         if dmarc.policy:
-            body.append(f"policy:   {dmarc.policy} for mail from {report.domain}")
+            body.append(f"policy:   {dmarc.policy} for mail from {report.display_domain}")
         sections.append(("DMARC", ("dmarc", "domain"), body))
+    org = report.organizational
+    if org is not None and report.dmarc is not None and report.dmarc.record is not None:
+        record = report.dmarc.record
+        paths = report.aligned_paths()
+        body = [
+            f"organizational domain {org.domain}: adkim={record.adkim}, aspf={record.aspf} "
+            f"({_alignment_words(record.adkim, record.aspf)})"
+        ]
+        body += [f"{'aligned:' if i == 0 else '':<10}{p.describe()}" for i, p in enumerate(paths)]
+        if not paths:
+            body.append("aligned:  nothing can give an aligned pass")
+        keys = ", ".join(k.selector for k in org.dkim.keys) or "none found"
+        body.append(f"keys at {org.domain}: {keys}")
+        sections.append(("Alignment", ("alignment",), body))
     if report.spf is not None:
         spf = report.spf
         if len(spf.records) > 1:
@@ -93,6 +112,14 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
     return sections
 
 
+def _alignment_words(adkim: str, aspf: str) -> str:
+    """What the modes let align for a subdomain (RFC 9989 §4.4)."""
+    relaxed = [f"a{t}" for t, mode in (("dkim", adkim), ("spf", aspf)) if mode != "s"]
+    if not relaxed:
+        return "strict: only identifiers at this exact name align"
+    return f"relaxed {' and '.join(relaxed)}: identifiers at the organizational domain align"
+
+
 def _include_lines(includes: tuple[SpfInclude, ...], depth: int = 0) -> list[str]:
     lines = []
     for item in includes:
@@ -109,14 +136,26 @@ def _failed_selectors(selectors: tuple[str, ...]) -> str:
     return f" ({len(selectors)} selector lookups failed: {', '.join(selectors[:5])}{more})"
 
 
-def _finding_lines(f: Finding, paint: Callable[[str, str], str]) -> list[str]:
+def _fix_text(f: Finding, domain: str) -> str:
+    """The finding's fix, with this surface's own syntax where the fix is to run a command."""
+    if f.id == "dkim.no_selector":
+        return f"{f.fix} Run: dmarcbot check {domain} --selector NAME"
+    return f.fix
+
+
+def _finding_lines(f: Finding, paint: Callable[[str, str], str], domain: str) -> list[str]:
     head = f"  {paint(_COLOURS[f.severity], _MARKS[f.severity])} {f.id}: {f.title}"
     lines = [head]
-    lines += textwrap.wrap(f.detail, 100, initial_indent="         ", subsequent_indent="         ")
+    lines += textwrap.wrap(
+        unicode_names(f.detail), 100, initial_indent="         ", subsequent_indent="         "
+    )
     if f.record:
         lines.append(f"         record: {_clip(f.record, 200)}")
     lines += textwrap.wrap(
-        "fix: " + f.fix, 100, initial_indent="         ", subsequent_indent="              "
+        "fix: " + unicode_names(_fix_text(f, domain)),
+        100,
+        initial_indent="         ",
+        subsequent_indent="              ",
     )
     return lines
 

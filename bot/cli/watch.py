@@ -24,7 +24,7 @@ from bot.cli.common import EXIT_OK, TEAM_ID, AddCommand, add_nameserver_flag, lo
 from bot.config import Settings
 from bot.store.stores import Stores, open_stores
 from bot.store.watches import Watch, WatchStore
-from handlers.dns.domain_name import InvalidDomain, normalise_domain
+from handlers.dns.domain_name import InvalidDomain, first_mention, normalise_domain
 from handlers.domain.check import check_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
 from handlers.errors import BadInput
@@ -82,7 +82,7 @@ def command_watch(args: argparse.Namespace) -> int:
     record_observation(store, watch, observe(report))
     verb = "Watching" if newly else "Updated the watch of"
     print(
-        f"{verb} {domain} for team {team}; alerts go to channel {channel}"
+        f"{verb} {first_mention(domain)} for team {team}; alerts go to channel {channel}"
         + (f"; DKIM selectors {', '.join(selectors)}" if selectors else "")
         + "."
     )
@@ -97,7 +97,7 @@ def command_unwatch(args: argparse.Namespace) -> int:
     team = _team(args, settings, store)
     if not store.remove_watch(team, domain):
         raise BadInput(f"{domain} is not watched for team {team}: `dmarcbot list` shows the watched domains")
-    print(f"Stopped watching {domain} for team {team}.")
+    print(f"Stopped watching {first_mention(domain)} for team {team}.")
     return EXIT_OK
 
 

@@ -131,7 +131,13 @@ def render_verdict(verdict: MessageVerdict) -> str:
     lines.append(f"  {dmarc.reason}")
     lines.append("")
     aligned = {True: "domain aligned", False: "domain not aligned", None: "alignment unknown"}[spf.aligned]
-    lines.append(f"SPF {spf.result or 'not evaluated'} for {spf.domain or '?'} ({spf.identity}), {aligned}")
+    if spf.domain:
+        lines.append(f"SPF {spf.result or 'not evaluated'} for {spf.identity_text()}, {aligned}")
+    else:
+        lines.append(
+            f"SPF {spf.result or 'not evaluated'} for {spf.identity_text()}: "
+            "give --mail-from ADDR or --helo NAME to evaluate one; not aligned"
+        )
     lines.append(f"  IP {spf.ip or 'unknown'}: {spf.ip_detail}")
     if spf.explanation:
         lines.append(f"  {spf.explanation}")

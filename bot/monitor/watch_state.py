@@ -27,7 +27,7 @@ from datetime import timedelta
 from bot.store.watches import ObservedState, Snapshot, WatchHistory
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Severity
-from handlers.domain.spf import SpfInclude
+from handlers.domain.spf import SpfInclude, SpfSyntaxError, parse_spf_record
 
 FLAP_WINDOW = timedelta(hours=24)
 SETTLE_CHECKS = 3
@@ -63,6 +63,9 @@ class Change:
     selectors: tuple[str, ...]
     summary: str
     records: list[RecordChange] = field(default_factory=list)
+    # the domain's own SPF record whose include chain was left out of `records` (it cannot be
+    # evaluated on one side), or None
+    spf_chain_not_compared: str | None = None
     appeared: list[dict[str, str]] = field(default_factory=list)
     cleared: list[dict[str, str]] = field(default_factory=list)
     verdict_before: str | None = None
@@ -110,7 +113,7 @@ def observed_records(report: DomainReport) -> dict[str, str | None]:
             value = f"{value}  (inherited from _dmarc.{dmarc.location})"
         records[f"DMARC _dmarc.{domain}"] = value
     if report.spf is not None:
-        records[f"SPF {domain}"] = "\n".join(report.spf.records) if report.spf.records else None
+        records[spf_record_name(domain)] = "\n".join(report.spf.records) if report.spf.records else None
         for include in _walk(report.spf.includes):
             records[f"SPF {include.mechanism}:{include.domain}"] = include.record
     if report.dkim is not None:
@@ -121,6 +124,29 @@ def observed_records(report: DomainReport) -> dict[str, str | None]:
     if report.mx is not None:
         records[f"MX {domain}"] = ", ".join(f"{h.preference} {h.host}" for h in report.mx.hosts) or None
     return records
+
+
+def spf_record_name(domain: str) -> str:
+    """The name under which the domain's own SPF record is observed."""
+    return f"SPF {domain}"
+
+
+def _is_include_chain(name: str) -> bool:
+    return name.startswith(("SPF include:", "SPF redirect:"))
+
+
+def _spf_evaluable(records: dict[str, str | None], domain: str) -> bool:
+    """Whether receivers get past the domain's own SPF record to its include chain: one v=spf1
+    record that parses. A second record (RFC 7208 §4.5) or a term that does not parse (§4.6) is a
+    permerror before any include is looked up, so the chain then says nothing about the provider."""
+    own = records.get(spf_record_name(domain))
+    if own is None or "\n" in own:
+        return False
+    try:
+        parse_spf_record(own)
+    except SpfSyntaxError:
+        return False
+    return True
 
 
 def _walk(includes: Iterable[SpfInclude]) -> Iterable[SpfInclude]:
@@ -155,12 +181,20 @@ def decide(history: WatchHistory, observation: Observation) -> tuple[Change | No
     else:
         kind = "changed"
     appeared, cleared = _finding_diff(known, state)
+    records = _record_diff(known.records, state.records)
+    chain_comparable = _spf_evaluable(known.records, watch.domain) and _spf_evaluable(
+        state.records, watch.domain
+    )
+    chain_skipped = not chain_comparable and any(_is_include_chain(r.name) for r in records)
+    if chain_skipped:
+        records = [r for r in records if not _is_include_chain(r.name)]
     return Change(
         kind=kind,
         domain=watch.domain,
         selectors=watch.selectors,
         summary=observation.summary,
-        records=_record_diff(known.records, state.records),
+        records=records,
+        spf_chain_not_compared=spf_record_name(watch.domain) if chain_skipped else None,
         appeared=appeared,
         cleared=cleared,
         verdict_before=known.verdict,

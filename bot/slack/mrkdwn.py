@@ -19,7 +19,7 @@ def safe(text: str, limit: int = 2000) -> str:
     escaped = escape(text)
     if len(escaped) <= limit:
         return escaped
-    return re.sub(r"&[a-z]*$", "", escaped[: limit - 1]) + "…"
+    return _cut_at_word(escaped, limit, entities=True) + "…"
 
 
 def code(text: str, limit: int = 1500) -> str:
@@ -32,9 +32,31 @@ def code_block(text: str, limit: int = 2500) -> str:
     return f"```{safe(text.replace('`', 'ˋ'), limit)}```"
 
 
+# Slack documents no length for a modal field's error; the text shows under the field, so it is
+# kept to a few lines.
+FIELD_ERROR_LIMIT = 300
+
+# A cut looks back this far for a space; text without one (a key, a long record) is cut where it is.
+_WORD_LOOKBACK = 40
+
+
 def clip(text: str, limit: int) -> str:
-    """At most `limit` characters, with an ellipsis when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """At most `limit` characters; when cut, cut after a whole word and end with "…"."""
+    return text if len(text) <= limit else _cut_at_word(text, limit) + "…"
+
+
+def _cut_at_word(text: str, limit: int, entities: bool = False) -> str:
+    """The start of `text` that leaves room for "…" within `limit`, ending after a whole word
+    (and, for escaped text, never inside an entity)."""
+    head = text[: limit - 1]
+    if not text[limit - 1].isspace():
+        space = max(head.rfind(" "), head.rfind("\n"))
+        if space >= max(len(head) - _WORD_LOOKBACK, 1):
+            head = head[:space]
+    head = head.rstrip(" \n,:")
+    if entities:
+        head = re.sub(r"&[a-z]*$", "", head).rstrip(" \n")
+    return head
 
 
 def fit_lines(lines: list[str], limit: int = 2900) -> str:

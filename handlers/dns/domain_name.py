@@ -93,6 +93,27 @@ def display_name(ascii_name: str) -> str:
         return ascii_name
 
 
+_A_LABEL_NAME = re.compile(r"(?<![\w.-])[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*(?![\w-])")
+
+
+def unicode_names(text: str) -> str:
+    """Prose with every name that holds an A-label (`xn--…`) shown in its Unicode form, so one
+    answer names a domain one way. Not for record text: a record is shown as it is published."""
+    if "xn--" not in text.lower():
+        return text
+    return _A_LABEL_NAME.sub(
+        lambda m: display_name(m.group(0)) if "xn--" in m.group(0).lower() else m.group(0), text
+    )
+
+
+def first_mention(ascii_name: str) -> str:
+    """How an answer names a domain the first time: the Unicode form, and for an internationalised
+    name its A-label in parentheses (`bücher.example (xn--bcher-kva.example)`), so the name a
+    DNS tool shows can be matched once; every later mention is the Unicode form alone."""
+    shown = display_name(ascii_name)
+    return shown if shown == ascii_name else f"{shown} ({ascii_name})"
+
+
 def _strip_wrappers(text: str) -> str:
     link = _SLACK_LINK.match(text)
     if link:  # Slack turns typed URLs and addresses into <url|label>

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from handlers.dns.domain_name import display_name
 from handlers.dns.resolver import DnsSession, DnsStatus
+from handlers.domain.alignment import (
+    AlignedPath,
+    OrganizationalIdentifiers,
+    organizational_identifiers,
+    organizational_paths,
+    spf_can_pass,
+    usable_dkim_selectors,
+)
 from handlers.domain.dkim_keys import DkimReport, check_dkim
 from handlers.domain.dmarc import DmarcReport, check_dmarc
+from handlers.domain.dmarc_record import DmarcRecord
 from handlers.domain.findings import Finding, Severity, finding, sort_findings, temperror_finding
 from handlers.domain.mx import MxReport, check_mx
 from handlers.domain.spf import SpfReport, check_spf
@@ -39,6 +48,8 @@ class DomainReport:
     queries: int
     dns_unreachable: bool
     checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # a subdomain's Organizational Domain and what it publishes (None for an Organizational Domain)
+    organizational: OrganizationalIdentifiers | None = None
 
     @property
     def display_domain(self) -> str:
@@ -69,7 +80,19 @@ class DomainReport:
 
     def _can_pass(self) -> bool:
         dmarc_ok = self.dmarc is not None and self.dmarc.record is not None and self.dmarc.record.usable
-        return dmarc_ok and (bool(self.passing_spf()) or bool(self.passing_dkim_selectors()))
+        return dmarc_ok and bool(self.aligned_paths())
+
+    def aligned_paths(self) -> list[AlignedPath]:
+        """Every identifier that can give mail from the domain an aligned pass today: its own SPF
+        and DKIM keys, then its Organizational Domain's where relaxed alignment lets them align
+        (RFC 9989 §4.4)."""
+        paths = []
+        if self.passing_spf():
+            paths.append(AlignedPath("spf", self.domain, None, relaxed=False))
+        paths += [AlignedPath("dkim", self.domain, s, relaxed=False) for s in self.passing_dkim_selectors()]
+        if self.dmarc is not None and self.dmarc.record is not None:
+            paths += organizational_paths(self.dmarc.record, self.organizational)
+        return paths
 
     def part_of(self, f: Finding) -> str:
         """The record a finding belongs under: its own family, except a DNS failure, which goes
@@ -77,7 +100,16 @@ class DomainReport:
         family = f.id.split(".", 1)[0]
         if family != "dns":
             return family
-        for part, report in (("dmarc", self.dmarc), ("spf", self.spf), ("dkim", self.dkim), ("mx", self.mx)):
+        org = self.organizational
+        parts = (
+            ("dmarc", self.dmarc),
+            ("spf", self.spf),
+            ("dkim", self.dkim),
+            ("mx", self.mx),
+            ("spf", org.spf if org else None),
+            ("dkim", org.dkim if org else None),
+        )
+        for part, report in parts:
             if report is not None and f in report.findings:
                 return part
         return "dmarc"
@@ -91,21 +123,11 @@ class DomainReport:
 
     def passing_spf(self) -> str | None:
         """The SPF record when it can give a pass (it exists and evaluates without permerror)."""
-        if self.spf is None or self.spf.record is None:
-            return None
-        if any(f.severity is Severity.ERROR and f.id != "spf.pass_all" for f in self.spf.findings):
-            return None
-        return self.spf.record
+        return self.spf.record if self.spf is not None and spf_can_pass(self.spf) else None
 
     def passing_dkim_selectors(self) -> list[str]:
-        """Selectors whose key can verify a signature today."""
-        if self.dkim is None:
-            return []
-        return [
-            k.selector
-            for k in self.dkim.keys
-            if not k.revoked and not k.problems and (k.key_type == "ed25519" or (k.key_bits or 0) >= 1024)
-        ]
+        """Selectors whose key at the domain itself can verify a signature today."""
+        return usable_dkim_selectors(self.dkim)
 
     @property
     def summary(self) -> str:
@@ -118,13 +140,7 @@ class DomainReport:
         if self.dns_unreachable:
             return f"Could not reach DNS to check {name}: every lookup failed. Nothing is known."
         if self.verdict == "pass":
-            ways = []
-            if self.passing_spf():
-                ways.append("SPF")
-            selectors = self.passing_dkim_selectors()
-            if selectors:
-                ways.append(f"DKIM (selector {', '.join(selectors[:3])})")
-            return f"Mail from {name} can pass DMARC today through {' and '.join(ways)}.{fix}"
+            return f"Mail from {name} can pass DMARC today through {self._ways()}.{fix}"
         if self.verdict == "unknown":
             failed = sum(1 for f in self.findings if f.id == "dns.temperror")
             return (
@@ -143,7 +159,53 @@ class DomainReport:
                 "its DMARC record is invalid, and receivers ignore an invalid record, "
                 "so no DMARC policy applies"
             )
-        return "neither SPF nor any DKIM key found can produce an aligned pass"
+        org = self.organizational
+        if org is None:
+            return "neither SPF nor any DKIM key found can produce an aligned pass"
+        record = self.dmarc.record
+        if record.adkim == "s" and record.aspf == "s":
+            beyond = (
+                f"; identifiers at its organizational domain {display_name(org.domain)} do not count, "
+                "since the record asks for strict alignment (adkim=s, aspf=s)"
+            )
+        else:
+            relaxed = " and ".join(t for t in ("aspf", "adkim") if getattr(record, t) != "s")
+            beyond = (
+                f", nor can its organizational domain {display_name(org.domain)}'s, which would align "
+                f"under relaxed {relaxed}"
+            )
+        return f"neither its own SPF nor any DKIM key found at it can produce an aligned pass{beyond}"
+
+    def _ways(self) -> str:
+        """The aligned paths in words: own SPF, own DKIM selectors, then the Organizational
+        Domain's identifiers."""
+        paths = self.aligned_paths()
+        ways = ["SPF"] if any(p.via == "spf" and not p.relaxed for p in paths) else []
+        own = [p.selector for p in paths if p.via == "dkim" and not p.relaxed]
+        if own:
+            ways.append(f"DKIM (selector {', '.join(s for s in own[:3] if s)})")
+        ways += [p.describe() for p in paths if p.relaxed and p.via == "spf"]
+        org_keys = [p for p in paths if p.relaxed and p.via == "dkim"]
+        if org_keys:
+            selectors = ", ".join(p.selector or "" for p in org_keys[:3])
+            ways.append(
+                f"DKIM signed d={display_name(org_keys[0].domain)} (selector {selectors}; relaxed adkim)"
+            )
+        return " and ".join(ways)
+
+    def alignment_json(self) -> dict[str, object]:
+        """The `alignment` object of `check --json`: the Organizational Domain, the alignment modes,
+        the paths that can pass, and the keys probed at the Organizational Domain."""
+        record = self.dmarc.record if self.dmarc is not None else None
+        org = self.organizational
+        return {
+            "organizational_domain": org.domain if org else self.domain,
+            "adkim": record.adkim if record else None,
+            "aspf": record.aspf if record else None,
+            "paths": [p.to_json() for p in self.aligned_paths()] if record and record.usable else [],
+            "organizational_spf": org.spf.record if org else None,
+            "organizational_dkim": [k.to_json() for k in org.dkim.keys] if org else [],
+        }
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -160,6 +222,7 @@ class DomainReport:
             "null_mx": self.mx.null_mx if self.mx else False,
             "findings": [f.to_json() for f in self.findings],
             "dns_queries": self.queries,
+            "alignment": self.alignment_json(),
         }
 
 
@@ -181,6 +244,7 @@ def invalid_domain_json(typed: str, reason: str) -> dict[str, object]:
         "null_mx": False,
         "findings": [problem.to_json()],
         "dns_queries": 0,
+        "alignment": None,
     }
 
 
@@ -191,12 +255,15 @@ def _family_rank(finding_id: str) -> int:
 
 async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str] = ()) -> DomainReport:
     """Diagnose `domain` (already normalised by handlers.dns.domain_name) through `session`."""
-    apex, dmarc, spf, dkim, mx = await asyncio.gather(
+    apex, dmarc, spf, dkim, mx, organizational = await asyncio.gather(
         session.lookup(domain, "TXT"),  # the existence test; SPF asks the same question
         check_dmarc(session, domain),
         check_spf(session, domain),
         check_dkim(session, domain, selectors),
         check_mx(session, domain),
+        # RFC 9989 §4.4: a subdomain's mail can align through its Organizational Domain's SPF and
+        # DKIM keys; the walk that finds it is check_dmarc's, asked once
+        organizational_identifiers(session, domain, selectors),
     )
     unreachable = session.all_failed()
     if apex.status is DnsStatus.NXDOMAIN:
@@ -219,6 +286,15 @@ async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str
             dns_unreachable=unreachable,
         )
     findings = [*dmarc.findings, *spf.findings, *dkim.findings, *mx.findings]
+    if organizational is not None:
+        # only its outages: they can leave the verdict unknown; its other findings are its own
+        findings += [
+            f
+            for f in (*organizational.spf.findings, *organizational.dkim.findings)
+            if f.id == "dns.temperror"
+        ]
+    if organizational is not None and dmarc.record is not None:
+        findings = [_spf_missing_at_a_subdomain(f, dmarc.record, organizational) for f in findings]
     if unreachable:
         findings = [temperror_finding(apex)]
     return DomainReport(
@@ -231,6 +307,27 @@ async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str
         findings=tuple(sort_findings(_dedupe(findings))),
         queries=session.queries_sent,
         dns_unreachable=unreachable,
+        organizational=organizational,
+    )
+
+
+def _spf_missing_at_a_subdomain(
+    f: Finding, record: DmarcRecord, organizational: OrganizationalIdentifiers
+) -> Finding:
+    """A subdomain without SPF is a warning, not an error, when its Organizational Domain's SPF can
+    pass and aspf=r: mail sent with a MAIL FROM at the Organizational Domain aligns (RFC 9989
+    §4.4.2); only mail with a MAIL FROM at the subdomain itself needs a record there."""
+    if f.id != "spf.missing" or record.aspf == "s" or not spf_can_pass(organizational.spf):
+        return f
+    org = display_name(organizational.domain)
+    return replace(
+        f,
+        severity=Severity.WARNING,
+        detail=f"{f.detail} Mail sent with a MAIL FROM at {org} still aligns under relaxed aspf, "
+        f"through the SPF record of {org}.",
+        fix="Only if mail uses a MAIL FROM at this subdomain: publish a TXT record such as "
+        '"v=spf1 include:<your provider> -all" here; otherwise publish "v=spf1 -all" so no one '
+        "can pass SPF with it.",
     )
 
 

@@ -303,8 +303,9 @@ async def check_dkim(session: DnsSession, domain: str, selectors: Sequence[str] 
                 "dkim.no_selector",
                 f"No DKIM key at any of {len(tried)} common selectors ({', '.join(tried[:12])}, …). "
                 "This does not prove DKIM is absent: selectors cannot be listed from DNS.",
+                # each surface (command line, Slack) adds its own way to name a selector
                 fix="Run the check again with the selector from the s= tag of a DKIM-Signature "
-                "header in a message you sent (--selector NAME).",
+                "header in a message you sent.",
             )
         )
     unknown = tuple(o.name.split("._domainkey.", 1)[0] for o in outages)

@@ -141,6 +141,22 @@ class SpfOutcome:
     aligned: bool | None = None
     recomputed: SpfVerdict | None = None  # ours, when the result shown is the receiver's
 
+    def identity_text(self) -> str:
+        """Which identity SPF evaluated, and why that one, in words. RFC 7208 §2.4: with an empty
+        MAIL FROM (a bounce) SPF checks the HELO identity; DMARC alignment (RFC 9989 §4.4.2) uses
+        the MAIL FROM identity only, so a HELO result never aligns."""
+        if self.identity == "mailfrom":
+            return f"{self.domain} (the MAIL FROM domain)"
+        if self.domain:
+            return (
+                f"{self.domain} (the HELO name: the MAIL FROM is empty, so SPF checks the HELO identity, "
+                "RFC 7208 §2.4; a HELO result never counts for DMARC alignment)"
+            )
+        return (
+            "no identity: the MAIL FROM is empty and no HELO name is known, and with an empty MAIL FROM "
+            "SPF checks the HELO name (RFC 7208 §2.4)"
+        )
+
     def to_json(self) -> dict[str, object]:
         return {
             "result": self.result,

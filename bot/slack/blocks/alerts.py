@@ -26,6 +26,7 @@ from bot.slack.blocks.domain_report import (
 from bot.slack.mrkdwn import clip, code, code_block, fit_lines, safe
 from bot.store.outbox import Alert
 from bot.store.watches import Watch
+from handlers.dns.domain_name import display_name, first_mention
 from handlers.domain.check import DomainReport
 from handlers.fixes.records import fix_kind
 from handlers.fixes.spf_fixes import address_drift
@@ -82,6 +83,8 @@ def render_alert(change: Change, team_id: str) -> tuple[str, list[Block], Block]
                 f"changed: run `dmarcbot check {domain}` for the full report."
             )
         )
+    if change.spf_chain_not_compared:
+        blocks.append(context(spf_chain_note(change.spf_chain_not_compared)))
     if change.appeared or change.cleared:
         blocks.append(section(_findings_text(change)))
     actions = _actions(change, team_id)
@@ -89,6 +92,15 @@ def render_alert(change: Change, team_id: str) -> tuple[str, list[Block], Block]
         blocks.append(actions)
     blocks.append(context(f"Watched domain {domain} · `/dmarc unwatch {domain}` to stop"))
     return safe(text, 2950), blocks, _digest_section(change, team_id)
+
+
+def spf_chain_note(own_record: str) -> str:
+    """Why an alert leaves a domain's SPF include chain out."""
+    return (
+        f"The include chain of {safe(own_record, 300)} is not compared: on one side of this change the "
+        "domain's own SPF record cannot be evaluated (missing, doubled or not parsing), and receivers "
+        "stop there with none or permerror before looking up any include (RFC 7208 §4.5, §4.6)."
+    )
 
 
 def _record_change_text(
@@ -148,21 +160,21 @@ def _actions(change: Change, team_id: str) -> Block | None:
 
 def _digest_section(change: Change, team_id: str) -> Block:
     """A digest's line for one alert: the headline, what changed, the Fix it button if failing."""
-    names = ", ".join(safe(r.name, 120) for r in change.records[:4])
-    if len(change.records) > 4:
-        names += f" and {len(change.records) - 4} more"
     appeared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.appeared[:5])
     cleared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.cleared[:5])
     lines = [f"{ICONS[change.kind]} *{safe(change.domain, 300)}*: {HEADLINES[change.kind]}"]
-    if names:
-        lines.append(f"Changed: {names}")
+    # what changed, with its before and after: a name alone says nothing about the change
+    for r in change.records[:3]:
+        lines.append(_record_change_text(r.name, r.before, r.after, limit=200, render=code))
+    if len(change.records) > 3:
+        lines.append(f"…and {len(change.records) - 3} more records")
     if appeared:
         lines.append(f"Appeared: {appeared}")
     if cleared:
         lines.append(f"Cleared: {cleared}")
     if change.kind in ("cannot_check", "check_restored", "failing", "recovered"):
         lines.append(safe(change.summary, 600))
-    block = section("\n".join(lines))
+    block = section(fit_lines(lines, 2900))
     fix = _fix_button(change, team_id)
     if fix is not None:
         block["accessory"] = fix
@@ -171,20 +183,22 @@ def _digest_section(change: Change, team_id: str) -> Block:
 
 def digest_group(change: Change) -> tuple[str, str]:
     """The group key of a change (the same change at several domains has the same key) and its
-    digest summary, which names no domain. Domain-specific changes never share a key."""
+    digest summary, which names no domain: the same before and after of a domain's own record at
+    several domains (each changed to one new SPF record) is one change."""
     if change.kind in ("cannot_check", "check_restored"):
         return "", ""
     key = json.dumps(
         [
             change.kind,
-            [(r.name, r.before, r.after) for r in change.records],
+            [(_shared_name(r.name, change.domain), r.before, r.after) for r in change.records],
             sorted(f["id"] for f in change.appeared),
             sorted(f["id"] for f in change.cleared),
         ]
     )
     lines = [f"{ICONS[change.kind]} {HEADLINES[change.kind]}"]
     for r in change.records[:3]:
-        lines.append(_record_change_text(r.name, r.before, r.after, limit=200, render=code))
+        name = _shared_name(r.name, change.domain)
+        lines.append(_record_change_text(name, r.before, r.after, limit=200, render=code))
     if len(change.records) > 3:
         lines.append(f"…and {len(change.records) - 3} more records")
     appeared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.appeared[:8])
@@ -194,6 +208,16 @@ def digest_group(change: Change) -> tuple[str, str]:
     if cleared:
         lines.append(f"Cleared: {cleared}")
     return hashlib.sha256(key.encode()).hexdigest()[:32], fit_lines(lines, 2000)
+
+
+def _shared_name(name: str, domain: str) -> str:
+    """A record's name with the watched domain taken out (`SPF example.com` → `SPF of each
+    domain`), so the same change at several domains has one name and groups in a digest."""
+    if name.endswith(f" {domain}"):
+        return f"{name.removesuffix(domain)}of each domain"
+    if name.endswith(f".{domain}"):
+        return f"{name.removesuffix(domain)}<each domain>"
+    return name
 
 
 def render_digest(alerts: Sequence[Alert]) -> tuple[str, list[Block]]:
@@ -306,10 +330,11 @@ def render_watch_started(
     report: DomainReport, watch: Watch, newly: bool, selectors: Sequence[str]
 ) -> tuple[str, list[Block]]:
     """The message a new watch posts in its channel: what is watched and the first check."""
-    domain = safe(watch.domain, 300)
+    name = display_name(watch.domain)
+    a_label = f" ({code(watch.domain, 300)})" if name != watch.domain else ""
     verb = "Now watching" if newly else "Still watching"
     intro = (
-        f"{verb} *{domain}* for this channel: I check it every cycle and post here when "
+        f"{verb} *{safe(name, 300)}*{a_label} for this channel: I check it every cycle and post here when "
         "its DMARC, SPF (and every include), DKIM or MX records change, when mail starts "
         "failing DMARC, and when it recovers."
     )
@@ -331,7 +356,7 @@ def render_watch_started(
     ]
     actions += fixes[:1]
     blocks.append({"type": "actions", "block_id": slack_ids.BLOCK_WATCH_ACTIONS, "elements": actions})
-    text = clip(f"{verb} {watch.domain} in this channel. First check: {report.summary}", 2900)
+    text = clip(f"{verb} {first_mention(watch.domain)} in this channel. First check: {report.summary}", 2900)
     return safe(text, 2950), blocks
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.slack import ids as slack_ids
 from bot.slack.mrkdwn import clip, code, code_block, safe
+from handlers.dns.domain_name import display_name, first_mention, unicode_names
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Finding, Severity
 from handlers.fixes.records import fix_kind
@@ -105,7 +106,11 @@ def render_report(
     blocks: list[Block] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": clip(f"{name}: {_VERDICT_WORDS[verdict]}", 150)},
+            # the one place the A-label of an internationalised name is shown
+            "text": {
+                "type": "plain_text",
+                "text": clip(f"{first_mention(report.domain)}: {_VERDICT_WORDS[verdict]}", 150),
+            },
         },
         section(safe(report.summary, 2900)),
         {"type": "divider"},
@@ -114,7 +119,10 @@ def render_report(
     ]
     room = MAX_MESSAGE_BLOCKS - len(blocks) - 3  # context, actions, and one "…and N more"
     findings = list(report.findings)
-    blocks += [_finding_section(f, fix_button(f, report.domain, team_id, selectors)) for f in findings[:room]]
+    blocks += [
+        _finding_section(f, report.display_domain, fix_button(f, report.domain, team_id, selectors))
+        for f in findings[:room]
+    ]
     if len(findings) > room:
         blocks.append(
             context(
@@ -156,10 +164,13 @@ def _record_sections(report: DomainReport) -> list[Block]:
         lines.append(code_block(dmarc.record.raw, 1200) if dmarc.record else "_no record_")
         if dmarc.location:
             lines.append(
-                f"at {code('_dmarc.' + dmarc.location, 300)}"
+                f"at {code('_dmarc.' + display_name(dmarc.location), 300)}"
                 + (f" · policy for this domain: *{dmarc.policy}*" if dmarc.policy else "")
             )
         parts.append(section("\n".join(lines)))
+    alignment = _alignment_section(report)
+    if alignment is not None:
+        parts.append(alignment)
     if report.spf is not None:
         spf = report.spf
         if len(spf.records) > 1:
@@ -191,8 +202,45 @@ def _record_sections(report: DomainReport) -> list[Block]:
     return parts
 
 
-def _finding_section(f: Finding, fix: Block | None = None) -> Block:
-    lines = [f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`", safe(f.detail, 1200)]
+def _alignment_section(report: DomainReport) -> Block | None:
+    """For a subdomain: its organizational domain, the alignment modes, and each identifier that
+    can give an aligned pass (RFC 9989 §4.4)."""
+    org = report.organizational
+    if org is None or report.dmarc is None or report.dmarc.record is None:
+        return None
+    record = report.dmarc.record
+    modes = ", ".join(
+        f"a{t}={mode} ({'relaxed' if mode != 's' else 'strict'})"
+        for t, mode in (("dkim", record.adkim), ("spf", record.aspf))
+    )
+    lines = [f"*Alignment*\norganizational domain {code(org.domain, 300)} · {modes}"]
+    for path in report.aligned_paths()[:10]:
+        if path.via == "spf":
+            where = f"a MAIL FROM at {code(path.domain, 300)}" if path.relaxed else "its own MAIL FROM"
+            lines.append(f"• SPF for {where}" + (" (relaxed aspf)" if path.relaxed else ""))
+        else:
+            signer = f"d={code(path.domain, 300)} " if path.relaxed else ""
+            lines.append(
+                f"• DKIM {signer}selector {code(path.selector or '', 70)}"
+                + (" (relaxed adkim)" if path.relaxed else "")
+            )
+    if not report.aligned_paths():
+        lines.append("_no identifier can give an aligned pass_")
+    return section("\n".join(lines))
+
+
+def _fix_text(f: Finding, domain: str) -> str:
+    """The finding's fix, escaped, with Slack's own syntax where the fix is to run a command."""
+    if f.id == "dkim.no_selector":
+        return f"{safe(unicode_names(f.fix), 600)} Run {code(f'/dmarc check {domain} SELECTOR', 300)}"
+    return safe(unicode_names(f.fix), 700)
+
+
+def _finding_section(f: Finding, domain: str, fix: Block | None = None) -> Block:
+    lines = [
+        f"{_SEVERITY_ICONS[f.severity]} *{safe(f.title, 200)}*  `{f.id}`",
+        safe(unicode_names(f.detail), 1200),
+    ]
     if f.record:
         # several records (spf.multiple, dmarc.multiple): one code block each, since an inline code
         # span across a newline is not rendered as code
@@ -201,7 +249,7 @@ def _finding_section(f: Finding, fix: Block | None = None) -> Block:
             lines += [code_block(record, 700 // len(records[:4])) for record in records[:4]]
         else:
             lines.append(code(f.record, 700))
-    lines.append(f"*Fix:* {safe(f.fix, 700)}")
+    lines.append(f"*Fix:* {_fix_text(f, domain)}")
     block = section("\n".join(lines))
     if fix is not None:
         block["accessory"] = fix

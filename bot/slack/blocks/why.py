@@ -78,7 +78,7 @@ def _spf_text(verdict: MessageVerdict) -> str:
         )
     aligned = {True: "aligned", False: "*not aligned*", None: "alignment unknown"}[spf.aligned]
     return (
-        f"*SPF*: {spf.result} for {code(spf.domain or '?', 200)} ({aligned}) · IP "
+        f"*SPF*: {spf.result} for {safe(spf.identity_text(), 400)} ({aligned}) · IP "
         f"{code(spf.ip or '?', 60)} from {safe(spf.ip_source, 40)}"
         + (f"\n{safe(spf.explanation, 500)}" if spf.explanation else "")
     )

@@ -41,6 +41,7 @@ from bot.slack.blocks.fixit import (
 )
 from bot.slack.features import Feature
 from bot.slack.fix_plans import FixPlan, check_plan
+from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip
 from bot.slack.turn import FOREIGN_ORG, is_foreign_user, turn_for_interaction
 from bot.slack.work import WorkPool
 from bot.store.stores import Stores
@@ -256,7 +257,7 @@ def handle_fix_input(
                 0,
                 {
                     "type": "section",
-                    "text": {"type": "mrkdwn", "text": f":warning: {error.message[:2900]}"},
+                    "text": {"type": "mrkdwn", "text": f":warning: {clip(error.message, 2900)}"},
                 },
             )
             client.views_update(view_id=view["id"], view=shown)
@@ -299,7 +300,7 @@ def handle_fix_submission(
         )
     except FixInputError as error:
         # Slack shows the message under the field (response_action: errors).
-        ack(response_action="errors", errors={input_id(error.field): error.message[:300]})
+        ack(response_action="errors", errors={input_id(error.field): clip(error.message, FIELD_ERROR_LIMIT)})
         return
     ack()
 
@@ -307,7 +308,7 @@ def handle_fix_submission(
         screen = _screen(settings, stores, request, form, turn.team_id)
         reasons = refused_reasons(screen)
         if reasons:
-            turn.tell("The plan was not posted: " + "; ".join(reasons)[:2500])
+            turn.tell(clip("The plan was not posted: " + "; ".join(reasons), 2500))
             return
         if not request.channel_id:
             turn.tell("I don't know which channel this fix belongs to; run the check again.")

@@ -20,7 +20,7 @@ from bot.slack.mrkdwn import safe
 from bot.slack.routing import Job, Subcommand, parse_domain_argument, parse_selectors
 from bot.slack.turn import SlackTurn
 from bot.store.stores import Stores
-from handlers.dns.domain_name import display_name
+from handlers.dns.domain_name import display_name, first_mention
 
 # The app does not ask for im:read / mpim:read: a DM is no place for a team's alerts.
 NEEDS_CHANNEL = "Alerts need a channel; run this in the channel that should receive them."
@@ -32,7 +32,7 @@ def parse_watch(words: list[str]) -> Job:
     domain = parse_domain_argument(words, "watch DOMAIN")
     selectors = parse_selectors(words[1:])
     return Job(
-        ack=f"Watching {display_name(domain)} for this channel: running its first check…",
+        ack=f"Watching {first_mention(domain)} for this channel: running its first check…",
         work="watch",
         args={"domain": domain, "selectors": selectors},
         channel_problem=NEEDS_CHANNEL,

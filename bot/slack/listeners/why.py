@@ -22,6 +22,7 @@ from bot.slack.files import (
     pasted_text,
     readable_file,
 )
+from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip
 from bot.slack.routing import Job, Subcommand
 from bot.slack.turn import SlackTurn, turn_for_interaction
 from bot.slack.work import WorkPool
@@ -135,7 +136,10 @@ def handle_why_submission(
     try:  # parsing 3,000 characters is quick: answer on the field before the modal closes
         message = parse_message(pasted)
     except MessageError as error:
-        ack(response_action="errors", errors={slack_ids.BLOCK_WHY_HEADERS: str(error)[:150]})
+        ack(
+            response_action="errors",
+            errors={slack_ids.BLOCK_WHY_HEADERS: clip(str(error), FIELD_ERROR_LIMIT)},
+        )
         return
     ack()
     channel = json.loads(view.get("private_metadata") or "{}").get("channel")
