@@ -4,6 +4,7 @@ message signed here and its key, SPF and DMARC records served by NSD."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -11,7 +12,17 @@ import pytest
 from bot.slack import ids as slack_ids
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
-from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones
+from tests.keys import rsa_public_numbers
+from tests.messages.helpers import (
+    key_record,
+    message,
+    prepend,
+    rsa_key,
+    sign,
+    with_tags,
+    worst_signature_value,
+    zones,
+)
 from tests.slackapp import RunningApp
 from tests.slackstub import SlackStandIn
 
@@ -21,6 +32,10 @@ RECORDS = {
     "_dmarc.example.com": [("TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@example.com")],
     "example.com": [("TXT", f"v=spf1 ip4:{SENDER_IP} -all")],
     "s1._domainkey.example.com": [("TXT", key_record(PUB))],
+    # the largest key the caps allow, with the longest exponent: what an attacker would publish
+    "max._domainkey.example.com": [("TXT", key_record(rsa_public_numbers(8192, 2**32 - 1)))],
+    # over the caps: dkimpy's pure-Python pow() on it would hold the GIL for many seconds
+    "huge._domainkey.example.com": [("TXT", key_record(rsa_public_numbers(16384, 2**16000 + 1)))],
 }
 
 
@@ -142,3 +157,43 @@ def test_shortcut_on_a_message_with_nothing_to_read_says_what_to_do(
     assert "I can't read a message there" in answer.params["text"]
     assert answer.params.get("response_type") == "ephemeral"
     assert slack.calls("chat.postMessage") == []
+
+
+@pytest.mark.parametrize(
+    ("selector", "signatures"),
+    [
+        ("max", 5),  # as many as are verified, each naming the largest allowed key, with the longest b=
+        ("huge", 1),  # a key over the caps, refused before dkimpy computes anything
+    ],
+)
+def test_help_is_acknowledged_at_once_while_a_worst_case_why_runs(
+    app: RunningApp, slack: SlackStandIn, selector: str, signatures: int
+) -> None:
+    raw = message()
+    for _ in range(signatures):
+        raw = with_tags(sign(raw, "example.com", selector, PEM), b=worst_signature_value())
+    pasted = headers_of(raw).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    whys = [
+        threading.Thread(
+            target=app.sim.message_shortcut,
+            args=(slack_ids.CALLBACK_WHY_SHORTCUT, {"text": f"```{pasted}```", "ts": f"1700000000.00{i}"}),
+            kwargs={"channel_id": "C7"},
+        )
+        for i in range(3)
+    ]
+    for thread in whys:
+        thread.start()
+    acks = []
+    for _ in range(5):
+        started = time.perf_counter()
+        status, body = app.sim.slash_command("help", channel_id="C8")
+        acks.append(time.perf_counter() - started)
+        assert status == 200 and "/dmarc check" in body
+    for thread in whys:
+        thread.join()
+    posts = slack.wait_for_posts(3)  # the whys did run, each with every signature
+    for post in posts:
+        rendered = json.dumps(post.blocks)
+        assert rendered.count(f"s=`{selector}`") == signatures, rendered
+    print(f"/dmarc help acks during the worst-case why: {', '.join(f'{a * 1000:.0f} ms' for a in acks)}")
+    assert max(acks) < 1, acks
