@@ -19,6 +19,7 @@ from bot.cli import (
     load_settings,
     resolve_team,
 )
+from bot.cli.terminal_text import terminal_safe
 from bot.config import Settings
 from bot.reports.alerts import review_after_ingest
 from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
@@ -59,9 +60,10 @@ def command_ingest(args: argparse.Namespace) -> int:
         except OSError as error:
             outcome = FileOutcome(path_text, error=f"cannot read it: {error.strerror or error}")
         outcomes.append(outcome)
-        print(outcome.describe(), file=sys.stdout if outcome.ok else sys.stderr)
+        # Report names, reporters and warnings quote the report's own text.
+        print(terminal_safe(outcome.describe(), one_line=True), file=sys.stdout if outcome.ok else sys.stderr)
         for warning in outcome.warnings[:5]:
-            print(f"  warning: {warning}", file=sys.stderr)
+            print(f"  warning: {terminal_safe(warning, one_line=True)}", file=sys.stderr)
     alerts = review_after_ingest(
         store, reports, [r for o in outcomes for r in o.new_reports], settings.dns_session()
     )
@@ -71,7 +73,7 @@ def command_ingest(args: argparse.Namespace) -> int:
     if refused:
         print(
             f"dmarcbot ingest: {len(refused)} of {len(outcomes)} files refused: "
-            + ", ".join(o.name for o in refused[:10]),
+            + terminal_safe(", ".join(o.name for o in refused[:10]), one_line=True),
             file=sys.stderr,
         )
         return EXIT_ERROR_FINDING
@@ -99,7 +101,7 @@ def command_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     else:
-        print(render_text(summary))
+        print(terminal_safe(render_text(summary)))
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 
+from bot.cli.terminal_text import terminal_safe
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Finding, Severity
 
@@ -20,12 +21,15 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
     def paint(code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour else text
 
-    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + report.summary, ""]
+    # Everything but our own words and colours came from DNS: each value is made safe on its own, so
+    # a record cannot print an escape sequence nor start a line that looks like ours.
+    summary = terminal_safe(report.summary, one_line=True)
+    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + summary, ""]
     sections = _sections(report)
     shown: set[Finding] = set()
     for title, family, body in sections:
         lines.append(paint("1", title))
-        lines.extend(f"  {line}" for line in body)
+        lines.extend(f"  {terminal_safe(line, one_line=True)}" for line in body)
         for f in report.findings:
             if _family(f) in family and f not in shown:
                 shown.add(f)
@@ -102,12 +106,11 @@ def _include_lines(spf_json: dict[str, object], depth: int = 0) -> list[str]:
 def _finding_lines(f: Finding, paint: Callable[[str, str], str]) -> list[str]:
     head = f"  {paint(_COLOURS[f.severity], _MARKS[f.severity])} {f.id}: {f.title}"
     lines = [head]
-    lines += textwrap.wrap(f.detail, 100, initial_indent="         ", subsequent_indent="         ")
+    detail, fix = terminal_safe(f.detail, one_line=True), terminal_safe(f.fix, one_line=True)
+    lines += textwrap.wrap(detail, 100, initial_indent="         ", subsequent_indent="         ")
     if f.record:
-        lines.append(f"         record: {_clip(f.record, 200)}")
-    lines += textwrap.wrap(
-        "fix: " + f.fix, 100, initial_indent="         ", subsequent_indent="              "
-    )
+        lines.append(f"         record: {terminal_safe(_clip(f.record, 200), one_line=True)}")
+    lines += textwrap.wrap("fix: " + fix, 100, initial_indent="         ", subsequent_indent="              ")
     return lines
 
 
