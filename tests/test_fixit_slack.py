@@ -420,7 +420,7 @@ def test_progression_shows_a_readiness_checklist(
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value("dmarc.policy_none", "pnone.test"))
     assert "*Readiness*: No aggregate report data yet" in modal.text
-    assert "Google Workspace (SPF include:_spf.google.com)" in modal.text
+    assert "Google Workspace (SPF `include:_spf.google.com`)" in modal.text
     assert "DKIM selector google (Google Workspace)" in modal.text
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.slack.mrkdwn import safe
+from bot.slack.mrkdwn import code, safe
 from handlers.dns.domain_name import InvalidDomain, display_name, normalise_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
 
@@ -116,11 +116,7 @@ def parse_command_text(text: str) -> Job:
     name = words[0].lower()
     row = SUBCOMMANDS.get(name)
     if row is None:
-        return Job(
-            usage_text(
-                f"I don't know the subcommand `{safe(name, 40).replace('`', '')}`. Here is what I can do:"
-            )
-        )
+        return Job(usage_text(f"I don't know the subcommand {code(name, 40)}. Here is what I can do:"))
     try:
         return row.parse(words[1:])
     except UsageProblem as problem:
