@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -197,3 +199,47 @@ def test_help_is_acknowledged_at_once_while_a_worst_case_why_runs(
         assert rendered.count(f"s=`{selector}`") == signatures, rendered
     print(f"/dmarc help acks during the worst-case why: {', '.join(f'{a * 1000:.0f} ms' for a in acks)}")
     assert max(acks) < 1, acks
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A web server that is not Slack, recording the headers of every request it gets."""
+    seen: list[dict[str, str]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(dict(self.headers))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"From: a@b.example\r\n\r\nhi\r\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/steal", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_shortcut_takes_the_file_from_files_info_not_the_payload_url(
+    app: RunningApp, slack: SlackStandIn, elsewhere: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, seen = elsewhere
+    file = slack.add_file(
+        "real.eml", signed_message(), filename="real.eml", mimetype="message/rfc822", filetype="eml"
+    )
+    forged = {**file, "url_private": url, "url_private_download": url}
+    status, _ = app.sim.message_shortcut(
+        slack_ids.CALLBACK_WHY_SHORTCUT, {"text": "why?", "files": [forged]}, channel_id="C7"
+    )
+    assert status == 200
+    (post,) = slack.wait_for_posts(1)  # the verdict of the real file: the work is done
+    assert post.text is not None and post.text.startswith("DMARC pass for mail from example.com")
+    assert [c.params["file"] for c in slack.calls("files.info")] == [file["id"]]
+    assert seen == []  # the bot token never went to the address in the payload

@@ -70,13 +70,21 @@ def open_why_modal(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) 
 register_worker("why_modal", open_why_modal)
 
 
-def message_from_shortcut(message: dict[str, Any], token: str) -> ParsedMessage:
-    """The message to diagnose: an attached .eml if there is one, else the pasted text."""
+def message_from_shortcut(message: dict[str, Any], client: WebClient) -> ParsedMessage:
+    """The message to diagnose: an attached .eml if there is one, else the pasted text.
+
+    Only the file's id is taken from the payload: `files.info` says where the file is, so the bot
+    token is only ever sent where Slack's own API pointed, never to a URL the payload names."""
     for file in message.get("files") or []:
-        if str(file.get("filetype", "")).lower() in MESSAGE_FILE_TYPES or str(
-            file.get("name", "")
-        ).lower().endswith((".eml", ".txt", ".msg")):
-            return parse_message(download_file(file, token, MAX_MESSAGE_BYTES))
+        if not _looks_like_a_message_file(file):
+            continue
+        file_id = str(file.get("id") or "")
+        if not file_id:
+            raise FileRefused("Slack gave no id for the attached file")
+        info = client.files_info(file=file_id).get("file") or {}
+        if not _looks_like_a_message_file(info):
+            raise FileRefused("the attached file is not a message (.eml) file")
+        return parse_message(download_file(info, client.token or "", MAX_MESSAGE_BYTES))
     text = pasted_text(message.get("text") or "")
     if not text:
         raise MessageError(
@@ -84,6 +92,12 @@ def message_from_shortcut(message: dict[str, Any], token: str) -> ParsedMessage:
             "message that failed, or attach its .eml, then use the shortcut on it"
         )
     return parse_message(text)
+
+
+def _looks_like_a_message_file(file: dict[str, Any]) -> bool:
+    return str(file.get("filetype", "")).lower() in MESSAGE_FILE_TYPES or str(
+        file.get("name", "")
+    ).lower().endswith((".eml", ".txt", ".msg"))
 
 
 def register(app: App, settings: Settings) -> None:
@@ -115,16 +129,14 @@ def register(app: App, settings: Settings) -> None:
         guarded("explaining a message's DMARC result", turn, explain)
 
     @app.shortcut(slack_ids.CALLBACK_WHY_SHORTCUT)
-    def handle_why_shortcut(
-        ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond, context: dict[str, Any]
-    ) -> None:
+    def handle_why_shortcut(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         ack()
         turn = turn_for_interaction(body, client, respond, settings)
         shared = body.get("message") or {}
 
         def explain() -> None:
             try:
-                message = message_from_shortcut(shared, context.get("bot_token") or "")
+                message = message_from_shortcut(shared, client)
             except (MessageError, FileRefused) as error:
                 turn.tell(f"I can't read a message there: {error}.")
                 return
