@@ -24,6 +24,7 @@ from tests.test_fixit_slack import (
     REPORT_TS,
     TIMEOUT,
     bind_lines,
+    click_verify,
     fix_value,
     open_modal,
     publish,
@@ -179,7 +180,7 @@ def test_a_plan_verified_by_hand_is_not_announced_again(
     plan = post_plan(app, slack)
     wait_for_stored_plan(monitor.store)
     publish(world, bind_lines(plan), DROP)
-    app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan), message_ts="1700000001.1")
+    click_verify(app, plan)
     slack.wait_for("chat.postMessage", 2, timeout=TIMEOUT, ok_only=True)
     assert len(fixed_replies(slack)) == 1
     plan_json = json.loads(verify_value(plan))

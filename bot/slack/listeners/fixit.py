@@ -322,16 +322,33 @@ def register(app: App, settings: Settings) -> None:
             if _foreign(plan.team_id or None, body):
                 turn.tell(FOREIGN_TEAM)
                 return
+            # Where the answer goes is the clicked message's own place (its channel and thread, from
+            # Slack's container), never what the button's value says: a value that names another
+            # channel or thread is not this message's button.
+            channel, thread_ts = _clicked_message_place(body)
+            if channel is None or (channel, thread_ts) != (plan.channel_id, plan.thread_ts or None):
+                turn.tell(
+                    "That Verify button does not belong to this message's thread: "
+                    "use the Verify button on the fix plan itself."
+                )
+                return
             check = check_plan(settings, plan)
             text, blocks = verification_message(plan, check, user_id)
-            client.chat_postMessage(
-                channel=plan.channel_id, thread_ts=plan.thread_ts, text=text, blocks=blocks
-            )
+            client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks)
             if check.live:
                 # The thread has just been told: the monitor must not say "fixed" again.
                 settle_verified(shared_store(settings.db_path), plan)
 
         guarded("verifying a fix", turn, verify)
+
+
+def _clicked_message_place(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The channel and thread of the message whose button was clicked, as Slack describes it."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    thread_ts = message.get("thread_ts") or container.get("thread_ts")
+    return (str(channel) if channel else None), (str(thread_ts) if thread_ts else None)
 
 
 def _first_input(view: dict[str, Any]) -> str | None:
