@@ -10,7 +10,8 @@ import pytest
 from bot.reports.ingest import ingest_bytes, looks_like_report_name, one_team
 from bot.store.reports import ReportStore
 from handlers.reports.archive import ReportLimits
-from tests.aggregate_xml import TESTDATA, Row, gz, mail_with, open_reports, report_xml, zip_bomb, zipped
+from tests.aggregate_xml import Row, gz, mail_with, open_reports, report_xml, zip_bomb, zipped
+from tests.testdata import TESTDATA
 
 SAMPLE_DIRS = [
     "dmarc-reports-parsedmarc/aggregate",
