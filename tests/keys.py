@@ -27,6 +27,14 @@ def rsa_public_key(bits: int = 2048, tag: str = "") -> str:
     return spki(rsa.RSAPublicNumbers(65537, modulus).public_key())
 
 
+@lru_cache(maxsize=16)
+def rsa_public_numbers(bits: int, exponent: int = 65537) -> str:
+    """p= for an RSA public key of exactly `bits` with `exponent`, from a random odd modulus: what an
+    attacker publishes to make verification expensive. Signatures against it only ever fail."""
+    modulus = (1 << (bits - 1)) | secrets.randbits(bits - 1) | 1
+    return spki(rsa.RSAPublicNumbers(exponent, modulus).public_key())
+
+
 @lru_cache(maxsize=8)
 def rsa_key(bits: int = 2048, tag: str = "") -> tuple[bytes, str]:
     """(private key PEM for dkim.sign, base64 public key for p=); `tag` makes distinct keys."""

@@ -61,6 +61,8 @@ BROKEN: dict[str, tuple[type[ReportError], str]] = {
     # OpenDMARC's deliberately malformed report: `<header_from>example.com<foo</header_from>`.
     "bad.com!example.com!1337140800!1337227200.xml": (ReportInvalid, "not well-formed at line 6"),
     "empty.xml": (ReportInvalid, "the file is empty"),
+    # The RFC's example report is dated 1979, years before DMARC reporting existed.
+    "rfc9990-sample.xml": (ReportRefused, "begins 1979-08-07, before 2012, when DMARC reporting began"),
 }
 
 # Record counts from opendmarc_cases.json ("aggregate_report_parse": 754, 50 and 254 records).
@@ -142,7 +144,11 @@ def test_borschow_mail_org_name() -> None:
 def test_rfc9990_sample_fields_match_expected_json() -> None:
     expected = json.loads((PARSEDMARC / "expected.json").read_text())["field_expectations"]
     want = expected["aggregate/rfc9990-sample.xml"]
-    report = parse_report((PARSEDMARC / "aggregate" / "rfc9990-sample.xml").read_bytes())
+    # The sample is dated 1979, which is refused; its fields are read with a plausible range.
+    sample = (PARSEDMARC / "aggregate" / "rfc9990-sample.xml").read_bytes()
+    report = parse_report(
+        sample.replace(b">302832000<", b">1700000000<").replace(b">302918399<", b">1700086399<")
+    )
     meta = want["report_metadata"]
     assert (report.org_name, report.email, report.report_id, report.generator) == (
         meta["org_name"],
@@ -323,7 +329,8 @@ def test_rfc9990_namespace_and_no_namespace_give_the_same_report() -> None:
 def test_prefixed_draft_namespace() -> None:
     xml = (
         b"<ns1:feedback xmlns:ns1='http://dmarc.org/dmarc-xml/0.1'><report_metadata><org_name>AOL</org_name>"
-        b"<report_id>x</report_id><date_range><begin>1</begin><end>2</end></date_range></report_metadata>"
+        b"<report_id>x</report_id><date_range><begin>1700000000</begin><end>1700086399</end></date_range>"
+        b"</report_metadata>"
         b"<policy_published><domain>example.com</domain></policy_published>"
         + _record_xml(1).encode()
         + b"</ns1:feedback>"
@@ -380,6 +387,14 @@ def test_strings_from_strangers_are_bounded() -> None:
         (_record_xml(0, count="-3"), "count '-3' is not a message count"),
         (_record_xml(0, count="\u00b2"), "count '\u00b2' is not a message count"),  # "²".isdigit() is True
         ("<record><identifiers/></record>", "no <row>"),
+        (
+            _record_xml(0, count=str(2**63 - 1)),
+            f"count {2**63 - 1} does not fit in 32 bits (at most 4,294,967,295 messages per record)",
+        ),
+        (
+            _record_xml(0, count=str(2**32)),
+            "count 4294967296 does not fit in 32 bits (at most 4,294,967,295 messages per record)",
+        ),
     ],
 )
 def test_a_bad_record_is_skipped_and_said(record: str, why: str) -> None:
@@ -721,3 +736,30 @@ def test_a_refusal_says_the_size_in_plain_words_not_a_setting_name() -> None:
         unpack_report(b"<" + b" " * (25 * 1024 * 1024), None)
     assert str(caught.value).startswith("the file is larger than 25 MB")
     assert "cap" not in str(caught.value) and "max_" not in str(caught.value)
+
+
+def test_the_largest_32_bit_count_is_kept() -> None:
+    (record,) = parse_report(_report_xml(_record_xml(0, count=str(2**32 - 1)))).records
+    assert record.count == 2**32 - 1
+
+
+@pytest.mark.parametrize(
+    ("begin", "end", "why"),
+    [
+        ("1325376000", str(int(time.time()) + 3 * 86400), "more than a day in the future: refused"),
+        ("1700000000", "95617584000", "ends 5000-01-01 00:00 UTC, more than a day in the future"),
+        ("1000000000", "1000086399", "begins 2001-09-09, before 2012, when DMARC reporting began"),
+        ("0", "1700086399", "begins 1970-01-01, before 2012"),
+    ],
+    # ids of their own: one end is computed from the clock, and xdist workers must collect the same ids
+    ids=["ends-3-days-ahead", "ends-in-5000", "begins-2001", "begins-1970"],
+)
+def test_a_report_dated_where_no_report_can_be_is_refused(begin: str, end: str, why: str) -> None:
+    with pytest.raises(ReportRefused, match=re.escape(why)):
+        parse_report(_report_xml(_record_xml(0), begin=begin, end=end))
+
+
+def test_a_report_ending_within_a_day_ahead_is_kept() -> None:
+    end = int(time.time()) + 12 * 3600  # the reporter's clock or time zone may run ahead
+    report = parse_report(_report_xml(_record_xml(0), begin=str(end - 86400), end=str(end)))
+    assert report.date_end.timestamp() == end

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,9 @@ import pytest
 
 from bot.cli import main
 from bot.cli.common import EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE, EXIT_ERROR_FINDING, EXIT_OK
+from bot.cli.terminal_report import render_domain_report
+from handlers.dns.resolver import DnsSession, parse_nameserver
+from handlers.domain.check import check_domain
 from tests.dnstest import NsdServer, free_port, make_zone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,3 +173,35 @@ def test_an_idn_report_is_in_unicode_with_its_a_label_once(
     assert out.count("xn--bcher-kva.test") == 1
     assert out.splitlines()[1] == "Domain: bücher.test (xn--bcher-kva.test)"
     assert "_dmarc.bücher.test" in out and "mail from bücher.test" in out
+
+
+# A DMARC record an attacker publishes: clear the screen, retitle the window, fake a verdict line.
+HOSTILE_DMARC = (
+    "v=DMARC1; p=none; rua=mailto:d@evil.test\x1b[2J\x1b]0;all good\x07\r\n[PASS] fake\x9b31m\u202e"
+)
+
+
+def _hostile_zone(nsd: NsdServer) -> None:
+    nsd.set_zone(
+        "evil.test",
+        make_zone("evil.test", [("@", "TXT", "v=spf1 -all\x1b[32m"), ("_dmarc", "TXT", HOSTILE_DMARC)]),
+    )
+
+
+def test_dns_text_cannot_drive_the_terminal(served: NsdServer, capsys: pytest.CaptureFixture[str]) -> None:
+    _hostile_zone(served)
+    _, out, _ = run_cli(capsys, "check", "evil.test", "--nameserver", served.address)
+    for raw in ("\x1b", "\x07", "\r", "\x9b", "\u202e"):
+        assert raw not in out
+    assert "rua=mailto:d@evil.test\\x1b[2J\\x1b]0;all good\\x07\\x0d\\x0a[PASS] fake\\x9b31m\\u202e" in out
+    assert "\n[PASS] fake" not in out
+    assert out.startswith("[")
+
+
+def test_coloured_output_keeps_only_its_own_colours(served: NsdServer) -> None:
+    _hostile_zone(served)
+    session = DnsSession(nameservers=(parse_nameserver(served.address),), timeout=0.5, attempts=1)
+    text = render_domain_report(asyncio.run(check_domain("evil.test", session)), colour=True)
+    assert re.findall("\x1b[^\\[]|\x1b\\[(?![0-9;]*m)", text) == []  # only SGR colour codes of ours
+    assert set(re.findall("\x1b\\[([0-9;]*)m", text)) <= {"0", "1", "31", "32", "33", "36"}
+    assert "v=spf1 -all\\x1b[32m" in text and "\x07" not in text and "\x9b" not in text

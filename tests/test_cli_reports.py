@@ -163,3 +163,19 @@ def test_several_workspaces_need_team(db: Path, tmp_path: Path, capsys: pytest.C
     main(["ingest", "--team", "T2", xml])
     assert main(["report", "example.com"]) == 2
     assert "several workspaces (T1, T2): name one with --team" in capsys.readouterr().err
+
+
+def test_report_text_cannot_drive_the_terminal(
+    db: Path, tmp_path: Path, nsd: NsdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # XML 1.0 forbids ESC, but C1 controls (CSI is U+009B) and bidi overrides are legal characters
+    rows = [Row("198.51.100.9", 5, dkim="fail", spf="fail", spf_domain="forger\u009b2J.test\u202e")]
+    xml = report_xml(rows, reporter="Evil\u009b2J\u202eCorp")
+    assert main(["ingest", write(tmp_path, "r.xml", xml)]) == 0
+    out = capsys.readouterr().out
+    assert "\u009b" not in out and "\u202e" not in out
+    assert "evil\\x9b2j\\u202ecorp" in out  # the reporter, as its address names it
+    assert main(["report", "example.com", "--nameserver", nsd.address]) == 0
+    out = capsys.readouterr().out
+    assert "\u009b" not in out and "\u202e" not in out
+    assert "forger\\x9b2j.test\\u202e" in out

@@ -25,6 +25,10 @@ RECORDS = {
     "_dmarc.example.com": [("TXT", "v=DMARC1; p=reject")],
     "example.com": [("TXT", "v=spf1 ip4:185.70.40.10 -all")],
     "s1._domainkey.example.com": [("TXT", key_record(PUB))],
+    # an attacker's domain: escape sequences in its DMARC record
+    "_dmarc.evil.example": [
+        ("TXT", "v=DMARC1; p=none; rua=mailto:d@evil.example\x1b[2J\x1b]0;DMARC PASS\x07")
+    ],
 }
 
 
@@ -186,3 +190,26 @@ def test_without_a_mail_from_it_says_which_identity_was_checked_and_why(
     )
     line = spf_line(out)
     assert "out.example.com (the HELO name" in line and "never" in line and "alignment" in line
+
+
+def test_message_and_dns_text_cannot_drive_the_terminal(
+    server: NsdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = message(from_='"Alice\x1b[8m" <alice@evil.example>', subject="hi")
+    code, out, err = run(
+        ["why", write(tmp_path, raw), "--nameserver", server.address, "--ip", "192.0.2.1"], capsys
+    )
+    assert code == 1, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert "rua=mailto:d@evil.example\\x1b[2J\\x1b]0;DMARC PASS\\x07" in out
+
+
+def test_a_refusal_quoting_the_message_cannot_drive_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main  # the entry point prints refusals
+
+    raw = message(from_="Alice\x1b[2J <nobody>", subject="hi")
+    assert main(["why", write(tmp_path, raw)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "Alice\\x1b[2J" in err

@@ -24,7 +24,7 @@ from handlers.domain.dkim_keys import (
 from handlers.domain.findings import Severity
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
-from tests.keys import rsa_public_key
+from tests.keys import rsa_public_key, rsa_public_numbers
 from tests.testdata import TESTDATA
 
 DKIMPY = TESTDATA / "dkim-dkimpy"
@@ -89,6 +89,16 @@ KEYS: dict[str, tuple[str, list[str], str | None, int | None]] = {
     "strict-only": (f"v=DKIM1; t=s; p={RSA2048}", [], "rsa", 2048),
     "weak-testing": (f"v=DKIM1; t=y; p={RSA1024}", ["dkim.testing", "dkim.weak_key"], "rsa", 1024),
     "revoked-testing": ("v=DKIM1; t=y; p=", ["dkim.key_revoked", "dkim.testing"], "rsa", None),
+    # an attacker's keys: costly to verify, so refused unverified (handlers/limits.py)
+    "rsa262144": (f"v=DKIM1; p={rsa_public_numbers(262144)}", ["dkim.key_invalid"], "rsa", 262144),
+    "rsa8193": (f"v=DKIM1; p={rsa_public_numbers(8193)}", ["dkim.key_invalid"], "rsa", 8193),
+    "exponent-over-2-32": (
+        f"v=DKIM1; p={rsa_public_numbers(2048, 2**32 + 1)}",
+        ["dkim.key_invalid"],
+        "rsa",
+        2048,
+    ),
+    "largest-allowed": (f"v=DKIM1; p={rsa_public_numbers(8192, 2**32 - 1)}", [], "rsa", 8192),
     # CNAME to a provider's zone (the usual hosted-DKIM setup)
     "provider": ("", [], "rsa", 2048),
 }
@@ -196,6 +206,9 @@ def test_named_selector(world: NsdServer, make_session: SessionFactory, selector
         ("rsa1024", "RFC 8301 recommends 2048"),
         ("revoked", "revoked"),
         ("testing", "t=y"),
+        ("rsa262144", "the RSA key has 262144 bits; keys over 8192 bits are refused unverified"),
+        ("rsa8193", "the RSA key has 8193 bits; keys over 8192 bits are refused unverified"),
+        ("exponent-over-2-32", "public exponent has 33 bits; exponents over 2^32 are refused unverified"),
     ],
 )
 def test_finding_detail_names_the_cause(

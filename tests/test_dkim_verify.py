@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,17 @@ from handlers.message import dkim_verify as dv
 from handlers.message.dkim_verify import DkimResult, verify_message
 from handlers.message.parse import parse_message
 from tests.dnstest import FaultProxy, NsdServer, txt
-from tests.messages.helpers import ed25519_key, key_record, message, rsa_key, sign, zones
+from tests.keys import rsa_public_numbers
+from tests.messages.helpers import (
+    ed25519_key,
+    key_record,
+    message,
+    rsa_key,
+    sign,
+    with_tags,
+    worst_signature_value,
+    zones,
+)
 from tests.testdata import TESTDATA
 
 DKIMPY = TESTDATA / "dkim-dkimpy"
@@ -37,6 +48,12 @@ RECORDS = {
     "weak._domainkey.example.com": [("TXT", key_record(WEAK_PUB))],
     "junk._domainkey.example.com": [("TXT", "v=DKIM1; k=rsa; p=bm90IGEga2V5")],
     "example.com": [("MX", "10 mx.example.com.")],
+    # an attacker's keys (handlers/limits.py): the largest allowed, and ones over the caps
+    "max._domainkey.example.com": [("TXT", key_record(rsa_public_numbers(8192, 2**32 - 1)))],
+    "huge._domainkey.example.com": [("TXT", key_record(rsa_public_numbers(40000)))],
+    "bigexp._domainkey.example.com": [("TXT", key_record(rsa_public_numbers(2048, 2**40 + 1)))],
+    "loop1._domainkey.example.com": [("CNAME", "loop2._domainkey.example.com.")],
+    "loop2._domainkey.example.com": [("CNAME", "loop1._domainkey.example.com.")],
 }
 
 
@@ -273,3 +290,62 @@ def test_signature_tags_are_kept(server: NsdServer) -> None:
     (result,) = verify(server.address, SIGNED)
     assert result.signed_headers == ("from", "to", "subject", "date", "message-id")
     assert re.fullmatch(r"s1\._domainkey\.example\.com", result.key_name)
+
+
+def test_the_largest_allowed_key_and_longest_b_verify_at_once(server: NsdServer) -> None:
+    raw = with_tags(sign(message(), "example.com", "max", PEM), b=worst_signature_value())
+    started = time.perf_counter()
+    (result,) = verify(server.address, raw)
+    elapsed = time.perf_counter() - started
+    # dkimpy did the whole RSA operation (the body hash matched) and the signature did not verify
+    assert (result.result, result.reason, result.key_bits) == ("fail", dv.HEADER_SIGNATURE_MISMATCH, 8192)
+    assert elapsed < 2, elapsed  # a safety bound: it takes milliseconds
+
+
+@pytest.mark.parametrize(
+    ("selector", "why"),
+    [
+        ("huge", "the RSA key has 40000 bits; keys over 8192 bits are refused unverified"),
+        ("bigexp", "the RSA key's public exponent has 41 bits; exponents over 2^32 are refused unverified"),
+    ],
+)
+def test_an_outsized_key_is_refused_unverified(server: NsdServer, selector: str, why: str) -> None:
+    (result,) = verify(server.address, sign(message(), "example.com", selector, PEM))
+    assert (result.result, result.reason) == ("permerror", dv.KEY_INVALID)
+    assert why in result.detail
+
+
+@pytest.mark.parametrize(
+    ("tags", "why"),
+    [
+        ({"b": worst_signature_value() + "AAAA"}, "b= is 1372 characters long, over the 1368 allowed"),
+        ({"bh": "A" * 88}, "bh= is 88 characters long, over the 44 allowed"),
+        ({"s": "../../etc"}, "s='../../etc' is not a selector"),
+        ({"s": "a" * 64}, "is not a selector"),
+        ({"d": "a" * 64 + ".example.com"}, "is not a domain name"),
+        ({"d": "example.com/../x"}, "is not a domain name"),
+    ],
+)
+def test_a_malformed_signature_is_a_permanent_failure(
+    server: NsdServer, tags: dict[str, str], why: str
+) -> None:
+    # RFC 6376 §6.1.1: a signature that does not parse fails for good; it is never "retry later"
+    (result,) = verify(server.address, with_tags(SIGNED, **tags))
+    assert (result.result, result.reason) == ("permerror", dv.SIGNATURE_INVALID)
+    assert why in result.detail
+
+
+def test_only_the_first_signatures_are_verified(server: NsdServer) -> None:
+    raw = message()
+    for _ in range(7):
+        raw = sign(raw, "example.com", "s1", PEM)
+    results = verify(server.address, raw)
+    assert [r.result for r in results] == ["pass"] * 5 + ["policy"] * 2
+    assert results[-1].reason == dv.NOT_VERIFIED
+    assert "carries 7 DKIM-Signatures and only the first 5 are verified" in results[-1].detail
+
+
+def test_a_cname_loop_at_the_key_is_permanent(server: NsdServer) -> None:
+    (result,) = verify(server.address, sign(message(), "example.com", "loop1", PEM))
+    assert (result.result, result.reason) == ("permerror", dv.KEY_MISSING)
+    assert "is a CNAME chain that loops" in result.detail

@@ -57,6 +57,8 @@ DMARC_RECORDS: dict[str, list[str]] = {
     "rua-same.test": ["v=DMARC1; p=reject; rua=mailto:dmarc@reports.rua-same.test"],
     "rua-parent.sub-org.test": ["v=DMARC1; p=reject; rua=mailto:dmarc@sub-org.test"],
     "rua-badauth.test": ["v=DMARC1; p=reject; rua=mailto:dmarc@collector.test"],
+    # an attacker's record: 2,000 report destinations, each in its own organization
+    "rua-many.test": ["v=DMARC1; p=reject; rua=" + ",".join(f"mailto:r@c{i}.test" for i in range(2000))],
     "org.test": ["v=DMARC1; p=quarantine; sp=reject; rua=mailto:dmarc@org.test"],
     "org-nosp.test": ["v=DMARC1; p=quarantine; rua=mailto:dmarc@org-nosp.test"],
     "org-spnone.test": ["v=DMARC1; p=reject; sp=none; rua=mailto:dmarc@org-spnone.test"],
@@ -73,6 +75,8 @@ OTHER_RECORDS = [
     ("rua-badauth.test._report._dmarc.collector", "TXT", "v=spf1 -all"),
     ("mail.org", "A", "192.0.2.10"),
     ("missing", "A", "192.0.2.11"),
+    ("_dmarc.loop", "CNAME", "_dmarc.loop-back.test."),
+    ("_dmarc.loop-back", "CNAME", "_dmarc.loop.test."),
 ]
 
 
@@ -224,6 +228,28 @@ def test_rua_mixed_names_only_the_unauthorised_destination(
     (unauthorized,) = [f for f in report.findings if f.id == "dmarc.rua_unauthorized"]
     assert "other-collector.test" in unauthorized.detail
     assert "rua-mixed.test._report._dmarc.collector.test" not in unauthorized.detail
+
+
+def test_external_report_authorizations_are_capped(proxy: FaultProxy, make_session: SessionFactory) -> None:
+    report = run_check(make_session, proxy, "rua-many.test")
+    asked = {name for name, _, _ in proxy.queries if "_report._dmarc" in name}
+    assert len(asked) == 10
+    capped = [f for f in report.findings if "were checked for authorization" in f.detail]
+    (note,) = capped
+    assert note.id == "dmarc.rua_unauthorized"
+    assert "2000 other organizations; only the first 10 were checked for authorization" in note.detail
+    assert "Not checked: " in note.detail and "and 1970 more" in note.detail
+    assert len(note.detail) < 1000
+
+
+def test_a_cname_loop_is_a_configuration_error_not_an_outage(
+    world: NsdServer, make_session: SessionFactory
+) -> None:
+    report = run_check(make_session, world, "loop.test")
+    assert "dns.temperror" not in ids(report)
+    (loop,) = [f for f in report.findings if f.id == "dns.cname_loop"]
+    assert "_dmarc.loop.test → _dmarc.loop-back.test" in loop.detail
+    assert "retrying does not help" in loop.detail
 
 
 def test_same_organization_rua_asks_no_authorization(proxy: FaultProxy, make_session: SessionFactory) -> None:

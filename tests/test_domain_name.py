@@ -81,6 +81,7 @@ def test_display_name(ascii_name: str, shown: str) -> None:
         pytest.param("example.com other.com", ["contains spaces"], id="two-names"),
         pytest.param("example.com\tother.com", ["contains spaces"], id="tab"),
         pytest.param("192.0.2.1", ["is an IP address"], id="ipv4"),
+        pytest.param("192.0.2.1.", ["is an IP address"], id="ipv4-trailing-dot"),
         pytest.param("2001:db8::1", ["is an IP address"], id="ipv6"),
         pytest.param("[2001:db8::1]", ["is an IP address"], id="ipv6-bracketed"),
         pytest.param("[192.0.2.1]", ["is an IP address"], id="ipv4-bracketed"),

@@ -26,6 +26,7 @@ from tests.test_fixit_slack import (
     REPORT_TS,
     TIMEOUT,
     bind_lines,
+    click_verify,
     fix_value,
     open_modal,
     publish,
@@ -143,13 +144,13 @@ def test_a_crash_between_the_outbox_and_the_post_posts_fixed_once(
     plan = post_plan(app, slack)
     wait_for_stored_plan(monitor.stores.fix_plans)
     publish(world, bind_lines(plan), DROP)
-    session = DnsSession(nameservers=(parse_nameserver(world.address),), timeout=0.3, attempts=1)
+    session = DnsSession(nameservers=(parse_nameserver(world.address),), timeout=1.0, attempts=1)
     assert check_watches(monitor.stores, session).fixes_verified == 1
     monitor.stores.close()  # the process dies before delivering
 
     restarted = open_stores(app.settings.db_path)
     try:
-        again = DnsSession(nameservers=(parse_nameserver(world.address),), timeout=0.3, attempts=1)
+        again = DnsSession(nameservers=(parse_nameserver(world.address),), timeout=1.0, attempts=1)
         assert check_watches(restarted, again).fixes_verified == 0  # settled: not verified twice
         for _ in range(2):
             deliver_pending(restarted.outbox, client_for_team_factory(app.settings), ChannelPacer(0))
@@ -186,7 +187,7 @@ def test_a_plan_verified_by_hand_is_not_announced_again(
     plan = post_plan(app, slack)
     wait_for_stored_plan(monitor.stores.fix_plans)
     publish(world, bind_lines(plan), DROP)
-    app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan), message_ts="1700000001.1")
+    click_verify(app, plan)
     slack.wait_for("chat.postMessage", 2, timeout=TIMEOUT, ok_only=True)
     assert len(fixed_replies(slack)) == 1
     plan_json = json.loads(verify_value(plan))
@@ -208,7 +209,7 @@ def test_a_plan_never_published_expires_after_the_wait(
     monitor.watch(DOMAIN, channel="C1", selectors=())
     plan = post_plan(app, slack)
     wait_for_stored_plan(monitor.stores.fix_plans)
-    session = DnsSession(nameservers=(parse_nameserver(world.address),), timeout=0.3, attempts=1)
+    session = DnsSession(nameservers=(parse_nameserver(world.address),), timeout=1.0, attempts=1)
     check_watches(monitor.stores, session, now=utcnow() + PLAN_WAIT - timedelta(hours=1))
     assert monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN)  # still waiting
     check_watches(monitor.stores, session, now=utcnow() + PLAN_WAIT + timedelta(hours=1))

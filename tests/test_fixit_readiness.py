@@ -84,7 +84,7 @@ def test_another_teams_reports_leave_the_checklist(app: RunningApp, slack: Slack
     ingest(app, {1: [row("192.0.2.1", 1000)]}, domain="other.test")
     modal = open_modal(app, slack, fix_value("dmarc.policy_none", DOMAIN))
     assert "*Readiness*: No aggregate report data yet" in modal.text
-    assert "Google Workspace (SPF include:_spf.google.com)" in modal.text
+    assert "Google Workspace (SPF `include:_spf.google.com`)" in modal.text
 
 
 @pytest.mark.slow

@@ -176,6 +176,18 @@ def verify_value(plan: Call) -> str:
     return str(actions[0]["elements"][0]["value"])
 
 
+def click_verify(app: RunningApp, plan: Call, **kwargs: Any) -> tuple[int, str]:
+    """Verify clicked on the plan's own message, in its channel and thread, as Slack sends it."""
+    return app.sim.block_action(
+        slack_ids.ACTION_FIX_VERIFY,
+        verify_value(plan),
+        channel_id=plan.params["channel"],
+        message_ts=plan.response["ts"],
+        message=plan.response["message"],
+        **kwargs,
+    )
+
+
 def bind_lines(plan: Call) -> list[str]:
     out = []
     for block in plan.blocks:
@@ -377,7 +389,7 @@ def test_fix_kind_end_to_end(world: NsdServer, make_app: AppFactory, slack: Slac
     assert lines and all(" 3600 IN " in line for line in lines)
 
     # Verify before publishing: not live yet
-    app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan), message_ts="1700000001.1")
+    click_verify(app, plan)
     slack.wait_for("chat.postMessage", 2, timeout=TIMEOUT, ok_only=True)
     not_yet = thread_posts(slack)[-1]
     assert "Not live yet" in texts(not_yet.blocks), texts(not_yet.blocks)
@@ -385,7 +397,7 @@ def test_fix_kind_end_to_end(world: NsdServer, make_app: AppFactory, slack: Slac
 
     # publish the plan's own BIND lines, then Verify: fixed
     publish(world, lines, case.drop)
-    app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan), message_ts="1700000001.1")
+    click_verify(app, plan)
     slack.wait_for("chat.postMessage", 3, timeout=TIMEOUT, ok_only=True)
     fixed = texts(thread_posts(slack)[-1].blocks)
     assert "*Fixed*" in fixed, fixed
@@ -405,11 +417,11 @@ def test_dkim_test_mode_end_to_end(world: NsdServer, make_app: AppFactory, slack
     status, _ = submit(app, modal, {})
     assert status == 200
     [plan] = slack.wait_for("chat.postMessage", 1, timeout=TIMEOUT, ok_only=True)
-    app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan))
+    click_verify(app, plan)
     slack.wait_for("chat.postMessage", 2, timeout=TIMEOUT, ok_only=True)
     assert "Not live yet" in texts(thread_posts(slack)[-1].blocks)
     publish(world, bind_lines(plan), ["sel._domainkey.dkimt IN TXT"])
-    app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan))
+    click_verify(app, plan)
     slack.wait_for("chat.postMessage", 3, timeout=TIMEOUT, ok_only=True)
     fixed = texts(thread_posts(slack)[-1].blocks)
     assert "*Fixed*" in fixed and "`dkim.testing`" in fixed.split("Still present")[0]
@@ -422,7 +434,7 @@ def test_progression_shows_a_readiness_checklist(
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value("dmarc.policy_none", "pnone.test"))
     assert "*Readiness*: No aggregate report data yet" in modal.text
-    assert "Google Workspace (SPF include:_spf.google.com)" in modal.text
+    assert "Google Workspace (SPF `include:_spf.google.com`)" in modal.text
     assert "DKIM selector google (Google Workspace)" in modal.text
 
 
@@ -566,10 +578,34 @@ def test_a_user_from_another_team_cannot_submit_or_verify(
     assert "another organisation" in next(iter(answer["errors"].values()))
     submit(app, modal)
     [plan] = slack.wait_for("chat.postMessage", 1, timeout=TIMEOUT, ok_only=True)
-    app.sim.block_action(slack_ids.ACTION_FIX_VERIFY, verify_value(plan), team_id="T2", user_id="U9")
+    click_verify(app, plan, team_id="T2", user_id="U9")
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert "another organisation" in told.params["text"]
     assert len(slack.calls("chat.postMessage")) == 1
+
+
+@pytest.mark.parametrize("where", ["another channel", "another thread"])
+def test_a_verify_value_naming_another_place_is_refused(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, where: str
+) -> None:
+    app = make_app(world, dns_timeout=0.5)
+    modal = open_modal(app, slack, fix_value("dmarc.no_rua", "norua.test"))
+    submit(app, modal)
+    [plan] = slack.wait_for("chat.postMessage", 1, timeout=TIMEOUT, ok_only=True)
+    value = json.loads(verify_value(plan))
+    # the same plan, its value edited to send the answer elsewhere
+    forged = {**value, "c": "C666"} if where == "another channel" else {**value, "ts": "1600000000.000001"}
+    assert forged != value
+    app.sim.block_action(
+        slack_ids.ACTION_FIX_VERIFY,
+        json.dumps(forged),
+        channel_id=plan.params["channel"],
+        message_ts=plan.response["ts"],
+        message=plan.response["message"],
+    )
+    [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
+    assert "That Verify button does not belong to this message's thread" in told.params["text"]
+    assert len(slack.calls("chat.postMessage")) == 1  # the plan itself, nothing else
 
 
 # -- the report's buttons ----------------------------------------------------------------------------

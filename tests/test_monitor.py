@@ -88,7 +88,7 @@ def test_a_change_in_the_include_chain_alerts_with_before_and_after(
     assert post.params["channel"] == "C1"
     assert post.text.startswith(f"{DOMAIN}: DNS records changed")
     text = all_text(post.blocks)
-    assert f"SPF include:{INCLUDE}* changed" in text
+    assert f"SPF `include:{INCLUDE}`* changed" in text
     assert f"*Before:* ```{INCLUDE_RECORD}```" in text
     # DNS text is escaped: the record cannot ping the channel
     assert "&lt;!channel&gt;" in text and "<!channel>" not in text
@@ -114,8 +114,8 @@ def test_dmarc_dkim_and_mx_changes_are_each_shown(
     )
     monitor.cycle()
     text = all_text(slack.posts()[0].blocks)
-    assert f"DMARC _dmarc.{DOMAIN}* changed" in text and "p=quarantine" in text
-    assert f"DKIM sel._domainkey.{DOMAIN}* changed" in text and "`dkim.key_revoked`" in text
+    assert f"DMARC `_dmarc.{DOMAIN}`* changed" in text and "p=quarantine" in text
+    assert f"DKIM `sel._domainkey.{DOMAIN}`* changed" in text and "`dkim.key_revoked`" in text
     assert f"MX {DOMAIN}* removed" in text and "`mx.missing`" in text
 
 
@@ -277,9 +277,9 @@ def test_many_changes_in_one_channel_are_one_digest(
     sections = [b["text"]["text"] for b in digest.blocks if b["type"] == "section"]
     assert len(sections) == 2  # the shared include's change, and d00's own
     shared = sections[0]
-    assert f"SPF include:{INCLUDE}* changed" in shared and "*59 domains:*" in shared
+    assert f"SPF `include:{INCLUDE}`* changed" in shared and "*59 domains:*" in shared
     assert all(d in shared for d in domains[1:])
-    assert "*d00.test*" in sections[1] and "DMARC _dmarc.d00.test" in sections[1]
+    assert "*d00.test*" in sections[1] and "DMARC `_dmarc.d00.test`" in sections[1]
     assert by_channel["C8"].text.startswith("d00.test: DNS records changed")
     assert {a.state for a in monitor.stores.outbox.alerts("T1")} == {"posted"}
 

@@ -94,3 +94,22 @@ def test_clip() -> None:
     assert clip("abc", 3) == "abc"
     assert clip("abcd", 3) == "ab…"
     assert len(clip("x" * 5000, 3000)) == 3000
+
+
+def test_prose_sets_what_mrkdwn_would_format_in_code_spans() -> None:
+    out = safe(
+        "“https://evil.example/reset-password” is not a tag=value pair; *a* ~b~ _c_ see https://x.example."
+    )
+    assert out == (
+        "“`https://evil.example/reset-password`” is not a tag=value pair; `*a*` `~b~` `_c_` see "
+        "`https://x.example`."
+    )
+
+
+def test_prose_keeps_existing_code_spans_and_escapes_inside_them() -> None:
+    assert safe("as in `/dmarc check <!channel>`.") == "as in `/dmarc check &lt;!channel&gt;`."
+
+
+def test_prose_clipped_never_leaves_a_span_open() -> None:
+    out = safe("word " * 10 + "*bold* " * 100, 120)
+    assert len(out) <= 120 and out.count("`") % 2 == 0

@@ -24,6 +24,7 @@ BROKEN = {
     "invalid_utf_8.xml": "not valid UTF-8",
     "invalid_xml.xml": "not well-formed",
     "bad.com!example.com!1337140800!1337227200.xml": "not well-formed",
+    "rfc9990-sample.xml": "begins 1979-08-07, before 2012, when DMARC reporting began",  # the RFC's example
 }
 
 

@@ -753,3 +753,22 @@ def test_oauth_install_stores_the_installation_and_its_token_is_used(
     assert "reinstall" in told.params["text"]
     settle(0.3)
     assert slack.calls("chat.postMessage") == []
+
+
+def test_record_text_cannot_format_or_link_in_slack(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    records = [
+        *world_records(),
+        ("_dmarc.hostile", "TXT", "v=DMARC1; p=none; https://evil.example/reset-password; *urgent* ~x~ _y_"),
+    ]
+    world.set_zones({"test": make_zone("test", records)})
+    app = make_app(world)
+    _, post = check(app, "check hostile.test")
+    rendered = "\n".join(finding_sections(post))
+    assert "“`https://evil.example/reset-password`” is not a tag=value pair" in rendered
+    assert "“`*urgent* ~x~ _y_`” is not a tag=value pair" in rendered
+    # outside code spans nothing is left that mrkdwn would format or link
+    outside = re.sub(r"`[^`]*`", "", rendered)
+    assert "https://" not in outside and "*urgent*" not in outside and "~x~" not in outside
+    slack.assert_no_violations()

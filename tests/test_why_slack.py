@@ -4,7 +4,10 @@ message signed here and its key, SPF and DMARC records served by NSD."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -12,7 +15,17 @@ from bot.slack import ids as slack_ids
 from bot.slack.mrkdwn import FIELD_ERROR_LIMIT
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
-from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones
+from tests.keys import rsa_public_numbers
+from tests.messages.helpers import (
+    key_record,
+    message,
+    prepend,
+    rsa_key,
+    sign,
+    with_tags,
+    worst_signature_value,
+    zones,
+)
 from tests.slackapp import RunningApp
 from tests.slackstub import SlackStandIn
 
@@ -22,6 +35,10 @@ RECORDS = {
     "_dmarc.example.com": [("TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@example.com")],
     "example.com": [("TXT", f"v=spf1 ip4:{SENDER_IP} -all")],
     "s1._domainkey.example.com": [("TXT", key_record(PUB))],
+    # the largest key the caps allow, with the longest exponent: what an attacker would publish
+    "max._domainkey.example.com": [("TXT", key_record(rsa_public_numbers(8192, 2**32 - 1)))],
+    # over the caps: dkimpy's pure-Python pow() on it would hold the GIL for many seconds
+    "huge._domainkey.example.com": [("TXT", key_record(rsa_public_numbers(16384, 2**16000 + 1)))],
 }
 
 
@@ -152,3 +169,87 @@ def test_shortcut_on_a_message_with_nothing_to_read_says_what_to_do(
     assert "I can't read a message there" in answer.params["text"]
     assert answer.params.get("response_type") == "ephemeral"
     assert slack.calls("chat.postMessage") == []
+
+
+@pytest.mark.parametrize(
+    ("selector", "signatures"),
+    [
+        ("max", 5),  # as many as are verified, each naming the largest allowed key, with the longest b=
+        ("huge", 1),  # a key over the caps, refused before dkimpy computes anything
+    ],
+)
+def test_help_is_acknowledged_at_once_while_a_worst_case_why_runs(
+    app: RunningApp, slack: SlackStandIn, selector: str, signatures: int
+) -> None:
+    raw = message()
+    for _ in range(signatures):
+        raw = with_tags(sign(raw, "example.com", selector, PEM), b=worst_signature_value())
+    pasted = headers_of(raw).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    whys = [
+        threading.Thread(
+            target=app.sim.message_shortcut,
+            args=(slack_ids.CALLBACK_WHY_SHORTCUT, {"text": f"```{pasted}```", "ts": f"1700000000.00{i}"}),
+            kwargs={"channel_id": "C7"},
+        )
+        for i in range(3)
+    ]
+    for thread in whys:
+        thread.start()
+    acks = []
+    for _ in range(5):
+        started = time.perf_counter()
+        status, body = app.sim.slash_command("help", channel_id="C8")
+        acks.append(time.perf_counter() - started)
+        assert status == 200 and "/dmarc check" in body
+    for thread in whys:
+        thread.join()
+    posts = slack.wait_for_posts(3)  # the whys did run, each with every signature
+    for post in posts:
+        rendered = json.dumps(post.blocks)
+        assert rendered.count(f"s=`{selector}`") == signatures, rendered
+    print(f"/dmarc help acks during the worst-case why: {', '.join(f'{a * 1000:.0f} ms' for a in acks)}")
+    assert max(acks) < 1, acks
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A web server that is not Slack, recording the headers of every request it gets."""
+    seen: list[dict[str, str]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(dict(self.headers))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"From: a@b.example\r\n\r\nhi\r\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/steal", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_shortcut_takes_the_file_from_files_info_not_the_payload_url(
+    app: RunningApp, slack: SlackStandIn, elsewhere: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, seen = elsewhere
+    file = slack.add_file(
+        "real.eml", signed_message(), filename="real.eml", mimetype="message/rfc822", filetype="eml"
+    )
+    forged = {**file, "url_private": url, "url_private_download": url}
+    status, _ = app.sim.message_shortcut(
+        slack_ids.CALLBACK_WHY_SHORTCUT, {"text": "why?", "files": [forged]}, channel_id="C7"
+    )
+    assert status == 200
+    (post,) = slack.wait_for_posts(1)  # the verdict of the real file: the work is done
+    assert post.text is not None and post.text.startswith("DMARC pass for mail from example.com")
+    assert [c.params["file"] for c in slack.calls("files.info")] == [file["id"]]
+    assert seen == []  # the bot token never went to the address in the payload

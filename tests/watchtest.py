@@ -71,7 +71,9 @@ class MonitorHarness:
     settings: Settings
     slack: SlackStandIn
     dns: NsdServer | FaultProxy
-    timeout: float = 0.3
+    # Generous: answers come back at once, and only a test that injects a timeout waits it out;
+    # a short one reads a loaded machine (parallel workers) as a DNS outage.
+    timeout: float = 1.0
     pacer_spacing: float = 0.0  # the spacing has its own test; others need not wait
 
     def cycle(self) -> tuple[CycleReport, DeliveryReport]:

@@ -73,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except BadInput as error:
-        print(f"dmarcbot {args.command}: {error}", file=sys.stderr)
+        from bot.cli.terminal_text import terminal_safe  # a refusal may quote the input it refused
+
+        print(f"dmarcbot {args.command}: {terminal_safe(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

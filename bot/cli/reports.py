@@ -18,6 +18,7 @@ from bot.cli.common import (
     load_settings,
     resolve_team,
 )
+from bot.cli.terminal_text import terminal_safe
 from bot.config import Settings
 from bot.reports.alerts import review_after_ingest
 from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
@@ -58,9 +59,10 @@ def command_ingest(args: argparse.Namespace) -> int:
         except OSError as error:
             outcome = FileOutcome(name=path_text, error=f"cannot read it: {error.strerror or error}")
         outcomes.append(outcome)
-        print(outcome.describe(), file=sys.stdout if outcome.ok else sys.stderr)
+        # Report names, reporters and warnings quote the report's own text.
+        print(terminal_safe(outcome.describe(), one_line=True), file=sys.stdout if outcome.ok else sys.stderr)
         for warning in outcome.warnings[:5]:
-            print(f"  warning: {warning}", file=sys.stderr)
+            print(f"  warning: {terminal_safe(warning, one_line=True)}", file=sys.stderr)
     alerts = review_after_ingest(stores, [r for o in outcomes for r in o.new_reports], settings.dns_session())
     if alerts:
         print(f"{alerts} alerts added to the outbox of the watching channels")
@@ -68,7 +70,7 @@ def command_ingest(args: argparse.Namespace) -> int:
     if refused:
         print(
             f"dmarcbot ingest: {len(refused)} of {len(outcomes)} files refused: "
-            + ", ".join(o.name for o in refused[:10]),
+            + terminal_safe(", ".join(o.name for o in refused[:10]), one_line=True),
             file=sys.stderr,
         )
         return EXIT_ERROR_FINDING
@@ -96,7 +98,7 @@ def command_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     else:
-        print(render_text(summary))
+        print(terminal_safe(render_text(summary)))
     return EXIT_OK
 
 

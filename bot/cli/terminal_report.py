@@ -8,6 +8,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 
+from bot.cli.terminal_text import terminal_safe
 from handlers.dns.domain_name import display_name, first_mention, unicode_names
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Finding, Severity
@@ -24,7 +25,10 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
     def paint(code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m" if colour else text
 
-    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + report.summary]
+    # Everything but our own words and colours came from DNS: each value is made safe on its own, so
+    # a record cannot print an escape sequence nor start a line that looks like ours.
+    summary = terminal_safe(report.summary, one_line=True)
+    lines = [paint(_VERDICT_COLOURS[report.verdict], f"[{report.verdict.upper()}] ") + summary]
     if report.display_domain != report.domain:
         # the one place the A-label is shown: what DNS tools and zone files call the name
         lines.append(f"Domain: {first_mention(report.domain)}")
@@ -33,7 +37,7 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
     shown: set[Finding] = set()
     for title, family, body in sections:
         lines.append(paint("1", title))
-        lines.extend(f"  {line}" for line in body)
+        lines.extend(f"  {terminal_safe(line, one_line=True)}" for line in body)
         for f in report.findings:
             if report.part_of(f) in family and f not in shown:
                 shown.add(f)
@@ -146,17 +150,12 @@ def _fix_text(f: Finding, domain: str) -> str:
 def _finding_lines(f: Finding, paint: Callable[[str, str], str], domain: str) -> list[str]:
     head = f"  {paint(_COLOURS[f.severity], _MARKS[f.severity])} {f.id}: {f.title}"
     lines = [head]
-    lines += textwrap.wrap(
-        unicode_names(f.detail), 100, initial_indent="         ", subsequent_indent="         "
-    )
+    detail = terminal_safe(unicode_names(f.detail), one_line=True)
+    fix = terminal_safe(unicode_names(_fix_text(f, domain)), one_line=True)
+    lines += textwrap.wrap(detail, 100, initial_indent="         ", subsequent_indent="         ")
     if f.record:
-        lines.append(f"         record: {_clip(f.record, 200)}")
-    lines += textwrap.wrap(
-        "fix: " + unicode_names(_fix_text(f, domain)),
-        100,
-        initial_indent="         ",
-        subsequent_indent="              ",
-    )
+        lines.append(f"         record: {terminal_safe(_clip(f.record, 200), one_line=True)}")
+    lines += textwrap.wrap("fix: " + fix, 100, initial_indent="         ", subsequent_indent="              ")
     return lines
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.cli.common import EXIT_OK, TEAM_ID, AddCommand, add_nameserver_flag, load_settings, resolve_team
+from bot.cli.terminal_text import terminal_safe
 from bot.config import Settings
 from bot.store.stores import Stores, open_stores
 from bot.store.watches import Watch, WatchStore
@@ -86,7 +87,7 @@ def command_watch(args: argparse.Namespace) -> int:
         + (f"; DKIM selectors {', '.join(selectors)}" if selectors else "")
         + "."
     )
-    print(f"First check: {report.summary}")
+    print(f"First check: {terminal_safe(report.summary, one_line=True)}")
     return EXIT_OK
 
 
@@ -131,7 +132,11 @@ def _table(watches: list[Watch]) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+        terminal_safe(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            one_line=True,
+        )
+        for row in rows
     )
 
 

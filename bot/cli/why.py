@@ -11,6 +11,7 @@ import textwrap
 from typing import BinaryIO
 
 from bot.cli.common import AddCommand, nameservers_from
+from bot.cli.terminal_text import terminal_safe
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.dns.resolver import DnsSession
 from handlers.errors import BadInput
@@ -174,7 +175,9 @@ def render_verdict(verdict: MessageVerdict) -> str:
         lines.append(f"Differences from the receiver's Authentication-Results ({verdict.receiver}):")
         for diff in verdict.differences:
             lines.append(f"- {diff.what}: receiver {diff.receiver}, now {diff.ours}: {diff.why}")
-    return "\n".join(lines)
+    # Header values and DNS text fill these lines: each line is made safe on its own, so a value
+    # can neither send an escape sequence nor start a line of its own.
+    return "\n".join(terminal_safe(line, one_line=True) for line in lines)
 
 
 def register_commands(add: AddCommand) -> None:

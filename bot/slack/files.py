@@ -38,14 +38,15 @@ def is_email_app_file(file: dict[str, Any]) -> bool:
 
 
 def readable_file(file: dict[str, Any], client: WebClient) -> dict[str, Any]:
-    """The file object to download from. A file shared from another organisation (Slack Connect)
-    arrives as a stub (`mode: file_access`, no URL) until the bot asks `files.info` for it; so
-    does a file event that names only the id. Raises FileRefused when Slack will not say."""
-    if (file.get("url_private_download") or file.get("url_private")) and file.get("mode") != "file_access":
-        return file
+    """The file object to download from, as Slack's `files.info` describes it.
+
+    Only the file's id is taken from the payload: the bot token then goes only where Slack's own API
+    points, never to a URL a payload names. A file shared from another organisation (Slack Connect)
+    arrives as a stub (`mode: file_access`, no URL) and gets its address the same way. Raises
+    FileRefused when Slack will not say."""
     file_id = str(file.get("id") or "")
     if not file_id:
-        raise FileRefused("Slack gave no download address for it")
+        raise FileRefused("Slack gave no id for the attached file")
     try:
         info = client.files_info(file=file_id).get("file") or {}
     except SlackApiError as error:

@@ -14,7 +14,62 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# What mrkdwn would format in plain text: a value quoted “like this” (how handlers quote what they
+# refuse), and any word holding a formatting mark (*bold*, _italic_, ~strike~) or a URL, which
+# Slack would turn into a link by itself; a word's closing punctuation stays outside its span.
+_QUOTED = re.compile(r"“([^”\n]{1,500})”|`([^`\n]{1,500})`")
+_FORMATTABLE_WORD = re.compile(r"[^\s“”(]*(?:[*_~]|://)[^\s“”`]*?(?=[).,;:!?]*(?:\s|$|“|”))")
+
+
 def safe(text: str, limit: int = 2000) -> str:
+    """Untrusted prose for mrkdwn: escaped, each quoted value and each word mrkdwn would format or
+    link set in an inline code span (where Slack formats nothing), and at most `limit` characters,
+    never cutting an entity or a code span in two."""
+    rendered = _prose(text)
+    if len(rendered) <= limit:
+        return rendered
+    keep = min(len(text), limit)
+    while keep > 0:
+        # the raw text is cut after a whole word, then rendered: a cut rendering could split a span
+        rendered = _prose(_cut_at_word(text, keep + 1)) + "…"
+        if len(rendered) <= limit:
+            return rendered
+        keep = min(keep - 1, keep * (limit - 1) // len(rendered))
+    return "…"
+
+
+def _prose(text: str) -> str:
+    out: list[str] = []
+    position = 0
+    for quoted in _QUOTED.finditer(text):
+        out.append(_words(text[position : quoted.start()]))
+        # a value quoted “so”, or a code span already (ours, or one that formats nothing anyway)
+        out.append(f"“{_span(quoted.group(1))}”" if quoted.group(1) is not None else _span(quoted.group(2)))
+        position = quoted.end()
+    out.append(_words(text[position:]))
+    return "".join(out)
+
+
+def _words(text: str) -> str:
+    out: list[str] = []
+    position = 0
+    for word in _FORMATTABLE_WORD.finditer(text):
+        out.append(_plain(text[position : word.start()]))
+        out.append(_span(word.group()))
+        position = word.end()
+    out.append(_plain(text[position:]))
+    return "".join(out)
+
+
+def _plain(text: str) -> str:
+    return escape(text.replace("`", "ˋ"))  # a lone backtick would pair with one of ours
+
+
+def _span(text: str) -> str:
+    return f"`{escape(text.replace('`', 'ˋ'))}`"
+
+
+def _escaped_clip(text: str, limit: int) -> str:
     """Escaped and clipped to `limit` characters after escaping, never cutting an entity in two."""
     escaped = escape(text)
     if len(escaped) <= limit:
@@ -24,12 +79,12 @@ def safe(text: str, limit: int = 2000) -> str:
 
 def code(text: str, limit: int = 1500) -> str:
     """Untrusted text as an inline code span: escaped, clipped, and unable to close the span."""
-    return f"`{safe(text.replace('`', 'ˋ'), limit)}`"
+    return f"`{_escaped_clip(text.replace('`', 'ˋ'), limit)}`"
 
 
 def code_block(text: str, limit: int = 2500) -> str:
     """Untrusted text as a code block, escaped and clipped."""
-    return f"```{safe(text.replace('`', 'ˋ'), limit)}```"
+    return f"```{_escaped_clip(text.replace('`', 'ˋ'), limit)}```"
 
 
 # Slack documents no length for a modal field's error; the text shows under the field, so it is

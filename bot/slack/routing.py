@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.slack.mrkdwn import safe
+from bot.slack.mrkdwn import code, safe
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
 from handlers.errors import BadInput
@@ -100,9 +100,7 @@ class Router:
         row = self.row(name)
         if row is None:
             return Job(
-                ack=self.usage_text(
-                    f"I don't know the subcommand `{safe(name, 40).replace('`', '')}`. Here is what I can do:"
-                )
+                ack=self.usage_text(f"I don't know the subcommand {code(name, 40)}. Here is what I can do:")
             )
         try:
             job = row.parse(words[1:])

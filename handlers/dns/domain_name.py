@@ -130,8 +130,9 @@ def _strip_wrappers(text: str) -> str:
 
 
 def _is_ip_address(text: str) -> bool:
+    # A trailing dot makes a name absolute, but `192.0.2.1.` is still the address typed.
     try:
-        ipaddress.ip_address(text.strip("[]"))
+        ipaddress.ip_address(text.rstrip(".").strip("[]"))
     except ValueError:
         return False
     return True

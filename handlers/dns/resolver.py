@@ -171,6 +171,11 @@ class Lookup:
         return self.status in OUTAGES
 
     @property
+    def is_cname_loop(self) -> bool:
+        """A CNAME chain that comes back to itself: the zone's error, the same at every retry."""
+        return self.cname_failure is CnameFailure.LOOP
+
+    @property
     def is_void(self) -> bool:
         """NXDOMAIN or an empty answer: a "void lookup" in RFC 7208 §4.6.4's terms."""
         return self.status in (DnsStatus.NXDOMAIN, DnsStatus.NODATA)

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from handlers.dns.resolver import DnsSession, Lookup
-from handlers.domain.findings import Finding, Severity, finding
+from handlers.domain.findings import Finding, Severity, cname_loop_finding, finding
 from handlers.errors import BadInput
+from handlers.limits import MAX_RSA_EXPONENT, MAX_RSA_KEY_BITS
 
 # Selectors that mail providers and common software publish. Order does not matter: all are
 # asked at once.
@@ -219,7 +220,7 @@ def parse_key_record(selector: str, name: str, record: str) -> DkimKey:
             testing="y" in flags,
             problems=tuple(problems),
         )
-    bits, problem = _key_bits(key_type, key_data)
+    bits, problem = inspect_public_key(key_type, key_data)
     if problem:
         problems.append(problem)
     return DkimKey(
@@ -234,7 +235,9 @@ def parse_key_record(selector: str, name: str, record: str) -> DkimKey:
     )
 
 
-def _key_bits(key_type: str, key_data: str) -> tuple[int | None, str | None]:
+def inspect_public_key(key_type: str, key_data: str) -> tuple[int | None, str | None]:
+    """The size of the key in a p= value, and what makes it unusable (None when usable). Read with
+    `cryptography` (C code), so an outsized key is refused before dkimpy's pure-Python arithmetic."""
     try:
         der = base64.b64decode(key_data, validate=True)
     except (binascii.Error, ValueError):
@@ -256,6 +259,17 @@ def _key_bits(key_type: str, key_data: str) -> tuple[int | None, str | None]:
             return None, "p= does not hold an RSA public key"
     if not isinstance(key, rsa.RSAPublicKey):
         return None, "p= holds a key that is not RSA, but k= says rsa"
+    if key.key_size > MAX_RSA_KEY_BITS:
+        return key.key_size, (
+            f"the RSA key has {key.key_size} bits; keys over {MAX_RSA_KEY_BITS} bits are refused "
+            "unverified (RFC 8301 §3.2 asks verifiers to handle 1024 to 4096)"
+        )
+    exponent = key.public_numbers().e
+    if exponent > MAX_RSA_EXPONENT:
+        return key.key_size, (
+            f"the RSA key's public exponent has {exponent.bit_length()} bits; exponents over 2^32 "
+            "are refused unverified (signers use 65537)"
+        )
     return key.key_size, None
 
 
@@ -269,6 +283,9 @@ async def check_dkim(session: DnsSession, domain: str, selectors: Sequence[str] 
     findings: list[Finding] = []
     outages: list[Lookup] = []
     for selector, name, lookup in zip(tried, names, lookups, strict=True):
+        if lookup.is_cname_loop:
+            findings.append(cname_loop_finding(lookup))
+            continue
         if lookup.is_outage:
             outages.append(lookup)
             continue

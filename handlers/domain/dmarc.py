@@ -10,6 +10,7 @@ from handlers.dns.resolver import DnsSession
 from handlers.domain.dmarc_discovery import TreeWalk, tree_walk
 from handlers.domain.dmarc_record import POLICIES, DmarcRecord, is_dmarc_record, parse_dmarc_record
 from handlers.domain.findings import Finding, finding, temperror_finding
+from handlers.limits import MAX_REPORT_AUTHORIZATION_LOOKUPS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +175,9 @@ def _policy_findings(record: DmarcRecord, location: str, policy: str) -> list[Fi
     return findings
 
 
+_UNCHECKED_NAMED = 20  # destinations named in the detail; the rest are counted
+
+
 async def _report_authorization_findings(
     session: DnsSession, record: DmarcRecord, location: str
 ) -> list[Finding]:
@@ -188,9 +192,25 @@ async def _report_authorization_findings(
     )
     if not external:
         return []
+    unchecked = external[MAX_REPORT_AUTHORIZATION_LOOKUPS:]
+    external = external[:MAX_REPORT_AUTHORIZATION_LOOKUPS]
     names = [f"{location}._report._dmarc.{host}" for host in external]
     lookups = await asyncio.gather(*(session.lookup(name, "TXT") for name in names))
     findings = []
+    if unchecked:
+        shown = ", ".join(unchecked[:_UNCHECKED_NAMED])
+        more = f" and {len(unchecked) - _UNCHECKED_NAMED} more" if len(unchecked) > _UNCHECKED_NAMED else ""
+        findings.append(
+            finding(
+                "dmarc.rua_unauthorized",
+                f"The record sends reports to {len(external) + len(unchecked)} other organizations; "
+                f"only the first {MAX_REPORT_AUTHORIZATION_LOOKUPS} were checked for authorization. "
+                f"Not checked: {shown}{more}. Receivers may limit how many destinations they send "
+                "reports to (RFC 7489 §6.2 only requires two).",
+                fix="Send reports to one or two addresses: your own, or your report collector's.",
+                record=record.raw,
+            )
+        )
     for host, name, lookup in zip(external, names, lookups, strict=True):
         if lookup.is_outage:
             findings.append(temperror_finding(lookup))

@@ -70,6 +70,11 @@ CATALOG: dict[str, FindingKind] = {
         "A DNS lookup failed, so the result is unknown",
         "Retry in a few minutes; if it persists, check the domain's nameservers are answering.",
     ),
+    "dns.cname_loop": FindingKind(
+        E,
+        "A CNAME chain loops, so the name has no record",
+        "Fix the CNAME records named in the detail so the chain ends at a name with records.",
+    ),
     "dmarc.missing": FindingKind(
         E,
         "No DMARC record",
@@ -237,5 +242,18 @@ def sort_findings(findings: list[Finding]) -> list[Finding]:
 
 def temperror_finding(lookup: Lookup) -> Finding:
     """`dns.temperror` for a failed lookup: it names the name and the failure, and never claims
-    that anything is missing."""
+    that anything is missing. A CNAME loop is the zone's error, not an outage: `dns.cname_loop`."""
+    if lookup.is_cname_loop:
+        return cname_loop_finding(lookup)
     return finding("dns.temperror", lookup.describe_failure() + "; the result is unknown, not missing.")
+
+
+def cname_loop_finding(lookup: Lookup) -> Finding:
+    """`dns.cname_loop`: the chain named, since a loop fails the same way at every retry."""
+    chain = " → ".join((lookup.name, *lookup.cname_chain))
+    return finding(
+        "dns.cname_loop",
+        f"The {lookup.rdtype} lookup for {lookup.name} follows CNAMEs in a loop ({chain}: "
+        f"{lookup.detail}); "
+        "every resolver fails on it the same way, so retrying does not help.",
+    )

@@ -27,7 +27,7 @@ import dns.exception
 import dns.name
 
 from handlers.dns.resolver import DnsSession, DnsStatus, Lookup, normalise_name
-from handlers.domain.findings import Finding, finding
+from handlers.domain.findings import Finding, cname_loop_finding, finding
 from handlers.errors import DmarcbotError
 
 # RFC 7208 §4.6.4: at most 10 terms that cause DNS queries per evaluation, at most 2 void lookups,
@@ -469,6 +469,8 @@ class _Expansion:
 
 
 def _temperror(lookup: Lookup, term: SpfTerm | None, record: str | None) -> Finding:
+    if lookup.is_cname_loop:
+        return cname_loop_finding(lookup)
     where = f" for the term {term.raw!r}" if term is not None else ""
     return finding(
         "dns.temperror",

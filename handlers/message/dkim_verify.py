@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,10 +27,20 @@ from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizatio
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from handlers.dns.resolver import DnsSession, DnsStatus, Lookup
-from handlers.message.parse import ParsedMessage
+from handlers.domain.dkim_keys import InvalidSelector, inspect_public_key, validate_selector
+from handlers.limits import (
+    MAX_DKIM_B_CHARS,
+    MAX_DKIM_BH_CHARS,
+    MAX_DKIM_SIGNATURES,
+    MAX_RSA_KEY_BITS,
+    VERIFY_SECONDS_PER_SIGNATURE,
+)
+from handlers.message.parse import DkimSignatureTags, ParsedMessage
 
 MIN_RSA_BITS = 1024  # RFC 8301 §3.2: verifiers must not accept RSA keys under 1024 bits
-MAX_SIGNATURES = 20  # more than this on one message is an attack, not mail
+# RFC 6376 §3.5: d= is a domain name and s= a selector, both made of DNS labels of at most 63
+# characters (RFC 1035 §2.3.4); the whole name at most 253.
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 # reason ids (stable, in JSON output)
 OK = "ok"
@@ -42,6 +53,7 @@ KEY_WEAK = "key_weak"
 EXPIRED = "expired"
 TEMPERROR = "temperror"
 SIGNATURE_INVALID = "signature_invalid"  # the DKIM-Signature itself does not parse or is refused
+NOT_VERIFIED = "not_verified"  # past the per-message cap, or over the time budget: result "policy"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,9 +112,63 @@ class _Key:
 
 
 async def verify_message(session: DnsSession, message: ParsedMessage) -> tuple[DkimResult, ...]:
-    """Verify each DKIM-Signature of `message` (topmost first), with a reason for each failure."""
-    count = min(len(message.dkim_signatures), MAX_SIGNATURES)
-    return tuple(await asyncio.gather(*(verify_signature(session, message, i) for i in range(count))))
+    """Verify each DKIM-Signature of `message` (topmost first), with a reason for each failure.
+    Past MAX_DKIM_SIGNATURES, each further signature is listed as not verified (result "policy",
+    RFC 8601 §2.7.1: signed, but not acceptable to the verifier)."""
+    total = len(message.dkim_signatures)
+    count = min(total, MAX_DKIM_SIGNATURES)
+    verified = await asyncio.gather(*(verify_signature(session, message, i) for i in range(count)))
+    skipped = (
+        _not_verified(
+            message.dkim_signatures[i],
+            f"not verified: the message carries {total} DKIM-Signatures and only the first "
+            f"{MAX_DKIM_SIGNATURES} are verified.",
+        )
+        for i in range(count, total)
+    )
+    return (*verified, *skipped)
+
+
+def _not_verified(tags: DkimSignatureTags, detail: str) -> DkimResult:
+    return DkimResult(
+        index=tags.index,
+        domain=tags.domain,
+        selector=tags.selector,
+        algorithm=tags.algorithm,
+        result="policy",
+        reason=NOT_VERIFIED,
+        detail=detail,
+        body_hash="not checked",
+        signed_headers=tags.signed_headers,
+    )
+
+
+def signature_problem(tags: DkimSignatureTags) -> str | None:
+    """What makes a DKIM-Signature malformed before any lookup or decoding, or None. A malformed
+    signature is a permanent failure (RFC 6376 §6.1.1), never a reason to retry later."""
+    for tag, cap, why in (
+        ("b", MAX_DKIM_B_CHARS, f"no RSA key of up to {MAX_RSA_KEY_BITS} bits makes a longer signature"),
+        ("bh", MAX_DKIM_BH_CHARS, "a SHA-256 body hash is 44 characters"),
+    ):
+        length = len("".join(tags.tags.get(tag, "").split()))
+        if length > cap:
+            return f"{tag}= is {length} characters long, over the {cap} allowed ({why}); refused unverified"
+    domain = tags.domain
+    labels = domain.split(".")
+    if domain and (len(domain) > 253 or not all(_DOMAIN_LABEL.match(label) for label in labels)):
+        return (
+            f"d={domain[:80]!r} is not a domain name (letters, digits and hyphens in labels of at "
+            "most 63 characters, RFC 6376 §3.5)"
+        )
+    if tags.selector:
+        try:
+            validate_selector(tags.selector)
+        except InvalidSelector:
+            return (
+                f"s={tags.selector[:80]!r} is not a selector (letters, digits, hyphens and dots in "
+                "labels of at most 63 characters, RFC 6376 §3.1)"
+            )
+    return None
 
 
 async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int) -> DkimResult:
@@ -136,6 +202,9 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
             outage=outage,
         )
 
+    malformed = signature_problem(tags)
+    if malformed is not None:
+        return result("permerror", SIGNATURE_INVALID, f"the DKIM-Signature is not valid: {malformed}.")
     try:
         checker = dkim.DKIM(message.raw, minkey=MIN_RSA_BITS)
         prep = checker.verify_headerprep(idx)
@@ -157,6 +226,14 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
     sig, include_headers, sigheaders = prep
 
     key = await _fetch_key(session, f"{selector}._domainkey.{domain}")
+    if key.lookup.is_cname_loop:
+        return result(
+            "permerror",
+            KEY_MISSING,
+            f"the key name {key.lookup.name} is a CNAME chain that loops "
+            f"({' → '.join(key.lookup.cname_chain)}): a zone error, so no key can be found.",
+            key=key,
+        )
     if key.lookup.is_outage:
         return result(
             "temperror",
@@ -178,7 +255,15 @@ async def verify_signature(session: DnsSession, message: ParsedMessage, idx: int
 
     body_state = "match" if body_checked else "not checked"
     try:
-        verified = await asyncio.to_thread(run)
+        # A worker thread, never the thread that acknowledges Slack; the key and signature caps
+        # bound its work to milliseconds, and the budget gives up waiting on anything slower.
+        verified = await asyncio.wait_for(asyncio.to_thread(run), VERIFY_SECONDS_PER_SIGNATURE)
+    except TimeoutError:
+        return _not_verified(
+            tags,
+            f"not verified: verification took longer than {VERIFY_SECONDS_PER_SIGNATURE:g} s "
+            "and was abandoned.",
+        )
     except dkim.ValidationError as error:
         if "body hash mismatch" in str(error):
             header_note = await _header_note(session, checker, sig, include_headers, sigheaders[idx])
@@ -306,6 +391,19 @@ async def _fetch_key(session: DnsSession, name: str) -> _Key:
             bits=None,
             testing=testing,
         )
+    if tags.get(b"k", b"rsa").strip().lower() == b"rsa":
+        # Our own reading first (C code): an outsized key never reaches dkimpy's arithmetic.
+        bits, problem = inspect_public_key("rsa", "".join(tags[b"p"].decode("ascii", "replace").split()))
+        if problem is not None and bits is not None:
+            return _Key(
+                lookup=lookup,
+                record=record,
+                problem=KEY_INVALID,
+                detail=f"the key at {name} is refused: {problem}.",
+                key_type="rsa",
+                bits=bits,
+                testing=testing,
+            )
     try:
         _pk, bits, ktag, _tlsrpt = dkim.evaluate_pk(
             name.encode("ascii", errors="replace"), record.encode("utf-8")

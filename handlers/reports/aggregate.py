@@ -35,6 +35,7 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import ParseError, iterparse
 
+from handlers.limits import EARLIEST_REPORT_DATE, MAX_REPORT_FUTURE, MAX_REPORT_RECORD_COUNT
 from handlers.reports.archive import (
     DEFAULT_LIMITS,
     ReportError,
@@ -68,7 +69,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_DEPTH = 32  # real reports nest 5 deep; a stranger's 10-million-deep nest would fill memory
 MAX_WARNINGS = 20  # warnings kept per report; the rest are only counted
-_MAX_COUNT = 2**63 - 1  # a message count must fit an SQLite integer
 
 # expat errors that only occur at the end of the input: the document was cut short, not malformed.
 _EOF_ERRORS = frozenset(
@@ -414,8 +414,14 @@ class _Reader:
         if isinstance(source_ip, ipaddress.IPv6Address) and source_ip.ipv4_mapped is not None:
             source_ip = source_ip.ipv4_mapped  # ::ffff:192.0.2.1 is the IPv4 sender
         count_text = self._text(row_kids.get("count"))
-        if count_text is None or not _DIGITS.fullmatch(count_text) or int(count_text) > _MAX_COUNT:
+        if count_text is None or not _DIGITS.fullmatch(count_text):
             self._skip(f"count {(count_text or '')[:60]!r} is not a message count")
+            return None
+        if int(count_text) > MAX_REPORT_RECORD_COUNT:
+            self._skip(
+                f"count {count_text} does not fit in 32 bits (at most {MAX_REPORT_RECORD_COUNT:,} "
+                "messages per record)"
+            )
             return None
         evaluated = row_kids.get("policy_evaluated")
         disposition = dkim_eval = spf_eval = None
@@ -520,6 +526,7 @@ class _Reader:
         end = _timestamp(header.end, "end")
         if begin > end:
             raise ReportInvalid(f"report_metadata/date_range begins ({begin:%Y-%m-%d %H:%M}) after it ends")
+        _refuse_implausible_dates(begin, end)
         return AggregateReport(
             org_name=header.org_name,
             email=header.email.lower() if header.email else None,
@@ -534,6 +541,23 @@ class _Reader:
             truncated=self.truncated,
             skipped_records=self.skipped,
             warnings=tuple(self.warnings),
+        )
+
+
+def _refuse_implausible_dates(begin: datetime, end: datetime) -> None:
+    """A range no real report covers is refused: stored, it would skew every summary by date."""
+    if begin < EARLIEST_REPORT_DATE:
+        raise ReportRefused(
+            f"report_metadata/date_range begins {begin:%Y-%m-%d}, before {EARLIEST_REPORT_DATE:%Y}, "
+            "when DMARC reporting began: refused",
+            "date_range",
+        )
+    latest = datetime.now(UTC) + MAX_REPORT_FUTURE
+    if end > latest:
+        raise ReportRefused(
+            f"report_metadata/date_range ends {end:%Y-%m-%d %H:%M} UTC, more than a day in the "
+            "future: refused",
+            "date_range",
         )
 
 

@@ -4,6 +4,8 @@ the code asks about is answered authoritatively: NXDOMAIN and NODATA are real)."
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import dkim
@@ -52,6 +54,22 @@ def sign(raw: bytes, domain: str, selector: str, private: bytes, algorithm: byte
         include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
     )
     return bytes(signature) + raw
+
+
+def with_tags(signed: bytes, **tags: str) -> bytes:
+    """`signed` (as sign() returns it) with tags of its topmost DKIM-Signature replaced: an
+    attacker's edit. The field is unfolded first, so each tag is one `name=value` on one line."""
+    field, rest = re.match(rb"(DKIM-Signature:.*?\r\n)(?![ \t])(.*)", signed, re.S).groups()  # type: ignore[union-attr]
+    text = re.sub(r"\r\n[ \t]+", " ", field.decode("ascii")).rstrip("\r\n")
+    for name, value in tags.items():
+        text = re.sub(rf"(?<=[:;]) ?{name}=[^;]*", f" {name}={value}", text)
+    return (text + "\r\n").encode("ascii") + rest
+
+
+def worst_signature_value() -> str:
+    """The longest b= the caps allow (1,368 characters: 1,024 bytes, an 8,192-bit signature),
+    its value below any 8,192-bit modulus, so dkimpy does the whole RSA operation."""
+    return base64.b64encode(b"\x01" + bytes(range(256)) * 3 + bytes(255)).decode("ascii")
 
 
 def prepend(raw: bytes, *headers: tuple[str, str]) -> bytes:

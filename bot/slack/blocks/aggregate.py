@@ -13,7 +13,7 @@ from typing import Any
 from bot.reports.ingest import FileOutcome
 from bot.reports.summary import ReportSummary, group_by_provider, nothing_text, percent, why_text
 from bot.slack.blocks.domain_report import context, section
-from bot.slack.mrkdwn import clip, fit_lines, safe
+from bot.slack.mrkdwn import clip, code, fit_lines, safe
 
 Block = dict[str, Any]
 
@@ -93,7 +93,7 @@ def _failures_text(summary: ReportSummary) -> str:
 def _selectors_text(summary: ReportSummary) -> str:
     if not summary.selectors:
         return f"*DKIM selectors seen:* none with d={safe(summary.domain, 255)}"
-    shown = ", ".join(f"`{safe(s.selector, 63)}` ({s.messages:,})" for s in summary.selectors[:MAX_SELECTORS])
+    shown = ", ".join(f"{code(s.selector, 63)} ({s.messages:,})" for s in summary.selectors[:MAX_SELECTORS])
     extra = len(summary.selectors) - MAX_SELECTORS
     more = f" and {extra} more" if extra > 0 else ""
     return fit_lines([f"*DKIM selectors seen:* {shown}{more}"])

@@ -127,7 +127,7 @@ def _findings_text(change: Change) -> str:
         lines.append(f"*{label}:*")
         for f in findings[:MAX_FINDINGS_LISTED]:
             lines.append(
-                f"{_SEVERITY_ICONS.get(f['severity'], '')} `{safe(f['id'], 60)}` "
+                f"{_SEVERITY_ICONS.get(f['severity'], '')} {code(f['id'], 60)} "
                 f"{safe(f['title'], 200)}: {safe(f['detail'], 300 if label == 'Cleared' else 600)}"
             )
         if len(findings) > MAX_FINDINGS_LISTED:
@@ -160,8 +160,8 @@ def _actions(change: Change, team_id: str) -> Block | None:
 
 def _digest_section(change: Change, team_id: str) -> Block:
     """A digest's line for one alert: the headline, what changed, the Fix it button if failing."""
-    appeared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.appeared[:5])
-    cleared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.cleared[:5])
+    appeared = ", ".join(code(f["id"], 60) for f in change.appeared[:5])
+    cleared = ", ".join(code(f["id"], 60) for f in change.cleared[:5])
     lines = [f"{ICONS[change.kind]} *{safe(change.domain, 300)}*: {HEADLINES[change.kind]}"]
     # what changed, with its before and after: a name alone says nothing about the change
     for r in change.records[:3]:
@@ -201,8 +201,8 @@ def digest_group(change: Change) -> tuple[str, str]:
         lines.append(_record_change_text(name, r.before, r.after, limit=200, render=code))
     if len(change.records) > 3:
         lines.append(f"…and {len(change.records) - 3} more records")
-    appeared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.appeared[:8])
-    cleared = ", ".join(f"`{safe(f['id'], 60)}`" for f in change.cleared[:8])
+    appeared = ", ".join(f"{code(f['id'], 60)}" for f in change.appeared[:8])
+    cleared = ", ".join(f"{code(f['id'], 60)}" for f in change.cleared[:8])
     if appeared:
         lines.append(f"Appeared: {appeared}")
     if cleared:
@@ -339,7 +339,7 @@ def render_watch_started(
         "failing DMARC, and when it recovers."
     )
     if selectors:
-        intro += " DKIM selectors: " + ", ".join(f"`{safe(s, 63)}`" for s in selectors[:20]) + "."
+        intro += " DKIM selectors: " + ", ".join(f"{code(s, 63)}" for s in selectors[:20]) + "."
     status = STATUS_WORDS.get(report.verdict, report.verdict)
     blocks: list[Block] = [
         section(intro),

@@ -392,20 +392,40 @@ def handle_fix_verify(
         except (KeyError, IndexError, UnreadableValue, InvalidDomain):
             turn.tell("That Verify button no longer works: run the check again.")
             return
-        if not plan.thread_ts:  # a plan that started its own thread: the message clicked
+        channel, thread_ts = _clicked_message_place(body)
+        if not plan.thread_ts:  # a plan that started its own thread: the message clicked is its root
             message_ts = (body.get("message") or {}).get("ts") or (body.get("container") or {}).get(
                 "message_ts"
             )
             plan = dataclasses.replace(plan, thread_ts=str(message_ts or ""))
+            thread_ts = thread_ts or plan.thread_ts or None
+        # Where the answer goes is the clicked message's own place (its channel and thread, from
+        # Slack's container), never what the button's value says: a value that names another
+        # channel or thread is not this message's button.
+        if channel is None or (channel, thread_ts) != (plan.channel_id, plan.thread_ts or None):
+            turn.tell(
+                "That Verify button does not belong to this message's thread: "
+                "use the Verify button on the fix plan itself."
+            )
+            return
         check = check_plan(settings, plan)
         text, blocks = verification_message(plan, check, user_id)
-        turn.channel_id = plan.channel_id
-        turn.post(text, blocks, thread_ts=plan.thread_ts or None)
+        turn.channel_id = channel
+        turn.post(text, blocks, thread_ts=thread_ts)
         if check.live:
             # The thread has just been told: the monitor must not say "fixed" again.
             settle_verified(stores.fix_plans, plan)
 
     turn.later("verifying a fix", verify)
+
+
+def _clicked_message_place(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The channel and thread of the message whose button was clicked, as Slack describes it."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    thread_ts = message.get("thread_ts") or container.get("thread_ts")
+    return (str(channel) if channel else None), (str(thread_ts) if thread_ts else None)
 
 
 def _first_input(view: dict[str, Any]) -> str | None:

@@ -101,7 +101,10 @@ def message_from_shortcut(message: dict[str, Any], client: WebClient, token: str
         if not _message_file(file):
             continue
         try:
-            data = download_file(readable_file(file, client), token, MAX_MESSAGE_BYTES)
+            info = readable_file(file, client)
+            if not _message_file(info):
+                raise FileRefused("the attached file is not a message (.eml) file")
+            data = download_file(info, token, MAX_MESSAGE_BYTES)
         except FileRefused as error:
             refused = refused or error
             continue
