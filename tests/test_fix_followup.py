@@ -16,6 +16,7 @@ from bot.monitor.cycle import check_watches
 from bot.slack import ids as slack_ids
 from bot.store.database import WatchStore, open_store, utcnow
 from handlers.dns.resolver import DnsSession, parse_nameserver
+from tests.applog import capture_app_log, wait_for_log
 from tests.conftest import AppFactory
 from tests.dnstest import FaultProxy, NsdServer
 from tests.slackapp import RunningApp
@@ -226,14 +227,16 @@ def test_only_the_team_that_planned_the_fix_verifies_it(
 
 
 def test_a_replayed_submission_stores_the_plan_once(
-    app: RunningApp, monitor: MonitorHarness, slack: SlackStandIn
+    app: RunningApp, monitor: MonitorHarness, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     modal = open_modal(app, slack, fix_value("dmarc.no_rua", DOMAIN))
     submit(app, modal)
     submit(app, modal)  # Slack may deliver a request twice inside the signature window
     slack.wait_for("chat.postMessage", 2, timeout=TIMEOUT, ok_only=True)
-    wait_for_stored_plan(monitor.store)
-    time.sleep(0.3)  # let the second listener thread finish its write
+    # both listeners have written: one stored the plan, the other found it there
+    wait_for_log(caplog, f"fix plan for {DOMAIN} (dmarc.no_rua) in C1: stored")
+    wait_for_log(caplog, f"fix plan for {DOMAIN} (dmarc.no_rua) in C1: already stored")
     assert len(monitor.store.pending_fix_plans("T1", DOMAIN)) == 1
 
 

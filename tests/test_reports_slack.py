@@ -5,12 +5,14 @@ the stand-in and on what the database holds."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, gz, mail_with, open_reports, report_xml
+from tests.applog import capture_app_log, wait_for_log
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer, make_zone
 from tests.slackapp import RunningApp
@@ -52,10 +54,6 @@ def file_shared(
 
 def all_text(call: Call) -> str:
     return json.dumps(call.blocks) + (call.text or "")
-
-
-def settle(seconds: float = 0.5) -> None:
-    time.sleep(seconds)
 
 
 def test_a_shared_report_file_is_downloaded_ingested_and_answered_in_its_thread(
@@ -115,8 +113,9 @@ def test_a_sign_in_page_is_refused_not_ingested(
 
 
 def test_files_that_are_not_reports_and_the_bots_own_files_are_left_alone(
-    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     app = make_app(nsd)
     file_shared(app, share(slack, "holiday.png", b"\x89PNG\r\n\x1a\n", mimetype="image/png"))
     file_shared(
@@ -124,7 +123,10 @@ def test_files_that_are_not_reports_and_the_bots_own_files_are_left_alone(
     )
     plain = mail_with(b"hello", filename="notes.txt")
     file_shared(app, share(slack, "message.eml", plain, mimetype="message/rfc822"))
-    settle(1.0)
+    # each listener says why it left its file alone, as its last act
+    wait_for_log(caplog, "'holiday.png' (team T1): not named like a report file, left alone")
+    # (the bot's own file is dropped by Bolt before its HTTP answer: no listener runs for it)
+    wait_for_log(caplog, "'message.eml' (team T1): carries no aggregate report, left alone")
     assert slack.calls("chat.postMessage") == []
     assert len(slack.calls("files.download")) == 1  # only the .eml was read; it holds no report
 
@@ -166,10 +168,13 @@ def test_dmarc_report_with_bad_days_is_answered_with_usage(
     assert "Usage: `/dmarc report DOMAIN [DAYS]`" in answer
 
 
-def test_dmarc_report_without_data_says_so(nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
+def test_dmarc_report_without_data_says_so(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_app_log(caplog)
     app = make_app(nsd)
     app.sim.slash_command("report example.com")
     [post] = slack.wait_for("chat.postMessage", 1, timeout=15, ok_only=True)
     assert "No aggregate reports for this domain yet" in all_text(post)
-    settle(0.5)
-    assert slack.uploads() == []
+    wait_for_log(caplog, "/dmarc 'report example.com' (team=T1 channel=C1 user=U1): finished")
+    assert slack.uploads() == [] and slack.calls("files.getUploadURLExternal") == []

@@ -4,11 +4,11 @@ message signed here and its key, SPF and DMARC records served by NSD."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from bot.slack import ids as slack_ids
+from tests.applog import capture_app_log, wait_for_log
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
 from tests.messages.helpers import key_record, message, prepend, rsa_key, sign, zones
@@ -78,7 +78,10 @@ def test_pasted_headers_get_a_verdict_in_the_channel(app: RunningApp, slack: Sla
     slack.assert_no_violations()
 
 
-def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp, slack: SlackStandIn) -> None:
+def test_text_that_is_not_a_message_is_answered_on_the_field(
+    app: RunningApp, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_app_log(caplog)
     status, body = app.sim.view_submission(
         slack_ids.CALLBACK_WHY_MODAL,
         {slack_ids.BLOCK_WHY_HEADERS: {slack_ids.ACTION_WHY_HEADERS: "hello, what is DMARC?"}},
@@ -87,7 +90,7 @@ def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp, sl
     answer = json.loads(body)
     assert status == 200 and answer["response_action"] == "errors"
     assert answer["errors"][slack_ids.BLOCK_WHY_HEADERS]
-    time.sleep(0.3)
+    wait_for_log(caplog, "the pasted text is not a message")  # the listener's last act
     assert slack.posts() == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -12,6 +13,8 @@ from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import render_report
 from bot.slack.routing import Job, parse_command_text
 from bot.slack.turn import SlackTurn, guarded, run_domain_check
+
+log = logging.getLogger("dmarcbot.slack")
 
 # Workers by Job.work name; later features add theirs with register_worker.
 WORKERS: dict[str, Any] = {}
@@ -46,6 +49,15 @@ def register(app: App, settings: Settings) -> None:
         else:
             ack(text=job.ack, blocks=job.ack_blocks, response_type="ephemeral")
         if job.work is None:
+            # One line per command, written when it is over: an operator can see that a command
+            # arrived and that its answer was the ack alone (usage, bad input).
+            log.info(
+                "/dmarc %r (team=%s channel=%s user=%s): answered in the acknowledgement",
+                command.get("text", "")[:80],
+                command.get("team_id"),
+                command.get("channel_id"),
+                command.get("user_id"),
+            )
             return
         turn = SlackTurn(
             client,
@@ -66,3 +78,10 @@ def register(app: App, settings: Settings) -> None:
             worker(job.args, turn, body)
 
         guarded(f"running /dmarc {command.get('text', '')[:80]}", turn, run)
+        log.info(
+            "/dmarc %r (team=%s channel=%s user=%s): finished",
+            command.get("text", "")[:80],
+            turn.team_id,
+            turn.channel_id,
+            turn.user_id,
+        )

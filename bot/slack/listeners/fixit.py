@@ -302,7 +302,14 @@ def register(app: App, settings: Settings) -> None:
                 channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
             )
             # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
-            shared_store(settings.db_path).save_fix_plan(plan)
+            stored = shared_store(settings.db_path).save_fix_plan(plan)
+            log.info(
+                "fix plan for %s (%s) in %s: %s",
+                plan.domain,
+                plan.finding_id,
+                plan.channel_id,
+                "stored" if stored else "already stored (a replayed submission), kept once",
+            )
 
         guarded("posting the fix plan", turn, post_plan)
 

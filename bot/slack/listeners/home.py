@@ -60,6 +60,10 @@ def register(app: App, settings: Settings) -> None:
     @app.event("app_home_opened")
     def handle_home_opened(event: dict[str, Any], client: WebClient, body: dict[str, Any]) -> None:
         if event.get("tab", "home") != "home":
+            # Only the Home tab has content from us; the Messages tab is Slack's own.
+            log.debug(
+                "app_home_opened on the %r tab by %s: nothing to publish", event.get("tab"), event.get("user")
+            )
             return
         try:
             client.views_publish(user_id=event["user"], view=home_view(settings, body.get("team_id")))

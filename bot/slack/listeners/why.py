@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -17,6 +18,8 @@ from bot.slack.listeners.commands import register_worker
 from bot.slack.turn import SlackTurn, guarded, turn_for_interaction
 from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, ParsedMessage, parse_message
 from handlers.message.verdict import diagnose_message
+
+log = logging.getLogger("dmarcbot.slack")
 
 MODAL_INPUT_LIMIT = 3000  # Block Kit: a plain_text_input holds at most 3,000 characters
 MESSAGE_FILE_TYPES = ("eml", "email", "text", "txt", "msg", "")
@@ -99,6 +102,11 @@ def register(app: App, settings: Settings) -> None:
             message = parse_message(pasted)
         except MessageError as error:
             ack(response_action="errors", errors={slack_ids.BLOCK_WHY_HEADERS: str(error)[:150]})
+            log.info(
+                "why form from %s: the pasted text is not a message (%s); answered on the field",
+                (body.get("user") or {}).get("id"),
+                str(error)[:150],
+            )
             return
         ack()
         channel = json.loads(view.get("private_metadata") or "{}").get("channel")
