@@ -351,7 +351,10 @@ def test_another_teams_flattening_is_its_own(
     assert monitor.store.flattened_includes("T2", BIG) == []
 
 
-def test_a_forged_reflatten_button_is_refused(app: RunningApp, slack: SlackStandIn) -> None:
+def test_a_forged_reflatten_button_is_refused(
+    app: RunningApp, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_app_log(caplog)
     value = json.dumps(
         {
             "f": "spf.flattened_stale",
@@ -366,4 +369,5 @@ def test_a_forged_reflatten_button_is_refused(app: RunningApp, slack: SlackStand
     app.sim.block_action(slack_ids.ACTION_FIX, value, team_id="T1")
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert "Re-check" in told.params["text"]
+    wait_for_log(caplog, "opening the fix-it flow: finished")
     assert slack.calls("views.open") == []

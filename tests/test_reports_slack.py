@@ -180,5 +180,5 @@ def test_dmarc_report_without_data_says_so(
     app.sim.slash_command("report example.com")
     [post] = slack.wait_for("chat.postMessage", 1, timeout=15, ok_only=True)
     assert "No aggregate reports for this domain yet" in all_text(post)
-    wait_for_log(caplog, "/dmarc 'report example.com' (team=T1 channel=C1 user=U1): finished")
+    wait_for_log(caplog, "running /dmarc report example.com: finished")
     assert slack.uploads() == [] and slack.calls("files.getUploadURLExternal") == []

@@ -128,7 +128,6 @@ def check(app: RunningApp, text: str, **kwargs: Any) -> tuple[dict[str, Any], Ca
 
 
 ANSWERED_IN_ACK = "answered in the acknowledgement"  # the command listener's last line, ack only
-COMMAND_FINISHED = "): finished"  # the command listener's last line after its worker ran
 
 
 # ------------------------------------------------------------------------------- the report itself
@@ -460,10 +459,11 @@ def test_recheck_updates_the_same_message_with_fresh_dns(
 
 
 def test_recheck_of_a_report_only_the_user_sees_replaces_it_in_place(
-    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A report shown ephemerally (the bot was not in the channel) has no message to update:
     Slack sends no `message`, and the new report replaces the old through the response_url."""
+    capture_app_log(caplog)
     app = make_app(world)
     value = '{"d":"pnone.test","s":[]}'
     records = [r for r in world_records() if r[0] != "_dmarc.pnone"]
@@ -477,20 +477,23 @@ def test_recheck_of_a_report_only_the_user_sees_replaces_it_in_place(
     [replaced] = slack.wait_for("response_url", 1, timeout=15)
     assert replaced.params["replace_original"] is True
     assert "p=quarantine" in json.dumps(replaced.params["blocks"])
+    wait_for_log(caplog, "re-checking a domain: finished")
     assert slack.calls("chat.update") == [] and slack.calls("chat.postMessage") == []
     slack.assert_no_violations()
 
 
 def test_recheck_with_a_tampered_value_is_refused_politely(
-    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     app = make_app(world)
     status, _ = app.sim.block_action(slack_ids.ACTION_RECHECK, '{"d":"not a domain!"}')
     assert status == 200
     [told] = slack.wait_for("response_url", 1)
     assert told.params["response_type"] == "ephemeral"
     assert "no longer works" in told.params["text"]
-    assert slack.calls("chat.update") == []
+    wait_for_log(caplog, "re-checking a domain: finished")
+    assert slack.calls("chat.update") == [] and slack.calls("response_url") == [told]
 
 
 # ------------------------------------------------------------------------------------- escaping
@@ -559,7 +562,7 @@ def test_rate_limited_post_is_retried_after_retry_after(
     assert first.status == 429 and second.ok
     assert second.at - first.at >= 0.9  # waited out Retry-After: 1
     assert second.params["blocks"] == first.params["blocks"]
-    wait_for_log(caplog, COMMAND_FINISHED)  # the worker is over: anything it posted is recorded
+    wait_for_log(caplog, "running /dmarc check good.test: finished")  # anything it sent is recorded
     assert [c.method for c in slack.posts()] == ["chat.postMessage"]  # arrived once
     assert slack.calls("response_url") == []  # and nobody was told it failed
     slack.assert_no_violations()

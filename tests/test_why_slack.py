@@ -138,10 +138,12 @@ def test_shortcut_on_an_attached_eml_downloads_it_with_the_bot_token(
 
 
 def test_shortcut_on_a_message_with_nothing_to_read_says_what_to_do(
-    app: RunningApp, slack: SlackStandIn
+    app: RunningApp, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     app.sim.message_shortcut(slack_ids.CALLBACK_WHY_SHORTCUT, {"text": "lunch?"}, channel_id="C7")
     (answer,) = slack.wait_for("response_url")
     assert "I can't read a message there" in answer.params["text"]
     assert answer.params.get("response_type") == "ephemeral"
+    wait_for_log(caplog, "explaining a message's DMARC result: finished")
     assert slack.calls("chat.postMessage") == []

@@ -78,10 +78,3 @@ def register(app: App, settings: Settings) -> None:
             worker(job.args, turn, body)
 
         guarded(f"running /dmarc {command.get('text', '')[:80]}", turn, run)
-        log.info(
-            "/dmarc %r (team=%s channel=%s user=%s): finished",
-            command.get("text", "")[:80],
-            turn.team_id,
-            turn.channel_id,
-            turn.user_id,
-        )

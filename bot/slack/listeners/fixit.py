@@ -272,6 +272,12 @@ def register(app: App, settings: Settings) -> None:
         except FixInputError as error:
             # Slack shows the message under the field (response_action: errors).
             ack(response_action="errors", errors={input_id(error.field): error.message[:300]})
+            log.info(
+                "fix form for %s from %s: the %s field is invalid; answered on the field",
+                request.domain,
+                user_id,
+                error.field,
+            )
             return
         ack()
 
