@@ -18,6 +18,7 @@ from bot.store.database import utcnow
 from bot.store.fix_plans import FixPlanStore
 from bot.store.stores import open_stores
 from handlers.dns.resolver import DnsSession, parse_nameserver
+from tests.applog import capture_app_log, wait_for_log
 from tests.conftest import AppFactory
 from tests.dnstest import FaultProxy, NsdServer
 from tests.slackapp import RunningApp
@@ -237,14 +238,16 @@ def test_only_the_team_that_planned_the_fix_verifies_it(
 
 @pytest.mark.slow
 def test_a_replayed_submission_stores_the_plan_once(
-    app: RunningApp, monitor: MonitorHarness, slack: SlackStandIn
+    app: RunningApp, monitor: MonitorHarness, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     modal = open_modal(app, slack, fix_value("dmarc.no_rua", DOMAIN))
     submit(app, modal)
     submit(app, modal)  # Slack may deliver a request twice inside the signature window
     slack.wait_for("chat.postMessage", 2, timeout=TIMEOUT, ok_only=True)
-    wait_for_stored_plan(monitor.stores.fix_plans)
-    time.sleep(0.3)  # let the second listener thread finish its write
+    # both listeners have written: one stored the plan, the other found it there
+    wait_for_log(caplog, f"fix plan for {DOMAIN} (dmarc.no_rua) in C1: stored")
+    wait_for_log(caplog, f"fix plan for {DOMAIN} (dmarc.no_rua) in C1: already stored")
     assert len(monitor.stores.fix_plans.pending_fix_plans("T1", DOMAIN)) == 1
 
 
@@ -362,7 +365,10 @@ def test_another_teams_flattening_is_its_own(
     assert monitor.stores.fix_plans.flattened_includes("T2", BIG) == []
 
 
-def test_a_forged_reflatten_button_is_refused(app: RunningApp, slack: SlackStandIn) -> None:
+def test_a_forged_reflatten_button_is_refused(
+    app: RunningApp, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_app_log(caplog)
     value = json.dumps(
         {
             "f": "spf.flattened_stale",
@@ -377,4 +383,5 @@ def test_a_forged_reflatten_button_is_refused(app: RunningApp, slack: SlackStand
     app.sim.block_action(slack_ids.ACTION_FIX, value, team_id="T1")
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert "Re-check" in told.params["text"]
+    wait_for_log(caplog, "opening the fix-it flow: finished")
     assert slack.calls("views.open") == []

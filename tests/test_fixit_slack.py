@@ -19,6 +19,7 @@ import pytest
 
 from bot.slack import ids as slack_ids
 from bot.slack.blocks.fixit import input_id
+from tests.applog import capture_app_log, wait_for_log
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
 from tests.keys import rsa_public_key
@@ -453,8 +454,9 @@ def test_flatten_plan_says_the_include_must_be_watched(
 
 @pytest.mark.slow
 def test_too_many_lookups_without_flattening_is_not_offered(
-    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value("spf.too_many_lookups", "big.test"))
     modal = change(app, slack, modal, "flatten", multi(), updates_before=1)
@@ -463,6 +465,7 @@ def test_too_many_lookups_without_flattening_is_not_offered(
     [told] = slack.wait_for("chat.postEphemeral", 1, timeout=TIMEOUT)
     assert told.params["text"].startswith("The plan was not posted:")
     assert "11 DNS lookups" in told.params["text"]
+    wait_for_log(caplog, "posting the fix plan: finished")
     assert slack.calls("chat.postMessage") == []
 
 
@@ -496,7 +499,9 @@ def test_invalid_input_gets_errors_on_the_field(
     field_name: str,
     value: dict[str, Any],
     words: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    capture_app_log(caplog)
     app = make_app(world, dns_timeout=0.5)
     modal = open_modal(app, slack, fix_value(finding, domain, selector=selector))
     values = modal.state()
@@ -508,6 +513,7 @@ def test_invalid_input_gets_errors_on_the_field(
     assert list(answer["errors"]) == [input_id(field_name)]
     assert words in answer["errors"][input_id(field_name)]
     assert "BEGIN PRIVATE" not in body
+    wait_for_log(caplog, f"fix form for {domain} from U1: the {field_name} field is invalid")
     assert slack.calls("chat.postMessage") == []
 
 
@@ -525,8 +531,9 @@ def test_invalid_input_while_editing_is_shown_in_the_modal(
 
 
 def test_a_user_from_another_team_cannot_open_the_modal(
-    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     app = make_app(world, dns_timeout=0.5)
     status, _ = app.sim.block_action(
         slack_ids.ACTION_FIX, fix_value("dmarc.no_rua", "norua.test"), team_id="T2", user_id="U9"
@@ -535,13 +542,15 @@ def test_a_user_from_another_team_cannot_open_the_modal(
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert told.params["response_type"] == "ephemeral"
     assert "another organisation" in told.params["text"]
+    wait_for_log(caplog, "opening the fix-it flow: finished")
     assert slack.calls("views.open") == []
 
 
 @pytest.mark.slow
 def test_the_owner_defaults_to_the_team_that_posted_the_report(
-    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     app = make_app(world, dns_timeout=0.5)
     message = {
         "type": "message",
@@ -562,6 +571,7 @@ def test_the_owner_defaults_to_the_team_that_posted_the_report(
     )
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert "another organisation" in told.params["text"]
+    wait_for_log(caplog, "opening the fix-it flow: finished")
     assert slack.calls("views.open") == []
 
 

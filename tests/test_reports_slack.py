@@ -5,7 +5,7 @@ the stand-in and on what the database holds."""
 from __future__ import annotations
 
 import json
-import time
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 
 from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, gz, mail_with, open_reports, report_xml
+from tests.applog import capture_app_log, wait_for_log
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer, make_zone
 from tests.slackapp import RunningApp
@@ -54,10 +55,6 @@ def file_shared(
 
 def all_text(call: Call) -> str:
     return json.dumps(call.blocks) + (call.text or "")
-
-
-def settle(seconds: float = 0.5) -> None:
-    time.sleep(seconds)
 
 
 def test_a_shared_report_file_is_downloaded_ingested_and_answered_in_its_thread(
@@ -118,8 +115,12 @@ def test_a_sign_in_page_is_refused_not_ingested(
 
 @pytest.mark.slow
 def test_files_that_are_not_reports_and_the_bots_own_files_are_left_alone(
-    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
+    # Bolt's loggers take the root logger's level when the app is built: DEBUG, so that its
+    # middleware says when it drops the bot's own event
+    caplog.set_level(logging.DEBUG)
     app = make_app(nsd)
     file_shared(app, share(slack, "holiday.png", b"\x89PNG\r\n\x1a\n", mimetype="image/png"))
     file_shared(
@@ -127,7 +128,10 @@ def test_files_that_are_not_reports_and_the_bots_own_files_are_left_alone(
     )
     plain = mail_with(b"hello", filename="notes.txt")
     file_shared(app, share(slack, "message.eml", plain, mimetype="message/rfc822"))
-    settle(1.0)
+    # each listener says why it left its file alone, as its last act; Bolt drops the bot's own
+    wait_for_log(caplog, "'holiday.png' (team T1): not named like a report file, left alone")
+    wait_for_log(caplog, "Skipped self event: {'type': 'file_shared'", logger="slack_bolt")
+    wait_for_log(caplog, "'message.eml' (team T1): carries no aggregate report, left alone")
     assert slack.calls("chat.postMessage") == []
     assert len(slack.calls("files.download")) == 1  # only the .eml was read; it holds no report
 
@@ -169,10 +173,13 @@ def test_dmarc_report_with_bad_days_is_answered_with_usage(
     assert "Usage: `/dmarc report DOMAIN [DAYS]`" in answer
 
 
-def test_dmarc_report_without_data_says_so(nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn) -> None:
+def test_dmarc_report_without_data_says_so(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_app_log(caplog)
     app = make_app(nsd)
     app.sim.slash_command("report example.com")
     [post] = slack.wait_for("chat.postMessage", 1, timeout=15, ok_only=True)
     assert "No aggregate reports for this domain yet" in all_text(post)
-    settle(0.5)
-    assert slack.uploads() == []
+    wait_for_log(caplog, "running /dmarc report example.com: finished")
+    assert slack.uploads() == [] and slack.calls("files.getUploadURLExternal") == []

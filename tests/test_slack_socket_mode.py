@@ -31,6 +31,7 @@ from bot.slack import ids as slack_ids
 from bot.slack.app import create_app
 from bot.store.stores import open_stores
 from handlers.dns.resolver import parse_nameserver
+from tests.applog import capture_app_log, wait_for_log
 from tests.dnstest import NsdServer, make_zone
 from tests.slackstub import SlackStandIn
 
@@ -326,15 +327,19 @@ def test_socket_mode_slash_command_acks_then_posts_the_report(
 
 @pytest.mark.slow
 def test_socket_mode_help_and_bad_input_are_answered_in_the_ack(
-    socket_app: SocketApp, socket_server: SocketModeServer, slack: SlackStandIn
+    socket_app: SocketApp,
+    socket_server: SocketModeServer,
+    slack: SlackStandIn,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    capture_app_log(caplog)
     ack = socket_server.wait_ack(socket_server.envelope("slash_commands", slash_payload(slack, "help")))
     assert "`/dmarc check DOMAIN [SELECTOR...]`" in ack["payload"]["text"]
     ack = socket_server.wait_ack(
         socket_server.envelope("slash_commands", slash_payload(slack, "check 1.2.3.4", "r2"))
     )
     assert "is an IP address" in ack["payload"]["text"]
-    time.sleep(0.3)
+    wait_for_log(caplog, "answered in the acknowledgement", count=2)  # both listeners are over
     assert slack.posts() == []
 
 

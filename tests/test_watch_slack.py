@@ -13,6 +13,7 @@ from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import report_button_value
 from bot.store.database import Database
 from bot.store.stores import Stores
+from tests.applog import capture_app_log, wait_for_log
 from tests.dnstest import NsdServer
 from tests.slackapp import RunningApp
 from tests.slackstub import SlackStandIn
@@ -65,12 +66,14 @@ def test_watch_in_a_channel_stores_it_and_posts_the_first_check(app: RunningApp,
 
 
 def test_watch_where_the_bot_is_not_a_member_says_how_to_invite_it(
-    app: RunningApp, slack: SlackStandIn
+    app: RunningApp, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     slack.set_channel("C5", is_member=False)
     app.sim.slash_command(f"watch {DOMAIN}", channel_id="C5")
     slack.wait_for("response_url")
     assert "/invite @dmarcbot" in replies(slack)[0]
+    wait_for_log(caplog, f"running /dmarc watch {DOMAIN}: finished")
     assert slack.calls("chat.postMessage") == []
     store = store_of(app)
     try:

@@ -13,6 +13,7 @@ import pytest
 
 from bot.slack import ids as slack_ids
 from bot.slack.mrkdwn import FIELD_ERROR_LIMIT
+from tests.applog import capture_app_log, wait_for_log
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
 from tests.keys import rsa_public_numbers
@@ -99,7 +100,10 @@ def test_pasted_headers_get_a_verdict_in_the_channel(app: RunningApp, slack: Sla
 
 
 @pytest.mark.slow
-def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp, slack: SlackStandIn) -> None:
+def test_text_that_is_not_a_message_is_answered_on_the_field(
+    app: RunningApp, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_app_log(caplog)
     status, body = app.sim.view_submission(
         slack_ids.CALLBACK_WHY_MODAL,
         {slack_ids.BLOCK_WHY_HEADERS: {slack_ids.ACTION_WHY_HEADERS: "hello, what is DMARC?"}},
@@ -111,7 +115,7 @@ def test_text_that_is_not_a_message_is_answered_on_the_field(app: RunningApp, sl
     assert len(error) <= FIELD_ERROR_LIMIT
     # said whole, not cut mid-word ("Give the raw mess"): what would work is the point
     assert error.endswith("or its headers.") and "Give the raw message" in error
-    time.sleep(0.3)
+    wait_for_log(caplog, "the pasted text is not a message")  # the listener's last act
     assert slack.posts() == []
 
 
@@ -162,12 +166,14 @@ def test_shortcut_on_an_attached_eml_downloads_it_with_the_bot_token(
 
 @pytest.mark.slow
 def test_shortcut_on_a_message_with_nothing_to_read_says_what_to_do(
-    app: RunningApp, slack: SlackStandIn
+    app: RunningApp, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    capture_app_log(caplog)
     app.sim.message_shortcut(slack_ids.CALLBACK_WHY_SHORTCUT, {"text": "lunch?"}, channel_id="C7")
     (answer,) = slack.wait_for("response_url")
     assert "I can't read a message there" in answer.params["text"]
     assert answer.params.get("response_type") == "ephemeral"
+    wait_for_log(caplog, "explaining a message's DMARC result: finished")
     assert slack.calls("chat.postMessage") == []
 
 

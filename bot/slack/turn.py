@@ -193,6 +193,8 @@ def guarded(what: str, turn: SlackTurn, work: Callable[[], None]) -> None:
             "try again, and if it persists, run the same check with the "
             "`dmarcbot` command line for details.",
         )
+    # The request's last line, whatever its outcome: nothing more is sent for it after this.
+    log.debug("%s: finished (team=%s channel=%s user=%s)", what, turn.team_id, turn.channel_id, turn.user_id)
 
 
 def _tell_failure(turn: SlackTurn, text: str, warn: bool = True) -> None:

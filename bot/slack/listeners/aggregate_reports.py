@@ -113,6 +113,7 @@ def ingest_shared_file(
     """Download, ingest and answer one shared file; None when it is not a report file."""
     name = str(info.get("name") or info.get("title") or "file")[:200]
     if not looks_like_report_name(name):
+        log.info("shared file %r (team %s): not named like a report file, left alone", name, team_id)
         return None
     reports = stores.reports
     try:
@@ -122,7 +123,9 @@ def ingest_shared_file(
     else:
         outcome = ingest_bytes(reports, data, name, one_team(team_id), "slack")
     if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
-        return outcome  # a message shared for `/dmarc why`, not a report: not ours to answer
+        # a message shared for `/dmarc why`, not a report: not ours to answer
+        log.info("shared message %r (team %s): carries no aggregate report, left alone", name, team_id)
+        return outcome
     summaries = [
         build_summary(reports, team_id, domain, days=_span(first, last), first=first, last=last)
         for domain, (first, last) in _spans(outcome).items()

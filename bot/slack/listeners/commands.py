@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from functools import partial
@@ -19,6 +20,8 @@ from bot.slack.turn import SlackTurn, guarded, installation_enterprise, installa
 from bot.slack.work import BUSY, WorkPool
 from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
+
+log = logging.getLogger("dmarcbot.slack")
 
 
 def parse_check(words: list[str]) -> Job:
@@ -65,6 +68,18 @@ def in_direct_message(command: dict[str, Any]) -> bool:
     )
 
 
+def _answered_in_the_ack(command: dict[str, Any]) -> None:
+    # One line per command, written when it is over: an operator can see that a command arrived and
+    # that its answer was the ack alone (usage, bad input, a DM refused).
+    log.info(
+        "/dmarc %r (team=%s channel=%s user=%s): answered in the acknowledgement",
+        command.get("text", "")[:80],
+        command.get("team_id"),
+        command.get("channel_id"),
+        command.get("user_id"),
+    )
+
+
 def handle_dmarc_command(
     settings: Settings,
     stores: Stores,
@@ -82,9 +97,11 @@ def handle_dmarc_command(
     job = router.parse_command_text(command.get("text", ""))
     if job.work is None:
         ack() if job.ack is None else ack(text=job.ack, blocks=job.ack_blocks, response_type="ephemeral")
+        _answered_in_the_ack(command)
         return
     if job.channel_problem and in_direct_message(command):
         ack(text=job.channel_problem, response_type="ephemeral")
+        _answered_in_the_ack(command)
         return
     turn = SlackTurn(
         client=client,

@@ -301,6 +301,12 @@ def handle_fix_submission(
     except FixInputError as error:
         # Slack shows the message under the field (response_action: errors).
         ack(response_action="errors", errors={input_id(error.field): clip(error.message, FIELD_ERROR_LIMIT)})
+        log.info(
+            "fix form for %s from %s: the %s field is invalid; answered on the field",
+            request.domain,
+            user_id,
+            error.field,
+        )
         return
     ack()
 
@@ -340,7 +346,14 @@ def handle_fix_submission(
                 return  # shown through the response_url only: no thread for "fixed" to go in
             plan = dataclasses.replace(plan, thread_ts=posted)
         # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
-        stores.fix_plans.save_fix_plan(plan)
+        stored = stores.fix_plans.save_fix_plan(plan)
+        log.info(
+            "fix plan for %s (%s) in %s: %s",
+            plan.domain,
+            plan.finding_id,
+            plan.channel_id,
+            "stored" if stored else "already stored (a replayed submission), kept once",
+        )
 
     turn.later("posting the fix plan", post_plan)
 

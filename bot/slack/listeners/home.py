@@ -74,6 +74,10 @@ def handle_home_opened(
     context: BoltContext,
 ) -> None:
     if event.get("tab", "home") != "home":
+        # Only the Home tab has content from us; the Messages tab is Slack's own.
+        log.debug(
+            "app_home_opened on the %r tab by %s: nothing to publish", event.get("tab"), event.get("user")
+        )
         return
     try:
         client.views_publish(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from functools import partial
 from typing import Any
 
@@ -29,6 +30,8 @@ from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, ParsedMessage, parse_message
 from handlers.message.verdict import diagnose_message
+
+log = logging.getLogger("dmarcbot.slack")
 
 MODAL_INPUT_LIMIT = 3000  # Block Kit: a plain_text_input holds at most 3,000 characters
 MESSAGE_FILE_TYPES = ("eml", "text", "txt", "msg", "")
@@ -142,6 +145,11 @@ def handle_why_submission(
         ack(
             response_action="errors",
             errors={slack_ids.BLOCK_WHY_HEADERS: clip(str(error), FIELD_ERROR_LIMIT)},
+        )
+        log.info(
+            "why form from %s: the pasted text is not a message (%s); answered on the field",
+            (body.get("user") or {}).get("id"),
+            str(error)[:150],
         )
         return
     ack()
