@@ -49,7 +49,7 @@ def serve(
     proxy.reset_counts()
     for name in timeouts:
         proxy.add_fault(name, "timeout")
-    return DnsSession(nameservers=(parse_nameserver(proxy.address),), timeout=0.3, attempts=1)
+    return DnsSession(nameservers=(parse_nameserver(proxy.address),), timeout=0.8, attempts=1)
 
 
 def _tld_anchor(records: dict[str, list[tuple[str, str]]], *names: str) -> None:

@@ -31,7 +31,8 @@ def safe(text: str, limit: int = 2000) -> str:
     keep = min(len(text), limit)
     while keep > 0:
         # the raw text is cut after a whole word, then rendered: a cut rendering could split a span
-        rendered = _prose(_cut_at_word(text, keep + 1)) + "…"
+        head = text if keep >= len(text) else _cut_at_word(text, keep + 1)
+        rendered = _prose(head) + "…"
         if len(rendered) <= limit:
             return rendered
         keep = min(keep - 1, keep * (limit - 1) // len(rendered))
