@@ -104,8 +104,9 @@ def mail_with(
 
 
 def zip_bomb(size: int) -> bytes:
-    """A zip holding `size` bytes of zeros (compresses about 1000:1)."""
-    return zipped(b"<" + b"\0" * size, "bomb.xml")
+    """A zip holding `size` bytes of well-formed XML, an open <feedback> and blanks (compresses
+    about 1000:1): nothing refuses it before the decompressed-size cap does."""
+    return zipped(b"<feedback>" + b" " * size, "bomb.xml")
 
 
 def open_reports(db_path: Path) -> tuple[Stores, ReportStore]:

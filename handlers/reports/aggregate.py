@@ -17,7 +17,8 @@ Broken input, chosen behaviour:
   published policy were complete, the report is returned with the complete records read so far
   and `truncated=True`, so the caller can ingest it and say it was partial.
 - one bad record (unparseable source IP or count): skipped, counted in `skipped_records`, and
-  described in `warnings`; the rest of the report is kept.
+  described in `warnings`; the rest of the report is kept. A count over 32 bits refuses the report
+  (`ReportRefused`, cap `max_record_count`): no receiver sends that, so nothing in it is believed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from handlers.reports.archive import (
     ReportLimits,
     ReportRefused,
     detect_format,
+    iter_report_documents,
     unpack_report,
 )
 
@@ -55,10 +57,12 @@ __all__ = [
     "ReportError",
     "ReportInvalid",
     "ReportLimits",
+    "ReportReader",
     "ReportRefused",
     "SpfResult",
     "detect_format",
     "iter_records",
+    "iter_report_documents",
     "parse_report",
     "parse_report_file",
     "unpack_report",
@@ -68,7 +72,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_DEPTH = 32  # real reports nest 5 deep; a stranger's 10-million-deep nest would fill memory
 MAX_WARNINGS = 20  # warnings kept per report; the rest are only counted
-_MAX_COUNT = 2**63 - 1  # a message count must fit an SQLite integer
 
 # expat errors that only occur at the end of the input: the document was cut short, not malformed.
 _EOF_ERRORS = frozenset(
@@ -206,7 +209,7 @@ class _Reader:
 
     def __init__(self, source: bytes | IO[bytes], limits: ReportLimits) -> None:
         self._raw = source if isinstance(source, bytes) else None
-        self._stream: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
+        self._stream = _RecentBytes(io.BytesIO(source) if isinstance(source, bytes) else source)
         self.limits = limits
         self.header = _Header()
         self.truncated = False
@@ -414,9 +417,18 @@ class _Reader:
         if isinstance(source_ip, ipaddress.IPv6Address) and source_ip.ipv4_mapped is not None:
             source_ip = source_ip.ipv4_mapped  # ::ffff:192.0.2.1 is the IPv4 sender
         count_text = self._text(row_kids.get("count"))
-        if count_text is None or not _DIGITS.fullmatch(count_text) or int(count_text) > _MAX_COUNT:
+        if count_text is None or not _DIGITS.fullmatch(count_text):
             self._skip(f"count {(count_text or '')[:60]!r} is not a message count")
             return None
+        if int(count_text) > self.limits.max_record_count:
+            # Not one bad record among good ones: no receiver counts this many messages from one
+            # source, so the report's other numbers are not to be believed either.
+            raise ReportRefused(
+                f"record {self.records_seen}: count {count_text} does not fit in 32 bits (at most "
+                f"{self.limits.max_record_count:,} messages per record, max_record_count cap)",
+                "max_record_count",
+                int(count_text),
+            )
         evaluated = row_kids.get("policy_evaluated")
         disposition = dkim_eval = spf_eval = None
         reasons: tuple[PolicyReason, ...] = ()
@@ -488,8 +500,8 @@ class _Reader:
     def _describe(self, exc: ParseError) -> str:
         line, column = exc.position
         message = pyexpat.errors.messages[exc.code] if exc.code else str(exc)
-        if exc.code == _INVALID_TOKEN and self._raw is not None:
-            bad_utf8 = _utf8_error(self._raw)
+        if exc.code == _INVALID_TOKEN:
+            bad_utf8 = _utf8_error(self._stream.head, self._stream.recent, self._stream.recent_offset)
             if bad_utf8 is not None:
                 return f"the XML is not valid UTF-8 at line {line}: {bad_utf8}"
         if exc.code in _EOF_ERRORS:
@@ -544,15 +556,43 @@ def _timestamp(text: str | None, which: str) -> datetime:
     return datetime.fromtimestamp(int(text.split(".", 1)[0]), tz=UTC)
 
 
-def _utf8_error(raw: bytes) -> str | None:
+class _RecentBytes:
+    """A report stream that remembers its first bytes and the last two chunks read: enough to say,
+    after expat stopped at an invalid token, whether bad UTF-8 was the cause, without keeping the
+    document."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.head = b""
+        self.recent = b""
+        self.recent_offset = 0  # where `recent` starts in the document
+        self._last = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if len(self.head) < 200:
+            self.head += data[: 200 - len(self.head)]
+        self.recent_offset += len(self.recent) - len(self._last)
+        self.recent = self._last + data
+        self._last = data
+        return data
+
+
+def _utf8_error(head: bytes, recent: bytes, offset: int) -> str | None:
     # Only asked after expat failed: says whether bad UTF-8, not bad markup, was the cause.
-    declared = _XML_ENCODING.match(raw[:200])
+    declared = _XML_ENCODING.match(head)
     if declared is not None and declared.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
         return None
+    skip = 0
+    while offset and skip < min(3, len(recent)) and 0x80 <= recent[skip] <= 0xBF:
+        skip += 1  # the window may start inside a character: not the character's fault
     try:
-        raw.decode("utf-8")
+        recent[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        return f"byte 0x{raw[exc.start]:02x} at offset {exc.start} ({exc.reason})"
+        at = skip + exc.start
+        if exc.reason == "unexpected end of data":
+            return None  # the window ends mid-character; the next chunk was never read
+        return f"byte 0x{recent[at]:02x} at offset {offset + at} ({exc.reason})"
     return None
 
 
@@ -574,4 +614,9 @@ def parse_report_file(
     data: bytes, filename: str | None = None, limits: ReportLimits = DEFAULT_LIMITS
 ) -> list[AggregateReport]:
     """Unpack an uploaded or mailed report (xml, gz, zip, eml) and parse every XML document in it."""
-    return [parse_report(xml, limits) for xml in unpack_report(data, filename, limits)]
+    return [parse_report(xml, limits) for xml in iter_report_documents(data, filename, limits)]
+
+
+# The streaming reader, for a caller that stores records as they come (bot.reports.ingest): iterate
+# `records()`, then `report(())` gives the header, validated; `records_seen` and `skipped` count.
+ReportReader = _Reader
