@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -209,6 +210,92 @@ def monitor_process(env: dict[str, str], crash: bool) -> subprocess.CompletedPro
         text=True,
         timeout=60,
     )
+
+
+def monitor_processes_at_once(env: dict[str, str], count: int) -> list[subprocess.CompletedProcess[str]]:
+    """`count` `python -m bot monitor --once` processes started together (overlapping cron runs)."""
+    child_env = {**os.environ, **env}
+    child_env.pop(CRASH_AFTER_OUTBOX_ENV, None)
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bot", "monitor", "--once"],
+            cwd=ROOT,
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    results = []
+    for process in started:
+        out, err = process.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return results
+
+
+def pending_alerts_on_channels(
+    env: dict[str, str], world: NsdServer, capsys: pytest.CaptureFixture[str], domains: list[str]
+) -> None:
+    """Each domain watched on its own channel, each with one alert in the outbox, not yet posted."""
+    for i, domain in enumerate(domains):
+        world.set_zone(domain, domain_zone(domain))
+        run(capsys, "watch", domain, "--channel", f"C{i}", "--team", "T1", "--selector", "sel")
+    for domain in domains:
+        world.set_zone(domain, domain_zone(domain, dmarc=f"v=DMARC1; p=none; rua=mailto:d@{domain}"))
+    token = os.environ.pop("SLACK_BOT_TOKEN")
+    try:
+        code, out, _ = run(capsys, "monitor", "--once")
+    finally:
+        os.environ["SLACK_BOT_TOKEN"] = token
+    assert code == EXIT_OK and f"{len(domains)} alerts written, 0 posted" in out
+
+
+def test_two_monitors_at_once_post_each_alert_exactly_once(
+    env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    domains = [f"d{i}.test" for i in range(4)]
+    pending_alerts_on_channels(env, world, capsys, domains)
+    slack.delay("chat.postMessage", 1.0)  # a slow Slack: both passes overlap for seconds
+    first, second = monitor_processes_at_once(env, 2)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    posts = slack.posts()
+    assert sorted(p.params["channel"] for p in posts) == ["C0", "C1", "C2", "C3"]
+    for post, domain in ((p, p.text.split(":")[0]) for p in posts):
+        assert domain in domains and post.params["channel"] == f"C{domains.index(domain)}"
+    posted = [int(re.search(r"(\d+) posted in", r.stdout).group(1)) for r in (first, second)]  # type: ignore[union-attr]
+    assert sum(posted) == 4, first.stdout + second.stdout  # each alert posted by exactly one of them
+    store = Stores.over(Database(env["DMARCBOT_DB"]))
+    try:
+        assert [a.state for a in store.outbox.alerts("T1")] == ["posted"] * 4
+    finally:
+        store.close()
+
+
+def test_a_lease_held_by_a_live_monitor_is_skipped_and_a_dead_ones_expires(
+    env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pending_alerts_on_channels(env, world, capsys, ["d0.test", "d1.test"])
+    store = Stores.over(Database(env["DMARCBOT_DB"]))
+    try:
+        alerts = store.outbox.alerts("T1")
+        live, dead = alerts[0].id, alerts[1].id
+        with store.database.write() as db:  # two monitors claimed one each; the second then died
+            db.execute(
+                "UPDATE alerts SET claimed_by = 'other-live', claimed_until = ? WHERE id = ?",
+                ["2999-01-01T00:00:00+00:00", live],
+            )
+            db.execute(
+                "UPDATE alerts SET claimed_by = 'other-dead', claimed_until = ? WHERE id = ?",
+                ["2000-01-01T00:00:00+00:00", dead],
+            )
+        [result] = monitor_processes_at_once(env, 1)
+        assert result.returncode == 0, result.stderr
+        assert "1 posted in 1 messages, 1 pending (1 being posted by another monitor)." in result.stdout
+        assert [p.params["channel"] for p in slack.posts()] == ["C1"]
+        assert {a.id: a.state for a in store.outbox.alerts("T1")} == {live: "pending", dead: "posted"}
+    finally:
+        store.close()
 
 
 def test_killed_between_outbox_and_post_then_restarted_posts_exactly_once(

@@ -164,7 +164,12 @@ def command_monitor(args: argparse.Namespace) -> int:
         f"Checked {cycle.watches} watches ({cycle.domains} domains, {cycle.queries} DNS "
         f"queries, {cycle.outages} with DNS failures); {cycle.alerts_written} alerts written, "
         f"{delivery.alerts_posted} posted in {delivery.messages_posted} messages, "
-        f"{delivery.alerts_pending} pending."
+        f"{delivery.alerts_pending} pending"
+        + (
+            f" ({delivery.alerts_claimed_elsewhere} being posted by another monitor)."
+            if delivery.alerts_claimed_elsewhere
+            else "."
+        )
     )
     if delivery.alerts_pending and not (settings.slack_bot_token or settings.oauth):
         print(

@@ -225,6 +225,14 @@ def _create_flattened_includes(db: sqlite_utils.Database) -> None:
     db.table("flattened_includes").create_index(["team_id", "domain", "include"], unique=True)
 
 
+def _add_alert_leases(db: sqlite_utils.Database) -> None:
+    # A pending alert is claimed by one delivery pass (its owner) until the lease's expiry, so
+    # several monitors on one file (serve plus a cron `monitor --once`) never post it twice. Old
+    # rows get NULL: unclaimed.
+    db.table("alerts").add_column("claimed_by", str)
+    db.table("alerts").add_column("claimed_until", str)
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -234,4 +242,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (5, "fix plans", _create_fix_plans),  # the monitor verifies them
     (6, "threaded alerts", _add_alert_threads),  # a plan's "fixed" goes in its thread
     (7, "flattened includes", _create_flattened_includes),  # watched for drift once verified
+    (8, "alert leases", _add_alert_leases),  # exactly once with several monitors
 ]
