@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from bot.cli import main
 from bot.cli.common import EXIT_BAD_INPUT, EXIT_OK, LOCAL_TEAM
 from bot.cli.watch import CRASH_AFTER_OUTBOX_ENV, CRASH_EXIT_CODE
+from bot.limits import MAX_IMPORT_BYTES
 from bot.store.database import Database
 from bot.store.stores import Stores
 from tests.dnstest import NsdServer
@@ -155,7 +158,14 @@ def test_export_import_round_trip(
             '"domain": "bad domain"}]}',
             "watch #2",
         ),
+        ('{"format": "dmarcbot-watches", "version": true, "watches": []}', "export version true"),
+        (
+            '{"format": "dmarcbot-watches", "version": 1, "watches": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "nests arrays and objects 100001 deep, over the limit of 8 (an export nests 4)",
+        ),
+        ("[" * 9 + "]" * 9, "nests arrays and objects 9 deep"),
     ],
+    ids=["not-json", "not-export", "version-9", "bad-watch", "version-true", "deep", "just-over"],
 )
 def test_a_bad_import_file_imports_nothing(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
@@ -164,7 +174,57 @@ def test_a_bad_import_file_imports_nothing(
     path.write_text(content)
     code, _, err = run(capsys, "import", str(path))
     assert code == EXIT_BAD_INPUT and message in err
+    assert "Traceback" not in err
     assert json.loads(run(capsys, "list", "--json", "--team", "T1")[1]) == []
+
+
+def test_an_import_over_the_size_cap_is_refused_unread(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "big.json"
+    with path.open("wb") as file:
+        file.truncate(MAX_IMPORT_BYTES + 1)  # sparse: costs no disk
+    code, _, err = run(capsys, "import", str(path))
+    assert code == EXIT_BAD_INPUT and "is over 64 MB, larger than any export" in err
+
+
+def test_an_import_killed_midway_leaves_none_or_all_of_its_watches(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    count = 100_000
+    watches = [
+        {"team_id": "T1", "channel_id": "C1", "domain": f"d{i}.example.test", "selectors": []}
+        for i in range(count)
+    ]
+    dump = tmp_path / "many.json"
+    dump.write_text(json.dumps({"format": "dmarcbot-watches", "version": 1, "watches": watches}))
+    run(capsys, "list", "--team", "T1")  # the database file exists, migrated, in WAL mode
+    wal = Path(env["DMARCBOT_DB"] + "-wal")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "import", str(dump)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # The signal that the import is writing: its pages reach the write-ahead log.
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            if wal.exists() and wal.stat().st_size > 2 * 1024 * 1024:
+                break
+            time.sleep(0.01)
+        assert process.poll() is None, "the import finished before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.communicate()
+    store = Stores.over(Database(env["DMARCBOT_DB"]))
+    try:
+        stored = len(store.watches.watches("T1"))
+    finally:
+        store.close()
+    assert stored in (0, count), f"{stored} of {count} watches were left behind"
 
 
 def test_monitor_once_posts_the_change(

@@ -12,7 +12,7 @@ import select
 import socket
 from pathlib import Path
 
-from bot.slack.server import MAX_REQUEST_BODY_BYTES
+from bot.limits import MAX_REQUEST_BODY_BYTES
 from tests.conftest import AppFactory
 from tests.slackstub import SlackStandIn
 

@@ -16,6 +16,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.config import Settings
+from bot.limits import MAX_REQUEST_BODY_BYTES, REQUEST_TIMEOUT_SECONDS
 from bot.monitor.scheduler import MonitorScheduler
 from bot.reports.imap import start_imap_poller
 from bot.slack.app import create_app
@@ -27,13 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("dmarcbot")
 
 EVENTS_PATH = "/slack/events"
-
-# Slack's requests are small: a slash command is a few kB, the largest interaction payload (a view
-# submission carrying a 3,000-character input and the whole view) a few tens of kB. 1 MiB leaves
-# wide room, and bounds what anyone on the internet can make us hold before the signature check.
-MAX_REQUEST_BODY_BYTES = 1024 * 1024
-# A client that stops sending mid-request holds a thread; this frees it.
-REQUEST_TIMEOUT_SECONDS = 30
 
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
