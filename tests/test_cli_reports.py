@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
-from tests.aggregate_xml import Row, days_ago, gz, open_reports, report_xml
+from tests.aggregate_xml import Row, days_ago, gz, open_reports, report_xml, write_large_zip
 from tests.dnstest import NsdServer, make_zone
 from tests.testdata import TESTDATA
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -229,3 +234,33 @@ def test_sums_over_stored_counts_cannot_overflow(
     data = json.loads(capsys.readouterr().out)
     assert data["messages"] == 2**63
     assert data["dmarc_pass_rate"] == 1.0
+
+
+@pytest.mark.slow
+def test_ingest_memory_stays_flat_on_a_large_report(db: Path, tmp_path: Path) -> None:
+    # 200,000 records in two reports (about 100 MB of XML), each from its own source. Kept as a list
+    # of records, they alone would take some 200 MB; streamed, the process stays near its baseline.
+    large = write_large_zip(tmp_path / "large.zip", members=2, records=100_000)
+    small = write(tmp_path, "small.xml", report_xml([Row("192.0.2.1", 1)], report_id="small"))
+    env = {**os.environ, "DMARCBOT_DB": str(db)}
+
+    def peak_mib(path: Path | str) -> tuple[int, float]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "ingest", str(path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # wait4: this child's own peak (ru_maxrss, kB on Linux), not the largest of every child.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        return process.returncode, usage.ru_maxrss / 1024
+
+    code, baseline = peak_mib(small)  # the interpreter and the imports
+    assert code == 0
+    code, peak = peak_mib(large)
+    assert code == 0
+    assert peak - baseline < 60, f"peak {peak:.0f} MiB against a baseline of {baseline:.0f} MiB"
+    reports = open_reports(db)[1]
+    assert reports.report_count("local") == 3

@@ -209,7 +209,7 @@ class _Reader:
 
     def __init__(self, source: bytes | IO[bytes], limits: ReportLimits) -> None:
         self._raw = source if isinstance(source, bytes) else None
-        self._stream = _RecentBytes(io.BytesIO(source) if isinstance(source, bytes) else source)
+        self._stream = _RecentBytes(io.BytesIO(source) if isinstance(source, bytes) else source, limits)
         self.limits = limits
         self.header = _Header()
         self.truncated = False
@@ -273,7 +273,9 @@ class _Reader:
         feedback: Element | None = None
         feedback_depth = -1
         elements_in_child = 0
-        for event, elem in iterparse(self._stream, events=("start", "end"), forbid_dtd=True):
+        source = self._stream
+        for event, elem in iterparse(source, events=("start", "end"), forbid_dtd=True):
+            source.since_event = 0
             if event == "start":
                 stack.append(elem)
                 if len(stack) > MAX_DEPTH:
@@ -557,12 +559,15 @@ def _timestamp(text: str | None, which: str) -> datetime:
 
 
 class _RecentBytes:
-    """A report stream that remembers its first bytes and the last two chunks read: enough to say,
-    after expat stopped at an invalid token, whether bad UTF-8 was the cause, without keeping the
-    document."""
+    """A report stream as the parser reads it. It remembers its first bytes and the last two chunks
+    read: enough to say, after expat stopped at an invalid token, whether bad UTF-8 was the cause,
+    without keeping the document. And it refuses more than `max_text_run` bytes read with no element
+    event (the reader resets `since_event` at each), which the parser would otherwise hold whole."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], limits: ReportLimits) -> None:
         self._stream = stream
+        self._max_run = limits.max_text_run
+        self.since_event = 0  # bytes read since the parser last gave an element event
         self.head = b""
         self.recent = b""
         self.recent_offset = 0  # where `recent` starts in the document
@@ -570,6 +575,14 @@ class _RecentBytes:
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
+        self.since_event += len(data)
+        if self.since_event > self._max_run:
+            raise ReportRefused(
+                f"the XML has more than {self._max_run:,} bytes with no element in them "
+                "(max_text_run cap)",
+                "max_text_run",
+                self.since_event,
+            )
         if len(self.head) < 200:
             self.head += data[: 200 - len(self.head)]
         self.recent_offset += len(self.recent) - len(self._last)

@@ -73,6 +73,10 @@ class ReportLimits:
     max_record_elements: int = 10_000  # one <record> subtree; real ones have about 20
     max_auth_results: int = 50  # DKIM or SPF results kept per record
     max_text: int = 255  # every string kept from a report is cut to this
+    # Bytes read with no element starting or ending: the parser holds text (blanks, comments, a
+    # tag) whole until the next element event, so a gigabyte of blanks inside <feedback> would be
+    # a gigabyte in memory. In real reports an element starts or ends every few dozen bytes.
+    max_text_run: int = 1 * MiB
 
 
 DEFAULT_LIMITS = ReportLimits()
