@@ -182,8 +182,8 @@ def test_a_report_with_an_impossible_count_is_refused_and_the_batch_goes_on(
     out, err = capsys.readouterr()
     assert code == 1
     assert (
-        f"{huge}: refused: record 1: count 9223372036854775807 does not fit in 32 bits "
-        "(at most 4,294,967,295 messages per record, max_record_count cap)"
+        f"{huge}: refused: record 1: count 9223372036854775807 does not fit in 32 bits; "
+        "at most 4,294,967,295 messages per record are accepted"
     ) in err
     assert "Traceback" not in out + err
     assert f"{good2}: example.com from noreply-dmarc@google.com" in out

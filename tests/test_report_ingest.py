@@ -99,6 +99,4 @@ def test_text_with_no_element_is_refused_at_its_cap(reports: ReportStore, filler
     data = zipped(b"<feedback>" + filler + b"</feedback>")
     outcome = ingest_bytes(reports, data, "blank.zip", one_team("T1"), "t")
     assert outcome.refused_by_cap == "max_text_run"
-    assert "the XML has more than 1,048,576 bytes with no element in them (max_text_run cap)" in (
-        outcome.error or ""
-    )
+    assert "the XML has more than 1 MB with no element in it, the most accepted" in (outcome.error or "")

@@ -120,7 +120,7 @@ def _ingest(
                 ),
             )
         to_store = [
-            StagedReport(team_id, report, doc, staged, f"{source}: {name}")
+            StagedReport(team_id=team_id, report=report, doc=doc, records=staged, source=f"{source}: {name}")
             for report, doc, staged in read
             for team_id in dict.fromkeys(owners(report))
         ]

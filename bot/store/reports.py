@@ -163,7 +163,10 @@ class ReportStore:
         domain and date range), in one transaction: the report and its rows, or nothing."""
         with self.staging() as staging:
             staging.add(0, report.records)
-            return staging.store([StagedReport(team_id, report, 0, len(report.records), source)], now)[0]
+            staged = StagedReport(
+                team_id=team_id, report=report, doc=0, records=len(report.records), source=source
+            )
+            return staging.store([staged], now)[0]
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Staging]:
@@ -269,7 +272,7 @@ class ReportStore:
         return seen
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StagedReport:
     """A report read into the staging table as document `doc`, to store for `team_id`."""
 

@@ -426,8 +426,8 @@ class _Reader:
             # Not one bad record among good ones: no receiver counts this many messages from one
             # source, so the report's other numbers are not to be believed either.
             raise ReportRefused(
-                f"record {self.records_seen}: count {count_text} does not fit in 32 bits (at most "
-                f"{self.limits.max_record_count:,} messages per record, max_record_count cap)",
+                f"record {self.records_seen}: count {count_text} does not fit in 32 bits; at most "
+                f"{self.limits.max_record_count:,} messages per record are accepted",
                 "max_record_count",
                 int(count_text),
             )
@@ -578,8 +578,8 @@ class _RecentBytes:
         self.since_event += len(data)
         if self.since_event > self._max_run:
             raise ReportRefused(
-                f"the XML has more than {self._max_run:,} bytes with no element in them "
-                "(max_text_run cap)",
+                f"the XML has more than {self._max_run // (1024 * 1024):,} MB with no element in it, "
+                "the most accepted",
                 "max_text_run",
                 self.since_event,
             )
