@@ -1,5 +1,6 @@
-"""Caps on what the bot's own side (its HTTP endpoint, the command line's import) accepts from
-outside: one place, each with the reason for its value. The caps on aggregate reports are
+"""Caps on what the bot itself accepts from outside: HTTP request bodies, the import file.
+
+One place, each with the reason for its value. The caps on aggregate reports are
 `handlers.reports.archive.ReportLimits`; README's "Limits" lists both.
 """
 
