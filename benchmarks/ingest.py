@@ -255,9 +255,8 @@ def _parser(kind: str) -> Callable[[Path], int]:
             with tempfile.TemporaryDirectory(prefix="dmarcbot-bench-db-") as folder:
                 stores = open_stores(str(Path(folder) / "bench.db"))
                 try:
-                    outcome = ingest_bytes(
-                        stores.reports, path.read_bytes(), path.name, one_team("T1"), "bench"
-                    )
+                    data, owners = path.read_bytes(), one_team("T1")
+                    outcome = ingest_bytes(stores.reports, data, path.name, owners, "bench", limits)
                 finally:
                     stores.close()
             if not outcome.ok:
