@@ -27,6 +27,17 @@ What is compared:
 parsedmarc builds the whole document as dicts (xmltodict) and parses it twice, so on a million
 records it needs many GB: by default it runs on --parsedmarc-records records and its rate is the one
 measured there (the table says so); --parsedmarc-records 0 skips it on generated data.
+
+The whole ingest path, hostile inputs (`ours ingest`: `bot.reports.ingest.ingest_bytes` into a
+fresh SQLite file, as `dmarcbot ingest` and the mailbox poller run it):
+- a zip of --zip-members members of --zip-records records each (2,400,000 by default). Its XML is
+  far over the 200 MB max_xml_bytes cap, so with the default caps the file is refused when the cap
+  is reached: that row measures the path up to the refusal, and says so. `ours ingest uncapped`
+  lifts that one cap to measure every record parsed, staged and stored. parsedmarc's
+  `parse_report_file` reads the same zip (it takes the zip's first member only);
+  --parsedmarc-zip 0 skips it, since it holds the member's whole document as dicts;
+- a zip bomb: one member of 1 GB of blank elements inside <feedback>, refused at the 200 MB
+  max_xml_bytes cap (parsedmarc is not run on it: it inflates the member whole).
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -90,9 +102,10 @@ _RECORD = """  <record>
 """
 
 
-def _records(n: int) -> Iterator[str]:
+def _records(n: int, period: int = 0) -> Iterator[str]:
     first_v4 = int(ipaddress.IPv4Address("11.0.0.0"))
-    for i in range(n):
+    for k in range(n):
+        i = k % period if period else k
         # Distinct sources, as in a real report (one row per source and result combination); one in
         # ten is IPv6.
         if i % 10 == 9:
@@ -112,12 +125,13 @@ def _records(n: int) -> Iterator[str]:
         )
 
 
-def generate(path: Path, n: int) -> Path:
-    """Write a report of n records to path, streaming (memory does not depend on n)."""
+def generate(path: Path, n: int, report_id: str | None = None, period: int = 0) -> Path:
+    """Write a report of n records to path, streaming (memory does not depend on n); with a
+    period, the records repeat every `period` (so the report compresses as far as real ones)."""
     with path.open("w", encoding="ascii") as out:
-        out.write(_HEAD.format(n=n))
+        out.write(_HEAD.format(n=report_id or n))
         batch: list[str] = []
-        for record in _records(n):
+        for record in _records(n, period):
             batch.append(record)
             if len(batch) == 10_000:
                 out.write("".join(batch))
@@ -127,9 +141,34 @@ def generate(path: Path, n: int) -> Path:
     return path
 
 
+def generate_zip(path: Path, members: int, records: int, tmp: Path) -> Path:
+    """A zip of `members` reports of `records` records each, each member written from a stream."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member in range(members):
+            # 40 sources repeating: each member deflates to about 1.4 MB (the window holds a period),
+            # so the zip stays under the 25 MB input cap, as a real report of this size would.
+            xml = generate(tmp / f"member{member}.xml", records, report_id=f"zip-{member}", period=40)
+            archive.write(xml, f"bench.example!example.com!{member}.xml")
+            xml.unlink()
+    return path
+
+
+def generate_zip_bomb(path: Path, inflated: int = 1 << 30) -> Path:
+    """A zip holding `inflated` bytes of well-formed XML (about 1000:1): inside <feedback>, blank
+    elements of 64 KiB each, so no cap but the decompressed size (max_xml_bytes) refuses it."""
+    element = b"<x>" + b" " * (64 * 1024) + b"</x>"
+    batch = element * 16
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("bomb.xml", "w") as out:
+        out.write(b"<feedback>")
+        for _ in range(inflated // len(batch)):
+            out.write(batch)
+    return path
+
+
 # --- the worker: one parser, one file, in a fresh process ----------------------------------------
 
 _refused_connections = 0
+_refusals: list[str] = []  # the ingest path's refusals (the cap that applied)
 
 
 def _guard_network() -> None:
@@ -203,6 +242,43 @@ def _parser(kind: str) -> Callable[[Path], int]:
             return len(parse_report(path.read_bytes(), limits).records)
 
         return run
+    if kind in ("ours-ingest", "ours-ingest-uncapped"):
+        from bot.reports.ingest import ingest_bytes, one_team
+        from bot.store.stores import open_stores
+        from handlers.reports.aggregate import DEFAULT_LIMITS, ReportLimits
+
+        # uncapped: the decompressed-size cap lifted (and the input one, for a larger --zip-records)
+        uncapped = ReportLimits(max_xml_bytes=10**12, max_input_bytes=10**10)
+        limits = DEFAULT_LIMITS if kind == "ours-ingest" else uncapped
+
+        def run(path: Path) -> int:
+            with tempfile.TemporaryDirectory(prefix="dmarcbot-bench-db-") as folder:
+                stores = open_stores(str(Path(folder) / "bench.db"))
+                try:
+                    data, owners = path.read_bytes(), one_team("T1")
+                    outcome = ingest_bytes(stores.reports, data, path.name, owners, "bench", limits)
+                finally:
+                    stores.close()
+            if not outcome.ok:
+                _refusals.append(outcome.refused_by_cap or outcome.error or "refused")
+                return 0
+            return sum(report.records for report in outcome.reports)
+
+        return run
+    if kind == "parsedmarc-file":
+        import parsedmarc
+
+        def run(path: Path) -> int:
+            report = parsedmarc.parse_report_file(
+                str(path),
+                offline=True,
+                always_use_local_files=True,
+                nameservers=["127.0.0.1"],
+                dns_timeout=0.01,
+            )
+            return len(report["report"]["records"])
+
+        return run
     if kind == "parsedmarc":
         import parsedmarc
 
@@ -220,7 +296,7 @@ def _parser(kind: str) -> Callable[[Path], int]:
     raise SystemExit(f"unknown parser {kind}")
 
 
-def worker(kind: str, path: Path, runs: int, warmup: bool) -> None:
+def worker(kind: str, path: Path, runs: int, warmup: bool, traced: bool = True) -> None:
     """Measure one parser on one file; print one JSON line."""
     _guard_network()
     run = _parser(kind)
@@ -234,12 +310,14 @@ def worker(kind: str, path: Path, runs: int, warmup: bool) -> None:
         records = run(path)
         times.append(time.perf_counter() - started)
     peak = _maxrss_mib()
-    # One more run under tracemalloc (which slows it, hence not timed): the peak of what the
-    # parse itself allocated, free of the interpreter, the imports and allocator slack.
-    tracemalloc.start()
-    run(path)
-    traced_peak = tracemalloc.get_traced_memory()[1] / (1024 * 1024)
-    tracemalloc.stop()
+    traced_peak = float("nan")
+    if traced:
+        # One more run under tracemalloc (which slows it, hence not timed): the peak of what the
+        # parse itself allocated, free of the interpreter, the imports and allocator slack.
+        tracemalloc.start()
+        run(path)
+        traced_peak = tracemalloc.get_traced_memory()[1] / (1024 * 1024)
+        tracemalloc.stop()
     print(
         json.dumps(
             {
@@ -250,6 +328,7 @@ def worker(kind: str, path: Path, runs: int, warmup: bool) -> None:
                 "baseline_mib": baseline,
                 "traced_peak_mib": traced_peak,
                 "refused_connections": _refused_connections,
+                "refused_by": sorted(set(_refusals)),
             }
         )
     )
@@ -260,7 +339,11 @@ def worker(kind: str, path: Path, runs: int, warmup: bool) -> None:
 
 def _measure(kind: str, path: Path, runs: int, warmup: bool) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.ingest", "--worker", kind, "--file", str(path)]
-    command += ["--runs", str(runs)]
+    if kind in _WHOLE_PATH:
+        # Minutes a run on the big inputs: one run, no tracemalloc run (it would take many more).
+        command += ["--runs", "1", "--untraced"]
+    else:
+        command += ["--runs", str(runs)]
     if warmup:
         command.append("--warmup")
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
@@ -268,6 +351,9 @@ def _measure(kind: str, path: Path, runs: int, warmup: bool) -> dict[str, Any]:
         return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+_WHOLE_PATH = ("ours-ingest", "ours-ingest-uncapped", "parsedmarc-file")
 
 
 def _have_parsedmarc() -> bool:
@@ -284,12 +370,20 @@ def main() -> None:
         "--parsedmarc-records", type=int, default=100_000, help="generated records for parsedmarc (0: skip)"
     )
     args.add_argument("--runs", type=int, default=3)
+    args.add_argument("--zip-members", type=int, default=5, help="reports in the big zip (0: no zip case)")
+    args.add_argument("--zip-records", type=int, default=480_000, help="records in each report of the zip")
+    args.add_argument(
+        "--parsedmarc-zip", type=int, default=1, help="1: run parsedmarc on the zip too; 0: skip"
+    )
+    args.add_argument("--no-bomb", action="store_true", help="skip the zip bomb case")
+    args.add_argument("--only-hostile", action="store_true", help="only the zip and zip bomb cases")
     args.add_argument("--worker", help=argparse.SUPPRESS)
+    args.add_argument("--untraced", action="store_true", help=argparse.SUPPRESS)
     args.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args.add_argument("--warmup", action="store_true", help=argparse.SUPPRESS)
     opts = args.parse_args()
     if opts.worker:
-        worker(opts.worker, opts.file, opts.runs, opts.warmup)
+        worker(opts.worker, opts.file, opts.runs, opts.warmup, traced=not opts.untraced)
         return
 
     have_parsedmarc = _have_parsedmarc()
@@ -298,14 +392,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dmarcbot-bench-") as tmp:
         jobs: list[tuple[str, Path, list[str], bool]] = []
         both = ["ours-stream", "ours-parse_report"] + (["parsedmarc"] if have_parsedmarc else [])
-        for sample in SAMPLES:
-            if sample.exists():
-                jobs.append((sample.name[:40], sample, both, True))
-        if opts.parsedmarc_records:
-            mid = generate(Path(tmp) / "mid.xml", opts.parsedmarc_records)
-            jobs.append((f"generated {opts.parsedmarc_records:,}", mid, both, False))
-        big = generate(Path(tmp) / "big.xml", opts.records)
-        jobs.append((f"generated {opts.records:,}", big, ["ours-stream"], False))
+        if not opts.only_hostile:
+            for sample in SAMPLES:
+                if sample.exists():
+                    jobs.append((sample.name[:40], sample, both, True))
+            if opts.parsedmarc_records:
+                mid = generate(Path(tmp) / "mid.xml", opts.parsedmarc_records)
+                jobs.append((f"generated {opts.parsedmarc_records:,}", mid, both, False))
+            big = generate(Path(tmp) / "big.xml", opts.records)
+            jobs.append((f"generated {opts.records:,}", big, ["ours-stream"], False))
+        if opts.zip_members:
+            total = opts.zip_members * opts.zip_records
+            archive = generate_zip(Path(tmp) / "big.zip", opts.zip_members, opts.zip_records, Path(tmp))
+            kinds = ["ours-ingest", "ours-ingest-uncapped"]
+            kinds += ["parsedmarc-file"] if have_parsedmarc and opts.parsedmarc_zip else []
+            jobs.append((f"zip {opts.zip_members} x {opts.zip_records:,} = {total:,}", archive, kinds, False))
+        if not opts.no_bomb:
+            bomb = generate_zip_bomb(Path(tmp) / "bomb.zip")
+            jobs.append(("zip bomb, 1 GB inflated", bomb, ["ours-ingest"], False))
 
         header = (
             f"{'input':42} {'MB':>7} {'parser':18} {'records':>9} {'median s':>9} {'records/s':>10} "
@@ -329,6 +433,11 @@ def main() -> None:
                     + (
                         f"  !! {result['refused_connections']} network attempts refused"
                         if result["refused_connections"]
+                        else ""
+                    )
+                    + (
+                        f"  refused by the {', '.join(result['refused_by'])} cap: measured up to the refusal"
+                        if result.get("refused_by")
                         else ""
                     )
                 )

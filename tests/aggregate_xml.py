@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import ipaddress
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -44,23 +45,7 @@ def report_xml(
     day = day or datetime.now(UTC).date()
     begin = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
     end = begin + 86399
-    records = []
-    for row in rows:
-        dkim_auth = ""
-        if row.dkim_domain:
-            dkim_auth = (
-                f"<dkim><domain>{row.dkim_domain}</domain>"
-                + (f"<selector>{row.selector}</selector>" if row.selector else "")
-                + f"<result>{row.dkim_result or row.dkim}</result></dkim>"
-            )
-        records.append(
-            f"<record><row><source_ip>{row.ip}</source_ip><count>{row.count}</count>"
-            f"<policy_evaluated><disposition>none</disposition><dkim>{row.dkim}</dkim>"
-            f"<spf>{row.spf}</spf></policy_evaluated></row>"
-            f"<identifiers><header_from>{row.header_from}</header_from></identifiers>"
-            f"<auth_results>{dkim_auth}<spf><domain>{row.spf_domain}</domain><scope>mfrom</scope>"
-            f"<result>{row.spf_result or row.spf}</result></spf></auth_results></record>"
-        )
+    records = [record_xml(row) for row in rows]
     ns = ' xmlns="urn:ietf:params:xml:ns:dmarc-2.0"' if namespace else ""
     xml = (
         f'<?xml version="1.0" encoding="UTF-8"?><feedback{ns}><version>1.0</version>'
@@ -71,6 +56,43 @@ def report_xml(
         f"</policy_published>{''.join(records)}</feedback>"
     )
     return xml.encode()
+
+
+def record_xml(row: Row) -> str:
+    """One <record> of a report."""
+    dkim_auth = ""
+    if row.dkim_domain:
+        dkim_auth = (
+            f"<dkim><domain>{row.dkim_domain}</domain>"
+            + (f"<selector>{row.selector}</selector>" if row.selector else "")
+            + f"<result>{row.dkim_result or row.dkim}</result></dkim>"
+        )
+    return (
+        f"<record><row><source_ip>{row.ip}</source_ip><count>{row.count}</count>"
+        f"<policy_evaluated><disposition>none</disposition><dkim>{row.dkim}</dkim>"
+        f"<spf>{row.spf}</spf></policy_evaluated></row>"
+        f"<identifiers><header_from>{row.header_from}</header_from></identifiers>"
+        f"<auth_results>{dkim_auth}<spf><domain>{row.spf_domain}</domain><scope>mfrom</scope>"
+        f"<result>{row.spf_result or row.spf}</result></spf></auth_results></record>"
+    )
+
+
+def write_large_zip(path: Path, members: int, records: int) -> Path:
+    """A zip of `members` reports of `records` distinct sources each, written as a stream (the
+    test's memory does not grow with it)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member in range(members):
+            head, tail = report_xml([], report_id=f"large-{member}").split(b"</feedback>")
+            with archive.open(f"large-{member}.xml", "w") as out:
+                out.write(head)
+                for start in range(0, records, 10_000):
+                    rows = (
+                        Row(str(ipaddress.IPv4Address(0x0B000000 + i)), 1 + i % 7)
+                        for i in range(start, min(records, start + 10_000))
+                    )
+                    out.write("".join(record_xml(row) for row in rows).encode())
+                out.write(b"</feedback>" + tail)
+    return path
 
 
 def days_ago(n: int) -> date:
@@ -104,8 +126,9 @@ def mail_with(
 
 
 def zip_bomb(size: int) -> bytes:
-    """A zip holding `size` bytes of zeros (compresses about 1000:1)."""
-    return zipped(b"<" + b"\0" * size, "bomb.xml")
+    """A zip holding `size` bytes of well-formed XML, an open <feedback> and blanks (compresses
+    about 1000:1): nothing refuses it before the decompressed-size cap does."""
+    return zipped(b"<feedback>" + b" " * size, "bomb.xml")
 
 
 def open_reports(db_path: Path) -> tuple[Stores, ReportStore]:

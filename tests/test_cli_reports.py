@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
-from tests.aggregate_xml import Row, days_ago, gz, open_reports, report_xml
+from tests.aggregate_xml import Row, days_ago, gz, open_reports, report_xml, write_large_zip
 from tests.dnstest import NsdServer, make_zone
 from tests.testdata import TESTDATA
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -179,3 +185,99 @@ def test_report_text_cannot_drive_the_terminal(
     out = capsys.readouterr().out
     assert "\u009b" not in out and "\u202e" not in out
     assert "forger\\x9b2j.test\\u202e" in out
+
+
+def test_a_report_with_an_impossible_count_is_refused_and_the_batch_goes_on(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write(tmp_path, "good.xml", report_xml([Row("192.0.2.1", 12)]))
+    # Two records of 2^63-1: their sum overflowed the database's 64-bit integer.
+    huge_rows = [Row("192.0.2.7", 2**63 - 1), Row("192.0.2.8", 2**63 - 1)]
+    huge = write(tmp_path, "huge.xml", report_xml(huge_rows, report_id="huge"))
+    good2 = write(tmp_path, "good2.xml", report_xml([Row("192.0.2.2", 3)], report_id="r2"))
+    code = main(["ingest", good, huge, good2])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert (
+        f"{huge}: refused: record 1: count 9223372036854775807 does not fit in 32 bits; "
+        "at most 4,294,967,295 messages per record are accepted"
+    ) in err
+    assert "Traceback" not in out + err
+    assert f"{good2}: example.com from noreply-dmarc@google.com" in out
+    reports = open_reports(db)[1]
+    today = days_ago(0).isoformat()
+    assert reports.report_count("local") == 2
+    assert reports.totals("local", "example.com", today, today).messages == 15
+
+
+def test_two_reports_at_the_largest_count_are_both_stored_and_summarised(
+    db: Path, tmp_path: Path, nsd: NsdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    largest = 2**32 - 1
+    for report_id in ("r1", "r2"):
+        path = write(
+            tmp_path, f"{report_id}.xml", report_xml([Row("192.0.2.1", largest)], report_id=report_id)
+        )
+        assert main(["ingest", path]) == 0
+    capsys.readouterr()
+    assert main(["report", "example.com", "--json", "--nameserver", nsd.address]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["messages"] == 2 * largest
+    assert data["sources"][0]["messages"] == 2 * largest
+    assert main(["report", "example.com", "--nameserver", nsd.address]) == 0
+    assert f"{2 * largest:,} messages" in capsys.readouterr().out
+
+
+def test_sums_over_stored_counts_cannot_overflow(
+    db: Path, tmp_path: Path, nsd: NsdServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Rows stored before counts were bounded (or by any other writer): their SQL sum exceeds 2^63.
+    path = write(tmp_path, "r.xml", report_xml([Row("192.0.2.1", 1)], report_id="r1"))
+    assert main(["ingest", path]) == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE agg_rows SET messages = ?", [2**62])
+        conn.execute("UPDATE agg_selectors SET messages = ?, passed = ?", [2**62, 2**62])
+        conn.execute(
+            "INSERT INTO agg_rows (team_id, report_pk, domain, day, source_ip, messages, dmarc_pass, "
+            "spf_aligned, dkim_aligned) SELECT team_id, report_pk, domain, day, source_ip, messages, "
+            "dmarc_pass, spf_aligned, dkim_aligned FROM agg_rows"
+        )
+        conn.execute(
+            "INSERT INTO agg_selectors SELECT NULL, team_id, report_pk, domain, day, dkim_domain, "
+            "selector, messages, passed FROM agg_selectors"
+        )
+    capsys.readouterr()
+    assert main(["report", "example.com", "--json", "--nameserver", nsd.address]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["messages"] == 2**63
+    assert data["dmarc_pass_rate"] == 1.0
+
+
+@pytest.mark.slow
+def test_ingest_memory_stays_flat_on_a_large_report(db: Path, tmp_path: Path) -> None:
+    # 200,000 records in two reports (about 100 MB of XML), each from its own source. Kept as a list
+    # of records, they alone would take some 200 MB; streamed, the process stays near its baseline.
+    large = write_large_zip(tmp_path / "large.zip", members=2, records=100_000)
+    small = write(tmp_path, "small.xml", report_xml([Row("192.0.2.1", 1)], report_id="small"))
+    env = {**os.environ, "DMARCBOT_DB": str(db)}
+
+    def peak_mib(path: Path | str) -> tuple[int, float]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "ingest", str(path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # wait4: this child's own peak (ru_maxrss, kB on Linux), not the largest of every child.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        return process.returncode, usage.ru_maxrss / 1024
+
+    code, baseline = peak_mib(small)  # the interpreter and the imports
+    assert code == 0
+    code, peak = peak_mib(large)
+    assert code == 0
+    assert peak - baseline < 60, f"peak {peak:.0f} MiB against a baseline of {baseline:.0f} MiB"
+    reports = open_reports(db)[1]
+    assert reports.report_count("local") == 3

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ import pytest
 from bot.cli import main
 from bot.cli.common import EXIT_BAD_INPUT, EXIT_OK, LOCAL_TEAM
 from bot.cli.watch import CRASH_AFTER_OUTBOX_ENV, CRASH_EXIT_CODE
+from bot.limits import MAX_IMPORT_BYTES
 from bot.store.database import Database
 from bot.store.stores import Stores
 from tests.dnstest import NsdServer
@@ -157,7 +161,14 @@ def test_export_import_round_trip(
             '"domain": "bad domain"}]}',
             "watch #2",
         ),
+        ('{"format": "dmarcbot-watches", "version": true, "watches": []}', "export version true"),
+        (
+            '{"format": "dmarcbot-watches", "version": 1, "watches": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "nests arrays and objects 100001 deep, over the limit of 8 (an export nests 4)",
+        ),
+        ("[" * 9 + "]" * 9, "nests arrays and objects 9 deep"),
     ],
+    ids=["not-json", "not-export", "version-9", "bad-watch", "version-true", "deep", "just-over"],
 )
 def test_a_bad_import_file_imports_nothing(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
@@ -166,7 +177,57 @@ def test_a_bad_import_file_imports_nothing(
     path.write_text(content)
     code, _, err = run(capsys, "import", str(path))
     assert code == EXIT_BAD_INPUT and message in err
+    assert "Traceback" not in err
     assert json.loads(run(capsys, "list", "--json", "--team", "T1")[1]) == []
+
+
+def test_an_import_over_the_size_cap_is_refused_unread(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "big.json"
+    with path.open("wb") as file:
+        file.truncate(MAX_IMPORT_BYTES + 1)  # sparse: costs no disk
+    code, _, err = run(capsys, "import", str(path))
+    assert code == EXIT_BAD_INPUT and "is over 64 MB, larger than any export" in err
+
+
+def test_an_import_killed_midway_leaves_none_or_all_of_its_watches(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    count = 100_000
+    watches = [
+        {"team_id": "T1", "channel_id": "C1", "domain": f"d{i}.example.test", "selectors": []}
+        for i in range(count)
+    ]
+    dump = tmp_path / "many.json"
+    dump.write_text(json.dumps({"format": "dmarcbot-watches", "version": 1, "watches": watches}))
+    run(capsys, "list", "--team", "T1")  # the database file exists, migrated, in WAL mode
+    wal = Path(env["DMARCBOT_DB"] + "-wal")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "import", str(dump)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # The signal that the import is writing: its pages reach the write-ahead log.
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            if wal.exists() and wal.stat().st_size > 2 * 1024 * 1024:
+                break
+            time.sleep(0.01)
+        assert process.poll() is None, "the import finished before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.communicate()
+    store = Stores.over(Database(env["DMARCBOT_DB"]))
+    try:
+        stored = len(store.watches.watches("T1"))
+    finally:
+        store.close()
+    assert stored in (0, count), f"{stored} of {count} watches were left behind"
 
 
 @pytest.mark.slow
@@ -213,6 +274,92 @@ def monitor_process(env: dict[str, str], crash: bool) -> subprocess.CompletedPro
         text=True,
         timeout=60,
     )
+
+
+def monitor_processes_at_once(env: dict[str, str], count: int) -> list[subprocess.CompletedProcess[str]]:
+    """`count` `python -m bot monitor --once` processes started together (overlapping cron runs)."""
+    child_env = {**os.environ, **env}
+    child_env.pop(CRASH_AFTER_OUTBOX_ENV, None)
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bot", "monitor", "--once"],
+            cwd=ROOT,
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    results = []
+    for process in started:
+        out, err = process.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return results
+
+
+def pending_alerts_on_channels(
+    env: dict[str, str], world: NsdServer, capsys: pytest.CaptureFixture[str], domains: list[str]
+) -> None:
+    """Each domain watched on its own channel, each with one alert in the outbox, not yet posted."""
+    for i, domain in enumerate(domains):
+        world.set_zone(domain, domain_zone(domain))
+        run(capsys, "watch", domain, "--channel", f"C{i}", "--team", "T1", "--selector", "sel")
+    for domain in domains:
+        world.set_zone(domain, domain_zone(domain, dmarc=f"v=DMARC1; p=none; rua=mailto:d@{domain}"))
+    token = os.environ.pop("SLACK_BOT_TOKEN")
+    try:
+        code, out, _ = run(capsys, "monitor", "--once")
+    finally:
+        os.environ["SLACK_BOT_TOKEN"] = token
+    assert code == EXIT_OK and f"{len(domains)} alerts written, 0 posted" in out
+
+
+def test_two_monitors_at_once_post_each_alert_exactly_once(
+    env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    domains = [f"d{i}.test" for i in range(4)]
+    pending_alerts_on_channels(env, world, capsys, domains)
+    slack.delay("chat.postMessage", 1.0)  # a slow Slack: both passes overlap for seconds
+    first, second = monitor_processes_at_once(env, 2)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    posts = slack.posts()
+    assert sorted(p.params["channel"] for p in posts) == ["C0", "C1", "C2", "C3"]
+    for post, domain in ((p, p.text.split(":")[0]) for p in posts):
+        assert domain in domains and post.params["channel"] == f"C{domains.index(domain)}"
+    posted = [int(re.search(r"(\d+) posted in", r.stdout).group(1)) for r in (first, second)]  # type: ignore[union-attr]
+    assert sum(posted) == 4, first.stdout + second.stdout  # each alert posted by exactly one of them
+    store = Stores.over(Database(env["DMARCBOT_DB"]))
+    try:
+        assert [a.state for a in store.outbox.alerts("T1")] == ["posted"] * 4
+    finally:
+        store.close()
+
+
+def test_a_lease_held_by_a_live_monitor_is_skipped_and_a_dead_ones_expires(
+    env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pending_alerts_on_channels(env, world, capsys, ["d0.test", "d1.test"])
+    store = Stores.over(Database(env["DMARCBOT_DB"]))
+    try:
+        alerts = store.outbox.alerts("T1")
+        live, dead = alerts[0].id, alerts[1].id
+        with store.database.write() as db:  # two monitors claimed one each; the second then died
+            db.execute(
+                "UPDATE alerts SET claimed_by = 'other-live', claimed_until = ? WHERE id = ?",
+                ["2999-01-01T00:00:00+00:00", live],
+            )
+            db.execute(
+                "UPDATE alerts SET claimed_by = 'other-dead', claimed_until = ? WHERE id = ?",
+                ["2000-01-01T00:00:00+00:00", dead],
+            )
+        [result] = monitor_processes_at_once(env, 1)
+        assert result.returncode == 0, result.stderr
+        assert "1 posted in 1 messages, 1 pending (1 being posted by another monitor)." in result.stdout
+        assert [p.params["channel"] for p in slack.posts()] == ["C1"]
+        assert {a.id: a.state for a in store.outbox.alerts("T1")} == {live: "pending", dead: "posted"}
+    finally:
+        store.close()
 
 
 @pytest.mark.slow

@@ -210,3 +210,65 @@ def test_serve_polls_in_a_thread_only_when_configured(
         poller.stop()
     assert dovecot.mailbox(folder) == []
     assert open_reports(tmp_path / "imap.db")[1].report_count("T1") == 1
+
+
+def test_a_poisoned_mail_is_refused_with_its_reason_and_the_poll_goes_on(
+    dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = dovecot.test_folder  # type: ignore[attr-defined]
+    # Two records of 2^63-1 messages: their sum overflowed the database's integers, killing the poll.
+    poison = report_xml([Row("192.0.2.7", 2**63 - 1), Row("192.0.2.8", 2**63 - 1)], report_id=f"{folder}-p")
+    dovecot.append(mail_with(gz(poison), subject=f"{folder} poisoned"), folder)
+    good = report_xml([Row("192.0.2.1", 4)], day=days_ago(1), report_id=f"{folder}-good")
+    dovecot.append(mail_with(gz(good), subject=f"{folder} good"), folder)
+    store, reports = open_reports(tmp_path / "imap.db")
+
+    with caplog.at_level(logging.INFO, logger="dmarcbot.imap"):
+        result = poll_once(settings_for(dovecot, tmp_path, nsd), store, default_team="T1")
+
+    assert len(result.refused) == 1 and len(result.processed) == 1
+    assert dovecot.mailbox(folder) == []
+    [refused] = mine(dovecot.mailbox(REFUSED_FOLDER), folder)
+    assert f"{folder} poisoned".encode() in refused
+    assert len(mine(dovecot.mailbox(PROCESSED_FOLDER), folder)) == 1
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{folder} poisoned" in warning
+    assert "count 9223372036854775807 does not fit in 32 bits" in warning
+    day = days_ago(1).isoformat()
+    assert reports.report_count("T1") == 1
+    assert reports.totals("T1", "example.com", day, day).messages == 4
+
+
+def test_a_poller_thread_that_dies_is_restarted_with_a_logged_error(
+    dovecot: DovecotServer, tmp_path: Path, nsd: NsdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = dovecot.test_folder  # type: ignore[attr-defined]
+    good = report_xml([Row("192.0.2.1", 2)], report_id=f"{folder}-r")
+    dovecot.append(mail_with(gz(good), subject=f"{folder} after the restart"), folder)
+    store = open_reports(tmp_path / "imap.db")[0]
+    asked: list[int] = []
+
+    def team_then_crash_once() -> str:
+        # The first question about the bot's team fails with an error the poll does not expect.
+        asked.append(1)
+        if len(asked) == 1:
+            raise RuntimeError("auth.test answered something unforeseen")
+        return "T1"
+
+    poller = ImapPoller(
+        settings_for(dovecot, tmp_path, nsd), store, team_then_crash_once, interval=60, restart_delay=0.1
+    )
+    with caplog.at_level(logging.INFO):
+        poller.start()
+        try:
+            deadline = time.monotonic() + 15
+            while dovecot.mailbox(folder) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            poller.stop()
+    assert dovecot.mailbox(folder) == []
+    assert open_reports(tmp_path / "imap.db")[1].report_count("T1") == 1
+    assert poller.restarts == 1
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("Thread dmarcbot-imap died; restarting it" in r.getMessage() for r in errors)
+    assert any(r.exc_info and "auth.test answered something unforeseen" in str(r.exc_info[1]) for r in errors)

@@ -88,3 +88,16 @@ def test_a_report_owned_by_two_teams_is_stored_for_each(tmp_path: Path) -> None:
     outcome = ingest_bytes(reports, report_xml([Row("192.0.2.1", 3)]), "r.xml", lambda r: ["T1", "T2"], "t")
     assert [r.team_id for r in outcome.reports] == ["T1", "T2"]
     assert reports.report_count("T1") == reports.report_count("T2") == 1
+
+
+@pytest.mark.parametrize(
+    "filler",
+    [b" " * (4 * 1024 * 1024), (b"<!--" + b" " * 60_000 + b"-->") * 70],
+    ids=["blanks", "comments"],
+)
+def test_text_with_no_element_is_refused_at_its_cap(reports: ReportStore, filler: bytes) -> None:
+    # The parser holds text (and a comment) whole until an element starts or ends.
+    data = zipped(b"<feedback>" + filler + b"</feedback>")
+    outcome = ingest_bytes(reports, data, "blank.zip", one_team("T1"), "t")
+    assert outcome.refused_by_cap == "max_text_run"
+    assert "the XML has more than 1 MB with no element in it, the most accepted" in (outcome.error or "")

@@ -183,3 +183,25 @@ def test_dmarc_report_without_data_says_so(
     assert "No aggregate reports for this domain yet" in all_text(post)
     wait_for_log(caplog, "running /dmarc report example.com: finished")
     assert slack.uploads() == [] and slack.calls("files.getUploadURLExternal") == []
+
+
+def test_dmarc_report_sums_counts_beyond_64_bits(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    # Two reports at the largest count a record may have, and rows stored before counts were
+    # bounded whose sum passes 2^63: the summary and its chart still go out.
+    app = make_app(nsd)
+    _store, reports = open_reports(Path(app.settings.db_path))
+    for n in (1, 2):
+        xml = report_xml([Row("192.0.2.1", 2**32 - 1)], day=days_ago(1), report_id=f"max{n}")
+        reports.add_report("T1", parse_report(xml), "t")
+    reports.add_report("T1", parse_report(report_xml([Row("198.51.100.9", 1)], report_id="old")), "t")
+    with reports.database.write() as db:
+        db.execute("UPDATE agg_rows SET messages = ? WHERE source_ip = '198.51.100.9'", [2**63 - 1])
+    status, _ = app.sim.slash_command("report example.com 7")
+    assert status == 200
+    [post] = slack.wait_for("chat.postMessage", 1, timeout=15, ok_only=True)
+    assert "messages from 2 sources" in all_text(post)
+    assert "Something went wrong" not in all_text(post)
+    slack.wait_for("files.completeUploadExternal", 1, timeout=30, ok_only=True)
+    slack.assert_no_violations()

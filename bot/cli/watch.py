@@ -23,8 +23,9 @@ from typing import Any
 from bot.cli.common import EXIT_OK, TEAM_ID, AddCommand, add_nameserver_flag, load_settings, resolve_team
 from bot.cli.terminal_text import terminal_safe
 from bot.config import Settings
+from bot.limits import MAX_IMPORT_BYTES, MAX_IMPORT_DEPTH
 from bot.store.stores import Stores, open_stores
-from bot.store.watches import Watch, WatchStore
+from bot.store.watches import NewWatch, Watch, WatchStore
 from handlers.dns.domain_name import InvalidDomain, first_mention, normalise_domain
 from handlers.domain.check import check_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
@@ -161,7 +162,12 @@ def command_monitor(args: argparse.Namespace) -> int:
         f"Checked {cycle.watches} watches ({cycle.domains} domains, {cycle.queries} DNS "
         f"queries, {cycle.outages} with DNS failures); {cycle.alerts_written} alerts written, "
         f"{delivery.alerts_posted} posted in {delivery.messages_posted} messages, "
-        f"{delivery.alerts_pending} pending."
+        f"{delivery.alerts_pending} pending"
+        + (
+            f" ({delivery.alerts_claimed_elsewhere} being posted by another monitor)."
+            if delivery.alerts_claimed_elsewhere
+            else "."
+        )
     )
     if delivery.alerts_pending and not (settings.slack_bot_token or settings.oauth):
         print(
@@ -213,18 +219,10 @@ def command_export(args: argparse.Namespace) -> int:
 
 def command_import(args: argparse.Namespace) -> int:
     """Add the watches of a JSON file made by `dmarcbot export` (`-` reads stdin); all or none."""
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
-    except OSError as error:
-        raise BadInput(f"cannot read {args.file}: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{args.file} is not UTF-8 text: give a file made by `dmarcbot export`") from None
+    text = _read_import(args.file)
     entries = parse_export(text, args.file)
     store = open_stores(load_settings().db_path).watches
-    added = 0
-    for team, channel, domain, selectors, added_by in entries:
-        _, newly = store.add_watch(team, channel, domain, selectors, added_by)
-        added += newly
+    added = store.add_watches(entries)  # one transaction: all of them, or none even when killed
     print(
         f"Imported {len(entries)} watches from {args.file} ({added} new, "
         f"{len(entries) - added} updated). Their first monitor cycle takes the baseline."
@@ -232,11 +230,55 @@ def command_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-ImportEntry = tuple[str, str, str, list[str], str | None]
+def _read_import(name: str) -> str:
+    """The import file's text, at most MAX_IMPORT_BYTES of it, or a BadInput saying why not."""
+    too_big = (
+        f"{name} is over {MAX_IMPORT_BYTES // (1024 * 1024)} MB, larger than any export: "
+        "give a file made by `dmarcbot export`"
+    )
+    try:
+        if name == "-":
+            raw = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)
+        else:
+            path = Path(name)
+            if path.stat().st_size > MAX_IMPORT_BYTES:
+                raise BadInput(too_big)
+            with path.open("rb") as file:
+                raw = file.read(MAX_IMPORT_BYTES + 1)
+    except OSError as error:
+        raise BadInput(f"cannot read {name}: {error.strerror or error}") from None
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise BadInput(too_big)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"{name} is not UTF-8 text: give a file made by `dmarcbot export`") from None
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_NESTING = re.compile(r"[\[\]{}]")
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep the JSON text's arrays and objects nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _JSON_NESTING.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+ImportEntry = NewWatch
 
 
 def parse_export(text: str, source: str) -> list[ImportEntry]:
     """Validate a whole export file; the first problem found is raised as a BadInput."""
+    depth = _nesting_depth(text)
+    if depth > MAX_IMPORT_DEPTH:
+        raise BadInput(
+            f"{source} nests arrays and objects {depth} deep, over the limit of {MAX_IMPORT_DEPTH} "
+            "(an export nests 4): give a file made by `dmarcbot export`"
+        )
     try:
         data: Any = json.loads(text)
     except json.JSONDecodeError as error:
@@ -252,9 +294,10 @@ def parse_export(text: str, source: str) -> list[ImportEntry]:
             f"{source} is not a dmarcbot watch export: expected an object with "
             f'"format": "{EXPORT_FORMAT}" and a "watches" list'
         )
-    if data.get("version") != EXPORT_VERSION:
+    version = data.get("version")
+    if type(version) is not int or version != EXPORT_VERSION:  # not isinstance: True == 1
         raise BadInput(
-            f"{source} has export version {data.get('version')!r}; this dmarcbot "
+            f"{source} has export version {json.dumps(version)[:40]}; this dmarcbot "
             f"reads version {EXPORT_VERSION}"
         )
     entries = []

@@ -10,15 +10,22 @@ several (50 domains sharing an include that changed make one message, with one s
 them all, not 50 messages), and posts to one channel are spaced at least a second apart (Slack
 allows about one chat.postMessage per second per channel). A reply in a thread (a fix plan's
 "fixed") is posted on its own, in its thread: a digest is a top-level message.
+
+Any number of monitors may deliver from one database: each message's alerts are claimed (a lease
+in the outbox, bot.store.outbox) just before it is posted, and a pass posts only what it claimed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -35,6 +42,10 @@ PERMANENT_ERRORS = frozenset(
     {"channel_not_found", "is_archived", "invalid_blocks", "msg_too_long", "no_text", "invalid_arguments"}
 )
 CHANNEL_SPACING_SECONDS = 1.0
+# How long a claimed alert is held by its pass. It covers one post: the wait for the channel's
+# turn, the client's wait on a 429's Retry-After and its retry. A pass that dies holding a lease
+# delays that alert by at most this long.
+ALERT_LEASE = timedelta(minutes=5)
 
 ClientForTeam = Callable[[str], WebClient | None]
 
@@ -68,6 +79,7 @@ class DeliveryReport:
     alerts_posted: int = 0
     alerts_pending: int = 0
     alerts_failed: int = 0
+    alerts_claimed_elsewhere: int = 0  # held by another monitor's live lease: theirs to post
     errors: list[str] = field(default_factory=list)
 
 
@@ -96,12 +108,17 @@ def client_for_team_factory(settings: Settings) -> ClientForTeam:
 
 
 def deliver_pending(
-    outbox: AlertOutbox, client_for_team: ClientForTeam, pacer: ChannelPacer = PACER
+    outbox: AlertOutbox,
+    client_for_team: ClientForTeam,
+    pacer: ChannelPacer = PACER,
+    lease: timedelta = ALERT_LEASE,
 ) -> DeliveryReport:
-    """Post every team's pending alerts: one message per channel, a digest when there are several."""
+    """Post every team's pending alerts that no other monitor holds: one message per channel, a
+    digest when there are several."""
     report = DeliveryReport()
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"  # this pass
     for team_id in outbox.teams():
-        pending = outbox.pending_alerts(team_id)
+        pending = outbox.claimable_alerts(team_id)
         if not pending:
             continue
         client = client_for_team(team_id)
@@ -115,11 +132,15 @@ def deliver_pending(
                 replies.append(alert)
             else:
                 by_channel.setdefault(alert.channel_id, []).append(alert)
-        for channel_id, alerts in by_channel.items():
-            _post_batch(outbox, client, team_id, channel_id, alerts, pacer, report)
-        for alert in replies:
-            _post_batch(outbox, client, team_id, alert.channel_id, [alert], pacer, report)
+        batches = [*by_channel.items(), *((alert.channel_id, [alert]) for alert in replies)]
+        for channel_id, alerts in batches:
+            claimed = set(outbox.claim(team_id, [a.id for a in alerts], owner, lease))
+            mine = [a for a in alerts if a.id in claimed]
+            if mine:
+                pacer.wait_turn(channel_id)  # within the lease, which covers the wait
+                _post_batch(outbox, client, team_id, channel_id, mine, report)
     report.alerts_pending = sum(len(outbox.pending_alerts(t)) for t in outbox.teams())
+    report.alerts_claimed_elsewhere = sum(outbox.leased_count(t, owner) for t in outbox.teams())
     return report
 
 
@@ -129,7 +150,6 @@ def _post_batch(
     team_id: str,
     channel_id: str,
     batch: list[Alert],
-    pacer: ChannelPacer,
     report: DeliveryReport,
 ) -> bool:
     """Post one message for `batch` (a reply in its thread when it is one threaded alert); True
@@ -140,7 +160,6 @@ def _post_batch(
         text, blocks, thread_ts = batch[0].text, batch[0].blocks, batch[0].thread_ts
     else:
         text, blocks = render_digest(batch)
-    pacer.wait_turn(channel_id)
     try:
         # The client's RateLimitErrorRetryHandler already waited out a 429's Retry-After.
         response = client.chat_postMessage(

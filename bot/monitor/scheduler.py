@@ -13,6 +13,7 @@ from bot.config import Settings
 from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
 from bot.monitor.cycle import check_watches
 from bot.store.stores import Stores
+from bot.supervision import SupervisedThread
 
 log = logging.getLogger("dmarcbot.monitor")
 
@@ -49,31 +50,31 @@ class MonitorScheduler:
         self.stores = stores
         self.cycle = cycle
         self.interval = float(interval if interval is not None else settings.monitor_interval)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = SupervisedThread("dmarcbot-monitor", self._loop)
         self.cycles_run = 0
+
+    @property
+    def restarts(self) -> int:
+        """How often the thread died and was restarted."""
+        return self._thread.restarts
 
     def start(self) -> None:
         """Start the thread (once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="dmarcbot-monitor", daemon=True)
-            self._thread.start()
+        self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the thread to stop and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._thread.stop(timeout)
 
     def wait(self) -> None:
         """Block until the thread ends (Ctrl-C still reaches the caller)."""
-        while self._thread is not None and self._thread.is_alive():
+        while self._thread.is_alive():
             self._thread.join(1.0)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             self._run_once()
-            self._stop.wait(self.interval)
+            stop.wait(self.interval)
 
     def _run_once(self) -> None:
         try:

@@ -25,7 +25,8 @@ def render_chart(summary: ReportSummary) -> bytes:
     by_day = {d.day: d for d in summary.daily}
     first = date.fromisoformat(summary.first)
     days = [first + timedelta(days=i) for i in range((date.fromisoformat(summary.last) - first).days + 1)]
-    volumes = [by_day[d.isoformat()].messages if d.isoformat() in by_day else 0 for d in days]
+    # Floats: matplotlib converts integers to C longs, and a day's total may exceed 64 bits.
+    volumes = [float(by_day[d.isoformat()].messages) if d.isoformat() in by_day else 0.0 for d in days]
     rates = [
         by_day[d.isoformat()].passed / by_day[d.isoformat()].messages * 100
         if d.isoformat() in by_day and by_day[d.isoformat()].messages

@@ -29,6 +29,7 @@ from bot.reports.ingest import FileOutcome, Owners, ingest_bytes
 from bot.store.reports import ReportStore
 from bot.store.stores import Stores
 from bot.store.watches import WatchStore
+from bot.supervision import SupervisedThread
 from handlers.errors import DmarcbotError
 from handlers.reports.aggregate import AggregateReport
 from handlers.reports.archive import DEFAULT_LIMITS, ReportLimits
@@ -119,15 +120,28 @@ def poll_once(
         result.left_for_next_poll = max(0, len(uids) - MAX_MESSAGES_PER_POLL)
         for uid in uids[:MAX_MESSAGES_PER_POLL]:
             mail = _process(imap, uid, reports, owners, limits)
-            result.alerts += review_after_ingest(stores, mail.outcome.reports, settings.dns_session())
+            if mail.outcome.reports:
+                result.alerts += _review(stores, mail, settings)
             _move(imap, uid, mail.folder, b"MOVE" in capabilities)
             (result.processed if mail.outcome.ok else result.refused).append(mail)
             if mail.outcome.ok:
                 log.info("IMAP: %s", mail.outcome.describe())
+                for warning in mail.outcome.warnings[:5]:
+                    log.warning("IMAP: %s: %s", mail.label, warning)
             else:
                 log.warning("IMAP: moved to %s: %s", REFUSED_FOLDER, mail.outcome.describe())
         imap.close()
     return result
+
+
+def _review(stores: Stores, mail: MailOutcome, settings: Settings) -> int:
+    """Alerts for the reports of one mail; a failure here is logged and the poll goes on (the
+    reports are stored: the next report for the domain reviews it again)."""
+    try:
+        return review_after_ingest(stores, mail.outcome.reports, settings.dns_session())
+    except Exception:
+        log.exception("IMAP: %s: stored, but reviewing its alerts failed", mail.label)
+        return 0
 
 
 def _process(
@@ -179,8 +193,9 @@ def _move(imap: imaplib.IMAP4, uid: str, folder: str, can_move: bool) -> None:
 
 
 class ImapPoller:
-    """Polls every `interval` seconds in a daemon thread until `stop`; a failed poll is logged
-    and retried at the next interval (the messages stay in the folder meanwhile)."""
+    """Polls every `interval` seconds in a supervised daemon thread until `stop`: a failed poll is
+    logged and retried at the next interval (the messages stay in the folder meanwhile), and a
+    thread that dies anyway is restarted (bot.supervision)."""
 
     def __init__(
         self,
@@ -188,26 +203,28 @@ class ImapPoller:
         stores: Stores,
         default_team: Callable[[], str | None] = lambda: None,
         interval: float = POLL_SECONDS,
+        restart_delay: float | None = None,
     ) -> None:
         self.settings, self.stores, self.default_team = settings, stores, default_team
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        delay = {} if restart_delay is None else {"restart_delay": restart_delay}
+        self._thread = SupervisedThread("dmarcbot-imap", self._loop, **delay)
+
+    @property
+    def restarts(self) -> int:
+        """How often the thread died and was restarted."""
+        return self._thread.restarts
 
     def start(self) -> None:
         """Start the thread (once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="dmarcbot-imap", daemon=True)
-            self._thread.start()
+        self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the thread to stop and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._thread.stop(timeout)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             try:
                 report = poll_once(self.settings, self.stores, self.default_team())
                 log.info(
@@ -225,7 +242,7 @@ class ImapPoller:
                     error,
                     self.interval,
                 )
-            self._stop.wait(self.interval)
+            stop.wait(self.interval)
 
 
 def start_imap_poller(settings: Settings, stores: Stores) -> ImapPoller | None:

@@ -244,6 +244,14 @@ def _create_button_states(db: sqlite_utils.Database) -> None:
     )
 
 
+def _add_alert_leases(db: sqlite_utils.Database) -> None:
+    # A pending alert is claimed by one delivery pass (its owner) until the lease's expiry, so
+    # several monitors on one file (serve plus a cron `monitor --once`) never post it twice. Old
+    # rows get NULL: unclaimed.
+    db.table("alerts").add_column("claimed_by", str)
+    db.table("alerts").add_column("claimed_until", str)
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -255,4 +263,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (7, "flattened includes", _create_flattened_includes),  # watched for drift once verified
     (8, "slack deliveries", _create_slack_deliveries),  # retried events and interactions done once
     (9, "button states", _create_button_states),  # large button state kept server-side
+    (10, "alert leases", _add_alert_leases),  # exactly once with several monitors
 ]

@@ -4,6 +4,12 @@ An alert is written in the same transaction as the state that called for it (a c
 a settled fix plan, a flattened include's new addresses), so the watch and fix plan stores write
 their alerts with `insert_alerts` on the transaction they hold; posting is
 bot.monitor.alert_delivery's job, after, and survives restarts. Every query takes the team id.
+
+Several processes may deliver from one file (serve, a cron `monitor --once`, two overlapping cron
+runs). Before posting, a pass claims the alerts: one UPDATE sets the lease (`claimed_by`, an id of
+the pass, and `claimed_until`) on the rows that are pending and not under another live lease,
+under SQLite's write lock, so two passes can never both hold one alert. Posted or failed, the lease
+is dropped; a pass that dies holding one leaves it to expire, and the alert goes out after that.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
@@ -128,6 +134,49 @@ class AlertOutbox:
         rows = self.database.connection.table("alerts").rows_where(where, args, order_by="id")
         return [_alert(row) for row in rows]
 
+    def claimable_alerts(self, team_id: str, now: datetime | None = None) -> list[Alert]:
+        """The team's undelivered alerts that no live lease holds, oldest first."""
+        rows = self.database.connection.table("alerts").rows_where(
+            "team_id = ? AND state = 'pending' AND (claimed_until IS NULL OR claimed_until <= ?)",
+            [team_id, iso(now or utcnow())],
+            order_by="id",
+        )
+        return [_alert(row) for row in rows]
+
+    def leased_count(self, team_id: str, not_owner: str, now: datetime | None = None) -> int:
+        """How many of the team's pending alerts a live lease of another owner holds."""
+        row = self.database.connection.execute(
+            "SELECT COUNT(*) FROM alerts WHERE team_id = ? AND state = 'pending' AND claimed_until > ? "
+            "AND claimed_by != ?",
+            [team_id, iso(now or utcnow()), not_owner],
+        ).fetchone()
+        return int(row[0])
+
+    def claim(
+        self,
+        team_id: str,
+        alert_ids: Sequence[int],
+        owner: str,
+        lease: timedelta,
+        now: datetime | None = None,
+    ) -> list[int]:
+        """Take a lease on those of `alert_ids` still pending and not leased by a live owner;
+        returns the ids now held by `owner` (only these may be posted)."""
+        moment = now or utcnow()
+        marks = ",".join("?" * len(alert_ids))
+        with self.database.write() as db:
+            db.execute(
+                "UPDATE alerts SET claimed_by = ?, claimed_until = ? WHERE team_id = ? AND "
+                f"state = 'pending' AND (claimed_until IS NULL OR claimed_until <= ?) AND id IN ({marks})",
+                [owner, iso(moment + lease), team_id, iso(moment), *alert_ids],
+            )
+            rows = db.execute(
+                f"SELECT id FROM alerts WHERE team_id = ? AND claimed_by = ? AND state = 'pending' "
+                f"AND id IN ({marks}) ORDER BY id",
+                [team_id, owner, *alert_ids],
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
     def mark_posted(
         self, team_id: str, alert_ids: Sequence[int], ts: str | None, now: datetime | None = None
     ) -> None:
@@ -136,8 +185,8 @@ class AlertOutbox:
         with self.database.write() as db:
             for alert_id in alert_ids:
                 db.execute(
-                    "UPDATE alerts SET state = 'posted', ts = ?, posted_at = ?, "
-                    "attempts = attempts + 1 WHERE team_id = ? AND id = ?",
+                    "UPDATE alerts SET state = 'posted', ts = ?, posted_at = ?, claimed_by = NULL, "
+                    "claimed_until = NULL, attempts = attempts + 1 WHERE team_id = ? AND id = ?",
                     [ts, when, team_id, alert_id],
                 )
 
@@ -148,7 +197,8 @@ class AlertOutbox:
         with self.database.write() as db:
             for alert_id in alert_ids:
                 db.execute(
-                    "UPDATE alerts SET attempts = attempts + 1, last_error = ?, state = CASE "
+                    "UPDATE alerts SET attempts = attempts + 1, last_error = ?, claimed_by = NULL, "
+                    "claimed_until = NULL, state = CASE "
                     "WHEN attempts + 1 >= ? THEN 'failed' ELSE state END "
                     "WHERE team_id = ? AND id = ? AND state = 'pending'",
                     [error[:500], give_up_after, team_id, alert_id],

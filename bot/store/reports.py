@@ -14,6 +14,7 @@ normally one UTC day), so a day is a calendar date in UTC. Every query takes the
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -160,77 +161,24 @@ class ReportStore:
     ) -> StoredReport:
         """Store `report` for `team_id` unless the team already has it (same reporter, report id,
         domain and date range), in one transaction: the report and its rows, or nothing."""
-        day = report_day(report)
-        rows, selectors = _group(report)
-        messages = sum(count for count in rows.values())
-        when = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-        with self.database.write() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO agg_reports (team_id, reporter, report_id, domain, "
-                "date_begin, date_end, day, org_name, messages, records, skipped_records, "
-                "truncated, source, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    team_id,
-                    report.reporter,
-                    report.report_id,
-                    report.policy.domain,
-                    report.date_begin.isoformat(),
-                    report.date_end.isoformat(),
-                    day,
-                    report.org_name,
-                    messages,
-                    len(report.records),
-                    report.skipped_records,
-                    int(report.truncated),
-                    source[:300],
-                    when,
-                ],
+        with self.staging() as staging:
+            staging.add(0, report.records)
+            staged = StagedReport(
+                team_id=team_id, report=report, doc=0, records=len(report.records), source=source
             )
-            duplicate = cursor.rowcount == 0
-            if not duplicate:
-                pk = cursor.lastrowid
-                domain = report.policy.domain
-                db.conn.executemany(
-                    "INSERT INTO agg_rows (team_id, report_pk, domain, day, source_ip, messages, "
-                    "dmarc_pass, spf_aligned, dkim_aligned, spf_why, dkim_why) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        [
-                            team_id,
-                            pk,
-                            domain,
-                            day,
-                            ip,
-                            count,
-                            int(dmarc),
-                            int(spf_ok),
-                            int(dkim_ok),
-                            spf_why,
-                            dkim_why,
-                        ]
-                        for (ip, dmarc, spf_ok, dkim_ok, spf_why, dkim_why), count in rows.items()
-                    ),
-                )
-                db.conn.executemany(
-                    "INSERT INTO agg_selectors (team_id, report_pk, domain, day, dkim_domain, "
-                    "selector, messages, passed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        [team_id, pk, domain, day, dkim_domain, selector, counts[0], counts[1]]
-                        for (dkim_domain, selector), counts in selectors.items()
-                    ),
-                )
-        return StoredReport(
-            team_id=team_id,
-            domain=report.policy.domain,
-            reporter=report.reporter,
-            report_id=report.report_id,
-            day=day,
-            messages=messages,
-            records=len(report.records),
-            duplicate=duplicate,
-            truncated=report.truncated,
-            skipped_records=report.skipped_records,
-        )
+            return staging.store([staged], now)[0]
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Staging]:
+        """A place for one file's records while the file is read: a TEMP table of this thread's
+        connection (on disk, outside the database file; SQLite's page cache bounds the memory),
+        emptied when the block ends. Nothing in it is visible to anyone until `Staging.store`."""
+        staging = Staging(self.database)
+        staging.clear()
+        try:
+            yield staging
+        finally:
+            staging.clear()
 
     # -- questions --------------------------------------------------------------------------------
 
@@ -256,7 +204,7 @@ class ReportStore:
     def totals(self, team_id: str, domain: str, first: str, last: str) -> Totals:
         """Messages and DMARC passes for the domain from day `first` to `last` (inclusive)."""
         row = self.database.connection.execute(
-            "SELECT COALESCE(SUM(messages), 0), COALESCE(SUM(messages * dmarc_pass), 0) "
+            "SELECT TOTAL(messages), TOTAL(messages * dmarc_pass) "
             "FROM agg_rows WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ?",
             [team_id, domain, first, last],
         ).fetchone()
@@ -265,10 +213,10 @@ class ReportStore:
     def sources(self, team_id: str, domain: str, first: str, last: str) -> list[SourceTotals]:
         """Each source IP's volume, DMARC passes and aligned SPF/DKIM, largest first."""
         rows = self.database.connection.execute(
-            "SELECT source_ip, SUM(messages), SUM(messages * dmarc_pass), "
-            "SUM(messages * spf_aligned), SUM(messages * dkim_aligned) FROM agg_rows "
+            "SELECT source_ip, TOTAL(messages), TOTAL(messages * dmarc_pass), "
+            "TOTAL(messages * spf_aligned), TOTAL(messages * dkim_aligned) FROM agg_rows "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? "
-            "GROUP BY source_ip ORDER BY SUM(messages) DESC, source_ip",
+            "GROUP BY source_ip ORDER BY TOTAL(messages) DESC, source_ip",
             [team_id, domain, first, last],
         ).fetchall()
         return [
@@ -281,9 +229,9 @@ class ReportStore:
     def failures(self, team_id: str, domain: str, first: str, last: str) -> list[FailureReason]:
         """Messages failing DMARC grouped by source and reasons, largest first."""
         rows = self.database.connection.execute(
-            "SELECT source_ip, spf_why, dkim_why, SUM(messages) FROM agg_rows "
+            "SELECT source_ip, spf_why, dkim_why, TOTAL(messages) FROM agg_rows "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? AND dmarc_pass = 0 "
-            "GROUP BY source_ip, spf_why, dkim_why ORDER BY SUM(messages) DESC, source_ip",
+            "GROUP BY source_ip, spf_why, dkim_why ORDER BY TOTAL(messages) DESC, source_ip",
             [team_id, domain, first, last],
         ).fetchall()
         return [FailureReason(r[0], r[1], r[2], int(r[3])) for r in rows]
@@ -291,9 +239,9 @@ class ReportStore:
     def selectors(self, team_id: str, domain: str, first: str, last: str) -> list[SelectorTotals]:
         """DKIM selectors seen for the domain itself (d= the domain), most used first."""
         rows = self.database.connection.execute(
-            "SELECT selector, dkim_domain, SUM(messages), SUM(passed), MAX(day) FROM agg_selectors "
+            "SELECT selector, dkim_domain, TOTAL(messages), TOTAL(passed), MAX(day) FROM agg_selectors "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? AND dkim_domain = domain "
-            "GROUP BY selector, dkim_domain ORDER BY SUM(messages) DESC, selector",
+            "GROUP BY selector, dkim_domain ORDER BY TOTAL(messages) DESC, selector",
             [team_id, domain, first, last],
         ).fetchall()
         return [
@@ -306,7 +254,7 @@ class ReportStore:
     def daily(self, team_id: str, domain: str, first: str, last: str) -> list[DayTotals]:
         """Volume and passes per day that has reports, oldest first."""
         rows = self.database.connection.execute(
-            "SELECT day, SUM(messages), SUM(messages * dmarc_pass) FROM agg_rows "
+            "SELECT day, TOTAL(messages), TOTAL(messages * dmarc_pass) FROM agg_rows "
             "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? GROUP BY day ORDER BY day",
             [team_id, domain, first, last],
         ).fetchall()
@@ -334,27 +282,152 @@ class ReportStore:
         return seen
 
 
-def _group(
-    report: AggregateReport,
-) -> tuple[dict[tuple[str, bool, bool, bool, str | None, str | None], int], dict[tuple[str, str], list[int]]]:
-    rows: dict[tuple[str, bool, bool, bool, str | None, str | None], int] = {}
-    selectors: dict[tuple[str, str], list[int]] = {}
-    for record in report.records:
-        key = (
-            str(record.source_ip),
-            record.dmarc_pass,
-            record.spf_eval == "pass",
-            record.dkim_eval == "pass",
-            spf_failure(record),
-            dkim_failure(record),
+@dataclass(frozen=True, kw_only=True)
+class StagedReport:
+    """A report read into the staging table as document `doc`, to store for `team_id`."""
+
+    team_id: str
+    report: AggregateReport  # its header; its records are the staged ones
+    doc: int
+    records: int
+    source: str
+
+
+_STAGE_BATCH = 5_000  # records per insert: a batch is all a file's records cost in Python memory
+
+
+class Staging:
+    """One file's records, staged per document (see ReportStore.staging), then stored at once."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.connection = database.connection.conn
+        self.connection.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staged_rows (doc INTEGER, source_ip TEXT, "
+            "dmarc_pass INTEGER, spf_aligned INTEGER, dkim_aligned INTEGER, spf_why TEXT, "
+            "dkim_why TEXT, messages INTEGER)"
         )
-        rows[key] = rows.get(key, 0) + record.count
-        for result in record.dkim:
-            if result.selector and result.domain:
-                counts = selectors.setdefault((result.domain, result.selector), [0, 0])
-                counts[0] += record.count
-                counts[1] += record.count if result.result == "pass" else 0
-    return rows, selectors
+        self.connection.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staged_selectors (doc INTEGER, dkim_domain TEXT, "
+            "selector TEXT, messages INTEGER, passed INTEGER)"
+        )
+
+    def clear(self) -> None:
+        self.connection.execute("DELETE FROM temp.staged_rows")
+        self.connection.execute("DELETE FROM temp.staged_selectors")
+
+    def add(self, doc: int, records: Iterable[Record]) -> int:
+        """Stage `records` as document `doc`, a batch at a time; returns how many were staged."""
+        staged = 0
+        rows: list[tuple[object, ...]] = []
+        selectors: list[tuple[object, ...]] = []
+        for record in records:
+            staged += 1
+            rows.append(
+                (
+                    doc,
+                    str(record.source_ip),
+                    int(record.dmarc_pass),
+                    int(record.spf_eval == "pass"),
+                    int(record.dkim_eval == "pass"),
+                    spf_failure(record),
+                    dkim_failure(record),
+                    record.count,
+                )
+            )
+            for result in record.dkim:
+                if result.selector and result.domain:
+                    passed = record.count if result.result == "pass" else 0
+                    selectors.append((doc, result.domain, result.selector, record.count, passed))
+            if len(rows) >= _STAGE_BATCH:
+                self._flush(rows, selectors)
+        self._flush(rows, selectors)
+        return staged
+
+    def _flush(self, rows: list[tuple[object, ...]], selectors: list[tuple[object, ...]]) -> None:
+        self.connection.execute("BEGIN")  # one transaction per batch, on the TEMP tables only
+        try:
+            self.connection.executemany("INSERT INTO temp.staged_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.connection.executemany("INSERT INTO temp.staged_selectors VALUES (?, ?, ?, ?, ?)", selectors)
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+        rows.clear()
+        selectors.clear()
+
+    def store(self, staged: Iterable[StagedReport], now: datetime | None = None) -> list[StoredReport]:
+        """Store every staged report for its team in one transaction (all of them or none); a report
+        the team already has is not stored again. The staged records are grouped by source and
+        outcome here, in SQL: a million records from a few hundred IPs become a few hundred rows.
+        A record's count fits in 32 bits (ReportLimits.max_record_count) and a report holds at most
+        max_records of them, so a report's sums fit SQLite's 64-bit integers."""
+        when = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+        results: list[StoredReport] = []
+        with self.database.write() as db:
+            for entry in staged:
+                report, team_id = entry.report, entry.team_id
+                day = report_day(report)
+                messages = int(
+                    db.execute(
+                        "SELECT COALESCE(SUM(messages), 0) FROM temp.staged_rows WHERE doc = ?", [entry.doc]
+                    ).fetchone()[0]
+                )
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO agg_reports (team_id, reporter, report_id, domain, "
+                    "date_begin, date_end, day, org_name, messages, records, skipped_records, "
+                    "truncated, source, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        team_id,
+                        report.reporter,
+                        report.report_id,
+                        report.policy.domain,
+                        report.date_begin.isoformat(),
+                        report.date_end.isoformat(),
+                        day,
+                        report.org_name,
+                        messages,
+                        entry.records,
+                        report.skipped_records,
+                        int(report.truncated),
+                        entry.source[:300],
+                        when,
+                    ],
+                )
+                duplicate = cursor.rowcount == 0
+                if not duplicate:
+                    pk, domain = cursor.lastrowid, report.policy.domain
+                    db.execute(
+                        "INSERT INTO agg_rows (team_id, report_pk, domain, day, source_ip, messages, "
+                        "dmarc_pass, spf_aligned, dkim_aligned, spf_why, dkim_why) "
+                        "SELECT ?, ?, ?, ?, source_ip, SUM(messages), dmarc_pass, spf_aligned, "
+                        "dkim_aligned, spf_why, dkim_why FROM temp.staged_rows WHERE doc = ? "
+                        "GROUP BY source_ip, dmarc_pass, spf_aligned, dkim_aligned, spf_why, dkim_why "
+                        "ORDER BY MIN(rowid)",
+                        [team_id, pk, domain, day, entry.doc],
+                    )
+                    db.execute(
+                        "INSERT INTO agg_selectors (team_id, report_pk, domain, day, dkim_domain, "
+                        "selector, messages, passed) SELECT ?, ?, ?, ?, dkim_domain, selector, "
+                        "SUM(messages), SUM(passed) FROM temp.staged_selectors WHERE doc = ? "
+                        "GROUP BY dkim_domain, selector ORDER BY MIN(rowid)",
+                        [team_id, pk, domain, day, entry.doc],
+                    )
+                results.append(
+                    StoredReport(
+                        team_id=team_id,
+                        domain=report.policy.domain,
+                        reporter=report.reporter,
+                        report_id=report.report_id,
+                        day=day,
+                        messages=messages,
+                        records=entry.records,
+                        duplicate=duplicate,
+                        truncated=report.truncated,
+                        skipped_records=report.skipped_records,
+                    )
+                )
+        return results
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

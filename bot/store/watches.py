@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlite_utils
+
 from bot.store.database import Database, iso, utcnow
 from bot.store.outbox import NewAlert, discard_pending, insert_alerts
 from handlers.domain.dkim_keys import MAX_SELECTORS, InvalidSelector, validate_selector
@@ -98,6 +100,10 @@ class Decision:
     acknowledge: bool
 
 
+# A watch to add: (team id, channel id, domain, selectors, added by).
+NewWatch = tuple[str, str, str, Sequence[str], str | None]
+
+
 # -- the store ----------------------------------------------------------------------------------
 
 
@@ -128,26 +134,45 @@ class WatchStore:
     ) -> tuple[Watch, bool]:
         """Watch `domain` for `team_id`, alerts to `channel_id`; a domain already watched by the
         team moves to this channel and takes these selectors. Returns (watch, newly added)."""
-        when = iso(now or utcnow())
         with self.database.write() as db:
-            existing = self._watch_row(team_id, domain)
-            values = {"channel_id": channel_id, "selectors": json.dumps(list(selectors))}
-            if existing is None:
-                db.table("watches").insert(
-                    {
-                        "team_id": team_id,
-                        "domain": domain,
-                        "added_by": added_by,
-                        "created_at": when,
-                        "temperror_streak": 0,
-                        **values,
-                    }
-                )
-            else:
-                db.table("watches").update(existing["id"], values)
+            newly = self._upsert(db, team_id, channel_id, domain, selectors, added_by, iso(now or utcnow()))
             row = self._watch_row(team_id, domain)
         assert row is not None
-        return _watch(row), existing is None
+        return _watch(row), newly
+
+    def add_watches(self, entries: Sequence[NewWatch], now: datetime | None = None) -> int:
+        """Add or update every watch of `entries` (team, channel, domain, selectors, added by) in one
+        transaction: all of them or, on any failure or a kill, none. Returns how many were new."""
+        when = iso(now or utcnow())
+        with self.database.write() as db:
+            return sum(self._upsert(db, *entry, when) for entry in entries)
+
+    def _upsert(
+        self,
+        db: sqlite_utils.Database,
+        team_id: str,
+        channel_id: str,
+        domain: str,
+        selectors: Sequence[str],
+        added_by: str | None,
+        when: str,
+    ) -> bool:
+        existing = self._watch_row(team_id, domain)
+        values = {"channel_id": channel_id, "selectors": json.dumps(list(selectors))}
+        if existing is None:
+            db.table("watches").insert(
+                {
+                    "team_id": team_id,
+                    "domain": domain,
+                    "added_by": added_by,
+                    "created_at": when,
+                    "temperror_streak": 0,
+                    **values,
+                }
+            )
+        else:
+            db.table("watches").update(existing["id"], values)
+        return existing is None
 
     def remove_watch(self, team_id: str, domain: str) -> bool:
         """Stop watching; its snapshots and undelivered alerts go with it. False if not watched."""

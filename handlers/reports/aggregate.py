@@ -17,7 +17,8 @@ Broken input, chosen behaviour:
   published policy were complete, the report is returned with the complete records read so far
   and `truncated=True`, so the caller can ingest it and say it was partial.
 - one bad record (unparseable source IP or count): skipped, counted in `skipped_records`, and
-  described in `warnings`; the rest of the report is kept.
+  described in `warnings`; the rest of the report is kept. A count over 32 bits refuses the report
+  (`ReportRefused`, cap `max_record_count`): no receiver sends that, so nothing in it is believed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import ParseError, iterparse
 
-from handlers.limits import EARLIEST_REPORT_DATE, MAX_REPORT_FUTURE, MAX_REPORT_RECORD_COUNT
+from handlers.limits import EARLIEST_REPORT_DATE, MAX_REPORT_FUTURE
 from handlers.reports.archive import (
     DEFAULT_LIMITS,
     ReportError,
@@ -43,6 +44,7 @@ from handlers.reports.archive import (
     ReportLimits,
     ReportRefused,
     detect_format,
+    iter_report_documents,
     unpack_report,
 )
 
@@ -56,10 +58,12 @@ __all__ = [
     "ReportError",
     "ReportInvalid",
     "ReportLimits",
+    "ReportReader",
     "ReportRefused",
     "SpfResult",
     "detect_format",
     "iter_records",
+    "iter_report_documents",
     "parse_report",
     "parse_report_file",
     "unpack_report",
@@ -206,7 +210,7 @@ class _Reader:
 
     def __init__(self, source: bytes | IO[bytes], limits: ReportLimits) -> None:
         self._raw = source if isinstance(source, bytes) else None
-        self._stream: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
+        self._stream = _RecentBytes(io.BytesIO(source) if isinstance(source, bytes) else source, limits)
         self.limits = limits
         self.header = _Header()
         self.truncated = False
@@ -270,7 +274,9 @@ class _Reader:
         feedback: Element | None = None
         feedback_depth = -1
         elements_in_child = 0
-        for event, elem in iterparse(self._stream, events=("start", "end"), forbid_dtd=True):
+        source = self._stream
+        for event, elem in iterparse(source, events=("start", "end"), forbid_dtd=True):
+            source.since_event = 0
             if event == "start":
                 stack.append(elem)
                 if len(stack) > MAX_DEPTH:
@@ -417,12 +423,15 @@ class _Reader:
         if count_text is None or not _DIGITS.fullmatch(count_text):
             self._skip(f"count {(count_text or '')[:60]!r} is not a message count")
             return None
-        if int(count_text) > MAX_REPORT_RECORD_COUNT:
-            self._skip(
-                f"count {count_text} does not fit in 32 bits (at most {MAX_REPORT_RECORD_COUNT:,} "
-                "messages per record)"
+        if int(count_text) > self.limits.max_record_count:
+            # Not one bad record among good ones: no receiver counts this many messages from one
+            # source, so the report's other numbers are not to be believed either.
+            raise ReportRefused(
+                f"record {self.records_seen}: count {count_text} does not fit in 32 bits; at most "
+                f"{self.limits.max_record_count:,} messages per record are accepted",
+                "max_record_count",
+                int(count_text),
             )
-            return None
         evaluated = row_kids.get("policy_evaluated")
         disposition = dkim_eval = spf_eval = None
         reasons: tuple[PolicyReason, ...] = ()
@@ -494,8 +503,8 @@ class _Reader:
     def _describe(self, exc: ParseError) -> str:
         line, column = exc.position
         message = pyexpat.errors.messages[exc.code] if exc.code else str(exc)
-        if exc.code == _INVALID_TOKEN and self._raw is not None:
-            bad_utf8 = _utf8_error(self._raw)
+        if exc.code == _INVALID_TOKEN:
+            bad_utf8 = _utf8_error(self._stream.head, self._stream.recent, self._stream.recent_offset)
             if bad_utf8 is not None:
                 return f"the XML is not valid UTF-8 at line {line}: {bad_utf8}"
         if exc.code in _EOF_ERRORS:
@@ -568,15 +577,54 @@ def _timestamp(text: str | None, which: str) -> datetime:
     return datetime.fromtimestamp(int(text.split(".", 1)[0]), tz=UTC)
 
 
-def _utf8_error(raw: bytes) -> str | None:
+class _RecentBytes:
+    """A report stream as the parser reads it. It remembers its first bytes and the last two chunks
+    read: enough to say, after expat stopped at an invalid token, whether bad UTF-8 was the cause,
+    without keeping the document. And it refuses more than `max_text_run` bytes read with no element
+    event (the reader resets `since_event` at each), which the parser would otherwise hold whole."""
+
+    def __init__(self, stream: IO[bytes], limits: ReportLimits) -> None:
+        self._stream = stream
+        self._max_run = limits.max_text_run
+        self.since_event = 0  # bytes read since the parser last gave an element event
+        self.head = b""
+        self.recent = b""
+        self.recent_offset = 0  # where `recent` starts in the document
+        self._last = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.since_event += len(data)
+        if self.since_event > self._max_run:
+            raise ReportRefused(
+                f"the XML has more than {self._max_run // (1024 * 1024):,} MB with no element in it, "
+                "the most accepted",
+                "max_text_run",
+                self.since_event,
+            )
+        if len(self.head) < 200:
+            self.head += data[: 200 - len(self.head)]
+        self.recent_offset += len(self.recent) - len(self._last)
+        self.recent = self._last + data
+        self._last = data
+        return data
+
+
+def _utf8_error(head: bytes, recent: bytes, offset: int) -> str | None:
     # Only asked after expat failed: says whether bad UTF-8, not bad markup, was the cause.
-    declared = _XML_ENCODING.match(raw[:200])
+    declared = _XML_ENCODING.match(head)
     if declared is not None and declared.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
         return None
+    skip = 0
+    while offset and skip < min(3, len(recent)) and 0x80 <= recent[skip] <= 0xBF:
+        skip += 1  # the window may start inside a character: not the character's fault
     try:
-        raw.decode("utf-8")
+        recent[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        return f"byte 0x{raw[exc.start]:02x} at offset {exc.start} ({exc.reason})"
+        at = skip + exc.start
+        if exc.reason == "unexpected end of data":
+            return None  # the window ends mid-character; the next chunk was never read
+        return f"byte 0x{recent[at]:02x} at offset {offset + at} ({exc.reason})"
     return None
 
 
@@ -598,4 +646,9 @@ def parse_report_file(
     data: bytes, filename: str | None = None, limits: ReportLimits = DEFAULT_LIMITS
 ) -> list[AggregateReport]:
     """Unpack an uploaded or mailed report (xml, gz, zip, eml) and parse every XML document in it."""
-    return [parse_report(xml, limits) for xml in unpack_report(data, filename, limits)]
+    return [parse_report(xml, limits) for xml in iter_report_documents(data, filename, limits)]
+
+
+# The streaming reader, for a caller that stores records as they come (bot.reports.ingest): iterate
+# `records()`, then `report(())` gives the header, validated; `records_seen` and `skipped` count.
+ReportReader = _Reader

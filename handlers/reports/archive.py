@@ -15,8 +15,10 @@ import lzma
 import re
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
+from typing import IO
 
 from handlers.errors import ReportError
 
@@ -27,6 +29,7 @@ __all__ = [
     "ReportLimits",
     "ReportRefused",
     "detect_format",
+    "iter_report_documents",
     "unpack_report",
 ]
 
@@ -58,10 +61,20 @@ class ReportLimits:
     max_xml_bytes: int = 200 * MiB  # all decompressed XML of one input together
     max_zip_members: int = 10
     max_attachments: int = 10  # report-like attachments of one mail
-    max_records: int = 500_000  # about 250 MB of XML: more than any real reporter sends
+    # Per report (one XML document), not per file: a zip may hold max_zip_members reports, and
+    # max_xml_bytes bounds them all together. 500,000 is about 250 MB of XML: more than any real
+    # reporter sends in one report.
+    max_records: int = 500_000
+    # A record's <count> must fit in 32 bits: no receiver sees four billion messages from one
+    # source in one report, and so every sum over stored counts stays far inside SQLite's 64 bits.
+    max_record_count: int = 2**32 - 1
     max_record_elements: int = 10_000  # one <record> subtree; real ones have about 20
     max_auth_results: int = 50  # DKIM or SPF results kept per record
     max_text: int = 255  # every string kept from a report is cut to this
+    # Bytes read with no element starting or ending: the parser holds text (blanks, comments, a
+    # tag) whole until the next element event, so a gigabyte of blanks inside <feedback> would be
+    # a gigabyte in memory. In real reports an element starts or ends every few dozen bytes.
+    max_text_run: int = 1 * MiB
 
 
 DEFAULT_LIMITS = ReportLimits()
@@ -150,7 +163,17 @@ def detect_format(data: bytes) -> str | None:
 def unpack_report(
     data: bytes, filename: str | None = None, limits: ReportLimits = DEFAULT_LIMITS
 ) -> list[bytes]:
-    """Return the XML document(s) inside an uploaded or mailed report, or raise a ReportError."""
+    """Return the XML document(s) inside an uploaded or mailed report, or raise a ReportError.
+    Each document is held whole: for tests and small inputs; ingestion streams them instead."""
+    return [document.read() for document in iter_report_documents(data, filename, limits)]
+
+
+def iter_report_documents(
+    data: bytes, filename: str | None = None, limits: ReportLimits = DEFAULT_LIMITS
+) -> Iterator[IO[bytes]]:
+    """Yield each XML document inside an uploaded or mailed report as a stream, inflated as it is
+    read (never held inflated); read each before asking for the next. Raises a ReportError, also
+    from the streams' reads (a corrupt member, the max_xml_bytes cap)."""
     if len(data) > limits.max_input_bytes:
         raise _over("the file is", "max_input_bytes", len(data), limits.max_input_bytes)
     if not data or data.isspace():  # isspace, not strip(): no copy of a large input
@@ -160,54 +183,133 @@ def unpack_report(
     if kind is None and filename and filename.lower().endswith((".eml", ".msg")):
         kind = "mail"  # the name is only a tie-breaker for a mail whose first line is odd
     if kind == "mail":
-        return _unpack_mail(data, budget, limits)
+        yield from _unpack_mail(data, budget, limits)
+        return
     if kind is None:
         raise ReportInvalid(f"not a report: {_what_it_is(data)}")
-    docs = _unpack_payload(data, kind, budget, limits)
-    if not docs:
+    found = 0
+    for document in _unpack_payload(data, kind, budget, limits):
+        found += 1
+        yield document
+    if not found:
         raise ReportInvalid("the zip archive holds no XML file")
-    return docs
 
 
-def _unpack_payload(data: bytes, kind: str, budget: _Budget, limits: ReportLimits) -> list[bytes]:
+def _unpack_payload(data: bytes, kind: str, budget: _Budget, limits: ReportLimits) -> Iterator[IO[bytes]]:
     if kind == "xml":
         budget.take(len(data))
-        return [data]
-    if kind == "gzip":
-        return [_gunzip(data, budget)]
-    if kind == "zip":
-        return _unzip(data, budget, limits)
-    return []  # anything else inside a mail (a logo, a PDF) is not ours to read
+        yield io.BytesIO(data)
+    elif kind == "gzip":
+        yield _gunzip(io.BytesIO(data), budget)
+    elif kind == "zip":
+        yield from _unzip(data, budget, limits)
+    # anything else inside a mail (a logo, a PDF) is not ours to read
 
 
-def _gunzip(data: bytes, budget: _Budget) -> bytes:
-    out: list[bytes] = []
-    rest = data
-    while True:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # 16+: expect a gzip header and trailer
-        pending = rest
+class _Inflating(io.RawIOBase):
+    """A read-only raw stream over produce(n) -> up to n bytes (b"" at the end); each read is
+    counted against the budget and fills the buffer as far as it can, so peek() sees a whole head."""
+
+    def __init__(self, budget: _Budget) -> None:
+        self._budget = budget
+
+    def readable(self) -> bool:
+        return True
+
+    def produce(self, n: int) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view):
+            chunk = self.produce(min(_CHUNK, len(view) - filled))
+            if not chunk:
+                break
+            self._budget.take(len(chunk))
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        return filled
+
+
+class _GzipInflater(_Inflating):
+    """A gzip stream inflated as it is read. Multi-member gzip (RFC 1952 §2.2) reads as the
+    members' contents concatenated; bytes after the last member that are not another member are
+    ignored (Mimecast, for one, appends a CRLF that makes gzip.decompress() fail on a good report)."""
+
+    def __init__(self, source: IO[bytes], budget: _Budget) -> None:
+        super().__init__(budget)
+        self._source = source
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # 16+: a gzip header and trailer
+        self._pending = b""
+        self._done = False
+
+    def _more_input(self) -> bytes:
         try:
-            while not inflater.eof:
-                # max_length bounds each step, so a bomb costs at most the cap plus one chunk.
-                chunk = inflater.decompress(pending, _CHUNK)
-                pending = inflater.unconsumed_tail
-                if not chunk and not pending:
-                    break
-                budget.take(len(chunk))
-                out.append(chunk)
-        except zlib.error as exc:
+            return self._source.read(_CHUNK)
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
             raise ReportInvalid(f"the gzip data is corrupt: {exc}") from None
-        if not inflater.eof:
-            raise ReportInvalid("the gzip data is truncated (no end of stream)")
-        rest = inflater.unused_data
-        if rest[:2] != b"\x1f\x8b":
-            # Bytes after the stream that are not another member are ignored: Mimecast, for one,
-            # appends a CRLF that makes gzip.decompress() fail on a good report.
-            break
-        # else: a multi-member gzip (RFC 1952 §2.2): the members' contents are concatenated.
-    xml = b"".join(out)
-    if detect_format(xml) != "xml":
-        raise ReportInvalid(f"the gzip file does not hold a report: {_what_it_is(xml)}")
+
+    def produce(self, n: int) -> bytes:
+        while not self._done:
+            if self._inflater.eof:
+                rest = self._inflater.unused_data + self._more_input()
+                if rest[:2] != b"\x1f\x8b":
+                    self._done = True
+                    break
+                self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._pending = rest
+            if not self._pending:
+                self._pending = self._more_input()
+                if not self._pending:
+                    raise ReportInvalid("the gzip data is truncated (no end of stream)")
+            try:
+                # max_length bounds each step, so a bomb costs at most the cap plus one chunk.
+                chunk = self._inflater.decompress(self._pending, n)
+            except zlib.error as exc:
+                raise ReportInvalid(f"the gzip data is corrupt: {exc}") from None
+            self._pending = self._inflater.unconsumed_tail
+            if chunk:
+                return chunk
+        return b""
+
+
+class _MemberReader(_Inflating):
+    """One zip member inflated as it is read: the sizes in the zip headers are the sender's word,
+    so every byte is counted as it comes."""
+
+    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> None:
+        super().__init__(budget)
+        self._name = info.filename[:100]
+        self._member = archive.open(info)
+
+    def produce(self, n: int) -> bytes:
+        try:
+            return self._member.read(n)
+        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
+            raise ReportInvalid(f"the zip member {self._name!r} is corrupt: {exc}") from None
+        except NotImplementedError as exc:  # e.g. deflate64, which zipfile cannot inflate
+            raise ReportInvalid(f"the zip member {self._name!r} uses {exc}") from None
+
+    def close(self) -> None:
+        self._member.close()
+        super().close()
+
+
+def _buffered(raw: io.RawIOBase) -> io.BufferedReader:
+    return io.BufferedReader(raw, buffer_size=_CHUNK)
+
+
+def _head(stream: io.BufferedReader) -> bytes:
+    """The first bytes of a stream, left unread, enough for detect_format()."""
+    return stream.peek(4096)[:4096]
+
+
+def _gunzip(source: IO[bytes], budget: _Budget) -> IO[bytes]:
+    xml = _buffered(_GzipInflater(source, budget))
+    head = _head(xml)
+    if detect_format(head) != "xml":
+        raise ReportInvalid(f"the gzip file does not hold a report: {_what_it_is(head)}")
     return xml
 
 
@@ -239,7 +341,7 @@ def _precheck_zip(data: bytes, limits: ReportLimits) -> None:
         )
 
 
-def _unzip(data: bytes, budget: _Budget, limits: ReportLimits) -> list[bytes]:
+def _unzip(data: bytes, budget: _Budget, limits: ReportLimits) -> Iterator[IO[bytes]]:
     _precheck_zip(data, limits)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -252,36 +354,25 @@ def _unzip(data: bytes, budget: _Budget, limits: ReportLimits) -> list[bytes]:
         if len(members) > limits.max_zip_members:
             count = len(members)
             raise _over("the zip archive has", "max_zip_members", count, limits.max_zip_members, "files")
-        docs: list[bytes] = []
         for info in members:
             if info.flag_bits & 0x1:
                 raise ReportInvalid(f"the zip member {info.filename[:100]!r} is encrypted")
-            content = _read_member(archive, info, budget)
-            kind = detect_format(content)
-            if kind == "gzip":
-                docs.append(_gunzip(content, budget))
-            elif kind == "xml":
-                docs.append(content)
-            # else: a README or the like beside the report; skipped
-        return docs
+            try:
+                member = _buffered(_MemberReader(archive, info, budget))
+            except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
+                raise ReportInvalid(f"the zip member {info.filename[:100]!r} is corrupt: {exc}") from None
+            except NotImplementedError as exc:
+                raise ReportInvalid(f"the zip member {info.filename[:100]!r} uses {exc}") from None
+            with member:
+                kind = detect_format(_head(member))
+                if kind == "gzip":
+                    yield _gunzip(member, budget)
+                elif kind == "xml":
+                    yield member
+                # else: a README or the like beside the report; skipped
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
-    parts: list[bytes] = []
-    try:
-        with archive.open(info) as member:
-            # Read in chunks and count as we go: the sizes in the zip headers are the sender's word.
-            while chunk := member.read(_CHUNK):
-                budget.take(len(chunk))
-                parts.append(chunk)
-    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
-        raise ReportInvalid(f"the zip member {info.filename[:100]!r} is corrupt: {exc}") from None
-    except NotImplementedError as exc:  # e.g. deflate64, which zipfile cannot inflate
-        raise ReportInvalid(f"the zip member {info.filename[:100]!r} uses {exc}") from None
-    return b"".join(parts)
-
-
-def _unpack_mail(data: bytes, budget: _Budget, limits: ReportLimits) -> list[bytes]:
+def _unpack_mail(data: bytes, budget: _Budget, limits: ReportLimits) -> Iterator[IO[bytes]]:
     try:
         # compat32 parses leniently and records defects instead of raising on odd headers.
         message = email.message_from_bytes(data, policy=email.policy.compat32)
@@ -296,17 +387,18 @@ def _unpack_mail(data: bytes, budget: _Budget, limits: ReportLimits) -> list[byt
     if len(candidates) > limits.max_attachments:
         count = len(candidates)
         raise _over("the message has", "max_attachments", count, limits.max_attachments, "attachments")
-    docs: list[bytes] = []
+    found = 0
     for part in candidates:
         payload = part.get_payload(decode=True)
         if not isinstance(payload, bytes):
             continue
         kind = detect_format(payload)
         if kind in ("xml", "gzip", "zip"):  # never a mail inside a mail: one level of nesting
-            docs.extend(_unpack_payload(payload, kind, budget, limits))
-    if not docs:
+            for document in _unpack_payload(payload, kind, budget, limits):
+                found += 1
+                yield document
+    if not found:
         raise ReportInvalid("the message carries no aggregate report (no XML, gzip or zip attachment)")
-    return docs
 
 
 def _walk(message: Message, limits: ReportLimits) -> list[Message]:

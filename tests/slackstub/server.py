@@ -180,6 +180,7 @@ class SlackStandIn:
             self._calls: list[Call] = []
             self.violations: list[str] = []
             self._faults: dict[str, list[_Fault]] = {}
+            self._delays: dict[str, float] = {}
             self._channels: dict[str, dict[str, Any]] = {}
             self._users: dict[str, dict[str, Any]] = {}
             self._tokens: dict[str, _Identity] = {}
@@ -292,6 +293,12 @@ class SlackStandIn:
                     times=times,
                 )
             )
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Answer every call of ``method`` ``seconds`` late (a slow Slack); the call is recorded when
+        its answer is sent."""
+        with self._cond:
+            self._delays[method] = seconds
 
     # ------------------------------------------------------------------------------------ inspection
 
@@ -457,6 +464,10 @@ class SlackStandIn:
         self, method: str, params: dict[str, Any], headers: Headers
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Returns (status, body, extra response headers)."""
+        with self._cond:
+            late = self._delays.get(method, 0.0)
+        if late:
+            time.sleep(late)
         fault = self._take_fault(method)
         if fault is not None:
             if fault.status == 429:
