@@ -8,6 +8,13 @@ identical questions are asked once, even when asked concurrently.
 Failures stay distinct (the `dns.temperror` finding): NXDOMAIN and NODATA are answers; SERVFAIL,
 REFUSED, a timeout and a truncated answer whose TCP retry failed are outages, and callers must never
 report an outage as a missing record.
+
+Queries in flight are bounded per session (`max_inflight`): a monitor cycle asks tens of thousands
+of questions, and a burst past what the socket, the path or the resolver can hold is dropped, not
+queued (dnsmasq, the resolver of many routers, forwards at most 150 at once by default and drops
+the rest). Every query waits for a slot; a timeout suffered while our own queries were queueing is
+taken as our congestion, not the domain's: the window of slots shrinks and the query is asked again
+after a backoff, before the timeout counts as an outage.
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ import asyncio
 import dataclasses
 import enum
 import ipaddress
+import random
 import re
 import socket
 import threading
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -37,6 +46,14 @@ import dns.resolver
 MAX_CNAME_HOPS = 8
 # Answers larger than this come back truncated over UDP and are retried over TCP.
 EDNS_PAYLOAD = 1232
+# Queries in flight at once, per session: below dnsmasq's default forward limit (150), and enough
+# to keep a 20 ms path busy at thousands of queries a second.
+DEFAULT_MAX_INFLIGHT = 100
+# A timeout under our own load is asked again this many times, after a backoff doubling from
+# CONGESTION_BACKOFF seconds (randomised, so the retries of one burst do not arrive as a burst).
+CONGESTION_RETRIES = 4
+CONGESTION_BACKOFF = 0.05
+MIN_WINDOW = 4  # the window never shrinks below this many queries in flight
 
 
 class DnsStatus(enum.Enum):
@@ -205,6 +222,69 @@ def _rdata_text(rdata: object, rdtype: int) -> str:
     return str(rdata.to_text())  # type: ignore[attr-defined]
 
 
+class InflightLimit:
+    """Slots for queries in flight, with a window that shrinks when our own load causes timeouts
+    (halved at most once per timeout period, as one burst's drops all time out together) and grows
+    back by one slot per window's worth of answers (additive increase, as TCP's congestion window).
+
+    One per session and event loop: the asyncio futures it holds belong to one loop."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self.window = float(ceiling)
+        self.in_flight = 0
+        self.peak = 0
+        self.waits = 0  # acquisitions that had to wait for a slot: the mark of our own load
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._last_cut = float("-inf")
+
+    async def acquire(self) -> None:
+        if self.in_flight < int(self.window) and not self._waiters:
+            self._take()
+            return
+        self.waits += 1
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over as we were cancelled: give it back
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def loaded_since(self, waits_before: int) -> bool:
+        """True when some query waited for a slot since `waits_before` was read, or the window is
+        already cut: a timeout then is more likely our burst than the domain's DNS."""
+        return self.waits != waits_before or self.window < self.ceiling
+
+    def answered(self) -> None:
+        if self.window < self.ceiling:
+            self.window = min(float(self.ceiling), self.window + 1 / self.window)
+            self._wake()
+
+    def congested(self, now: float, period: float) -> None:
+        if now - self._last_cut >= period:
+            self.window = max(float(min(MIN_WINDOW, self.ceiling)), self.window / 2)
+            self._last_cut = now
+
+    def _take(self) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < int(self.window):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
+
+
 @dataclass
 class DnsSession:
     """Answers questions through the configured nameservers, each at most once per session."""
@@ -212,15 +292,34 @@ class DnsSession:
     nameservers: tuple[Nameserver, ...] = ()
     timeout: float = 2.0  # per attempt
     attempts: int = 2  # per nameserver, for timeouts only
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
     queries_sent: int = 0
+    congestion_retries: int = 0  # timeouts under our own load that were asked again
     _answers: dict[tuple[str, str], Lookup] = field(default_factory=dict, repr=False)
     _pending: dict[tuple[str, str], asyncio.Task[Lookup]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _limits: dict[asyncio.AbstractEventLoop, InflightLimit] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.nameservers:
             self.nameservers = system_nameservers() or (Nameserver("127.0.0.1"),)
+        if self.max_inflight < 1:
+            raise ValueError("max_inflight must be at least 1")
+
+    @property
+    def peak_inflight(self) -> int:
+        """The most queries this session had in flight at once."""
+        return max((limit.peak for limit in self._limits.values()), default=0)
+
+    def _limit(self) -> InflightLimit:
+        loop = asyncio.get_running_loop()
+        limit = self._limits.get(loop)
+        if limit is None:
+            # A loop that has ended (an earlier asyncio.run) holds no waiter any more.
+            self._limits = {old: lim for old, lim in self._limits.items() if not old.is_closed()}
+            limit = self._limits[loop] = InflightLimit(self.max_inflight)
+        return limit
 
     async def lookup(self, name: str, rdtype: str) -> Lookup:
         """Ask `name`/`rdtype`, following CNAMEs; concurrent identical questions share one query."""
@@ -307,13 +406,36 @@ class DnsSession:
         failure = Lookup(name, rdtype, DnsStatus.ERROR, detail="no nameserver configured")
         for server in self.nameservers:
             for _ in range(self.attempts):
-                outcome = await self._ask_once(server, name, rdtype)
+                outcome = await self._ask_paced(server, name, rdtype)
                 if not isinstance(outcome, Lookup):
                     return outcome
                 failure = outcome
                 if outcome.status is not DnsStatus.TIMEOUT:
                     break  # SERVFAIL/REFUSED/TCP failure: this server will say the same again
         return failure
+
+    async def _ask_paced(self, server: Nameserver, name: str, rdtype: str) -> dns.message.Message | Lookup:
+        """One attempt in a slot of the in-flight bound; a timeout under our own load is asked
+        again after a backoff, and only the last such timeout is returned."""
+        limit = self._limit()
+        retry = 0
+        while True:
+            waits_before = limit.waits
+            await limit.acquire()
+            try:
+                outcome = await self._ask_once(server, name, rdtype)
+            finally:
+                limit.release()
+            timed_out = isinstance(outcome, Lookup) and outcome.status is DnsStatus.TIMEOUT
+            if not timed_out:
+                limit.answered()
+                return outcome
+            if retry >= CONGESTION_RETRIES or not limit.loaded_since(waits_before):
+                return outcome
+            limit.congested(asyncio.get_running_loop().time(), self.timeout)
+            self.congestion_retries += 1
+            await asyncio.sleep(CONGESTION_BACKOFF * 2**retry * (0.5 + random.random()))
+            retry += 1
 
     async def _ask_once(self, server: Nameserver, name: str, rdtype: str) -> dns.message.Message | Lookup:
         query = dns.message.make_query(name, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
