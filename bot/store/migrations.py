@@ -225,6 +225,14 @@ def _create_flattened_includes(db: sqlite_utils.Database) -> None:
     db.table("flattened_includes").create_index(["team_id", "domain", "include"], unique=True)
 
 
+def _add_selector_probes(db: sqlite_utils.Database) -> None:
+    # The selectors a probe of the common ones found, and when it ran: the monitor checks those
+    # every cycle and probes again only weekly (bot.monitor.cycle). NULL: never probed, so the
+    # next cycle probes (every watch of an older database, once).
+    db.table("watches").add_column("found_selectors", str, not_null_default="[]")
+    db.table("watches").add_column("selectors_probed_at", str)
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -234,4 +242,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (5, "fix plans", _create_fix_plans),  # the monitor verifies them
     (6, "threaded alerts", _add_alert_threads),  # a plan's "fixed" goes in its thread
     (7, "flattened includes", _create_flattened_includes),  # watched for drift once verified
+    (8, "selector probes", _add_selector_probes),  # probe weekly, check the known ones each cycle
 ]

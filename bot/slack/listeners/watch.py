@@ -9,14 +9,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
-from bot.monitor.cycle import record_observation
+from bot.monitor.cycle import check_watch, record_observation
 from bot.monitor.watch_state import observe
 from bot.slack.blocks.alerts import render_watch_list, render_watch_started
 from bot.slack.blocks.domain_report import context
 from bot.slack.features import Feature
 from bot.slack.mrkdwn import safe
 from bot.slack.routing import Job, Subcommand, parse_domain_argument, parse_selectors
-from bot.slack.turn import SlackTurn, run_domain_check
+from bot.slack.turn import SlackTurn
 from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
 
@@ -74,7 +74,7 @@ def start_watching(domain: str, selectors: list[str], turn: SlackTurn) -> None:
         return
     store = turn.stores.watches
     watch, newly = store.add_watch(turn.team_id, turn.channel_id, domain, selectors, turn.user_id)
-    report = run_domain_check(turn.settings, domain, selectors)
+    report = check_watch(watch, turn.settings.dns_session())
     record_observation(store, watch, observe(report))
     text, blocks = render_watch_started(report, watch, newly, selectors)
     turn.post(text, blocks, unfurl_links=False, unfurl_media=False)
