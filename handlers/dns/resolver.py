@@ -42,6 +42,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
+from handlers.dns.wire import MalformedAnswer, WireAnswer, WireQuery, build_query, read_answer
+
 # RFC 1034 §3.6.2 allows long chains, but resolvers cap them; 8 matches common practice.
 MAX_CNAME_HOPS = 8
 # Answers larger than this come back truncated over UDP and are retried over TCP.
@@ -401,7 +403,7 @@ class DnsSession:
                 return Lookup(name, rdtype, status, tuple(records), cname_chain=tuple(chain))
             current = chain[-1]  # the response stops at a CNAME: ask its target
 
-    async def _ask_servers(self, name: str, rdtype: str) -> dns.message.Message | Lookup:
+    async def _ask_servers(self, name: str, rdtype: str) -> WireAnswer | Lookup:
         """The response from the first server that answers, or the last failure."""
         failure = Lookup(name, rdtype, DnsStatus.ERROR, detail="no nameserver configured")
         for server in self.nameservers:
@@ -414,7 +416,7 @@ class DnsSession:
                     break  # SERVFAIL/REFUSED/TCP failure: this server will say the same again
         return failure
 
-    async def _ask_paced(self, server: Nameserver, name: str, rdtype: str) -> dns.message.Message | Lookup:
+    async def _ask_paced(self, server: Nameserver, name: str, rdtype: str) -> WireAnswer | Lookup:
         """One attempt in a slot of the in-flight bound; a timeout under our own load is asked
         again after a backoff, and only the last such timeout is returned."""
         limit = self._limit()
@@ -437,20 +439,22 @@ class DnsSession:
             await asyncio.sleep(CONGESTION_BACKOFF * 2**retry * (0.5 + random.random()))
             retry += 1
 
-    async def _ask_once(self, server: Nameserver, name: str, rdtype: str) -> dns.message.Message | Lookup:
-        query = dns.message.make_query(name, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
-        query.flags |= dns.flags.RD
+    async def _ask_once(self, server: Nameserver, name: str, rdtype: str) -> WireAnswer | Lookup:
+        query = build_query(name, dns.rdatatype.from_text(rdtype), EDNS_PAYLOAD)
         self.queries_sent += 1
         try:
-            response = await dns.asyncquery.udp(query, server.host, self.timeout, server.port)
-        except dns.exception.Timeout:
+            response = await _exchange_udp(query, server, self.timeout)
+        except TimeoutError:
             return Lookup(name, rdtype, DnsStatus.TIMEOUT, detail=f"server {server}")
-        except (OSError, dns.exception.DNSException) as error:
+        except (OSError, MalformedAnswer) as error:
             return Lookup(name, rdtype, DnsStatus.ERROR, detail=f"server {server}: {error}")
-        if response.flags & dns.flags.TC:
+        if response.truncated:
             self.queries_sent += 1
+            # The rare large answer goes through dnspython's TCP path (RFC 7766).
+            tcp_query = dns.message.make_query(name, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
+            tcp_query.flags |= dns.flags.RD
             try:
-                response = await dns.asyncquery.tcp(query, server.host, self.timeout, server.port)
+                message = await dns.asyncquery.tcp(tcp_query, server.host, self.timeout, server.port)
             except (OSError, EOFError, dns.exception.DNSException) as error:
                 return Lookup(
                     name,
@@ -458,16 +462,70 @@ class DnsSession:
                     DnsStatus.TRUNCATED,
                     detail=f"server {server}: {error or type(error).__name__}",
                 )
-        rcode = response.rcode()
+            response = _from_message(message)
+        rcode = response.rcode
         if rcode == dns.rcode.SERVFAIL:
             return Lookup(name, rdtype, DnsStatus.SERVFAIL, detail=f"server {server}")
         if rcode == dns.rcode.REFUSED:
             return Lookup(name, rdtype, DnsStatus.REFUSED, detail=f"server {server}")
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
             return Lookup(
-                name, rdtype, DnsStatus.ERROR, detail=f"server {server} answered {dns.rcode.to_text(rcode)}"
+                name,
+                rdtype,
+                DnsStatus.ERROR,
+                detail=f"server {server} answered {dns.rcode.to_text(dns.rcode.Rcode.make(rcode))}",
             )
         return response
+
+
+class _Exchange(asyncio.DatagramProtocol):
+    """One query's socket: the first datagram that answers it settles `answer`; strays are ignored."""
+
+    def __init__(self, query: WireQuery, answer: asyncio.Future[WireAnswer]) -> None:
+        self.query = query
+        self.answer = answer
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if self.answer.done():
+            return
+        try:
+            response = read_answer(data, self.query)
+        except MalformedAnswer as error:
+            self.answer.set_exception(error)
+            return
+        if response is not None:
+            self.answer.set_result(response)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(exc)  # ICMP unreachable: nothing listens there
+
+
+async def _exchange_udp(query: WireQuery, server: Nameserver, timeout: float) -> WireAnswer:
+    """Send `query` to `server` over UDP from a fresh socket (a new source port per query, RFC
+    5452) connected to it, so only its datagrams arrive; the answer, or TimeoutError."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[WireAnswer] = loop.create_future()
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _Exchange(query, answer), remote_addr=(server.host, server.port), family=family
+    )
+    try:
+        transport.sendto(query.wire)
+        return await asyncio.wait_for(answer, timeout)
+    finally:
+        transport.close()
+
+
+def _from_message(message: dns.message.Message) -> WireAnswer:
+    """A dnspython response (from the TCP path) in the form the UDP path reads."""
+    records = {
+        (normalise_name(rrset.name.to_text()), rrset.rdtype, _rdata_text(rdata, rrset.rdtype)): None
+        for rrset in message.answer
+        if rrset.rdclass == dns.rdataclass.IN
+        for rdata in rrset
+    }
+    return WireAnswer(message.rcode(), bool(message.flags & dns.flags.TC), tuple(records))
 
 
 def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
@@ -477,30 +535,33 @@ def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _read_answer(response: dns.message.Message, name: str, rdtype: str) -> tuple[list[str], list[str]]:
+def _read_answer(response: WireAnswer, name: str, rdtype: str) -> tuple[list[str], list[str]]:
     """The records of `rdtype` at the end of any CNAME chain in this response, and the CNAME
     targets followed to get there, in order (the last one is to be asked when there are no
     records). A looping chain stops at the first repeated target, which the caller reports."""
     wanted = dns.rdatatype.from_text(rdtype)
-    owner = dns.name.from_text(name)
+    owner = normalise_name(name)
     seen = {owner}
     followed: list[str] = []
     while True:
-        rrset = response.get_rrset(response.answer, owner, dns.rdataclass.IN, wanted)
-        if rrset is not None:
-            return [_rdata_text(rdata, wanted) for rdata in rrset], followed
-        cname = response.get_rrset(response.answer, owner, dns.rdataclass.IN, dns.rdatatype.CNAME)
+        records = [text for at, kind, text in response.records if at == owner and kind == wanted]
+        if records:
+            return records, followed
+        cname = next(
+            (text for at, kind, text in response.records if at == owner and kind == dns.rdatatype.CNAME),
+            None,
+        )
         if cname is None or wanted == dns.rdatatype.CNAME:
             return [], followed
-        owner = next(iter(cname)).target
-        followed.append(normalise_name(owner.to_text()))
+        owner = cname
+        followed.append(owner)
         if owner in seen:
             return [], followed
         seen.add(owner)
 
 
-def _empty_status(response: dns.message.Message) -> DnsStatus:
-    return DnsStatus.NXDOMAIN if response.rcode() == dns.rcode.NXDOMAIN else DnsStatus.NODATA
+def _empty_status(response: WireAnswer) -> DnsStatus:
+    return DnsStatus.NXDOMAIN if response.rcode == dns.rcode.NXDOMAIN else DnsStatus.NODATA
 
 
 def _with_chain(lookup: Lookup, name: str, chain: list[str]) -> Lookup:

@@ -253,22 +253,21 @@ class FaultProxy:
         if not self._admit():
             return
         try:
-            self._answer_udp(wire, client)
+            answer = self._answer_udp(wire)
         finally:
+            # Out of flight before the answer leaves: the client may send its next query at once.
             self._done()
-
-    def _answer_udp(self, wire: bytes, client: tuple[str, int]) -> None:
-        query, fault = self._fault_for(wire, "udp")
-        if not self._delay() or fault == "timeout":
-            return
-        answer: bytes | None
-        if query is not None and fault in ("servfail", "refused", "truncate", "truncate_ok"):
-            answer = _synthesise(query, fault).to_wire()
-        else:
-            answer = self._forward_udp(wire)
         if answer is not None and self._udp is not None:
             with contextlib.suppress(OSError):
                 self._udp.sendto(answer, client)
+
+    def _answer_udp(self, wire: bytes) -> bytes | None:
+        query, fault = self._fault_for(wire, "udp")
+        if not self._delay() or fault == "timeout":
+            return None
+        if query is not None and fault in ("servfail", "refused", "truncate", "truncate_ok"):
+            return _synthesise(query, fault).to_wire()
+        return self._forward_udp(wire)
 
     def _handle_tcp(self, conn: socket.socket) -> None:
         with self._lock:
