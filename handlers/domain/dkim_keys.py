@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -196,6 +197,9 @@ def parse_key_record(selector: str, name: str, record: str) -> DkimKey:
     return DkimKey(selector, name, record, key_type, bits, False, "y" in flags, tuple(problems))
 
 
+# Loading an RSA key is the costly part of reading a key record, and one provider key is often
+# published (by CNAME) for many domains: each distinct key is loaded once.
+@functools.lru_cache(maxsize=1024)
 def _key_bits(key_type: str, key_data: str) -> tuple[int | None, str | None]:
     try:
         der = base64.b64decode(key_data, validate=True)
