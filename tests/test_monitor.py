@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from bot.monitor.cycle import PROBE_EVERY, check_watches
+from bot.monitor.cycle import PROBE_EVERY, REPROBES_PER_CYCLE, check_watches, reprobes_now
 from bot.monitor.watch_state import CANNOT_CHECK_AFTER, SETTLE_CHECKS
 from bot.reports.alerts import review_after_ingest
 from bot.slack import ids as slack_ids
 from bot.store.database import utcnow
+from bot.store.watches import Watch
 from handlers.dns.resolver import DnsSession, parse_nameserver
 from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, report_xml
@@ -506,3 +507,18 @@ def test_many_unselected_watches_behind_a_burst_dropping_resolver_report_no_outa
         assert all(w.found_selectors == ("google",) for w in harness.stores.watches.watches("T1"))
     finally:
         harness.stores.close()
+
+
+def test_weekly_probes_are_spread_over_cycles_the_longest_waiting_first() -> None:
+    now = utcnow()
+
+    def watch(n: int, probed_days_ago: float | None) -> Watch:
+        probed = None if probed_days_ago is None else (now - timedelta(days=probed_days_ago)).isoformat()
+        return Watch(n, "T1", "C1", f"d{n}.test", (), None, "", None, None, 0, (), probed)
+
+    fresh = [watch(n, 1) for n in range(3)]  # probed a day ago: not due
+    due = [watch(100 + n, 7 + n / 1000) for n in range(REPROBES_PER_CYCLE + 5)]
+    never = watch(999, None)  # never probed: always probed, outside the budget
+    chosen = reprobes_now([*fresh, *reversed(due), never], now)
+    assert len(chosen) == REPROBES_PER_CYCLE
+    assert chosen == {w.id for w in due[5:]}  # the five most recently probed wait

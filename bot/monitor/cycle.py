@@ -41,6 +41,7 @@ log = logging.getLogger("dmarcbot.monitor")
 
 MONITOR_CONCURRENCY = 64  # domains checked at once; each runs its own lookups concurrently too
 PROBE_EVERY = timedelta(days=7)  # the common DKIM selectors are probed again after this
+REPROBES_PER_CYCLE = 500  # weekly probes per cycle at most; the rest wait for the next cycles
 
 
 @dataclass
@@ -139,8 +140,19 @@ def probe_due(watch: Watch, now: datetime) -> bool:
     return now - probed_at >= PROBE_EVERY
 
 
-def target_of(watch: Watch, now: datetime) -> Target:
-    return Target(watch.domain, watch.selectors, watch.found_selectors, probe_due(watch, now))
+def target_of(watch: Watch, now: datetime, probe: bool | None = None) -> Target:
+    probe = probe_due(watch, now) if probe is None else probe
+    return Target(watch.domain, watch.selectors, watch.found_selectors, probe)
+
+
+def reprobes_now(watches: Sequence[Watch], now: datetime) -> set[int]:
+    """The ids of the watches whose weekly probe runs this cycle: the longest waiting first, at
+    most REPROBES_PER_CYCLE, so watches imported together are not all probed again in one cycle a
+    week later (a cycle of 59 extra queries a domain). A watch never probed is not counted here:
+    it is always probed, since its first state would otherwise lack the keys a probe finds."""
+    due = [w for w in watches if w.selectors_probed_at is not None and probe_due(w, now)]
+    due.sort(key=lambda w: w.selectors_probed_at or "")
+    return {w.id for w in due[:REPROBES_PER_CYCLE]}
 
 
 def check_watch(watch: Watch, session: DnsSession) -> DomainReport:
@@ -164,9 +176,11 @@ def check_watches(
     to one thread); each is one short transaction, and the checks in flight keep going around it."""
     now = now or utcnow()
     watches = [w for team in stores.watches.teams() for w in stores.watches.watches(team)]
+    reprobes = reprobes_now(watches, now)
     groups: dict[Target, list[Watch]] = {}
     for watch in watches:
-        groups.setdefault(target_of(watch, now), []).append(watch)
+        probe = watch.selectors_probed_at is None or watch.id in reprobes
+        groups.setdefault(target_of(watch, now, probe), []).append(watch)
     report = CycleReport(watches=len(watches), domains=len(groups))
     checked: list[Watch] = []
 
