@@ -540,7 +540,9 @@ def _read_answer(response: WireAnswer, name: str, rdtype: str) -> tuple[list[str
     targets followed to get there, in order (the last one is to be asked when there are no
     records). A looping chain stops at the first repeated target, which the caller reports."""
     wanted = dns.rdatatype.from_text(rdtype)
-    owner = normalise_name(name)
+    # In presentation form, as the wire reader prints owners: a name from an SPF macro may hold a
+    # space, which is `\032` there (RFC 1035 §5.1).
+    owner = normalise_name(dns.name.from_text(name).to_text())
     seen = {owner}
     followed: list[str] = []
     while True:
