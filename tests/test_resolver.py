@@ -675,3 +675,21 @@ def test_a_lone_timeout_is_not_taken_for_congestion(nsd: NsdServer, fault_proxy:
     lookup = asyncio.run(session.lookup(f"n0.{BURST_ZONE}", "TXT"))
     assert lookup.status is DnsStatus.TIMEOUT
     assert fault_proxy.count(f"n0.{BURST_ZONE}") == 2 and session.congestion_retries == 0
+
+
+def test_a_session_forgets_its_least_recently_used_answers_past_its_bound(
+    nsd: NsdServer, fault_proxy: FaultProxy
+) -> None:
+    questions = burst_world(nsd, 3)
+    session = DnsSession((parse_nameserver(fault_proxy.address),), timeout=2.0, attempts=1, max_answers=2)
+
+    async def scenario() -> None:
+        await session.lookup(*questions[0])
+        await session.lookup(*questions[1])
+        await session.lookup(*questions[0])  # remembered, and now the most recently used
+        await session.lookup(*questions[2])  # over the bound: questions[1] is forgotten
+        await session.lookup(*questions[0])
+        await session.lookup(*questions[1])
+
+    asyncio.run(scenario())
+    assert [fault_proxy.count(name) for name, _ in questions] == [1, 2, 1]

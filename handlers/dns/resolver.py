@@ -3,7 +3,8 @@
 A `DnsSession` is one unit of freshness: it remembers each answer for its own lifetime only (one
 check, one re-check, one monitor cycle), so no answer read before a check began can serve that check
 (checkdmarc's 30-minute process-wide cache is the trap this avoids). Within a session,
-identical questions are asked once, even when asked concurrently.
+identical questions are asked once, even when asked concurrently (up to the `max_answers` most
+recently used, for a session as long as a monitor cycle).
 
 Failures stay distinct (the `dns.temperror` finding): NXDOMAIN and NODATA are answers; SERVFAIL,
 REFUSED, a timeout and a truncated answer whose TCP retry failed are outages, and callers must never
@@ -27,7 +28,7 @@ import random
 import re
 import socket
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -56,6 +57,11 @@ DEFAULT_MAX_INFLIGHT = 100
 CONGESTION_RETRIES = 4
 CONGESTION_BACKOFF = 0.05
 MIN_WINDOW = 4  # the window never shrinks below this many queries in flight
+# Answers a session remembers, the least recently used forgotten first: a check asks a few
+# hundred, a monitor cycle over 10,000 domains hundreds of thousands, most asked by one domain
+# only. A provider's include, asked by domain after domain, stays; the rest go, so the cycle's
+# memory stays flat. A forgotten answer asked again is asked of DNS again: fresher, never older.
+DEFAULT_MAX_ANSWERS = 50_000
 
 
 class DnsStatus(enum.Enum):
@@ -297,7 +303,8 @@ class DnsSession:
     max_inflight: int = DEFAULT_MAX_INFLIGHT
     queries_sent: int = 0
     congestion_retries: int = 0  # timeouts under our own load that were asked again
-    _answers: dict[tuple[str, str], Lookup] = field(default_factory=dict, repr=False)
+    max_answers: int = DEFAULT_MAX_ANSWERS
+    _answers: OrderedDict[tuple[str, str], Lookup] = field(default_factory=OrderedDict, repr=False)
     _pending: dict[tuple[str, str], asyncio.Task[Lookup]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -326,8 +333,11 @@ class DnsSession:
     async def lookup(self, name: str, rdtype: str) -> Lookup:
         """Ask `name`/`rdtype`, following CNAMEs; concurrent identical questions share one query."""
         key = (normalise_name(name), rdtype.upper())
-        if key in self._answers:
-            return self._answers[key]
+        with self._lock:
+            known = self._answers.get(key)
+            if known is not None:
+                self._answers.move_to_end(key)  # in use: the last to be forgotten
+                return known
         loop = asyncio.get_running_loop()
         self._loop = loop
         task = self._pending.get(key)
@@ -337,6 +347,9 @@ class DnsSession:
         result = await task
         with self._lock:
             self._answers[key] = result
+            self._answers.move_to_end(key)
+            while len(self._answers) > self.max_answers:
+                self._answers.popitem(last=False)
             self._pending.pop(key, None)
         return result
 
@@ -346,14 +359,17 @@ class DnsSession:
 
     def all_failed(self) -> bool:
         """True when every question so far ended in an outage: DNS could not be reached at all."""
-        answers = list(self._answers.values())
+        with self._lock:
+            answers = list(self._answers.values())
         return bool(answers) and all(a.is_outage for a in answers)
 
     def lookup_blocking(self, name: str, rdtype: str) -> Lookup:
         """The same, for libraries that call DNS synchronously from a worker thread (pyspf)."""
         key = (normalise_name(name), rdtype.upper())
-        if key in self._answers:
-            return self._answers[key]
+        with self._lock:
+            known = self._answers.get(key)
+        if known is not None:
+            return known
         loop = self._loop
         if loop is not None and loop.is_running() and not _in_loop_thread(loop):
             return asyncio.run_coroutine_threadsafe(self.lookup(name, rdtype), loop).result()
