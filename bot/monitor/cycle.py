@@ -41,6 +41,7 @@ log = logging.getLogger("dmarcbot.monitor")
 
 MONITOR_CONCURRENCY = 64  # domains checked at once; each runs its own lookups concurrently too
 PROBE_EVERY = timedelta(days=7)  # the common DKIM selectors are probed again after this
+WRITE_BATCH = 50  # checks written per commit
 REPROBES_PER_CYCLE = 500  # weekly probes per cycle at most; the rest wait for the next cycles
 
 
@@ -184,6 +185,24 @@ def check_watches(
     report = CycleReport(watches=len(watches), domains=len(groups))
     checked: list[Watch] = []
 
+    unwritten: list[tuple[Watch, Observation]] = []
+
+    def write_batch() -> None:
+        # One commit for many checks: a commit waits for the disk, and one per domain was most
+        # of a cycle's time. Each check is still its own savepoint: one that fails is logged and
+        # the others are written.
+        with stores.database.write():
+            for watch, observation in unwritten:
+                try:
+                    report.alerts_written += len(record_observation(stores.watches, watch, observation, now))
+                except Exception as error:
+                    log.error("Storing the check of %s failed", watch.domain, exc_info=error)
+                    report.errors.append(f"{watch.domain}: {type(error).__name__}: {error}")
+                    continue
+                if not observation.outage:
+                    checked.append(watch)
+        unwritten.clear()
+
     def record(target: Target, result: DomainReport | BaseException) -> None:
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
@@ -193,15 +212,16 @@ def check_watches(
                 log.error("Checking %s for team %s failed", watch.domain, watch.team_id, exc_info=result)
                 report.errors.append(f"{watch.domain}: {type(result).__name__}: {result}")
             return
-        observation = observe(result)
+        observation = observe(result)  # the report itself is dropped here
         report.probes += observation.found_selectors is not None
         for watch in groups[target]:
             report.outages += observation.outage
-            report.alerts_written += len(record_observation(stores.watches, watch, observation, now))
-            if not observation.outage:
-                checked.append(watch)
+            unwritten.append((watch, observation))
+        if len(unwritten) >= WRITE_BATCH:
+            write_batch()
 
     asyncio.run(check_all(list(groups), session, record, concurrency))
+    write_batch()
     # After the checks, through the same session: a plan is verified against the answers the
     # domain's own check just got (and never when that check hit an outage).
     report.fixes_verified = verify_pending_plans(stores.fix_plans, session, checked, now)
