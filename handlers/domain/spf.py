@@ -162,7 +162,7 @@ def is_spf_record(txt: str) -> bool:
 # A provider's record is reached from every domain that includes it: parsed once, then served from
 # here (the result is immutable and a function of the text alone, so no answer's freshness is at
 # stake). Bounded, so a cycle over many domains' own records cannot grow it without limit.
-PARSED_RECORDS_KEPT = 8192
+PARSED_RECORDS_KEPT = 1024
 
 
 @functools.lru_cache(maxsize=PARSED_RECORDS_KEPT)
