@@ -29,6 +29,8 @@ Goal: a cycle under 60 s on this 2-core machine, far fewer queries per domain th
 Options for the fleet case:
 - `--unselected`: the watches name no DKIM selector (the default of `/dmarc watch`): the baseline
   cycle probes the 59 common selectors of every domain, later cycles check the one found;
+- `--probed`: the watches were probed when added (as `/dmarc watch` and `dmarcbot watch` do), so
+  the baseline cycle checks the known selectors only;
 - `--burst N`: the proxy drops every query that arrives while N are in flight, as dnsmasq drops
   what exceeds its `dns-forward-max` (150 by default);
 - `--max-inflight N`: the session's bound on queries in flight (DMARCBOT_DNS_MAX_INFLIGHT);
@@ -46,6 +48,7 @@ import asyncio
 import base64
 import contextlib
 import cProfile
+import json
 import multiprocessing
 import resource
 import socket
@@ -61,6 +64,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bot.config import Settings
 from bot.monitor.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
 from bot.monitor.cycle import check_watches
+from bot.store.database import iso, utcnow
 from bot.store.stores import Stores, open_stores
 from handlers.dns.resolver import DEFAULT_MAX_INFLIGHT, DnsSession, Nameserver
 from handlers.domain.check import check_domain
@@ -271,6 +275,9 @@ def main() -> int:
     )
     parser.add_argument("--runs", type=int, default=3, help="runs of each cycle kind (default 3)")
     parser.add_argument("--unselected", action="store_true", help="watches name no DKIM selector")
+    parser.add_argument(
+        "--probed", action="store_true", help="watches probed when added: no probe in the baseline cycle"
+    )
     parser.add_argument("--burst", type=int, default=None, help="the proxy drops past N queries in flight")
     parser.add_argument("--max-inflight", type=int, default=DEFAULT_MAX_INFLIGHT)
     parser.add_argument("--compare", type=int, default=None, help="also run N domains first, for growth")
@@ -321,6 +328,11 @@ def run_size(
         db = workdir / f"run{count}-{run}.db"
         store = open_stores(str(db))
         add_watches(store, count, selectors)
+        if args.probed:  # as if added by /dmarc watch, whose first check probes
+            found = "[]" if selectors else json.dumps([SELECTOR])
+            store.database.connection.execute(
+                "UPDATE watches SET found_selectors = ?, selectors_probed_at = ?", [found, iso(utcnow())]
+            )
         settings = Settings(slack_bot_token="xoxb-bench", slack_api_url=slack.api_url, db_path=str(db))
         last = run == args.runs - 1
         kinds["baseline"].append(one_cycle(store, settings, server, proxy, args.max_inflight))
