@@ -8,7 +8,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from handlers.dns.resolver import DnsSession, Nameserver, NameserverError, parse_nameservers
+from handlers.dns.resolver import (
+    DEFAULT_MAX_INFLIGHT,
+    DnsSession,
+    Nameserver,
+    NameserverError,
+    parse_nameservers,
+)
 from handlers.errors import ConfigurationError
 
 SLACK_API_URL = "https://slack.com/api/"
@@ -37,6 +43,7 @@ class Settings:
     db_path: str = DEFAULT_DB
     nameservers: tuple[Nameserver, ...] = ()
     dns_timeout: float = 2.0  # seconds per DNS attempt
+    dns_max_inflight: int = DEFAULT_MAX_INFLIGHT  # queries in flight at once, per session
     port: int = DEFAULT_PORT
     log_level: str = "INFO"
     monitor_interval: int = DEFAULT_MONITOR_INTERVAL
@@ -50,7 +57,9 @@ class Settings:
 
     def dns_session(self) -> DnsSession:
         """A fresh DnsSession with these settings: one per check, re-check or monitor cycle."""
-        return DnsSession(nameservers=self.nameservers, timeout=self.dns_timeout)
+        return DnsSession(
+            nameservers=self.nameservers, timeout=self.dns_timeout, max_inflight=self.dns_max_inflight
+        )
 
     @property
     def socket_mode(self) -> bool:
@@ -115,6 +124,7 @@ class Settings:
             db_path=get("DMARCBOT_DB") or DEFAULT_DB,
             nameservers=nameservers,
             dns_timeout=dns_timeout,
+            dns_max_inflight=integer("DMARCBOT_DNS_MAX_INFLIGHT", DEFAULT_MAX_INFLIGHT, 1, 10000),
             port=integer("PORT", DEFAULT_PORT, 1, 65535),
             log_level=log_level,
             monitor_interval=integer("DMARCBOT_MONITOR_INTERVAL", DEFAULT_MONITOR_INTERVAL, 10, 7 * 86400),

@@ -112,3 +112,33 @@ def test_a_v4_database_gains_fix_plans_and_threaded_alerts(db_path: str) -> None
     )
     assert [a.thread_ts for a in upgraded.pending_alerts("T1")] == [None, "1700000000.000100"]
     database.close()
+
+
+def test_a_v7_database_gains_selector_probes_and_its_watches_are_probed(db_path: str) -> None:
+    apply_migrations(db_path, [m for m in MIGRATIONS if m[0] <= 7])
+    with sqlite3.connect(db_path) as conn:  # a watch as the v7 code wrote it
+        conn.execute(
+            "INSERT INTO watches (team_id, channel_id, domain, selectors, created_at, temperror_streak) "
+            "VALUES ('T1', 'C1', 'example.com', '[\"s1\"]', 'now', 0)"
+        )
+    conn.close()
+    assert apply_migrations(db_path) == [v for v, _, _ in MIGRATIONS if v > 7]
+    database = Database(db_path)
+    watch = WatchStore(database).watch("T1", "example.com")
+    assert watch is not None and watch.selectors == ("s1",)
+    assert watch.found_selectors == () and watch.selectors_probed_at is None  # probed next cycle
+    assert watch.to_json()["selectors"] == ["s1"] and watch.to_json()["selectors_probed_at"] is None
+    database.close()
+
+
+def test_a_write_inside_a_write_is_a_savepoint_of_it(stores: Stores) -> None:
+    watches = stores.watches
+    with stores.database.write():
+        watches.add_watch("T1", "C1", "kept.example", [], "U1")
+        with pytest.raises(RuntimeError), stores.database.write() as db:
+            db.table("watches").insert(
+                {"team_id": "T1", "channel_id": "C1", "domain": "undone.example", "created_at": "now"}
+            )
+            raise RuntimeError("a bug in one check of a batch")
+        watches.add_watch("T1", "C1", "after.example", [], "U1")
+    assert [w.domain for w in watches.watches("T1")] == ["after.example", "kept.example"]

@@ -7,14 +7,22 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.monitor.cycle import PROBE_EVERY, REPROBES_PER_CYCLE, check_watches, reprobes_now
 from bot.monitor.watch_state import CANNOT_CHECK_AFTER, SETTLE_CHECKS
+from bot.reports.alerts import review_after_ingest
 from bot.slack import ids as slack_ids
-from tests.dnstest import FaultProxy, NsdServer, make_zone
+from bot.store.database import utcnow
+from bot.store.watches import Watch
+from handlers.dns.resolver import DnsSession, parse_nameserver
+from handlers.reports.aggregate import parse_report
+from tests.aggregate_xml import Row, days_ago, report_xml
+from tests.dnstest import FaultProxy, NsdServer, make_zone, txt
 from tests.slackstub import SlackStandIn
 from tests.watchtest import (
     INCLUDE,
@@ -465,3 +473,143 @@ def test_the_same_change_at_several_domains_is_shown_once_with_before_and_after(
     assert "*3 domains:* d1.test, d2.test, d3.test" in shared
     # a domain's own change in a digest also shows its before and after
     assert "*e1.test*" in own and "ip4:198.51.100.7" in own and "*Before:*" in own
+
+
+# -- DKIM selectors: probed rarely, the known ones checked every cycle ------------------------------
+
+PROBED = "probed.test"  # publishes a key at a common selector only
+
+
+def probed_world(nsd: NsdServer, other_key: str | None = None) -> None:
+    """PROBED with a key at `google`, and at `other_key` (a selector no probe tries) if given."""
+    zone = domain_zone(PROBED, selector="google")
+    if other_key:
+        zone += f"\n{other_key}._domainkey IN TXT {txt(dkim_key_record())}\n"
+    nsd.set_zones({PROVIDER: provider_zone(), DOMAIN: domain_zone(DOMAIN), PROBED: zone})
+
+
+def test_selectors_are_probed_once_then_only_the_known_ones_are_checked(
+    proxied: MonitorHarness, nsd: NsdServer, fault_proxy: FaultProxy, slack: SlackStandIn
+) -> None:
+    probed_world(nsd)
+    proxied.watch(PROBED, selectors=())
+    first, _ = proxied.cycle()
+    assert first.probes == 1 and first.outages == 0
+    assert fault_proxy.count(f"selector1._domainkey.{PROBED}") == 1  # probed
+    watch = proxied.stores.watches.watch("T1", PROBED)
+    assert watch is not None and watch.found_selectors == ("google",)
+    listed = watch.to_json()
+    assert listed["selectors"] == ["google"] and listed["selectors_probed_at"] == watch.selectors_probed_at
+    assert watch.selectors_probed_at is not None
+
+    fault_proxy.reset_counts()
+    second, delivered = proxied.cycle()
+    assert second.probes == 0 and second.domains == 1
+    assert fault_proxy.count(f"google._domainkey.{PROBED}") == 1  # the known key, checked
+    assert fault_proxy.count(f"selector1._domainkey.{PROBED}") == 0  # not probed again
+    # The same state as the probe saw: checking the known selectors is no change.
+    assert second.alerts_written == 0 and delivered.messages_posted == 0
+
+    # A week later the common selectors are probed again.
+    fault_proxy.reset_counts()
+    session = DnsSession(nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.3, attempts=1)
+    later = check_watches(proxied.stores, session, now=utcnow() + PROBE_EVERY + timedelta(minutes=1))
+    assert later.probes == 1 and later.alerts_written == 0
+    assert fault_proxy.count(f"selector1._domainkey.{PROBED}") == 1
+
+
+def test_a_found_key_that_disappears_is_a_change(
+    proxied: MonitorHarness, nsd: NsdServer, slack: SlackStandIn
+) -> None:
+    probed_world(nsd)
+    proxied.watch(PROBED, selectors=())
+    proxied.cycle()
+    nsd.set_zones(
+        {PROVIDER: provider_zone(), DOMAIN: domain_zone(DOMAIN), PROBED: domain_zone(PROBED, dkim=None)}
+    )
+    changed, delivered = proxied.cycle()
+    assert changed.alerts_written == 1 and delivered.messages_posted == 1
+    assert f"google._domainkey.{PROBED}" in all_text(slack.posts()[0].blocks)
+
+
+def test_a_new_selector_seen_in_a_report_is_added_and_the_common_ones_probed_again(
+    proxied: MonitorHarness, nsd: NsdServer, fault_proxy: FaultProxy
+) -> None:
+    probed_world(nsd, other_key="rep2024")
+    proxied.watch(PROBED, selectors=())
+    proxied.cycle()
+    stored = proxied.stores.reports.add_report(
+        "T1",
+        parse_report(
+            report_xml(
+                [Row("192.0.2.1", 60, selector="rep2024", header_from=PROBED, dkim_domain=PROBED)],
+                domain=PROBED,
+                day=days_ago(1),
+            )
+        ),
+        "test",
+    )
+    session = DnsSession(nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.3, attempts=1)
+    review_after_ingest(proxied.stores, [stored], session)
+    watch = proxied.stores.watches.watch("T1", PROBED)
+    assert watch is not None and watch.selectors == ("rep2024",) and watch.selectors_probed_at is None
+
+    fault_proxy.reset_counts()
+    again, _ = proxied.cycle()
+    assert again.probes == 1 and again.outages == 0
+    assert fault_proxy.count(f"rep2024._domainkey.{PROBED}") == 1  # the reported one, by name
+    assert fault_proxy.count(f"selector1._domainkey.{PROBED}") == 1  # and a fresh probe
+    watch = proxied.stores.watches.watch("T1", PROBED)
+    assert watch is not None and watch.to_json()["selectors"] == ["rep2024", "google"]
+
+
+@pytest.mark.slow
+def test_many_unselected_watches_behind_a_burst_dropping_resolver_report_no_outage(
+    tmp_path: Path, slack: SlackStandIn, nsd: NsdServer, fault_proxy: FaultProxy
+) -> None:
+    """The first cycle of 40 watches naming no selector probes 59 selectors each (about 2,600
+    queries): behind a resolver that drops what exceeds 30 in flight, as dnsmasq does past its
+    forward limit, none of them may be taken for the domain's DNS failing."""
+    domains = [f"d{n}.fleet.test" for n in range(40)]
+    nsd.set_zones({PROVIDER: provider_zone(), **{d: domain_zone(d, selector="google") for d in domains}})
+    fault_proxy.latency = 0.01
+    fault_proxy.burst_limit = 30
+    harness = make_harness(tmp_path, slack, fault_proxy)
+    try:
+        for domain in domains:
+            harness.watch(domain, selectors=())
+        cycle, _ = harness.cycle()
+        assert fault_proxy.dropped > 0  # the resolver did drop queries...
+        assert cycle.errors == [] and cycle.outages == 0  # ...and no domain was called unreachable
+        assert cycle.probes == len(domains)
+        assert all(w.found_selectors == ("google",) for w in harness.stores.watches.watches("T1"))
+    finally:
+        harness.stores.close()
+
+
+def test_weekly_probes_are_spread_over_cycles_the_longest_waiting_first() -> None:
+    now = utcnow()
+
+    def watch(n: int, probed_days_ago: float | None) -> Watch:
+        probed = None if probed_days_ago is None else (now - timedelta(days=probed_days_ago)).isoformat()
+        return Watch(
+            id=n,
+            team_id="T1",
+            channel_id="C1",
+            domain=f"d{n}.test",
+            selectors=(),
+            added_by=None,
+            created_at="",
+            last_checked_at=None,
+            last_status=None,
+            temperror_streak=0,
+            found_selectors=(),
+            selectors_probed_at=probed,
+        )
+
+    fresh = [watch(n, 1) for n in range(3)]  # probed a day ago: not due
+    due = [watch(100 + n, 7 + n / 1000) for n in range(REPROBES_PER_CYCLE + 5)]
+    never = watch(999, None)  # never probed: always probed, outside the budget
+    chosen = reprobes_now([*fresh, *reversed(due), never], now)
+    assert len(chosen) == REPROBES_PER_CYCLE
+    assert chosen == {w.id for w in due[5:]}  # the five most recently probed wait

@@ -621,3 +621,88 @@ def test_a_malformed_name_is_an_error_result_not_an_exception(
     lookup = asyncio.run(make_session(f"127.0.0.1:{free_port()}").lookup(name, "TXT"))
     assert lookup.status is DnsStatus.ERROR
     assert "not a valid DNS question" in lookup.detail
+
+
+# -- the in-flight bound ---------------------------------------------------------------------------
+
+BURST_ZONE = "burst.test"
+
+
+def burst_world(nsd: NsdServer, names: int) -> list[tuple[str, str]]:
+    """`names` TXT records (and the questions that ask them): more than any bound in these tests."""
+    nsd.set_zone(BURST_ZONE, make_zone(BURST_ZONE, [(f"n{i}", "TXT", f"value {i}") for i in range(names)]))
+    return [(f"n{i}.{BURST_ZONE}", "TXT") for i in range(names)]
+
+
+def test_queries_in_flight_never_exceed_the_bound_counted_at_the_proxy(
+    nsd: NsdServer, fault_proxy: FaultProxy
+) -> None:
+    questions = burst_world(nsd, 300)
+    fault_proxy.latency = 0.02  # answers take a while, so unbounded queries would pile up
+    session = DnsSession(
+        nameservers=(parse_nameserver(fault_proxy.address),), timeout=2.0, attempts=1, max_inflight=12
+    )
+    lookups = asyncio.run(session.lookup_many(questions))
+    assert [lookup.records for lookup in lookups] == [(f"value {i}",) for i in range(300)]
+    assert fault_proxy.count() == 300 and fault_proxy.dropped == 0
+    # The proxy saw the bound reached (so the bound is what limited it) and never passed.
+    assert fault_proxy.peak_in_flight == 12
+    assert session.peak_inflight == 12
+
+
+def test_without_a_low_bound_the_same_burst_goes_out_at_once(nsd: NsdServer, fault_proxy: FaultProxy) -> None:
+    """The counterpart of the test above: the proxy's count can see a burst, so the bound is real."""
+    questions = burst_world(nsd, 300)
+    fault_proxy.latency = 0.05
+    session = DnsSession(
+        nameservers=(parse_nameserver(fault_proxy.address),), timeout=2.0, attempts=1, max_inflight=300
+    )
+    asyncio.run(session.lookup_many(questions))
+    assert fault_proxy.peak_in_flight > 12
+
+
+def test_a_resolver_dropping_past_a_burst_size_costs_retries_not_outages(
+    nsd: NsdServer, fault_proxy: FaultProxy
+) -> None:
+    questions = burst_world(nsd, 400)
+    fault_proxy.latency = 0.02
+    fault_proxy.burst_limit = 25  # like dnsmasq's dns-forward-max, far below our bound
+    session = DnsSession(
+        nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.3, attempts=1, max_inflight=100
+    )
+    lookups = asyncio.run(session.lookup_many(questions))
+    assert fault_proxy.dropped > 0  # the drops happened...
+    assert session.congestion_retries > 0
+    assert [lookup.status for lookup in lookups] == [DnsStatus.OK] * 400  # ...and none became an outage
+
+
+def test_a_lone_timeout_is_not_taken_for_congestion(nsd: NsdServer, fault_proxy: FaultProxy) -> None:
+    """One query, nothing queueing: a timeout is the domain's DNS and counts after `attempts`."""
+    burst_world(nsd, 1)
+    fault_proxy.add_fault(f"n0.{BURST_ZONE}", "timeout")
+    session = DnsSession(
+        nameservers=(parse_nameserver(fault_proxy.address),), timeout=0.2, attempts=2, max_inflight=4
+    )
+    lookup = asyncio.run(session.lookup(f"n0.{BURST_ZONE}", "TXT"))
+    assert lookup.status is DnsStatus.TIMEOUT
+    assert fault_proxy.count(f"n0.{BURST_ZONE}") == 2 and session.congestion_retries == 0
+
+
+def test_a_session_forgets_its_least_recently_used_answers_past_its_bound(
+    nsd: NsdServer, fault_proxy: FaultProxy
+) -> None:
+    questions = burst_world(nsd, 3)
+    session = DnsSession(
+        nameservers=(parse_nameserver(fault_proxy.address),), timeout=2.0, attempts=1, max_answers=2
+    )
+
+    async def scenario() -> None:
+        await session.lookup(*questions[0])
+        await session.lookup(*questions[1])
+        await session.lookup(*questions[0])  # remembered, and now the most recently used
+        await session.lookup(*questions[2])  # over the bound: questions[1] is forgotten
+        await session.lookup(*questions[0])
+        await session.lookup(*questions[1])
+
+    asyncio.run(scenario())
+    assert [fault_proxy.count(name) for name, _ in questions] == [1, 2, 1]

@@ -48,6 +48,7 @@ def domain_zone(
     dmarc: str | None = None,
     dkim: str | None = "key",
     mx: bool = True,
+    selector: str = "sel",
 ) -> str:
     """A watched domain that passes DMARC through SPF; None leaves a record out."""
     records = []
@@ -57,7 +58,7 @@ def domain_zone(
     if dmarc:
         records.append(("_dmarc", "TXT", dmarc))
     if dkim is not None:
-        records.append(("sel._domainkey", "TXT", dkim_key_record() if dkim == "key" else dkim))
+        records.append((f"{selector}._domainkey", "TXT", dkim_key_record() if dkim == "key" else dkim))
     if mx:
         records += [("@", "MX", f"10 mx.{domain}."), ("mx", "A", "192.0.2.25")]
     return make_zone(domain, records)

@@ -11,7 +11,6 @@ Slack's `/dmarc list`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -27,7 +26,6 @@ from bot.limits import MAX_IMPORT_BYTES, MAX_IMPORT_DEPTH
 from bot.store.stores import Stores, open_stores
 from bot.store.watches import NewWatch, Watch, WatchStore
 from handlers.dns.domain_name import InvalidDomain, first_mention, normalise_domain
-from handlers.domain.check import check_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
 from handlers.errors import BadInput
 
@@ -71,7 +69,7 @@ def _selectors(texts: list[str] | None) -> list[str]:
 
 def command_watch(args: argparse.Namespace) -> int:
     """Watch a domain: alerts about it go to --channel; its first check runs now as the baseline."""
-    from bot.monitor.cycle import record_observation
+    from bot.monitor.cycle import check_watch, record_observation
     from bot.monitor.watch_state import observe
 
     domain, channel = _domain(args.domain), _channel(args.channel)
@@ -80,7 +78,7 @@ def command_watch(args: argparse.Namespace) -> int:
     store = open_stores(settings.db_path).watches
     team = _team(args, settings, store)
     watch, newly = store.add_watch(team, channel, domain, selectors, added_by="cli")
-    report = asyncio.run(check_domain(domain, settings.dns_session(), selectors))
+    report = check_watch(watch, settings.dns_session())
     record_observation(store, watch, observe(report))
     verb = "Watching" if newly else "Updated the watch of"
     print(
@@ -204,8 +202,10 @@ def command_export(args: argparse.Namespace) -> int:
                 "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "watches": [
                     {
-                        key: w.to_json()[key]
-                        for key in ("team_id", "channel_id", "domain", "selectors", "added_by", "created_at")
+                        **{key: w.to_json()[key] for key in ("team_id", "channel_id", "domain")},
+                        # The named ones: a probe's finds are found again by the importer's cycle.
+                        "selectors": list(w.selectors),
+                        **{key: w.to_json()[key] for key in ("added_by", "created_at")},
                     }
                     for w in watches
                 ],

@@ -2,20 +2,22 @@
 
 The whole cycle shares one DnsSession (one unit of freshness): a provider's include that 500
 domains name is asked once per cycle, not 500 times, and no answer predates the cycle. Each
-distinct (domain, selectors) is checked once however many teams watch it, all of them
-concurrently up to MONITOR_CONCURRENCY. Alerts go to the outbox in the same transaction as the
-new snapshot (bot.store.watches.WatchStore.apply_check); posting them is bot.monitor.alert_delivery's job,
-after. Then the fixes planned on the watched domains are followed up through the same session
-(bot.monitor.fix_followup).
+distinct target (domain, selectors) is checked once however many teams watch it, all of them
+concurrently up to MONITOR_CONCURRENCY, every query within the session's in-flight bound. A watch
+checks the DKIM selectors it knows (named, seen in reports, found by a probe); the 59 common ones
+are probed when it is added and then weekly, or again when reports show a new selector. Alerts go
+to the outbox in the same transaction as the new snapshot (bot.store.watches.WatchStore.apply_check);
+posting them is bot.monitor.alert_delivery's job, after. Then the fixes planned on the watched
+domains are followed up through the same session (bot.monitor.fix_followup).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.monitor.fix_followup import verify_pending_plans, watch_flattened_includes
 from bot.monitor.watch_state import (
@@ -38,6 +40,9 @@ from handlers.domain.check import DomainReport, check_domain
 log = logging.getLogger("dmarcbot.monitor")
 
 MONITOR_CONCURRENCY = 64  # domains checked at once; each runs its own lookups concurrently too
+PROBE_EVERY = timedelta(days=7)  # the common DKIM selectors are probed again after this
+WRITE_BATCH = 50  # checks written per commit
+REPROBES_PER_CYCLE = 500  # weekly probes per cycle at most; the rest wait for the next cycles
 
 
 @dataclass(kw_only=True)
@@ -49,6 +54,7 @@ class CycleReport:
     queries: int = 0
     alerts_written: int = 0
     outages: int = 0
+    probes: int = 0  # checks that probed the common DKIM selectors
     fixes_verified: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -97,26 +103,63 @@ def record_observation(
         key = f"{known}>{observation.state.fingerprint[:16]}:{now.isoformat()}"
         return Decision([alert_for(change, history.watch, key)], acknowledge)
 
-    store.apply_check(watch.team_id, watch.id, observation.state, decide_alerts, now - FLAP_WINDOW, now)
+    store.apply_check(
+        watch.team_id,
+        watch.id,
+        observation.state,
+        decide_alerts,
+        now - FLAP_WINDOW,
+        now,
+        found_selectors=observation.found_selectors,
+    )
     return said
 
 
-async def check_all(
-    targets: Sequence[tuple[str, tuple[str, ...]]],
-    session: DnsSession,
-    concurrency: int = MONITOR_CONCURRENCY,
-) -> dict[tuple[str, tuple[str, ...]], DomainReport | BaseException]:
-    """Check each (domain, selectors) once through `session`, at most `concurrency` at a time."""
-    limit = asyncio.Semaphore(concurrency)
+@dataclass(frozen=True)
+class Target:
+    """One distinct check of a cycle: a domain, the selectors named and found, and whether the
+    common selectors are probed this time. Teams watching the same domain alike share it."""
 
-    async def one(domain: str, selectors: tuple[str, ...]) -> DomainReport:
-        async with limit:
-            return await check_domain(domain, session, selectors)
+    domain: str
+    named: tuple[str, ...]
+    found: tuple[str, ...]
+    probe: bool
 
-    # return_exceptions: a bug hit by one domain must not cost every other watch its check;
-    # the failure is logged by the caller with the domain it belongs to.
-    results = await asyncio.gather(*(one(d, s) for d, s in targets), return_exceptions=True)
-    return dict(zip(targets, results, strict=True))
+    async def check(self, session: DnsSession) -> DomainReport:
+        return await check_domain(self.domain, session, self.named, known=self.found, probe=self.probe)
+
+
+def probe_due(watch: Watch, now: datetime) -> bool:
+    """Probe the common selectors when a watch was never probed (added without a first check, an
+    older database, a new selector seen in reports) or its last probe is PROBE_EVERY old."""
+    if watch.selectors_probed_at is None:
+        return True
+    try:
+        probed_at = datetime.fromisoformat(watch.selectors_probed_at)
+    except ValueError:
+        return True
+    return now - probed_at >= PROBE_EVERY
+
+
+def target_of(watch: Watch, now: datetime, probe: bool | None = None) -> Target:
+    probe = probe_due(watch, now) if probe is None else probe
+    return Target(watch.domain, watch.selectors, watch.found_selectors, probe)
+
+
+def reprobes_now(watches: Sequence[Watch], now: datetime) -> set[int]:
+    """The ids of the watches whose weekly probe runs this cycle: the longest waiting first, at
+    most REPROBES_PER_CYCLE, so watches imported together are not all probed again in one cycle a
+    week later (a cycle of 59 extra queries a domain). A watch never probed is not counted here:
+    it is always probed, since its first state would otherwise lack the keys a probe finds."""
+    due = [w for w in watches if w.selectors_probed_at is not None and probe_due(w, now)]
+    due.sort(key=lambda w: w.selectors_probed_at or "")
+    return {w.id for w in due[:REPROBES_PER_CYCLE]}
+
+
+def check_watch(watch: Watch, session: DnsSession) -> DomainReport:
+    """One watch's check now, as the monitor would do it (the first check of a new watch probes
+    the common selectors): from a thread with no event loop, such as a command or a worker."""
+    return asyncio.run(target_of(watch, utcnow()).check(session))
 
 
 def check_watches(
@@ -126,26 +169,59 @@ def check_watches(
     concurrency: int = MONITOR_CONCURRENCY,
 ) -> CycleReport:
     """Check every team's watches through one session and write the outcome (snapshots, status,
-    alerts in the outbox). Posting is separate: bot.monitor.alert_delivery.deliver_pending."""
+    alerts in the outbox). Posting is separate: bot.monitor.alert_delivery.deliver_pending.
+
+    Each check's report is reduced and written as soon as it is known, then dropped: the cycle
+    keeps counters and the watches checked, never the reports, so its memory does not grow with
+    the number of domains. The writes run on the event loop's thread (SQLite connections belong
+    to one thread); each is one short transaction, and the checks in flight keep going around it."""
     now = now or utcnow()
     watches = [w for team in stores.watches.teams() for w in stores.watches.watches(team)]
-    targets = list(dict.fromkeys((w.domain, w.selectors) for w in watches))
-    results = asyncio.run(check_all(targets, session, concurrency))
-    report = CycleReport(watches=len(watches), domains=len(targets))
-    checked: list[Watch] = []
+    reprobes = reprobes_now(watches, now)
+    groups: dict[Target, list[Watch]] = {}
     for watch in watches:
-        result = results[(watch.domain, watch.selectors)]
+        probe = watch.selectors_probed_at is None or watch.id in reprobes
+        groups.setdefault(target_of(watch, now, probe), []).append(watch)
+    report = CycleReport(watches=len(watches), domains=len(groups))
+    checked: list[Watch] = []
+
+    unwritten: list[tuple[Watch, Observation]] = []
+
+    def write_batch() -> None:
+        # One commit for many checks: a commit waits for the disk, and one per domain was most
+        # of a cycle's time. Each check is still its own savepoint: one that fails is logged and
+        # the others are written.
+        with stores.database.write():
+            for watch, observation in unwritten:
+                try:
+                    report.alerts_written += len(record_observation(stores.watches, watch, observation, now))
+                except Exception as error:
+                    log.error("Storing the check of %s failed", watch.domain, exc_info=error)
+                    report.errors.append(f"{watch.domain}: {type(error).__name__}: {error}")
+                    continue
+                if not observation.outage:
+                    checked.append(watch)
+        unwritten.clear()
+
+    def record(target: Target, result: DomainReport | BaseException) -> None:
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
                 raise result  # KeyboardInterrupt, SystemExit: stop, do not swallow
-            log.error("Checking %s for team %s failed", watch.domain, watch.team_id, exc_info=result)
-            report.errors.append(f"{watch.domain}: {type(result).__name__}: {result}")
-            continue
-        observation = observe(result)
-        report.outages += observation.outage
-        report.alerts_written += len(record_observation(stores.watches, watch, observation, now))
-        if not observation.outage:
-            checked.append(watch)
+            for watch in groups[target]:
+                # A bug hit by one domain must not cost every other watch its check.
+                log.error("Checking %s for team %s failed", watch.domain, watch.team_id, exc_info=result)
+                report.errors.append(f"{watch.domain}: {type(result).__name__}: {result}")
+            return
+        observation = observe(result)  # the report itself is dropped here
+        report.probes += observation.found_selectors is not None
+        for watch in groups[target]:
+            report.outages += observation.outage
+            unwritten.append((watch, observation))
+        if len(unwritten) >= WRITE_BATCH:
+            write_batch()
+
+    asyncio.run(check_all(list(groups), session, record, concurrency))
+    write_batch()
     # After the checks, through the same session: a plan is verified against the answers the
     # domain's own check just got (and never when that check hit an outage).
     report.fixes_verified = verify_pending_plans(stores.fix_plans, session, checked, now)
@@ -153,3 +229,27 @@ def check_watches(
     report.alerts_written += watch_flattened_includes(stores.fix_plans, session, checked, now)
     report.queries = session.queries_sent
     return report
+
+
+async def check_all(
+    targets: Sequence[Target],
+    session: DnsSession,
+    record: Callable[[Target, DomainReport | BaseException], None],
+    concurrency: int = MONITOR_CONCURRENCY,
+) -> None:
+    """Check each target once through `session`, at most `concurrency` at a time, handing each
+    result (or the exception it raised) to `record` as soon as it is known. Workers take targets
+    from one iterator, so there are never more than `concurrency` checks (and their reports)
+    alive, however many targets there are."""
+    pending = iter(targets)
+
+    async def worker() -> None:
+        for target in pending:
+            try:
+                result: DomainReport | BaseException = await target.check(session)
+            except Exception as error:  # `record` logs it with its domains
+                result = error
+            record(target, result)
+            del result
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(targets)))))

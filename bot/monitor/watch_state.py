@@ -43,6 +43,9 @@ class Observation:
     summary: str
     outage: bool  # a lookup failed: the result is unknown and must not be compared
     outage_detail: str = ""
+    # When the check probed the common DKIM selectors: the ones where it found a key, beyond
+    # those named (None when it did not probe, or hit an outage and so proved nothing).
+    found_selectors: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,16 @@ def observe(report: DomainReport) -> Observation:
     fingerprint = hashlib.sha256(json.dumps([records, keys], sort_keys=True).encode()).hexdigest()
     temperrors = [f for f in report.findings if f.id == "dns.temperror"]
     state = ObservedState(fingerprint, records, findings, report.verdict)
+    found = None
+    if report.dkim is not None and report.dkim.probed and not temperrors:
+        found = tuple(k.selector for k in report.dkim.keys if k.selector not in report.dkim.named)
     return Observation(
         domain=report.domain,
         state=state,
         summary=report.summary,
         outage=bool(temperrors),
         outage_detail=temperrors[0].detail if temperrors else "",
+        found_selectors=found,
     )
 
 
@@ -117,7 +124,7 @@ def observed_records(report: DomainReport) -> dict[str, str | None]:
         for include in _walk(report.spf.includes):
             records[f"SPF {include.mechanism}:{include.domain}"] = include.record
     if report.dkim is not None:
-        for selector in report.dkim.selectors_tried if not report.dkim.probed else ():
+        for selector in report.dkim.named:
             records[f"DKIM {selector}._domainkey.{domain}"] = None  # named: absence is news
         for key in report.dkim.keys:
             records[f"DKIM {key.name}"] = key.record

@@ -120,8 +120,20 @@ class Database:
     def write(self) -> Iterator[sqlite_utils.Database]:
         """A read-then-write transaction: BEGIN IMMEDIATE takes the write lock up front. Every
         statement on this thread's connection until the block ends is part of it, whichever
-        store issues it."""
+        store issues it. Nested in another, it is a savepoint of the outer one."""
         db = self.connection
+        if db.conn.in_transaction:
+            # Inside another write on this thread (the monitor writes a batch of checks in one
+            # commit): a savepoint, so this block still succeeds or fails as a whole.
+            db.execute("SAVEPOINT nested_write")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK TO nested_write")
+                db.execute("RELEASE nested_write")
+                raise
+            db.execute("RELEASE nested_write")
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db

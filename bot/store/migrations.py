@@ -252,6 +252,14 @@ def _add_alert_leases(db: sqlite_utils.Database) -> None:
     db.table("alerts").add_column("claimed_until", str)
 
 
+def _add_selector_probes(db: sqlite_utils.Database) -> None:
+    # The selectors a probe of the common ones found, and when it ran: the monitor checks those
+    # every cycle and probes again only weekly (bot.monitor.cycle). NULL: never probed, so the
+    # next cycle probes (every watch of an older database, once).
+    db.table("watches").add_column("found_selectors", str, not_null_default="[]")
+    db.table("watches").add_column("selectors_probed_at", str)
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -264,4 +272,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (8, "slack deliveries", _create_slack_deliveries),  # retried events and interactions done once
     (9, "button states", _create_button_states),  # large button state kept server-side
     (10, "alert leases", _add_alert_leases),  # exactly once with several monitors
+    (11, "selector probes", _add_selector_probes),  # probe weekly, check the known ones each cycle
 ]

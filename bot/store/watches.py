@@ -41,13 +41,21 @@ class Watch:
     last_checked_at: str | None
     last_status: str | None  # pass / fail / unknown / cannot_check, None before the first check
     temperror_streak: int
+    found_selectors: tuple[str, ...] = ()  # found by the last probe of the common selectors
+    selectors_probed_at: str | None = None  # None: never probed
+
+    @property
+    def checked_selectors(self) -> tuple[str, ...]:
+        """The selectors each cycle checks: named (by a user or seen in reports), then found."""
+        return tuple(dict.fromkeys([*self.selectors, *self.found_selectors]))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "team_id": self.team_id,
             "channel_id": self.channel_id,
             "domain": self.domain,
-            "selectors": list(self.selectors),
+            "selectors": list(self.checked_selectors),
+            "selectors_probed_at": self.selectors_probed_at,
             "added_by": self.added_by,
             "created_at": self.created_at,
             "last_checked_at": self.last_checked_at,
@@ -187,8 +195,9 @@ class WatchStore:
 
     def add_selectors(self, team_id: str, domain: str, selectors: Sequence[str]) -> Watch | None:
         """Add DKIM selectors to the team's watch of `domain`: malformed ones are dropped, known
-        ones kept once, at most MAX_SELECTORS in all (the first come stay). Returns the watch as
-        stored, None when the domain is not watched."""
+        ones kept once, at most MAX_SELECTORS in all (the first come stay). A new one makes the
+        next cycle probe the common selectors again: the domain may have a new sender. Returns the
+        watch as stored, None when the domain is not watched."""
         wanted = []
         for selector in selectors:
             try:
@@ -203,7 +212,9 @@ class WatchStore:
             current = _watch(row).selectors
             merged = list(dict.fromkeys([*current, *wanted]))[:MAX_SELECTORS]
             if merged != list(current):
-                db.table("watches").update(row["id"], {"selectors": json.dumps(merged)})
+                db.table("watches").update(
+                    row["id"], {"selectors": json.dumps(merged), "selectors_probed_at": None}
+                )
                 row = self._watch_row(team_id, domain)
         return _watch(row) if row else None
 
@@ -254,10 +265,12 @@ class WatchStore:
         decide: Callable[[WatchHistory], Decision],
         flap_since: datetime,
         now: datetime | None = None,
+        found_selectors: Sequence[str] | None = None,
     ) -> Decision | None:
         """Store a good check in one BEGIN IMMEDIATE transaction: read the watch's history, let
         `decide` say what to alert, then write the snapshot, the watch's status and the alerts to
         the outbox, so a crash leaves all of it or none and two monitors cannot both alert.
+        `found_selectors`, when the check probed the common selectors, is what it found.
         Returns the decision, or None when the watch was removed meanwhile."""
         when = iso(now or utcnow())
         with self.database.write() as db:
@@ -301,6 +314,9 @@ class WatchStore:
             }
             if decision.acknowledge:
                 update["alerted_snapshot_id"] = snapshot_id
+            if found_selectors is not None:
+                update["found_selectors"] = json.dumps(list(found_selectors))
+                update["selectors_probed_at"] = when
             db.table("watches").update(watch_id, update)
             # Prune old states, but never the one the channel was last told about.
             db.execute(
@@ -375,6 +391,8 @@ def _watch(row: dict[str, Any]) -> Watch:
         last_checked_at=row["last_checked_at"],
         last_status=row["last_status"],
         temperror_streak=int(row["temperror_streak"] or 0),
+        found_selectors=tuple(json.loads(row.get("found_selectors") or "[]")),
+        selectors_probed_at=row.get("selectors_probed_at"),
     )
 
 

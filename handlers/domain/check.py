@@ -253,13 +253,21 @@ def _family_rank(finding_id: str) -> int:
     return _FAMILY_ORDER.index(family) if family in _FAMILY_ORDER else len(_FAMILY_ORDER)
 
 
-async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str] = ()) -> DomainReport:
-    """Diagnose `domain` (already normalised by handlers.dns.domain_name) through `session`."""
+async def check_domain(
+    domain: str,
+    session: DnsSession,
+    selectors: Sequence[str] = (),
+    *,
+    known: Sequence[str] | None = None,
+    probe: bool | None = None,
+) -> DomainReport:
+    """Diagnose `domain` (already normalised by handlers.dns.domain_name) through `session`.
+    `known` and `probe` choose the DKIM selectors beyond the named ones (handlers.domain.dkim_keys)."""
     apex, dmarc, spf, dkim, mx, organizational = await asyncio.gather(
         session.lookup(domain, "TXT"),  # the existence test; SPF asks the same question
         check_dmarc(session, domain),
         check_spf(session, domain),
-        check_dkim(session, domain, selectors),
+        check_dkim(session, domain, selectors, known=known, probe=probe),
         check_mx(session, domain),
         # RFC 9989 §4.4: a subdomain's mail can align through its Organizational Domain's SPF and
         # DKIM keys; the walk that finds it is check_dmarc's, asked once

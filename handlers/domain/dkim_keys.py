@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -151,8 +152,9 @@ class DkimReport:
     domain: str
     keys: tuple[DkimKey, ...]
     selectors_tried: tuple[str, ...]
-    probed: bool
+    probed: bool  # the common selectors were probed
     findings: tuple[Finding, ...]
+    named: tuple[str, ...] = ()  # the selectors asked for by name: a missing key is news
 
     unknown: tuple[str, ...] = ()  # the selectors whose lookup failed: unknown, never "no key"
 
@@ -235,6 +237,9 @@ def parse_key_record(selector: str, name: str, record: str) -> DkimKey:
     )
 
 
+# Loading an RSA key is the costly part of reading a key record, and one provider key is often
+# published (by CNAME) for many domains: each distinct key is loaded once.
+@functools.lru_cache(maxsize=1024)
 def inspect_public_key(key_type: str, key_data: str) -> tuple[int | None, str | None]:
     """The size of the key in a p= value, and what makes it unusable (None when usable). Read with
     `cryptography` (C code), so an outsized key is refused before dkimpy's pure-Python arithmetic."""
@@ -273,10 +278,24 @@ def inspect_public_key(key_type: str, key_data: str) -> tuple[int | None, str | 
     return key.key_size, None
 
 
-async def check_dkim(session: DnsSession, domain: str, selectors: Sequence[str] = ()) -> DkimReport:
-    """Read the keys at the named selectors, or probe COMMON_SELECTORS when none are named."""
-    probed = not selectors
-    tried = tuple(dict.fromkeys(selectors)) if selectors else COMMON_SELECTORS
+async def check_dkim(
+    session: DnsSession,
+    domain: str,
+    selectors: Sequence[str] = (),
+    *,
+    known: Sequence[str] | None = None,
+    probe: bool | None = None,
+) -> DkimReport:
+    """Read the keys at the named `selectors` (a miss is `dkim.key_missing`), at the `known` ones
+    (found by an earlier probe: a miss is no finding, the key is simply gone) and, when `probe`,
+    at COMMON_SELECTORS (a miss proves nothing). By default a check probes when none is named;
+    the monitor passes what it knows and probes only when a probe is due."""
+    probe = not selectors if probe is None else probe
+    named = tuple(dict.fromkeys(selectors))
+    lenient = tuple(
+        s for s in dict.fromkeys([*(known or ()), *(COMMON_SELECTORS if probe else ())]) if s not in named
+    )
+    tried = named + lenient
     names = [f"{s}._domainkey.{domain}" for s in tried]
     lookups = await session.lookup_many((name, "TXT") for name in names)
     keys: list[DkimKey] = []
@@ -289,9 +308,10 @@ async def check_dkim(session: DnsSession, domain: str, selectors: Sequence[str] 
         if lookup.is_outage:
             outages.append(lookup)
             continue
-        records = [r for r in lookup.records if _looks_like_key(r, probed)]
+        is_named = selector in named
+        records = [r for r in lookup.records if _looks_like_key(r, not is_named)]
         if not records:
-            if not probed:
+            if is_named:
                 findings.append(
                     finding(
                         "dkim.key_missing",
@@ -314,12 +334,14 @@ async def check_dkim(session: DnsSession, domain: str, selectors: Sequence[str] 
                 f"names: {failed}); those selectors are unknown, not missing.",
             )
         )
-    if probed and not keys and not outages:
+    if not named and not keys and not outages:
+        common = len(COMMON_SELECTORS)
         findings.append(
             finding(
                 "dkim.no_selector",
-                f"No DKIM key at any of {len(tried)} common selectors ({', '.join(tried[:12])}, …). "
-                "This does not prove DKIM is absent: selectors cannot be listed from DNS.",
+                f"No DKIM key at any of {common} common selectors ({', '.join(COMMON_SELECTORS[:12])}, …)"
+                + ("" if probe else ", as last probed")
+                + ". This does not prove DKIM is absent: selectors cannot be listed from DNS.",
                 # each surface (command line, Slack) adds its own way to name a selector
                 fix="Run the check again with the selector from the s= tag of a DKIM-Signature "
                 "header in a message you sent.",
@@ -330,8 +352,9 @@ async def check_dkim(session: DnsSession, domain: str, selectors: Sequence[str] 
         domain=domain,
         keys=tuple(keys),
         selectors_tried=tried,
-        probed=probed,
+        probed=probe,
         findings=tuple(findings),
+        named=named,
         unknown=unknown,
     )
 

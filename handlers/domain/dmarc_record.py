@@ -7,6 +7,7 @@ ignored; `deprecated` the tags RFC 9989 removed (pct, rf, ri).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -100,6 +101,10 @@ class DmarcRecord:
         }
 
 
+# The same record text is read by the tree walk, the policy and the report checks of a domain,
+# and by every domain inheriting an organizational record: parsed once (immutable; treat `tags`
+# as read-only), bounded.
+@functools.lru_cache(maxsize=1024)
 def parse_dmarc_record(raw: str) -> DmarcRecord:
     """Parse a record that `is_dmarc_record`; every invalid part is named in `problems`."""
     problems: list[str] = []

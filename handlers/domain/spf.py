@@ -17,6 +17,7 @@ finding: the trap to avoid is reporting an outage as "record removed".
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 from collections.abc import Iterator
@@ -159,6 +160,13 @@ def is_spf_record(txt: str) -> bool:
     return bool(_VERSION.match(txt))
 
 
+# A provider's record is reached from every domain that includes it: parsed once, then served from
+# here (the result is immutable and a function of the text alone, so no answer's freshness is at
+# stake). Bounded, so a cycle over many domains' own records cannot grow it without limit.
+PARSED_RECORDS_KEPT = 1024
+
+
+@functools.lru_cache(maxsize=PARSED_RECORDS_KEPT)
 def parse_spf_record(record: str) -> SpfRecord:
     """Parse one `v=spf1` record by RFC 7208 §12, or raise SpfSyntaxError naming the term at fault."""
     if not is_spf_record(record):

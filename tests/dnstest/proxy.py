@@ -10,6 +10,11 @@ without serialising them. Faults are chosen by query name (and optionally type):
 - ``truncate_ok``: over UDP an empty answer with TC set; over TCP forwarded normally (a real TCP
   fallback).
 
+Concurrency is counted: `in_flight` is the queries received and not yet answered (or dropped), and
+`peak_in_flight` the most at once since the last `reset_counts`. With `burst_limit` set, a query that
+arrives while that many are in flight is dropped unanswered, as dnsmasq drops what exceeds its
+`dns-forward-max`; `dropped` counts them.
+
 A fault's name is an exact name (case-insensitive, trailing dot optional) or ``*.suffix``, which
 matches every name strictly under suffix (not suffix itself). When several faults match, the one
 added last wins. Queries that match no fault are forwarded to the upstream over the same transport,
@@ -62,6 +67,10 @@ class FaultProxy:
         self.upstream = (upstream[0], int(upstream[1]))
         self.latency: float = 0.0
         self.queries: list[tuple[str, str, str]] = []
+        self.burst_limit: int | None = None
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.dropped = 0
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -88,6 +97,8 @@ class FaultProxy:
     def reset_counts(self) -> None:
         with self._lock:
             self.queries.clear()
+            self.peak_in_flight = self.in_flight
+            self.dropped = 0
 
     def count(self, name: str | None = None, rdtype: str | None = None, transport: str | None = None) -> int:
         """How many queries matched (each argument optional)."""
@@ -224,18 +235,39 @@ class FaultProxy:
             self._stopping.wait(self.latency)
         return not self._stopping.is_set()
 
+    def _admit(self) -> bool:
+        """Count a query in flight; False (and counted as dropped) past the burst limit."""
+        with self._lock:
+            if self.burst_limit is not None and self.in_flight >= self.burst_limit:
+                self.dropped += 1
+                return False
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            return True
+
+    def _done(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
     def _handle_udp(self, wire: bytes, client: tuple[str, int]) -> None:
-        query, fault = self._fault_for(wire, "udp")
-        if not self._delay() or fault == "timeout":
+        if not self._admit():
             return
-        answer: bytes | None
-        if query is not None and fault in ("servfail", "refused", "truncate", "truncate_ok"):
-            answer = _synthesise(query, fault).to_wire()
-        else:
-            answer = self._forward_udp(wire)
+        try:
+            answer = self._answer_udp(wire)
+        finally:
+            # Out of flight before the answer leaves: the client may send its next query at once.
+            self._done()
         if answer is not None and self._udp is not None:
             with contextlib.suppress(OSError):
                 self._udp.sendto(answer, client)
+
+    def _answer_udp(self, wire: bytes) -> bytes | None:
+        query, fault = self._fault_for(wire, "udp")
+        if not self._delay() or fault == "timeout":
+            return None
+        if query is not None and fault in ("servfail", "refused", "truncate", "truncate_ok"):
+            return _synthesise(query, fault).to_wire()
+        return self._forward_udp(wire)
 
     def _handle_tcp(self, conn: socket.socket) -> None:
         with self._lock:
@@ -247,7 +279,13 @@ class FaultProxy:
                 if wire is None:
                     return
                 query, fault = self._fault_for(wire, "tcp")
-                if not self._delay():
+                if not self._admit():
+                    continue  # dropped: the client's TCP read times out
+                try:
+                    alive = self._delay()
+                finally:
+                    self._done()
+                if not alive:
                     return
                 if fault == "truncate":
                     return  # close without answering: the TCP retry fails

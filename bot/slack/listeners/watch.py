@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
-from bot.monitor.cycle import record_observation
+from bot.monitor.cycle import check_watch, record_observation
 from bot.monitor.watch_state import observe
 from bot.slack.blocks.alerts import render_watch_list, render_watch_started
 from bot.slack.blocks.domain_report import context
@@ -82,7 +82,7 @@ def start_watching(domain: str, selectors: list[str], turn: SlackTurn) -> None:
         return
     store = turn.stores.watches
     watch, newly = store.add_watch(turn.team_id, turn.channel_id, domain, selectors, turn.user_id)
-    report = turn.check(domain, selectors)
+    report = check_watch(watch, turn.settings.dns_session())
     record_observation(store, watch, observe(report))
     text, blocks = render_watch_started(report, watch, newly, selectors)
     turn.post(text, blocks, unfurl_links=False, unfurl_media=False)
