@@ -48,8 +48,17 @@ NEVER_FOR_CHECK_OR_WHY = (
     "httpx2",
     "httpcore2",
 )
-# --version and --help build the parser and nothing else: no DNS, no diagnostics at all.
-NEVER_FOR_VERSION = (*NEVER_FOR_CHECK_OR_WHY, "dns", "dkim", "cryptography", "asyncio", "handlers.domain")
+# --version and --help build the parser and nothing else: no DNS, no diagnostics, no scan of the
+# installed distributions.
+NEVER_FOR_VERSION = (
+    *NEVER_FOR_CHECK_OR_WHY,
+    "importlib.metadata",
+    "dns",
+    "dkim",
+    "cryptography",
+    "asyncio",
+    "handlers.domain",
+)
 
 
 def run_entry_point(tmp_path: Path, *argv: str) -> tuple[int, str, set[str]]:

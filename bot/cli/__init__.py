@@ -9,39 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from bot import __version__
 from bot.cli.common import EXIT_BAD_INPUT, AddCommand
 from handlers.errors import BadInput
-
-
-def version() -> str:
-    """The installed distribution's version: pyproject.toml is the one place it is written."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as distribution_version
-
-    try:
-        return distribution_version("dmarcbot")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
-class PrintVersion(argparse.Action):
-    """`--version`: looks the version up only when asked (importlib.metadata reads every installed
-    distribution's metadata: no other command should pay for it)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        print(f"dmarcbot {version()}")
-        parser.exit()
 
 
 def command_registrars() -> list[Callable[[AddCommand], None]]:
@@ -65,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmarcbot", description="Explain why DMARC fails for a domain or a message."
     )
-    parser.add_argument("--version", action=PrintVersion, help="print the version and exit")
+    parser.add_argument("--version", action="version", version=f"dmarcbot {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
