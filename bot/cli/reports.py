@@ -91,21 +91,39 @@ def command_report(args: argparse.Namespace) -> int:
         raise BadInput(str(error)) from None
     if not 1 <= args.days <= MAX_DAYS:
         raise BadInput(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
+    chart = _chart_path(args.chart) if args.chart else None  # before any work: a typo costs nothing
     settings = load_settings(args.nameserver)
     stores = open_command_stores(settings)
     reports = stores.reports
     team = team_for(settings, stores, args.team)
     names = resolve_names(top_source_ips(reports, team, domain, args.days), settings.dns_session())
     summary = build_summary(reports, team, domain, args.days, names)
-    if args.chart:
+    if chart:
         from bot.reports.chart import render_chart
 
-        Path(args.chart).write_bytes(render_chart(summary))
+        try:
+            chart.write_bytes(render_chart(summary))
+        except OSError as error:
+            raise BadInput(f"--chart {args.chart}: cannot write it: {error.strerror or error}") from None
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     else:
         print(render_text(summary))
     return EXIT_OK
+
+
+def _chart_path(text: str) -> Path:
+    """The --chart file, once its folder is known to exist."""
+    path = Path(text)
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise BadInput(
+            f"--chart {text}: the folder {folder} does not exist: create it, or name a file in a folder "
+            "that exists"
+        )
+    if path.is_dir():
+        raise BadInput(f"--chart {text} is a folder: name a file, such as {path / 'chart.png'}")
+    return path
 
 
 def register_commands(add: AddCommand) -> None:
