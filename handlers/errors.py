@@ -15,7 +15,8 @@ what would be right.
     │                                   (forged, or from an older version): "press Re-check"
     ├── ConfigurationError (ValueError) a setting is wrong: refuses to start, listing every problem
     │   ├── SettingsError               bot.config
-    │   └── NameserverError             handlers.dns.resolver
+    │   ├── NameserverError             handlers.dns.resolver
+    │   └── DatabaseUnavailable         bot.store.database: DMARCBOT_DB cannot be opened or written
     └── ReportError                     a report file or mail is refused, the reason stored and shown
         ├── ReportRefused               handlers.reports.archive: a cap or a safety rule
         └── ReportInvalid               handlers.reports.archive: not a valid report

@@ -113,6 +113,25 @@ def test_nonexistent_domain_is_one_finding(nsd: NsdServer, make_session: Session
     assert "does not exist" in report.summary
 
 
+def test_a_domain_that_does_not_exist_is_said_after_the_first_answers(
+    nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory
+) -> None:
+    nsd.set_zones(zones())
+    report = run(make_session(fault_proxy), "missing.good.test")
+    assert [f.id for f in report.findings] == ["domain.nxdomain"]
+    asked = sorted({(name, rdtype) for name, rdtype, _ in fault_proxy.queries})
+    # the existence test, then DMARC's tree walk (its np= policy applies): no SPF chain, no MX,
+    # none of the DKIM probes
+    assert asked == [
+        ("_dmarc.good.test", "TXT"),
+        ("_dmarc.missing.good.test", "TXT"),
+        ("_dmarc.test", "TXT"),
+        ("missing.good.test", "TXT"),
+    ]
+    assert report.queries == len(fault_proxy.queries) == 4
+    assert report.dmarc is not None and report.dmarc.record is not None  # the walk found p=reject
+
+
 def test_an_existing_subdomain_inherits_and_is_not_nxdomain(
     nsd: NsdServer, make_session: SessionFactory
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -205,3 +206,92 @@ def test_coloured_output_keeps_only_its_own_colours(served: NsdServer) -> None:
     assert re.findall("\x1b[^\\[]|\x1b\\[(?![0-9;]*m)", text) == []  # only SGR colour codes of ours
     assert set(re.findall("\x1b\\[([0-9;]*)m", text)) <= {"0", "1", "31", "32", "33", "36"}
     assert "v=spf1 -all\\x1b[32m" in text and "\x07" not in text and "\x9b" not in text
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(served: NsdServer, tmp_path: Path) -> None:
+    # `dmarcbot check x | head`: the reader is gone before the report is written. Like a Unix tool,
+    # the command stops without a word (no BrokenPipeError traceback), with 128 + SIGPIPE.
+    for argv in (["check", "good.test", "--nameserver", served.address], ["check", "good.test", "--json"]):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env={**os.environ, "DMARCBOT_NAMESERVERS": served.address},
+        )
+        assert process.stdout is not None
+        process.stdout.close()  # as `head` does once it has its lines
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 141, err  # the pipe-closed path ran: not a crash (1), not 0
+        assert err == b""
+
+
+DATABASE_COMMANDS = [
+    ["watch", "example.com", "--channel", "C0ALERTS"],
+    ["unwatch", "example.com"],
+    ["list"],
+    ["monitor", "--once"],
+    ["export"],
+    ["import", "EXPORT"],
+    ["ingest", "REPORT"],
+    ["report", "example.com"],
+]
+
+
+def unusable_folders(tmp_path: Path) -> list[tuple[Path, str]]:
+    """A folder that does not exist, and one this user cannot create files in. Root may write in
+    any folder whatever its mode, but not in /sys (sysfs refuses every new file)."""
+    read_only = Path("/sys") if os.geteuid() == 0 else tmp_path / "read-only"
+    if read_only != Path("/sys"):
+        read_only.mkdir()
+        read_only.chmod(0o555)
+    return [
+        (tmp_path / "no-such-folder", "does not exist: create it (mkdir -p"),
+        (read_only, "writable by this user"),
+    ]
+
+
+@pytest.mark.parametrize("argv", DATABASE_COMMANDS, ids=lambda argv: argv[0])
+def test_a_database_in_an_unusable_folder_is_named_with_what_to_do(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = tmp_path / "watches.json"
+    export.write_text(json.dumps({"format": "dmarcbot-watches", "version": 1, "watches": []}))
+    report = tmp_path / "report.xml"
+    report.write_text("<feedback/>")
+    argv = [{"EXPORT": str(export), "REPORT": str(report)}.get(word, word) for word in argv]
+    monkeypatch.delenv("SLACK_TEAM_ID", raising=False)
+    for folder, what_to_do in unusable_folders(tmp_path):
+        path = folder / "dmarcbot.db"
+        monkeypatch.setenv("DMARCBOT_DB", str(path))
+        assert main(argv) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert err.startswith(f"dmarcbot {argv[0]}: DMARCBOT_DB is {path}, ") and what_to_do in err
+        assert "Traceback" not in err and not path.exists()
+
+
+@pytest.mark.slow
+def test_serve_names_a_database_in_an_unusable_folder_before_it_starts(tmp_path: Path) -> None:
+    for folder, what_to_do in unusable_folders(tmp_path):
+        path = folder / "dmarcbot.db"
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_SIGNING_SECRET": "secret",
+            "PORT": str(free_port()),
+            "DMARCBOT_DB": str(path),
+        }
+        env.pop("SLACK_APP_TOKEN", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "serve"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == EXIT_BAD_INPUT, done.stderr
+        assert (
+            done.stderr.startswith(f"dmarcbot serve: DMARCBOT_DB is {path}, ") and what_to_do in done.stderr
+        )
+        assert "Traceback" not in done.stderr

@@ -148,6 +148,21 @@ def test_report_writes_the_chart(db: Path, tmp_path: Path, nsd: NsdServer) -> No
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_chart_into_a_missing_folder_is_refused_before_any_work(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-folder"
+    assert main(["report", "example.com", "--chart", str(missing / "chart.png")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"dmarcbot report: --chart {missing / 'chart.png'}: the folder {missing} does not exist: "
+        "create it, or name a file in a folder that exists\n"
+    )
+    assert not db.exists()  # refused before the database was opened
+    assert main(["report", "example.com", "--chart", str(tmp_path)]) == 2
+    assert f"--chart {tmp_path} is a folder: name a file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -8,6 +8,7 @@ answer Slack would have seen; nothing inside the app is replaced.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import urllib.error
@@ -274,6 +275,18 @@ def assert_usage(text: str) -> None:
         assert f"`/dmarc {row.usage}`: {row.help}" in text
         for example in row.examples[:1]:
             assert f"e.g. `{example}`" in text
+
+
+def test_the_app_starts_without_warnings(
+    make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Bolt warns "As you gave client as well, token will be unused" at every start when it is given
+    # both: a warning nobody can act on teaches operators to ignore warnings.
+    caplog.set_level(logging.DEBUG)
+    app = make_app("127.0.0.1:9")
+    assert ack_of(*app.sim.slash_command("help"))["response_type"] == "ephemeral"  # it started
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == []
 
 
 @pytest.mark.slow

@@ -48,10 +48,12 @@ def replies(slack: SlackStandIn) -> list[str]:
 
 @pytest.mark.slow
 def test_watch_in_a_channel_stores_it_and_posts_the_first_check(app: RunningApp, slack: SlackStandIn) -> None:
-    status, body = app.sim.slash_command(f"watch {DOMAIN} sel", channel_id="C1", team_id="T1", user_id="U7")
-    assert status == 200 and "Watching example.test" in body
+    status, _ = app.sim.slash_command(f"watch {DOMAIN} sel", channel_id="C1", team_id="T1", user_id="U7")
+    assert status == 200
     assert app.sim.last_elapsed < 3
     post = slack.wait_for("chat.postMessage", ok_only=True)[0]
+    # once Slack has said the bot is a member, before the first check's summary
+    assert replies(slack) == ["Watching example.test for this channel: running its first check…"]
     assert post.params["channel"] == "C1"
     assert post.text.startswith(f"Now watching {DOMAIN} in this channel. First check: Mail from")
     store = store_of(app)
@@ -70,9 +72,10 @@ def test_watch_where_the_bot_is_not_a_member_says_how_to_invite_it(
 ) -> None:
     capture_app_log(caplog)
     slack.set_channel("C5", is_member=False)
-    app.sim.slash_command(f"watch {DOMAIN}", channel_id="C5")
+    status, body = app.sim.slash_command(f"watch {DOMAIN}", channel_id="C5")
+    assert status == 200 and "Watching" not in body  # membership is checked before saying so
     slack.wait_for("response_url")
-    assert "/invite @dmarcbot" in replies(slack)[0]
+    assert len(replies(slack)) == 1 and "/invite @dmarcbot" in replies(slack)[0]
     wait_for_log(caplog, f"running /dmarc watch {DOMAIN}: finished")
     assert slack.calls("chat.postMessage") == []
     store = store_of(app)
@@ -184,9 +187,10 @@ def test_an_idn_is_named_in_unicode_with_its_a_label_once(
     app: RunningApp, world: NsdServer, slack: SlackStandIn
 ) -> None:
     world.set_zone("xn--bcher-kva.test", domain_zone("xn--bcher-kva.test"))
-    status, body = app.sim.slash_command("watch bücher.test", channel_id="C1", team_id="T1")
-    assert status == 200 and "Watching bücher.test (xn--bcher-kva.test)" in json.loads(body)["text"]
+    status, _ = app.sim.slash_command("watch bücher.test", channel_id="C1", team_id="T1")
+    assert status == 200
     post = slack.wait_for("chat.postMessage", ok_only=True)[0]
+    assert replies(slack)[0].startswith("Watching bücher.test (xn--bcher-kva.test) for this channel")
     assert post.text.startswith("Now watching bücher.test (xn--bcher-kva.test) in this channel")
     assert post.text.count("xn--") == 1
     shown = "\n".join(b["text"]["text"] for b in post.blocks if b["type"] == "section")

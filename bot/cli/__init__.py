@@ -7,22 +7,13 @@ Exit status: 0 no `error` finding, 1 an error finding, 2 bad input, 3 DNS unreac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
+from bot import __version__
 from bot.cli.common import EXIT_BAD_INPUT, AddCommand
-from handlers.errors import BadInput
-
-
-def version() -> str:
-    """The installed distribution's version: pyproject.toml is the one place it is written."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as distribution_version
-
-    try:
-        return distribution_version("dmarcbot")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
+from handlers.errors import BadInput, ConfigurationError
 
 
 def command_registrars() -> list[Callable[[AddCommand], None]]:
@@ -46,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmarcbot", description="Explain why DMARC fails for a domain or a message."
     )
-    parser.add_argument("--version", action="version", version=f"dmarcbot {version()}")
+    parser.add_argument("--version", action="version", version=f"dmarcbot {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
@@ -60,8 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# 128 + SIGPIPE: the status a shell reports for a Unix tool whose reader went away (`| head`).
+EXIT_PIPE_CLOSED = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dmarcbot` console script and of `python -m bot`."""
+    try:
+        code = run(argv)
+        sys.stdout.flush()  # a reader that went away is found here, not at exit (where it is a traceback)
+    except BrokenPipeError:
+        # Stop without a word, as Unix tools do. Standard output now points at /dev/null, so the
+        # interpreter's own flush at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+    return code
+
+
+def run(argv: Sequence[str] | None) -> int:
+    """Parse the arguments and run the command: its exit status; bad input is exit status 2."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -72,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.handler(args))
-    except BadInput as error:
+    except (BadInput, ConfigurationError) as error:  # what was wrong, and what would be right
         from bot.cli.terminal_text import terminal_safe  # a refusal may quote the input it refused
 
         print(f"dmarcbot {args.command}: {terminal_safe(str(error))}", file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 
@@ -15,14 +14,17 @@ from bot.cli.common import (
     add_nameserver_flag,
     load_settings,
 )
-from handlers.dns.domain_name import InvalidDomain, normalise_domain
-from handlers.domain.check import check_domain, invalid_domain_json
-from handlers.domain.dkim_keys import InvalidSelector, validate_selector
 from handlers.errors import BadInput
 
 
 def command_check(args: argparse.Namespace) -> int:
     """Diagnose a domain's DMARC, SPF, DKIM and MX records and say what to fix."""
+    import asyncio
+
+    from handlers.dns.domain_name import InvalidDomain, normalise_domain
+    from handlers.domain.check import check_domain, invalid_domain_json
+    from handlers.domain.dkim_keys import InvalidSelector, validate_selector
+
     try:
         domain = normalise_domain(args.domain)
     except InvalidDomain as error:

@@ -1,32 +1,52 @@
 """What every `dmarcbot` command shares: exit statuses, settings, the workspace, --nameserver.
 
 The workspace is the one a command acts for; bad input (handlers.errors.BadInput) is exit status 2.
+Every module of bot.cli imports at its top only what building the parser needs, and each command
+imports its dependencies when it runs: `dmarcbot --version` and `--help` load none of them, and
+`check` and `why` never load the database, the chart or checkdmarc (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from bot.config import Settings, SettingsError
-from handlers.dns.resolver import Nameserver, NameserverError, parse_nameservers
-from handlers.errors import BadInput
+from handlers.errors import BadInput, ConfigurationError
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.store.stores import Stores
+    from handlers.dns.resolver import Nameserver
 
 EXIT_OK, EXIT_ERROR_FINDING, EXIT_BAD_INPUT, EXIT_DNS_UNREACHABLE = 0, 1, 2, 3
 
 
 def load_settings(nameserver_flags: Sequence[str] | None = None) -> Settings:
     """Settings from the environment; --nameserver flags win over DMARCBOT_NAMESERVERS."""
+    import dataclasses
+
+    from bot.config import Settings
+    from handlers.dns.resolver import parse_nameservers
+
     try:
         settings = Settings.from_env(os.environ)
         if nameserver_flags:
             settings = dataclasses.replace(settings, nameservers=parse_nameservers(nameserver_flags))
-    except (SettingsError, NameserverError) as error:
+    except ConfigurationError as error:
         raise BadInput(str(error)) from None
     return settings
+
+
+def open_command_stores(settings: Settings) -> Stores:
+    """The stores over DMARCBOT_DB, migrated: a command that reads or writes the database opens it
+    here, once. A file that cannot be opened raises bot.store.database.DatabaseUnavailable, which
+    names the path and what to do."""
+    from bot.store.stores import open_stores
+
+    return open_stores(settings.db_path)
 
 
 LOCAL_TEAM = "local"  # the workspace of a database no Slack workspace has used yet

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.cli.common import (
     EXIT_ERROR_FINDING,
@@ -16,17 +17,17 @@ from bot.cli.common import (
     AddCommand,
     add_nameserver_flag,
     load_settings,
+    open_command_stores,
     resolve_team,
 )
 from bot.cli.terminal_text import terminal_safe
-from bot.config import Settings
-from bot.reports.alerts import review_after_ingest
-from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
-from bot.reports.summary import MAX_DAYS, build_summary, render_text, resolve_names, top_source_ips
-from bot.store.stores import Stores, open_stores
-from handlers.dns.domain_name import InvalidDomain, normalise_domain
+from bot.reports import MAX_DAYS
 from handlers.errors import BadInput
-from handlers.reports.archive import DEFAULT_LIMITS
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.reports.ingest import FileOutcome
+    from bot.store.stores import Stores
 
 
 def team_for(settings: Settings, stores: Stores, given: str | None) -> str:
@@ -36,8 +37,12 @@ def team_for(settings: Settings, stores: Stores, given: str | None) -> str:
 
 def command_ingest(args: argparse.Namespace) -> int:
     """Store DMARC aggregate report files (xml, xml.gz, zip, or an .eml carrying one)."""
+    from bot.reports.alerts import review_after_ingest
+    from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
+    from handlers.reports.archive import DEFAULT_LIMITS
+
     settings = load_settings()
-    stores = open_stores(settings.db_path)
+    stores = open_command_stores(settings)
     reports = stores.reports
     team = team_for(settings, stores, args.team)
     outcomes: list[FileOutcome] = []
@@ -79,27 +84,48 @@ def command_ingest(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     """Summarise a domain's aggregate reports: volume, DMARC pass rate, sources, failures, selectors."""
+    from bot.reports.summary import build_summary, render_text, resolve_names, top_source_ips
+    from handlers.dns.domain_name import InvalidDomain, normalise_domain
+
     try:
         domain = normalise_domain(args.domain)
     except InvalidDomain as error:
         raise BadInput(str(error)) from None
     if not 1 <= args.days <= MAX_DAYS:
         raise BadInput(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
+    chart = _chart_path(args.chart) if args.chart else None  # before any work: a typo costs nothing
     settings = load_settings(args.nameserver)
-    stores = open_stores(settings.db_path)
+    stores = open_command_stores(settings)
     reports = stores.reports
     team = team_for(settings, stores, args.team)
     names = resolve_names(top_source_ips(reports, team, domain, args.days), settings.dns_session())
     summary = build_summary(reports, team, domain, args.days, names)
-    if args.chart:
+    if chart:
         from bot.reports.chart import render_chart
 
-        Path(args.chart).write_bytes(render_chart(summary))
+        try:
+            chart.write_bytes(render_chart(summary))
+        except OSError as error:
+            raise BadInput(f"--chart {args.chart}: cannot write it: {error.strerror or error}") from None
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     else:
         print(terminal_safe(render_text(summary)))
     return EXIT_OK
+
+
+def _chart_path(text: str) -> Path:
+    """The --chart file, once its folder is known to exist."""
+    path = Path(text)
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise BadInput(
+            f"--chart {text}: the folder {folder} does not exist: create it, or name a file in a folder "
+            "that exists"
+        )
+    if path.is_dir():
+        raise BadInput(f"--chart {text} is a folder: name a file, such as {path / 'chart.png'}")
+    return path
 
 
 def register_commands(add: AddCommand) -> None:

@@ -17,17 +17,25 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.cli.common import EXIT_OK, TEAM_ID, AddCommand, add_nameserver_flag, load_settings, resolve_team
+from bot.cli.common import (
+    EXIT_OK,
+    TEAM_ID,
+    AddCommand,
+    add_nameserver_flag,
+    load_settings,
+    open_command_stores,
+    resolve_team,
+)
 from bot.cli.terminal_text import terminal_safe
-from bot.config import Settings
 from bot.limits import MAX_IMPORT_BYTES, MAX_IMPORT_DEPTH
-from bot.store.stores import Stores, open_stores
-from bot.store.watches import NewWatch, Watch, WatchStore
-from handlers.dns.domain_name import InvalidDomain, first_mention, normalise_domain
-from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
 from handlers.errors import BadInput
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.store.stores import Stores
+    from bot.store.watches import NewWatch, Watch, WatchStore
 
 # Test-only: `monitor --once` exits right after the outbox is written, before anything is posted,
 # as a crash there would. tests/test_cli_watch.py uses it to prove a restart posts exactly once.
@@ -54,6 +62,8 @@ def _channel(text: str) -> str:
 
 
 def _domain(text: str) -> str:
+    from handlers.dns.domain_name import InvalidDomain, normalise_domain
+
     try:
         return normalise_domain(text)
     except InvalidDomain as error:
@@ -61,6 +71,8 @@ def _domain(text: str) -> str:
 
 
 def _selectors(texts: list[str] | None) -> list[str]:
+    from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
+
     try:
         return validate_selectors(texts or [])
     except InvalidSelector as error:
@@ -71,11 +83,12 @@ def command_watch(args: argparse.Namespace) -> int:
     """Watch a domain: alerts about it go to --channel; its first check runs now as the baseline."""
     from bot.monitor.cycle import check_watch, record_observation
     from bot.monitor.watch_state import observe
+    from handlers.dns.domain_name import first_mention
 
     domain, channel = _domain(args.domain), _channel(args.channel)
     selectors = _selectors(args.selector)
     settings = load_settings(args.nameserver)
-    store = open_stores(settings.db_path).watches
+    store = open_command_stores(settings).watches
     team = _team(args, settings, store)
     watch, newly = store.add_watch(team, channel, domain, selectors, added_by="cli")
     report = check_watch(watch, settings.dns_session())
@@ -92,8 +105,10 @@ def command_watch(args: argparse.Namespace) -> int:
 
 def command_unwatch(args: argparse.Namespace) -> int:
     """Stop watching a domain (its history and undelivered alerts are deleted)."""
+    from handlers.dns.domain_name import first_mention
+
     domain, settings = _domain(args.domain), load_settings()
-    store = open_stores(settings.db_path).watches
+    store = open_command_stores(settings).watches
     team = _team(args, settings, store)
     if not store.remove_watch(team, domain):
         raise BadInput(f"{domain} is not watched for team {team}: `dmarcbot list` shows the watched domains")
@@ -104,7 +119,7 @@ def command_unwatch(args: argparse.Namespace) -> int:
 def command_list(args: argparse.Namespace) -> int:
     """List the watched domains: channel, last check, status."""
     settings = load_settings()
-    store = open_stores(settings.db_path).watches
+    store = open_command_stores(settings).watches
     team = _team(args, settings, store)
     watches = store.watches(team)
     if args.json:
@@ -147,7 +162,7 @@ def command_monitor(args: argparse.Namespace) -> int:
     from bot.monitor.cycle import check_watches
 
     settings = load_settings(args.nameserver)
-    stores = open_stores(settings.db_path)
+    stores = open_command_stores(settings)
     if not args.once:
         return _monitor_forever(settings, stores)
     cycle = check_watches(stores, settings.dns_session())
@@ -191,7 +206,7 @@ def _monitor_forever(settings: Settings, stores: Stores) -> int:
 
 def command_export(args: argparse.Namespace) -> int:
     """Print the watch list as JSON (every team, or --team's), for a backup or another host."""
-    store = open_stores(load_settings().db_path).watches
+    store = open_command_stores(load_settings()).watches
     teams = [args.team] if args.team else store.teams()
     watches = [w for team in teams for w in store.watches(team)]
     print(
@@ -221,7 +236,7 @@ def command_import(args: argparse.Namespace) -> int:
     """Add the watches of a JSON file made by `dmarcbot export` (`-` reads stdin); all or none."""
     text = _read_import(args.file)
     entries = parse_export(text, args.file)
-    store = open_stores(load_settings().db_path).watches
+    store = open_command_stores(load_settings()).watches
     added = store.add_watches(entries)  # one transaction: all of them, or none even when killed
     print(
         f"Imported {len(entries)} watches from {args.file} ({added} new, "
@@ -268,10 +283,7 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
-ImportEntry = NewWatch
-
-
-def parse_export(text: str, source: str) -> list[ImportEntry]:
+def parse_export(text: str, source: str) -> list[NewWatch]:
     """Validate a whole export file; the first problem found is raised as a BadInput."""
     depth = _nesting_depth(text)
     if depth > MAX_IMPORT_DEPTH:
@@ -306,7 +318,7 @@ def parse_export(text: str, source: str) -> list[ImportEntry]:
     return entries
 
 
-def _entry(item: Any, where: str) -> ImportEntry:
+def _entry(item: Any, where: str) -> NewWatch:
     try:
         if not isinstance(item, dict):
             raise BadInput("is not an object")

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import json
 import sys
 import textwrap
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from bot.cli.common import AddCommand, nameservers_from
 from bot.cli.terminal_text import terminal_safe
-from handlers.dns.domain_name import InvalidDomain, normalise_domain
-from handlers.dns.resolver import DnsSession
 from handlers.errors import BadInput
-from handlers.message.parse import MAX_MESSAGE_BYTES, MessageError, parse_message
-from handlers.message.verdict import MessageVerdict, diagnose_message
+
+if TYPE_CHECKING:
+    from handlers.message.verdict import MessageVerdict
 
 EXIT_PASS, EXIT_NOT_PASS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -57,6 +55,12 @@ def command_why(args: argparse.Namespace) -> int:
     Exit status: 0 DMARC passes; 1 it fails, or the result is none, temperror or permerror;
     2 bad input (not a message, binary, over 10 MB, no From or several From addresses).
     """
+    import asyncio
+
+    from handlers.dns.resolver import DnsSession
+    from handlers.message.parse import MessageError, parse_message
+    from handlers.message.verdict import diagnose_message
+
     ip = _ip(args.ip)
     helo = _helo(args.helo)
     mail_from = _mail_from(args.mail_from)
@@ -87,6 +91,8 @@ def _read(name: str) -> bytes:
 
 
 def _read_bounded(stream: BinaryIO) -> bytes:
+    from handlers.message.parse import MAX_MESSAGE_BYTES
+
     return stream.read(MAX_MESSAGE_BYTES + 1)
 
 
@@ -100,6 +106,8 @@ def _ip(text: str | None) -> str | None:
 
 
 def _helo(text: str | None) -> str | None:
+    from handlers.dns.domain_name import InvalidDomain, normalise_domain
+
     if text is None:
         return None
     try:
@@ -109,6 +117,8 @@ def _helo(text: str | None) -> str | None:
 
 
 def _mail_from(text: str | None) -> str | None:
+    from handlers.dns.domain_name import InvalidDomain, normalise_domain
+
     if text is None:
         return None
     value = text.strip().strip("<>")

@@ -34,7 +34,6 @@ NAME_BUDGET_SECONDS = 4.0  # then the summary goes out with the names found so f
 NAME_CONCURRENCY = 16
 NAME_CACHE_SIZE = 10_000
 NAME_CACHE_SECONDS = 6 * 3600  # PTR records change rarely; a day-old name is still useful
-MAX_DAYS = 366
 
 
 @dataclass(frozen=True, kw_only=True)

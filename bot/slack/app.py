@@ -77,7 +77,9 @@ def create_app(
             callback_options=install_callbacks(installations),
         )
     app = App(
-        token=token,
+        # The token travels in the client (our base URL, our 429 handling): Bolt takes it from
+        # there. Given here as well, Bolt ignores it and warns at every start.
+        token=None,
         # Socket Mode needs no signature (the socket is authenticated); HTTP always verifies.
         signing_secret=settings.slack_signing_secret or "",
         client=make_web_client(settings, token),

@@ -11,6 +11,7 @@ process, at start-up, before listeners and the scheduler: each entry point calls
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 import sqlite_utils
 
 from bot.store.migrations import MIGRATIONS
+from handlers.errors import ConfigurationError
 
 BUSY_TIMEOUT_SECONDS = 10.0
 
@@ -143,7 +145,33 @@ class Database:
         db.execute("COMMIT")
 
 
+class DatabaseUnavailable(ConfigurationError):
+    """DMARCBOT_DB cannot be opened or written; the message names the path and what to do."""
+
+
+# What SQLite says when the file or its folder cannot be used: the first statement on a new
+# connection reports it (sqlite3.connect itself never fails for these).
+_UNUSABLE_FILE = ("unable to open database file", "readonly database", "disk i/o error", "not a database")
+
+
 def open_database(path: str) -> Database:
-    """Apply any pending migrations to the file at `path`, then return the database over it."""
-    apply_migrations(path)
+    """Apply any pending migrations to the file at `path`, then return the database over it.
+    A file that cannot be opened or written raises DatabaseUnavailable naming it and what to do."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DatabaseUnavailable(
+            f"DMARCBOT_DB is {path}, but the folder {folder} does not exist: create it "
+            f"(mkdir -p {folder}) or set DMARCBOT_DB to a file in a folder that exists"
+        )
+    try:
+        apply_migrations(path)
+    except sqlite3.DatabaseError as error:
+        if not any(phrase in str(error).lower() for phrase in _UNUSABLE_FILE):
+            raise
+        raise DatabaseUnavailable(
+            f"DMARCBOT_DB is {path}, and SQLite cannot use it ({error}): the file must be an SQLite "
+            f"database, and it and its folder {folder} writable by this user (SQLite writes the "
+            "-wal and -shm files beside it); change the permissions or set DMARCBOT_DB to a file "
+            "in a folder this user can write"
+        ) from None
     return Database(path)

@@ -263,18 +263,15 @@ async def check_domain(
 ) -> DomainReport:
     """Diagnose `domain` (already normalised by handlers.dns.domain_name) through `session`.
     `known` and `probe` choose the DKIM selectors beyond the named ones (handlers.domain.dkim_keys)."""
-    apex, dmarc, spf, dkim, mx, organizational = await asyncio.gather(
-        session.lookup(domain, "TXT"),  # the existence test; SPF asks the same question
-        check_dmarc(session, domain),
-        check_spf(session, domain),
-        check_dkim(session, domain, selectors, known=known, probe=probe),
-        check_mx(session, domain),
-        # RFC 9989 §4.4: a subdomain's mail can align through its Organizational Domain's SPF and
-        # DKIM keys; the walk that finds it is check_dmarc's, asked once
-        organizational_identifiers(session, domain, selectors),
-    )
-    unreachable = session.all_failed()
+    # The existence test first (SPF asks the same question, and the session answers it once),
+    # beside DMARC, which a name that does not exist needs too (its np= policy, RFC 9989 §4.7).
+    # An NXDOMAIN means nothing exists below the name either (RFC 8020): its SPF, the dozens of
+    # DKIM probes and its MX would all be asked only to be answered NXDOMAIN.
+    apex_task = asyncio.ensure_future(session.lookup(domain, "TXT"))
+    dmarc_task = asyncio.ensure_future(check_dmarc(session, domain))
+    apex = await apex_task
     if apex.status is DnsStatus.NXDOMAIN:
+        dmarc = await dmarc_task
         only = (
             finding(
                 "domain.nxdomain",
@@ -291,8 +288,18 @@ async def check_domain(
             mx=None,
             findings=only,
             queries=session.queries_sent,
-            dns_unreachable=unreachable,
+            dns_unreachable=session.all_failed(),
         )
+    dmarc, spf, dkim, mx, organizational = await asyncio.gather(
+        dmarc_task,
+        check_spf(session, domain),
+        check_dkim(session, domain, selectors, known=known, probe=probe),
+        check_mx(session, domain),
+        # RFC 9989 §4.4: a subdomain's mail can align through its Organizational Domain's SPF and
+        # DKIM keys; the walk that finds it is check_dmarc's, asked once
+        organizational_identifiers(session, domain, selectors),
+    )
+    unreachable = session.all_failed()
     findings = [*dmarc.findings, *spf.findings, *dkim.findings, *mx.findings]
     if organizational is not None:
         # only its outages: they can leave the verdict unknown; its other findings are its own

@@ -21,9 +21,10 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
+from bot.reports import MAX_DAYS
 from bot.reports.alerts import review_after_ingest
 from bot.reports.ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
-from bot.reports.summary import MAX_DAYS, build_summary, resolve_names, top_source_ips
+from bot.reports.summary import build_summary, resolve_names, top_source_ips
 from bot.slack.blocks.aggregate import render_file_answer, render_summary
 from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file

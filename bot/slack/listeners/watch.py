@@ -31,8 +31,11 @@ def parse_watch(words: list[str]) -> Job:
     """Watch a domain: this channel hears when its records change, mail starts failing, or it recovers."""
     domain = parse_domain_argument(words, "watch DOMAIN")
     selectors = parse_selectors(words[1:])
+    # No "Watching…" in the ack: whether the bot can post here is known only once Slack has said
+    # it is a member (conversations.info, after the ack), and a user told "Watching…" and then
+    # "I'm not a member" cannot tell which is true. start_watching says "Watching…" after that.
     return Job(
-        ack=f"Watching {first_mention(domain)} for this channel: running its first check…",
+        ack=None,
         work="watch",
         args={"domain": domain, "selectors": selectors},
         channel_problem=NEEDS_CHANNEL,
@@ -80,6 +83,7 @@ def start_watching(domain: str, selectors: list[str], turn: SlackTurn) -> None:
     if problem:
         turn.tell(problem)
         return
+    turn.tell(f"Watching {first_mention(domain)} for this channel: running its first check…")
     store = turn.stores.watches
     watch, newly = store.add_watch(turn.team_id, turn.channel_id, domain, selectors, turn.user_id)
     report = check_watch(watch, turn.settings.dns_session())
