@@ -1,4 +1,4 @@
-"""`check`: the whole diagnosis of one domain (DMARC, SPF, DKIM, MX), every lookup concurrent.
+"""`check`: the whole diagnosis of one domain (DMARC, SPF, DKIM, MX and its hosts), every lookup concurrent.
 
 The four parts share one DnsSession, so a question two parts ask (the domain's TXT for SPF and for
 the existence test) goes out once, and no answer predates the check. The wall time follows the
@@ -27,6 +27,7 @@ from handlers.domain.dmarc import DmarcReport, check_dmarc
 from handlers.domain.dmarc_record import DmarcRecord
 from handlers.domain.findings import Finding, Severity, finding, sort_findings, temperror_finding
 from handlers.domain.mx import MxReport, check_mx
+from handlers.domain.mx_hosts import MxHostsReport, check_mx_hosts
 from handlers.domain.spf import SpfReport, check_spf
 
 # Among findings of one severity, the one to fix first: a broken domain or DNS before DMARC,
@@ -50,6 +51,8 @@ class DomainReport:
     checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # a subdomain's Organizational Domain and what it publishes (None for an Organizational Domain)
     organizational: OrganizationalIdentifiers | None = None
+    # the MX hosts' addresses and reverse names (None when the domain does not exist)
+    mx_hosts: MxHostsReport | None = None
 
     @property
     def display_domain(self) -> str:
@@ -106,6 +109,7 @@ class DomainReport:
             ("spf", self.spf),
             ("dkim", self.dkim),
             ("mx", self.mx),
+            ("mx", self.mx_hosts),
             ("spf", org.spf if org else None),
             ("dkim", org.dkim if org else None),
         )
@@ -207,6 +211,17 @@ class DomainReport:
             "organizational_dkim": [k.to_json() for k in org.dkim.keys] if org else [],
         }
 
+    def mx_json(self) -> list[dict[str, object]]:
+        """The `mx` list of `check --json`: each MX record, with its host's `addresses` and `reverse`
+        names when the host was checked."""
+        if self.mx is None:
+            return []
+        hosts = []
+        for entry, host in zip(self.mx.to_json(), self.mx.hosts, strict=True):
+            checked = self.mx_hosts.host(host.host) if self.mx_hosts else None
+            hosts.append({**entry, **(checked.to_json() if checked else {"addresses": [], "reverse": {}})})
+        return hosts
+
     def to_json(self) -> dict[str, object]:
         return {
             "domain": self.domain,
@@ -218,7 +233,7 @@ class DomainReport:
             "spf": self.spf.to_json() if self.spf else None,
             "dkim": [k.to_json() for k in self.dkim.keys] if self.dkim else [],
             "dkim_selectors_tried": list(self.dkim.selectors_tried) if self.dkim else [],
-            "mx": self.mx.to_json() if self.mx else [],
+            "mx": self.mx_json(),
             "null_mx": self.mx.null_mx if self.mx else False,
             "findings": [f.to_json() for f in self.findings],
             "dns_queries": self.queries,
@@ -255,12 +270,12 @@ def _family_rank(finding_id: str) -> int:
 
 async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str] = ()) -> DomainReport:
     """Diagnose `domain` (already normalised by handlers.dns.domain_name) through `session`."""
-    apex, dmarc, spf, dkim, mx, organizational = await asyncio.gather(
+    apex, dmarc, spf, dkim, (mx, mx_hosts), organizational = await asyncio.gather(
         session.lookup(domain, "TXT"),  # the existence test; SPF asks the same question
         check_dmarc(session, domain),
         check_spf(session, domain),
         check_dkim(session, domain, selectors),
-        check_mx(session, domain),
+        _check_mail_hosts(session, domain),
         # RFC 9989 §4.4: a subdomain's mail can align through its Organizational Domain's SPF and
         # DKIM keys; the walk that finds it is check_dmarc's, asked once
         organizational_identifiers(session, domain, selectors),
@@ -285,7 +300,7 @@ async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str
             queries=session.queries_sent,
             dns_unreachable=unreachable,
         )
-    findings = [*dmarc.findings, *spf.findings, *dkim.findings, *mx.findings]
+    findings = [*dmarc.findings, *spf.findings, *dkim.findings, *mx.findings, *mx_hosts.findings]
     if organizational is not None:
         # only its outages: they can leave the verdict unknown; its other findings are its own
         findings += [
@@ -308,7 +323,14 @@ async def check_domain(domain: str, session: DnsSession, selectors: Sequence[str
         queries=session.queries_sent,
         dns_unreachable=unreachable,
         organizational=organizational,
+        mx_hosts=mx_hosts,
     )
+
+
+async def _check_mail_hosts(session: DnsSession, domain: str) -> tuple[MxReport, MxHostsReport]:
+    """The MX records, then their hosts: one chain, concurrent with the rest of the check."""
+    mx = await check_mx(session, domain)
+    return mx, await check_mx_hosts(session, mx)
 
 
 def _spf_missing_at_a_subdomain(
