@@ -79,7 +79,7 @@ def command_watch(args: argparse.Namespace) -> int:
     store = open_stores(settings.db_path).watches
     team = _team(args, settings, store)
     watch, newly = store.add_watch(team, channel, domain, selectors, added_by="cli")
-    report = asyncio.run(check_domain(domain, settings.dns_session(), selectors))
+    report = asyncio.run(check_domain(domain, settings.dns_session(), selectors, settings.https_client()))
     record_observation(store, watch, observe(report))
     verb = "Watching" if newly else "Updated the watch of"
     print(

@@ -323,3 +323,15 @@ def cname_loop_finding(lookup: Lookup) -> Finding:
         f"{lookup.detail}); "
         "every resolver fails on it the same way, so retrying does not help.",
     )
+
+
+def absence_words(lookup: Lookup) -> str:
+    """Why a lookup found no record of the kind wanted, in words that name no name: the caller names
+    the place in its display form (a name with an underscore label has no Unicode form to take)."""
+    if lookup.records:
+        return f"its {lookup.rdtype} records are of another kind"
+    return (
+        "the name does not exist"
+        if lookup.status.value == "nxdomain"
+        else f"the name has no {lookup.rdtype} record"
+    )
