@@ -16,6 +16,7 @@ from handlers.dns.resolver import (
     parse_nameservers,
 )
 from handlers.errors import ConfigurationError
+from handlers.https_fetch import HttpsClient
 
 SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DB = "./dmarcbot.db"
@@ -54,12 +55,17 @@ class Settings:
     imap_cafile: str | None = None  # CA bundle to verify the IMAP server with (default: system)
     ephemeral_disk: bool = False  # Heroku's dyno disk is wiped at every deploy and restart
     default_team: str | None = None  # SLACK_TEAM_ID: the workspace CLI commands act for
+    ca_file: str | None = None  # DMARCBOT_CA_FILE: CA bundle for HTTPS fetches (default: system)
 
     def dns_session(self) -> DnsSession:
         """A fresh DnsSession with these settings: one per check, re-check or monitor cycle."""
         return DnsSession(
             nameservers=self.nameservers, timeout=self.dns_timeout, max_inflight=self.dns_max_inflight
         )
+
+    def https_client(self) -> HttpsClient:
+        """The HTTPS client every fetch uses (the MTA-STS policy), with the configured CA bundle."""
+        return HttpsClient(ca_file=self.ca_file)
 
     @property
     def socket_mode(self) -> bool:
@@ -135,7 +141,10 @@ class Settings:
             imap_cafile=get("DMARCBOT_IMAP_CAFILE"),
             ephemeral_disk=bool(get("DYNO")),
             default_team=get("SLACK_TEAM_ID"),
+            ca_file=get("DMARCBOT_CA_FILE"),
         )
+        if settings.ca_file and not os.path.isfile(settings.ca_file):
+            problems.append(f"DMARCBOT_CA_FILE={settings.ca_file!r} is not a file (a PEM CA bundle)")
         if settings.default_team is not None and not TEAM_ID.fullmatch(settings.default_team):
             problems.append(
                 f"SLACK_TEAM_ID={settings.default_team!r} must be a workspace id like T0123ABCD "

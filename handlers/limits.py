@@ -52,15 +52,44 @@ EARLIEST_REPORT_DATE = datetime(2012, 1, 1, tzinfo=UTC)
 # more than a day.
 MAX_REPORT_FUTURE = timedelta(days=1)
 
+# --- Mail transport: MX hosts, MTA-STS, TLS-RPT ---------------------------------------------------
+
+# MX hosts whose addresses and reverse names are checked. A domain rarely lists more than five;
+# a hostile zone listing hundreds would cost three lookups or more for each. The rest are named
+# as not checked.
+MAX_MX_HOSTS_CHECKED = 10
+# Addresses per MX host whose reverse name is checked (each costs a PTR lookup and a forward one).
+MAX_ADDRESSES_PER_MX = 4
+# Reverse names per address followed back to their addresses: one is the rule (RFC 1912 §2.1);
+# a few more are tolerated, the rest ignored.
+MAX_REVERSE_NAMES = 3
+# An MTA-STS policy is a few hundred bytes (RFC 8461 §3.2); RFC 8461 §3.3 lets senders cap the
+# size they read, and 64 KB is the cap common senders use.
+MAX_HTTPS_BODY = 64 * 1024
+# HTTP response headers read before the body: a server sending more is not serving a policy.
+MAX_HTTPS_HEADERS = 16 * 1024
+# Seconds for the whole HTTPS fetch (connect, TLS, request, response). RFC 8461 §3.3 asks senders
+# to use a short timeout; a check must not wait on a stalled policy host.
+HTTPS_TIMEOUT = 5.0
+# MX patterns read from one MTA-STS policy: a real one names a handful.
+MAX_MTA_STS_MX_PATTERNS = 50
+
 
 __all__ = [
     "EARLIEST_REPORT_DATE",
+    "HTTPS_TIMEOUT",
+    "MAX_ADDRESSES_PER_MX",
     "MAX_DKIM_BH_CHARS",
     "MAX_DKIM_B_CHARS",
     "MAX_DKIM_SIGNATURES",
+    "MAX_HTTPS_BODY",
+    "MAX_HTTPS_HEADERS",
+    "MAX_MTA_STS_MX_PATTERNS",
+    "MAX_MX_HOSTS_CHECKED",
     "MAX_REPORT_AUTHORIZATION_LOOKUPS",
     "MAX_REPORT_FUTURE",
     "MAX_REPORT_RECORD_COUNT",
+    "MAX_REVERSE_NAMES",
     "MAX_RSA_EXPONENT",
     "MAX_RSA_KEY_BITS",
     "VERIFY_SECONDS_PER_SIGNATURE",

@@ -78,7 +78,14 @@ def test_json_output_is_one_object(served: NsdServer, capsys: pytest.CaptureFixt
     assert data["domain"] == "good.test"
     assert data["dmarc"]["policy"] == "reject"
     assert data["spf"]["record"] == "v=spf1 ip4:192.0.2.0/24 -all"
-    assert data["mx"] == [{"preference": 10, "host": "mx.good.test"}]
+    assert data["mx"] == [
+        {
+            "preference": 10,
+            "host": "mx.good.test",
+            "addresses": ["192.0.2.25"],
+            "reverse": {"192.0.2.25": None},
+        }
+    ]
 
 
 def test_idn_names_are_checked_in_punycode(served: NsdServer, capsys: pytest.CaptureFixture[str]) -> None:

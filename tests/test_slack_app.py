@@ -84,9 +84,13 @@ def world_zone() -> str:
     return make_zone("test", world_records())
 
 
+# good.test's MX host has a reverse name that resolves back, so the good report has nothing to say
+REVERSE_ZONE = make_zone("2.0.192.in-addr.arpa", [("25", "PTR", "mx.good.test.")])
+
+
 @pytest.fixture
 def world(nsd: NsdServer) -> NsdServer:
-    nsd.set_zones({"test": world_zone()})
+    nsd.set_zones({"test": world_zone(), "2.0.192.in-addr.arpa": REVERSE_ZONE})
     return nsd
 
 

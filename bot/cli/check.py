@@ -35,8 +35,10 @@ def command_check(args: argparse.Namespace) -> int:
         selectors = [validate_selector(s) for s in args.selector or []]
     except InvalidSelector as error:
         raise BadInput(f"{error}") from None
-    session = load_settings(args.nameserver).dns_session()
-    report = asyncio.run(check_domain(domain, session, selectors))
+    settings = load_settings(args.nameserver)
+    report = asyncio.run(
+        check_domain(domain, settings.dns_session(), selectors, https=settings.https_client())
+    )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:

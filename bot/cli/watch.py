@@ -91,7 +91,7 @@ def command_watch(args: argparse.Namespace) -> int:
     store = open_command_stores(settings).watches
     team = _team(args, settings, store)
     watch, newly = store.add_watch(team, channel, domain, selectors, added_by="cli")
-    report = check_watch(watch, settings.dns_session())
+    report = check_watch(watch, settings.dns_session(), settings.https_client())
     record_observation(store, watch, observe(report))
     verb = "Watching" if newly else "Updated the watch of"
     print(
@@ -165,7 +165,7 @@ def command_monitor(args: argparse.Namespace) -> int:
     stores = open_command_stores(settings)
     if not args.once:
         return _monitor_forever(settings, stores)
-    cycle = check_watches(stores, settings.dns_session())
+    cycle = check_watches(stores, settings.dns_session(), https=settings.https_client())
     if os.environ.get(CRASH_AFTER_OUTBOX_ENV) == "1":
         sys.stdout.flush()
         os._exit(CRASH_EXIT_CODE)  # test-only: die as a crash would, with the outbox written

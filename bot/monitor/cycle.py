@@ -36,6 +36,7 @@ from bot.store.stores import Stores
 from bot.store.watches import Decision, Watch, WatchHistory, WatchStore
 from handlers.dns.resolver import DnsSession
 from handlers.domain.check import DomainReport, check_domain
+from handlers.https_fetch import HttpsClient
 
 log = logging.getLogger("dmarcbot.monitor")
 
@@ -125,8 +126,10 @@ class Target:
     found: tuple[str, ...]
     probe: bool
 
-    async def check(self, session: DnsSession) -> DomainReport:
-        return await check_domain(self.domain, session, self.named, known=self.found, probe=self.probe)
+    async def check(self, session: DnsSession, https: HttpsClient | None = None) -> DomainReport:
+        return await check_domain(
+            self.domain, session, self.named, known=self.found, probe=self.probe, https=https
+        )
 
 
 def probe_due(watch: Watch, now: datetime) -> bool:
@@ -156,10 +159,10 @@ def reprobes_now(watches: Sequence[Watch], now: datetime) -> set[int]:
     return {w.id for w in due[:REPROBES_PER_CYCLE]}
 
 
-def check_watch(watch: Watch, session: DnsSession) -> DomainReport:
+def check_watch(watch: Watch, session: DnsSession, https: HttpsClient | None = None) -> DomainReport:
     """One watch's check now, as the monitor would do it (the first check of a new watch probes
     the common selectors): from a thread with no event loop, such as a command or a worker."""
-    return asyncio.run(target_of(watch, utcnow()).check(session))
+    return asyncio.run(target_of(watch, utcnow()).check(session, https))
 
 
 def check_watches(
@@ -167,6 +170,7 @@ def check_watches(
     session: DnsSession,
     now: datetime | None = None,
     concurrency: int = MONITOR_CONCURRENCY,
+    https: HttpsClient | None = None,
 ) -> CycleReport:
     """Check every team's watches through one session and write the outcome (snapshots, status,
     alerts in the outbox). Posting is separate: bot.monitor.alert_delivery.deliver_pending.
@@ -220,7 +224,7 @@ def check_watches(
         if len(unwritten) >= WRITE_BATCH:
             write_batch()
 
-    asyncio.run(check_all(list(groups), session, record, concurrency))
+    asyncio.run(check_all(list(groups), session, record, concurrency, https))
     write_batch()
     # After the checks, through the same session: a plan is verified against the answers the
     # domain's own check just got (and never when that check hit an outage).
@@ -236,6 +240,7 @@ async def check_all(
     session: DnsSession,
     record: Callable[[Target, DomainReport | BaseException], None],
     concurrency: int = MONITOR_CONCURRENCY,
+    https: HttpsClient | None = None,
 ) -> None:
     """Check each target once through `session`, at most `concurrency` at a time, handing each
     result (or the exception it raised) to `record` as soon as it is known. Workers take targets
@@ -246,7 +251,7 @@ async def check_all(
     async def worker() -> None:
         for target in pending:
             try:
-                result: DomainReport | BaseException = await target.check(session)
+                result: DomainReport | BaseException = await target.check(session, https)
             except Exception as error:  # `record` logs it with its domains
                 result = error
             record(target, result)

@@ -156,7 +156,7 @@ def turn_for_interaction(
 
 def run_domain_check(settings: Settings, domain: str, selectors: Sequence[str]) -> DomainReport:
     """A fresh check (new DnsSession: no answer older than this request) from a worker thread."""
-    return asyncio.run(check_domain(domain, settings.dns_session(), selectors))
+    return asyncio.run(check_domain(domain, settings.dns_session(), selectors, https=settings.https_client()))
 
 
 def guarded(what: str, turn: SlackTurn, work: Callable[[], None]) -> None:

@@ -1,4 +1,4 @@
-"""`check`: the whole diagnosis of one domain (DMARC, SPF, DKIM, MX), every lookup concurrent.
+"""`check`: the whole diagnosis of one domain (DMARC, SPF, DKIM, MX, MTA-STS, TLS-RPT), all concurrent.
 
 The four parts share one DnsSession, so a question two parts ask (the domain's TXT for SPF and for
 the existence test) goes out once, and no answer predates the check. The wall time follows the
@@ -26,12 +26,16 @@ from handlers.domain.dkim_keys import DkimReport, check_dkim
 from handlers.domain.dmarc import DmarcReport, check_dmarc
 from handlers.domain.dmarc_record import DmarcRecord
 from handlers.domain.findings import Finding, Severity, finding, sort_findings, temperror_finding
+from handlers.domain.mta_sts import MtaStsReport, check_mta_sts
 from handlers.domain.mx import MxReport, check_mx
+from handlers.domain.mx_hosts import MxHostsReport, check_mx_hosts
 from handlers.domain.spf import SpfReport, check_spf
+from handlers.domain.tls_rpt import TlsRptReport, check_tls_rpt
+from handlers.https_fetch import HttpsClient
 
 # Among findings of one severity, the one to fix first: a broken domain or DNS before DMARC,
-# DMARC before SPF and DKIM (without DMARC nothing else is evaluated), MX last.
-_FAMILY_ORDER = ("domain", "dns", "dmarc", "spf", "dkim", "mx")
+# DMARC before SPF and DKIM (without DMARC nothing else is evaluated), then MX and its transport security.
+_FAMILY_ORDER = ("domain", "dns", "dmarc", "spf", "dkim", "mx", "mta_sts", "tls_rpt")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +54,10 @@ class DomainReport:
     checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # a subdomain's Organizational Domain and what it publishes (None for an Organizational Domain)
     organizational: OrganizationalIdentifiers | None = None
+    # the MX hosts' addresses and reverse names (None when the domain does not exist)
+    mx_hosts: MxHostsReport | None = None
+    mta_sts: MtaStsReport | None = None
+    tls_rpt: TlsRptReport | None = None
 
     @property
     def display_domain(self) -> str:
@@ -106,6 +114,9 @@ class DomainReport:
             ("spf", self.spf),
             ("dkim", self.dkim),
             ("mx", self.mx),
+            ("mx", self.mx_hosts),
+            ("mta_sts", self.mta_sts),
+            ("tls_rpt", self.tls_rpt),
             ("spf", org.spf if org else None),
             ("dkim", org.dkim if org else None),
         )
@@ -207,6 +218,17 @@ class DomainReport:
             "organizational_dkim": [k.to_json() for k in org.dkim.keys] if org else [],
         }
 
+    def mx_json(self) -> list[dict[str, object]]:
+        """The `mx` list of `check --json`: each MX record, with its host's `addresses` and `reverse`
+        names when the host was checked."""
+        if self.mx is None:
+            return []
+        hosts = []
+        for entry, host in zip(self.mx.to_json(), self.mx.hosts, strict=True):
+            checked = self.mx_hosts.host(host.host) if self.mx_hosts else None
+            hosts.append({**entry, **(checked.to_json() if checked else {"addresses": [], "reverse": {}})})
+        return hosts
+
     def to_json(self) -> dict[str, object]:
         return {
             "domain": self.domain,
@@ -218,8 +240,10 @@ class DomainReport:
             "spf": self.spf.to_json() if self.spf else None,
             "dkim": [k.to_json() for k in self.dkim.keys] if self.dkim else [],
             "dkim_selectors_tried": list(self.dkim.selectors_tried) if self.dkim else [],
-            "mx": self.mx.to_json() if self.mx else [],
+            "mx": self.mx_json(),
             "null_mx": self.mx.null_mx if self.mx else False,
+            "mta_sts": self.mta_sts.to_json() if self.mta_sts else None,
+            "tls_rpt": self.tls_rpt.to_json() if self.tls_rpt else None,
             "findings": [f.to_json() for f in self.findings],
             "dns_queries": self.queries,
             "alignment": self.alignment_json(),
@@ -242,6 +266,8 @@ def invalid_domain_json(typed: str, reason: str) -> dict[str, object]:
         "dkim_selectors_tried": [],
         "mx": [],
         "null_mx": False,
+        "mta_sts": None,
+        "tls_rpt": None,
         "findings": [problem.to_json()],
         "dns_queries": 0,
         "alignment": None,
@@ -260,9 +286,11 @@ async def check_domain(
     *,
     known: Sequence[str] | None = None,
     probe: bool | None = None,
+    https: HttpsClient | None = None,
 ) -> DomainReport:
     """Diagnose `domain` (already normalised by handlers.dns.domain_name) through `session`.
-    `known` and `probe` choose the DKIM selectors beyond the named ones (handlers.domain.dkim_keys)."""
+    `known` and `probe` choose the DKIM selectors beyond the named ones (handlers.domain.dkim_keys);
+    HTTPS fetches (the MTA-STS policy) go through `https`, by default with the system's CA bundle."""
     # The existence test first (SPF asks the same question, and the session answers it once),
     # beside DMARC, which a name that does not exist needs too (its np= policy, RFC 9989 §4.7).
     # An NXDOMAIN means nothing exists below the name either (RFC 8020): its SPF, the dozens of
@@ -290,17 +318,18 @@ async def check_domain(
             queries=session.queries_sent,
             dns_unreachable=session.all_failed(),
         )
-    dmarc, spf, dkim, mx, organizational = await asyncio.gather(
+    dmarc, spf, dkim, (mx, mx_hosts, mta_sts, tls_rpt), organizational = await asyncio.gather(
         dmarc_task,
         check_spf(session, domain),
         check_dkim(session, domain, selectors, known=known, probe=probe),
-        check_mx(session, domain),
+        _check_mail_transport(session, domain, https or HttpsClient()),
         # RFC 9989 §4.4: a subdomain's mail can align through its Organizational Domain's SPF and
         # DKIM keys; the walk that finds it is check_dmarc's, asked once
         organizational_identifiers(session, domain, selectors),
     )
     unreachable = session.all_failed()
-    findings = [*dmarc.findings, *spf.findings, *dkim.findings, *mx.findings]
+    findings = [*dmarc.findings, *spf.findings, *dkim.findings, *mx.findings, *mx_hosts.findings]
+    findings += [*mta_sts.findings, *tls_rpt.findings]
     if organizational is not None:
         # only its outages: they can leave the verdict unknown; its other findings are its own
         findings += [
@@ -323,7 +352,31 @@ async def check_domain(
         queries=session.queries_sent,
         dns_unreachable=unreachable,
         organizational=organizational,
+        mx_hosts=mx_hosts,
+        mta_sts=mta_sts,
+        tls_rpt=tls_rpt,
     )
+
+
+async def _check_mail_transport(
+    session: DnsSession, domain: str, https: HttpsClient
+) -> tuple[MxReport, MxHostsReport, MtaStsReport, TlsRptReport]:
+    """Where the domain receives mail and how securely: the MX records then their hosts, beside the
+    MTA-STS record and policy and the TLS-RPT record; the policy's coverage of the MX hosts and
+    the weight of a missing TLS-RPT record are decided once all are known."""
+    (mx, mx_hosts), mta_sts, tls_rpt = await asyncio.gather(
+        _check_mail_hosts(session, domain),
+        check_mta_sts(session, domain, https),
+        check_tls_rpt(session, domain),
+    )
+    mta_sts = mta_sts.covering(mx)
+    tls_rpt = tls_rpt.with_transport_policy("an MTA-STS policy" if mta_sts.published else None)
+    return mx, mx_hosts, mta_sts, tls_rpt
+
+
+async def _check_mail_hosts(session: DnsSession, domain: str) -> tuple[MxReport, MxHostsReport]:
+    mx = await check_mx(session, domain)
+    return mx, await check_mx_hosts(session, mx)
 
 
 def _spf_missing_at_a_subdomain(

@@ -208,6 +208,72 @@ CATALOG: dict[str, FindingKind] = {
         "No MX record",
         'Publish MX records if the domain receives mail; publish a null MX ("0 .") if it never does.',
     ),
+    "mx.no_address": FindingKind(
+        E,
+        "An MX host has no address",
+        "Publish an A or AAAA record for the host, or remove it from the MX records.",
+    ),
+    "mx.cname": FindingKind(
+        W,
+        "An MX host is an alias (CNAME)",
+        "Point the MX record at the host's canonical name, or give the name its own A/AAAA records.",
+    ),
+    "mx.reverse_dns": FindingKind(
+        W,
+        "An MX host's address has no reverse name that resolves back",
+        "Ask whoever runs the address to set its reverse (PTR) name to the MX host's name.",
+    ),
+    "tls_rpt.missing": FindingKind(
+        I,
+        "No TLS reporting (TLS-RPT) record",
+        'Publish a TXT record at _smtp._tls.DOMAIN such as "v=TLSRPTv1; rua=mailto:tls-reports@DOMAIN".',
+    ),
+    "tls_rpt.invalid": FindingKind(
+        E,
+        "The TLS reporting (TLS-RPT) record is not valid",
+        'Publish exactly one record such as "v=TLSRPTv1; rua=mailto:tls-reports@DOMAIN" (RFC 8460 §3).',
+    ),
+    "mta_sts.missing": FindingKind(
+        I,
+        "No MTA-STS policy",
+        "Publish an MTA-STS policy (RFC 8461) in testing mode first, so senders report TLS failures.",
+    ),
+    "mta_sts.record_invalid": FindingKind(
+        E,
+        "The MTA-STS record is not valid",
+        'Publish exactly one TXT record at _mta-sts.DOMAIN such as "v=STSv1; id=20250101T000000".',
+    ),
+    "mta_sts.policy_unreachable": FindingKind(
+        E,
+        "The MTA-STS policy file cannot be fetched",
+        "Serve the policy at https://mta-sts.DOMAIN/.well-known/mta-sts.txt with a valid certificate "
+        "for mta-sts.DOMAIN, status 200 and no redirect.",
+    ),
+    "mta_sts.policy_invalid": FindingKind(
+        E,
+        "The MTA-STS policy file is not valid",
+        'Serve "version: STSv1", "mode:", "max_age:" and one "mx:" line per host (RFC 8461 §3.2).',
+    ),
+    "mta_sts.mx_not_covered": FindingKind(
+        E,
+        "An MX host is not covered by the MTA-STS policy",
+        "Add an mx: line for the host to the policy file, then change the record's id=.",
+    ),
+    "mta_sts.testing": FindingKind(
+        W,
+        "MTA-STS is in testing mode: senders deliver even when TLS fails",
+        "Once TLS reports show every sender connecting securely, change mode: to enforce and the id=.",
+    ),
+    "mta_sts.max_age_short": FindingKind(
+        W,
+        "The MTA-STS max_age is under one day",
+        "Raise max_age to at least 86400 (a week, 604800, or more once the policy is stable).",
+    ),
+    "mta_sts.cert_expiring": FindingKind(
+        W,
+        "The MTA-STS policy host's certificate expires within 14 days",
+        "Renew the certificate of mta-sts.DOMAIN: once it expires, senders cannot refresh the policy.",
+    ),
 }
 
 # Raised by the monitor (bot.monitor.fix_followup), never by a check: a flattened record's address terms
@@ -256,4 +322,16 @@ def cname_loop_finding(lookup: Lookup) -> Finding:
         f"The {lookup.rdtype} lookup for {lookup.name} follows CNAMEs in a loop ({chain}: "
         f"{lookup.detail}); "
         "every resolver fails on it the same way, so retrying does not help.",
+    )
+
+
+def absence_words(lookup: Lookup) -> str:
+    """Why a lookup found no record of the kind wanted, in words that name no name: the caller names
+    the place in its display form (a name with an underscore label has no Unicode form to take)."""
+    if lookup.records:
+        return f"its {lookup.rdtype} records are of another kind"
+    return (
+        "the name does not exist"
+        if lookup.status.value == "nxdomain"
+        else f"the name has no {lookup.rdtype} record"
     )

@@ -23,6 +23,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from tests.dnstest.zones import make_zone
+
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
 _ZONE_ERRORS = re.compile(r"zone (\S+) file \S+ read with \d+ errors")
@@ -63,6 +65,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _origin(name: str) -> str:
     return name.strip().rstrip(".").lower()
+
+
+# The real DNS answers NXDOMAIN for an address nobody gave a reverse name; NSD refuses names outside
+# its zones, which a check rightly reads as an outage. So the reverse trees are served, empty, unless
+# a test serves them (or a zone above them) itself; a test's own reverse zone, deeper, still wins.
+_REVERSE_TREES = ("in-addr.arpa", "ip6.arpa")
+
+
+def _with_reverse_zones(zones: Mapping[str, str]) -> dict[str, str]:
+    if "" in zones or "arpa" in zones:
+        return dict(zones)
+    return {**{tree: make_zone(tree, []) for tree in _REVERSE_TREES}, **zones}
 
 
 class NsdServer:
@@ -195,7 +209,7 @@ class NsdServer:
             shutil.rmtree(run)
         (run / "zones").mkdir(parents=True)
         zone_blocks = []
-        for index, (origin, text) in enumerate(sorted(self.zones.items())):
+        for index, (origin, text) in enumerate(sorted(_with_reverse_zones(self.zones).items())):
             zonefile = run / "zones" / f"{index}-{origin or 'root'}.zone"
             zonefile.write_text(text)
             zone_blocks.append(f'zone:\n  name: "{origin or "."}"\n  zonefile: "{zonefile}"\n')

@@ -86,7 +86,7 @@ def start_watching(domain: str, selectors: list[str], turn: SlackTurn) -> None:
     turn.tell(f"Watching {first_mention(domain)} for this channel: running its first check…")
     store = turn.stores.watches
     watch, newly = store.add_watch(turn.team_id, turn.channel_id, domain, selectors, turn.user_id)
-    report = check_watch(watch, turn.settings.dns_session())
+    report = check_watch(watch, turn.settings.dns_session(), turn.settings.https_client())
     record_observation(store, watch, observe(report))
     text, blocks = render_watch_started(report, watch, newly, selectors)
     turn.post(text, blocks, unfurl_links=False, unfurl_media=False)
