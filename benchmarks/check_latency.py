@@ -312,9 +312,10 @@ def main() -> int:
     zones = build_zones()
     with tempfile.TemporaryDirectory(prefix="dmarcbot-bench-") as workdir:
         nsd = NsdServer(Path(workdir))
-        proxy = TimedProxy((nsd.host, nsd.port))
+        proxy: TimedProxy | None = None
         try:
             nsd.start(zones)
+            proxy = TimedProxy((nsd.host, nsd.port))  # NSD's port is known once it started
             proxy.start()
             proxy.latency = args.latency
             servers = (Nameserver(proxy.host, proxy.port),)
@@ -342,7 +343,8 @@ def main() -> int:
             print("\ninterrupted: stopping the proxy and NSD", file=sys.stderr)
             return 130
         finally:
-            proxy.stop()  # safe when it never started
+            if proxy is not None:
+                proxy.stop()
             nsd.stop()
 
 
