@@ -109,6 +109,13 @@ class _File:
     meta: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
+class _StandInServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Slack's servers take every connection; socketserver's backlog of 5 would reset the app's
+    # posts when a burst of work ends at once, and the test would measure the stand-in.
+    request_queue_size = 512
+
+
 class SlackStandIn:
     """Answers like Slack's Web API on ``http://127.0.0.1:PORT/api/`` and records every call."""
 
@@ -125,8 +132,7 @@ class SlackStandIn:
     def start(self) -> SlackStandIn:
         if self._server is not None:
             return self
-        server = ThreadingHTTPServer((self.host, 0), _Handler)
-        server.daemon_threads = True
+        server = _StandInServer((self.host, 0), _Handler)
         server.stand_in = self  # type: ignore[attr-defined]
         self._server = server
         self._thread = threading.Thread(
