@@ -99,6 +99,7 @@ class _Identity:
     user_id: str = BOT_USER_ID
     bot_id: str = BOT_ID
     user: str = "dmarcbot"
+    enterprise_id: str | None = None  # a workspace inside an Enterprise Grid org
 
 
 @dataclass
@@ -519,6 +520,7 @@ class SlackStandIn:
             "team_id": ident.team_id,
             "user_id": ident.user_id,
             "bot_id": ident.bot_id,
+            "enterprise_id": ident.enterprise_id,
             "is_enterprise_install": False,
         }
 
@@ -577,6 +579,7 @@ class SlackStandIn:
                     team_id=team.get("id", TEAM_ID),
                     team=team.get("name", TEAM_NAME),
                     user_id=body.get("bot_user_id") or BOT_USER_ID,
+                    enterprise_id=(body.get("enterprise") or {}).get("id"),
                 ),
             )
         return body
