@@ -5,6 +5,7 @@ Everything goes through the app's real signed endpoint, NSD and the Slack stand-
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -42,10 +43,6 @@ def replies(slack: SlackStandIn) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="a few of 50 acks still take 2-3 s on this 2-core machine (most under 0.4 s); cause not found yet",
-    strict=False,
-)
 def test_fifty_commands_against_slow_dns_are_acked_at_once_and_all_answered(
     nsd: NsdServer, fault_proxy: FaultProxy, make_app: AppFactory, slack: SlackStandIn
 ) -> None:
@@ -198,6 +195,59 @@ def test_a_retried_event_is_acked_and_does_nothing_else(
         status, _ = app.sim.event(home, retry_num=retry, event_id="EvRETRIED")
         assert status == 200
     app.sim.event({**home, "user": "U8"}, event_id="EvOTHER")  # the signal that all were handled
+    published = slack.wait_for("views.publish", 2, timeout=TIMEOUT)
+    assert [p.params["user_id"] for p in published] == ["U7", "U8"]
+    assert len(slack.calls("views.publish")) == 2
+
+
+def recorded_deliveries(db_path: str) -> set[str]:
+    with sqlite3.connect(db_path) as db:
+        return {row[0] for row in db.execute("SELECT delivery_id FROM slack_deliveries")}
+
+
+def wait_for_recorded(db_path: str, delivery: str) -> None:
+    """The positive signal that the app wrote a delivery's row (it is written after the ack)."""
+    deadline = time.monotonic() + TIMEOUT
+    while delivery not in recorded_deliveries(db_path):
+        assert time.monotonic() < deadline, f"{delivery} was never recorded"
+        time.sleep(0.02)
+
+
+def test_an_ack_never_waits_for_the_database_write_lock(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    app = make_app(world, dns_timeout=0.5)
+    # Another writer holds SQLite's write lock, as a report ingest or a monitor cycle does for a while.
+    holder = sqlite3.connect(app.settings.db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        status, body = app.sim.slash_command("help", trigger_id="1700000000000.1.held")
+        elapsed = app.sim.last_elapsed
+        assert status == 200 and "/dmarc check" in body
+        assert elapsed < 3.0, elapsed  # Slack's own limit: later, the user sees an error
+        assert "trigger:1700000000000.1.held" not in recorded_deliveries(app.settings.db_path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    wait_for_recorded(app.settings.db_path, "trigger:1700000000000.1.held")  # written once the lock is free
+    status, body = app.sim.slash_command("help", trigger_id="1700000000000.1.held")
+    assert status == 200 and body == ""  # the replay is acked and dropped
+
+
+def test_a_delivery_taken_before_a_restart_is_dropped_after_it(
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    first = make_app(world, dns_timeout=0.5)
+    home = {"type": "app_home_opened", "user": "U7", "channel": "D7", "tab": "home"}
+    first.sim.event(home, event_id="EvBEFORE")
+    slack.wait_for("views.publish", 1, timeout=TIMEOUT)
+    wait_for_recorded(first.settings.db_path, "event:EvBEFORE")
+    first.stop()
+    second = make_app(world, dns_timeout=0.5)  # the same database file
+    assert second.settings.db_path == first.settings.db_path
+    status, _ = second.sim.event(home, retry_num=1, event_id="EvBEFORE")
+    assert status == 200
+    second.sim.event({**home, "user": "U8"}, event_id="EvAFTER")  # the signal that both were handled
     published = slack.wait_for("views.publish", 2, timeout=TIMEOUT)
     assert [p.params["user_id"] for p in published] == ["U7", "U8"]
     assert len(slack.calls("views.publish")) == 2

@@ -103,18 +103,20 @@ def test_list_and_unwatch_see_only_their_own_workspace(app: RunningApp, slack: S
     finally:
         store.close()
     app.sim.slash_command(f"watch {DOMAIN}", channel_id="C1", team_id="T1")
+    # "Watching…" (through the response_url), then the first check's summary in the channel
     slack.wait_for("chat.postMessage", 1, ok_only=True)
+    assert len(slack.calls("response_url")) == 1
     app.sim.slash_command("list", team_id="T1")
-    slack.wait_for("response_url")
+    slack.wait_for("response_url", 2)
     listed = slack.calls("response_url")[-1]
     assert DOMAIN in listed.params["text"] and "other.test" not in json.dumps(listed.params)
     assert "<#C1>" in json.dumps(listed.params["blocks"])
     app.sim.slash_command("unwatch other.test", team_id="T1")  # T2's watch: not T1's to remove
-    slack.wait_for("response_url", 2)
+    slack.wait_for("response_url", 3)
     assert "is not watched in this workspace" in replies(slack)[-1]
     # a command that names T2 (a Slack Connect user's team) is still T1's installation
     app.sim.slash_command("unwatch other.test", team_id="T2")
-    slack.wait_for("response_url", 3)
+    slack.wait_for("response_url", 4)
     assert "is not watched in this workspace" in replies(slack)[-1]
     store = store_of(app)
     try:

@@ -15,7 +15,7 @@ from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
 
 from bot.config import Settings
-from bot.slack.deliveries import register_deduplication
+from bot.slack.deliveries import DeliveryLog, register_deduplication
 from bot.slack.features import Feature, gather
 from bot.slack.installations import install_callbacks
 from bot.slack.listeners import aggregate_reports, check_report, commands, fixit, home, watch, why
@@ -91,7 +91,7 @@ def create_app(
             max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener"
         ),
     )
-    register_deduplication(app, stores.slack_state)
+    register_deduplication(app, DeliveryLog(stores.slack_state))
     gathered = gather(features)
     commands.register(app, settings, stores, pool, gathered.router, gathered.workers)
     home.register(app, settings, stores, gathered.router, gathered.home_sections)

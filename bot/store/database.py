@@ -38,9 +38,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def _connect(path: str) -> sqlite_utils.Database:
+def _connect(path: str, check_same_thread: bool = True) -> sqlite_utils.Database:
     # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE), sqlite3 must not.
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=check_same_thread
+    )
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
     return sqlite_utils.Database(conn)
 
@@ -97,6 +99,8 @@ class Database:
         self._local = threading.local()
         self._all: list[sqlite_utils.Database] = []
         self._all_lock = threading.Lock()
+        self._reader: sqlite_utils.Database | None = None
+        self._reader_lock = threading.Lock()
 
     @property
     def connection(self) -> sqlite_utils.Database:
@@ -109,8 +113,23 @@ class Database:
                 self._all.append(db)
         return db
 
+    @contextlib.contextmanager
+    def shared_reader(self) -> Iterator[sqlite_utils.Database]:
+        """One connection for short reads from threads that come and go, such as the HTTP server's
+        thread per request: a connection of their own would be opened for one query and kept until
+        close(). The lock hands it to one thread at a time; a read in WAL mode never waits for a
+        writer, so holding it is brief. Never write through it."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = _connect(self.path, check_same_thread=False)
+            yield self._reader
+
     def close(self) -> None:
         """Close this thread's connection, and the others' when their threads are gone."""
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         with self._all_lock:
             for db in self._all:
                 with contextlib.suppress(sqlite3.ProgrammingError):

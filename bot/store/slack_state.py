@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,17 +25,27 @@ class SlackStateStore:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def first_delivery(self, delivery_id: str, now: datetime | None = None) -> bool:
-        """Record `delivery_id` (an event_id, or an interaction's own key); False when it was
-        already recorded inside the window: the request is a retry or a replay."""
-        when = now or utcnow()
+    def delivery_recorded(self, delivery_id: str) -> bool:
+        """True when `delivery_id` (an event_id, or an interaction's own key) was recorded inside
+        the window. A read: it never waits for a writer, so a request's ack never does either."""
+        with self.database.shared_reader() as db:
+            row = db.execute(
+                "SELECT received_at FROM slack_deliveries WHERE delivery_id = ?", [delivery_id[:200]]
+            ).fetchone()
+        return row is not None and row[0] >= iso(utcnow() - DELIVERY_WINDOW)
+
+    def record_deliveries(self, deliveries: Sequence[tuple[str, datetime]]) -> None:
+        """Record each (delivery id, received at) in one transaction, and forget the ones older
+        than the window."""
+        if not deliveries:
+            return
+        newest = max(when for _, when in deliveries)
         with self.database.write() as db:
-            db.execute("DELETE FROM slack_deliveries WHERE received_at < ?", [iso(when - DELIVERY_WINDOW)])
-            cursor = db.execute(
+            db.execute("DELETE FROM slack_deliveries WHERE received_at < ?", [iso(newest - DELIVERY_WINDOW)])
+            db.conn.executemany(
                 "INSERT OR IGNORE INTO slack_deliveries (delivery_id, received_at) VALUES (?, ?)",
-                [delivery_id[:200], iso(when)],
+                [(delivery_id[:200], iso(when)) for delivery_id, when in deliveries],
             )
-            return cursor.rowcount == 1
 
     def save_button_state(self, team_id: str, state: dict[str, Any], now: datetime | None = None) -> str:
         """Keep `state` for a button of `team_id`; returns the short id the button carries."""

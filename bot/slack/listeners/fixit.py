@@ -94,6 +94,9 @@ class FixRequest:
         return fix_kind(self.finding_id) or ""
 
 
+STALE_FORM = "That Fix it form no longer works: press Fix it on the report again."
+
+
 def read_fix_request(
     data: Any, channel_id: str | None = None, thread_ts: str | None = None, response_url: str | None = None
 ) -> FixRequest:
@@ -279,12 +282,14 @@ def handle_fix_submission(
     context: BoltContext,
 ) -> None:
     user_id = (body.get("user") or {}).get("id")
+    turn = turn_for_interaction(body, client, None, settings, stores, context, pool)
     try:
         request = read_fix_request(json.loads(view.get("private_metadata") or "{}"))
     except (ValueError, UnreadableValue):
+        # No field to mark: the form carries no fix, so it is closed and the user told why.
         ack()
+        turn.later("answering a Fix it form that no longer works", lambda: turn.tell(STALE_FORM))
         return
-    turn = turn_for_interaction(body, client, None, settings, stores, context, pool)
     turn.channel_id = request.channel_id
     if is_foreign_user(body, context):
         first = _first_input(view)
