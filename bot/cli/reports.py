@@ -22,7 +22,7 @@ from bot.cli.terminal_text import terminal_safe
 from bot.config import Settings
 from bot.reports.alerts import review_after_ingest
 from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
-from bot.reports.summary import MAX_DAYS, build_summary, render_text, resolve_names, top_source_ips
+from bot.reports.summary import MAX_DAYS, build_summary, render_text, sender_context
 from bot.store.stores import Stores, open_stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.errors import BadInput
@@ -89,8 +89,8 @@ def command_report(args: argparse.Namespace) -> int:
     stores = open_stores(settings.db_path)
     reports = stores.reports
     team = team_for(settings, stores, args.team)
-    names = resolve_names(top_source_ips(reports, team, domain, args.days), settings.dns_session())
-    summary = build_summary(reports, team, domain, args.days, names)
+    names, authority = sender_context(reports, team, domain, args.days, settings.dns_session())
+    summary = build_summary(reports, team, domain, args.days, names, authority=authority)
     if args.chart:
         from bot.reports.chart import render_chart
 

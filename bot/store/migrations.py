@@ -244,6 +244,30 @@ def _create_button_states(db: sqlite_utils.Database) -> None:
     )
 
 
+def _add_report_details(db: sqlite_utils.Database) -> None:
+    # What a report's records carry beyond the outcome, for naming senders, the summary's
+    # dispositions and From domains, and the parsedmarc-compatible CSV. Lists (one record may
+    # carry several DKIM or SPF results) are joined with "," as parsedmarc's CSV joins them.
+    # Rows stored before this step keep NULL here, and every reader treats NULL as "not known".
+    rows = db.table("agg_rows")
+    for column in (
+        "disposition",
+        "override_reasons",
+        "header_from",
+        "envelope_from",
+        "dkim_domains",
+        "dkim_selectors",
+        "dkim_results",
+        "spf_domains",
+        "spf_scopes",
+        "spf_results",
+    ):
+        rows.add_column(column, str)
+    reports = db.table("agg_reports")
+    for column in ("org_email", "adkim", "aspf", "p", "sp", "pct", "fo"):
+        reports.add_column(column, str)
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -255,4 +279,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (7, "flattened includes", _create_flattened_includes),  # watched for drift once verified
     (8, "slack deliveries", _create_slack_deliveries),  # retried events and interactions done once
     (9, "button states", _create_button_states),  # large button state kept server-side
+    (10, "report details", _add_report_details),  # senders named, dispositions, the CSV
 ]
