@@ -95,6 +95,15 @@ def command_report(args: argparse.Namespace) -> int:
         from bot.reports.chart import render_chart
 
         Path(args.chart).write_bytes(render_chart(summary))
+    if args.csv:
+        from bot.reports.csv_export import write_csv
+
+        try:
+            with open(args.csv, "w", encoding="utf-8", newline="") as handle:
+                rows = write_csv(reports, team, summary, handle)
+        except OSError as error:
+            raise BadInput(f"cannot write --csv {args.csv}: {error.strerror or error}") from None
+        print(f"{rows:,} rows written to {args.csv}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -118,5 +127,10 @@ def register_commands(add: AddCommand) -> None:
     )
     report.add_argument("--json", action="store_true", help="print one JSON object")
     report.add_argument("--chart", metavar="PNG", help="also write the daily chart to this file")
+    report.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="also write the report rows to FILE in parsedmarc's aggregate CSV columns",
+    )
     report.add_argument("--team", metavar="TEAM_ID", help="the Slack team whose reports to read")
     add_nameserver_flag(report)

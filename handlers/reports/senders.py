@@ -315,11 +315,10 @@ def _missing_identifiers(domain: str, row: RowFacts, authority: SpfAuthority) ->
 def _spf_part(domain: str, row: RowFacts, authority: SpfAuthority) -> str:
     spf_domain, spf_result = row.spf[0] if row.spf else (row.envelope_from or "", "")
     address = _address(row.ip)
-    if spf_result == "pass" and spf_domain and not same_organization(spf_domain, domain):
-        in_ours = authority.known and address is not None and authority.authorises(address)
-        return f"SPF passes for {spf_domain}, not aligned" + ("" if in_ours else " (not in SPF)")
     if authority.known and address is not None and not authority.authorises(address):
         return "not in SPF"
+    if spf_result == "pass" and spf_domain and not same_organization(spf_domain, domain):
+        return f"SPF passes for {spf_domain}, not aligned"
     return f"SPF {spf_result or 'none'}" + (f" for {spf_domain}" if spf_domain else "")
 
 
