@@ -29,6 +29,9 @@ class Row:
     dkim_result: str | None = None  # auth_results; defaults to the evaluated result
     spf_domain: str = "example.com"
     spf_result: str | None = None
+    disposition: str = "none"
+    reasons: tuple[str, ...] = ()  # policy override reason types
+    envelope_from: str | None = None
 
 
 def report_xml(
@@ -69,9 +72,13 @@ def record_xml(row: Row) -> str:
         )
     return (
         f"<record><row><source_ip>{row.ip}</source_ip><count>{row.count}</count>"
-        f"<policy_evaluated><disposition>none</disposition><dkim>{row.dkim}</dkim>"
-        f"<spf>{row.spf}</spf></policy_evaluated></row>"
-        f"<identifiers><header_from>{row.header_from}</header_from></identifiers>"
+        f"<policy_evaluated><disposition>{row.disposition}</disposition><dkim>{row.dkim}</dkim>"
+        f"<spf>{row.spf}</spf>"
+        + "".join(f"<reason><type>{reason}</type></reason>" for reason in row.reasons)
+        + "</policy_evaluated></row>"
+        "<identifiers>"
+        + (f"<envelope_from>{row.envelope_from}</envelope_from>" if row.envelope_from else "")
+        + f"<header_from>{row.header_from}</header_from></identifiers>"
         f"<auth_results>{dkim_auth}<spf><domain>{row.spf_domain}</domain><scope>mfrom</scope>"
         f"<result>{row.spf_result or row.spf}</result></spf></auth_results></record>"
     )

@@ -96,6 +96,13 @@ def test_report_json_has_exactly_the_documented_shape_and_fractions(
     )
     assert code == 0
     data = json.loads(capsys.readouterr().out)
+    # Every field the shape had before senders were named is kept, with the same values; the
+    # added ones are checked in tests/test_senders.py.
+    added_top = {"senders", "dispositions", "override_reasons", "from_domains", "reporters"}
+    added_source = {"sender", "sender_source", "category", "reason"}
+    assert added_top <= data.keys() and all(added_source <= s.keys() for s in data["sources"])
+    data = {k: v for k, v in data.items() if k not in added_top}
+    data["sources"] = [{k: v for k, v in s.items() if k not in added_source} for s in data["sources"]]
     assert data == {
         "domain": "example.com",
         "days": 7,
@@ -161,6 +168,21 @@ def test_a_chart_into_a_missing_folder_is_refused_before_any_work(
     assert not db.exists()  # refused before the database was opened
     assert main(["report", "example.com", "--chart", str(tmp_path)]) == 2
     assert f"--chart {tmp_path} is a folder: name a file" in capsys.readouterr().err
+
+
+def test_a_csv_into_a_missing_folder_is_refused_before_any_work(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-folder"
+    assert main(["report", "example.com", "--csv", str(missing / "report.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"dmarcbot report: --csv {missing / 'report.csv'}: the folder {missing} does not exist: "
+        "create it, or name a file in a folder that exists\n"
+    )
+    assert not db.exists()  # refused before the database was opened
+    assert main(["report", "example.com", "--csv", str(tmp_path)]) == 2
+    assert f"--csv {tmp_path} is a folder: name a file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -148,3 +148,32 @@ def test_a_report_is_stored_whole_or_not_at_all(stores: tuple[Stores, ReportStor
     assert reports.report_count("T1") == 0
     assert store.database.connection.execute("SELECT COUNT(*) FROM agg_rows").fetchone()[0] == 0
     assert not reports.add_report("T1", parse_report(xml), "test").duplicate
+
+
+def test_staged_records_are_grouped_on_every_stored_detail(stores: tuple[Stores, ReportStore]) -> None:
+    _store, reports = stores
+    rows = [
+        Row("192.0.2.1", 3, dkim="fail", spf="fail", disposition="quarantine"),
+        Row("192.0.2.1", 4, dkim="fail", spf="fail", disposition="quarantine"),  # same row: summed
+        Row("192.0.2.1", 5, dkim="fail", spf="fail", disposition="reject"),
+        Row("192.0.2.1", 6, dkim="fail", spf="fail", disposition="none", reasons=("forwarded",)),
+        Row("192.0.2.1", 7, envelope_from="bounce.example.com"),
+        Row("192.0.2.1", 8, dkim_domain=None),  # no DKIM result: NULLs group together
+        Row("192.0.2.1", 9, dkim_domain=None),
+    ]
+    stored = reports.add_report("T1", parse_report(report_xml(rows, email="dmarc@google.com")), "test")
+    assert stored.messages == 42 and stored.records == 7
+    first, last = window(1)
+    details = {
+        (key.disposition, key.override_reasons, key.envelope_from, key.dkim_domains): count
+        for key, count in reports.details("T1", "example.com", first, last)
+    }
+    assert details == {
+        ("quarantine", None, None, "example.com"): 7,
+        ("reject", None, None, "example.com"): 5,
+        ("none", "forwarded", None, "example.com"): 6,
+        ("none", None, "bounce.example.com", "example.com"): 7,
+        ("none", None, None, None): 17,
+    }
+    row = next(reports.record_rows("T1", "example.com", first, last))
+    assert (row["org_email"], row["adkim"], row["aspf"], row["p"]) == ("dmarc@google.com", "r", "r", "none")

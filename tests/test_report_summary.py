@@ -59,6 +59,11 @@ def test_json_shape_and_rates(reports: ReportStore) -> None:
                 "dmarc_pass_rate": 0.75,
                 "spf_aligned": 0.75,
                 "dkim_aligned": 0.75,
+                "sender": None,
+                "sender_source": None,
+                "category": "unknown",
+                "reason": "no sender name; 1 of 4 messages fail DMARC (SPF fail for example.com; "
+                "DKIM d=example.com s=s1 fail): possibly spoofing, which the policy should stop",
             },
             {
                 "ip": "2001:db8::1",
@@ -67,9 +72,29 @@ def test_json_shape_and_rates(reports: ReportStore) -> None:
                 "dmarc_pass_rate": 1.0,
                 "spf_aligned": 1.0,
                 "dkim_aligned": 0.0,
+                "sender": None,
+                "sender_source": None,
+                "category": "compliant",
+                "reason": "passes DMARC through aligned SPF",
             },
         ],
         "selectors": ["s1"],
+        "senders": [
+            {
+                "name": None,
+                "category": "unknown",
+                "reason": "no sender name; 1 of 8 messages fail DMARC (SPF fail for example.com; "
+                "DKIM d=example.com s=s1 fail): possibly spoofing, which the policy should stop",
+                "messages": 8,
+                "dmarc_pass_rate": 0.875,
+                "ips": ["192.0.2.1", "2001:db8::1"],
+                "fix": None,
+            }
+        ],
+        "dispositions": {"none": 8, "quarantine": 0, "reject": 0},
+        "override_reasons": {},
+        "from_domains": [{"domain": "example.com", "messages": 8, "dmarc_pass_rate": 0.875}],
+        "reporters": {"google.com": 8},
     }
 
 

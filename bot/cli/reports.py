@@ -84,7 +84,7 @@ def command_ingest(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     """Summarise a domain's aggregate reports: volume, DMARC pass rate, sources, failures, selectors."""
-    from bot.reports.summary import build_summary, render_text, resolve_names, top_source_ips
+    from bot.reports.summary import build_summary, render_text, sender_context
     from handlers.dns.domain_name import InvalidDomain, normalise_domain
 
     try:
@@ -93,13 +93,15 @@ def command_report(args: argparse.Namespace) -> int:
         raise BadInput(str(error)) from None
     if not 1 <= args.days <= MAX_DAYS:
         raise BadInput(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
-    chart = _chart_path(args.chart) if args.chart else None  # before any work: a typo costs nothing
+    # Output files are checked before any work: a typo costs nothing.
+    chart = _output_path("--chart", args.chart, "chart.png") if args.chart else None
+    csv_file = _output_path("--csv", args.csv, "report.csv") if args.csv else None
     settings = load_settings(args.nameserver)
     stores = open_command_stores(settings)
     reports = stores.reports
     team = team_for(settings, stores, args.team)
-    names = resolve_names(top_source_ips(reports, team, domain, args.days), settings.dns_session())
-    summary = build_summary(reports, team, domain, args.days, names)
+    names, authority = sender_context(reports, team, domain, args.days, settings.dns_session())
+    summary = build_summary(reports, team, domain, args.days, names, authority=authority)
     if chart:
         from bot.reports.chart import render_chart
 
@@ -107,6 +109,15 @@ def command_report(args: argparse.Namespace) -> int:
             chart.write_bytes(render_chart(summary))
         except OSError as error:
             raise BadInput(f"--chart {args.chart}: cannot write it: {error.strerror or error}") from None
+    if csv_file:
+        from bot.reports.csv_export import write_csv
+
+        try:
+            with csv_file.open("w", encoding="utf-8", newline="") as handle:
+                rows = write_csv(reports, team, summary, handle)
+        except OSError as error:
+            raise BadInput(f"--csv {args.csv}: cannot write it: {error.strerror or error}") from None
+        print(f"{rows:,} rows written to {args.csv}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -114,17 +125,17 @@ def command_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _chart_path(text: str) -> Path:
-    """The --chart file, once its folder is known to exist."""
+def _output_path(flag: str, text: str, example: str) -> Path:
+    """The file named by `flag`, once its folder is known to exist."""
     path = Path(text)
     folder = path.resolve().parent
     if not folder.is_dir():
         raise BadInput(
-            f"--chart {text}: the folder {folder} does not exist: create it, or name a file in a folder "
+            f"{flag} {text}: the folder {folder} does not exist: create it, or name a file in a folder "
             "that exists"
         )
     if path.is_dir():
-        raise BadInput(f"--chart {text} is a folder: name a file, such as {path / 'chart.png'}")
+        raise BadInput(f"{flag} {text} is a folder: name a file, such as {path / example}")
     return path
 
 
@@ -144,5 +155,10 @@ def register_commands(add: AddCommand) -> None:
     )
     report.add_argument("--json", action="store_true", help="print one JSON object")
     report.add_argument("--chart", metavar="PNG", help="also write the daily chart to this file")
+    report.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="also write the report rows to FILE in parsedmarc's aggregate CSV columns",
+    )
     report.add_argument("--team", metavar="TEAM_ID", help="the Slack team whose reports to read")
     add_nameserver_flag(report)

@@ -21,19 +21,35 @@ from bot.store.reports import (
     DayTotals,
     FailureReason,
     ReportStore,
+    RowKey,
     SelectorTotals,
     SourceTotals,
     window,
 )
 from handlers.dns.psl import registrable_domain
 from handlers.dns.resolver import DnsSession
+from handlers.domain.spf import check_spf
 from handlers.fixes.readiness import WINDOW_DAYS, AggregateStats, FailingSource
+from handlers.reports.senders import (
+    CATEGORIES,
+    MAX_SENDER_IPS,
+    UNNAMED,
+    Fix,
+    RowFacts,
+    SenderName,
+    SpfAuthority,
+    Verdict,
+    judge,
+    name_source,
+    spf_authority,
+)
 
 MAX_NAMED_SOURCES = 50  # PTR lookups per summary: the largest sources
 NAME_BUDGET_SECONDS = 4.0  # then the summary goes out with the names found so far
 NAME_CONCURRENCY = 16
 NAME_CACHE_SIZE = 10_000
 NAME_CACHE_SECONDS = 6 * 3600  # PTR records change rarely; a day-old name is still useful
+SPF_BUDGET_SECONDS = 4.0  # the domain's SPF chain, read to name senders; past it, names go without
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +63,8 @@ class SourceSummary:
     passed: int
     spf_aligned: int
     dkim_aligned: int
+    sender: SenderName = UNNAMED
+    verdict: Verdict | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +74,50 @@ class SourceSummary:
             "dmarc_pass_rate": _rate(self.passed, self.messages),
             "spf_aligned": _rate(self.spf_aligned, self.messages),
             "dkim_aligned": _rate(self.dkim_aligned, self.messages),
+            "sender": self.sender.name,
+            "sender_source": self.sender.source,
+            "category": self.verdict.category if self.verdict else None,
+            "reason": self.verdict.reason if self.verdict else None,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class SenderSummary:
+    """One named sender (or the unnamed sources together): its sources' volume and verdict."""
+
+    name: str | None
+    category: str
+    reason: str
+    messages: int
+    passed: int
+    ips: tuple[str, ...]
+    fix: Fix | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "category": self.category,
+            "reason": self.reason,
+            "messages": self.messages,
+            "dmarc_pass_rate": _rate(self.passed, self.messages),
+            "ips": list(self.ips),
+            "fix": self.fix.to_json() if self.fix else None,
+        }
+
+
+@dataclass(frozen=True)
+class FromDomain:
+    """One header_from value (the domain or a subdomain): its messages and DMARC passes."""
+
+    domain: str
+    messages: int
+    passed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "messages": self.messages,
+            "dmarc_pass_rate": _rate(self.passed, self.messages),
         }
 
 
@@ -76,6 +138,12 @@ class ReportSummary:
     daily: tuple[DayTotals, ...]
     latest_day: str | None = None  # the last day with reports at all, for "nothing recent"
     names: Mapping[str, str] = field(default_factory=dict)
+    senders: tuple[SenderSummary, ...] = ()
+    dispositions: Mapping[str, int] = field(default_factory=dict)
+    override_reasons: Mapping[str, int] = field(default_factory=dict)
+    from_domains: tuple[FromDomain, ...] = ()
+    reporters: Mapping[str, int] = field(default_factory=dict)
+    spf_known: bool = False  # whether the domain's SPF chain was read to name senders
 
     @property
     def pass_rate(self) -> float | None:
@@ -90,6 +158,11 @@ class ReportSummary:
             "dmarc_pass_rate": self.pass_rate,
             "sources": [s.to_json() for s in self.sources],
             "selectors": [s.selector for s in self.selectors],
+            "senders": [s.to_json() for s in self.senders],
+            "dispositions": dict(self.dispositions),
+            "override_reasons": dict(self.override_reasons),
+            "from_domains": [f.to_json() for f in self.from_domains],
+            "reporters": dict(self.reporters),
         }
 
 
@@ -106,12 +179,23 @@ def build_summary(
     now: datetime | None = None,
     first: str | None = None,
     last: str | None = None,
+    authority: SpfAuthority | None = None,
 ) -> ReportSummary:
-    """Summarise the team's reports for `domain` over the last `days` days (or first..last)."""
+    """Summarise the team's reports for `domain` over the last `days` days (or first..last).
+    `names` are reverse-DNS names by IP and `authority` the domain's SPF chain (see
+    `sender_context`): without them, senders are named from DKIM alone."""
     if first is None or last is None:
         first, last = window(days, now)
     names = names or {}
-    sources = tuple(_source(s, names.get(s.ip)) for s in reports.sources(team_id, domain, first, last))
+    authority = authority or SpfAuthority(known=False)
+    details = reports.details(team_id, domain, first, last)
+    rows_by_ip: dict[str, list[RowFacts]] = {}
+    for key, messages in details:
+        rows_by_ip.setdefault(key.source_ip, []).append(_facts(key, messages))
+    sources = tuple(
+        _source(domain, s, names.get(s.ip), rows_by_ip.get(s.ip, []), authority)
+        for s in reports.sources(team_id, domain, first, last)
+    )
     totals = reports.totals(team_id, domain, first, last)
     return ReportSummary(
         domain=domain,
@@ -127,10 +211,42 @@ def build_summary(
         daily=tuple(reports.daily(team_id, domain, first, last)),
         latest_day=reports.latest_day(team_id, domain),
         names=dict(names),
+        senders=_senders(domain, sources, rows_by_ip, authority),
+        dispositions=_dispositions(details),
+        override_reasons=_override_reasons(details),
+        from_domains=_from_domains(details),
+        reporters=dict(reports.reporters(team_id, domain, first, last)),
+        spf_known=authority.known,
     )
 
 
-def _source(totals: SourceTotals, name: str | None) -> SourceSummary:
+def _facts(key: RowKey, messages: int) -> RowFacts:
+    def split(text: str | None) -> list[str]:
+        return text.split(",") if text else []
+
+    dkim = tuple(
+        zip(split(key.dkim_domains), split(key.dkim_selectors), split(key.dkim_results), strict=False)
+    )
+    spf_pairs = list(zip(split(key.spf_domains), split(key.spf_scopes), split(key.spf_results), strict=False))
+    # SPF aligns on the MAIL FROM identity (RFC 9989 §4.4.2): it comes first; HELO only without it.
+    spf_pairs.sort(key=lambda item: item[1] not in ("mfrom", ""))
+    return RowFacts(
+        ip=key.source_ip,
+        messages=messages,
+        dmarc_pass=bool(key.dmarc_pass),
+        spf_aligned=bool(key.spf_aligned),
+        dkim_aligned=bool(key.dkim_aligned),
+        override_reasons=tuple(split(key.override_reasons)),
+        envelope_from=key.envelope_from,
+        dkim=dkim,
+        spf=tuple((d, r) for d, _scope, r in spf_pairs),
+    )
+
+
+def _source(
+    domain: str, totals: SourceTotals, name: str | None, rows: list[RowFacts], authority: SpfAuthority
+) -> SourceSummary:
+    sender = name_source(totals.ip, rows, authority, name)
     return SourceSummary(
         ip=totals.ip,
         name=name,
@@ -139,7 +255,96 @@ def _source(totals: SourceTotals, name: str | None) -> SourceSummary:
         passed=totals.passed,
         spf_aligned=totals.spf_aligned,
         dkim_aligned=totals.dkim_aligned,
+        sender=sender,
+        verdict=judge(domain, sender, rows, authority) if rows else None,
     )
+
+
+def _senders(
+    domain: str,
+    sources: Sequence[SourceSummary],
+    rows_by_ip: Mapping[str, list[RowFacts]],
+    authority: SpfAuthority,
+) -> tuple[SenderSummary, ...]:
+    """One entry per named sender and one for the unnamed sources, misconfigured first."""
+    groups: dict[str | None, list[SourceSummary]] = {}
+    for source in sources:
+        groups.setdefault(source.sender.name, []).append(source)
+    out: list[SenderSummary] = []
+    for name, members in groups.items():
+        rows = [row for s in members for row in rows_by_ip.get(s.ip, [])]
+        if not rows:
+            continue
+        verdict = judge(domain, members[0].sender, rows, authority)
+        out.append(
+            SenderSummary(
+                name=name,
+                category=verdict.category,
+                reason=verdict.reason,
+                messages=sum(s.messages for s in members),
+                passed=sum(s.passed for s in members),
+                ips=tuple(s.ip for s in members[:MAX_SENDER_IPS]),
+                fix=verdict.fix,
+            )
+        )
+    return tuple(sorted(out, key=lambda s: (CATEGORIES.index(s.category), -s.messages, s.name or "")))
+
+
+def _dispositions(details: Sequence[tuple[RowKey, int]]) -> dict[str, int]:
+    """What the receivers did: messages per disposition (rows stored before dispositions were
+    kept are counted nowhere here)."""
+    out = {"none": 0, "quarantine": 0, "reject": 0}
+    for key, messages in details:
+        if key.disposition in out:
+            out[key.disposition] += messages
+    return out
+
+
+def _override_reasons(details: Sequence[tuple[RowKey, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key, messages in details:
+        for reason in dict.fromkeys((key.override_reasons or "").split(",")):
+            if reason:
+                out[reason] = out.get(reason, 0) + messages
+    return dict(sorted(out.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _from_domains(details: Sequence[tuple[RowKey, int]]) -> tuple[FromDomain, ...]:
+    volume: dict[str, list[int]] = {}
+    for key, messages in details:
+        if key.header_from:
+            counts = volume.setdefault(key.header_from, [0, 0])
+            counts[0] += messages
+            counts[1] += messages if key.dmarc_pass else 0
+    ranked = sorted(volume.items(), key=lambda item: (-item[1][0], item[0]))
+    return tuple(FromDomain(d, counts[0], counts[1]) for d, counts in ranked)
+
+
+def sender_context(
+    reports: ReportStore,
+    team_id: str,
+    domain: str,
+    days: int,
+    session: DnsSession,
+    now: datetime | None = None,
+) -> tuple[dict[str, str], SpfAuthority]:
+    """What naming senders needs from DNS: the largest sources' reverse-DNS names and the
+    domain's own SPF chain. A DNS failure leaves either unknown, never "absent"."""
+    names = resolve_names(top_source_ips(reports, team_id, domain, days, now), session)
+    return names, read_spf_authority(domain, session)
+
+
+def read_spf_authority(domain: str, session: DnsSession, budget: float = SPF_BUDGET_SECONDS) -> SpfAuthority:
+    """The domain's SPF chain as `SpfAuthority`, within `budget` seconds (unknown past it).
+    Call from a thread with no event loop."""
+
+    async def bounded() -> SpfAuthority:
+        try:
+            return spf_authority(await asyncio.wait_for(check_spf(session, domain), budget))
+        except TimeoutError:
+            return SpfAuthority(known=False)
+
+    return asyncio.run(bounded())
 
 
 def readiness_stats(

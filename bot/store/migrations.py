@@ -260,6 +260,30 @@ def _add_selector_probes(db: sqlite_utils.Database) -> None:
     db.table("watches").add_column("selectors_probed_at", str)
 
 
+def _add_report_details(db: sqlite_utils.Database) -> None:
+    # What a report's records carry beyond the outcome, for naming senders, the summary's
+    # dispositions and From domains, and the parsedmarc-compatible CSV. Lists (one record may
+    # carry several DKIM or SPF results) are joined with "," as parsedmarc's CSV joins them.
+    # Rows stored before this step keep NULL here, and every reader treats NULL as "not known".
+    rows = db.table("agg_rows")
+    for column in (
+        "disposition",
+        "override_reasons",
+        "header_from",
+        "envelope_from",
+        "dkim_domains",
+        "dkim_selectors",
+        "dkim_results",
+        "spf_domains",
+        "spf_scopes",
+        "spf_results",
+    ):
+        rows.add_column(column, str)
+    reports = db.table("agg_reports")
+    for column in ("org_email", "adkim", "aspf", "p", "sp", "pct", "fo"):
+        reports.add_column(column, str)
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -273,4 +297,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (9, "button states", _create_button_states),  # large button state kept server-side
     (10, "alert leases", _add_alert_leases),  # exactly once with several monitors
     (11, "selector probes", _add_selector_probes),  # probe weekly, check the known ones each cycle
+    (12, "report details", _add_report_details),  # senders named, dispositions, the CSV
 ]

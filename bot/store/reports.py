@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
 
 from bot.store.database import Database
 from handlers.reports.aggregate import AggregateReport, Record
@@ -260,6 +261,45 @@ class ReportStore:
         ).fetchall()
         return [DayTotals(r[0], int(r[1]), int(r[2])) for r in rows]
 
+    def details(self, team_id: str, domain: str, first: str, last: str) -> list[tuple[RowKey, int]]:
+        """Every distinct stored row over the window, summed over days and reports: what naming
+        senders, dispositions, override reasons and From domains read. Largest first."""
+        columns = ", ".join(RowKey._fields)
+        rows = self.database.connection.execute(
+            f"SELECT {columns}, SUM(messages) FROM agg_rows "
+            "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? "
+            f"GROUP BY {columns} ORDER BY SUM(messages) DESC, source_ip",
+            [team_id, domain, first, last],
+        ).fetchall()
+        width = len(RowKey._fields)
+        return [(RowKey(*row[:width]), int(row[width])) for row in rows]
+
+    def reporters(self, team_id: str, domain: str, first: str, last: str) -> list[tuple[str, int]]:
+        """Messages per reporting organisation (its org_name, else its address), largest first."""
+        rows = self.database.connection.execute(
+            "SELECT COALESCE(org_name, reporter), SUM(messages) FROM agg_reports "
+            "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? "
+            "GROUP BY COALESCE(org_name, reporter) ORDER BY SUM(messages) DESC, 1",
+            [team_id, domain, first, last],
+        ).fetchall()
+        return [(row[0], int(row[1])) for row in rows]
+
+    def record_rows(self, team_id: str, domain: str, first: str, last: str) -> Iterator[dict[str, Any]]:
+        """Each stored row with its report's metadata and published policy, oldest report first
+        (for the CSV export; read as a stream, never all at once)."""
+        cursor = self.database.connection.execute(
+            "SELECT r.org_name, r.org_email, r.reporter, r.report_id, r.date_begin, r.date_end, "
+            "r.domain, r.adkim, r.aspf, r.p, r.sp, r.pct, r.fo, "
+            f"{', '.join('w.' + f for f in RowKey._fields)}, w.messages "
+            "FROM agg_rows w JOIN agg_reports r ON r.id = w.report_pk "
+            "WHERE w.team_id = ? AND w.domain = ? AND w.day BETWEEN ? AND ? "
+            "ORDER BY r.date_begin, r.id, w.id",
+            [team_id, domain, first, last],
+        )
+        names = [d[0] for d in cursor.description]
+        for row in cursor:
+            yield dict(zip(names, row, strict=True))
+
     def baseline(self, team_id: str, domain: str, day: str, days: int = 14) -> Totals:
         """The `days` days before `day` (not including it): the trailing baseline."""
         first, last = shift(day, -days), shift(day, -1)
@@ -280,6 +320,58 @@ class ReportStore:
             ).fetchall()
             seen.update(row[0] for row in rows)
         return seen
+
+
+class RowKey(NamedTuple):
+    """What a stored row groups records by: the outcome, and what the summary and the CSV read.
+    Field names are the agg_rows columns; lists are joined with "," as parsedmarc's CSV does."""
+
+    source_ip: str
+    dmarc_pass: int
+    spf_aligned: int
+    dkim_aligned: int
+    spf_why: str | None
+    dkim_why: str | None
+    disposition: str | None
+    override_reasons: str | None
+    header_from: str | None
+    envelope_from: str | None
+    dkim_domains: str | None
+    dkim_selectors: str | None
+    dkim_results: str | None
+    spf_domains: str | None
+    spf_scopes: str | None
+    spf_results: str | None
+
+
+_ROW_COLUMNS = ", ".join(RowKey._fields)  # a fixed list of identifiers, never outside text
+
+
+def _joined(values: Iterable[str | None]) -> str | None:
+    items = [value or "" for value in values]
+    return ",".join(items) if items else None
+
+
+def row_key(record: Record) -> RowKey:
+    """The stored row a record is counted in."""
+    return RowKey(
+        source_ip=str(record.source_ip),
+        dmarc_pass=int(record.dmarc_pass),
+        spf_aligned=int(record.spf_eval == "pass"),
+        dkim_aligned=int(record.dkim_eval == "pass"),
+        spf_why=spf_failure(record),
+        dkim_why=dkim_failure(record),
+        disposition=record.disposition,
+        override_reasons=_joined(r.type for r in record.reasons),
+        header_from=record.header_from,
+        envelope_from=record.envelope_from,
+        dkim_domains=_joined(r.domain for r in record.dkim),
+        dkim_selectors=_joined(r.selector for r in record.dkim),
+        dkim_results=_joined(r.result for r in record.dkim),
+        spf_domains=_joined(r.domain for r in record.spf),
+        spf_scopes=_joined(r.scope for r in record.spf),
+        spf_results=_joined(r.result for r in record.spf),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -303,9 +395,7 @@ class Staging:
         self.database = database
         self.connection = database.connection.conn
         self.connection.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS staged_rows (doc INTEGER, source_ip TEXT, "
-            "dmarc_pass INTEGER, spf_aligned INTEGER, dkim_aligned INTEGER, spf_why TEXT, "
-            "dkim_why TEXT, messages INTEGER)"
+            f"CREATE TEMP TABLE IF NOT EXISTS staged_rows (doc INTEGER, {_ROW_COLUMNS}, messages INTEGER)"
         )
         self.connection.execute(
             "CREATE TEMP TABLE IF NOT EXISTS staged_selectors (doc INTEGER, dkim_domain TEXT, "
@@ -323,18 +413,7 @@ class Staging:
         selectors: list[tuple[object, ...]] = []
         for record in records:
             staged += 1
-            rows.append(
-                (
-                    doc,
-                    str(record.source_ip),
-                    int(record.dmarc_pass),
-                    int(record.spf_eval == "pass"),
-                    int(record.dkim_eval == "pass"),
-                    spf_failure(record),
-                    dkim_failure(record),
-                    record.count,
-                )
-            )
+            rows.append((doc, *row_key(record), record.count))
             for result in record.dkim:
                 if result.selector and result.domain:
                     passed = record.count if result.result == "pass" else 0
@@ -347,7 +426,11 @@ class Staging:
     def _flush(self, rows: list[tuple[object, ...]], selectors: list[tuple[object, ...]]) -> None:
         self.connection.execute("BEGIN")  # one transaction per batch, on the TEMP tables only
         try:
-            self.connection.executemany("INSERT INTO temp.staged_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.connection.executemany(
+                f"INSERT INTO temp.staged_rows (doc, {_ROW_COLUMNS}, messages) "
+                f"VALUES (?, {', '.join('?' * len(RowKey._fields))}, ?)",
+                rows,
+            )
             self.connection.executemany("INSERT INTO temp.staged_selectors VALUES (?, ?, ?, ?, ?)", selectors)
         except BaseException:
             self.connection.execute("ROLLBACK")
@@ -376,7 +459,8 @@ class Staging:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO agg_reports (team_id, reporter, report_id, domain, "
                     "date_begin, date_end, day, org_name, messages, records, skipped_records, "
-                    "truncated, source, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "truncated, source, ingested_at, org_email, adkim, aspf, p, sp, pct, fo) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         team_id,
                         report.reporter,
@@ -392,18 +476,23 @@ class Staging:
                         int(report.truncated),
                         entry.source[:300],
                         when,
+                        report.email,
+                        report.policy.adkim,
+                        report.policy.aspf,
+                        report.policy.p,
+                        report.policy.sp,
+                        None if report.policy.pct is None else str(report.policy.pct),
+                        report.policy.fo,
                     ],
                 )
                 duplicate = cursor.rowcount == 0
                 if not duplicate:
                     pk, domain = cursor.lastrowid, report.policy.domain
+                    # GROUP BY treats NULLs as equal, so records missing the same fields share a row.
                     db.execute(
-                        "INSERT INTO agg_rows (team_id, report_pk, domain, day, source_ip, messages, "
-                        "dmarc_pass, spf_aligned, dkim_aligned, spf_why, dkim_why) "
-                        "SELECT ?, ?, ?, ?, source_ip, SUM(messages), dmarc_pass, spf_aligned, "
-                        "dkim_aligned, spf_why, dkim_why FROM temp.staged_rows WHERE doc = ? "
-                        "GROUP BY source_ip, dmarc_pass, spf_aligned, dkim_aligned, spf_why, dkim_why "
-                        "ORDER BY MIN(rowid)",
+                        f"INSERT INTO agg_rows (team_id, report_pk, domain, day, {_ROW_COLUMNS}, messages) "
+                        f"SELECT ?, ?, ?, ?, {_ROW_COLUMNS}, SUM(messages) FROM temp.staged_rows "
+                        f"WHERE doc = ? GROUP BY {_ROW_COLUMNS} ORDER BY MIN(rowid)",
                         [team_id, pk, domain, day, entry.doc],
                     )
                     db.execute(

@@ -172,6 +172,11 @@ CATALOG: dict[str, FindingKind] = {
         "A flattened include's provider changed its addresses",
         "Re-flatten: drop the old addresses from the record and add the new ones.",
     ),
+    "spf.sender_missing": FindingKind(
+        E,
+        "A sender seen in aggregate reports is not in SPF",
+        "Add the sender's include to the SPF record, or set up its DKIM signing for the domain.",
+    ),
     "spf.ptr": FindingKind(
         W, "The deprecated ptr mechanism", "Replace ptr with ip4/ip6 or a/mx terms (RFC 7208 §5.5)."
     ),
@@ -279,6 +284,9 @@ CATALOG: dict[str, FindingKind] = {
 # Raised by the monitor (bot.monitor.fix_followup), never by a check: a flattened record's address terms
 # look like any others, and only the provider's addresses remembered since the fix tell them apart.
 MONITOR_FINDINGS = frozenset({"spf.flattened_stale"})
+# Read from aggregate reports (handlers.reports.senders), never from a check: DNS alone cannot say
+# which hosts send as the domain.
+REPORT_FINDINGS = frozenset({"spf.sender_missing"})
 
 
 def finding(

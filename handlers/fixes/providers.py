@@ -34,6 +34,9 @@ class MailProvider:
     dkim_cnames: tuple[DkimCname, ...]  # fixed CNAME targets; empty when TXT or account-specific
     dkim_uses_cname: bool
     dkim_steps: str
+    # Base domains the provider's mail carries: its DKIM d= when it signs with its own domain, and
+    # its sending hosts' reverse-DNS names. Naming a report's sources reads these.
+    sending_domains: tuple[str, ...] = ()
 
 
 PROVIDERS: tuple[MailProvider, ...] = (
@@ -48,6 +51,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_steps="Admin console → Apps → Google Workspace → Gmail → Authenticate email: choose 2048-bit, "
         "Generate new record, publish the TXT record it shows at google._domainkey, then Start "
         "authentication.",
+        sending_domains=("google.com", "gappssmtp.com", "googlemail.com"),
     ),
     MailProvider(
         key="microsoft",
@@ -61,6 +65,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         "settings → DKIM: select the domain, publish the two CNAME records it lists "
         "(selector1._domainkey and selector2._domainkey, pointing into your tenant), then Enable. "
         "Microsoft rotates the keys behind the CNAMEs; 2048-bit keys are the default.",
+        sending_domains=("outlook.com", "onmicrosoft.com"),
     ),
     MailProvider(
         key="amazonses",
@@ -73,6 +78,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=True,
         dkim_steps="SES console → Verified identities → your domain → Authentication → Easy DKIM (RSA 2048): "
         "publish the three CNAME records it shows (<token>._domainkey → <token>.dkim.amazonses.com).",
+        sending_domains=("amazonses.com",),
     ),
     MailProvider(
         key="sendgrid",
@@ -85,6 +91,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_steps="SendGrid → Settings → Sender Authentication → Authenticate your domain: publish the "
         "CNAME records it lists (s1._domainkey and s2._domainkey → "
         "s1/s2.domainkey.u<id>.wl<id>.sendgrid.net).",
+        sending_domains=("sendgrid.net", "sendgrid.com"),
     ),
     MailProvider(
         key="mailgun",
@@ -97,6 +104,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_steps="Mailgun → Sending → Domains → your domain → DNS records: publish the DKIM TXT record "
         "shown there (its selector, such as pic._domainkey, is named on that page); Domain settings → DKIM "
         "key size 2048 to rotate a weak key.",
+        sending_domains=("mailgun.org", "mailgun.net", "mailgun.com", "mailgun.info", "mailgun.us"),
     ),
     MailProvider(
         key="mailchimp",
@@ -108,6 +116,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=True,
         dkim_steps="Mailchimp → Website → Domains → Authenticate: publish k2._domainkey CNAME dkim2.mcsv.net "
         "and k3._domainkey CNAME dkim3.mcsv.net.",
+        sending_domains=("mcsv.net", "mailchimpapp.net", "rsgsv.net", "mcdlv.net"),
     ),
     MailProvider(
         key="mandrill",
@@ -119,6 +128,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=True,
         dkim_steps="Mandrill → Settings → Domains → Sending domains: publish mte1._domainkey CNAME "
         "dkim1.mandrillapp.com and mte2._domainkey CNAME dkim2.mandrillapp.com.",
+        sending_domains=("mandrillapp.com",),
     ),
     MailProvider(
         key="postmark",
@@ -130,6 +140,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=False,
         dkim_steps="Postmark → Sender Signatures → DNS settings: publish the DKIM TXT record at the "
         "<date>pm._domainkey selector shown there.",
+        sending_domains=("mtasv.net", "postmarkapp.com"),
     ),
     MailProvider(
         key="zendesk",
@@ -144,6 +155,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=True,
         dkim_steps="Zendesk Admin Center → Channels → Email → Digitally sign: publish zendesk1._domainkey "
         "and zendesk2._domainkey as CNAMEs to zendesk1/zendesk2._domainkey.zendesk.com.",
+        sending_domains=("zendesk.com",),
     ),
     MailProvider(
         key="salesforce",
@@ -155,6 +167,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=True,
         dkim_steps="Salesforce Setup → DKIM Keys → Create New Key (2048-bit): publish the two CNAME records "
         "it shows (<selector>._domainkey → …custdkim.salesforce.com), then Activate.",
+        sending_domains=("salesforce.com",),
     ),
     MailProvider(
         key="hubspot",
@@ -167,6 +180,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=True,
         dkim_steps="HubSpot → Settings → Content → Domains & URLs → Connect email sending domain: publish "
         "the two CNAME records (hs1-<hub id>._domainkey and hs2-<hub id>._domainkey) it lists.",
+        sending_domains=("hubspotemail.net", "hubspot.com"),
     ),
     MailProvider(
         key="mailjet",
@@ -178,6 +192,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=False,
         dkim_steps="Mailjet → Account settings → Domains → Setup SPF/DKIM: publish the TXT record shown at "
         "mailjet._domainkey.",
+        sending_domains=("mailjet.com",),
     ),
     MailProvider(
         key="brevo",
@@ -189,6 +204,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=True,
         dkim_steps="Brevo → Senders, domains & dedicated IPs → Domains → Authenticate: publish the brevo1 "
         "and brevo2 ._domainkey CNAME records it shows.",
+        sending_domains=("sendinblue.com", "brevo.com"),
     ),
     MailProvider(
         key="zoho",
@@ -200,6 +216,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=False,
         dkim_steps="Zoho Mail Admin Console → Domains → your domain → Email configuration → DKIM: add a "
         "selector, publish the TXT record shown, then Verify.",
+        sending_domains=("zoho.com", "zoho.eu", "zohomail.com"),
     ),
     MailProvider(
         key="fastmail",
@@ -211,6 +228,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=True,
         dkim_steps="Fastmail → Settings → Domains → your domain → DNS: publish fm1, fm2 and fm3._domainkey "
         "as CNAMEs to fm1/fm2/fm3.<your domain>.dkim.fmhosted.com.",
+        sending_domains=("messagingengine.com", "fastmail.com"),
     ),
     MailProvider(
         key="proton",
@@ -222,6 +240,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=True,
         dkim_steps="Proton → Settings → Domain names → your domain → DKIM: publish the three CNAME records "
         "(protonmail._domainkey …) it lists.",
+        sending_domains=("protonmail.ch", "proton.me"),
     ),
     MailProvider(
         key="sparkpost",
@@ -233,6 +252,7 @@ PROVIDERS: tuple[MailProvider, ...] = (
         dkim_uses_cname=False,
         dkim_steps="SparkPost → Configuration → Domains → your sending domain: publish the DKIM TXT record "
         "(scph<MMYY>._domainkey) it shows.",
+        sending_domains=("sparkpostmail.com",),
     ),
 )
 
@@ -251,6 +271,12 @@ def provider_for_include(include: str) -> MailProvider | None:
     return PROVIDERS_BY_KEY.get(key) if key else None
 
 
+def provider_for_sending_domain(base_domain: str) -> MailProvider | None:
+    """The catalog entry whose mail carries `base_domain` (a DKIM d= or reverse-DNS base domain)."""
+    name = base_domain.strip().rstrip(".").lower()
+    return next((p for p in PROVIDERS if name in p.sending_domains), None)
+
+
 def providers_for_selector(selector: str) -> tuple[MailProvider, ...]:
     """Providers that publish DKIM keys at `selector` by convention (several may share one)."""
     name = selector.lower()
@@ -263,5 +289,6 @@ __all__ = [
     "DkimCname",
     "MailProvider",
     "provider_for_include",
+    "provider_for_sending_domain",
     "providers_for_selector",
 ]

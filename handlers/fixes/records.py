@@ -46,6 +46,7 @@ FIX_KINDS: dict[str, str] = {
             "spf.void_lookups",
             "spf.ptr",
             "spf.flattened_stale",
+            "spf.sender_missing",
         ),
         "spf",
     ),
