@@ -56,6 +56,9 @@ class Settings:
     ephemeral_disk: bool = False  # Heroku's dyno disk is wiped at every deploy and restart
     default_team: str | None = None  # SLACK_TEAM_ID: the workspace CLI commands act for
     ca_file: str | None = None  # DMARCBOT_CA_FILE: CA bundle for HTTPS fetches (default: system)
+    # DMARCBOT_FAILURES_KEEP_ADDRESSES: failure reports quote other people's mail, so the local
+    # parts of addresses are redacted before they are stored unless the operator opts in.
+    failures_keep_addresses: bool = False
 
     def dns_session(self) -> DnsSession:
         """A fresh DnsSession with these settings: one per check, re-check or monitor cycle."""
@@ -115,6 +118,9 @@ class Settings:
         if not isinstance(logging.getLevelName(log_level), int):
             problems.append(f"LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
             log_level = "INFO"
+        keep_text = (get("DMARCBOT_FAILURES_KEEP_ADDRESSES") or "false").strip().lower()
+        if keep_text not in ("true", "false"):
+            problems.append(f"DMARCBOT_FAILURES_KEEP_ADDRESSES={keep_text[:40]!r} must be true or false")
         api_url = get("SLACK_API_URL") or SLACK_API_URL
         if not api_url.startswith(("https://", "http://")):
             problems.append(f"SLACK_API_URL={api_url!r} must be an http(s) URL")
@@ -142,6 +148,7 @@ class Settings:
             ephemeral_disk=bool(get("DYNO")),
             default_team=get("SLACK_TEAM_ID"),
             ca_file=get("DMARCBOT_CA_FILE"),
+            failures_keep_addresses=keep_text == "true",
         )
         if settings.ca_file and not os.path.isfile(settings.ca_file):
             problems.append(f"DMARCBOT_CA_FILE={settings.ca_file!r} is not a file (a PEM CA bundle)")

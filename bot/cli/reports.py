@@ -36,8 +36,9 @@ def team_for(settings: Settings, stores: Stores, given: str | None) -> str:
 
 
 def command_ingest(args: argparse.Namespace) -> int:
-    """Store DMARC aggregate report files (xml, xml.gz, zip, or an .eml carrying one)."""
+    """Store DMARC aggregate report files (xml, xml.gz, zip, or an .eml carrying one) and failure reports."""
     from bot.reports.alerts import review_after_ingest
+    from bot.reports.failures import FailureReading
     from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
     from handlers.reports.archive import DEFAULT_LIMITS
 
@@ -60,7 +61,14 @@ def command_ingest(args: argparse.Namespace) -> int:
                     refused_by_cap="max_input_bytes",
                 )
             else:
-                outcome = ingest_bytes(reports, path.read_bytes(), path_text, one_team(team), "cli")
+                outcome = ingest_bytes(
+                    reports,
+                    path.read_bytes(),
+                    path_text,
+                    one_team(team),
+                    "cli",
+                    reading=FailureReading.of(settings),
+                )
         except OSError as error:
             outcome = FileOutcome(name=path_text, error=f"cannot read it: {error.strerror or error}")
         outcomes.append(outcome)

@@ -25,13 +25,13 @@ from typing import Any
 
 from bot.config import Settings, imap_address
 from bot.reports.alerts import review_after_ingest
+from bot.reports.failures import FailureReading
 from bot.reports.ingest import FileOutcome, Owners, ingest_bytes
 from bot.store.reports import ReportStore
 from bot.store.stores import Stores
 from bot.store.watches import WatchStore
 from bot.supervision import SupervisedThread
 from handlers.errors import DmarcbotError
-from handlers.reports.aggregate import AggregateReport
 from handlers.reports.archive import DEFAULT_LIMITS, ReportLimits
 
 log = logging.getLogger("dmarcbot.imap")
@@ -72,8 +72,8 @@ class PollReport:
 def owners_for(watches: WatchStore, default_team: str | None) -> Owners:
     """The teams watching a report's domain, else the default team, else nobody."""
 
-    def owners(report: AggregateReport) -> list[str]:
-        watching = [team for team in watches.teams() if watches.watch(team, report.policy.domain)]
+    def owners(domain: str) -> list[str]:
+        watching = [team for team in watches.teams() if watches.watch(team, domain)]
         return watching or ([default_team] if default_team else [])
 
     return owners
@@ -119,7 +119,7 @@ def poll_once(
         uids = [u.decode() for u in (found[0] or b"").split()] if isinstance(found[0], bytes) else []
         result.left_for_next_poll = max(0, len(uids) - MAX_MESSAGES_PER_POLL)
         for uid in uids[:MAX_MESSAGES_PER_POLL]:
-            mail = _process(imap, uid, reports, owners, limits)
+            mail = _process(imap, uid, reports, owners, limits, FailureReading.of(settings))
             if mail.outcome.reports:
                 result.alerts += _review(stores, mail, settings)
             _move(imap, uid, mail.folder, b"MOVE" in capabilities)
@@ -145,7 +145,12 @@ def _review(stores: Stores, mail: MailOutcome, settings: Settings) -> int:
 
 
 def _process(
-    imap: imaplib.IMAP4, uid: str, reports: ReportStore, owners: Owners, limits: ReportLimits
+    imap: imaplib.IMAP4,
+    uid: str,
+    reports: ReportStore,
+    owners: Owners,
+    limits: ReportLimits,
+    reading: FailureReading,
 ) -> MailOutcome:
     head = _ok(
         imap.uid("FETCH", uid, "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT MESSAGE-ID)])"), f"FETCH {uid}"
@@ -166,7 +171,7 @@ def _process(
     else:
         body = _ok(imap.uid("FETCH", uid, "(BODY.PEEK[])"), f"FETCH {uid}")
         raw = next((item[1] for item in body if isinstance(item, tuple) and len(item) > 1), b"")
-        outcome = ingest_bytes(reports, bytes(raw), label, owners, "imap", limits)
+        outcome = ingest_bytes(reports, bytes(raw), label, owners, "imap", limits, reading)
     return MailOutcome(uid, label, outcome, PROCESSED_FOLDER if outcome.ok else REFUSED_FOLDER)
 
 

@@ -19,6 +19,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from bot.reports.failures import DNS_OF_THE_MOMENT, FailureReading, ingest_failure_report
+from bot.store.failures import FailureStore, StoredFailure
 from bot.store.reports import ReportStore, StagedReport, StoredReport
 from handlers.reports.aggregate import (
     DEFAULT_LIMITS,
@@ -29,18 +31,19 @@ from handlers.reports.aggregate import (
     ReportRefused,
     iter_report_documents,
 )
+from handlers.reports.failure import looks_like_failure_report
 
 log = logging.getLogger("dmarcbot.ingest")
 
-# Who owns a report: the team ids to store it for (empty: nobody, the file is refused).
-Owners = Callable[[AggregateReport], Sequence[str]]
+# Who owns a report about a domain: the team ids to store it for (empty: nobody, it is refused).
+Owners = Callable[[str], Sequence[str]]
 
 REPORT_SUFFIXES = (".xml", ".xml.gz", ".gz", ".zip", ".eml")
 
 
 def one_team(team_id: str) -> Owners:
     """Owners for a source that belongs to one team (a Slack event, the command line)."""
-    return lambda report: [team_id]
+    return lambda domain: [team_id]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +52,7 @@ class FileOutcome:
 
     name: str
     reports: tuple[StoredReport, ...] = ()
+    failures: tuple[StoredFailure, ...] = ()  # a failure report, stored once per owning team
     error: str | None = None
     refused_by_cap: str | None = None  # the ReportLimits field (or safety rule) that refused it
     warnings: tuple[str, ...] = field(default=())
@@ -65,6 +69,8 @@ class FileOutcome:
         """One line for a person: what was stored, or why the file was refused."""
         if self.error is not None:
             return f"{self.name}: refused: {self.error}"
+        if self.failures:
+            return f"{self.name}: {_describe_failure(self.failures[0])} {DNS_OF_THE_MOMENT}"
         parts = []
         for stored in self.reports[:5]:
             state = "already ingested, not counted again" if stored.duplicate else "ingested"
@@ -87,10 +93,17 @@ def ingest_bytes(
     owners: Owners,
     source: str,
     limits: ReportLimits = DEFAULT_LIMITS,
+    reading: FailureReading | None = None,
 ) -> FileOutcome:
-    """Unpack, parse and store one file (xml, xml.gz, zip or a mail carrying one). Never raises:
-    whatever goes wrong is the outcome's error."""
+    """Unpack, parse and store one file (xml, xml.gz, zip or a mail carrying one, or a failure
+    report, explained with `reading`'s DNS). Never raises: whatever goes wrong is the outcome's error."""
     try:
+        if looks_like_failure_report(data, limits):
+            store = FailureStore(reports.database)
+            stored = ingest_failure_report(
+                store, data, owners, f"{source}: {name}", reading or FailureReading()
+            )
+            return FileOutcome(name=name, failures=tuple(stored))
         return _ingest(reports, data, name, owners, source, limits)
     except ReportRefused as refused:
         return FileOutcome(name=name, error=str(refused), refused_by_cap=refused.cap)
@@ -111,7 +124,7 @@ def _ingest(
             reader = ReportReader(document, limits)
             staged = staging.add(doc, reader.records())
             read.append((reader.report(()), doc, staged))
-        unowned = [report.policy.domain for report, _, _ in read if not owners(report)]
+        unowned = [report.policy.domain for report, _, _ in read if not owners(report.policy.domain)]
         if unowned:
             return FileOutcome(
                 name=name,
@@ -123,11 +136,20 @@ def _ingest(
         to_store = [
             StagedReport(team_id=team_id, report=report, doc=doc, records=staged, source=f"{source}: {name}")
             for report, doc, staged in read
-            for team_id in dict.fromkeys(owners(report))
+            for team_id in dict.fromkeys(owners(report.policy.domain))
         ]
         stored = staging.store(to_store)
     warnings = [warning for report, _, _ in read for warning in report.warnings[:5]]
     return FileOutcome(name=name, reports=tuple(stored), warnings=tuple(warnings[:20]))
+
+
+def _describe_failure(stored: StoredFailure) -> str:
+    state = "already ingested, not counted again" if stored.duplicate else "ingested"
+    causes = ", ".join(stored.causes) or "no cause found"
+    return (
+        f"failure report for {stored.from_domain} from {stored.source_ip or 'an unknown IP'} on "
+        f"{stored.day}, DMARC {stored.dmarc_result} ({causes}): {state}."
+    )
 
 
 def looks_like_report_name(filename: str) -> bool:

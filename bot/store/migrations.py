@@ -284,6 +284,37 @@ def _add_report_details(db: sqlite_utils.Database) -> None:
         reports.add_column(column, str)
 
 
+def _create_failure_reports(db: sqlite_utils.Database) -> None:
+    # One row per DMARC failure report per team: the verdict computed when it was read and the
+    # few headers it needs (redacted), never a body. `digest` (SHA-256 of the report as received)
+    # is the dedupe: a report mailed twice or shared after arriving by IMAP is stored once.
+    db.table("failure_reports").create(
+        {
+            "id": int,
+            "team_id": str,
+            "digest": str,
+            "domain": str,
+            "from_domain": str,
+            "reporter": str,
+            "source_ip": str,
+            "mail_from": str,
+            "day": str,
+            "arrived_at": str,
+            "dmarc_result": str,
+            "causes": str,
+            "verdict": str,
+            "headers": str,
+            "source": str,
+            "ingested_at": str,
+        },
+        pk="id",
+        not_null={"team_id", "digest", "domain", "from_domain", "reporter", "day", "arrived_at", "causes"},
+    )
+    db.table("failure_reports").create_index(["team_id", "digest"], unique=True)
+    db.table("failure_reports").create_index(["team_id", "domain", "day"])
+    db.table("failure_reports").create_index(["team_id", "from_domain", "day"])
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -298,4 +329,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (10, "alert leases", _add_alert_leases),  # exactly once with several monitors
     (11, "selector probes", _add_selector_probes),  # probe weekly, check the known ones each cycle
     (12, "report details", _add_report_details),  # senders named, dispositions, the CSV
+    (13, "failure reports", _create_failure_reports),  # explained when read, stored redacted
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.store.database import Database, open_database
+from bot.store.failures import FailureStore
 from bot.store.fix_plans import FixPlanStore
 from bot.store.outbox import AlertOutbox
 from bot.store.reports import ReportStore
@@ -21,6 +22,7 @@ class Stores:
     outbox: AlertOutbox
     fix_plans: FixPlanStore
     reports: ReportStore
+    failures: FailureStore
     slack_state: SlackStateStore
 
     @classmethod
@@ -32,6 +34,7 @@ class Stores:
             outbox=AlertOutbox(database),
             fix_plans=FixPlanStore(database),
             reports=ReportStore(database),
+            failures=FailureStore(database),
             slack_state=SlackStateStore(database),
         )
 

@@ -30,6 +30,8 @@ __all__ = [
     "ReportRefused",
     "detect_format",
     "iter_report_documents",
+    "mime_parts",
+    "over_limit",
     "unpack_report",
 ]
 
@@ -399,6 +401,16 @@ def _unpack_mail(data: bytes, budget: _Budget, limits: ReportLimits) -> Iterator
                 yield document
     if not found:
         raise ReportInvalid("the message carries no aggregate report (no XML, gzip or zip attachment)")
+
+
+def mime_parts(message: Message, limits: ReportLimits = DEFAULT_LIMITS) -> list[Message]:
+    """Every part of a parsed mail, the mail first, within MAX_MIME_DEPTH and MAX_MIME_PARTS."""
+    return _walk(message, limits)
+
+
+def over_limit(what: str, cap: str, value: int, limit: int, unit: str = "bytes") -> ReportRefused:
+    """A refusal for a value over a cap, in the user's words (see _over)."""
+    return _over(what, cap, value, limit, unit)
 
 
 def _walk(message: Message, limits: ReportLimits) -> list[Message]:

@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.reports import MAX_DAYS
 from bot.reports.alerts import review_after_ingest
+from bot.reports.failures import FailureReading
 from bot.reports.ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
 from bot.reports.summary import build_summary, sender_context
 from bot.slack.blocks.aggregate import render_file_answer, render_summary
@@ -122,7 +123,9 @@ def ingest_shared_file(
     except FileRefused as refused:
         outcome = FileOutcome(name=name, error=str(refused))
     else:
-        outcome = ingest_bytes(reports, data, name, one_team(team_id), "slack")
+        outcome = ingest_bytes(
+            reports, data, name, one_team(team_id), "slack", reading=FailureReading.of(settings)
+        )
     if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
         # a message shared for `/dmarc why`, not a report: not ours to answer
         log.info("shared message %r (team %s): carries no aggregate report, left alone", name, team_id)
