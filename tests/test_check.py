@@ -143,6 +143,7 @@ def test_an_existing_subdomain_inherits_and_is_not_nxdomain(
 
 
 @pytest.mark.parametrize("fault", ["servfail", "refused", "timeout", "truncate"])
+@pytest.mark.slow
 def test_an_outage_is_unknown_never_missing(
     nsd: NsdServer, fault_proxy: FaultProxy, make_session: SessionFactory, fault: str
 ) -> None:

@@ -191,6 +191,7 @@ def test_an_import_over_the_size_cap_is_refused_unread(
     assert code == EXIT_BAD_INPUT and "is over 64 MB, larger than any export" in err
 
 
+@pytest.mark.slow
 def test_an_import_killed_midway_leaves_none_or_all_of_its_watches(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -315,6 +316,7 @@ def pending_alerts_on_channels(
     assert code == EXIT_OK and f"{len(domains)} alerts written, 0 posted" in out
 
 
+@pytest.mark.slow
 def test_two_monitors_at_once_post_each_alert_exactly_once(
     env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -336,6 +338,7 @@ def test_two_monitors_at_once_post_each_alert_exactly_once(
         store.close()
 
 
+@pytest.mark.slow
 def test_a_lease_held_by_a_live_monitor_is_skipped_and_a_dead_ones_expires(
     env: dict[str, str], world: NsdServer, slack: SlackStandIn, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -320,6 +320,7 @@ def test_named_selector_outage_is_temperror(
 
 
 @pytest.mark.parametrize("kind", OUTAGES)
+@pytest.mark.slow
 def test_outage_at_the_provider_is_temperror(
     proxy: FaultProxy, make_session: SessionFactory, kind: str
 ) -> None:
@@ -333,6 +334,7 @@ def test_outage_at_the_provider_is_temperror(
 
 
 @pytest.mark.parametrize("kind", OUTAGES)
+@pytest.mark.slow
 def test_probing_outage_is_temperror_not_no_selector(
     proxy: FaultProxy, make_session: SessionFactory, kind: str
 ) -> None:

@@ -152,6 +152,7 @@ def test_empty_body_is_checked_when_it_was_signed_empty(server: NsdServer) -> No
 
 
 @pytest.mark.parametrize("fault", ["servfail", "timeout", "refused"])
+@pytest.mark.slow
 def test_key_outage_is_temperror_not_missing(nsd: NsdServer, fault_proxy: FaultProxy, fault: str) -> None:
     nsd.set_zones(zones(RECORDS))
     fault_proxy.add_fault("s1._domainkey.example.com", fault)

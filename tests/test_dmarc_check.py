@@ -387,6 +387,7 @@ OUTAGES = ["servfail", "refused", "timeout", "truncate"]
         ("a.b.c.d.e.f.g.h.i.j.k.test", "_dmarc.f.g.h.i.j.k.test"),  # the 7-label jump
     ],
 )
+@pytest.mark.slow
 def test_outage_is_temperror_never_missing(
     proxy: FaultProxy, make_session: SessionFactory, domain: str, fault_name: str, kind: str
 ) -> None:
@@ -400,6 +401,7 @@ def test_outage_is_temperror_never_missing(
 
 
 @pytest.mark.parametrize("kind", OUTAGES)
+@pytest.mark.slow
 def test_outage_above_the_record_does_not_matter(
     proxy: FaultProxy, make_session: SessionFactory, kind: str
 ) -> None:
@@ -412,6 +414,7 @@ def test_outage_above_the_record_does_not_matter(
 
 
 @pytest.mark.parametrize("kind", OUTAGES)
+@pytest.mark.slow
 def test_outage_at_report_authorization_is_temperror(
     proxy: FaultProxy, make_session: SessionFactory, kind: str
 ) -> None:

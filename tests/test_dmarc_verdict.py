@@ -203,6 +203,7 @@ def _mailauth_params() -> list[Any]:
 
 
 @pytest.mark.parametrize("case", _mailauth_params())
+@pytest.mark.slow
 def test_mailauth_case(dns: tuple[NsdServer, FaultProxy], case: dict[str, Any]) -> None:
     for number, call in enumerate(case["calls"]):
         verdict, proxy = _run_mailauth_call(dns, call)
@@ -275,6 +276,7 @@ def _mail_dmarc_params() -> list[Any]:
 
 
 @pytest.mark.parametrize("case", _mail_dmarc_params())
+@pytest.mark.slow
 def test_mail_dmarc_case(dns: tuple[NsdServer, FaultProxy], case: dict[str, Any]) -> None:
     kind, expect = case["kind"], case["expect"]
     records = _mail_dmarc_records(case)

@@ -89,6 +89,7 @@ def test_missing_mx_is_info(world: NsdServer, make_session: SessionFactory, doma
 
 @pytest.mark.parametrize("kind", ["servfail", "refused", "timeout", "truncate"])
 @pytest.mark.parametrize("domain", ["sorted.test", "no-mx.test"])
+@pytest.mark.slow
 def test_outage_is_temperror(proxy: FaultProxy, make_session: SessionFactory, domain: str, kind: str) -> None:
     proxy.add_fault(domain, kind, "MX")
     report = run_check(make_session, proxy, domain)

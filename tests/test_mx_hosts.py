@@ -148,6 +148,7 @@ def test_null_mx_has_no_hosts_to_check(world: NsdServer, make_session: SessionFa
     [("mx1.good.test", "A"), ("10.2.0.192.in-addr.arpa", "PTR"), ("mx2.good.test", "A")],
 )
 @pytest.mark.parametrize("kind", ["servfail", "timeout"])
+@pytest.mark.slow
 def test_an_outage_at_any_step_is_temperror_never_missing(
     proxy: FaultProxy, make_session: SessionFactory, name: str, rdtype: str, kind: str
 ) -> None:

@@ -191,6 +191,7 @@ DMARC_CASES = [
 
 
 @pytest.mark.parametrize(("finding_id", "domain", "before", "expected"), DMARC_CASES)
+@pytest.mark.slow
 def test_every_dmarc_fix_is_valid_for_both_parsers(
     world: NsdServer, finding_id: str, domain: str, before: list[str], expected: str
 ) -> None:

@@ -34,6 +34,7 @@ def reports(tmp_path: Path) -> ReportStore:
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name[:60])
+@pytest.mark.slow
 def test_every_shared_sample_is_stored_or_refused_with_a_reason(reports: ReportStore, path: Path) -> None:
     outcome = ingest_bytes(reports, path.read_bytes(), path.name, one_team("T1"), "test")
     if path.name in BROKEN:

@@ -159,6 +159,7 @@ def test_void_answers(
     ],
 )
 @pytest.mark.parametrize("fault_name", ["spf.matrix.test", "SPF.matrix.test.", "*.matrix.test"])
+@pytest.mark.slow
 def test_outages(
     proxy: FaultProxy, make_session: SessionFactory, kind: str, status: DnsStatus, fault_name: str
 ) -> None:
@@ -196,6 +197,7 @@ def test_refused_by_nsd_for_a_zone_it_does_not_serve(
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 3])
+@pytest.mark.slow
 def test_timeouts_are_retried_other_outages_are_not(
     proxy: FaultProxy, make_session: SessionFactory, attempts: int
 ) -> None:
@@ -650,6 +652,7 @@ def test_queries_in_flight_never_exceed_the_bound_counted_at_the_proxy(
     assert session.peak_inflight == 12
 
 
+@pytest.mark.slow
 def test_without_a_low_bound_the_same_burst_goes_out_at_once(nsd: NsdServer, fault_proxy: FaultProxy) -> None:
     """The counterpart of the test above: the proxy's count can see a burst, so the bound is real."""
     questions = burst_world(nsd, 300)
@@ -661,6 +664,7 @@ def test_without_a_low_bound_the_same_burst_goes_out_at_once(nsd: NsdServer, fau
     assert fault_proxy.peak_in_flight > 12
 
 
+@pytest.mark.slow
 def test_a_resolver_dropping_past_a_burst_size_costs_retries_not_outages(
     nsd: NsdServer, fault_proxy: FaultProxy
 ) -> None:

@@ -517,6 +517,7 @@ NEVER_ON_OUTAGE = {"spf.missing", "spf.include_missing"}
         ("mxhost-broken", "broken.spf.test", "AAAA"),
     ],
 )
+@pytest.mark.slow
 def test_outage_is_temperror(proxy: FaultProxy, name: str, faulty: str, rdtype: str, kind: str) -> None:
     proxy.add_fault(faulty, kind, rdtype)
     report = check(proxy, f"{name}.spf.test", timeout=0.3)
@@ -764,6 +765,7 @@ def root_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RootDns]:
 
 
 @pytest.mark.parametrize("case, record", _checkdmarc_params())
+@pytest.mark.slow
 def test_checkdmarc_record_cases(case: dict[str, Any], record: str, root_dns: RootDns) -> None:
     value = _unquote(record)
     expected_id = EXCEPTION_IDS.get(case["expected_exception"] or "")

@@ -223,6 +223,7 @@ def suite_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteDns]:
 
 
 @pytest.mark.parametrize("case", _params())
+@pytest.mark.slow
 def test_rfc_suite(case: Case, suite_dns: SuiteDns) -> None:
     suite_dns.serve(case.scenario)
     verdict: SpfVerdict = asyncio.run(evaluate_spf(suite_dns.session(), case.host, case.mailfrom, case.helo))
