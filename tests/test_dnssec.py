@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 
 import dns.dnssec
+import dns.dnssectypes
 import dns.zone
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,7 +32,7 @@ def signed(origin: str, *, expired: bool = False) -> str:
     """The zone signed with a fresh ECDSA P-256 key (RFC 6605), valid now unless `expired`."""
     zone = dns.zone.from_text(make_zone(origin, RECORDS), origin, relativize=False)
     key = ec.generate_private_key(ec.SECP256R1())
-    dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257)
+    dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssectypes.Algorithm.ECDSAP256SHA256, flags=257)
     now = datetime.datetime.now(datetime.UTC)
     inception, expiration = (
         (now - datetime.timedelta(days=10), now - datetime.timedelta(days=1))
