@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.cli import main
+from bot.cli.terminal_report import render_domain_report
 from handlers.domain.bimi import logo_problems
 from handlers.domain.check import DomainReport, check_domain
 from handlers.domain.findings import Severity
@@ -236,3 +237,20 @@ def test_the_cli_json_has_bimi(
     data = json.loads(capsys.readouterr().out)
     assert data["bimi"]["logo_url"] == "https://logo.weak.test/logo.svg"
     assert "bimi.dmarc_not_enforced" in [f["id"] for f in data["findings"]]
+
+
+def test_the_terminal_report_shows_bimi_as_its_own_section_or_in_the_also_checked_line(
+    world: NsdServer, ca: LocalCa, make_session: SessionFactory
+) -> None:
+    weak = render_domain_report(run_check(make_session, world, "weak.test", ca)).splitlines()
+    titles = [line for line in weak if line and not line.startswith((" ", "["))]
+    assert titles[:8] == ["DMARC", "SPF", "DKIM", "MX", "MTA-STS", "TLS-RPT", "BIMI", "DNSSEC"]
+    bimi = weak[weak.index("BIMI") + 1 : weak.index("DNSSEC")]
+    assert bimi[:2] == [
+        "  record:   v=BIMI1; l=https://logo.weak.test/logo.svg",
+        "  logo:     https://logo.weak.test/logo.svg",
+    ]
+    assert any("bimi.dmarc_not_enforced" in line for line in bimi)
+    good = render_domain_report(run_check(make_session, world, "good.test", ca)).splitlines()
+    assert "BIMI" not in good
+    assert "Also checked, nothing to report: BIMI." in good

@@ -41,6 +41,11 @@ from handlers.https_fetch import HttpsClient
 _FAMILY_ORDER = ("domain", "dns", "dmarc", "spf", "dkim", "mx", "mta_sts", "tls_rpt", "bimi", "dnssec")
 
 
+# The parts a report shows after DMARC, SPF, DKIM and MX, in order, with their names. Each gets its
+# own section when it has something to say; the others share one "also checked" line.
+TRANSPORT_PARTS = (("mta_sts", "MTA-STS"), ("tls_rpt", "TLS-RPT"), ("bimi", "BIMI"), ("dnssec", "DNSSEC"))
+
+
 @dataclass(frozen=True, kw_only=True)
 class DomainReport:
     """Everything `check` learned about one domain."""
@@ -131,6 +136,23 @@ class DomainReport:
             if report is not None and f in report.findings:
                 return part
         return "dmarc"
+
+    def part_findings(self, part: str) -> list[Finding]:
+        """The findings shown under `part` (a family such as "bimi")."""
+        return [f for f in self.findings if self.part_of(f) == part]
+
+    def transport_sections(self) -> tuple[list[str], list[str]]:
+        """Of the parts checked after MX (TRANSPORT_PARTS): those with findings, to show as their
+        own sections, and the names of those with nothing to say, for one "also checked" line."""
+        shown, quiet = [], []
+        for part, name in TRANSPORT_PARTS:
+            if getattr(self, part) is None:
+                continue
+            if self.part_findings(part):
+                shown.append(part)
+            else:
+                quiet.append(name)
+        return shown, quiet
 
     @property
     def dkim_unknown(self) -> bool:
