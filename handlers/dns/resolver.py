@@ -23,14 +23,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import ipaddress
 import random
 import re
 import socket
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import dns.asyncquery
 import dns.exception
@@ -65,6 +67,7 @@ MIN_WINDOW = 4  # the window never shrinks below this many queries in flight
 # memory stays flat. A forgotten answer asked again is asked of DNS again: fresher, never older.
 # 20,000 is over four times what 64 domains probing 59 selectors each ask between two uses.
 DEFAULT_MAX_ANSWERS = 20_000
+_Outcome = TypeVar("_Outcome")  # what one attempt returns: a response, or the failure as a lookup
 
 
 class DnsStatus(enum.Enum):
@@ -404,12 +407,8 @@ class DnsSession:
         )
         for server in self.nameservers:
             for _ in range(self.attempts):
-                limit = self._limit()
-                await limit.acquire()
-                try:
-                    failure = await self._ask_signed(server, *key)
-                finally:
-                    limit.release()
+                # paced as every other query: a burst a resolver drops is our load, not an outage
+                failure = await self._paced(functools.partial(self._ask_signed, server, *key))
                 if failure.status is not DnsStatus.TIMEOUT:
                     break
             if not failure.is_outage:
@@ -545,16 +544,19 @@ class DnsSession:
     async def _ask_paced(self, server: Nameserver, name: str, rdtype: str) -> WireAnswer | Lookup:
         """One attempt in a slot of the in-flight bound; a timeout under our own load is asked
         again after a backoff, and only the last such timeout is returned."""
+        return await self._paced(lambda: self._ask_once(server, name, rdtype))
+
+    async def _paced(self, ask: Callable[[], Awaitable[_Outcome]]) -> _Outcome:
         limit = self._limit()
         retry = 0
         while True:
             waits_before = limit.waits
             await limit.acquire()
             try:
-                outcome = await self._ask_once(server, name, rdtype)
+                outcome = await ask()
             finally:
                 limit.release()
-            timed_out = isinstance(outcome, Lookup) and outcome.status is DnsStatus.TIMEOUT
+            timed_out = isinstance(outcome, Lookup | SignedLookup) and outcome.status is DnsStatus.TIMEOUT
             if not timed_out:
                 limit.answered()
                 return outcome
