@@ -73,12 +73,16 @@ MAX_HTTPS_HEADERS = 16 * 1024
 HTTPS_TIMEOUT = 5.0
 # MX patterns read from one MTA-STS policy: a real one names a handful.
 MAX_MTA_STS_MX_PATTERNS = 50
+# A BIMI logo (SVG Tiny PS) is at most 32 KB: the size the BIMI draft recommends and mailbox
+# providers enforce; a larger file is refused, so it is also the most read of one.
+MAX_BIMI_LOGO_BYTES = 32 * 1024
 
 
 __all__ = [
     "EARLIEST_REPORT_DATE",
     "HTTPS_TIMEOUT",
     "MAX_ADDRESSES_PER_MX",
+    "MAX_BIMI_LOGO_BYTES",
     "MAX_DKIM_BH_CHARS",
     "MAX_DKIM_B_CHARS",
     "MAX_DKIM_SIGNATURES",

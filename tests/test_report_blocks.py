@@ -4,17 +4,22 @@ section, 2000 a button value), "…and N more", escaping, and the buttons."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import render_report, report_button_value
+from handlers.domain.bimi import BimiReport
 from handlers.domain.check import DomainReport
 from handlers.domain.dkim_keys import DkimKey, DkimReport
 from handlers.domain.dmarc import DmarcReport
+from handlers.domain.dnssec import DnssecReport
 from handlers.domain.findings import Finding, Severity
+from handlers.domain.mta_sts import MtaStsPolicy, MtaStsReport
 from handlers.domain.mx import MxHost, MxReport
 from handlers.domain.spf import SpfReport
+from handlers.domain.tls_rpt import TlsRptReport
 from tests.slackstub import message_problems, strings
 
 EVIL = "<!channel> <!here> <https://evil.example|Click> & `x`"
@@ -164,3 +169,72 @@ def test_nxdomain_report() -> None:
     assert blocks[0]["text"]["text"] == "nosuch.test: fails DMARC"
     assert "*Domain*\nnosuch.test does not exist (NXDOMAIN)." in sections(blocks)
     assert message_problems({"text": text, "blocks": blocks}) == []
+
+
+def transport_parts(domain: str = "example.test") -> dict[str, Any]:
+    """Every part after MX published at its worst: long hostile records, many MX patterns."""
+    return {
+        "mta_sts": MtaStsReport(
+            domain=domain,
+            record="v=STSv1; id=1; " + EVIL * 50,
+            policy=MtaStsPolicy("enforce", 86400, tuple(f"mx{i}.{EVIL}" for i in range(50))),
+            policy_text=None,
+            certificate_expires=None,
+            findings=(),
+        ),
+        "tls_rpt": TlsRptReport(f"_smtp._tls.{domain}", "v=TLSRPTv1; " + EVIL * 50, (), ()),
+        "bimi": BimiReport(
+            domain=domain, record="v=BIMI1; l=" + EVIL * 50, logo_url="https://" + EVIL * 50, findings=()
+        ),
+        "dnssec": DnssecReport(zone=domain, signed=True, valid=False, findings=()),
+    }
+
+
+def family_finding(finding_id: str, i: int = 0) -> Finding:
+    return Finding(
+        id=finding_id,
+        severity=Severity.ERROR,
+        title=f"Title {i} {EVIL}",
+        detail=f"Detail {i} " + EVIL * 80,
+        fix="Fix " + EVIL * 40,
+    )
+
+
+def test_worst_case_with_every_part_after_mx_stays_within_50_blocks() -> None:
+    base = report([])
+    parts = transport_parts()
+    families = ("mta_sts.policy_invalid", "tls_rpt.invalid", "bimi.logo_invalid", "dnssec.invalid")
+    findings = [evil_finding(i) for i in range(100)]
+    findings += [family_finding(f, i) for i in range(10) for f in families]
+    full = replace(base, findings=tuple(findings), **parts)
+    text, blocks = render_report(full, ["sel"] * 20)
+    assert len(blocks) == 50
+    assert all(len(s) <= 3000 for s in sections(blocks))
+    assert message_problems({"text": text, "blocks": blocks}) == []
+    titles = [s.split("\n", 1)[0] for s in sections(blocks)]
+    assert titles[1:9] == [
+        "*DMARC*",
+        "*SPF*",
+        "*DKIM* (named)",
+        "*MX*",
+        "*MTA-STS*",
+        "*TLS-RPT*",
+        "*BIMI*",
+        "*DNSSEC*",
+    ]
+    assert "<!channel>" not in json.dumps(blocks)
+    assert not any("Also checked" in s for s in strings(blocks))
+    assert blocks[-1]["type"] == "actions"
+
+
+def test_parts_with_nothing_to_say_collapse_into_one_line() -> None:
+    full = replace(report([family_finding("bimi.dmarc_not_enforced")]), **transport_parts())
+    _, blocks = render_report(full)
+    titles = [s.split("\n", 1)[0] for s in sections(blocks)]
+    assert "*BIMI*" in titles
+    assert not {"*MTA-STS*", "*TLS-RPT*", "*DNSSEC*"} & set(titles)
+    assert "Also checked, nothing to report: MTA-STS, TLS-RPT, DNSSEC." in strings(blocks)
+    quiet = replace(report([]), **transport_parts())
+    _, blocks = render_report(quiet)
+    assert "Also checked, nothing to report: MTA-STS, TLS-RPT, BIMI, DNSSEC." in strings(blocks)
+    assert not {"*MTA-STS*", "*BIMI*"} & {s.split("\n", 1)[0] for s in sections(blocks)}

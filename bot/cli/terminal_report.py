@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from bot.cli.terminal_text import terminal_safe
 from handlers.dns.domain_name import display_name, first_mention, unicode_names
-from handlers.domain.check import DomainReport
+from handlers.domain.check import TRANSPORT_PARTS, DomainReport
 from handlers.domain.findings import Finding, Severity
 from handlers.domain.spf import SpfInclude
 
@@ -43,6 +43,9 @@ def render_domain_report(report: DomainReport, colour: bool = False) -> str:
                 shown.add(f)
                 lines.extend(_finding_lines(f, paint, report.display_domain))
         lines.append("")
+    quiet = report.transport_sections()[1]
+    if quiet:
+        lines += [f"Also checked, nothing to report: {', '.join(quiet)}.", ""]
     rest = [f for f in report.findings if f not in shown]
     if rest:
         lines.append(paint("1", "Other"))
@@ -113,7 +116,36 @@ def _sections(report: DomainReport) -> list[tuple[str, tuple[str, ...], list[str
             else [f"{h.preference:>3} {h.host}" for h in mx.hosts] or ["(none)"]
         )
         sections.append(("MX", ("mx",), body))
+    names = dict(TRANSPORT_PARTS)
+    sections += [
+        (names[part], (part,), _transport_body(report, part)) for part in report.transport_sections()[0]
+    ]
     return sections
+
+
+def _transport_body(report: DomainReport, part: str) -> list[str]:
+    """What a part after MX published, for its own section (its findings follow)."""
+    if part == "mta_sts" and report.mta_sts is not None:
+        body = [f"record:   {report.mta_sts.record or '(none)'}"]
+        policy = report.mta_sts.policy
+        if policy is not None:
+            patterns = ", ".join(policy.mx[:5]) + (" …" if len(policy.mx) > 5 else "")
+            body.append(f"policy:   mode {policy.mode}, max_age {policy.max_age}, mx {patterns or '(none)'}")
+        return body
+    if part == "tls_rpt" and report.tls_rpt is not None:
+        return [f"record:   {report.tls_rpt.record or '(none)'}"]
+    if part == "bimi" and report.bimi is not None:
+        body = [f"record:   {report.bimi.record or '(none)'}"]
+        if report.bimi.logo_url:
+            body.append(f"logo:     {_clip(report.bimi.logo_url)}")
+        return body
+    if part == "dnssec" and report.dnssec is not None:
+        dnssec = report.dnssec
+        state = {None: "unknown (DNS failed)", False: "not signed", True: "signed"}[dnssec.signed]
+        if dnssec.valid is not None:
+            state += ", signatures verify" if dnssec.valid else ", signatures do not verify"
+        return [f"zone {display_name(dnssec.zone)}: {state}" if dnssec.zone else state]
+    return []
 
 
 def _alignment_words(adkim: str, aspf: str) -> str:

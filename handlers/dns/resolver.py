@@ -23,14 +23,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import ipaddress
 import random
 import re
 import socket
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import dns.asyncquery
 import dns.exception
@@ -42,6 +44,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
+import dns.rrset
 
 from handlers.dns.wire import MalformedAnswer, WireAnswer, WireQuery, build_query, read_answer
 from handlers.errors import ConfigurationError
@@ -64,6 +67,7 @@ MIN_WINDOW = 4  # the window never shrinks below this many queries in flight
 # memory stays flat. A forgotten answer asked again is asked of DNS again: fresher, never older.
 # 20,000 is over four times what 64 domains probing 59 selectors each ask between two uses.
 DEFAULT_MAX_ANSWERS = 20_000
+_Outcome = TypeVar("_Outcome")  # what one attempt returns: a response, or the failure as a lookup
 
 
 class DnsStatus(enum.Enum):
@@ -220,6 +224,29 @@ class Lookup:
         return f"{text} ({self.detail})" if self.detail and self.status is DnsStatus.ERROR else text
 
 
+@dataclass(frozen=True, kw_only=True)
+class SignedLookup:
+    """A question asked for DNSSEC validation: with the DO bit, so the answer carries its RRSIGs
+    (RFC 4035 §3.2.1), and with CD, so a validating resolver hands over even data it judges bogus
+    (§3.2.2) and the check can say why. No CNAME is followed: a record is validated where it is."""
+
+    name: str
+    rdtype: str
+    status: DnsStatus
+    rrset: dns.rrset.RRset | None = None  # the records of `rdtype` at `name`, as signed
+    rrsigs: dns.rrset.RRset | None = None  # the RRSIGs covering them
+    zone: str | None = None  # the zone that answered: the signer, or the SOA owner of a negative answer
+    detail: str = ""
+
+    @property
+    def is_outage(self) -> bool:
+        return self.status in OUTAGES
+
+    def as_lookup(self) -> Lookup:
+        """The plain Lookup, for the sentences every outage is reported with."""
+        return Lookup(name=self.name, rdtype=self.rdtype, status=self.status, detail=self.detail)
+
+
 def normalise_name(name: str) -> str:
     """Lower-case, without the trailing dot: the key every lookup and comparison uses."""
     return name.strip().rstrip(".").lower()
@@ -318,6 +345,7 @@ class DnsSession:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _limits: dict[asyncio.AbstractEventLoop, InflightLimit] = field(default_factory=dict, repr=False)
+    _signed: dict[tuple[str, str], SignedLookup] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.nameservers:
@@ -367,6 +395,72 @@ class DnsSession:
     async def lookup_many(self, questions: Iterable[tuple[str, str]]) -> list[Lookup]:
         """Ask several questions at once; the answers come back in the order asked."""
         return list(await asyncio.gather(*(self.lookup(n, t) for n, t in questions)))
+
+    async def lookup_signed(self, name: str, rdtype: str) -> SignedLookup:
+        """Ask `name`/`rdtype` with its DNSSEC signatures (see SignedLookup), once per session."""
+        key = (normalise_name(name), rdtype.upper())
+        known = self._signed.get(key)
+        if known is not None:
+            return known
+        failure = SignedLookup(
+            name=key[0], rdtype=key[1], status=DnsStatus.ERROR, detail="no nameserver configured"
+        )
+        for server in self.nameservers:
+            for _ in range(self.attempts):
+                # paced as every other query: a burst a resolver drops is our load, not an outage
+                failure = await self._paced(functools.partial(self._ask_signed, server, *key))
+                if failure.status is not DnsStatus.TIMEOUT:
+                    break
+            if not failure.is_outage:
+                break
+        self._signed[key] = failure
+        return failure
+
+    async def _ask_signed(self, server: Nameserver, name: str, rdtype: str) -> SignedLookup:
+        question = dns.name.from_text(name)
+        wanted = dns.rdatatype.from_text(rdtype)
+        query = dns.message.make_query(question, wanted, want_dnssec=True, payload=EDNS_PAYLOAD)
+        query.flags |= dns.flags.RD | dns.flags.CD
+        self.queries_sent += 1
+        try:
+            # a signed answer (DNSKEY sets above all) is often over the UDP size: TCP then (RFC 7766)
+            message, _ = await dns.asyncquery.udp_with_fallback(
+                query, server.host, timeout=self.timeout, port=server.port
+            )
+        except dns.exception.Timeout:
+            return SignedLookup(name=name, rdtype=rdtype, status=DnsStatus.TIMEOUT, detail=f"server {server}")
+        except (OSError, EOFError, dns.exception.DNSException) as error:
+            return SignedLookup(
+                name=name,
+                rdtype=rdtype,
+                status=DnsStatus.ERROR,
+                detail=f"server {server}: {error or type(error).__name__}",
+            )
+        rcode = message.rcode()
+        status = {
+            dns.rcode.SERVFAIL: DnsStatus.SERVFAIL,
+            dns.rcode.REFUSED: DnsStatus.REFUSED,
+            dns.rcode.NXDOMAIN: DnsStatus.NXDOMAIN,
+            dns.rcode.NOERROR: DnsStatus.OK,
+        }.get(rcode, DnsStatus.ERROR)
+        if status is not DnsStatus.OK:
+            return SignedLookup(name=name, rdtype=rdtype, status=status, detail=f"server {server}")
+        rrset = message.get_rrset(message.answer, question, dns.rdataclass.IN, wanted)
+        rrsigs = message.get_rrset(message.answer, question, dns.rdataclass.IN, dns.rdatatype.RRSIG, wanted)
+        zone = None
+        if rrsigs is not None:
+            zone = normalise_name(next(iter(rrsigs)).signer.to_text())
+        else:
+            soa = next((r for r in message.authority if r.rdtype == dns.rdatatype.SOA), None)
+            zone = normalise_name(soa.name.to_text()) if soa is not None else None
+        return SignedLookup(
+            name=name,
+            rdtype=rdtype,
+            status=DnsStatus.OK if rrset is not None else DnsStatus.NODATA,
+            rrset=rrset,
+            rrsigs=rrsigs,
+            zone=zone,
+        )
 
     def all_failed(self) -> bool:
         """True when every question so far ended in an outage: DNS could not be reached at all."""
@@ -450,16 +544,19 @@ class DnsSession:
     async def _ask_paced(self, server: Nameserver, name: str, rdtype: str) -> WireAnswer | Lookup:
         """One attempt in a slot of the in-flight bound; a timeout under our own load is asked
         again after a backoff, and only the last such timeout is returned."""
+        return await self._paced(lambda: self._ask_once(server, name, rdtype))
+
+    async def _paced(self, ask: Callable[[], Awaitable[_Outcome]]) -> _Outcome:
         limit = self._limit()
         retry = 0
         while True:
             waits_before = limit.waits
             await limit.acquire()
             try:
-                outcome = await self._ask_once(server, name, rdtype)
+                outcome = await ask()
             finally:
                 limit.release()
-            timed_out = isinstance(outcome, Lookup) and outcome.status is DnsStatus.TIMEOUT
+            timed_out = isinstance(outcome, Lookup | SignedLookup) and outcome.status is DnsStatus.TIMEOUT
             if not timed_out:
                 limit.answered()
                 return outcome

@@ -1,4 +1,4 @@
-"""`check`: the whole diagnosis of one domain (DMARC, SPF, DKIM, MX, MTA-STS, TLS-RPT), all concurrent.
+"""`check`: the whole diagnosis of one domain (DMARC, SPF, DKIM, MX, MTA-STS, TLS-RPT, BIMI, DNSSEC).
 
 The four parts share one DnsSession, so a question two parts ask (the domain's TXT for SPF and for
 the existence test) goes out once, and no answer predates the check. The wall time follows the
@@ -22,9 +22,11 @@ from handlers.domain.alignment import (
     spf_can_pass,
     usable_dkim_selectors,
 )
+from handlers.domain.bimi import BimiReport, check_bimi
 from handlers.domain.dkim_keys import DkimReport, check_dkim
 from handlers.domain.dmarc import DmarcReport, check_dmarc
 from handlers.domain.dmarc_record import DmarcRecord
+from handlers.domain.dnssec import DnssecReport, check_dnssec
 from handlers.domain.findings import Finding, Severity, finding, sort_findings, temperror_finding
 from handlers.domain.mta_sts import MtaStsReport, check_mta_sts
 from handlers.domain.mx import MxReport, check_mx
@@ -34,8 +36,14 @@ from handlers.domain.tls_rpt import TlsRptReport, check_tls_rpt
 from handlers.https_fetch import HttpsClient
 
 # Among findings of one severity, the one to fix first: a broken domain or DNS before DMARC,
-# DMARC before SPF and DKIM (without DMARC nothing else is evaluated), then MX and its transport security.
-_FAMILY_ORDER = ("domain", "dns", "dmarc", "spf", "dkim", "mx", "mta_sts", "tls_rpt")
+# DMARC before SPF and DKIM (without DMARC nothing else is evaluated), then MX and its transport security,
+# then the logo (which needs DMARC first) and the zone's signatures.
+_FAMILY_ORDER = ("domain", "dns", "dmarc", "spf", "dkim", "mx", "mta_sts", "tls_rpt", "bimi", "dnssec")
+
+
+# The parts a report shows after DMARC, SPF, DKIM and MX, in order, with their names. Each gets its
+# own section when it has something to say; the others share one "also checked" line.
+TRANSPORT_PARTS = (("mta_sts", "MTA-STS"), ("tls_rpt", "TLS-RPT"), ("bimi", "BIMI"), ("dnssec", "DNSSEC"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +66,8 @@ class DomainReport:
     mx_hosts: MxHostsReport | None = None
     mta_sts: MtaStsReport | None = None
     tls_rpt: TlsRptReport | None = None
+    bimi: BimiReport | None = None
+    dnssec: DnssecReport | None = None
 
     @property
     def display_domain(self) -> str:
@@ -117,6 +127,8 @@ class DomainReport:
             ("mx", self.mx_hosts),
             ("mta_sts", self.mta_sts),
             ("tls_rpt", self.tls_rpt),
+            ("bimi", self.bimi),
+            ("dnssec", self.dnssec),
             ("spf", org.spf if org else None),
             ("dkim", org.dkim if org else None),
         )
@@ -124,6 +136,23 @@ class DomainReport:
             if report is not None and f in report.findings:
                 return part
         return "dmarc"
+
+    def part_findings(self, part: str) -> list[Finding]:
+        """The findings shown under `part` (a family such as "bimi")."""
+        return [f for f in self.findings if self.part_of(f) == part]
+
+    def transport_sections(self) -> tuple[list[str], list[str]]:
+        """Of the parts checked after MX (TRANSPORT_PARTS): those with findings, to show as their
+        own sections, and the names of those with nothing to say, for one "also checked" line."""
+        shown, quiet = [], []
+        for part, name in TRANSPORT_PARTS:
+            if getattr(self, part) is None:
+                continue
+            if self.part_findings(part):
+                shown.append(part)
+            else:
+                quiet.append(name)
+        return shown, quiet
 
     @property
     def dkim_unknown(self) -> bool:
@@ -244,6 +273,8 @@ class DomainReport:
             "null_mx": self.mx.null_mx if self.mx else False,
             "mta_sts": self.mta_sts.to_json() if self.mta_sts else None,
             "tls_rpt": self.tls_rpt.to_json() if self.tls_rpt else None,
+            "bimi": self.bimi.to_json() if self.bimi else None,
+            "dnssec": self.dnssec.to_json() if self.dnssec else None,
             "findings": [f.to_json() for f in self.findings],
             "dns_queries": self.queries,
             "alignment": self.alignment_json(),
@@ -268,6 +299,8 @@ def invalid_domain_json(typed: str, reason: str) -> dict[str, object]:
         "null_mx": False,
         "mta_sts": None,
         "tls_rpt": None,
+        "bimi": None,
+        "dnssec": None,
         "findings": [problem.to_json()],
         "dns_queries": 0,
         "alignment": None,
@@ -318,18 +351,22 @@ async def check_domain(
             queries=session.queries_sent,
             dns_unreachable=session.all_failed(),
         )
+    client = https or HttpsClient()
+    bimi_task = asyncio.ensure_future(check_bimi(session, domain, client))
+    dnssec_task = asyncio.ensure_future(check_dnssec(session, domain))
     dmarc, spf, dkim, (mx, mx_hosts, mta_sts, tls_rpt), organizational = await asyncio.gather(
         dmarc_task,
         check_spf(session, domain),
         check_dkim(session, domain, selectors, known=known, probe=probe),
-        _check_mail_transport(session, domain, https or HttpsClient()),
+        _check_mail_transport(session, domain, client),
         # RFC 9989 §4.4: a subdomain's mail can align through its Organizational Domain's SPF and
         # DKIM keys; the walk that finds it is check_dmarc's, asked once
         organizational_identifiers(session, domain, selectors),
     )
+    bimi, dnssec = await bimi_task, await dnssec_task
     unreachable = session.all_failed()
     findings = [*dmarc.findings, *spf.findings, *dkim.findings, *mx.findings, *mx_hosts.findings]
-    findings += [*mta_sts.findings, *tls_rpt.findings]
+    findings += [*mta_sts.findings, *tls_rpt.findings, *bimi.findings, *dnssec.findings]
     if organizational is not None:
         # only its outages: they can leave the verdict unknown; its other findings are its own
         findings += [
@@ -355,6 +392,8 @@ async def check_domain(
         mx_hosts=mx_hosts,
         mta_sts=mta_sts,
         tls_rpt=tls_rpt,
+        bimi=bimi,
+        dnssec=dnssec,
     )
 
 

@@ -279,6 +279,45 @@ CATALOG: dict[str, FindingKind] = {
         "The MTA-STS policy host's certificate expires within 14 days",
         "Renew the certificate of mta-sts.DOMAIN: once it expires, senders cannot refresh the policy.",
     ),
+    "bimi.missing": FindingKind(
+        I,
+        "No BIMI record",
+        "To show your logo in inboxes, publish a TXT record at default._bimi.DOMAIN such as "
+        '"v=BIMI1; l=https://DOMAIN/logo.svg" (DMARC must be at p=quarantine or p=reject first).',
+    ),
+    "bimi.invalid": FindingKind(
+        E,
+        "The BIMI record is not valid",
+        'Publish exactly one TXT record at default._bimi.DOMAIN such as "v=BIMI1; l=https://DOMAIN/logo.svg".',
+    ),
+    "bimi.dmarc_not_enforced": FindingKind(
+        E,
+        "BIMI needs DMARC at enforcement, and the policy is not there",
+        "Move DMARC to p=quarantine or p=reject without t=y, at this domain and at its organizational "
+        "domain (see the DMARC policy-progression fix).",
+    ),
+    "bimi.logo_unreachable": FindingKind(
+        E,
+        "The BIMI logo cannot be fetched",
+        "Serve the logo at the l= address over HTTPS with a valid certificate, status 200 and no redirect.",
+    ),
+    "bimi.logo_invalid": FindingKind(
+        E,
+        "The BIMI logo is not an SVG Tiny PS file",
+        'Export the logo as SVG Tiny PS: an <svg> with baseProfile="tiny-ps", a <title>, a square '
+        "viewBox, no scripts and no external references, at most 32 KB.",
+    ),
+    "dnssec.unsigned": FindingKind(
+        I,
+        "The zone is not signed with DNSSEC",
+        "Ask your DNS provider to sign the zone, then publish its DS record at your registrar.",
+    ),
+    "dnssec.invalid": FindingKind(
+        E,
+        "DNSSEC signatures do not verify: validating resolvers treat these answers as failures",
+        "Re-sign the zone (or let your DNS provider re-sign it) so every record set carries a current "
+        "signature by a key in its DNSKEY set; if signing was meant to stop, remove the DS record first.",
+    ),
 }
 
 # Raised by the monitor (bot.monitor.fix_followup), never by a check: a flattened record's address terms

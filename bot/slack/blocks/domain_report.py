@@ -17,7 +17,7 @@ from typing import Any
 from bot.slack import ids as slack_ids
 from bot.slack.mrkdwn import clip, code, code_block, safe
 from handlers.dns.domain_name import display_name, first_mention, unicode_names
-from handlers.domain.check import DomainReport
+from handlers.domain.check import TRANSPORT_PARTS, DomainReport
 from handlers.domain.findings import Finding, Severity
 from handlers.fixes.records import fix_kind
 
@@ -30,8 +30,9 @@ _SEVERITY_ICONS = {
     Severity.INFO: ":information_source:",
 }
 _VERDICT_WORDS = {"pass": "can pass DMARC", "fail": "fails DMARC", "unknown": "unknown (DNS failed)"}
-# The report's fixed blocks: header, summary, divider, 4 record sections, divider, context, actions.
-_FIXED_BLOCKS = 10
+# The report's fixed blocks: header, summary, divider, 4 record sections and the alignment one, 4 more
+# after MX (or fewer and an "also checked" line), divider, context, actions.
+_FIXED_BLOCKS = 15
 
 
 def section(text: str) -> Block:
@@ -199,7 +200,37 @@ def _record_sections(report: DomainReport) -> list[Block]:
         if len(mx.hosts) > 8:
             hosts += f" …and {len(mx.hosts) - 8} more"
         parts.append(section("*MX*\n" + ("null MX: accepts no mail" if mx.null_mx else hosts or "_none_")))
+    shown, quiet = report.transport_sections()
+    names = dict(TRANSPORT_PARTS)
+    parts += [section(f"*{names[part]}*\n" + _transport_text(report, part)) for part in shown]
+    if quiet:
+        parts.append(context(f"Also checked, nothing to report: {', '.join(quiet)}."))
     return parts
+
+
+def _transport_text(report: DomainReport, part: str) -> str:
+    """What a part after MX published, for its own section (its findings follow with the rest)."""
+    if part == "mta_sts" and report.mta_sts is not None:
+        lines = [code_block(report.mta_sts.record, 600) if report.mta_sts.record else "_no record_"]
+        policy = report.mta_sts.policy
+        if policy is not None:
+            patterns = ", ".join(code(p, 120) for p in policy.mx[:5]) + (" …" if len(policy.mx) > 5 else "")
+            lines.append(f"policy: mode *{safe(policy.mode, 20)}*, max_age {policy.max_age}, mx {patterns}")
+        return "\n".join(lines)
+    if part == "tls_rpt" and report.tls_rpt is not None:
+        return code_block(report.tls_rpt.record, 600) if report.tls_rpt.record else "_no record_"
+    if part == "bimi" and report.bimi is not None:
+        lines = [code_block(report.bimi.record, 600) if report.bimi.record else "_no record_"]
+        if report.bimi.logo_url:
+            lines.append(f"logo: {code(report.bimi.logo_url, 600)}")
+        return "\n".join(lines)
+    if part == "dnssec" and report.dnssec is not None:
+        dnssec = report.dnssec
+        state = {None: "unknown (DNS failed)", False: "not signed", True: "signed"}[dnssec.signed]
+        if dnssec.valid is not None:
+            state += ", signatures verify" if dnssec.valid else ", signatures do not verify"
+        return f"zone {code(display_name(dnssec.zone), 300)}: {state}" if dnssec.zone else state
+    return ""
 
 
 def _alignment_section(report: DomainReport) -> Block | None:
