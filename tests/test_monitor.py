@@ -3,6 +3,8 @@ SQLite file, and the Slack stand-in receiving the alerts through the app's own W
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import sqlite3
 import time
@@ -14,12 +16,14 @@ from typing import Any
 import pytest
 
 from bot.monitor.cycle import PROBE_EVERY, REPROBES_PER_CYCLE, check_watches, reprobes_now
-from bot.monitor.watch_state import CANNOT_CHECK_AFTER, SETTLE_CHECKS
+from bot.monitor.watch_state import CANNOT_CHECK_AFTER, SETTLE_CHECKS, observe
 from bot.reports.alerts import review_after_ingest
 from bot.slack import ids as slack_ids
 from bot.store.database import utcnow
 from bot.store.watches import Watch
 from handlers.dns.resolver import DnsSession, parse_nameserver
+from handlers.domain.check import check_domain
+from handlers.domain.findings import Severity, finding
 from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, report_xml
 from tests.dnstest import FaultProxy, NsdServer, make_zone, txt
@@ -613,3 +617,19 @@ def test_weekly_probes_are_spread_over_cycles_the_longest_waiting_first() -> Non
     chosen = reprobes_now([*fresh, *reversed(due), never], now)
     assert len(chosen) == REPROBES_PER_CYCLE
     assert chosen == {w.id for w in due[5:]}  # the five most recently probed wait
+
+
+def test_an_info_finding_alone_is_no_change_but_a_warning_is(world: NsdServer) -> None:
+    # A check that learns to say more about what is absent (no BIMI record, an unsigned zone: info,
+    # nothing to fix) must not make every watched domain "changed" after an upgrade.
+    session = DnsSession(nameservers=(parse_nameserver(world.address),), timeout=1.0, attempts=1)
+    report = asyncio.run(check_domain(DOMAIN, session, ("sel",)))
+    before = observe(report).state.fingerprint
+    info = finding("dmarc.inherited", "an info finding a newer check adds")
+    assert info.severity is Severity.INFO and all(f.id != "dmarc.inherited" for f in report.findings)
+    with_info = dataclasses.replace(report, findings=(*report.findings, info))
+    assert observe(with_info).state.fingerprint == before
+    warning = finding("spf.ptr", "a warning a newer check adds")
+    assert warning.severity is Severity.WARNING and all(f.id != "spf.ptr" for f in report.findings)
+    with_warning = dataclasses.replace(report, findings=(*report.findings, warning))
+    assert observe(with_warning).state.fingerprint != before

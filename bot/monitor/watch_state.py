@@ -88,7 +88,11 @@ def observe(report: DomainReport) -> Observation:
         for f in report.findings
     ]
     records = observed_records(report)
-    keys = sorted({f["key"] for f in findings})
+    # Info findings say what is not there and needs no fix (no BIMI record, an unsigned zone): a
+    # change in them alone is no news for a channel, and a new check that adds one (an upgrade)
+    # must not alert every watched domain at once. They stay in the state, and an alert raised by
+    # a real change still lists them among what appeared or cleared.
+    keys = sorted({f["key"] for f in findings if f["severity"] != Severity.INFO.value})
     fingerprint = hashlib.sha256(json.dumps([records, keys], sort_keys=True).encode()).hexdigest()
     temperrors = [f for f in report.findings if f.id == "dns.temperror"]
     state = ObservedState(fingerprint, records, findings, report.verdict)
