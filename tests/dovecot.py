@@ -221,10 +221,11 @@ service anvil {{
             if kind != "OK":
                 return []
             _, found = imap.uid("SEARCH", "ALL")
-            messages = []
+            messages: list[bytes] = []
             for uid in (found[0] or b"").split():
                 _, data = imap.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
-                messages.append(next(item[1] for item in data if isinstance(item, tuple)))
+                # a message the poller moved away between SEARCH and FETCH comes back without a body
+                messages.extend(bytes(item[1]) for item in data if isinstance(item, tuple))
             return messages
 
     def stop(self, remove: bool = True) -> None:
