@@ -54,7 +54,6 @@ from handlers.fixes.spf_fixes import AddressDrift, parse_extra_terms
 log = logging.getLogger("dmarcbot.fixit")
 
 MAX_DRIFT_TERMS = 100  # a button value holds 2000 characters: far fewer fit anyway
-FOREIGN_TEAM = FOREIGN_ORG
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,7 +212,7 @@ def handle_fix_click(
             )
             return
         if is_foreign_user(body, context):
-            turn.tell(FOREIGN_TEAM)
+            turn.tell(FOREIGN_ORG)
             return
         opened = client.views_open(
             trigger_id=body["trigger_id"],
@@ -246,7 +245,7 @@ def handle_fix_input(
             return
         turn.channel_id = request.channel_id
         if is_foreign_user(body, context):
-            turn.tell(FOREIGN_TEAM)
+            turn.tell(FOREIGN_ORG)
             return
         values = (view.get("state") or {}).get("values") or {}
         for action in body.get("actions") or []:
@@ -295,9 +294,9 @@ def handle_fix_submission(
         first = _first_input(view)
         if first is None:
             ack()
-            turn.later("refusing a fix", lambda: turn.tell(FOREIGN_TEAM))
+            turn.later("refusing a fix", lambda: turn.tell(FOREIGN_ORG))
         else:
-            ack(response_action="errors", errors={first: FOREIGN_TEAM})
+            ack(response_action="errors", errors={first: FOREIGN_ORG})
         return
     try:
         form = read_form(
@@ -397,7 +396,7 @@ def handle_fix_verify(
     turn = turn_for_interaction(body, client, respond, settings, stores, context, pool)
     user_id = turn.user_id
     if is_foreign_user(body, context):
-        turn.later("refusing a verification", lambda: turn.tell(FOREIGN_TEAM))
+        turn.later("refusing a verification", lambda: turn.tell(FOREIGN_ORG))
         return
 
     def verify() -> None:
