@@ -242,7 +242,7 @@ async def diagnose_message(
     dmarc = await evaluate_dmarc(session, message.from_domain, spf_input, passed_domains(dkim_results))
     # HELO never aligns (RFC 9989 §4.4.2 uses the MAIL FROM identity only).
     spf_aligned = dmarc.spf.aligned if dmarc.spf is not None else (False if spf.domain else None)
-    spf = _replace_aligned(spf, spf_aligned)
+    spf = replace(spf, aligned=spf_aligned)
     strict = dmarc.record is not None and dmarc.record.adkim == "s"
     from_org = await organizational_domain(session, message.from_domain)
     alignments = tuple(
@@ -309,23 +309,6 @@ def _temperror_if_unknown(
 def _pad(results: tuple[DkimResult, ...], alignments: tuple[Alignment, ...]) -> tuple[Alignment | None, ...]:
     found = iter(alignments)
     return tuple(next(found) if r.domain else None for r in results)
-
-
-def _replace_aligned(spf: SpfOutcome, aligned: bool | None) -> SpfOutcome:
-    return SpfOutcome(
-        result=spf.result,
-        domain=spf.domain,
-        identity=spf.identity,
-        mail_from=spf.mail_from,
-        helo=spf.helo,
-        ip=spf.ip,
-        ip_source=spf.ip_source,
-        ip_detail=spf.ip_detail,
-        result_source=spf.result_source,
-        explanation=spf.explanation,
-        aligned=aligned,
-        recomputed=spf.recomputed,
-    )
 
 
 # -- SPF: flags, then the receiver's headers, then the Received chain -----------------------------
