@@ -14,7 +14,7 @@ import dns.rrset
 import pytest
 
 from handlers.dns.resolver import _from_message
-from handlers.dns.wire import MalformedAnswer, WireQuery, build_query, read_answer
+from handlers.dns.wire import MalformedAnswer, WireQuery, build_query, encode_name, read_answer
 
 
 def response_to(query: WireQuery, *answers: dns.rrset.RRset, rcode: int = 0) -> dns.message.Message:
@@ -49,7 +49,7 @@ ANSWERS = [
 
 @pytest.mark.parametrize(("rdtype", "answer"), ANSWERS)
 def test_an_answer_reads_as_dnspython_reads_it(rdtype: str, answer: list[dns.rrset.RRset]) -> None:
-    query = build_query("example.test", dns.rdatatype.from_text(rdtype), 1232)
+    query = build_query(encode_name("example.test")[0], dns.rdatatype.from_text(rdtype), 1232)
     response = response_to(query, *answer)
     wire = response.to_wire()  # dnspython compresses names, so pointers are exercised
     ours = read_answer(wire, query)
@@ -58,14 +58,14 @@ def test_an_answer_reads_as_dnspython_reads_it(rdtype: str, answer: list[dns.rrs
 
 
 def test_the_query_is_a_recursive_edns_query_for_the_name() -> None:
-    query = build_query("Example.test", dns.rdatatype.TXT, 1232)
+    query = build_query(encode_name("Example.test")[0], dns.rdatatype.TXT, 1232)
     message = dns.message.from_wire(query.wire)
     assert message.id == query.id and message.flags & dns.flags.RD and message.payload == 1232
     assert str(message.question[0]) == "Example.test. IN TXT"
 
 
 def test_the_extended_rcode_of_opt_is_read() -> None:
-    query = build_query("example.test", dns.rdatatype.TXT, 1232)
+    query = build_query(encode_name("example.test")[0], dns.rdatatype.TXT, 1232)
     response = response_to(query)
     response.use_edns(0, payload=1232)
     response.set_rcode(dns.rcode.BADVERS)  # 16: its upper bits live in OPT
@@ -74,8 +74,8 @@ def test_the_extended_rcode_of_opt_is_read() -> None:
 
 
 def test_a_datagram_for_another_query_is_ignored() -> None:
-    query = build_query("example.test", dns.rdatatype.TXT, 1232)
-    other = build_query("other.test", dns.rdatatype.TXT, 1232)
+    query = build_query(encode_name("example.test")[0], dns.rdatatype.TXT, 1232)
+    other = build_query(encode_name("other.test")[0], dns.rdatatype.TXT, 1232)
     wire = response_to(other).to_wire()
     assert read_answer(wire, query) is None  # another id and question
     spoofed = struct.pack("!H", query.id) + wire[2:]
@@ -92,7 +92,7 @@ def test_a_datagram_for_another_query_is_ignored() -> None:
     ],
 )
 def test_a_broken_answer_is_malformed(damage: object) -> None:
-    query = build_query("example.test", dns.rdatatype.TXT, 1232)
+    query = build_query(encode_name("example.test")[0], dns.rdatatype.TXT, 1232)
     answer = dns.rrset.from_text("example.test.", 60, "IN", "TXT", '"text"')
     wire = damage(response_to(query, answer).to_wire())  # type: ignore[operator]
     with pytest.raises(MalformedAnswer):
@@ -100,7 +100,7 @@ def test_a_broken_answer_is_malformed(damage: object) -> None:
 
 
 def test_a_compression_pointer_loop_is_malformed() -> None:
-    query = build_query("example.test", dns.rdatatype.TXT, 1232)
+    query = build_query(encode_name("example.test")[0], dns.rdatatype.TXT, 1232)
     header = struct.pack("!HHHHHH", query.id, 0x8180, 1, 1, 0, 0)
     looping_owner = struct.pack("!H", 0xC000 | (len(header) + len(query.question)))  # points at itself
     record = looping_owner + struct.pack("!HHIH", 16, 1, 60, 2) + b"\x01x"

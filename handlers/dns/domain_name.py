@@ -87,6 +87,10 @@ def normalise_domain(text: str) -> str:
 
 def display_name(ascii_name: str) -> str:
     """The Unicode form of a punycode name for people (`xn--bcher-kva.example` → `bücher.example`)."""
+    if "xn--" not in ascii_name and ascii_name.isascii() and ascii_name == ascii_name.lower():
+        # Nothing to decode, and idna would give it back as it is (lower-case, or unchanged
+        # when invalid): a monitor cycle names tens of thousands of hosts, most of them plain.
+        return ascii_name
     try:
         return idna.decode(ascii_name)
     except idna.IDNAError:

@@ -46,7 +46,14 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 
-from handlers.dns.wire import MalformedAnswer, WireAnswer, WireQuery, build_query, read_answer
+from handlers.dns.wire import (
+    MalformedAnswer,
+    WireAnswer,
+    WireQuery,
+    build_query,
+    encode_name,
+    read_answer,
+)
 from handlers.errors import ConfigurationError
 
 # RFC 1034 §3.6.2 allows long chains, but resolvers cap them; 8 matches common practice.
@@ -86,6 +93,13 @@ class DnsStatus(enum.Enum):
 OUTAGES = frozenset(
     {DnsStatus.SERVFAIL, DnsStatus.REFUSED, DnsStatus.TIMEOUT, DnsStatus.TRUNCATED, DnsStatus.ERROR}
 )
+# How the rcode of a signed question's answer ends it (the plain path also follows CNAMEs).
+_SIGNED_STATUS: dict[int, DnsStatus] = {
+    dns.rcode.SERVFAIL: DnsStatus.SERVFAIL,
+    dns.rcode.REFUSED: DnsStatus.REFUSED,
+    dns.rcode.NXDOMAIN: DnsStatus.NXDOMAIN,
+    dns.rcode.NOERROR: DnsStatus.OK,
+}
 
 
 class CnameFailure(enum.Enum):
@@ -394,7 +408,21 @@ class DnsSession:
 
     async def lookup_many(self, questions: Iterable[tuple[str, str]]) -> list[Lookup]:
         """Ask several questions at once; the answers come back in the order asked."""
-        return list(await asyncio.gather(*(self.lookup(n, t) for n, t in questions)))
+        asked = [(normalise_name(name), rdtype.upper()) for name, rdtype in questions]
+        known: list[Lookup | None] = []
+        with self._lock:
+            for key in asked:
+                answer = self._answers.get(key)
+                if answer is not None:
+                    self._answers.move_to_end(key)  # in use: the last to be forgotten
+                known.append(answer)
+        missing = [key for key, answer in zip(asked, known, strict=True) if answer is None]
+        if not missing:
+            return [answer for answer in known if answer is not None]
+        # A task for each question still to ask only: a remembered answer needs none, and a
+        # monitor cycle's shared includes are asked by every domain.
+        fetched = iter(await asyncio.gather(*(self.lookup(name, rdtype) for name, rdtype in missing)))
+        return [answer if answer is not None else next(fetched) for answer in known]
 
     async def lookup_signed(self, name: str, rdtype: str) -> SignedLookup:
         """Ask `name`/`rdtype` with its DNSSEC signatures (see SignedLookup), once per session."""
@@ -417,34 +445,51 @@ class DnsSession:
         return failure
 
     async def _ask_signed(self, server: Nameserver, name: str, rdtype: str) -> SignedLookup:
-        question = dns.name.from_text(name)
-        wanted = dns.rdatatype.from_text(rdtype)
-        query = dns.message.make_query(question, wanted, want_dnssec=True, payload=EDNS_PAYLOAD)
-        query.flags |= dns.flags.RD | dns.flags.CD
-        self.queries_sent += 1
         try:
-            # a signed answer (DNSKEY sets above all) is often over the UDP size: TCP then (RFC 7766)
-            message, _ = await dns.asyncquery.udp_with_fallback(
-                query, server.host, timeout=self.timeout, port=server.port
+            encoded, _ = encode_name(name)
+            wanted = dns.rdatatype.from_text(rdtype)
+        except dns.exception.DNSException as error:
+            return SignedLookup(
+                name=name, rdtype=rdtype, status=DnsStatus.ERROR, detail=f"not a valid DNS question: {error}"
             )
-        except dns.exception.Timeout:
+        query = build_query(encoded, wanted, EDNS_PAYLOAD, dnssec=True)
+        self.queries_sent += 1
+        message: dns.message.Message | None = None
+        try:
+            response, wire = await _exchange_udp(query, server, self.timeout)
+            if response.truncated:
+                # a signed answer (DNSKEY sets above all) is often over the UDP size: TCP then
+                # (RFC 7766)
+                self.queries_sent += 1
+                tcp_query = dns.message.make_query(
+                    name, wanted, want_dnssec=True, use_edns=0, payload=EDNS_PAYLOAD
+                )
+                tcp_query.flags |= dns.flags.RD | dns.flags.CD
+                message = await dns.asyncquery.tcp(tcp_query, server.host, self.timeout, server.port)
+                response = _from_message(message)
+        except TimeoutError:
             return SignedLookup(name=name, rdtype=rdtype, status=DnsStatus.TIMEOUT, detail=f"server {server}")
-        except (OSError, EOFError, dns.exception.DNSException) as error:
+        except (OSError, EOFError, MalformedAnswer, dns.exception.DNSException) as error:
             return SignedLookup(
                 name=name,
                 rdtype=rdtype,
                 status=DnsStatus.ERROR,
                 detail=f"server {server}: {error or type(error).__name__}",
             )
-        rcode = message.rcode()
-        status = {
-            dns.rcode.SERVFAIL: DnsStatus.SERVFAIL,
-            dns.rcode.REFUSED: DnsStatus.REFUSED,
-            dns.rcode.NXDOMAIN: DnsStatus.NXDOMAIN,
-            dns.rcode.NOERROR: DnsStatus.OK,
-        }.get(rcode, DnsStatus.ERROR)
+        status = _SIGNED_STATUS.get(response.rcode, DnsStatus.ERROR)
         if status is not DnsStatus.OK:
             return SignedLookup(name=name, rdtype=rdtype, status=status, detail=f"server {server}")
+        if not response.records:
+            # Nothing at the name: the zone is the SOA's owner, and the answer read by offsets
+            # says so. Most zones are unsigned, and this is then every signed question a monitor
+            # cycle asks; dnspython's full parse is kept for answers with records to verify.
+            return SignedLookup(name=name, rdtype=rdtype, status=DnsStatus.NODATA, zone=response.soa_owner)
+        try:
+            message = message or dns.message.from_wire(wire)
+        except dns.exception.DNSException as error:
+            detail = f"server {server}: {error}"
+            return SignedLookup(name=name, rdtype=rdtype, status=DnsStatus.ERROR, detail=detail)
+        question = dns.name.from_text(name)
         rrset = message.get_rrset(message.answer, question, dns.rdataclass.IN, wanted)
         rrsigs = message.get_rrset(message.answer, question, dns.rdataclass.IN, dns.rdatatype.RRSIG, wanted)
         zone = None
@@ -452,7 +497,7 @@ class DnsSession:
             zone = normalise_name(next(iter(rrsigs)).signer.to_text())
         else:
             soa = next((r for r in message.authority if r.rdtype == dns.rdatatype.SOA), None)
-            zone = normalise_name(soa.name.to_text()) if soa is not None else None
+            zone = normalise_name(soa.name.to_text()) if soa is not None else response.soa_owner
         return SignedLookup(
             name=name,
             rdtype=rdtype,
@@ -484,8 +529,8 @@ class DnsSession:
         try:
             if not name:
                 raise dns.name.EmptyLabel
-            dns.name.from_text(name)
-            dns.rdatatype.from_text(rdtype)
+            encoded, owner = encode_name(name)
+            wanted = dns.rdatatype.from_text(rdtype)
         except dns.exception.DNSException as error:
             # A name from a record or a message can be malformed (an empty label, a label over
             # 63 octets): no server can answer it, and it must not raise into the caller.
@@ -495,12 +540,12 @@ class DnsSession:
         chain: list[str] = []
         current = name
         while True:
-            outcome = await self._ask_servers(current, rdtype)
+            outcome = await self._ask_servers(current, encoded, rdtype, wanted)
             if isinstance(outcome, Lookup):
                 return _with_chain(outcome, name, chain)
             # A server follows CNAMEs through the zones it serves, so one response can hold
             # several hops: every one of them counts, for the chain, the loop and the hop limit.
-            records, followed = _read_answer(outcome, current, rdtype)
+            records, followed = _read_answer(outcome, owner, wanted)
             for target in followed:
                 if target == name or target in chain:
                     return Lookup(
@@ -527,24 +572,32 @@ class DnsSession:
                     name=name, rdtype=rdtype, status=status, records=tuple(records), cname_chain=tuple(chain)
                 )
             current = chain[-1]  # the response stops at a CNAME: ask its target
+            try:
+                encoded, owner = encode_name(current)
+            except dns.exception.DNSException as error:
+                return Lookup(
+                    name=name,
+                    rdtype=rdtype,
+                    status=DnsStatus.ERROR,
+                    detail=f"CNAME to a name no query can carry: {error}",
+                    cname_chain=tuple(chain),
+                )
 
-    async def _ask_servers(self, name: str, rdtype: str) -> WireAnswer | Lookup:
+    async def _ask_servers(self, name: str, encoded: bytes, rdtype: str, wanted: int) -> WireAnswer | Lookup:
         """The response from the first server that answers, or the last failure."""
         failure = Lookup(name=name, rdtype=rdtype, status=DnsStatus.ERROR, detail="no nameserver configured")
         for server in self.nameservers:
             for _ in range(self.attempts):
-                outcome = await self._ask_paced(server, name, rdtype)
+                # One attempt in a slot of the in-flight bound; a timeout under our own load is
+                # asked again after a backoff (see _paced), and only the last one comes back here.
+                ask = functools.partial(self._ask_once, server, name, encoded, rdtype, wanted)
+                outcome = await self._paced(ask)
                 if not isinstance(outcome, Lookup):
                     return outcome
                 failure = outcome
                 if outcome.status is not DnsStatus.TIMEOUT:
                     break  # SERVFAIL/REFUSED/TCP failure: this server will say the same again
         return failure
-
-    async def _ask_paced(self, server: Nameserver, name: str, rdtype: str) -> WireAnswer | Lookup:
-        """One attempt in a slot of the in-flight bound; a timeout under our own load is asked
-        again after a backoff, and only the last such timeout is returned."""
-        return await self._paced(lambda: self._ask_once(server, name, rdtype))
 
     async def _paced(self, ask: Callable[[], Awaitable[_Outcome]]) -> _Outcome:
         limit = self._limit()
@@ -567,11 +620,13 @@ class DnsSession:
             await asyncio.sleep(CONGESTION_BACKOFF * 2**retry * (0.5 + random.random()))
             retry += 1
 
-    async def _ask_once(self, server: Nameserver, name: str, rdtype: str) -> WireAnswer | Lookup:
-        query = build_query(name, dns.rdatatype.from_text(rdtype), EDNS_PAYLOAD)
+    async def _ask_once(
+        self, server: Nameserver, name: str, encoded: bytes, rdtype: str, wanted: int
+    ) -> WireAnswer | Lookup:
+        query = build_query(encoded, wanted, EDNS_PAYLOAD)
         self.queries_sent += 1
         try:
-            response = await _exchange_udp(query, server, self.timeout)
+            response, _ = await _exchange_udp(query, server, self.timeout)
         except TimeoutError:
             return Lookup(name=name, rdtype=rdtype, status=DnsStatus.TIMEOUT, detail=f"server {server}")
         except (OSError, MalformedAnswer) as error:
@@ -608,43 +663,49 @@ class DnsSession:
         return response
 
 
-class _Exchange(asyncio.DatagramProtocol):
-    """One query's socket: the first datagram that answers it settles `answer`; strays are ignored."""
-
-    def __init__(self, query: WireQuery, answer: asyncio.Future[WireAnswer]) -> None:
-        self.query = query
-        self.answer = answer
-
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        if self.answer.done():
-            return
-        try:
-            response = read_answer(data, self.query)
-        except MalformedAnswer as error:
-            self.answer.set_exception(error)
-            return
-        if response is not None:
-            self.answer.set_result(response)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.answer.done():
-            self.answer.set_exception(exc)  # ICMP unreachable: nothing listens there
-
-
-async def _exchange_udp(query: WireQuery, server: Nameserver, timeout: float) -> WireAnswer:
+async def _exchange_udp(query: WireQuery, server: Nameserver, timeout: float) -> tuple[WireAnswer, bytes]:
     """Send `query` to `server` over UDP from a fresh socket (a new source port per query, RFC
-    5452) connected to it, so only its datagrams arrive; the answer, or TimeoutError."""
+    5452) connected to it, so only its datagrams arrive; the answer read and its bytes, or
+    TimeoutError. A datagram that is not the answer to `query` (a stray, a spoof) is ignored."""
+    # A bare non-blocking socket watched by the loop: an asyncio transport and protocol per
+    # query cost more than the query itself, and a monitor cycle sends a hundred thousand.
     loop = asyncio.get_running_loop()
-    answer: asyncio.Future[WireAnswer] = loop.create_future()
+    answer: asyncio.Future[tuple[WireAnswer, bytes]] = loop.create_future()
     family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: _Exchange(query, answer), remote_addr=(server.host, server.port), family=family
-    )
-    try:
-        transport.sendto(query.wire)
-        return await asyncio.wait_for(answer, timeout)
-    finally:
-        transport.close()
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect((server.host, server.port))
+
+        def readable() -> None:
+            while not answer.done():
+                try:
+                    data = sock.recv(65535)
+                except BlockingIOError:
+                    return
+                except OSError as error:  # ICMP unreachable: nothing listens there
+                    answer.set_exception(error)
+                    return
+                try:
+                    response = read_answer(data, query)
+                except MalformedAnswer as error:
+                    answer.set_exception(error)
+                    return
+                if response is not None:
+                    answer.set_result((response, data))
+
+        def expire() -> None:
+            if not answer.done():
+                answer.set_exception(TimeoutError())
+
+        fileno = sock.fileno()
+        loop.add_reader(fileno, readable)
+        deadline = loop.call_later(timeout, expire)
+        try:
+            sock.send(query.wire)
+            return await answer
+        finally:
+            deadline.cancel()
+            loop.remove_reader(fileno)
 
 
 def _from_message(message: dns.message.Message) -> WireAnswer:
@@ -655,7 +716,9 @@ def _from_message(message: dns.message.Message) -> WireAnswer:
         if rrset.rdclass == dns.rdataclass.IN
         for rdata in rrset
     }
-    return WireAnswer(message.rcode(), bool(message.flags & dns.flags.TC), tuple(records))
+    soa = next((r for r in message.authority if r.rdtype == dns.rdatatype.SOA), None)
+    soa_owner = normalise_name(soa.name.to_text()) if soa is not None else None
+    return WireAnswer(message.rcode(), bool(message.flags & dns.flags.TC), tuple(records), soa_owner)
 
 
 def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
@@ -665,14 +728,12 @@ def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _read_answer(response: WireAnswer, name: str, rdtype: str) -> tuple[list[str], list[str]]:
-    """The records of `rdtype` at the end of any CNAME chain in this response, and the CNAME
-    targets followed to get there, in order (the last one is to be asked when there are no
-    records). A looping chain stops at the first repeated target, which the caller reports."""
-    wanted = dns.rdatatype.from_text(rdtype)
-    # In presentation form, as the wire reader prints owners: a name from an SPF macro may hold a
-    # space, which is `\032` there (RFC 1035 §5.1).
-    owner = normalise_name(dns.name.from_text(name).to_text())
+def _read_answer(response: WireAnswer, owner: str, wanted: int) -> tuple[list[str], list[str]]:
+    """The records of type `wanted` at the end of any CNAME chain from `owner` in this response,
+    and the CNAME targets followed to get there, in order (the last one is to be asked when there
+    are no records). A looping chain stops at the first repeated target, which the caller reports.
+    `owner` is in presentation form, as the wire reader prints owners (encode_name): a name from
+    an SPF macro may hold a space, which is `\\032` there (RFC 1035 §5.1)."""
     seen = {owner}
     followed: list[str] = []
     while True:

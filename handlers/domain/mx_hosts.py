@@ -11,8 +11,6 @@ import asyncio
 import ipaddress
 from dataclasses import dataclass
 
-import dns.reversename
-
 from handlers.dns.domain_name import display_name
 from handlers.dns.resolver import DnsSession, Lookup
 from handlers.domain.findings import Finding, finding, temperror_finding
@@ -105,7 +103,7 @@ async def _reverse_names(
 ) -> tuple[tuple[ReverseName, ...], list[Finding]]:
     """Each address's PTR names, then each name's addresses: forward-confirmed reverse DNS, which
     many receivers require of a sending host and some of any host they talk to (RFC 1912 §2.1)."""
-    ptrs = await session.lookup_many([(dns.reversename.from_address(a).to_text(), "PTR") for a in addresses])
+    ptrs = await session.lookup_many([(ipaddress.ip_address(a).reverse_pointer, "PTR") for a in addresses])
     findings = [temperror_finding(p) for p in ptrs if p.is_outage]
     questions = {
         (name, _address_type(address))

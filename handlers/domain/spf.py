@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dns.exception
-import dns.name
 
 from handlers.dns.resolver import DnsSession, DnsStatus, Lookup, normalise_name
+from handlers.dns.wire import encode_name
 from handlers.domain.findings import Finding, cname_loop_finding, finding
 from handlers.errors import DmarcbotError
 
@@ -713,7 +713,7 @@ def _child(state: _Expansion, parent: _Node, term: SpfTerm, target: str, answer:
 
 def _is_dns_name(name: str) -> bool:
     try:
-        dns.name.from_text(name)
+        encode_name(name)
     except dns.exception.DNSException:
         return False
     return True

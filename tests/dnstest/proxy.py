@@ -1,7 +1,8 @@
 """A forwarding DNS proxy on loopback that injects the faults real networks produce.
 
-Every query, over UDP or TCP, is handled in its own thread, so added latency delays each answer
-without serialising them. Faults are chosen by query name (and optionally type):
+Added latency delays each answer without serialising them: UDP queries wait in one thread's
+schedule (and their upstream answers in its selector), so thousands in flight cost no thread each;
+each TCP connection has its own thread. Faults are chosen by query name (and optionally type):
 
 - ``servfail`` / ``refused``: answered at once with that rcode, nothing forwarded;
 - ``timeout``: the query is dropped and never answered (over TCP the connection stays open);
@@ -24,10 +25,14 @@ so the upstream's own truncation (NSD truncates large UDP answers) reaches the c
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import selectors
 import socket
 import struct
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import dns.exception
@@ -38,6 +43,18 @@ import dns.rdatatype
 
 FAULT_KINDS = frozenset({"servfail", "refused", "timeout", "truncate", "truncate_ok"})
 UPSTREAM_TIMEOUT = 5.0
+
+
+@dataclass(order=True)
+class _Waiting:
+    """A UDP query waiting out the added latency, in the order it is due."""
+
+    due: float
+    sequence: int  # ties in `due` go in arrival order; nothing after this is compared
+    wire: bytes = field(compare=False)
+    client: tuple[str, int] = field(compare=False)
+    query: dns.message.Message | None = field(compare=False)
+    fault: str | None = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class FaultProxy:
         self._threads: list[threading.Thread] = []
         self._conns: set[socket.socket] = set()
         self._port: int | None = None
+        self._sequence = itertools.count()
 
     # -- configuration -------------------------------------------------------------------------
     def add_fault(self, name: str, kind: str, rdtype: str | None = None) -> None:
@@ -194,14 +212,94 @@ class FaultProxy:
     def _serve_udp(self) -> None:
         assert self._udp is not None
         sock = self._udp
-        while not self._stopping.is_set():
+        sock.setblocking(False)
+        selector = selectors.DefaultSelector()
+        selector.register(sock, selectors.EVENT_READ)
+        waiting: list[_Waiting] = []  # a heap: the next query whose latency is over first
+        upstreams: dict[socket.socket, tuple[tuple[str, int], float]] = {}  # -> client, deadline
+        try:
+            while not self._stopping.is_set():
+                timeout = 0.05
+                if waiting:
+                    timeout = min(timeout, max(0.0, waiting[0].due - time.monotonic()))
+                for key, _ in selector.select(timeout):
+                    if key.fileobj is sock:
+                        self._receive_udp(sock, waiting)
+                    else:
+                        upstream = key.fileobj
+                        assert isinstance(upstream, socket.socket)
+                        client, _ = upstreams.pop(upstream)
+                        selector.unregister(upstream)
+                        self._relay_udp(upstream, client)
+                now = time.monotonic()
+                while waiting and waiting[0].due <= now:
+                    self._release_udp(heapq.heappop(waiting), selector, upstreams, now)
+                for upstream, (_, deadline) in list(upstreams.items()):
+                    if deadline <= now:  # the upstream never answered: neither do we
+                        del upstreams[upstream]
+                        selector.unregister(upstream)
+                        upstream.close()
+                        self._done()
+        finally:
+            for upstream in upstreams:
+                upstream.close()
+            selector.close()
+
+    def _receive_udp(self, sock: socket.socket, waiting: list[_Waiting]) -> None:
+        while True:
             try:
                 wire, client = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError:
                 return
-            self._spawn(self._handle_udp, wire, client)
+            if not self._admit():
+                continue
+            query, fault = self._fault_for(wire, "udp")
+            due = time.monotonic() + max(self.latency, 0.0)
+            heapq.heappush(waiting, _Waiting(due, next(self._sequence), wire, client, query, fault))
+
+    def _release_udp(
+        self,
+        item: _Waiting,
+        selector: selectors.BaseSelector,
+        upstreams: dict[socket.socket, tuple[tuple[str, int], float]],
+        now: float,
+    ) -> None:
+        """A query whose latency is over: dropped, answered with its fault, or sent upstream."""
+        if item.fault == "timeout":
+            self._done()
+            return
+        if item.query is not None and item.fault in ("servfail", "refused", "truncate", "truncate_ok"):
+            self._done()
+            self._send_udp(_synthesise(item.query, item.fault).to_wire(), item.client)
+            return
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        upstream.setblocking(False)
+        try:
+            upstream.sendto(item.wire, self.upstream)
+        except OSError:
+            upstream.close()
+            self._done()
+            return
+        selector.register(upstream, selectors.EVENT_READ)
+        upstreams[upstream] = (item.client, now + UPSTREAM_TIMEOUT)
+
+    def _relay_udp(self, upstream: socket.socket, client: tuple[str, int]) -> None:
+        try:
+            answer: bytes | None = upstream.recv(65535)
+        except OSError:
+            answer = None
+        upstream.close()
+        # Out of flight before the answer leaves: the client may send its next query at once.
+        self._done()
+        if answer is not None:
+            self._send_udp(answer, client)
+
+    def _send_udp(self, answer: bytes, client: tuple[str, int]) -> None:
+        if self._udp is not None:
+            with contextlib.suppress(OSError):
+                self._udp.sendto(answer, client)
 
     def _serve_tcp(self) -> None:
         assert self._tcp is not None
@@ -249,26 +347,6 @@ class FaultProxy:
         with self._lock:
             self.in_flight -= 1
 
-    def _handle_udp(self, wire: bytes, client: tuple[str, int]) -> None:
-        if not self._admit():
-            return
-        try:
-            answer = self._answer_udp(wire)
-        finally:
-            # Out of flight before the answer leaves: the client may send its next query at once.
-            self._done()
-        if answer is not None and self._udp is not None:
-            with contextlib.suppress(OSError):
-                self._udp.sendto(answer, client)
-
-    def _answer_udp(self, wire: bytes) -> bytes | None:
-        query, fault = self._fault_for(wire, "udp")
-        if not self._delay() or fault == "timeout":
-            return None
-        if query is not None and fault in ("servfail", "refused", "truncate", "truncate_ok"):
-            return _synthesise(query, fault).to_wire()
-        return self._forward_udp(wire)
-
     def _handle_tcp(self, conn: socket.socket) -> None:
         with self._lock:
             self._conns.add(conn)
@@ -304,16 +382,6 @@ class FaultProxy:
             with self._lock:
                 self._conns.discard(conn)
             conn.close()
-
-    def _forward_udp(self, wire: bytes) -> bytes | None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream:
-            upstream.settimeout(UPSTREAM_TIMEOUT)
-            try:
-                upstream.sendto(wire, self.upstream)
-                answer, _ = upstream.recvfrom(65535)
-            except OSError:
-                return None
-            return answer
 
     def _forward_tcp(self, wire: bytes) -> bytes | None:
         try:
