@@ -252,7 +252,8 @@ def render_digest(alerts: Sequence[Alert]) -> tuple[str, list[Block]]:
 
 
 def _group_section(group: Sequence[Alert]) -> Block:
-    names = [safe(a.domain, 253) for a in group]
+    # in name order, not the order the checks finished in: the same change reads the same way
+    names = sorted(safe(a.domain, 253) for a in group)
     shown: list[str] = []
     for name in names:
         if len(", ".join([*shown, name])) > 800:
