@@ -169,3 +169,44 @@ def test_the_thresholds_are_settings(
     today = add_day(reports, 0, [Row("192.0.2.1", 180), Row("192.0.2.2", 20, dkim="fail", spf="fail")])
     strict = Thresholds(drop=0.04)  # 95% -> 90% is 5 points
     assert [a.kind for a in review(stores, [today], nsd, dns, strict)] == ["report_pass_rate_drop"]
+
+
+def test_a_new_source_alert_names_its_sender_and_category(
+    stores: tuple[Stores, ReportStore], nsd: NsdServer, make_session: SessionFactory
+) -> None:
+    # The domain's SPF and Mailchimp's PTR name are served by NSD: the sender is named and
+    # judged as `report` does; an unnamed source reads as before.
+    nsd.set_zone(
+        "example.com",
+        make_zone("example.com", [("@", "TXT", "v=spf1 ip4:192.0.2.1 -all"), ("s1._domainkey", "TXT", KEY)]),
+    )
+    nsd.set_zone(
+        "2.0.192.in-addr.arpa", make_zone("2.0.192.in-addr.arpa", [("7", "PTR", "o7.mail.mcsv.net.")])
+    )
+    _store, reports = stores
+    baseline(reports)
+    today = add_day(
+        reports,
+        0,
+        [
+            Row("192.0.2.1", 190),
+            Row("192.0.2.7", 60, dkim="fail", spf="fail", dkim_domain="mcsv.net", dkim_result="pass",
+                selector="k1", spf_domain="mail.mcsv.net", spf_result="pass"),
+            Row("203.0.113.50", 60, dkim="fail", spf="fail", dkim_domain=None, spf_domain="forger.test"),
+        ],
+    )  # fmt: skip
+    found = {
+        a.dedupe_key.rsplit(":", 1)[-1]: a
+        for a in review(stores, [today], nsd, make_session)
+        if a.kind == "report_new_failing_source"
+    }
+    assert set(found) == {"192.0.2.7", "203.0.113.50"}
+    assert found["192.0.2.7"].text == (
+        "example.com: new source failing DMARC: Mailchimp (misconfigured). "
+        "Mailchimp (misconfigured): not in SPF; DKIM d=mcsv.net not aligned. A new source, 192.0.2.7, "
+        f"sent 60 messages as example.com on {days_ago(0).isoformat()}; 60 failed DMARC. Fix: Set up "
+        "Mailchimp's DKIM CNAME records for example.com, so its mail is signed d=example.com."
+    )
+    unnamed = found["203.0.113.50"].text
+    assert unnamed.startswith("example.com: new source failing DMARC. A new source, 203.0.113.50, sent 60")
+    assert "SPF fail for forger.test" in unnamed and "(unknown)" not in unnamed
