@@ -134,6 +134,18 @@ class AlertOutbox:
         rows = self.database.connection.table("alerts").rows_where(where, args, order_by="id")
         return [_alert(row) for row in rows]
 
+    def latest_alert(self, team_id: str, kind: str, key_prefix: str) -> Alert | None:
+        """The team's latest alert of `kind` (posted or not) whose dedupe key starts `key_prefix`."""
+        rows = list(
+            self.database.connection.table("alerts").rows_where(
+                "team_id = ? AND kind = ? AND substr(dedupe_key, 1, ?) = ?",
+                [team_id, kind, len(key_prefix), key_prefix],
+                order_by="id desc",
+                limit=1,
+            )
+        )
+        return _alert(rows[0]) if rows else None
+
     def claimable_alerts(self, team_id: str, now: datetime | None = None) -> list[Alert]:
         """The team's undelivered alerts that no live lease holds, oldest first."""
         rows = self.database.connection.table("alerts").rows_where(
