@@ -136,10 +136,11 @@ class AlertOutbox:
 
     def latest_alert(self, team_id: str, kind: str, key_prefix: str) -> Alert | None:
         """The team's latest alert of `kind` (posted or not) whose dedupe key starts `key_prefix`."""
+        # A range on the key, not substr(): the (team_id, dedupe_key) index answers it.
         rows = list(
             self.database.connection.table("alerts").rows_where(
-                "team_id = ? AND kind = ? AND substr(dedupe_key, 1, ?) = ?",
-                [team_id, kind, len(key_prefix), key_prefix],
+                "team_id = ? AND dedupe_key >= ? AND dedupe_key < ? AND kind = ?",
+                [team_id, key_prefix, key_prefix + "\U0010ffff", kind],
                 order_by="id desc",
                 limit=1,
             )
