@@ -5,11 +5,14 @@ real fix-it flow. The SPF chain and PTR names are served by NSD."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from bot.slack import ids as slack_ids
+from bot.slack.blocks.aggregate import MAX_MISCONFIGURED
 from handlers.reports.aggregate import parse_report
+from handlers.reports.senders import sender_map
 from tests.aggregate_xml import Row, days_ago, open_reports, report_xml
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer, make_zone
@@ -136,3 +139,38 @@ def test_an_unknown_provider_in_a_fix_button_is_refused(
     [told] = slack.wait_for("response_url", 1, timeout=TIMEOUT)
     assert "That Fix it button is from an older report" in told.params["text"]
     assert slack.calls("views.open") == []  # after the answer: no modal was opened
+
+
+def test_many_senders_stay_within_block_kits_limits(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    # 60 misconfigured senders (each named by a DKIM d= from parsedmarc's map) and 300 unnamed
+    # failing sources with long hostile bounce domains: still one message inside the limits.
+    named = [d for d in sender_map() if d.isascii() and d.count(".") == 1][:60]
+    rows = [
+        Row(f"10.0.{n // 250}.{n % 250 + 1}", 100 + n, dkim="fail", spf="fail", dkim_domain=domain,
+            dkim_result="pass", header_from="example.test", spf_domain=domain, spf_result="pass")
+        for n, domain in enumerate(named)
+    ] + [
+        Row(f"10.9.{n // 250}.{n % 250 + 1}", 5, dkim="fail", spf="fail", dkim_domain=None,
+            header_from="example.test", spf_domain=f"&lt;!channel&gt;{'x' * 50}{n}.test", spf_result="fail")
+        for n in range(300)
+    ]  # fmt: skip
+    app = make_app(nsd)
+    _store, reports = open_reports(Path(app.settings.db_path))
+    reports.add_report("T1", parse_report(report_xml(rows, day=days_ago(1), domain="example.test")), "test")
+    app.sim.slash_command("report example.test 7")
+    [post] = slack.wait_for("chat.postMessage", 1, timeout=TIMEOUT, ok_only=True)
+    slack.assert_no_violations()
+    assert len(post.blocks) <= 50
+    texts = [b["text"]["text"] for b in sections(post)]
+    assert all(len(t) <= 3000 for t in texts)
+    misconfigured = [t for t in texts if "pass DMARC):" in t and t.startswith("*")]
+    assert len(misconfigured) == MAX_MISCONFIGURED
+    more = re.search(r"…and (\d+) more misconfigured senders", json.dumps(post.blocks, ensure_ascii=False))
+    assert more is not None and int(more.group(1)) > 0
+    # every unnamed source is counted, though a sender lists at most 100 IPs
+    unknown = next(t for t in texts if t.startswith(":grey_question: *Unknown*"))
+    counted = re.search(r"messages from (\d+) sources fail DMARC", unknown)
+    assert counted is not None and int(counted.group(1)) >= 300
+    assert "<!channel>" not in json.dumps(post.blocks)

@@ -92,6 +92,7 @@ class SenderSummary:
     passed: int
     ips: tuple[str, ...]
     fix: Fix | None
+    sources: int = 0  # how many source IPs in all (`ips` lists at most MAX_SENDER_IPS)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -306,6 +307,7 @@ def _senders(
                 passed=sum(s.passed for s in members),
                 ips=tuple(s.ip for s in members[:MAX_SENDER_IPS]),
                 fix=verdict.fix,
+                sources=len(members),
             )
         )
     return tuple(sorted(out, key=lambda s: (CATEGORIES.index(s.category), -s.messages, s.name or "")))

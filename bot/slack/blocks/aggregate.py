@@ -136,7 +136,8 @@ def _category_text(category: str, members: list[SenderSummary]) -> str:
         if sender.name is None:
             # the unnamed sources are one entry, so their failing volume is one line
             failing = sender.messages - sender.passed
-            sources = f"{len(sender.ips):,} source{'s' if len(sender.ips) != 1 else ''}"
+            count = sender.sources or len(sender.ips)
+            sources = f"{count:,} source{'s' if count != 1 else ''}"
             lines.append(
                 f"• *No sender name*: {failing:,} of {sender.messages:,} messages from {sources} fail "
                 f"DMARC: {safe(sender.reason, 500)}"
