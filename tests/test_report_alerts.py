@@ -3,11 +3,14 @@ the outbox rows they write (to the watch's channel), and nothing twice."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
 from bot.reports.alerts import DEFAULT_THRESHOLDS, Thresholds, review_after_ingest
+from bot.slack import ids as slack_ids
 from bot.store.outbox import Alert
 from bot.store.reports import ReportStore, StoredReport
 from bot.store.stores import Stores
@@ -15,6 +18,8 @@ from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, open_reports, report_xml
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
+from tests.slackapp import app_settings
+from tests.slackstub import SlackStandIn
 
 KEY = "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"
 
@@ -172,7 +177,11 @@ def test_the_thresholds_are_settings(
 
 
 def test_a_new_source_alert_names_its_sender_and_category(
-    stores: tuple[Stores, ReportStore], nsd: NsdServer, make_session: SessionFactory
+    stores: tuple[Stores, ReportStore],
+    nsd: NsdServer,
+    make_session: SessionFactory,
+    slack: SlackStandIn,
+    tmp_path: Path,
 ) -> None:
     # The domain's SPF and Mailchimp's PTR name are served by NSD: the sender is named and
     # judged as `report` does; an unnamed source reads as before.
@@ -210,3 +219,16 @@ def test_a_new_source_alert_names_its_sender_and_category(
     unnamed = found["203.0.113.50"].text
     assert unnamed.startswith("example.com: new source failing DMARC. A new source, 203.0.113.50, sent 60")
     assert "SPF fail for forger.test" in unnamed and "(unknown)" not in unnamed
+    # Mailchimp's alert carries its Fix it button; delivered (one digest), it passes Block Kit's checks.
+    button = found["192.0.2.7"].digest_block["accessory"]
+    assert button["action_id"] == slack_ids.ACTION_FIX
+    assert json.loads(button["value"]) == {
+        "f": "dkim.key_missing", "d": "example.com", "o": "T1", "p": "mailchimp", "x": "k2", "s": []
+    }  # fmt: skip
+    assert "accessory" not in found["203.0.113.50"].digest_block
+    store, _reports = stores
+    settings = app_settings(slack, tmp_path / "alerts.db", nsd.address)
+    assert deliver_pending(store.outbox, client_for_team_factory(settings)).messages_posted == 1
+    [post] = slack.posts()
+    assert any(b.get("accessory", {}).get("action_id") == slack_ids.ACTION_FIX for b in post.blocks)
+    slack.assert_no_violations()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.reports.summary import named_sources
-from bot.slack.blocks.aggregate import render_report_alert
+from bot.slack.blocks.aggregate import Block, render_report_alert, sender_fix_button
 from bot.store.outbox import NewAlert
 from bot.store.reports import ReportStore, StoredReport, shift
 from bot.store.stores import Stores
@@ -138,11 +138,13 @@ def new_source_alerts(
                 f"{watch.domain} on {day}; {source.messages - source.passed:,} failed DMARC"
             )
             headline = "new source failing DMARC"
+            button = None
             if sender is not None and sender.sender.name and sender.verdict is not None:
                 who = f"{sender.sender.name} ({sender.verdict.category})"
                 headline = f"{headline}: {who}"
-                fix = f" Fix: {sender.verdict.fix.title}." if sender.verdict.fix else ""
-                detail = f"{who}: {sender.verdict.reason}. {volume}.{fix}"
+                fix = sender.verdict.fix
+                detail = f"{who}: {sender.verdict.reason}. {volume}." + (f" Fix: {fix.title}." if fix else "")
+                button = sender_fix_button(watch.domain, fix, watch.team_id) if fix else None
             else:
                 why = reasons.get(source.ip)
                 because = "; ".join(p for p in (why.spf_why, why.dkim_why) if p) if why else ""
@@ -152,7 +154,9 @@ def new_source_alerts(
                     + ". If it is yours, align its SPF or DKIM; if not, it is spoofing the domain."
                 )
             alerts.append(
-                _alert(watch, "report_new_failing_source", f"new-source:{source.ip}", headline, detail)
+                _alert(
+                    watch, "report_new_failing_source", f"new-source:{source.ip}", headline, detail, button
+                )
             )
     return alerts
 
@@ -221,8 +225,10 @@ async def selector_alerts(
     return alerts
 
 
-def _alert(watch: Watch, kind: str, key: str, headline: str, detail: str) -> NewAlert:
-    text, blocks, digest = render_report_alert(watch.domain, headline, detail)
+def _alert(
+    watch: Watch, kind: str, key: str, headline: str, detail: str, fix: Block | None = None
+) -> NewAlert:
+    text, blocks, digest = render_report_alert(watch.domain, headline, detail, fix)
     return NewAlert(
         channel_id=watch.channel_id,
         domain=watch.domain,

@@ -22,6 +22,7 @@ from bot.reports.summary import (
 from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import button, context, fix_value, section
 from bot.slack.mrkdwn import clip, code, fit_lines, safe
+from handlers.reports.senders import Fix
 
 Block = dict[str, Any]
 
@@ -123,11 +124,17 @@ def _misconfigured_section(domain: str, sender: SenderSummary, team_id: str | No
         return section("\n".join(lines))
     lines.append(f"*Fix:* {safe(sender.fix.title, 400)}")
     block = section("\n".join(lines))
-    # A DKIM fix names the provider's selector the way a dkim finding's detail names its key.
-    detail = f"{sender.fix.selector}._domainkey.{domain}" if sender.fix.selector else ""
-    value = fix_value(sender.fix.finding, detail, domain, team_id, provider=sender.fix.provider)
-    block["accessory"] = button("Fix it", slack_ids.ACTION_FIX, value)
+    block["accessory"] = sender_fix_button(domain, sender.fix, team_id)
     return block
+
+
+def sender_fix_button(domain: str, fix: Fix, team_id: str | None) -> Block:
+    """A misconfigured sender's Fix it button: the fix-it flow opens on its finding, with the
+    provider (and, for DKIM, its selector) already chosen."""
+    # A DKIM fix names the provider's selector the way a dkim finding's detail names its key.
+    detail = f"{fix.selector}._domainkey.{domain}" if fix.selector else ""
+    value = fix_value(fix.finding, detail, domain, team_id, provider=fix.provider)
+    return button("Fix it", slack_ids.ACTION_FIX, value)
 
 
 def _category_text(category: str, members: list[SenderSummary]) -> str:
@@ -220,13 +227,18 @@ def render_file_answer(outcome: FileOutcome, summaries: Sequence[ReportSummary])
     return text, blocks[:50]
 
 
-def render_report_alert(domain: str, headline: str, detail: str) -> tuple[str, list[Block], Block]:
+def render_report_alert(
+    domain: str, headline: str, detail: str, fix: Block | None = None
+) -> tuple[str, list[Block], Block]:
     """A report-based alert: (fallback text, blocks of its own message, its line in a digest).
-    `detail` is plain text (escaped here)."""
+    `detail` is plain text (escaped here); `fix`, a Fix it button, goes beside it in both."""
     text = clip(f"{domain}: {headline}. {detail}", 2900)
+    body = section(f":chart_with_downwards_trend: {safe(detail, 2800)}")
+    if fix is not None:
+        body["accessory"] = fix
     blocks: list[Block] = [
         _header(f"{domain}: {headline}"),
-        section(f":chart_with_downwards_trend: {safe(detail, 2800)}"),
+        body,
         context(
             f"From DMARC aggregate reports. `/dmarc report {safe(domain, 255)}` shows the "
             "sources and why they fail."
@@ -235,4 +247,6 @@ def render_report_alert(domain: str, headline: str, detail: str) -> tuple[str, l
     digest = section(
         f":chart_with_downwards_trend: *{safe(domain, 255)}*: {safe(headline, 200)}\n{safe(detail, 600)}"
     )
+    if fix is not None:
+        digest["accessory"] = fix
     return text, blocks, digest
