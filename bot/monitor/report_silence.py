@@ -10,9 +10,8 @@ record as published now; a DNS outage decides nothing):
 
 The causes: the `rua=` changed or disappeared since the reports last arrived (the snapshot of
 that moment against the latest), an external destination lost its `_report._dmarc`
-authorization (RFC 9990 §3 as RFC 9989 §7.1 asks receivers to check it: the check's
-`dmarc.rua_unauthorized`), the report mailbox's poll is failing (bot.store.mailbox_polls), or
-none of these.
+authorization (RFC 9990 §3: receivers send it nothing; the check's `dmarc.rua_unauthorized`),
+the report mailbox's poll is failing (bot.store.mailbox_polls), or none of these.
 
 Exactly once, across restarts and monitors: each alert's dedupe key names the silence it is
 about (the watch and the time reports last arrived), so the outbox keeps one row however many
@@ -21,7 +20,6 @@ cycles or monitors see it; "resumed" is keyed by the silence it ends.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -31,8 +29,6 @@ from bot.store.outbox import NewAlert
 from bot.store.stores import Stores
 from bot.store.watches import Snapshot, Watch
 from handlers.domain.dmarc_record import is_dmarc_record, parse_dmarc_record
-
-log = logging.getLogger("dmarcbot.monitor")
 
 SILENT = "reports_silent"
 RESUMED = "reports_resumed"
@@ -124,7 +120,7 @@ def likely_causes(
         f.get("id") == "dmarc.rua_unauthorized" for f in before.findings
     )
     if unauthorized and authorized_before:
-        # RFC 9989 §7.1: receivers send nothing to an external destination without it
+        # RFC 9990 §3: receivers send nothing to an external destination without it
         causes.append(
             "An external rua destination has no _report._dmarc authorization: " + " ".join(unauthorized[:2])
         )
