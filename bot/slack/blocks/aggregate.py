@@ -103,7 +103,10 @@ def _sender_blocks(summary: ReportSummary, team_id: str | None) -> list[Block]:
         if len(misconfigured) > MAX_MISCONFIGURED:
             extra = len(misconfigured) - MAX_MISCONFIGURED
             blocks.append(
-                context(f"…and {extra} more misconfigured senders: `dmarcbot report --json` lists them")
+                context(
+                    f"…and {extra} more misconfigured senders: "
+                    f"`dmarcbot report {safe(summary.domain, 255)} --json` lists them"
+                )
             )
     for category in ("unknown", "forwarded", "compliant"):
         members = [s for s in summary.senders if s.category == category]
