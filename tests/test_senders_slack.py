@@ -127,6 +127,7 @@ def test_dmarc_report_shows_senders_by_category_with_fix_buttons(
     assert "include:sendgrid.net" in modal.proposed()
     assert "include:_spf.partner.test" in modal.proposed()
     slack.assert_no_violations()
+    slack.wait_for("files.completeUploadExternal", 1, timeout=30, ok_only=True)  # the chart: all done
 
 
 def test_an_unknown_provider_in_a_fix_button_is_refused(
@@ -174,3 +175,4 @@ def test_many_senders_stay_within_block_kits_limits(
     counted = re.search(r"messages from (\d+) sources fail DMARC", unknown)
     assert counted is not None and int(counted.group(1)) >= 300
     assert "<!channel>" not in json.dumps(post.blocks)
+    slack.wait_for("files.completeUploadExternal", 1, timeout=30, ok_only=True)  # the chart: all done
