@@ -22,6 +22,7 @@ SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DB = "./dmarcbot.db"
 DEFAULT_PORT = 3000
 DEFAULT_MONITOR_INTERVAL = 3600
+DEFAULT_REPORTS_SILENCE_DAYS = 3  # receivers send daily: three days without one is news
 IMAPS_PORT = 993  # IMAP over TLS (RFC 8314): the only way the poller reads the mailbox
 TEAM_ID = re.compile(r"T[A-Z0-9]{2,}")  # Slack workspace ids: T followed by upper-case letters and digits
 
@@ -48,6 +49,7 @@ class Settings:
     port: int = DEFAULT_PORT
     log_level: str = "INFO"
     monitor_interval: int = DEFAULT_MONITOR_INTERVAL
+    reports_silence_days: int = DEFAULT_REPORTS_SILENCE_DAYS
     imap_host: str | None = None
     imap_user: str | None = None
     imap_password: str | None = field(default=None, repr=False)
@@ -140,6 +142,9 @@ class Settings:
             port=integer("PORT", DEFAULT_PORT, 1, 65535),
             log_level=log_level,
             monitor_interval=integer("DMARCBOT_MONITOR_INTERVAL", DEFAULT_MONITOR_INTERVAL, 10, 7 * 86400),
+            reports_silence_days=integer(
+                "DMARCBOT_REPORTS_SILENCE_DAYS", DEFAULT_REPORTS_SILENCE_DAYS, 1, 366
+            ),
             imap_host=get("DMARCBOT_IMAP_HOST"),
             imap_user=get("DMARCBOT_IMAP_USER"),
             imap_password=get("DMARCBOT_IMAP_PASSWORD"),

@@ -237,3 +237,17 @@ def test_a_team_id_that_is_not_a_workspace_id_is_refused(team: str) -> None:
 
 def test_a_workspace_id_is_accepted() -> None:
     assert Settings.from_env({"SLACK_TEAM_ID": "T0123ABCD"}).default_team == "T0123ABCD"
+
+
+@pytest.mark.parametrize("value", ["0", "367", "three", "2.5", "-1"])
+def test_reports_silence_days_is_validated(value: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"DMARCBOT_REPORTS_SILENCE_DAYS": value})
+    assert f"DMARCBOT_REPORTS_SILENCE_DAYS={value!r} must be a whole number from 1 to 366" in str(
+        raised.value
+    )
+
+
+def test_reports_silence_days_defaults_to_three() -> None:
+    assert Settings.from_env({}).reports_silence_days == 3
+    assert Settings.from_env({"DMARCBOT_REPORTS_SILENCE_DAYS": "7"}).reports_silence_days == 7

@@ -3,11 +3,14 @@ the outbox rows they write (to the watch's channel), and nothing twice."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
 from bot.reports.alerts import DEFAULT_THRESHOLDS, Thresholds, review_after_ingest
+from bot.slack import ids as slack_ids
 from bot.store.outbox import Alert
 from bot.store.reports import ReportStore, StoredReport
 from bot.store.stores import Stores
@@ -15,6 +18,8 @@ from handlers.reports.aggregate import parse_report
 from tests.aggregate_xml import Row, days_ago, open_reports, report_xml
 from tests.conftest import SessionFactory
 from tests.dnstest import FaultProxy, NsdServer, make_zone
+from tests.slackapp import app_settings
+from tests.slackstub import SlackStandIn
 
 KEY = "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"
 
@@ -169,3 +174,61 @@ def test_the_thresholds_are_settings(
     today = add_day(reports, 0, [Row("192.0.2.1", 180), Row("192.0.2.2", 20, dkim="fail", spf="fail")])
     strict = Thresholds(drop=0.04)  # 95% -> 90% is 5 points
     assert [a.kind for a in review(stores, [today], nsd, dns, strict)] == ["report_pass_rate_drop"]
+
+
+def test_a_new_source_alert_names_its_sender_and_category(
+    stores: tuple[Stores, ReportStore],
+    nsd: NsdServer,
+    make_session: SessionFactory,
+    slack: SlackStandIn,
+    tmp_path: Path,
+) -> None:
+    # The domain's SPF and Mailchimp's PTR name are served by NSD: the sender is named and
+    # judged as `report` does; an unnamed source reads as before.
+    nsd.set_zone(
+        "example.com",
+        make_zone("example.com", [("@", "TXT", "v=spf1 ip4:192.0.2.1 -all"), ("s1._domainkey", "TXT", KEY)]),
+    )
+    nsd.set_zone(
+        "2.0.192.in-addr.arpa", make_zone("2.0.192.in-addr.arpa", [("7", "PTR", "o7.mail.mcsv.net.")])
+    )
+    _store, reports = stores
+    baseline(reports)
+    today = add_day(
+        reports,
+        0,
+        [
+            Row("192.0.2.1", 190),
+            Row("192.0.2.7", 60, dkim="fail", spf="fail", dkim_domain="mcsv.net", dkim_result="pass",
+                selector="k1", spf_domain="mail.mcsv.net", spf_result="pass"),
+            Row("203.0.113.50", 60, dkim="fail", spf="fail", dkim_domain=None, spf_domain="forger.test"),
+        ],
+    )  # fmt: skip
+    found = {
+        a.dedupe_key.rsplit(":", 1)[-1]: a
+        for a in review(stores, [today], nsd, make_session)
+        if a.kind == "report_new_failing_source"
+    }
+    assert set(found) == {"192.0.2.7", "203.0.113.50"}
+    assert found["192.0.2.7"].text == (
+        "example.com: new source failing DMARC: Mailchimp (misconfigured). "
+        "Mailchimp (misconfigured): not in SPF; DKIM d=mcsv.net not aligned. A new source, 192.0.2.7, "
+        f"sent 60 messages as example.com on {days_ago(0).isoformat()}; 60 failed DMARC. Fix: Set up "
+        "Mailchimp's DKIM CNAME records for example.com, so its mail is signed d=example.com."
+    )
+    unnamed = found["203.0.113.50"].text
+    assert unnamed.startswith("example.com: new source failing DMARC. A new source, 203.0.113.50, sent 60")
+    assert "SPF fail for forger.test" in unnamed and "(unknown)" not in unnamed
+    # Mailchimp's alert carries its Fix it button; delivered (one digest), it passes Block Kit's checks.
+    button = found["192.0.2.7"].digest_block["accessory"]
+    assert button["action_id"] == slack_ids.ACTION_FIX
+    assert json.loads(button["value"]) == {
+        "f": "dkim.key_missing", "d": "example.com", "o": "T1", "p": "mailchimp", "x": "k2", "s": []
+    }  # fmt: skip
+    assert "accessory" not in found["203.0.113.50"].digest_block
+    store, _reports = stores
+    settings = app_settings(slack, tmp_path / "alerts.db", nsd.address)
+    assert deliver_pending(store.outbox, client_for_team_factory(settings)).messages_posted == 1
+    [post] = slack.posts()
+    assert any(b.get("accessory", {}).get("action_id") == slack_ids.ACTION_FIX for b in post.blocks)
+    slack.assert_no_violations()

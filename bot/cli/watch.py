@@ -165,7 +165,12 @@ def command_monitor(args: argparse.Namespace) -> int:
     stores = open_command_stores(settings)
     if not args.once:
         return _monitor_forever(settings, stores)
-    cycle = check_watches(stores, settings.dns_session(), https=settings.https_client())
+    cycle = check_watches(
+        stores,
+        settings.dns_session(),
+        https=settings.https_client(),
+        reports_silence_days=settings.reports_silence_days,
+    )
     if os.environ.get(CRASH_AFTER_OUTBOX_ENV) == "1":
         sys.stdout.flush()
         os._exit(CRASH_EXIT_CODE)  # test-only: die as a crash would, with the outbox written

@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.config import DEFAULT_REPORTS_SILENCE_DAYS
 from bot.monitor.fix_followup import verify_pending_plans, watch_flattened_includes
+from bot.monitor.report_silence import review_report_silence
 from bot.monitor.watch_state import (
     CANNOT_CHECK_AFTER,
     FLAP_WINDOW,
@@ -171,9 +173,11 @@ def check_watches(
     now: datetime | None = None,
     concurrency: int = MONITOR_CONCURRENCY,
     https: HttpsClient | None = None,
+    reports_silence_days: int = DEFAULT_REPORTS_SILENCE_DAYS,
 ) -> CycleReport:
     """Check every team's watches through one session and write the outcome (snapshots, status,
     alerts in the outbox). Posting is separate: bot.monitor.alert_delivery.deliver_pending.
+    Then the watches checked are reviewed for reports that stopped (bot.monitor.report_silence).
 
     Each check's report is reduced and written as soon as it is known, then dropped: the cycle
     keeps counters and the watches checked, never the reports, so its memory does not grow with
@@ -231,6 +235,8 @@ def check_watches(
     report.fixes_verified = verify_pending_plans(stores.fix_plans, session, checked, now)
     report.alerts_written += report.fixes_verified
     report.alerts_written += watch_flattened_includes(stores.fix_plans, session, checked, now)
+    # Only the watches whose check worked: their snapshot is the record now, not an outage's guess.
+    report.alerts_written += review_report_silence(stores, checked, timedelta(days=reports_silence_days), now)
     report.queries = session.queries_sent
     return report
 

@@ -20,7 +20,12 @@ log = logging.getLogger("dmarcbot.monitor")
 
 def run_cycle(settings: Settings, stores: Stores) -> None:
     """One full cycle: check every watch through a fresh DnsSession, then post the outbox."""
-    cycle = check_watches(stores, settings.dns_session(), https=settings.https_client())
+    cycle = check_watches(
+        stores,
+        settings.dns_session(),
+        https=settings.https_client(),
+        reports_silence_days=settings.reports_silence_days,
+    )
     delivery = deliver_pending(stores.outbox, client_for_team_factory(settings))
     log.info(
         "Monitor cycle: %d watches, %d domains, %d DNS queries, %d outages, %d alerts "

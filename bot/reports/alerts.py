@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.slack.blocks.aggregate import render_report_alert
+from bot.reports.summary import named_sources
+from bot.slack.blocks.aggregate import Block, render_report_alert, sender_fix_button
 from bot.store.outbox import NewAlert
 from bot.store.reports import ReportStore, StoredReport, shift
 from bot.store.stores import Stores
@@ -69,7 +70,7 @@ def review_after_ingest(
             continue  # alerts go to the watch's channel: an unwatched domain has none
         alerts = [
             *rate_alerts(reports, watch, days, thresholds),
-            *new_source_alerts(reports, watch, days, thresholds),
+            *new_source_alerts(reports, watch, days, thresholds, session),
         ]
         watch = add_report_selectors(stores.watches, reports, watch, thresholds, now)
         alerts += asyncio.run(selector_alerts(reports, watch, session, thresholds, now))
@@ -103,9 +104,15 @@ def rate_alerts(
 
 
 def new_source_alerts(
-    reports: ReportStore, watch: Watch, days: set[str], thresholds: Thresholds = DEFAULT_THRESHOLDS
+    reports: ReportStore,
+    watch: Watch,
+    days: set[str],
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    session: DnsSession | None = None,
 ) -> list[NewAlert]:
-    """A source new in the last `baseline_days` days, with real volume, failing alignment."""
+    """A source new in the last `baseline_days` days, with real volume, failing alignment; named
+    with its sender and category as `report` names them (`session` asks reverse DNS and the
+    domain's SPF; without one, senders are named from DKIM alone)."""
     alerts = []
     for day in sorted(days):
         sources = [
@@ -119,26 +126,36 @@ def new_source_alerts(
         seen = reports.sources_seen_before(
             watch.team_id, watch.domain, [s.ip for s in sources], day, thresholds.baseline_days
         )
+        new = [s for s in sources[:10] if s.ip not in seen]
+        if not new:
+            continue
         reasons = {f.ip: f for f in reports.failures(watch.team_id, watch.domain, day, day)}
-        for source in sources[:10]:
-            if source.ip in seen:
-                continue
-            why = reasons.get(source.ip)
-            because = "; ".join(p for p in (why.spf_why, why.dkim_why) if p) if why else ""
-            detail = (
+        named = named_sources(reports, watch.team_id, watch.domain, day, [s.ip for s in new], session)
+        for source in new:
+            sender = named.get(source.ip)
+            volume = (
                 f"A new source, {source.ip}, sent {source.messages:,} messages as "
                 f"{watch.domain} on {day}; {source.messages - source.passed:,} failed DMARC"
-                + (f" ({because})" if because else "")
-                + ". If it is yours, align its SPF "
-                "or DKIM; if not, it is spoofing the domain."
             )
+            headline = "new source failing DMARC"
+            button = None
+            if sender is not None and sender.sender.name and sender.verdict is not None:
+                who = f"{sender.sender.name} ({sender.verdict.category})"
+                headline = f"{headline}: {who}"
+                fix = sender.verdict.fix
+                detail = f"{who}: {sender.verdict.reason}. {volume}." + (f" Fix: {fix.title}." if fix else "")
+                button = sender_fix_button(watch.domain, fix, watch.team_id) if fix else None
+            else:
+                why = reasons.get(source.ip)
+                because = "; ".join(p for p in (why.spf_why, why.dkim_why) if p) if why else ""
+                detail = (
+                    volume
+                    + (f" ({because})" if because else "")
+                    + ". If it is yours, align its SPF or DKIM; if not, it is spoofing the domain."
+                )
             alerts.append(
                 _alert(
-                    watch,
-                    "report_new_failing_source",
-                    f"new-source:{source.ip}",
-                    "new source failing DMARC",
-                    detail,
+                    watch, "report_new_failing_source", f"new-source:{source.ip}", headline, detail, button
                 )
             )
     return alerts
@@ -208,8 +225,10 @@ async def selector_alerts(
     return alerts
 
 
-def _alert(watch: Watch, kind: str, key: str, headline: str, detail: str) -> NewAlert:
-    text, blocks, digest = render_report_alert(watch.domain, headline, detail)
+def _alert(
+    watch: Watch, kind: str, key: str, headline: str, detail: str, fix: Block | None = None
+) -> NewAlert:
+    text, blocks, digest = render_report_alert(watch.domain, headline, detail, fix)
     return NewAlert(
         channel_id=watch.channel_id,
         domain=watch.domain,

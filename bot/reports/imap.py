@@ -27,6 +27,7 @@ from bot.config import Settings, imap_address
 from bot.reports.alerts import review_after_ingest
 from bot.reports.failures import FailureReading
 from bot.reports.ingest import FileOutcome, Owners, ingest_bytes
+from bot.store.mailbox_polls import MailboxPollStore
 from bot.store.reports import ReportStore
 from bot.store.stores import Stores
 from bot.store.watches import WatchStore
@@ -230,24 +231,40 @@ class ImapPoller:
 
     def _loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            try:
-                report = poll_once(self.settings, self.stores, self.default_team())
-                log.info(
-                    "IMAP poll: %d processed, %d refused, %d alerts, %d left for the next poll",
-                    len(report.processed),
-                    len(report.refused),
-                    report.alerts,
-                    report.left_for_next_poll,
-                )
-            except (imaplib.IMAP4.error, ImapFailure, OSError, sqlite3.Error, ValueError) as error:
-                # ssl.SSLError (a certificate that does not verify) and timeouts are OSErrors.
-                log.error(
-                    "IMAP poll of %s failed: %s; retrying in %.0f s",
-                    self.settings.imap_host,
-                    error,
-                    self.interval,
-                )
+            poll_and_record(self.settings, self.stores, self.default_team(), self.interval)
             stop.wait(self.interval)
+
+
+def mailbox_label(settings: Settings) -> str:
+    """The mailbox a poll reads, as its record names it: user@host/folder (never the password)."""
+    return f"{settings.imap_user}@{settings.imap_host}/{settings.imap_folder}"
+
+
+def poll_and_record(
+    settings: Settings, stores: Stores, default_team: str | None, retry_in: float = POLL_SECONDS
+) -> PollReport | None:
+    """One poll, logged, and its outcome recorded (bot.store.mailbox_polls): when reports stop, a
+    failing poll is named with its error. None when the poll failed."""
+    polls = MailboxPollStore(stores.database)
+    try:
+        report = poll_once(settings, stores, default_team)
+    except (imaplib.IMAP4.error, ImapFailure, OSError, sqlite3.Error, ValueError) as error:
+        # ssl.SSLError (a certificate that does not verify) and timeouts are OSErrors.
+        log.error("IMAP poll of %s failed: %s; retrying in %.0f s", settings.imap_host, error, retry_in)
+        try:
+            polls.record_failure(mailbox_label(settings), f"{type(error).__name__}: {error}")
+        except sqlite3.Error as db_error:
+            log.error("IMAP: recording the failed poll failed: %s", db_error)
+        return None
+    log.info(
+        "IMAP poll: %d processed, %d refused, %d alerts, %d left for the next poll",
+        len(report.processed),
+        len(report.refused),
+        report.alerts,
+        report.left_for_next_poll,
+    )
+    polls.record_success(mailbox_label(settings))
+    return report
 
 
 def start_imap_poller(settings: Settings, stores: Stores) -> ImapPoller | None:

@@ -92,6 +92,7 @@ class SenderSummary:
     passed: int
     ips: tuple[str, ...]
     fix: Fix | None
+    sources: int = 0  # how many source IPs in all (`ips` lists at most MAX_SENDER_IPS)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -220,6 +221,27 @@ def build_summary(
     )
 
 
+def named_sources(
+    reports: ReportStore,
+    team_id: str,
+    domain: str,
+    day: str,
+    ips: Sequence[str],
+    session: DnsSession | None = None,
+) -> dict[str, SourceSummary]:
+    """These sources of `domain` on `day`, named and judged as `report` names and judges them
+    (reverse DNS and the domain's SPF chain asked through `session`; without one, from DKIM
+    alone). Call from a thread with no event loop."""
+    names: dict[str, str] = {}
+    authority = SpfAuthority(known=False)
+    if session is not None:
+        names = resolve_names(ips, session)
+        authority = read_spf_authority(domain, session)
+    summary = build_summary(reports, team_id, domain, 1, names, first=day, last=day, authority=authority)
+    wanted = set(ips)
+    return {s.ip: s for s in summary.sources if s.ip in wanted}
+
+
 def _facts(key: RowKey, messages: int) -> RowFacts:
     def split(text: str | None) -> list[str]:
         return text.split(",") if text else []
@@ -285,6 +307,7 @@ def _senders(
                 passed=sum(s.passed for s in members),
                 ips=tuple(s.ip for s in members[:MAX_SENDER_IPS]),
                 fix=verdict.fix,
+                sources=len(members),
             )
         )
     return tuple(sorted(out, key=lambda s: (CATEGORIES.index(s.category), -s.messages, s.name or "")))

@@ -315,6 +315,15 @@ def _create_failure_reports(db: sqlite_utils.Database) -> None:
     db.table("failure_reports").create_index(["team_id", "from_domain", "day"])
 
 
+def _create_mailbox_polls(db: sqlite_utils.Database) -> None:
+    # How the last polls of each report mailbox went: when reports stop, a failing poll (and its
+    # error) is the first cause to name. One row per mailbox (user@host/folder), no secret in it.
+    db.table("mailbox_polls").create(
+        {"mailbox": str, "last_ok_at": str, "last_error": str, "last_error_at": str},
+        pk="mailbox",
+    )
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -330,4 +339,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (11, "selector probes", _add_selector_probes),  # probe weekly, check the known ones each cycle
     (12, "report details", _add_report_details),  # senders named, dispositions, the CSV
     (13, "failure reports", _create_failure_reports),  # explained when read, stored redacted
+    (14, "mailbox polls", _create_mailbox_polls),  # a failing poll named when reports stop
 ]

@@ -134,6 +134,19 @@ class AlertOutbox:
         rows = self.database.connection.table("alerts").rows_where(where, args, order_by="id")
         return [_alert(row) for row in rows]
 
+    def latest_alert(self, team_id: str, kind: str, key_prefix: str) -> Alert | None:
+        """The team's latest alert of `kind` (posted or not) whose dedupe key starts `key_prefix`."""
+        # A range on the key, not substr(): the (team_id, dedupe_key) index answers it.
+        rows = list(
+            self.database.connection.table("alerts").rows_where(
+                "team_id = ? AND dedupe_key >= ? AND dedupe_key < ? AND kind = ?",
+                [team_id, key_prefix, key_prefix + "\U0010ffff", kind],
+                order_by="id desc",
+                limit=1,
+            )
+        )
+        return _alert(rows[0]) if rows else None
+
     def claimable_alerts(self, team_id: str, now: datetime | None = None) -> list[Alert]:
         """The team's undelivered alerts that no live lease holds, oldest first."""
         rows = self.database.connection.table("alerts").rows_where(

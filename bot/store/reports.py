@@ -195,6 +195,13 @@ class ReportStore:
             sql, args = sql + " AND domain = ?", [team_id, domain]
         return int(self.database.connection.execute(sql, args).fetchone()[0])
 
+    def last_ingested_at(self, team_id: str, domain: str) -> str | None:
+        """When the latest report for the domain arrived (any source), None when none ever did."""
+        row = self.database.connection.execute(
+            "SELECT MAX(ingested_at) FROM agg_reports WHERE team_id = ? AND domain = ?", [team_id, domain]
+        ).fetchone()
+        return row[0] if row else None
+
     def latest_day(self, team_id: str, domain: str) -> str | None:
         """The most recent day with a report for the domain."""
         row = self.database.connection.execute(

@@ -249,6 +249,24 @@ class WatchStore:
         )
         return _snapshot(rows[0]) if rows else None
 
+    def snapshot_at(self, team_id: str, watch_id: int, moment: str) -> Snapshot | None:
+        """The watch's state as it stood at `moment` (an ISO time): the last snapshot first seen
+        by then, else the oldest one kept."""
+        table = self.database.connection.table("snapshots")
+        rows = list(
+            table.rows_where(
+                "team_id = ? AND watch_id = ? AND first_seen_at <= ?",
+                [team_id, watch_id, moment],
+                order_by="first_seen_at desc, id desc",
+                limit=1,
+            )
+        )
+        if not rows:
+            rows = list(
+                table.rows_where("team_id = ? AND watch_id = ?", [team_id, watch_id], order_by="id", limit=1)
+            )
+        return _snapshot(rows[0]) if rows else None
+
     def fingerprints_seen_since(self, team_id: str, watch_id: int, since: datetime) -> set[str]:
         """Fingerprints of the watch's states seen at or after `since` (the flap window)."""
         rows = self.database.connection.execute(

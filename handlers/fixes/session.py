@@ -75,9 +75,11 @@ async def prepare_fix(
     form: FixForm | None = None,
     stats: AggregateStats | None = None,
     drift: AddressDrift | None = None,
+    provider: str | None = None,
 ) -> FixScreen:
     """The proposal for `finding_id` on `domain`, from fresh records and `form` (None: defaults;
-    `stats` judge a policy step's readiness, `drift` opens a re-flatten of a stale include)."""
+    `stats` judge a policy step's readiness, `drift` opens a re-flatten of a stale include,
+    `provider` is a catalog sender to add to SPF)."""
     kind = fix_kind(finding_id)
     if kind is None:
         raise ValueError(f"no fix for {finding_id}")
@@ -88,7 +90,7 @@ async def prepare_fix(
     if kind in ("dmarc", "dmarc_progress"):
         return await _dmarc_screen(session, report, finding_id, kind, form, clears, stats)
     if kind == "spf":
-        return await _spf_screen(session, report, finding_id, form, clears, drift)
+        return await _spf_screen(session, report, finding_id, form, clears, drift, provider)
     return await _dkim_screen(session, report, finding_id, kind, selector, form, clears)
 
 
@@ -132,13 +134,18 @@ async def _spf_screen(
     form: FixForm | None,
     clears: tuple[str, ...],
     drift: AddressDrift | None = None,
+    provider: str | None = None,
 ) -> FixScreen:
     domain = report.domain
     lookup = await session.lookup(domain, "TXT")
     records = tuple(t for t in lookup.records if is_spf_record(t))
     others = tuple(t for t in lookup.records if not is_spf_record(t))
     merged = merge_spf_records(records)
-    choices = form.spf if form and form.spf else initial_spf_choices(finding_id, report.spf, merged, drift)
+    choices = (
+        form.spf
+        if form and form.spf
+        else initial_spf_choices(finding_id, report.spf, merged, drift, provider)
+    )
     proposal = await propose_spf(session, domain, records, choices, clears, others)
     proposal = await _judged(_unless_unread(proposal, lookup), session)
     return FixScreen(

@@ -310,10 +310,15 @@ def address_drift(include: str, before: Sequence[str], after: Sequence[str]) -> 
 
 
 def initial_spf_choices(
-    finding_id: str, report: SpfReport | None, merged: MergedSpf, drift: AddressDrift | None = None
+    finding_id: str,
+    report: SpfReport | None,
+    merged: MergedSpf,
+    drift: AddressDrift | None = None,
+    add_provider: str | None = None,
 ) -> SpfChoices:
     """The choices the modal opens with for an SPF finding (with `drift`, a stale flattening:
-    the provider's old addresses dropped, its new ones added)."""
+    the provider's old addresses dropped, its new ones added; with `add_provider`, a catalog
+    sender seen in reports whose include is missing, already chosen)."""
     qualifier = merged.all_qualifier if merged.all_qualifier in ALL_QUALIFIERS else "~"
     if drift is not None:
         removed = {t.lower() for t in drift.removed}
@@ -331,7 +336,12 @@ def initial_spf_choices(
     if report is not None and finding_id in ("spf.include_missing", "spf.void_lookups"):
         missing = {f.detail for f in report.findings if f.id == finding_id}
         remove = tuple(t for t in merged.terms if any(repr(t) in d for d in missing))
-    return SpfChoices(remove_terms=remove, flatten=flatten, all_qualifier=qualifier)
+    add: tuple[str, ...] = ()
+    provider = PROVIDERS_BY_KEY.get(add_provider or "")
+    if provider is not None and provider.spf_include:
+        present = {t.lower() for t in merged.terms}
+        add = () if f"include:{provider.spf_include}".lower() in present else (provider.key,)
+    return SpfChoices(add_providers=add, remove_terms=remove, flatten=flatten, all_qualifier=qualifier)
 
 
 def build_spf_record(merged: MergedSpf, choices: SpfChoices, flattened: dict[str, Flattened]) -> str:

@@ -11,9 +11,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.reports.ingest import FileOutcome
-from bot.reports.summary import ReportSummary, group_by_provider, nothing_text, percent, why_text
-from bot.slack.blocks.domain_report import context, section
+from bot.reports.summary import (
+    ReportSummary,
+    SenderSummary,
+    group_by_provider,
+    nothing_text,
+    percent,
+    why_text,
+)
+from bot.slack import ids as slack_ids
+from bot.slack.blocks.domain_report import button, context, fix_value, section
 from bot.slack.mrkdwn import clip, code, fit_lines, safe
+from handlers.reports.senders import Fix
 
 Block = dict[str, Any]
 
@@ -22,10 +31,24 @@ MAX_SOURCES_PER_GROUP = 5
 MAX_FAILURES = 8
 MAX_SELECTORS = 15
 MAX_FILE_SUMMARIES = 3
+# Each misconfigured sender is a section of its own, for its Fix it button; the rest of a
+# summary is under 10 blocks, so the message stays well inside Block Kit's 50.
+MAX_MISCONFIGURED = 12
+MAX_SENDERS_LISTED = 8  # per category in one section (forwarded, compliant)
+_CATEGORY_TITLES = {
+    "misconfigured": ":wrench: *Misconfigured senders*: named, but their mail fails DMARC",
+    "unknown": ":grey_question: *Unknown*",
+    "forwarded": ":arrow_right_hook: *Forwarded* (context: nothing to fix in DNS)",
+    "compliant": ":white_check_mark: *Compliant*",
+}
 
 
-def render_summary(summary: ReportSummary) -> tuple[str, list[Block]]:
-    """The summary of a domain's reports as (fallback text, blocks)."""
+def render_summary(
+    summary: ReportSummary, team_id: str | None = None, show_senders: bool = True
+) -> tuple[str, list[Block]]:
+    """The summary of a domain's reports as (fallback text, blocks): with `show_senders`, who
+    sends as the domain by category, each misconfigured one with its Fix it button (owned by
+    `team_id`), and what the policy did."""
     domain = safe(summary.domain, 255)
     period = f"{summary.first} to {summary.last}"
     if not summary.messages:
@@ -43,9 +66,12 @@ def render_summary(summary: ReportSummary) -> tuple[str, list[Block]]:
         section(
             f"*{summary.messages:,}* messages from {len(summary.sources):,} sources "
             f"({period}); *{rate}* passed DMARC."
+            + (f"\n{_dispositions_text(summary)}" if show_senders else "")
         ),
-        section(_sources_text(summary)),
     ]
+    if show_senders:
+        blocks += _sender_blocks(summary, team_id)
+    blocks.append(section(_sources_text(summary)))
     if summary.failures:
         blocks.append(section(_failures_text(summary)))
     blocks.append(section(_selectors_text(summary)))
@@ -56,6 +82,81 @@ def render_summary(summary: ReportSummary) -> tuple[str, list[Block]]:
         )
     )
     return text, blocks
+
+
+def _dispositions_text(summary: ReportSummary) -> str:
+    """What receivers did under the policy, as the reports say (rows stored before dispositions
+    were kept are in no disposition)."""
+    quarantined = summary.dispositions.get("quarantine", 0)
+    rejected = summary.dispositions.get("reject", 0)
+    return f"*What the policy did:* {quarantined:,} quarantined, {rejected:,} rejected."
+
+
+def _sender_blocks(summary: ReportSummary, team_id: str | None) -> list[Block]:
+    """Senders by category, misconfigured first (the order of `summary.senders`)."""
+    blocks: list[Block] = []
+    misconfigured = [s for s in summary.senders if s.category == "misconfigured"]
+    if misconfigured:
+        blocks.append(section(_CATEGORY_TITLES["misconfigured"]))
+        for sender in misconfigured[:MAX_MISCONFIGURED]:
+            blocks.append(_misconfigured_section(summary.domain, sender, team_id))
+        if len(misconfigured) > MAX_MISCONFIGURED:
+            extra = len(misconfigured) - MAX_MISCONFIGURED
+            blocks.append(
+                context(
+                    f"…and {extra} more misconfigured senders: "
+                    f"`dmarcbot report {safe(summary.domain, 255)} --json` lists them"
+                )
+            )
+    for category in ("unknown", "forwarded", "compliant"):
+        members = [s for s in summary.senders if s.category == category]
+        if members:
+            blocks.append(section(_category_text(category, members)))
+    return blocks
+
+
+def _volume(sender: SenderSummary) -> str:
+    return f"{sender.messages:,} messages, {percent(_rate(sender.passed, sender.messages))} pass DMARC"
+
+
+def _misconfigured_section(domain: str, sender: SenderSummary, team_id: str | None) -> Block:
+    name = safe(sender.name or "no sender name", 150)
+    lines = [f"*{name}* ({_volume(sender)}): {safe(sender.reason, 600)}"]
+    if sender.fix is None:
+        lines.append("_Not in the Fix it catalog: ask the sender how to align its SPF or DKIM._")
+        return section("\n".join(lines))
+    lines.append(f"*Fix:* {safe(sender.fix.title, 400)}")
+    block = section("\n".join(lines))
+    block["accessory"] = sender_fix_button(domain, sender.fix, team_id)
+    return block
+
+
+def sender_fix_button(domain: str, fix: Fix, team_id: str | None) -> Block:
+    """A misconfigured sender's Fix it button: the fix-it flow opens on its finding, with the
+    provider (and, for DKIM, its selector) already chosen."""
+    # A DKIM fix names the provider's selector the way a dkim finding's detail names its key.
+    detail = f"{fix.selector}._domainkey.{domain}" if fix.selector else ""
+    value = fix_value(fix.finding, detail, domain, team_id, provider=fix.provider)
+    return button("Fix it", slack_ids.ACTION_FIX, value)
+
+
+def _category_text(category: str, members: list[SenderSummary]) -> str:
+    lines = [_CATEGORY_TITLES[category]]
+    for sender in members[:MAX_SENDERS_LISTED]:
+        if sender.name is None:
+            # the unnamed sources are one entry, so their failing volume is one line
+            failing = sender.messages - sender.passed
+            count = sender.sources or len(sender.ips)
+            sources = f"{count:,} source{'s' if count != 1 else ''}"
+            lines.append(
+                f"• *No sender name*: {failing:,} of {sender.messages:,} messages from {sources} fail "
+                f"DMARC: {safe(sender.reason, 500)}"
+            )
+        else:
+            lines.append(f"• *{safe(sender.name, 150)}* ({_volume(sender)}): {safe(sender.reason, 400)}")
+    if len(members) > MAX_SENDERS_LISTED:
+        lines.append(f"…and {len(members) - MAX_SENDERS_LISTED} more")
+    return fit_lines(lines)
 
 
 def _header(text: str) -> Block:
@@ -122,20 +223,25 @@ def render_file_answer(outcome: FileOutcome, summaries: Sequence[ReportSummary])
         section(f":inbox_tray: *{safe(outcome.name, 200)}*: {headline}.\n" + safe(outcome.describe(), 2000))
     ]
     for summary in summaries[:MAX_FILE_SUMMARIES]:
-        _text, summary_blocks = render_summary(summary)
+        _text, summary_blocks = render_summary(summary, show_senders=False)
         blocks.extend(summary_blocks[1:])  # the file's headline stands in for the header
     if outcome.warnings:
         blocks.append(context(safe("; ".join(outcome.warnings[:3]), 1000)))
     return text, blocks[:50]
 
 
-def render_report_alert(domain: str, headline: str, detail: str) -> tuple[str, list[Block], Block]:
+def render_report_alert(
+    domain: str, headline: str, detail: str, fix: Block | None = None
+) -> tuple[str, list[Block], Block]:
     """A report-based alert: (fallback text, blocks of its own message, its line in a digest).
-    `detail` is plain text (escaped here)."""
+    `detail` is plain text (escaped here); `fix`, a Fix it button, goes beside it in both."""
     text = clip(f"{domain}: {headline}. {detail}", 2900)
+    body = section(f":chart_with_downwards_trend: {safe(detail, 2800)}")
+    if fix is not None:
+        body["accessory"] = fix
     blocks: list[Block] = [
         _header(f"{domain}: {headline}"),
-        section(f":chart_with_downwards_trend: {safe(detail, 2800)}"),
+        body,
         context(
             f"From DMARC aggregate reports. `/dmarc report {safe(domain, 255)}` shows the "
             "sources and why they fail."
@@ -144,4 +250,6 @@ def render_report_alert(domain: str, headline: str, detail: str) -> tuple[str, l
     digest = section(
         f":chart_with_downwards_trend: *{safe(domain, 255)}*: {safe(headline, 200)}\n{safe(detail, 600)}"
     )
+    if fix is not None:
+        digest["accessory"] = fix
     return text, blocks, digest

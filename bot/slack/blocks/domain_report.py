@@ -71,12 +71,20 @@ def fix_button_value(f: Finding, domain: str, team_id: str | None, selectors: li
 
 
 def fix_value(
-    finding_id: str, detail: str, domain: str, team_id: str | None, selectors: Sequence[str] | None = None
+    finding_id: str,
+    detail: str,
+    domain: str,
+    team_id: str | None,
+    selectors: Sequence[str] | None = None,
+    provider: str | None = None,
 ) -> str:
-    """The same, from a finding's id and detail (alerts keep findings as plain data)."""
+    """The same, from a finding's id and detail (alerts keep findings as plain data); `provider`
+    is the catalog key of a sender the fix adds."""
     data: dict[str, Any] = {"f": finding_id, "d": domain}
     if team_id:
         data["o"] = team_id
+    if provider:
+        data["p"] = provider
     if finding_id.startswith("dkim."):
         found = _KEY_NAME.search(detail)
         if found and len(found.group(1)) <= 63:

@@ -66,7 +66,7 @@ def report_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -
     domain, days = args["domain"], int(args["days"])
     names, authority = sender_context(reports, team, domain, days, turn.settings.dns_session())
     summary = build_summary(reports, team, domain, days, names, authority=authority)
-    text, blocks = render_summary(summary)
+    text, blocks = render_summary(summary, team)
     answer = turn.post(text, blocks)
     if answer is None or not summary.messages:
         return  # shown to the requester alone, or nothing to chart

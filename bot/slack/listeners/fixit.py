@@ -47,6 +47,7 @@ from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.errors import UnreadableValue
+from handlers.fixes.providers import PROVIDERS_BY_KEY
 from handlers.fixes.records import FixInputError, fix_kind
 from handlers.fixes.session import FixForm, FixScreen, expected_records, prepare_fix, refused_reasons
 from handlers.fixes.spf_fixes import AddressDrift, parse_extra_terms
@@ -72,6 +73,9 @@ class FixRequest:
     # A stale flattening's re-flatten (the drift alert's button): only the first screen needs
     # it, the modal's inputs carry the choices after that, so it stays out of the metadata.
     drift: AddressDrift | None = None
+    # A sender named in aggregate reports (its catalog key): the SPF fix opens with its include
+    # chosen. Like `drift`, only the first screen needs it.
+    provider: str | None = None
 
     def to_metadata(self) -> str:
         return metadata(
@@ -120,9 +124,20 @@ def read_fix_request(
             thread_ts=data.get("ts") or thread_ts,
             response_url=url[:500] if url else None,
             drift=_read_drift(data),
+            provider=_read_provider(data),
         )
     except (KeyError, TypeError, ValueError, InvalidDomain) as error:
         raise UnreadableValue(str(error)) from None
+
+
+def _read_provider(data: dict[str, Any]) -> str | None:
+    """A catalog provider's key, or None: anything else is refused, not guessed at."""
+    key = data.get("p")
+    if key is None:
+        return None
+    if not isinstance(key, str) or key not in PROVIDERS_BY_KEY:
+        raise ValueError("not a known provider")
+    return key
 
 
 def _read_drift(data: dict[str, Any]) -> AddressDrift | None:
@@ -163,6 +178,7 @@ def _screen(
             form,
             stats,
             request.drift,
+            request.provider,
         )
     )
 
