@@ -52,12 +52,16 @@ def silence_alerts(
     stores: Stores, polls: MailboxPollStore, watch: Watch, silence: timedelta, now: datetime
 ) -> list[NewAlert]:
     """The alerts one watch calls for now."""
-    latest = stores.watches.latest_snapshot(watch.team_id, watch.id)
-    if latest is None:
-        return []
+    # This runs for every watch of every cycle: the cheap questions first, and the snapshot (a
+    # JSON document) read only when an alert is to be written.
     last = stores.reports.last_ingested_at(watch.team_id, watch.domain)
     if last is None:
-        return _never(stores, polls, watch, latest, silence, now)
+        if now - datetime.fromisoformat(watch.created_at) < silence:
+            return []
+        if stores.outbox.latest_alert(watch.team_id, NEVER, f"w{watch.id}:{NEVER}:"):
+            return []  # the hint is given once
+        latest = stores.watches.latest_snapshot(watch.team_id, watch.id)
+        return _never(stores, polls, watch, latest, silence, now) if latest else []
     said = stores.outbox.latest_alert(watch.team_id, SILENT, f"w{watch.id}:{SILENT}:")
     since = said.dedupe_key.split(f":{SILENT}:", 1)[1] if said else None
     alerts: list[NewAlert] = []
@@ -66,7 +70,10 @@ def silence_alerts(
         detail = f"Reports arrived again on {last[:10]}, after none since {since[:10]}."
         alerts.append(_alert(watch, RESUMED, since, f"aggregate reports for {watch.domain} resumed", detail))
     arrived = datetime.fromisoformat(last)
+    latest = None
     if now - arrived >= silence and since != last:
+        latest = stores.watches.latest_snapshot(watch.team_id, watch.id)
+    if latest is not None:
         before = stores.watches.snapshot_at(watch.team_id, watch.id, last)
         causes = likely_causes(watch.domain, before, latest, polls, arrived)
         detail = f"The last report arrived on {last[:10]}, {(now - arrived).days} days ago. " + _causes_text(
