@@ -26,6 +26,7 @@ from bot.reports.alerts import review_after_ingest
 from bot.reports.failures import FailureReading
 from bot.reports.ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
 from bot.reports.summary import build_summary, sender_context
+from bot.reports.tls_alerts import review_tls_after_ingest
 from bot.slack.blocks.aggregate import render_file_answer, render_summary
 from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file
@@ -129,6 +130,13 @@ def ingest_shared_file(
     if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
         # a message shared for `/dmarc why`, not a report: not ours to answer
         log.info("shared message %r (team %s): carries no aggregate report, left alone", name, team_id)
+        return outcome
+    if outcome.tls_reports:
+        from bot.slack.blocks.tls_reports import render_tls_file_answer
+
+        text, blocks = render_tls_file_answer(outcome)
+        reply(text=text, blocks=blocks)
+        review_tls_after_ingest(stores, outcome.tls_reports)
         return outcome
     summaries = [
         build_summary(reports, team_id, domain, days=_span(first, last), first=first, last=last)
