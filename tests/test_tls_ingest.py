@@ -15,6 +15,7 @@ from bot.reports.imap import PROCESSED_FOLDER, REFUSED_FOLDER, poll_once
 from bot.reports.ingest import ingest_bytes, looks_like_report_name, one_team
 from bot.store.stores import Stores, open_stores
 from tests.aggregate_xml import days_ago
+from tests.applog import capture_app_log, wait_for_log
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
 from tests.dovecot import DovecotServer
@@ -232,3 +233,14 @@ def test_a_tls_report_shared_in_slack_is_ingested_and_answered_in_its_thread(
     [answer] = slack.wait_for("chat.postMessage", 1, timeout=15, ok_only=True)
     assert "I could not ingest *broken.json*" in all_text(answer)
     assert "organization-name is a JSON number, not a string" in all_text(answer)
+
+
+def test_a_json_file_that_is_no_tls_report_is_left_alone_in_slack(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_app_log(caplog)
+    app = make_app(nsd)
+    file_shared(app, share(slack, "package.json", b'{"name": "left-pad"}', mimetype="application/json"))
+    wait_for_log(caplog, "'package.json' (team T1): JSON that is no TLS report, left alone")
+    assert slack.calls("chat.postMessage") == []
+    assert len(slack.calls("files.download")) == 1

@@ -288,3 +288,9 @@ def test_strings_are_clipped_and_made_printable() -> None:
 
 def test_refusals_are_report_errors_of_the_right_kind() -> None:
     assert isinstance(refused(b"{not json"), ReportInvalid)
+
+
+def test_nesting_hidden_behind_closing_brackets_in_a_string_is_still_refused() -> None:
+    hidden = b'{"a": "' + b"]" * 100_000 + b'", "b": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    error = refused(hidden)
+    assert "nests more than 20 levels deep" in str(error) or "not valid JSON" in str(error)

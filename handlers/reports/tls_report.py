@@ -132,6 +132,13 @@ class TlsReport:
 # -- recognising one --------------------------------------------------------------------------
 
 
+def mentions_tls_report_fields(data: bytes) -> bool:
+    """True when a JSON file names a field every TLS report has (RFC 8460 §4.4): a shared
+    `package.json` is no report to answer about."""
+    head = data[: 64 * 1024]
+    return any(field in head for field in (b'"organization-name"', b'"report-id"', b'"policies"'))
+
+
 def looks_like_tls_report(data: bytes, filename: str | None = None) -> bool:
     """True when `data` is an SMTP TLS report: JSON, gzip holding JSON, or a mail that carries a
     `TLS-Report-Domain` header or an `application/tlsrpt+…` part. Cheap: the first bytes only."""
@@ -325,7 +332,9 @@ def _is_list_or_none(policy: dict[str, Any]) -> bool:
 def _check_depth(document: bytes, max_depth: int) -> None:
     # json.loads recurses once per level: a stranger's 100,000 brackets would exhaust the stack
     # before any check of ours ran. Brackets inside strings count too: harmless, as no real report
-    # nests near the cap.
+    # nests near the cap. A string of closing brackets could hide some nesting from this count
+    # (the depth never goes below 0, so it hides at most what the string holds); json.loads'
+    # own RecursionError, caught by the caller, is the backstop.
     depth = deepest = 0
     for byte in document.translate(None, delete=bytes(set(range(256)) - set(b"[]{}"))):
         if byte in b"[{":
@@ -336,7 +345,7 @@ def _check_depth(document: bytes, max_depth: int) -> None:
                     f"the JSON nests more than {max_depth} levels deep; a TLS report nests 5", "max_depth"
                 )
         else:
-            depth -= 1
+            depth = max(0, depth - 1)
 
 
 def _policy(raw: object, n: int, limits: TlsReportLimits, warnings: list[str]) -> TlsPolicy:

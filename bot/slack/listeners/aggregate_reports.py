@@ -37,6 +37,7 @@ from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
 from handlers.errors import BadInput
 from handlers.reports.archive import DEFAULT_LIMITS
+from handlers.reports.tls_report import mentions_tls_report_fields
 
 log = logging.getLogger("dmarcbot.reports")
 
@@ -124,6 +125,10 @@ def ingest_shared_file(
     except FileRefused as refused:
         outcome = FileOutcome(name=name, error=str(refused))
     else:
+        if name.lower().endswith(".json") and not mentions_tls_report_fields(data):
+            # a JSON file shared for some other reason (a config, an export): not ours to answer
+            log.info("shared file %r (team %s): JSON that is no TLS report, left alone", name, team_id)
+            return None
         outcome = ingest_bytes(
             reports, data, name, one_team(team_id), "slack", reading=FailureReading.of(settings)
         )
