@@ -294,3 +294,23 @@ def test_nesting_hidden_behind_closing_brackets_in_a_string_is_still_refused() -
     hidden = b'{"a": "' + b"]" * 100_000 + b'", "b": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     error = refused(hidden)
     assert "nests more than 20 levels deep" in str(error) or "not valid JSON" in str(error)
+
+
+def test_a_large_gzipped_report_inflates_in_steps_and_keeps_every_detail() -> None:
+    base = report()
+    details = [
+        {
+            "result-type": "validation-failure",
+            "sending-mta-ip": f"10.{n // 65536}.{n // 256 % 256}.{n % 256}",
+            "receiving-mx-hostname": f"mx{n % 7}.mail.company-y.example",
+            "failed-session-count": 1,
+        }
+        for n in range(10_000)
+    ]
+    base["policies"][0]["failure-details"] = details
+    base["policies"][0]["summary"]["total-failure-session-count"] = 10_000
+    data = gzip.compress(encoded(base))
+    assert len(encoded(base)) > 20 * 64 * 1024  # many inflation steps
+    [parsed] = read_tls_reports(data, now=NOW)
+    assert len(parsed.policies[0].failures) == 10_000
+    assert sum(f.sessions for f in parsed.policies[0].failures) == parsed.policies[0].failed == 10_000

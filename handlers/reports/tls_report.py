@@ -195,13 +195,15 @@ def _gunzip(data: bytes, budget: list[int], limits: TlsReportLimits) -> bytes:
     out = bytearray()
     pending = data
     try:
-        while pending and not inflater.eof:
-            out += inflater.decompress(pending, _CHUNK)
+        while not inflater.eof:
+            # With all input taken, a call with none still returns the output zlib holds back.
+            chunk = inflater.decompress(pending, _CHUNK)
             pending = inflater.unconsumed_tail
+            if not chunk and not pending:
+                raise ReportInvalid("the gzip data is truncated (no end of stream)")
+            out += chunk
             if len(out) > cap:
                 break
-        if not inflater.eof and len(out) <= cap:
-            raise ReportInvalid("the gzip data is truncated (no end of stream)")
     except zlib.error as exc:
         raise ReportInvalid(f"the gzip data is corrupt: {exc}") from None
     if len(out) > cap:
