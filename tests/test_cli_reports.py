@@ -50,7 +50,7 @@ def test_ingest_stores_the_good_files_and_names_each_refused_one(
     out, err = capsys.readouterr()
     assert code == 1
     assert f"{broken}: refused: the XML is not well-formed at line 5" in err
-    assert f"{json_file}: refused: not a report: it is JSON (an SMTP TLS report?)" in err
+    assert f"{json_file}: refused: the report has no report-id (RFC 8460 §4.4 requires it)" in err
     assert f"{missing}: refused: cannot read it: No such file or directory" in err
     assert "3 of 5 files refused" in err
     assert f"{good}: example.com from noreply-dmarc@google.com for " in out

@@ -22,6 +22,7 @@ def command_registrars() -> list[Callable[[AddCommand], None]]:
     from bot.cli import check as cli_check
     from bot.cli import failures as cli_failures
     from bot.cli import reports as cli_reports
+    from bot.cli import tls_reports as cli_tls_reports
     from bot.cli import watch as cli_watch
     from bot.cli import why as cli_why
 
@@ -31,6 +32,7 @@ def command_registrars() -> list[Callable[[AddCommand], None]]:
         cli_watch.register_commands,
         cli_reports.register_commands,
         cli_failures.register_commands,
+        cli_tls_reports.register_commands,
     ]
 
 

@@ -36,10 +36,11 @@ def team_for(settings: Settings, stores: Stores, given: str | None) -> str:
 
 
 def command_ingest(args: argparse.Namespace) -> int:
-    """Store DMARC aggregate report files (xml, xml.gz, zip, or an .eml carrying one) and failure reports."""
+    """Store report files: DMARC aggregate (xml, xml.gz, zip, .eml), failure and SMTP TLS (.json) reports."""
     from bot.reports.alerts import review_after_ingest
     from bot.reports.failures import FailureReading
     from bot.reports.ingest import FileOutcome, ingest_bytes, one_team
+    from bot.reports.tls_alerts import review_tls_after_ingest
     from handlers.reports.archive import DEFAULT_LIMITS
 
     settings = load_settings()
@@ -77,6 +78,7 @@ def command_ingest(args: argparse.Namespace) -> int:
         for warning in outcome.warnings[:5]:
             print(f"  warning: {terminal_safe(warning, one_line=True)}", file=sys.stderr)
     alerts = review_after_ingest(stores, [r for o in outcomes for r in o.new_reports], settings.dns_session())
+    alerts += review_tls_after_ingest(stores, [r for o in outcomes for r in o.tls_reports])
     if alerts:
         print(f"{alerts} alerts added to the outbox of the watching channels")
     refused = [o for o in outcomes if not o.ok]

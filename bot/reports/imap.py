@@ -27,6 +27,7 @@ from bot.config import Settings, imap_address
 from bot.reports.alerts import review_after_ingest
 from bot.reports.failures import FailureReading
 from bot.reports.ingest import FileOutcome, Owners, ingest_bytes
+from bot.reports.tls_alerts import review_tls_after_ingest
 from bot.store.mailbox_polls import MailboxPollStore
 from bot.store.reports import ReportStore
 from bot.store.stores import Stores
@@ -121,7 +122,7 @@ def poll_once(
         result.left_for_next_poll = max(0, len(uids) - MAX_MESSAGES_PER_POLL)
         for uid in uids[:MAX_MESSAGES_PER_POLL]:
             mail = _process(imap, uid, reports, owners, limits, FailureReading.of(settings))
-            if mail.outcome.reports:
+            if mail.outcome.reports or mail.outcome.tls_reports:
                 result.alerts += _review(stores, mail, settings)
             _move(imap, uid, mail.folder, b"MOVE" in capabilities)
             (result.processed if mail.outcome.ok else result.refused).append(mail)
@@ -139,7 +140,10 @@ def _review(stores: Stores, mail: MailOutcome, settings: Settings) -> int:
     """Alerts for the reports of one mail; a failure here is logged and the poll goes on (the
     reports are stored: the next report for the domain reviews it again)."""
     try:
-        return review_after_ingest(stores, mail.outcome.reports, settings.dns_session())
+        written = review_tls_after_ingest(stores, mail.outcome.tls_reports)
+        if mail.outcome.reports:
+            written += review_after_ingest(stores, mail.outcome.reports, settings.dns_session())
+        return written
     except Exception:
         log.exception("IMAP: %s: stored, but reviewing its alerts failed", mail.label)
         return 0

@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bot.reports.failures import DNS_OF_THE_MOMENT, FailureReading, ingest_failure_report
+from bot.reports.tls_ingest import describe_tls, ingest_tls_report
 from bot.store.failures import FailureStore, StoredFailure
 from bot.store.reports import ReportStore, StagedReport, StoredReport
+from bot.store.tls_reports import StoredTlsReport, TlsReportStore
 from handlers.reports.aggregate import (
     DEFAULT_LIMITS,
     AggregateReport,
@@ -32,13 +34,14 @@ from handlers.reports.aggregate import (
     iter_report_documents,
 )
 from handlers.reports.failure import looks_like_failure_report
+from handlers.reports.tls_report import TlsReportLimits, looks_like_tls_report
 
 log = logging.getLogger("dmarcbot.ingest")
 
 # Who owns a report about a domain: the team ids to store it for (empty: nobody, it is refused).
 Owners = Callable[[str], Sequence[str]]
 
-REPORT_SUFFIXES = (".xml", ".xml.gz", ".gz", ".zip", ".eml")
+REPORT_SUFFIXES = (".xml", ".xml.gz", ".gz", ".zip", ".eml", ".json")  # .json: SMTP TLS reports
 
 
 def one_team(team_id: str) -> Owners:
@@ -53,6 +56,7 @@ class FileOutcome:
     name: str
     reports: tuple[StoredReport, ...] = ()
     failures: tuple[StoredFailure, ...] = ()  # a failure report, stored once per owning team
+    tls_reports: tuple[StoredTlsReport, ...] = ()  # SMTP TLS reports, once per owning team
     error: str | None = None
     refused_by_cap: str | None = None  # the ReportLimits field (or safety rule) that refused it
     warnings: tuple[str, ...] = field(default=())
@@ -71,6 +75,10 @@ class FileOutcome:
             return f"{self.name}: refused: {self.error}"
         if self.failures:
             return f"{self.name}: {_describe_failure(self.failures[0])} {DNS_OF_THE_MOMENT}"
+        if self.tls_reports:
+            more = len(self.tls_reports) - 5
+            clauses = [describe_tls(stored) for stored in self.tls_reports[:5]]
+            return f"{self.name}: " + "; ".join(clauses + ([f"and {more} more reports"] if more > 0 else []))
         parts = []
         for stored in self.reports[:5]:
             state = "already ingested, not counted again" if stored.duplicate else "ingested"
@@ -95,9 +103,18 @@ def ingest_bytes(
     limits: ReportLimits = DEFAULT_LIMITS,
     reading: FailureReading | None = None,
 ) -> FileOutcome:
-    """Unpack, parse and store one file (xml, xml.gz, zip or a mail carrying one, or a failure
-    report, explained with `reading`'s DNS). Never raises: whatever goes wrong is the outcome's error."""
+    """Unpack, parse and store one file (xml, xml.gz, zip or a mail carrying one, a failure
+    report, explained with `reading`'s DNS, or an SMTP TLS report, JSON or gzipped JSON). Never
+    raises: whatever goes wrong is the outcome's error."""
     try:
+        if looks_like_tls_report(data, name):
+            # Before the failure-report test: a TLS report mail is a multipart/report too.
+            tls_store = TlsReportStore(reports.database)
+            tls_limits = TlsReportLimits(
+                max_input_bytes=limits.max_input_bytes, max_attachments=limits.max_attachments
+            )
+            stored_tls, warnings = ingest_tls_report(tls_store, data, owners, f"{source}: {name}", tls_limits)
+            return FileOutcome(name=name, tls_reports=tuple(stored_tls), warnings=tuple(warnings))
         if looks_like_failure_report(data, limits):
             store = FailureStore(reports.database)
             stored = ingest_failure_report(
@@ -153,5 +170,5 @@ def _describe_failure(stored: StoredFailure) -> str:
 
 
 def looks_like_report_name(filename: str) -> bool:
-    """True for the file names reports arrive under (.xml, .xml.gz, .zip, .eml)."""
+    """True for the file names reports arrive under (.xml, .xml.gz, .zip, .eml, .json, .json.gz)."""
     return filename.lower().endswith(REPORT_SUFFIXES)

@@ -324,6 +324,66 @@ def _create_mailbox_polls(db: sqlite_utils.Database) -> None:
     )
 
 
+def _create_tls_reports(db: sqlite_utils.Database) -> None:
+    # SMTP TLS reports (RFC 8460, bot.store.tls_reports): one row per report per team, de-duplicated
+    # by its report-id (RFC 8460 §4.4: unique per report); its policies with their session counts;
+    # and its failure details, one row each.
+    db.table("tls_reports").create(
+        {
+            "id": int,
+            "team_id": str,
+            "report_id": str,
+            "org_name": str,
+            "contact": str,
+            "date_begin": str,
+            "date_end": str,
+            "day": str,
+            "source": str,
+            "ingested_at": str,
+        },
+        pk="id",
+        not_null={"team_id", "report_id", "org_name", "date_begin", "date_end", "day", "ingested_at"},
+    )
+    db.table("tls_reports").create_index(["team_id", "report_id"], unique=True)
+    db.table("tls_policies").create(
+        {
+            "id": int,
+            "team_id": str,
+            "report_pk": int,
+            "domain": str,
+            "day": str,
+            "org_name": str,
+            "policy_type": str,
+            "policy_strings": str,
+            "mx_hosts": str,
+            "successful": int,
+            "failed": int,
+        },
+        pk="id",
+        not_null={"team_id", "report_pk", "domain", "day", "policy_type", "successful", "failed"},
+    )
+    db.table("tls_policies").create_index(["team_id", "domain", "day"])
+    db.table("tls_failures").create(
+        {
+            "id": int,
+            "team_id": str,
+            "report_pk": int,
+            "policy_pk": int,
+            "domain": str,
+            "day": str,
+            "result_type": str,
+            "sending_ip": str,
+            "receiving_mx": str,
+            "receiving_ip": str,
+            "failure_code": str,
+            "sessions": int,
+        },
+        pk="id",
+        not_null={"team_id", "report_pk", "policy_pk", "domain", "day", "result_type", "sessions"},
+    )
+    db.table("tls_failures").create_index(["team_id", "domain", "day"])
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -340,4 +400,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (12, "report details", _add_report_details),  # senders named, dispositions, the CSV
     (13, "failure reports", _create_failure_reports),  # explained when read, stored redacted
     (14, "mailbox polls", _create_mailbox_polls),  # a failing poll named when reports stop
+    (20, "tls reports", _create_tls_reports),  # SMTP TLS reports (RFC 8460)
 ]

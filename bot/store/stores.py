@@ -10,6 +10,7 @@ from bot.store.fix_plans import FixPlanStore
 from bot.store.outbox import AlertOutbox
 from bot.store.reports import ReportStore
 from bot.store.slack_state import SlackStateStore
+from bot.store.tls_reports import TlsReportStore
 from bot.store.watches import WatchStore
 
 
@@ -24,6 +25,7 @@ class Stores:
     reports: ReportStore
     failures: FailureStore
     slack_state: SlackStateStore
+    tls_reports: TlsReportStore
 
     @classmethod
     def over(cls, database: Database) -> Stores:
@@ -36,6 +38,7 @@ class Stores:
             reports=ReportStore(database),
             failures=FailureStore(database),
             slack_state=SlackStateStore(database),
+            tls_reports=TlsReportStore(database),
         )
 
     def close(self) -> None:

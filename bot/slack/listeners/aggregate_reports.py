@@ -26,6 +26,7 @@ from bot.reports.alerts import review_after_ingest
 from bot.reports.failures import FailureReading
 from bot.reports.ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
 from bot.reports.summary import build_summary, sender_context
+from bot.reports.tls_alerts import review_tls_after_ingest
 from bot.slack.blocks.aggregate import render_file_answer, render_summary
 from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file
@@ -36,6 +37,7 @@ from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
 from handlers.errors import BadInput
 from handlers.reports.archive import DEFAULT_LIMITS
+from handlers.reports.tls_report import mentions_tls_report_fields
 
 log = logging.getLogger("dmarcbot.reports")
 
@@ -123,12 +125,23 @@ def ingest_shared_file(
     except FileRefused as refused:
         outcome = FileOutcome(name=name, error=str(refused))
     else:
+        if name.lower().endswith(".json") and not mentions_tls_report_fields(data):
+            # a JSON file shared for some other reason (a config, an export): not ours to answer
+            log.info("shared file %r (team %s): JSON that is no TLS report, left alone", name, team_id)
+            return None
         outcome = ingest_bytes(
             reports, data, name, one_team(team_id), "slack", reading=FailureReading.of(settings)
         )
     if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
         # a message shared for `/dmarc why`, not a report: not ours to answer
         log.info("shared message %r (team %s): carries no aggregate report, left alone", name, team_id)
+        return outcome
+    if outcome.tls_reports:
+        from bot.slack.blocks.tls_reports import render_tls_file_answer
+
+        text, blocks = render_tls_file_answer(outcome)
+        reply(text=text, blocks=blocks)
+        review_tls_after_ingest(stores, outcome.tls_reports)
         return outcome
     summaries = [
         build_summary(reports, team_id, domain, days=_span(first, last), first=first, last=last)
