@@ -14,12 +14,16 @@ from pathlib import Path
 import pytest
 
 from bot.monitor.alert_delivery import ChannelPacer, client_for_team_factory, deliver_pending
+from bot.monitor.scheduler import run_cycle
 from bot.reports.failure_alerts import announce_failure_groups
 from bot.slack import ids as slack_ids
 from bot.store.failures import NewFailure
 from bot.store.stores import Stores, open_stores
+from tests.dnstest import NsdServer
+from tests.messages.helpers import zones
 from tests.slackapp import app_settings
 from tests.slackstub import Call, SlackStandIn
+from tests.test_failure_reports import RECORDS
 
 T0 = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
 STRANGER = "203.0.113.7"
@@ -159,3 +163,17 @@ def test_failures_of_a_domain_nobody_watches_are_told_to_nobody(stores: Stores) 
     assert stores.failures.recent_domains(T0.date().isoformat()) == [("T1", "unwatched.example")]
     assert announce_failure_groups(stores, now=T0) == 0
     assert stores.outbox.alerts("T1") == []
+
+
+def test_the_monitor_cycle_tells_the_channel(
+    stores: Stores, slack: SlackStandIn, db: Path, nsd: NsdServer
+) -> None:
+    nsd.set_zones(zones(RECORDS))
+    add_failures(stores, 4, causes=("cause.no_dmarc_record",))
+    # `serve`'s cycle: the watches checked, new failure groups told, the outbox delivered
+    run_cycle(app_settings(slack, db, nsd.address), stores)
+    posts = [p for p in slack.posts() if "failure" in (p.text or "")]
+    [post] = posts
+    assert "4 failures from 203.0.113.7" in post.text and "no DMARC record" in post.text
+    assert [f["f"] for f in fix_values(post)] == ["dmarc.missing"]
+    slack.assert_no_violations()
