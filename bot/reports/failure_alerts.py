@@ -78,7 +78,13 @@ def announce_failure_groups(
 
 
 def announce_as_configured(stores: Stores, settings: Settings) -> int:
-    """announce_failure_groups with the settings' resolver naming the sources (as `failures` does)."""
+    """announce_failure_groups with the settings' resolver naming the sources (as `failures` does).
+    A failure here is logged and costs only these messages: the cycle's other alerts still go out,
+    and the groups are told by the next cycle."""
     from bot.reports.summary import resolve_names
 
-    return announce_failure_groups(stores, lambda ips: resolve_names(ips, settings.dns_session()))
+    try:
+        return announce_failure_groups(stores, lambda ips: resolve_names(ips, settings.dns_session()))
+    except Exception:  # the monitor cycle's boundary: the outbox delivery after this must run
+        log.exception("Telling new failure groups failed; the next cycle tries again")
+        return 0
