@@ -102,5 +102,9 @@ def test_failure_reports_in_the_mailbox_are_read_explained_grouped_and_stored(
         assert announce_failure_groups(stores, now=YESTERDAY + timedelta(hours=12)) == 1
         [alert] = stores.outbox.pending_alerts("T1")
         assert alert.channel_id == "C3" and "*3* failures from `203.0.113.7`" in json.dumps(alert.blocks)
+        buttons = [json.loads(b["accessory"]["value"]) for b in alert.blocks if "accessory" in b]
+        # the key the signature named, read from the stored verdict: its Fix it opens on that selector
+        assert {"f": "dkim.key_missing", "d": "example.com", "o": "T1", "x": "gone", "s": []} in buttons
+        assert {"f": "spf.sender_missing", "d": "example.com", "o": "T1", "s": []} in buttons
     finally:
         stores.close()

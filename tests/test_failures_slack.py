@@ -18,7 +18,7 @@ from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
 from tests.messages.helpers import zones
 from tests.slackstub import Call, SlackStandIn
-from tests.test_failure_reports import RECORDS, STRANGER, YESTERDAY, failure_report, unsigned
+from tests.test_failure_reports import RECORDS, STRANGER, YESTERDAY, failure_report, signed, unsigned
 
 NOW = datetime.now(UTC)
 
@@ -176,6 +176,26 @@ def test_a_shared_failure_report_is_explained_in_its_thread(
     [answer] = slack.wait_for("chat.postMessage", 1, timeout=20, ok_only=True)
     assert "already ingested, counted once" in all_text(answer)
     assert stores.failures.count("T1", "example.com", "2000-01-01", "2999-12-31") == 1
+
+
+def test_a_shared_report_of_a_missing_key_names_the_key_and_its_fix_opens_on_the_selector(
+    nsd: NsdServer, make_app: AppFactory, slack: SlackStandIn
+) -> None:
+    nsd.set_zones(zones(RECORDS))
+    app = make_app(nsd)
+    report = failure_report(signed(selector="gone"))
+    info = slack.add_file(
+        "gone.eml", report, mimetype="message/rfc822", shares={"public": {"C1": [{"ts": "1.3"}]}}
+    )
+    app.sim.event({"type": "file_shared", "file_id": info["id"], "user_id": "U1", "channel_id": "C1"})
+    [answer] = slack.wait_for("chat.postMessage", 1, timeout=20, ok_only=True)
+    text = all_text(answer)
+    assert "No DKIM key at the signature" in text
+    assert "Publish the public key at `gone._domainkey.example.com`" in text  # the verdict's own fix
+    fixes = {str(f["f"]): f for f in fix_values(answer)}
+    assert fixes["dkim.key_missing"]["x"] == "gone"
+    assert "x" not in fixes["spf.sender_missing"]
+    slack.assert_no_violations()
 
 
 def test_the_groups_line_escapes_what_came_from_outside() -> None:

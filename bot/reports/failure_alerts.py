@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.slack.blocks.failures import render_new_groups
+from bot.slack.blocks.failures import MAX_ALERT_GROUPS, render_new_groups
 from bot.store.database import iso
 from bot.store.outbox import NewAlert
 from bot.store.reports import window
@@ -59,7 +59,10 @@ def announce_failure_groups(
             continue
         ips = [g.source_ip for g in groups if g.source_ip]
         senders = names(ips) if names and ips else {}
-        text, blocks, digest = render_new_groups(domain, groups, senders, team_id, watch.checked_selectors)
+        details = {g.key: stores.failures.group_causes(team_id, g) for g in groups[:MAX_ALERT_GROUPS]}
+        text, blocks, digest = render_new_groups(
+            domain, groups, senders, team_id, watch.checked_selectors, details
+        )
         alert = NewAlert(
             channel_id=watch.channel_id,
             domain=domain,

@@ -158,6 +158,22 @@ class FailureStore:
             for day, ip, from_domain, causes, count, first_at, last_at, result in rows
         ]
 
+    def group_causes(self, team_id: str, group: FailureGroup) -> list[dict[str, str]]:
+        """The causes, with their details and specific fixes, of the group's latest report (as the
+        verdict said when it was read: the key name a missing key was looked up at, say)."""
+        row = self.database.connection.execute(
+            "SELECT verdict FROM failure_reports WHERE team_id = ? AND day = ? AND source_ip IS ? "
+            "AND from_domain = ? AND causes = ? ORDER BY arrived_at DESC LIMIT 1",
+            [team_id, group.day, group.source_ip, group.from_domain, json.dumps(list(group.causes))],
+        ).fetchone()
+        verdict = json.loads(row[0]) if row and row[0] else {}
+        causes = verdict.get("causes") if isinstance(verdict, dict) else None
+        return [
+            {key: str(c.get(key) or "") for key in ("id", "title", "detail", "fix")}
+            for c in (causes if isinstance(causes, list) else [])
+            if isinstance(c, dict)
+        ]
+
     # -- the groups told to a watch's channel (bot.reports.failure_alerts) ----------------------
 
     def recent_domains(self, first: str) -> list[tuple[str, str]]:

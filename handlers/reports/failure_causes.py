@@ -27,14 +27,15 @@ SHORT_CAUSES: dict[str, str] = {
 }
 
 # Cause id -> the finding whose Fix it removes it, most important first: without a DMARC record
-# nothing else matters; a sender missing from SPF is the commonest fix; then the DKIM key a
-# signature names; then DKIM set up for a sender that signs with its own domain or not at all
-# (an aligned signature also cures SPF that passes for the sender's own bounce domain).
+# nothing else matters; a signature whose key is missing or broken says the sender already signs
+# for the domain, so publishing that one key is the surest fix; then a sender missing from SPF;
+# then DKIM set up for a sender that signs with its own domain or not at all (an aligned
+# signature also cures SPF that passes for the sender's own bounce domain).
 CAUSE_FIXES: tuple[tuple[str, str], ...] = (
     ("cause.no_dmarc_record", "dmarc.missing"),
-    ("cause.spf_ip_not_authorized", "spf.sender_missing"),
     ("cause.dkim_key_missing", "dkim.key_missing"),
     ("cause.dkim_key_invalid", "dkim.key_invalid"),
+    ("cause.spf_ip_not_authorized", "spf.sender_missing"),
     ("cause.no_dkim_signature", "dkim.key_missing"),
     ("cause.dkim_not_aligned", "dkim.key_missing"),
     ("cause.spf_not_aligned", "dkim.key_missing"),
@@ -48,7 +49,13 @@ def short_causes(cause_ids: Sequence[str]) -> str:
     return ", ".join(SHORT_CAUSES.get(c, c) for c in cause_ids)
 
 
+def fixing_cause(cause_ids: Sequence[str]) -> tuple[str, str] | None:
+    """(the most important of `cause_ids` that a Fix it answers, that finding id), or None."""
+    present = set(cause_ids)
+    return next(((cause_id, finding) for cause_id, finding in CAUSE_FIXES if cause_id in present), None)
+
+
 def fix_for_causes(cause_ids: Sequence[str]) -> str | None:
     """The finding id whose Fix it answers the most important of `cause_ids`, or None."""
-    present = set(cause_ids)
-    return next((finding for cause_id, finding in CAUSE_FIXES if cause_id in present), None)
+    found = fixing_cause(cause_ids)
+    return found[1] if found else None

@@ -17,7 +17,7 @@ from bot.slack.blocks.domain_report import MAX_MESSAGE_BLOCKS, button, context, 
 from bot.slack.mrkdwn import clip, code, fit_lines, safe
 from bot.store.failures import FailureGroup, StoredFailure
 from handlers.message.verdict import CAUSES
-from handlers.reports.failure_causes import fix_for_causes, short_causes
+from handlers.reports.failure_causes import fixing_cause, short_causes
 
 Block = dict[str, Any]
 
@@ -41,27 +41,49 @@ def _header(text: str) -> Block:
     return {"type": "header", "text": {"type": "plain_text", "text": clip(text, 150)}}
 
 
+# A cause as a stored verdict gives it: {"id", "title", "detail", "fix"} (the report's own details).
+StoredCause = Mapping[str, str]
+
+
 def fix_button_for(
-    causes: Sequence[str], domain: str, team_id: str | None, selectors: Sequence[str]
+    causes: Sequence[str],
+    domain: str,
+    team_id: str | None,
+    selectors: Sequence[str],
+    details: Sequence[StoredCause] = (),
 ) -> Block | None:
-    """The Fix it button that answers the most important of `causes`, or None."""
-    finding = fix_for_causes(causes)
-    if finding is None:
+    """The Fix it button that answers the most important of `causes`, or None. A DKIM key's
+    button names the selector when the verdict's `details` name the key at `domain` itself."""
+    found = fixing_cause(causes)
+    if found is None:
         return None
-    return button("Fix it", slack_ids.ACTION_FIX, fix_value(finding, "", domain, team_id, selectors))
+    cause_id, finding = found
+    said = " ".join(f"{d.get('detail', '')} {d.get('fix', '')}" for d in details if d.get("id") == cause_id)
+    key_named = f"._domainkey.{domain}".lower() in said.lower()
+    value = fix_value(finding, said if key_named else "", domain, team_id, selectors)
+    return button("Fix it", slack_ids.ACTION_FIX, value)
 
 
 def _cause_sections(
-    cause_ids: Sequence[str], domain: str, team_id: str | None, selectors: Sequence[str], room: int
+    cause_ids: Sequence[str],
+    domain: str,
+    team_id: str | None,
+    selectors: Sequence[str],
+    room: int,
+    details: Sequence[StoredCause] = (),
 ) -> list[Block]:
-    """One section per cause: its title and fix, and the Fix it button that answers it."""
+    """One section per cause: its title and fix (the verdict's own detail and fix when `details`
+    has them), and the Fix it button that answers it."""
     blocks = []
     for cause_id in list(dict.fromkeys(cause_ids))[: min(room, MAX_CAUSES_EXPLAINED)]:
         kind = CAUSES.get(cause_id)
         if kind is None:
             continue
-        block = section(f"*{safe(kind.title, 200)}*  `{cause_id}`\n*Fix:* {safe(kind.fix, 1500)}")
-        fix = fix_button_for([cause_id], domain, team_id, selectors)
+        own = next((d for d in details if d.get("id") == cause_id), None)
+        detail = f"\n{safe(own['detail'], 1000)}" if own and own.get("detail") else ""
+        fix_text = own["fix"] if own and own.get("fix") else kind.fix
+        block = section(f"*{safe(kind.title, 200)}*  `{cause_id}`{detail}\n*Fix:* {safe(fix_text, 1200)}")
+        fix = fix_button_for([cause_id], domain, team_id, selectors, details)
         if fix is not None:
             block["accessory"] = fix
         blocks.append(block)
@@ -110,7 +132,11 @@ def render_failure_summary(
 
 
 def render_failure_answer(
-    name: str, stored: StoredFailure, group: FailureGroup | None, team_id: str | None
+    name: str,
+    stored: StoredFailure,
+    group: FailureGroup | None,
+    team_id: str | None,
+    details: Sequence[StoredCause] = (),
 ) -> tuple[str, list[Block]]:
     """The thread answer to a shared failure report: what failed and why, each cause's fix, and
     how many like it the day has seen."""
@@ -135,7 +161,7 @@ def render_failure_answer(
     blocks: list[Block] = [section("\n".join(lines))]
     if not stored.causes:
         blocks.append(section("No cause found: the message passes DMARC against today's DNS."))
-    blocks += _cause_sections(stored.causes, stored.from_domain, team_id, (), MAX_MESSAGE_BLOCKS - 2)
+    blocks += _cause_sections(stored.causes, stored.from_domain, team_id, (), MAX_MESSAGE_BLOCKS - 2, details)
     blocks.append(context(DNS_OF_THE_MOMENT))
     return text, blocks[:MAX_MESSAGE_BLOCKS]
 
@@ -146,9 +172,11 @@ def render_new_groups(
     senders: Mapping[str, str],
     team_id: str,
     selectors: Sequence[str],
+    details: Mapping[str, Sequence[StoredCause]] | None = None,
 ) -> tuple[str, list[Block], Block]:
     """The channel message about failure groups new since the last one: (fallback text, blocks,
-    its section in a digest). Each group carries the Fix it button matching its causes."""
+    its section in a digest). Each group carries the Fix it button matching its causes; `details`
+    (by group key) are its latest report's causes as the verdict gave them."""
     total = sum(g.count for g in groups)
     first = groups[0]
     first_line = group_line(first, senders.get(first.source_ip or ""), domain)
@@ -168,7 +196,8 @@ def render_new_groups(
     for group in groups[:MAX_ALERT_GROUPS]:
         line = group_line(group, senders.get(group.source_ip or ""), domain)
         block = section(f":incoming_envelope: {group.day}: {line}")
-        fix = fix_button_for(group.causes, group.from_domain, team_id, selectors)
+        own = (details or {}).get(group.key, ())
+        fix = fix_button_for(group.causes, group.from_domain, team_id, selectors, own)
         if fix is not None:
             fix["style"] = "danger"
             block["accessory"] = fix
@@ -185,7 +214,9 @@ def render_new_groups(
     if len(groups) > 1:
         digest_lines.append(f"…and {len(groups) - 1} more new groups")
     digest = section(fit_lines(digest_lines, 2900))
-    fix = fix_button_for(first.causes, first.from_domain, team_id, selectors)
+    fix = fix_button_for(
+        first.causes, first.from_domain, team_id, selectors, (details or {}).get(first.key, ())
+    )
     if fix is not None:
         digest["accessory"] = fix
     return safe(text, 2950), blocks, digest

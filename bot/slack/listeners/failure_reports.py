@@ -78,7 +78,8 @@ def answer_shared_failure(
         ),
         None,
     )
-    text, blocks = render_failure_answer(outcome.name, stored, group, team_id)
+    details = stores.failures.group_causes(team_id, group) if group else []
+    text, blocks = render_failure_answer(outcome.name, stored, group, team_id, details)
     reply(text=text, blocks=blocks)
 
 
