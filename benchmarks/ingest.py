@@ -38,11 +38,20 @@ fresh SQLite file, as `dmarcbot ingest` and the mailbox poller run it):
   --parsedmarc-zip 0 skips it, since it holds the member's whole document as dicts;
 - a zip bomb: one member of 1 GB of blank elements inside <feedback>, refused at the 200 MB
   max_xml_bytes cap (parsedmarc is not run on it: it inflates the member whole).
+
+Failure reports (`ours failures`): a mailbox of --failure-reports generated RFC 6591 failure
+reports, one `.eml` file each (a quarter carry a DKIM signature, the rest none; 50 source IPs), each
+ingested by `ingest_bytes` into one fresh SQLite file as `dmarcbot ingest FILE...` runs them: parsed,
+explained by the `why` verdict against NSD on loopback (needs `nsd`: DMARC, SPF and the DKIM key of
+the signed ones looked up for every report, as when it is read), stored redacted. It runs on a
+tenth of the mailbox, then on the whole, so the two peak RSS figures show whether memory stays flat
+as the mailbox grows. parsedmarc is not run on it: it does not explain failure reports.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import ipaddress
 import json
@@ -165,10 +174,71 @@ def generate_zip_bomb(path: Path, inflated: int = 1 << 30) -> Path:
     return path
 
 
+# --- generated failure reports ------------------------------------------------------------------
+
+FAILURE_SOURCES = 50  # distinct source IPs in the generated mailbox
+
+
+def failure_zones(public_key: str) -> dict[str, str]:
+    """The zones the failure reports' verdicts ask: example.com's DMARC, SPF and DKIM key."""
+    from tests.messages.helpers import key_record, zones
+
+    return zones(
+        {
+            "_dmarc.example.com": [("TXT", "v=DMARC1; p=reject; rua=mailto:dmarc@example.com")],
+            "example.com": [("TXT", "v=spf1 ip4:185.70.40.10 -all")],
+            "s1._domainkey.example.com": [("TXT", key_record(public_key))],
+        }
+    )
+
+
+def _failure_report(original: bytes, source_ip: str, arrival: str) -> bytes:
+    """An RFC 6591 failure report as a receiver mails it, carrying `original`."""
+    return (
+        b"From: dmarc-noreply@receiver.example\r\nTo: ruf@example.com\r\n"
+        b"Subject: DMARC failure report\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=feedback-report; boundary="B"\r\n'
+        b"\r\n--B\r\nContent-Type: text/plain\r\n\r\nA message failed DMARC.\r\n"
+        b"--B\r\nContent-Type: message/feedback-report\r\n\r\n"
+        b"Feedback-Type: auth-failure\r\nUser-Agent: bench/1.0\r\nVersion: 1\r\n"
+        + f"Original-Mail-From: <alice@example.com>\r\nArrival-Date: {arrival}\r\n"
+        f"Source-IP: {source_ip}\r\nReported-Domain: example.com\r\nAuth-Failure: dmarc\r\n".encode()
+        + b"\r\n--B\r\nContent-Type: message/rfc822\r\n\r\n"
+        + original
+        + b"\r\n--B--\r\n"
+    )
+
+
+def generate_failure_mailbox(folder: Path, count: int, private_key: bytes) -> Path:
+    """`count` failure reports, one .eml file each: every fourth carries a message signed by
+    example.com (one signature made once; the reports differ by source IP and arrival time)."""
+    from email.utils import format_datetime
+
+    from tests.messages.helpers import message, sign
+
+    folder.mkdir()
+    plain = message()
+    signed = sign(plain, "example.com", "s1", private_key)
+    start = time.time() - 2 * 86400
+    for n in range(count):
+        ip = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("203.0.113.0")) + n % FAILURE_SOURCES))
+        arrival = format_datetime(_utc(start + n))
+        original = signed if n % 4 == 0 else plain.replace(b"Quarterly numbers", f"Numbers {n}".encode())
+        (folder / f"{n:06d}.eml").write_bytes(_failure_report(original, ip, arrival))
+    return folder
+
+
+def _utc(seconds: float) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC)
+
+
 # --- the worker: one parser, one file, in a fresh process ----------------------------------------
 
 _refused_connections = 0
 _refusals: list[str] = []  # the ingest path's refusals (the cap that applied)
+_NAMESERVER = [""]  # host:port of the DNS server the failure reports' verdicts ask (the worker's)
 
 
 def _guard_network() -> None:
@@ -265,6 +335,33 @@ def _parser(kind: str) -> Callable[[Path], int]:
             return sum(report.records for report in outcome.reports)
 
         return run
+    if kind == "ours-failures":
+        from bot.reports.failures import FailureReading
+        from bot.reports.ingest import ingest_bytes, one_team
+        from bot.store.stores import open_stores
+        from handlers.dns.resolver import DnsSession, parse_nameserver
+
+        servers = (parse_nameserver(_NAMESERVER[0]),)
+        reading = FailureReading(dns=lambda: DnsSession(nameservers=servers, timeout=2.0, attempts=2))
+
+        def run(path: Path) -> int:
+            stored = 0
+            with tempfile.TemporaryDirectory(prefix="dmarcbot-bench-db-") as folder:
+                stores = open_stores(str(Path(folder) / "bench.db"))
+                try:
+                    owners = one_team("T1")
+                    for mail in sorted(path.iterdir()):
+                        outcome = ingest_bytes(
+                            stores.reports, mail.read_bytes(), mail.name, owners, "bench", reading=reading
+                        )
+                        if not outcome.ok:
+                            _refusals.append(outcome.error or "refused")
+                        stored += len(outcome.failures)
+                finally:
+                    stores.close()
+            return stored
+
+        return run
     if kind == "parsedmarc-file":
         import parsedmarc
 
@@ -337,8 +434,10 @@ def worker(kind: str, path: Path, runs: int, warmup: bool, traced: bool = True) 
 # --- the driver ----------------------------------------------------------------------------------
 
 
-def _measure(kind: str, path: Path, runs: int, warmup: bool) -> dict[str, Any]:
+def _measure(kind: str, path: Path, runs: int, warmup: bool, nameserver: str = "") -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.ingest", "--worker", kind, "--file", str(path)]
+    if nameserver:
+        command += ["--nameserver", nameserver]
     if kind in _WHOLE_PATH:
         # Minutes a run on the big inputs: one run, no tracemalloc run (it would take many more).
         command += ["--runs", "1", "--untraced"]
@@ -353,7 +452,28 @@ def _measure(kind: str, path: Path, runs: int, warmup: bool) -> dict[str, Any]:
     return result
 
 
-_WHOLE_PATH = ("ours-ingest", "ours-ingest-uncapped", "parsedmarc-file")
+_WHOLE_PATH = ("ours-ingest", "ours-ingest-uncapped", "parsedmarc-file", "ours-failures")
+
+
+_FAILURE_KEY = [b""]  # the private key of the generated DKIM signatures (the driver's)
+
+
+def _start_failure_dns(folder: Path, stack: contextlib.ExitStack) -> str:
+    """NSD on loopback serving the failure reports' zones, stopped when `stack` closes; its address."""
+    from tests.dnstest import NsdServer
+    from tests.keys import rsa_key
+
+    private, public = rsa_key(2048)
+    _FAILURE_KEY[0] = private
+    nsd = NsdServer(folder / "nsd")
+    stack.callback(nsd.stop)
+    nsd.start(failure_zones(public))
+    return nsd.address
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder (a mailbox)."""
+    return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
 
 
 def _have_parsedmarc() -> bool:
@@ -377,22 +497,31 @@ def main() -> None:
     )
     args.add_argument("--no-bomb", action="store_true", help="skip the zip bomb case")
     args.add_argument("--only-hostile", action="store_true", help="only the zip and zip bomb cases")
+    args.add_argument(
+        "--failure-reports",
+        type=int,
+        default=10_000,
+        help="failure reports in the mailbox case, also run on a tenth of them (0: skip; needs nsd)",
+    )
+    args.add_argument("--only-failures", action="store_true", help="only the failure report mailbox")
+    args.add_argument("--nameserver", help=argparse.SUPPRESS)
     args.add_argument("--worker", help=argparse.SUPPRESS)
     args.add_argument("--untraced", action="store_true", help=argparse.SUPPRESS)
     args.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args.add_argument("--warmup", action="store_true", help=argparse.SUPPRESS)
     opts = args.parse_args()
     if opts.worker:
+        _NAMESERVER[0] = opts.nameserver or ""
         worker(opts.worker, opts.file, opts.runs, opts.warmup, traced=not opts.untraced)
         return
 
     have_parsedmarc = _have_parsedmarc()
     if not have_parsedmarc:
         print(f"parsedmarc is not installed: only our parser is measured. To compare: {PIP_HINT}\n")
-    with tempfile.TemporaryDirectory(prefix="dmarcbot-bench-") as tmp:
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="dmarcbot-bench-") as tmp:
         jobs: list[tuple[str, Path, list[str], bool]] = []
         both = ["ours-stream", "ours-parse_report"] + (["parsedmarc"] if have_parsedmarc else [])
-        if not opts.only_hostile:
+        if not (opts.only_hostile or opts.only_failures):
             for sample in SAMPLES:
                 if sample.exists():
                     jobs.append((sample.name[:40], sample, both, True))
@@ -401,15 +530,22 @@ def main() -> None:
                 jobs.append((f"generated {opts.parsedmarc_records:,}", mid, both, False))
             big = generate(Path(tmp) / "big.xml", opts.records)
             jobs.append((f"generated {opts.records:,}", big, ["ours-stream"], False))
-        if opts.zip_members:
+        if opts.zip_members and not opts.only_failures:
             total = opts.zip_members * opts.zip_records
             archive = generate_zip(Path(tmp) / "big.zip", opts.zip_members, opts.zip_records, Path(tmp))
             kinds = ["ours-ingest", "ours-ingest-uncapped"]
             kinds += ["parsedmarc-file"] if have_parsedmarc and opts.parsedmarc_zip else []
             jobs.append((f"zip {opts.zip_members} x {opts.zip_records:,} = {total:,}", archive, kinds, False))
-        if not opts.no_bomb:
+        if not (opts.no_bomb or opts.only_failures):
             bomb = generate_zip_bomb(Path(tmp) / "bomb.zip")
             jobs.append(("zip bomb, 1 GB inflated", bomb, ["ours-ingest"], False))
+        nameserver = ""
+        if opts.failure_reports and not opts.only_hostile:
+            nameserver = _start_failure_dns(Path(tmp), stack)
+            private_key = _FAILURE_KEY[0]
+            for count in dict.fromkeys((max(1, opts.failure_reports // 10), opts.failure_reports)):
+                mailbox = generate_failure_mailbox(Path(tmp) / f"failures-{count}", count, private_key)
+                jobs.append((f"failure reports, mailbox of {count:,}", mailbox, ["ours-failures"], False))
 
         header = (
             f"{'input':42} {'MB':>7} {'parser':18} {'records':>9} {'median s':>9} {'records/s':>10} "
@@ -419,9 +555,11 @@ def main() -> None:
         print("-" * len(header))
         rates: dict[tuple[str, str], float] = {}
         for label, path, kinds, warmup in jobs:
-            size = path.stat().st_size / 1e6
+            size = _size(path) / 1e6
             for kind in kinds:
-                result = _measure(kind, path, opts.runs, warmup)
+                result = _measure(
+                    kind, path, opts.runs, warmup, nameserver if kind == "ours-failures" else ""
+                )
                 if "error" in result:
                     print(f"{label:42} {size:7.1f} {kind:18} failed: {result['error'][:80]}")
                     continue

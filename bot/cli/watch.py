@@ -160,6 +160,7 @@ def command_monitor(args: argparse.Namespace) -> int:
     Without --once a cycle runs every DMARCBOT_MONITOR_INTERVAL seconds until interrupted."""
     from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
     from bot.monitor.cycle import check_watches
+    from bot.reports.failure_alerts import announce_as_configured
 
     settings = load_settings(args.nameserver)
     stores = open_command_stores(settings)
@@ -174,6 +175,7 @@ def command_monitor(args: argparse.Namespace) -> int:
     if os.environ.get(CRASH_AFTER_OUTBOX_ENV) == "1":
         sys.stdout.flush()
         os._exit(CRASH_EXIT_CODE)  # test-only: die as a crash would, with the outbox written
+    announce_as_configured(stores, settings)  # new failure groups, folded into one an hour
     clients = client_for_team_factory(settings)
     delivery = deliver_pending(stores.outbox, clients)
     print(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from bot.config import Settings
 from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
 from bot.monitor.cycle import check_watches
+from bot.reports.failure_alerts import announce_as_configured
 from bot.store.stores import Stores
 from bot.supervision import SupervisedThread
 
@@ -26,6 +27,7 @@ def run_cycle(settings: Settings, stores: Stores) -> None:
         https=settings.https_client(),
         reports_silence_days=settings.reports_silence_days,
     )
+    announce_as_configured(stores, settings)  # new failure groups, folded into one an hour
     delivery = deliver_pending(stores.outbox, client_for_team_factory(settings))
     log.info(
         "Monitor cycle: %d watches, %d domains, %d DNS queries, %d outages, %d alerts "

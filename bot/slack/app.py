@@ -18,7 +18,16 @@ from bot.config import Settings
 from bot.slack.deliveries import DeliveryLog, register_deduplication
 from bot.slack.features import Feature, gather
 from bot.slack.installations import install_callbacks
-from bot.slack.listeners import aggregate_reports, check_report, commands, fixit, home, watch, why
+from bot.slack.listeners import (
+    aggregate_reports,
+    check_report,
+    commands,
+    failure_reports,
+    fixit,
+    home,
+    watch,
+    why,
+)
 from bot.slack.listeners import tls_reports as tls_report_listeners
 from bot.slack.routing import HELP
 from bot.slack.work import WorkPool
@@ -36,6 +45,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(name="help", subcommands=(HELP,)),  # /dmarc help
     aggregate_reports.REPORTS,  # /dmarc report, shared report files
     tls_report_listeners.TLS_REPORTS,  # /dmarc tls
+    failure_reports.FAILURES,  # /dmarc failures
     watch.WATCH,  # /dmarc watch, unwatch, list; the Home tab's watch list
     check_report.REPORT_BUTTONS,  # a report's Re-check and Watch buttons
     fixit.FIX_IT,  # a finding's Fix it button, the modal, Verify

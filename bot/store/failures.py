@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.store.database import Database
+from bot.store.outbox import NewAlert, insert_alerts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +66,11 @@ class FailureGroup:
     first: str
     last: str
     dmarc_result: str
+
+    @property
+    def key(self) -> str:
+        """What identifies the group across reads: its day, source IP, From domain and causes."""
+        return json.dumps([self.day, self.source_ip, self.from_domain, list(self.causes)])
 
 
 class FailureStore:
@@ -151,3 +157,86 @@ class FailureStore:
             )
             for day, ip, from_domain, causes, count, first_at, last_at, result in rows
         ]
+
+    def group_causes(self, team_id: str, group: FailureGroup) -> list[dict[str, str]]:
+        """The causes, with their details and specific fixes, of the group's latest report (as the
+        verdict said when it was read: the key name a missing key was looked up at, say)."""
+        row = self.database.connection.execute(
+            "SELECT verdict FROM failure_reports WHERE team_id = ? AND day = ? AND source_ip IS ? "
+            "AND from_domain = ? AND causes = ? ORDER BY arrived_at DESC LIMIT 1",
+            [team_id, group.day, group.source_ip, group.from_domain, json.dumps(list(group.causes))],
+        ).fetchone()
+        verdict = json.loads(row[0]) if row and row[0] else {}
+        causes = verdict.get("causes") if isinstance(verdict, dict) else None
+        return [
+            {key: str(c.get(key) or "") for key in ("id", "title", "detail", "fix")}
+            for c in (causes if isinstance(causes, list) else [])
+            if isinstance(c, dict)
+        ]
+
+    # -- the groups told to a watch's channel (bot.reports.failure_alerts) ----------------------
+
+    def recent_domains(self, first: str) -> list[tuple[str, str]]:
+        """(team id, domain) pairs with failure reports on or after day `first`, both the domain
+        each report is about and its From domain (a watch of either hears of it)."""
+        rows = self.database.connection.execute(
+            "SELECT team_id, domain FROM failure_reports WHERE day >= ? UNION "
+            "SELECT team_id, from_domain FROM failure_reports WHERE day >= ? ORDER BY 1, 2",
+            [first, first],
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def last_announced(self, team_id: str, domain: str) -> str | None:
+        """When the domain's channel was last told about a new group (ISO time), or None."""
+        row = self.database.connection.execute(
+            "SELECT MAX(announced_at) FROM failure_notices WHERE team_id = ? AND domain = ?",
+            [team_id, domain],
+        ).fetchone()
+        return str(row[0]) if row and row[0] else None
+
+    def unannounced_groups(self, team_id: str, domain: str, first: str, last: str) -> list[FailureGroup]:
+        """The groups from `first` to `last` the domain's channel has not been told about."""
+        told = {
+            row[0]
+            for row in self.database.connection.execute(
+                "SELECT group_key FROM failure_notices WHERE team_id = ? AND domain = ?", [team_id, domain]
+            ).fetchall()
+        }
+        return [g for g in self.groups(team_id, domain, first, last) if g.key not in told]
+
+    def announce(
+        self,
+        team_id: str,
+        domain: str,
+        groups: list[FailureGroup],
+        alert: NewAlert,
+        quiet_since: str,
+        now: str,
+    ) -> bool:
+        """Write `alert` to the outbox and mark `groups` told, in one transaction, unless the
+        domain's channel was told anything after `quiet_since` or any of `groups` was told
+        already (another monitor got there first: its message is the one). True when written."""
+        keys = [g.key for g in groups]
+        with self.database.write() as db:
+            row = db.execute(
+                "SELECT MAX(announced_at) FROM failure_notices WHERE team_id = ? AND domain = ?",
+                [team_id, domain],
+            ).fetchone()
+            if row and row[0] and str(row[0]) > quiet_since:
+                return False
+            marks = ",".join("?" * len(keys))
+            told = db.execute(
+                f"SELECT COUNT(*) FROM failure_notices WHERE team_id = ? AND domain = ? "
+                f"AND group_key IN ({marks})",
+                [team_id, domain, *keys],
+            ).fetchone()
+            if int(told[0]):
+                return False
+            for key in keys:
+                db.execute(
+                    "INSERT INTO failure_notices (team_id, domain, group_key, announced_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    [team_id, domain, key, now],
+                )
+            insert_alerts(db, team_id, [alert], now)
+        return True

@@ -384,6 +384,19 @@ def _create_tls_reports(db: sqlite_utils.Database) -> None:
     db.table("tls_failures").create_index(["team_id", "domain", "day"])
 
 
+def _create_failure_notices(db: sqlite_utils.Database) -> None:
+    # One row per failure group a watch's channel was told about (the group's day, source IP, From
+    # domain and causes as `group_key`), written in the same transaction as the outbox alert that
+    # tells it: a group is announced once, whichever monitor gets there first, across restarts.
+    # `announced_at` spaces the messages about one domain (at most one an hour).
+    db.table("failure_notices").create(
+        {"team_id": str, "domain": str, "group_key": str, "announced_at": str},
+        not_null={"team_id", "domain", "group_key", "announced_at"},
+    )
+    db.table("failure_notices").create_index(["team_id", "domain", "group_key"], unique=True)
+    db.table("failure_notices").create_index(["team_id", "domain", "announced_at"])
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -400,5 +413,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (12, "report details", _add_report_details),  # senders named, dispositions, the CSV
     (13, "failure reports", _create_failure_reports),  # explained when read, stored redacted
     (14, "mailbox polls", _create_mailbox_polls),  # a failing poll named when reports stop
+    (19, "failure notices", _create_failure_notices),  # each new failure group told once
     (20, "tls reports", _create_tls_reports),  # SMTP TLS reports (RFC 8460)
 ]

@@ -30,6 +30,7 @@ from bot.reports.tls_alerts import review_tls_after_ingest
 from bot.slack.blocks.aggregate import render_file_answer, render_summary
 from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file
+from bot.slack.listeners.failure_reports import answer_shared_failure
 from bot.slack.routing import Job, Subcommand, parse_domain_argument
 from bot.slack.turn import SlackTurn, installation_enterprise, installation_team
 from bot.slack.work import WorkPool
@@ -132,6 +133,9 @@ def ingest_shared_file(
         outcome = ingest_bytes(
             reports, data, name, one_team(team_id), "slack", reading=FailureReading.of(settings)
         )
+    if outcome.failures:
+        answer_shared_failure(stores, settings, outcome, team_id, reply)
+        return outcome
     if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
         # a message shared for `/dmarc why`, not a report: not ours to answer
         log.info("shared message %r (team %s): carries no aggregate report, left alone", name, team_id)
