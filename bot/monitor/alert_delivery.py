@@ -118,28 +118,25 @@ def deliver_pending(
     report = DeliveryReport()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"  # this pass
     for team_id in outbox.teams():
-        pending = outbox.claimable_alerts(team_id)
-        if not pending:
+        channels = outbox.claimable_channels(team_id)
+        if not channels:
             continue
         client = client_for_team(team_id)
         if client is None:
-            log.warning("No Slack token for team %s: %d alerts stay pending", team_id, len(pending))
+            count = outbox.pending_count(team_id)
+            log.warning("No Slack token for team %s: %d alerts stay pending", team_id, count)
             continue
-        by_channel: dict[str, list[Alert]] = {}
-        replies: list[Alert] = []
-        for alert in pending:
-            if alert.thread_ts:
-                replies.append(alert)
-            else:
-                by_channel.setdefault(alert.channel_id, []).append(alert)
-        batches = [*by_channel.items(), *((alert.channel_id, [alert]) for alert in replies)]
-        for channel_id, alerts in batches:
-            claimed = set(outbox.claim(team_id, [a.id for a in alerts], owner, lease))
-            mine = [a for a in alerts if a.id in claimed]
-            if mine:
-                pacer.wait_turn(channel_id)  # within the lease, which covers the wait
-                _post_batch(outbox, client, team_id, channel_id, mine, report)
-    report.alerts_pending = sum(len(outbox.pending_alerts(t)) for t in outbox.teams())
+        for channel in channels:
+            pending = outbox.claimable_alerts(team_id, channel_id=channel)  # one channel's at a time
+            digest = [alert for alert in pending if not alert.thread_ts]
+            replies = [[alert] for alert in pending if alert.thread_ts]
+            for alerts in [digest, *replies] if digest else replies:
+                claimed = set(outbox.claim(team_id, [a.id for a in alerts], owner, lease))
+                mine = [a for a in alerts if a.id in claimed]
+                if mine:
+                    pacer.wait_turn(channel)  # within the lease, which covers the wait
+                    _post_batch(outbox, client, team_id, channel, mine, report)
+    report.alerts_pending = sum(outbox.pending_count(t) for t in outbox.teams())
     report.alerts_claimed_elsewhere = sum(outbox.leased_count(t, owner) for t in outbox.teams())
     return report
 

@@ -147,14 +147,35 @@ class AlertOutbox:
         )
         return _alert(rows[0]) if rows else None
 
-    def claimable_alerts(self, team_id: str, now: datetime | None = None) -> list[Alert]:
-        """The team's undelivered alerts that no live lease holds, oldest first."""
-        rows = self.database.connection.table("alerts").rows_where(
-            "team_id = ? AND state = 'pending' AND (claimed_until IS NULL OR claimed_until <= ?)",
-            [team_id, iso(now or utcnow())],
-            order_by="id",
-        )
+    def claimable_alerts(
+        self, team_id: str, now: datetime | None = None, channel_id: str | None = None
+    ) -> list[Alert]:
+        """The team's undelivered alerts that no live lease holds (in one channel, or all),
+        oldest first."""
+        where = "team_id = ? AND state = 'pending' AND (claimed_until IS NULL OR claimed_until <= ?)"
+        args = [team_id, iso(now or utcnow())]
+        if channel_id is not None:
+            where, args = where + " AND channel_id = ?", [*args, channel_id]
+        rows = self.database.connection.table("alerts").rows_where(where, args, order_by="id")
         return [_alert(row) for row in rows]
+
+    def claimable_channels(self, team_id: str, now: datetime | None = None) -> list[str]:
+        """The channels with undelivered alerts of the team that no live lease holds (ids only:
+        a delivery reads one channel's alerts at a time, so a cycle of 10,000 alerts is never
+        in memory at once)."""
+        rows = self.database.connection.execute(
+            "SELECT channel_id FROM alerts WHERE team_id = ? AND state = 'pending' AND "
+            "(claimed_until IS NULL OR claimed_until <= ?) GROUP BY channel_id ORDER BY MIN(id)",
+            [team_id, iso(now or utcnow())],
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def pending_count(self, team_id: str) -> int:
+        """How many of the team's alerts are undelivered."""
+        row = self.database.connection.execute(
+            "SELECT COUNT(*) FROM alerts WHERE team_id = ? AND state = 'pending'", [team_id]
+        ).fetchone()
+        return int(row[0])
 
     def leased_count(self, team_id: str, not_owner: str, now: datetime | None = None) -> int:
         """How many of the team's pending alerts a live lease of another owner holds."""
