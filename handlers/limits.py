@@ -63,6 +63,10 @@ MAX_ADDRESSES_PER_MX = 4
 # Reverse names per address followed back to their addresses: one is the rule (RFC 1912 §2.1);
 # a few more are tolerated, the rest ignored.
 MAX_REVERSE_NAMES = 3
+# TLSA records read per MX host (RFC 7672): one per certificate or key in use, two during a
+# rollover; the rest of a larger set are counted, not judged. One TLSA question is asked per
+# checked MX host (MAX_MX_HOSTS_CHECKED), never more.
+MAX_TLSA_RECORDS = 8
 # An MTA-STS policy is a few hundred bytes (RFC 8461 §3.2); RFC 8461 §3.3 lets senders cap the
 # size they read, and 64 KB is the cap common senders use.
 MAX_HTTPS_BODY = 64 * 1024
@@ -96,5 +100,6 @@ __all__ = [
     "MAX_REVERSE_NAMES",
     "MAX_RSA_EXPONENT",
     "MAX_RSA_KEY_BITS",
+    "MAX_TLSA_RECORDS",
     "VERIFY_SECONDS_PER_SIGNATURE",
 ]

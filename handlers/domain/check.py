@@ -39,6 +39,9 @@ from handlers.https_fetch import HttpsClient
 # DMARC before SPF and DKIM (without DMARC nothing else is evaluated), then MX and its transport security,
 # then the logo (which needs DMARC first) and the zone's signatures.
 _FAMILY_ORDER = ("domain", "dns", "dmarc", "spf", "dkim", "mx", "mta_sts", "tls_rpt", "bimi", "dnssec")
+# Families reported, and ranked, with the MX hosts they are about (DANE's TLSA records, the STARTTLS
+# probe).
+_MX_HOST_FAMILIES = ("dane", "smtp")
 
 
 # The parts a report shows after DMARC, SPF, DKIM and MX, in order, with their names. Each gets its
@@ -116,6 +119,8 @@ class DomainReport:
         """The record a finding belongs under: its own family, except a DNS failure, which goes
         under the part whose lookup failed (an outage of the whole DNS goes under DMARC, first)."""
         family = f.id.split(".", 1)[0]
+        if family in _MX_HOST_FAMILIES:
+            return "mx"
         if family != "dns":
             return family
         org = self.organizational
@@ -255,7 +260,8 @@ class DomainReport:
         hosts = []
         for entry, host in zip(self.mx.to_json(), self.mx.hosts, strict=True):
             checked = self.mx_hosts.host(host.host) if self.mx_hosts else None
-            hosts.append({**entry, **(checked.to_json() if checked else {"addresses": [], "reverse": {}})})
+            unchecked: dict[str, object] = {"addresses": [], "reverse": {}, "tlsa": []}
+            hosts.append({**entry, **(checked.to_json() if checked else unchecked)})
         return hosts
 
     def to_json(self) -> dict[str, object]:
@@ -309,6 +315,7 @@ def invalid_domain_json(typed: str, reason: str) -> dict[str, object]:
 
 def _family_rank(finding_id: str) -> int:
     family = finding_id.split(".", 1)[0]
+    family = "mx" if family in _MX_HOST_FAMILIES else family
     return _FAMILY_ORDER.index(family) if family in _FAMILY_ORDER else len(_FAMILY_ORDER)
 
 
@@ -409,7 +416,12 @@ async def _check_mail_transport(
         check_tls_rpt(session, domain),
     )
     mta_sts = mta_sts.covering(mx)
-    tls_rpt = tls_rpt.with_transport_policy("an MTA-STS policy" if mta_sts.published else None)
+    policies = [
+        name
+        for name, used in (("an MTA-STS policy", mta_sts.published), ("DANE TLSA records", mx_hosts.dane))
+        if used
+    ]
+    tls_rpt = tls_rpt.with_transport_policy(" and ".join(policies) or None)
     return mx, mx_hosts, mta_sts, tls_rpt
 
 

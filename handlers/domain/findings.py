@@ -318,6 +318,12 @@ CATALOG: dict[str, FindingKind] = {
         "Re-sign the zone (or let your DNS provider re-sign it) so every record set carries a current "
         "signature by a key in its DNSKEY set; if signing was meant to stop, remove the DS record first.",
     ),
+    "dane.tlsa_invalid": FindingKind(
+        E,
+        "An MX host's DANE TLSA records are not usable",
+        "Publish a record such as 3 1 1 <SHA-256 of the server certificate's public key> at "
+        "_25._tcp.MXHOST, in a zone signed with DNSSEC (RFC 7672).",
+    ),
 }
 
 # Raised by the monitor (bot.monitor.fix_followup), never by a check: a flattened record's address terms
