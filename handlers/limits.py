@@ -77,6 +77,16 @@ MAX_HTTPS_HEADERS = 16 * 1024
 HTTPS_TIMEOUT = 5.0
 # MX patterns read from one MTA-STS policy: a real one names a handful.
 MAX_MTA_STS_MX_PATTERNS = 50
+# The STARTTLS probe (`check --smtp`): MX hosts probed, each at its first addresses only. A
+# stranger's MX list must not make the check open dozens of connections.
+MAX_SMTP_HOSTS_PROBED = 5
+MAX_SMTP_ADDRESSES_PER_HOST = 2
+# Seconds for one host's whole dialogue (connect, greeting, EHLO, STARTTLS, handshake). RFC 5321
+# §4.5.3.2 lets a sender wait minutes; a check waiting on a tarpit must not.
+SMTP_TIMEOUT = 10.0
+# Bytes read from one host in all: a greeting and an EHLO reply are a few hundred bytes (a reply
+# line is at most 512, RFC 5321 §4.5.3.1.5); a server sending more is not answering in SMTP.
+MAX_SMTP_BYTES = 16 * 1024
 # A BIMI logo (SVG Tiny PS) is at most 32 KB: the size the BIMI draft recommends and mailbox
 # providers enforce; a larger file is refused, so it is also the most read of one.
 MAX_BIMI_LOGO_BYTES = 32 * 1024
@@ -100,6 +110,10 @@ __all__ = [
     "MAX_REVERSE_NAMES",
     "MAX_RSA_EXPONENT",
     "MAX_RSA_KEY_BITS",
+    "MAX_SMTP_ADDRESSES_PER_HOST",
+    "MAX_SMTP_BYTES",
+    "MAX_SMTP_HOSTS_PROBED",
     "MAX_TLSA_RECORDS",
+    "SMTP_TIMEOUT",
     "VERIFY_SECONDS_PER_SIGNATURE",
 ]
