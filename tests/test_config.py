@@ -237,3 +237,12 @@ def test_a_team_id_that_is_not_a_workspace_id_is_refused(team: str) -> None:
 
 def test_a_workspace_id_is_accepted() -> None:
     assert Settings.from_env({"SLACK_TEAM_ID": "T0123ABCD"}).default_team == "T0123ABCD"
+
+
+def test_the_smtp_probe_port_is_25_unless_set() -> None:
+    assert Settings.from_env({}).smtp_prober().port == 25
+    assert Settings.from_env({"DMARCBOT_SMTP_PORT": "2525"}).smtp_prober().port == 2525
+    with pytest.raises(
+        SettingsError, match="DMARCBOT_SMTP_PORT='smtp' must be a whole number from 1 to 65535"
+    ):
+        Settings.from_env({"DMARCBOT_SMTP_PORT": "smtp"})

@@ -60,21 +60,23 @@ async def probe_mx_hosts(prober: SmtpProber, hosts: MxHostsReport) -> SmtpProbeR
 
 
 async def _probe_host(prober: SmtpProber, host: MxHostCheck) -> Finding | None:
+    """The host's first addresses in turn until one answers in SMTP; the time limit is for them all."""
     shown = display_name(host.host)
-    unreachable = ""
-    for address in host.addresses[:MAX_SMTP_ADDRESSES_PER_HOST]:
-        where = f"{shown} ({_bracketed(address)}, port {prober.port})"
-        try:
-            async with asyncio.timeout(prober.timeout):
-                return await _dialogue(prober, host, address, where)
-        except TimeoutError:
-            unreachable = f"{where} did not finish answering within {prober.timeout:g} seconds"
-        except ConnectionRefusedError:
-            unreachable = f"{where} refused the connection"
-        except OSError:
-            unreachable = f"{where} could not be reached"
-        except _NotSmtp as error:
-            unreachable = f"{where} {error}"
+    unreachable = where = f"{shown} (port {prober.port})"
+    try:
+        async with asyncio.timeout(prober.timeout):
+            for address in host.addresses[:MAX_SMTP_ADDRESSES_PER_HOST]:
+                where = f"{shown} ({_bracketed(address)}, port {prober.port})"
+                try:
+                    return await _dialogue(prober, host, address, where)
+                except ConnectionRefusedError:
+                    unreachable = f"{where} refused the connection"
+                except OSError:
+                    unreachable = f"{where} could not be reached"
+                except _NotSmtp as error:
+                    unreachable = f"{where} {error}"
+    except TimeoutError:
+        unreachable = f"{where} did not finish answering within {prober.timeout:g} seconds"
     return finding(
         "smtp.unreachable",
         f"The MX host {unreachable}. The network this check ran from may block outgoing port 25, so "
