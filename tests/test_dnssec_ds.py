@@ -51,6 +51,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdServer]:
     parent = make_zone("test", delegations) + "\n".join(line for line in ds.values() if line) + "\n"
     zones = {"test": parent, **{f"{name}.test": zone.text for name, zone in signed.items()}}
     zones["plain.test"] = make_zone("plain.test", RECORDS)
+    # a signed zone whose parent is not served: the "no DS" answer comes from the zone itself
+    orphan = sign_with_bind(keys / "orphan", "orphan.example", make_zone("orphan.example", RECORDS))
+    zones["orphan.example"] = orphan.text
     server = NsdServer(tmp_path_factory.mktemp("nsd-ds"))
     with server.start(zones):
         yield server
@@ -101,6 +104,15 @@ def test_a_signed_zone_without_ds_is_an_island_reported_unsigned(
     assert island.id == "dnssec.unsigned" and island.severity is Severity.INFO
     assert "is signed, but its parent publishes no DS record for it" in island.detail
     assert "registrar" in island.fix
+    assert report.to_json() == {"signed": True, "valid": True}
+
+
+def test_no_ds_said_by_the_zone_itself_proves_nothing(world: NsdServer, make_session: SessionFactory) -> None:
+    """Asked of the zone's own server, "no DS" is the child's answer, not the parent's: not an island."""
+    with FaultProxy((world.host, world.port)) as proxy:
+        report = run(make_session, proxy, "orphan.example")
+        assert proxy.count("orphan.example", "DS") == 1
+    assert report.findings == ()
     assert report.to_json() == {"signed": True, "valid": True}
 
 

@@ -84,6 +84,10 @@ async def check_dnssec(session: DnsSession, domain: str, now: float | None = Non
     broken_chain = None
     if ds.is_outage:
         findings.append(temperror_finding(ds.as_lookup()))
+    elif ds.rrset is None and ds.zone == zone:
+        # The "no DS" came from the zone itself, not its parent (RFC 4035 §3.1.4.1: the DS lives
+        # in the parent): the server asked is the zone's own, not a resolver, so nothing is known.
+        pass
     elif ds.rrset is None:
         findings.append(
             finding(
