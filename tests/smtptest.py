@@ -39,7 +39,8 @@ def free_tcp_port(addresses: list[str]) -> int:
 
 class SmtpServers:
     """Servers by address: `smtp(address, tls)` (aiosmtpd; STARTTLS offered when `tls` is given),
-    `silent(address)` (accepts, never answers), `chatty(address)` (a greeting that never ends)."""
+    `silent(address)` (accepts, never answers), `chatty(address)` (a greeting that never ends),
+    `scripted(address, greeting, replies)` (a fixed dialogue)."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -78,6 +79,33 @@ class SmtpServers:
                         pass
 
         thread = threading.Thread(target=talk, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def scripted(self, address: str, greeting: bytes, replies: list[bytes]) -> None:
+        """Sends `greeting`, then one of `replies` after each line it reads (a server that breaks
+        the dialogue at a chosen step: refuses STARTTLS, or answers it with bytes that are not TLS)."""
+        listener = socket.create_server((address, self.port))
+        listener.settimeout(0.2)
+        self._sockets.append(listener)
+
+        def serve() -> None:
+            while not self._stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    continue
+                with connection:
+                    connection.settimeout(2)
+                    try:
+                        connection.sendall(greeting)
+                        for reply in replies:
+                            connection.recv(1024)
+                            connection.sendall(reply)
+                    except OSError:
+                        pass
+
+        thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         self._threads.append(thread)
 

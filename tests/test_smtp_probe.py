@@ -25,7 +25,21 @@ from tests.dnstest.signing import sign_with_bind
 from tests.httpstest import LocalCa
 from tests.smtptest import SmtpServers, free_tcp_port, loopback_addresses
 
-CASES = ("good", "expired", "wrongname", "plain", "silent", "chatty", "nothing", "danegood", "danebad")
+CASES = (
+    "good",
+    "expired",
+    "wrongname",
+    "plain",
+    "silent",
+    "chatty",
+    "nothing",
+    "danegood",
+    "danebad",
+    "refuses",
+    "nottls",
+    "busy",
+)
+EHLO_WITH_STARTTLS = b"250-mx.test\r\n250 STARTTLS\r\n"
 
 
 @dataclass
@@ -68,6 +82,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         servers.smtp(addresses["plain"], None)
         servers.silent(addresses["silent"])
         servers.chatty(addresses["chatty"])
+        servers.scripted(
+            addresses["refuses"], b"220 mx\r\n", [EHLO_WITH_STARTTLS, b"454 TLS not available\r\n"]
+        )
+        servers.scripted(
+            addresses["nottls"], b"220 mx\r\n", [EHLO_WITH_STARTTLS, b"220 go\r\n", b"HTTP/1.0 400\r\n"]
+        )
+        servers.scripted(addresses["busy"], b"421 too busy, try later\r\n", [])
         yield World(dns, ca.ca_file, port)
 
 
@@ -94,11 +115,19 @@ def test_starttls_with_a_valid_certificate_says_nothing(
     assert report.findings == () and report.not_probed == ()
 
 
-def test_no_starttls_is_an_error(world: World, make_session: SessionFactory) -> None:
-    missing = only(probe(world, make_session, "plain.smtp.test"))
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("plain", "does not list STARTTLS in its EHLO reply"),
+        ("refuses", "offers STARTTLS but answered it with 454"),
+        ("nottls", "offers STARTTLS but the TLS handshake failed"),
+    ],
+)
+def test_no_starttls_is_an_error(world: World, make_session: SessionFactory, name: str, why: str) -> None:
+    missing = only(probe(world, make_session, f"{name}.smtp.test"))
     assert missing.id == "smtp.starttls_missing" and missing.severity is Severity.ERROR
-    assert "The MX host mx.plain.smtp.test (" in missing.detail
-    assert "does not list STARTTLS in its EHLO reply: mail to it travels unencrypted" in missing.detail
+    assert f"The MX host mx.{name}.smtp.test (" in missing.detail
+    assert f"{why}: mail to it travels unencrypted" in missing.detail
 
 
 @pytest.mark.parametrize(
@@ -125,6 +154,7 @@ def test_a_certificate_that_does_not_verify_is_a_warning(
         ("nothing", "refused the connection"),
         ("silent", "did not finish answering within 0.5 seconds"),
         ("chatty", "sent more than 16 KB without finishing its replies"),
+        ("busy", "greeted with 421 instead of 220"),
     ],
 )
 def test_an_unreachable_host_is_info_never_an_error(
