@@ -39,8 +39,10 @@ the logo; checkdmarc fetches through `requests` and the system's resolver, which
 test names, so its fetches fail at once: in its favour), and with it down (every HTTPS fetch is
 refused at once, so the figure is the DNS work alone). Goal: ours at least 5x faster in both.
 
-Exit status: 0 when every goal passes, 1 when one is missed or a result is not sane, 2 without NSD,
-130 when interrupted. NSD and the proxy are stopped on every way out, Ctrl-C and SIGTERM included.
+Exit status: 0 when every goal passes, 1 when one is missed or a result is not sane, 2 without NSD
+or without root (ports 443 and 53),
+130 when interrupted. NSD, the proxy and the HTTPS server are stopped on every way out, Ctrl-C and
+SIGTERM included.
 """
 
 from __future__ import annotations
@@ -353,13 +355,22 @@ def main() -> int:
         proxy: TimedProxy | None = None
         https = _https_server(Path(workdir) / "ca")
         try:
-            https.__enter__()
+            try:
+                https.__enter__()
+            except RuntimeError as error:  # port 443 on a 127.x address needs root
+                print(error, file=sys.stderr)
+                return 2
             zones = build_zones(https.address)
             nsd.start(zones)
             # NSD's port is known once it started; checkdmarc's -n reaches port 53 only
             listen = (f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.53", 53)
             proxy = TimedProxy((nsd.host, nsd.port), listen=listen)
-            proxy.start()
+            try:
+                proxy.start()
+            except (RuntimeError, OSError) as error:  # port 53 needs root
+                proxy = None
+                print(f"cannot listen on {listen[0]}:53: {error}", file=sys.stderr)
+                return 2
             proxy.latency = args.latency
             servers = (Nameserver(proxy.host, proxy.port),)
             peer_servers = checkdmarc_nameservers(servers)
