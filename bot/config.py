@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from handlers.dns.resolver import (
     DEFAULT_MAX_INFLIGHT,
@@ -18,11 +19,15 @@ from handlers.dns.resolver import (
 from handlers.errors import ConfigurationError
 from handlers.https_fetch import HttpsClient
 
+if TYPE_CHECKING:
+    from handlers.domain import smtp_probe
+
 SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DB = "./dmarcbot.db"
 DEFAULT_PORT = 3000
 DEFAULT_MONITOR_INTERVAL = 3600
 DEFAULT_REPORTS_SILENCE_DAYS = 3  # receivers send daily: three days without one is news
+DEFAULT_SMTP_PORT = 25  # RFC 5321 §4.5.4: where MX hosts receive mail; `check --smtp` probes it
 IMAPS_PORT = 993  # IMAP over TLS (RFC 8314): the only way the poller reads the mailbox
 TEAM_ID = re.compile(r"T[A-Z0-9]{2,}")  # Slack workspace ids: T followed by upper-case letters and digits
 
@@ -61,6 +66,8 @@ class Settings:
     # DMARCBOT_FAILURES_KEEP_ADDRESSES: failure reports quote other people's mail, so the local
     # parts of addresses are redacted before they are stored unless the operator opts in.
     failures_keep_addresses: bool = False
+    # DMARCBOT_SMTP_PORT: the port `check --smtp` probes (25, where MX hosts listen; tests use another)
+    smtp_port: int = DEFAULT_SMTP_PORT
 
     def dns_session(self) -> DnsSession:
         """A fresh DnsSession with these settings: one per check, re-check or monitor cycle."""
@@ -71,6 +78,12 @@ class Settings:
     def https_client(self) -> HttpsClient:
         """The HTTPS client every fetch uses (the MTA-STS policy), with the configured CA bundle."""
         return HttpsClient(ca_file=self.ca_file)
+
+    def smtp_prober(self) -> smtp_probe.SmtpProber:
+        """The STARTTLS probe of `check --smtp`: the configured port, the HTTPS client's CA bundle."""
+        from handlers.domain.smtp_probe import SmtpProber  # only `check --smtp` needs it
+
+        return SmtpProber(tls=self.https_client(), port=self.smtp_port)
 
     @property
     def socket_mode(self) -> bool:
@@ -154,6 +167,7 @@ class Settings:
             default_team=get("SLACK_TEAM_ID"),
             ca_file=get("DMARCBOT_CA_FILE"),
             failures_keep_addresses=keep_text == "true",
+            smtp_port=integer("DMARCBOT_SMTP_PORT", DEFAULT_SMTP_PORT, 1, 65535),
         )
         if settings.ca_file and not os.path.isfile(settings.ca_file):
             problems.append(f"DMARCBOT_CA_FILE={settings.ca_file!r} is not a file (a PEM CA bundle)")

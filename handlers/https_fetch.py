@@ -34,6 +34,11 @@ _CERTIFICATE_PROBLEMS = {
 }
 
 
+def certificate_problem(error: ssl.SSLCertVerificationError) -> str:
+    """What is wrong with a certificate, in words that follow "the certificate of HOST"."""
+    return _CERTIFICATE_PROBLEMS.get(error.verify_code, "could not be verified")
+
+
 class FetchStep(enum.Enum):
     """Where a fetch stopped: the words `mta_sts.policy_unreachable` and the like name."""
 
@@ -111,7 +116,7 @@ async def _get(client: HttpsClient, url: str, host: str, path: str, addresses: l
                 address, HTTPS_PORT, ssl=client.tls_context(), server_hostname=host
             )
         except ssl.SSLCertVerificationError as error:
-            problem = _CERTIFICATE_PROBLEMS.get(error.verify_code, "could not be verified")
+            problem = certificate_problem(error)
             return HttpsResponse(
                 url=url,
                 failed_step=FetchStep.CERTIFICATE,

@@ -63,6 +63,10 @@ MAX_ADDRESSES_PER_MX = 4
 # Reverse names per address followed back to their addresses: one is the rule (RFC 1912 §2.1);
 # a few more are tolerated, the rest ignored.
 MAX_REVERSE_NAMES = 3
+# TLSA records read per MX host (RFC 7672): one per certificate or key in use, two during a
+# rollover; the rest of a larger set are counted, not judged. One TLSA question is asked per
+# checked MX host (MAX_MX_HOSTS_CHECKED), never more.
+MAX_TLSA_RECORDS = 8
 # An MTA-STS policy is a few hundred bytes (RFC 8461 §3.2); RFC 8461 §3.3 lets senders cap the
 # size they read, and 64 KB is the cap common senders use.
 MAX_HTTPS_BODY = 64 * 1024
@@ -73,6 +77,16 @@ MAX_HTTPS_HEADERS = 16 * 1024
 HTTPS_TIMEOUT = 5.0
 # MX patterns read from one MTA-STS policy: a real one names a handful.
 MAX_MTA_STS_MX_PATTERNS = 50
+# The STARTTLS probe (`check --smtp`): MX hosts probed, each at its first addresses only. A
+# stranger's MX list must not make the check open dozens of connections.
+MAX_SMTP_HOSTS_PROBED = 5
+MAX_SMTP_ADDRESSES_PER_HOST = 2
+# Seconds for one host's whole dialogue (connect, greeting, EHLO, STARTTLS, handshake). RFC 5321
+# §4.5.3.2 lets a sender wait minutes; a check waiting on a tarpit must not.
+SMTP_TIMEOUT = 10.0
+# Bytes read from one host in all: a greeting and an EHLO reply are a few hundred bytes (a reply
+# line is at most 512, RFC 5321 §4.5.3.1.5); a server sending more is not answering in SMTP.
+MAX_SMTP_BYTES = 16 * 1024
 # A BIMI logo (SVG Tiny PS) is at most 32 KB: the size the BIMI draft recommends and mailbox
 # providers enforce; a larger file is refused, so it is also the most read of one.
 MAX_BIMI_LOGO_BYTES = 32 * 1024
@@ -96,5 +110,10 @@ __all__ = [
     "MAX_REVERSE_NAMES",
     "MAX_RSA_EXPONENT",
     "MAX_RSA_KEY_BITS",
+    "MAX_SMTP_ADDRESSES_PER_HOST",
+    "MAX_SMTP_BYTES",
+    "MAX_SMTP_HOSTS_PROBED",
+    "MAX_TLSA_RECORDS",
+    "SMTP_TIMEOUT",
     "VERIFY_SECONDS_PER_SIGNATURE",
 ]

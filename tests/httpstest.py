@@ -58,6 +58,7 @@ class LocalCa:
         self.ca_file = workdir / "ca.pem"
         self.ca_file.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
         self._count = 0
+        self.last_leaf: x509.Certificate | None = None
 
     def leaf(self, names: list[str], *, days: float = 90, expired: bool = False) -> ssl.SSLContext:
         """A server context with a certificate for `names`, valid `days` more (or expired a day ago)."""
@@ -77,6 +78,7 @@ class LocalCa:
             .sign(self.key, hashes.SHA256())
         )
         self._count += 1
+        self.last_leaf = certificate  # for tests that pin it (DANE's TLSA records)
         cert_file = self.workdir / f"leaf{self._count}.pem"
         key_file = self.workdir / f"leaf{self._count}.key"
         cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))

@@ -84,6 +84,7 @@ def test_json_output_is_one_object(served: NsdServer, capsys: pytest.CaptureFixt
             "host": "mx.good.test",
             "addresses": ["192.0.2.25"],
             "reverse": {"192.0.2.25": None},
+            "tlsa": [],
         }
     ]
 

@@ -251,3 +251,12 @@ def test_reports_silence_days_is_validated(value: str) -> None:
 def test_reports_silence_days_defaults_to_three() -> None:
     assert Settings.from_env({}).reports_silence_days == 3
     assert Settings.from_env({"DMARCBOT_REPORTS_SILENCE_DAYS": "7"}).reports_silence_days == 7
+
+
+def test_the_smtp_probe_port_is_25_unless_set() -> None:
+    assert Settings.from_env({}).smtp_prober().port == 25
+    assert Settings.from_env({"DMARCBOT_SMTP_PORT": "2525"}).smtp_prober().port == 2525
+    with pytest.raises(
+        SettingsError, match="DMARCBOT_SMTP_PORT='smtp' must be a whole number from 1 to 65535"
+    ):
+        Settings.from_env({"DMARCBOT_SMTP_PORT": "smtp"})

@@ -28,8 +28,9 @@ RECORDS = [
 ]
 
 
-def signed(origin: str, *, expired: bool = False) -> str:
-    """The zone signed with a fresh ECDSA P-256 key (RFC 6605), valid now unless `expired`."""
+def signed(origin: str, *, expired: bool = False) -> tuple[str, str]:
+    """The zone signed with a fresh ECDSA P-256 key (RFC 6605), valid now unless `expired`, and the
+    DS record its parent publishes for that key."""
     zone = dns.zone.from_text(make_zone(origin, RECORDS), origin, relativize=False)
     key = ec.generate_private_key(ec.SECP256R1())
     dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssectypes.Algorithm.ECDSAP256SHA256, flags=257)
@@ -41,18 +42,24 @@ def signed(origin: str, *, expired: bool = False) -> str:
     )
     with zone.writer() as txn:
         dns.dnssec.sign_zone(zone, txn, keys=[(key, dnskey)], inception=inception, expiration=expiration)
-    return zone.to_text()
+    ds = dns.dnssec.make_ds(origin + ".", dnskey, "SHA256")
+    return zone.to_text(), f"{origin.split('.')[0]} IN DS {ds}"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NsdServer]:
-    tampered = signed("tampered.test")
+    (good, good_ds), (expired, expired_ds) = signed("signed.test"), signed("expired.test", expired=True)
+    tampered, tampered_ds = signed("tampered.test")
     assert '"v=spf1 -all"' in tampered
     # the data changed after signing: its RRSIG no longer matches (the MX, _dmarc and DNSKEY still do)
     tampered = tampered.replace('"v=spf1 -all"', '"v=spf1 +all"', 1)
+    children = ("signed", "expired", "tampered", "plain")
+    # the parent delegates each zone, with the DS of each signed one (the chain of trust)
+    delegations = [(child, "NS", f"ns.{child}.test.") for child in children]
     zones = {
-        "signed.test": signed("signed.test"),
-        "expired.test": signed("expired.test", expired=True),
+        "test": make_zone("test", delegations) + "\n".join((good_ds, expired_ds, tampered_ds)) + "\n",
+        "signed.test": good,
+        "expired.test": expired,
         "tampered.test": tampered,
         "plain.test": make_zone("plain.test", RECORDS),
     }

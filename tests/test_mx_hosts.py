@@ -83,12 +83,14 @@ def test_good_hosts_have_addresses_and_confirmed_reverse_names(
             "host": "mx1.good.test",
             "addresses": ["192.0.2.10", "2001:db8::10"],
             "reverse": {"192.0.2.10": "mx1.good.test", "2001:db8::10": "mx1.good.test"},
+            "tlsa": [],
         },
         {
             "preference": 20,
             "host": "mx2.good.test",
             "addresses": ["192.0.2.11"],
             "reverse": {"192.0.2.11": "mx2.good.test"},
+            "tlsa": [],
         },
     ]
 
@@ -140,7 +142,9 @@ def test_reverse_name_missing_or_not_resolving_back_is_a_warning(
 def test_null_mx_has_no_hosts_to_check(world: NsdServer, make_session: SessionFactory) -> None:
     report = run_check(make_session, world, "null.test")
     assert mx_ids(report) == []
-    assert report.to_json()["mx"] == [{"preference": 0, "host": "", "addresses": [], "reverse": {}}]
+    assert report.to_json()["mx"] == [
+        {"preference": 0, "host": "", "addresses": [], "reverse": {}, "tlsa": []}
+    ]
 
 
 @pytest.mark.parametrize(

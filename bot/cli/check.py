@@ -36,8 +36,9 @@ def command_check(args: argparse.Namespace) -> int:
     except InvalidSelector as error:
         raise BadInput(f"{error}") from None
     settings = load_settings(args.nameserver)
+    smtp = settings.smtp_prober() if args.smtp else None
     report = asyncio.run(
-        check_domain(domain, settings.dns_session(), selectors, https=settings.https_client())
+        check_domain(domain, settings.dns_session(), selectors, https=settings.https_client(), smtp=smtp)
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
@@ -77,4 +78,10 @@ def register_commands(add: AddCommand) -> None:
     )
     add_nameserver_flag(check)
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument(
+        "--smtp",
+        action="store_true",
+        help="also connect to each MX host on port 25 and check its STARTTLS and certificate "
+        "(off by default: networks often block port 25)",
+    )
     add("serve", command_serve)

@@ -251,6 +251,10 @@ class SignedLookup:
     rrsigs: dns.rrset.RRset | None = None  # the RRSIGs covering them
     zone: str | None = None  # the zone that answered: the signer, or the SOA owner of a negative answer
     detail: str = ""
+    # the records of `rdtype` at `name` as the wire reader prints them, and whether an RRSIG covers
+    # them: kept even when dnspython refuses a record (handlers.domain.dane judges such records)
+    records: tuple[str, ...] = ()
+    has_rrsig: bool = False
 
     @property
     def is_outage(self) -> bool:
@@ -484,9 +488,21 @@ class DnsSession:
             # says so. Most zones are unsigned, and this is then every signed question a monitor
             # cycle asks; dnspython's full parse is kept for answers with records to verify.
             return SignedLookup(name=name, rdtype=rdtype, status=DnsStatus.NODATA, zone=response.soa_owner)
+        records = tuple(text for at, kind, text in response.records if at == name and kind == wanted)
+        has_rrsig = any(
+            kind == dns.rdatatype.RRSIG and text.split(" ", 1)[0] == rdtype
+            for at, kind, text in response.records
+            if at == name
+        )
         try:
             message = message or dns.message.from_wire(wire)
         except dns.exception.DNSException as error:
+            if records:
+                # a record dnspython refuses (a TLSA digest of the wrong length) is the zone's
+                # mistake, not an outage: the records as read are the answer, to be judged
+                return SignedLookup(
+                    name=name, rdtype=rdtype, status=DnsStatus.OK, records=records, has_rrsig=has_rrsig
+                )
             detail = f"server {server}: {error}"
             return SignedLookup(name=name, rdtype=rdtype, status=DnsStatus.ERROR, detail=detail)
         question = dns.name.from_text(name)
@@ -505,6 +521,8 @@ class DnsSession:
             rrset=rrset,
             rrsigs=rrsigs,
             zone=zone,
+            records=records,
+            has_rrsig=has_rrsig or rrsigs is not None,
         )
 
     def all_failed(self) -> bool:

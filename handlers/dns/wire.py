@@ -221,6 +221,13 @@ def _rdata_text(wire: bytes, offset: int, end: int, rtype: int) -> str:
         if after != end:
             raise MalformedAnswer("a name record of the wrong length")
         return target
+    if rtype == dns.rdatatype.TLSA:
+        # Read as published, not judged: a digest of the wrong length is the zone's mistake, for the
+        # DANE check to name (RFC 6698 §2.1), never a malformed answer (an outage).
+        if end - offset < 3:
+            raise MalformedAnswer("a TLSA record shorter than 3 octets")
+        usage, selector, matching = wire[offset : offset + 3]
+        return f"{usage} {selector} {matching} {wire[offset + 3 : end].hex()}".rstrip()
     rdata = dns.rdata.from_wire(
         dns.rdataclass.IN, dns.rdatatype.RdataType.make(rtype), wire, offset, end - offset
     )

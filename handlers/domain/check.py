@@ -31,6 +31,7 @@ from handlers.domain.findings import Finding, Severity, finding, sort_findings, 
 from handlers.domain.mta_sts import MtaStsReport, check_mta_sts
 from handlers.domain.mx import MxReport, check_mx
 from handlers.domain.mx_hosts import MxHostsReport, check_mx_hosts
+from handlers.domain.smtp_probe import SmtpProber, probe_mx_hosts
 from handlers.domain.spf import SpfReport, check_spf
 from handlers.domain.tls_rpt import TlsRptReport, check_tls_rpt
 from handlers.https_fetch import HttpsClient
@@ -39,6 +40,9 @@ from handlers.https_fetch import HttpsClient
 # DMARC before SPF and DKIM (without DMARC nothing else is evaluated), then MX and its transport security,
 # then the logo (which needs DMARC first) and the zone's signatures.
 _FAMILY_ORDER = ("domain", "dns", "dmarc", "spf", "dkim", "mx", "mta_sts", "tls_rpt", "bimi", "dnssec")
+# Families reported, and ranked, with the MX hosts they are about (DANE's TLSA records, the STARTTLS
+# probe).
+_MX_HOST_FAMILIES = ("dane", "smtp")
 
 
 # The parts a report shows after DMARC, SPF, DKIM and MX, in order, with their names. Each gets its
@@ -116,6 +120,8 @@ class DomainReport:
         """The record a finding belongs under: its own family, except a DNS failure, which goes
         under the part whose lookup failed (an outage of the whole DNS goes under DMARC, first)."""
         family = f.id.split(".", 1)[0]
+        if family in _MX_HOST_FAMILIES:
+            return "mx"
         if family != "dns":
             return family
         org = self.organizational
@@ -255,7 +261,8 @@ class DomainReport:
         hosts = []
         for entry, host in zip(self.mx.to_json(), self.mx.hosts, strict=True):
             checked = self.mx_hosts.host(host.host) if self.mx_hosts else None
-            hosts.append({**entry, **(checked.to_json() if checked else {"addresses": [], "reverse": {}})})
+            unchecked: dict[str, object] = {"addresses": [], "reverse": {}, "tlsa": []}
+            hosts.append({**entry, **(checked.to_json() if checked else unchecked)})
         return hosts
 
     def to_json(self) -> dict[str, object]:
@@ -309,6 +316,7 @@ def invalid_domain_json(typed: str, reason: str) -> dict[str, object]:
 
 def _family_rank(finding_id: str) -> int:
     family = finding_id.split(".", 1)[0]
+    family = "mx" if family in _MX_HOST_FAMILIES else family
     return _FAMILY_ORDER.index(family) if family in _FAMILY_ORDER else len(_FAMILY_ORDER)
 
 
@@ -320,10 +328,12 @@ async def check_domain(
     known: Sequence[str] | None = None,
     probe: bool | None = None,
     https: HttpsClient | None = None,
+    smtp: SmtpProber | None = None,
 ) -> DomainReport:
     """Diagnose `domain` (already normalised by handlers.dns.domain_name) through `session`.
     `known` and `probe` choose the DKIM selectors beyond the named ones (handlers.domain.dkim_keys);
-    HTTPS fetches (the MTA-STS policy) go through `https`, by default with the system's CA bundle."""
+    HTTPS fetches (the MTA-STS policy) go through `https`, by default with the system's CA bundle;
+    with `smtp`, each MX host's STARTTLS is probed too (`check --smtp`)."""
     # The existence test first (SPF asks the same question, and the session answers it once),
     # beside DMARC, which a name that does not exist needs too (its np= policy, RFC 9989 §4.7).
     # An NXDOMAIN means nothing exists below the name either (RFC 8020): its SPF, the dozens of
@@ -358,7 +368,7 @@ async def check_domain(
         dmarc_task,
         check_spf(session, domain),
         check_dkim(session, domain, selectors, known=known, probe=probe),
-        _check_mail_transport(session, domain, client),
+        _check_mail_transport(session, domain, client, smtp),
         # RFC 9989 §4.4: a subdomain's mail can align through its Organizational Domain's SPF and
         # DKIM keys; the walk that finds it is check_dmarc's, asked once
         organizational_identifiers(session, domain, selectors),
@@ -398,24 +408,36 @@ async def check_domain(
 
 
 async def _check_mail_transport(
-    session: DnsSession, domain: str, https: HttpsClient
+    session: DnsSession, domain: str, https: HttpsClient, smtp: SmtpProber | None = None
 ) -> tuple[MxReport, MxHostsReport, MtaStsReport, TlsRptReport]:
     """Where the domain receives mail and how securely: the MX records then their hosts, beside the
     MTA-STS record and policy and the TLS-RPT record; the policy's coverage of the MX hosts and
     the weight of a missing TLS-RPT record are decided once all are known."""
     (mx, mx_hosts), mta_sts, tls_rpt = await asyncio.gather(
-        _check_mail_hosts(session, domain),
+        _check_mail_hosts(session, domain, smtp),
         check_mta_sts(session, domain, https),
         check_tls_rpt(session, domain),
     )
     mta_sts = mta_sts.covering(mx)
-    tls_rpt = tls_rpt.with_transport_policy("an MTA-STS policy" if mta_sts.published else None)
+    policies = [
+        name
+        for name, used in (("an MTA-STS policy", mta_sts.published), ("DANE TLSA records", mx_hosts.dane))
+        if used
+    ]
+    tls_rpt = tls_rpt.with_transport_policy(" and ".join(policies) or None)
     return mx, mx_hosts, mta_sts, tls_rpt
 
 
-async def _check_mail_hosts(session: DnsSession, domain: str) -> tuple[MxReport, MxHostsReport]:
+async def _check_mail_hosts(
+    session: DnsSession, domain: str, smtp: SmtpProber | None
+) -> tuple[MxReport, MxHostsReport]:
     mx = await check_mx(session, domain)
-    return mx, await check_mx_hosts(session, mx)
+    hosts = await check_mx_hosts(session, mx)
+    if smtp is None:
+        return mx, hosts
+    # the probe needs each host's addresses and TLSA records: it starts once they are known
+    probe = await probe_mx_hosts(smtp, hosts)
+    return mx, replace(hosts, findings=(*hosts.findings, *probe.findings))
 
 
 def _spf_missing_at_a_subdomain(

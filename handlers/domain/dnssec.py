@@ -4,8 +4,12 @@ The zone's DNSKEY set is read with its RRSIGs, then the records the check rests 
 TXT and MX, its `_dmarc` TXT), each asked again with the DO bit so their RRSIGs come too; every
 signature by the zone's keys is verified with dnspython (RFC 4035 §5.3). A validating resolver
 turns a bad signature into SERVFAIL for every receiver, so mail from the domain then fails SPF
-and DMARC lookups everywhere: an error, whatever else the report says. The parent's DS record is
-not compared here.
+and DMARC lookups everywhere: an error, whatever else the report says.
+
+The parent's DS set, asked beside them, is the chain of trust into the zone (RFC 4035 §5.2): one DS
+must be the digest of a DNSKEY that signs the zone's DNSKEY set. A DS set that matches no key makes
+the whole zone bogus; a signed zone with no DS at all is an island, which no resolver can validate,
+so to receivers it is unsigned.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from dataclasses import dataclass
 import dns.dnssec
 import dns.exception
 import dns.name
+import dns.rdtypes.ANY.DS
 import dns.rdtypes.ANY.RRSIG
+import dns.rrset
 
 from handlers.dns.domain_name import display_name
 from handlers.dns.resolver import DnsSession, SignedLookup
@@ -49,8 +55,10 @@ async def check_dnssec(session: DnsSession, domain: str, now: float | None = Non
         keys = await session.lookup_signed(zone, "DNSKEY")
         if keys.is_outage:
             return _unknown(keys)
-    questions = [(domain, "TXT"), (domain, "MX"), (f"_dmarc.{domain}", "TXT")]
+    # the DS set is the parent's: asked of the zone's apex, beside the records to verify
+    questions = [(domain, "TXT"), (domain, "MX"), (f"_dmarc.{domain}", "TXT"), (zone, "DS")]
     answers = await asyncio.gather(*(session.lookup_signed(n, t) for n, t in questions)) if keys.rrset else []
+    ds = answers.pop() if answers else None
     signatures = [a for a in (keys, *answers) if a.rrsigs is not None]
     if keys.rrset is None or not signatures:
         why = (
@@ -64,6 +72,7 @@ async def check_dnssec(session: DnsSession, domain: str, now: float | None = Non
             f"{display_name(domain)} from a true one.",
         )
         return DnssecReport(zone=zone, signed=False, valid=None, findings=(unsigned,))
+    assert ds is not None
     failures = []
     for answer in (keys, *answers):
         if answer.rrset is None:
@@ -71,14 +80,100 @@ async def check_dnssec(session: DnsSession, domain: str, now: float | None = Non
         problem = _signature_problem(answer, zone, keys, now)
         if problem:
             failures.append(problem)
-    if not failures:
-        return DnssecReport(zone=zone, signed=True, valid=True, findings=())
-    invalid = finding(
-        "dnssec.invalid",
-        f"In the signed zone {display_name(zone)}, " + "; ".join(failures[:4]) + ". Validating resolvers "
-        "answer SERVFAIL for these records, so receivers that validate cannot read them.",
+    findings = []
+    broken_chain = None
+    if ds.is_outage:
+        findings.append(temperror_finding(ds.as_lookup()))
+    elif ds.rrset is None and ds.zone == zone:
+        # The "no DS" came from the zone itself, not its parent (RFC 4035 §3.1.4.1: the DS lives
+        # in the parent): the server asked is the zone's own, not a resolver, so nothing is known.
+        pass
+    elif ds.rrset is None:
+        findings.append(
+            finding(
+                "dnssec.unsigned",
+                f"The zone {display_name(zone)} is signed, but its parent publishes no DS record for it "
+                "(an island of trust), so no resolver can validate its signatures: to receivers it is "
+                "as unsigned as a zone without keys.",
+                fix=f"Publish the DS record of {display_name(zone)}'s key-signing key at your registrar "
+                "(your DNS provider shows it; dnssec-dsfromkey makes it from the key).",
+            )
+        )
+    else:
+        broken_chain = _ds_problem(ds.rrset, keys, zone, now)
+    if broken_chain:
+        failures.insert(0, broken_chain)
+    if failures:
+        consequence = (
+            "Validating resolvers answer SERVFAIL for every name in the zone, so receivers that validate "
+            "cannot read any of its records."
+            if broken_chain
+            else "Validating resolvers answer SERVFAIL for these records, so receivers that validate cannot "
+            "read them."
+        )
+        fix = (
+            "Replace the DS record at your registrar with the one made from the zone's current key-signing "
+            "key (your DNS provider shows it), or remove the DS record if signing was meant to stop."
+            if broken_chain
+            else None
+        )
+        findings.insert(
+            0,
+            finding(
+                "dnssec.invalid",
+                f"In the signed zone {display_name(zone)}, " + "; ".join(failures[:4]) + ". " + consequence,
+                fix=fix,
+            ),
+        )
+    # `valid`: whether what was read verifies; unknown when the parent's DS could not be read
+    valid = False if failures else (None if ds.is_outage else True)
+    return DnssecReport(zone=zone, signed=True, valid=valid, findings=tuple(findings))
+
+
+def _ds_problem(ds_set: dns.rrset.RRset, keys: SignedLookup, zone: str, now: float | None) -> str | None:
+    """Why the parent's DS set leads to no key that signs the zone's DNSKEY set (RFC 4035 §5.2),
+    or None when one DS does. A DS whose digest type we cannot compute is skipped, as validators
+    skip it; a set of only such records says nothing either way."""
+    assert keys.rrset is not None
+    origin = dns.name.from_text(zone)
+    matched, judged = [], []
+    for ds in ds_set:
+        if not isinstance(ds, dns.rdtypes.ANY.DS.DS):
+            continue
+        for key in keys.rrset:
+            try:
+                digest = dns.dnssec.make_ds(origin, key, ds.digest_type, validating=True)
+            except (dns.exception.UnsupportedAlgorithm, dns.exception.DeniedByPolicy, ValueError):
+                break
+            if ds not in judged:
+                judged.append(ds)
+            if digest == ds:
+                matched.append(key)
+    if not judged:
+        return None
+    if not matched:
+        tags = {dns.dnssec.key_id(key) for key in keys.rrset}
+        described = [
+            f"key tag {ds.key_tag}, algorithm {ds.algorithm}"
+            + ("" if ds.key_tag in tags else ", a key the zone does not publish")
+            for ds in judged[:3]
+        ]
+        return (
+            f"the parent's DS record{'s' if len(judged) > 1 else ''} ({'; '.join(described)}) "
+            f"match{'' if len(judged) > 1 else 'es'} no DNSKEY of the zone"
+        )
+    signers = dns.rrset.from_rdata_list(origin, keys.rrset.ttl, matched)
+    for rrsig in keys.rrsigs or ():
+        try:
+            dns.dnssec.validate_rrsig(keys.rrset, rrsig, {origin: signers}, now=now or time.time())
+            return None
+        except (dns.exception.ValidationFailure, dns.exception.UnsupportedAlgorithm):
+            continue
+    named = ", ".join(str(dns.dnssec.key_id(key)) for key in matched)
+    return (
+        f"the parent's DS record points at the DNSKEY with tag {named}, but no valid RRSIG by that key "
+        "covers the zone's DNSKEY set"
     )
-    return DnssecReport(zone=zone, signed=True, valid=False, findings=(invalid,))
 
 
 def _signature_problem(answer: SignedLookup, zone: str, keys: SignedLookup, now: float | None) -> str | None:

@@ -318,6 +318,28 @@ CATALOG: dict[str, FindingKind] = {
         "Re-sign the zone (or let your DNS provider re-sign it) so every record set carries a current "
         "signature by a key in its DNSKEY set; if signing was meant to stop, remove the DS record first.",
     ),
+    "dane.tlsa_invalid": FindingKind(
+        E,
+        "An MX host's DANE TLSA records are not usable",
+        "Publish a record such as 3 1 1 <SHA-256 of the server certificate's public key> at "
+        "_25._tcp.MXHOST, in a zone signed with DNSSEC (RFC 7672).",
+    ),
+    "smtp.starttls_missing": FindingKind(
+        E,
+        "An MX host does not offer STARTTLS",
+        "Enable STARTTLS on the mail server, with a certificate for the MX host's name.",
+    ),
+    "smtp.certificate_invalid": FindingKind(
+        W,
+        "An MX host's TLS certificate does not verify",
+        "Install a certificate for the MX host's name from a public CA, and renew it before it expires.",
+    ),
+    "smtp.unreachable": FindingKind(
+        I,
+        "An MX host could not be reached on port 25",
+        "Nothing to fix if the network you ran the check from blocks outgoing port 25; otherwise make "
+        "sure the MX host accepts connections on port 25.",
+    ),
 }
 
 # Raised by the monitor (bot.monitor.fix_followup), never by a check: a flattened record's address terms

@@ -1,8 +1,9 @@
 """The MX hosts themselves: each has an address, is not an alias, and has a reverse name that resolves back.
 
-Every host's lookups go out at once, and every address's reverse lookup at once after them, so the
-part costs three round trips however many hosts there are. An outage at any step is
-`dns.temperror`, never a missing address or a missing reverse name.
+Every host's lookups go out at once (its addresses and its DANE TLSA records, handlers.domain.dane),
+and every address's reverse lookup at once after them, so the part costs three round trips however
+many hosts there are. An outage at any step is `dns.temperror`, never a missing address or a
+missing reverse name.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from handlers.dns.domain_name import display_name
 from handlers.dns.resolver import DnsSession, Lookup
+from handlers.domain.dane import TlsaSet, check_tlsa
 from handlers.domain.findings import Finding, finding, temperror_finding
 from handlers.domain.mx import MxReport
 from handlers.limits import MAX_ADDRESSES_PER_MX, MAX_MX_HOSTS_CHECKED, MAX_REVERSE_NAMES
@@ -35,11 +37,13 @@ class MxHostCheck:
     addresses: tuple[str, ...]
     cname_chain: tuple[str, ...]
     reverse: tuple[ReverseName, ...]
+    tlsa: TlsaSet | None = None  # None: no TLSA records (or the lookup failed)
 
     def to_json(self) -> dict[str, object]:
         return {
             "addresses": list(self.addresses),
             "reverse": {r.address: r.name for r in self.reverse},
+            "tlsa": [r.to_json() for r in self.tlsa.records] if self.tlsa else [],
         }
 
 
@@ -53,6 +57,11 @@ class MxHostsReport:
 
     def host(self, name: str) -> MxHostCheck | None:
         return next((h for h in self.hosts if h.host == name), None)
+
+    @property
+    def dane(self) -> bool:
+        """True when some MX host publishes a TLSA record senders can use."""
+        return any(h.tlsa is not None and h.tlsa.usable for h in self.hosts)
 
 
 async def check_mx_hosts(session: DnsSession, mx: MxReport) -> MxHostsReport:
@@ -68,7 +77,9 @@ async def check_mx_hosts(session: DnsSession, mx: MxReport) -> MxHostsReport:
 
 async def _check_host(session: DnsSession, host: str) -> tuple[MxHostCheck, list[Finding]]:
     shown = display_name(host)
-    a, aaaa = await session.lookup_many([(host, "A"), (host, "AAAA")])
+    (a, aaaa), (tlsa, tlsa_findings) = await asyncio.gather(
+        session.lookup_many([(host, "A"), (host, "AAAA")]), check_tlsa(session, host)
+    )
     findings = [temperror_finding(lookup) for lookup in (a, aaaa) if lookup.is_outage]
     chain = a.cname_chain or aaaa.cname_chain
     if chain and not (a.is_cname_loop or aaaa.is_cname_loop):
@@ -95,7 +106,8 @@ async def _check_host(session: DnsSession, host: str) -> tuple[MxHostCheck, list
             )
         )
     reverse, reverse_findings = await _reverse_names(session, host, addresses[:MAX_ADDRESSES_PER_MX])
-    return MxHostCheck(host, tuple(addresses), tuple(chain), reverse), findings + reverse_findings
+    checked = MxHostCheck(host, tuple(addresses), tuple(chain), reverse, tlsa)
+    return checked, findings + tlsa_findings + reverse_findings
 
 
 async def _reverse_names(

@@ -76,11 +76,16 @@ def _norm(name: str) -> str:
 
 
 class FaultProxy:
-    """Forwards DNS queries from 127.0.0.1:`port` to `upstream`, with latency and faults."""
+    """Forwards DNS queries from 127.0.0.1:`port` to `upstream`, with latency and faults.
+    `listen` binds another address and port instead (a tool that reaches only port 53, such as
+    checkdmarc's command line, needs 127.x.y.z:53)."""
 
     host = "127.0.0.1"
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], listen: tuple[str, int] | None = None) -> None:
+        if listen is not None:
+            self.host = listen[0]
+        self._listen_port = listen[1] if listen is not None else 0
         self.upstream = (upstream[0], int(upstream[1]))
         self.latency: float = 0.0
         self.queries: list[tuple[str, str, str]] = []
@@ -146,7 +151,7 @@ class FaultProxy:
         self._stopping.clear()
         for _ in range(50):
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.bind((self.host, 0))
+            udp.bind((self.host, self._listen_port))
             port = udp.getsockname()[1]
             tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
