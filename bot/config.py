@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bot.apply.providers import DnsProviders, ProvidersFileError, load_dns_providers
 from handlers.dns.resolver import (
     DEFAULT_MAX_INFLIGHT,
     DnsSession,
@@ -59,6 +60,9 @@ class Settings:
     # DMARCBOT_FAILURES_KEEP_ADDRESSES: failure reports quote other people's mail, so the local
     # parts of addresses are redacted before they are stored unless the operator opts in.
     failures_keep_addresses: bool = False
+    # DMARCBOT_DNS_PROVIDERS: the zones fixes may be applied to (their secrets hidden from repr).
+    dns_providers: DnsProviders = field(default_factory=DnsProviders)
+    dns_providers_file: str | None = None
 
     def dns_session(self) -> DnsSession:
         """A fresh DnsSession with these settings: one per check, re-check or monitor cycle."""
@@ -126,6 +130,13 @@ class Settings:
             problems.append(f"SLACK_API_URL={api_url!r} must be an http(s) URL")
         if not api_url.endswith("/"):
             api_url += "/"  # slack_sdk appends the method name directly
+        dns_providers = DnsProviders()
+        providers_file = get("DMARCBOT_DNS_PROVIDERS")
+        if providers_file is not None:
+            try:
+                dns_providers = load_dns_providers(providers_file, env)
+            except ProvidersFileError as error:
+                problems.append(str(error))
         settings = cls(
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
@@ -149,6 +160,8 @@ class Settings:
             default_team=get("SLACK_TEAM_ID"),
             ca_file=get("DMARCBOT_CA_FILE"),
             failures_keep_addresses=keep_text == "true",
+            dns_providers=dns_providers,
+            dns_providers_file=providers_file,
         )
         if settings.ca_file and not os.path.isfile(settings.ca_file):
             problems.append(f"DMARCBOT_CA_FILE={settings.ca_file!r} is not a file (a PEM CA bundle)")
