@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.store.apply_audit import ApplyStore
 from bot.store.database import Database, open_database
 from bot.store.failures import FailureStore
 from bot.store.fix_plans import FixPlanStore
@@ -24,6 +25,7 @@ class Stores:
     reports: ReportStore
     failures: FailureStore
     slack_state: SlackStateStore
+    applies: ApplyStore
 
     @classmethod
     def over(cls, database: Database) -> Stores:
@@ -36,6 +38,7 @@ class Stores:
             reports=ReportStore(database),
             failures=FailureStore(database),
             slack_state=SlackStateStore(database),
+            applies=ApplyStore(database),
         )
 
     def close(self) -> None:

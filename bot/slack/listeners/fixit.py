@@ -44,9 +44,11 @@ from bot.slack.fix_plans import FixPlan, check_plan
 from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip
 from bot.slack.turn import FOREIGN_ORG, is_foreign_user, turn_for_interaction
 from bot.slack.work import WorkPool
+from bot.store.apply_audit import record_proposal
 from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.errors import UnreadableValue
+from handlers.fixes.changes import changes_for
 from handlers.fixes.records import FixInputError, fix_kind
 from handlers.fixes.session import FixForm, FixScreen, expected_records, prepare_fix, refused_reasons
 from handlers.fixes.spf_fixes import AddressDrift, parse_extra_terms
@@ -351,6 +353,8 @@ def handle_fix_submission(
             plan = dataclasses.replace(plan, thread_ts=posted)
         # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
         stored = stores.fix_plans.save_fix_plan(plan)
+        if stored:
+            record_proposal(stores.applies, plan, changes_for(screen.proposal))
         log.info(
             "fix plan for %s (%s) in %s: %s",
             plan.domain,
