@@ -24,6 +24,7 @@ DEFAULT_DB = "./dmarcbot.db"
 DEFAULT_PORT = 3000
 DEFAULT_MONITOR_INTERVAL = 3600
 IMAPS_PORT = 993  # IMAP over TLS (RFC 8314): the only way the poller reads the mailbox
+APPROVER_ID = re.compile(r"[UWS][A-Z0-9]{2,}")  # a user (U…, W… in Enterprise Grid) or a user group (S…)
 TEAM_ID = re.compile(r"T[A-Z0-9]{2,}")  # Slack workspace ids: T followed by upper-case letters and digits
 
 
@@ -63,6 +64,11 @@ class Settings:
     # DMARCBOT_DNS_PROVIDERS: the zones fixes may be applied to (their secrets hidden from repr).
     dns_providers: DnsProviders = field(default_factory=DnsProviders)
     dns_providers_file: str | None = None
+    # DMARCBOT_APPROVERS: the Slack user ids (U…, W…) and user-group ids (S…) who may approve an
+    # Apply; empty: any member of the installing workspace. DMARCBOT_APPLY_TWO_PEOPLE: the person
+    # who proposed a plan cannot approve it alone.
+    approvers: tuple[str, ...] = ()
+    apply_two_people: bool = True
 
     def dns_session(self) -> DnsSession:
         """A fresh DnsSession with these settings: one per check, re-check or monitor cycle."""
@@ -125,6 +131,16 @@ class Settings:
         keep_text = (get("DMARCBOT_FAILURES_KEEP_ADDRESSES") or "false").strip().lower()
         if keep_text not in ("true", "false"):
             problems.append(f"DMARCBOT_FAILURES_KEEP_ADDRESSES={keep_text[:40]!r} must be true or false")
+        approvers = tuple(a.strip() for a in (get("DMARCBOT_APPROVERS") or "").split(",") if a.strip())
+        wrong = [a for a in approvers if not APPROVER_ID.fullmatch(a)]
+        if wrong:
+            problems.append(
+                f"DMARCBOT_APPROVERS: {', '.join(repr(a[:40]) for a in wrong[:5])} must be Slack user ids "
+                "(U0123ABCD, W0123ABCD) or user-group ids (S0123ABCD), separated by commas"
+            )
+        two_people_text = (get("DMARCBOT_APPLY_TWO_PEOPLE") or "true").lower()
+        if two_people_text not in ("true", "false"):
+            problems.append(f"DMARCBOT_APPLY_TWO_PEOPLE={two_people_text[:40]!r} must be true or false")
         api_url = get("SLACK_API_URL") or SLACK_API_URL
         if not api_url.startswith(("https://", "http://")):
             problems.append(f"SLACK_API_URL={api_url!r} must be an http(s) URL")
@@ -162,6 +178,8 @@ class Settings:
             failures_keep_addresses=keep_text == "true",
             dns_providers=dns_providers,
             dns_providers_file=providers_file,
+            approvers=approvers,
+            apply_two_people=two_people_text != "false",
         )
         if settings.ca_file and not os.path.isfile(settings.ca_file):
             problems.append(f"DMARCBOT_CA_FILE={settings.ca_file!r} is not a file (a PEM CA bundle)")

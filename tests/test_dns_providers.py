@@ -139,3 +139,13 @@ def test_a_command_refuses_a_broken_providers_file_with_every_reason(
     assert main(["list"]) == 2
     err = capsys.readouterr().err
     assert "UNSET_TOKEN_VAR, which is not set" in err and "Traceback" not in err
+
+
+def test_the_approval_settings_are_read_and_checked() -> None:
+    settings = Settings.from_env({"DMARCBOT_APPROVERS": "U0AAA1, S0GROUP1,W0GRID1"})
+    assert settings.approvers == ("U0AAA1", "S0GROUP1", "W0GRID1") and settings.apply_two_people
+    assert not Settings.from_env({"DMARCBOT_APPLY_TWO_PEOPLE": "false"}).apply_two_people
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"DMARCBOT_APPROVERS": "U0AAA1,@alice", "DMARCBOT_APPLY_TWO_PEOPLE": "maybe"})
+    assert "'@alice' must be Slack user ids" in str(error.value)
+    assert "DMARCBOT_APPLY_TWO_PEOPLE='maybe' must be true or false" in str(error.value)

@@ -125,6 +125,15 @@ class ApplyStore:
         )
         return int(rows[0]["id"]) if rows else None
 
+    def plan_by_key(self, team_id: str, plan_key: str) -> PlanRow | None:
+        """The team's stored plan with `plan_key` (FixPlan.key), or None."""
+        rows = list(
+            self.database.connection.query(
+                "SELECT id FROM fix_plans WHERE team_id = ? AND plan_key = ?", [team_id, plan_key[:40]]
+            )
+        )
+        return self.plan(int(rows[0]["id"]), team_id) if rows else None
+
     def plan(self, plan_id: int, team_id: str | None = None) -> PlanRow | None:
         """The stored plan `plan_id` (of `team_id` when given), or None."""
         rows = self.plans(team_id=team_id, plan_id=plan_id)

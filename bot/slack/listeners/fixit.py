@@ -30,6 +30,7 @@ from bot.config import Settings
 from bot.monitor.fix_followup import settle_verified
 from bot.reports.summary import readiness_stats
 from bot.slack import ids as slack_ids
+from bot.slack.blocks.apply import with_apply_button
 from bot.slack.blocks.fixit import (
     fix_view,
     input_id,
@@ -341,6 +342,10 @@ def handle_fix_submission(
         )
         value = plan.button_value(lambda state: stores.slack_state.save_button_state(team_id, state))
         text, blocks = plan_message(plan, screen.proposal, user_id or "", value)
+        changes = changes_for(screen.proposal)
+        if changes and request.thread_ts and settings.dns_providers.for_name(plan.domain) is not None:
+            # The bot can write this zone: an Apply button beside Verify (see listeners/apply.py).
+            blocks = with_apply_button(blocks, plan.key())
         if request.thread_ts:
             client.chat_postMessage(
                 channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
@@ -354,7 +359,7 @@ def handle_fix_submission(
         # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
         stored = stores.fix_plans.save_fix_plan(plan)
         if stored:
-            record_proposal(stores.applies, plan, changes_for(screen.proposal))
+            record_proposal(stores.applies, plan, changes)
         log.info(
             "fix plan for %s (%s) in %s: %s",
             plan.domain,
