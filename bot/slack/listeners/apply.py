@@ -121,13 +121,15 @@ def handle_apply_submission(
     turn = turn_for_interaction(body, client, None, settings, stores, context, pool)
     user_id = turn.user_id or ""
     foreign = is_foreign_user(body, context)
+    key, rollback, channel, thread_ts = None, False, "", ""
     try:
         metadata = json.loads(view.get("private_metadata") or "{}")
-        key = _read_key(json.dumps({"k": metadata.get("k")}))
-        rollback = metadata.get("r") is True
-        channel, thread_ts = str(metadata.get("c") or ""), str(metadata.get("ts") or "")
-    except (ValueError, AttributeError):
-        key = None
+        if isinstance(metadata, dict):
+            key = _read_key(json.dumps({"k": metadata.get("k")}))
+            rollback = metadata.get("r") is True
+            channel, thread_ts = str(metadata.get("c") or "")[:20], str(metadata.get("ts") or "")[:40]
+    except ValueError:
+        key = None  # not metadata we wrote: answered as a stale button below
 
     def approve_and_apply() -> None:
         row = stores.applies.plan_by_key(turn.team_id or "", key) if key else None
