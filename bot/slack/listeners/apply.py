@@ -136,7 +136,8 @@ def handle_apply_submission(
         if row is None:
             turn.tell(STALE_BUTTON)
             return
-        turn.channel_id = channel or row.plan.channel_id
+        # The plan's own channel, never one the metadata names: metadata can be altered on the way.
+        turn.channel_id = row.plan.channel_id or channel
         # Judged again here: the modal's missing submit button is no rule, a forged submission has one.
         refusal = approval_refusal(settings, client, row.plan.proposed_by, user_id, foreign)
         if refusal is not None:
@@ -179,7 +180,7 @@ def handle_apply_submission(
         )
         check = check_plan(settings, row.plan) if outcome.result == "applied" and not rollback else None
         text, blocks = outcome_message(row.plan, outcome, user_id, rollback, check, row.plan.key())
-        turn.post(text, blocks, thread_ts=thread_ts or row.plan.thread_ts or None)
+        turn.post(text, blocks, thread_ts=row.plan.thread_ts or thread_ts or None)
 
     turn.later("applying a fix plan", approve_and_apply)
 
