@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bot.apply.providers import DnsProviders, ProvidersFileError, load_dns_providers
 from handlers.dns.resolver import (
     DEFAULT_MAX_INFLIGHT,
     DnsSession,
@@ -29,6 +30,7 @@ DEFAULT_MONITOR_INTERVAL = 3600
 DEFAULT_REPORTS_SILENCE_DAYS = 3  # receivers send daily: three days without one is news
 DEFAULT_SMTP_PORT = 25  # RFC 5321 §4.5.4: where MX hosts receive mail; `check --smtp` probes it
 IMAPS_PORT = 993  # IMAP over TLS (RFC 8314): the only way the poller reads the mailbox
+APPROVER_ID = re.compile(r"[UWS][A-Z0-9]{2,}")  # a user (U…, W… in Enterprise Grid) or a user group (S…)
 TEAM_ID = re.compile(r"T[A-Z0-9]{2,}")  # Slack workspace ids: T followed by upper-case letters and digits
 
 
@@ -68,6 +70,14 @@ class Settings:
     failures_keep_addresses: bool = False
     # DMARCBOT_SMTP_PORT: the port `check --smtp` probes (25, where MX hosts listen; tests use another)
     smtp_port: int = DEFAULT_SMTP_PORT
+    # DMARCBOT_DNS_PROVIDERS: the zones fixes may be applied to (their secrets hidden from repr).
+    dns_providers: DnsProviders = field(default_factory=DnsProviders)
+    dns_providers_file: str | None = None
+    # DMARCBOT_APPROVERS: the Slack user ids (U…, W…) and user-group ids (S…) who may approve an
+    # Apply; empty: any member of the installing workspace. DMARCBOT_APPLY_TWO_PEOPLE: the person
+    # who proposed a plan cannot approve it alone.
+    approvers: tuple[str, ...] = ()
+    apply_two_people: bool = True
 
     def dns_session(self) -> DnsSession:
         """A fresh DnsSession with these settings: one per check, re-check or monitor cycle."""
@@ -136,11 +146,28 @@ class Settings:
         keep_text = (get("DMARCBOT_FAILURES_KEEP_ADDRESSES") or "false").strip().lower()
         if keep_text not in ("true", "false"):
             problems.append(f"DMARCBOT_FAILURES_KEEP_ADDRESSES={keep_text[:40]!r} must be true or false")
+        approvers = tuple(a.strip() for a in (get("DMARCBOT_APPROVERS") or "").split(",") if a.strip())
+        wrong = [a for a in approvers if not APPROVER_ID.fullmatch(a)]
+        if wrong:
+            problems.append(
+                f"DMARCBOT_APPROVERS: {', '.join(repr(a[:40]) for a in wrong[:5])} must be Slack user ids "
+                "(U0123ABCD, W0123ABCD) or user-group ids (S0123ABCD), separated by commas"
+            )
+        two_people_text = (get("DMARCBOT_APPLY_TWO_PEOPLE") or "true").lower()
+        if two_people_text not in ("true", "false"):
+            problems.append(f"DMARCBOT_APPLY_TWO_PEOPLE={two_people_text[:40]!r} must be true or false")
         api_url = get("SLACK_API_URL") or SLACK_API_URL
         if not api_url.startswith(("https://", "http://")):
             problems.append(f"SLACK_API_URL={api_url!r} must be an http(s) URL")
         if not api_url.endswith("/"):
             api_url += "/"  # slack_sdk appends the method name directly
+        dns_providers = DnsProviders()
+        providers_file = get("DMARCBOT_DNS_PROVIDERS")
+        if providers_file is not None:
+            try:
+                dns_providers = load_dns_providers(providers_file, env)
+            except ProvidersFileError as error:
+                problems.append(str(error))
         settings = cls(
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
@@ -168,6 +195,10 @@ class Settings:
             ca_file=get("DMARCBOT_CA_FILE"),
             failures_keep_addresses=keep_text == "true",
             smtp_port=integer("DMARCBOT_SMTP_PORT", DEFAULT_SMTP_PORT, 1, 65535),
+            dns_providers=dns_providers,
+            dns_providers_file=providers_file,
+            approvers=approvers,
+            apply_two_people=two_people_text != "false",
         )
         if settings.ca_file and not os.path.isfile(settings.ca_file):
             problems.append(f"DMARCBOT_CA_FILE={settings.ca_file!r} is not a file (a PEM CA bundle)")

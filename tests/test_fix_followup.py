@@ -385,3 +385,23 @@ def test_a_forged_reflatten_button_is_refused(
     assert "Re-check" in told.params["text"]
     wait_for_log(caplog, "opening the fix-it flow: finished")
     assert slack.calls("views.open") == []
+
+
+def test_a_posted_plan_keeps_its_records_and_its_proposal_is_audited(
+    app: RunningApp, monitor: MonitorHarness, slack: SlackStandIn
+) -> None:
+    post_plan(app, slack)
+    deadline = time.monotonic() + TIMEOUT
+    while not monitor.stores.applies.audit(domain=DOMAIN):
+        assert time.monotonic() < deadline, "the proposal was never audited"
+        time.sleep(0.02)
+    [row] = monitor.stores.applies.plans(domain=DOMAIN)
+    assert row.changes is not None
+    [change] = row.changes
+    assert (change.host, change.rdtype) == (f"_dmarc.{DOMAIN}", "TXT")
+    [after] = change.after
+    assert after.startswith("v=DMARC1") and "rua=" in after
+    [proposal] = monitor.stores.applies.audit(domain=DOMAIN)
+    assert (proposal.action, proposal.team_id, proposal.plan_id) == ("proposal", "T1", row.id)
+    assert proposal.actor == row.plan.proposed_by != ""
+    assert proposal.after == (f"_dmarc.{DOMAIN} TXT {after}",)

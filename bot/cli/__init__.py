@@ -19,6 +19,7 @@ from handlers.errors import BadInput, ConfigurationError
 def command_registrars() -> list[Callable[[AddCommand], None]]:
     """Every command group's `register_commands(add)`, in the order `dmarcbot --help` lists them.
     Imported here, not at the top, so importing the package loads no command's dependencies."""
+    from bot.cli import apply as cli_apply
     from bot.cli import check as cli_check
     from bot.cli import failures as cli_failures
     from bot.cli import reports as cli_reports
@@ -33,6 +34,7 @@ def command_registrars() -> list[Callable[[AddCommand], None]]:
         cli_reports.register_commands,
         cli_failures.register_commands,
         cli_tls_reports.register_commands,
+        cli_apply.register_commands,
     ]
 
 

@@ -20,6 +20,7 @@ from bot.slack.features import Feature, gather
 from bot.slack.installations import install_callbacks
 from bot.slack.listeners import (
     aggregate_reports,
+    apply,
     check_report,
     commands,
     failure_reports,
@@ -35,7 +36,16 @@ from bot.store.stores import Stores
 
 # files:write: the report chart goes up with files_upload_v2. No im:read / mpim:read: `/dmarc watch`
 # in a DM is refused (alerts need a channel), so the app never reads a DM's details.
-BOT_SCOPES = ["commands", "chat:write", "files:read", "files:write", "channels:read", "groups:read"]
+# usergroups:read: DMARCBOT_APPROVERS may name user groups, expanded when someone approves an Apply.
+BOT_SCOPES = [
+    "commands",
+    "chat:write",
+    "files:read",
+    "files:write",
+    "channels:read",
+    "groups:read",
+    "usergroups:read",
+]
 
 # Everything the app offers, in the order `/dmarc help` and the App Home list it. A feature
 # left out of this list is not reachable: importing its module registers nothing.
@@ -49,6 +59,7 @@ FEATURES: tuple[Feature, ...] = (
     watch.WATCH,  # /dmarc watch, unwatch, list; the Home tab's watch list
     check_report.REPORT_BUTTONS,  # a report's Re-check and Watch buttons
     fixit.FIX_IT,  # a finding's Fix it button, the modal, Verify
+    apply.APPLY,  # a plan's Apply and Roll back buttons and their confirmation
 )
 
 log = logging.getLogger("dmarcbot.slack")

@@ -29,3 +29,9 @@ CALLBACK_FIX_MODAL = "fixit_modal"
 FIX_INPUT_PREFIX = "fixit_in_"
 ACTION_FIX_VERIFY = "fixit_verify"
 BLOCK_FIX_PLAN_ACTIONS = "fixit_plan_actions"
+
+# Applying a plan: the Apply and Roll back buttons on a posted plan (in its actions block, beside
+# Verify) and the confirmation modal they open
+ACTION_FIX_APPLY = "fixit_apply"
+ACTION_FIX_ROLLBACK = "fixit_rollback"
+CALLBACK_APPLY_MODAL = "fixit_apply_modal"

@@ -397,6 +397,40 @@ def _create_failure_notices(db: sqlite_utils.Database) -> None:
     db.table("failure_notices").create_index(["team_id", "domain", "announced_at"])
 
 
+def _create_apply_audit(db: sqlite_utils.Database) -> None:
+    # A plan's record sets (before and after, in full): what an Apply writes and a Roll back
+    # restores. The button only carries digests, so the values are kept with the stored plan.
+    db.table("fix_plans").add_column("changes", str)
+    # Every proposal, approval, refusal, write, provider error and rollback: one row each, never
+    # updated or deleted (the triggers refuse it, whoever asks), so the trail is what happened.
+    db.table("apply_audit").create(
+        {
+            "id": int,
+            "team_id": str,
+            "domain": str,
+            "plan_id": int,
+            "action": str,
+            "actor": str,
+            "approver": str,
+            "provider": str,
+            "zone": str,
+            "records_before": str,
+            "records_after": str,
+            "result": str,
+            "at": str,
+        },
+        pk="id",
+        not_null={"team_id", "domain", "action", "actor", "result", "at"},
+    )
+    db.table("apply_audit").create_index(["team_id", "domain", "id"])
+    db.table("apply_audit").create_index(["plan_id", "id"])
+    for event in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER apply_audit_no_{event.lower()} BEFORE {event} ON apply_audit "
+            "BEGIN SELECT RAISE(ABORT, 'the apply audit is append-only'); END"
+        )
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -413,6 +447,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (12, "report details", _add_report_details),  # senders named, dispositions, the CSV
     (13, "failure reports", _create_failure_reports),  # explained when read, stored redacted
     (14, "mailbox polls", _create_mailbox_polls),  # a failing poll named when reports stop
+    (16, "apply audit", _create_apply_audit),  # plans' full records, and the append-only audit
     (19, "failure notices", _create_failure_notices),  # each new failure group told once
     (20, "tls reports", _create_tls_reports),  # SMTP TLS reports (RFC 8460)
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.store.apply_audit import ApplyStore
 from bot.store.database import Database, open_database
 from bot.store.failures import FailureStore
 from bot.store.fix_plans import FixPlanStore
@@ -26,6 +27,7 @@ class Stores:
     failures: FailureStore
     slack_state: SlackStateStore
     tls_reports: TlsReportStore
+    applies: ApplyStore
 
     @classmethod
     def over(cls, database: Database) -> Stores:
@@ -39,6 +41,7 @@ class Stores:
             failures=FailureStore(database),
             slack_state=SlackStateStore(database),
             tls_reports=TlsReportStore(database),
+            applies=ApplyStore(database),
         )
 
     def close(self) -> None:

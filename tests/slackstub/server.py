@@ -199,6 +199,7 @@ class SlackStandIn:
             self._response_url_posts: dict[str, int] = {}
             self._ts = itertools.count(1)
             self._oauth: dict[str, Any] = {}
+            self._usergroups: dict[str, list[str]] = {}
 
     def set_channel(
         self,
@@ -230,6 +231,11 @@ class SlackStandIn:
     def set_user(self, user_id: str, team_id: str = TEAM_ID, **fields: Any) -> None:
         with self._cond:
             self._users[user_id] = {**self._default_user(user_id, team_id), **fields}
+
+    def set_usergroup(self, group_id: str, users: Sequence[str]) -> None:
+        """What usergroups.users.list answers for `group_id` (unknown groups: no_such_subteam)."""
+        with self._cond:
+            self._usergroups[group_id] = list(users)
 
     def set_token(
         self,
@@ -548,6 +554,13 @@ class SlackStandIn:
                 "icon": {"image_default": True},
             },
         }
+
+    def _m_usergroups_users_list(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        with self._cond:
+            users = self._usergroups.get(str(params.get("usergroup")))
+        if users is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(users)}
 
     def _m_users_info(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         user_id = params.get("user")

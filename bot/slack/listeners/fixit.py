@@ -30,6 +30,7 @@ from bot.config import Settings
 from bot.monitor.fix_followup import settle_verified
 from bot.reports.summary import readiness_stats
 from bot.slack import ids as slack_ids
+from bot.slack.blocks.apply import with_apply_button
 from bot.slack.blocks.fixit import (
     fix_view,
     input_id,
@@ -44,9 +45,11 @@ from bot.slack.fix_plans import FixPlan, check_plan
 from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip
 from bot.slack.turn import FOREIGN_ORG, is_foreign_user, turn_for_interaction
 from bot.slack.work import WorkPool
+from bot.store.apply_audit import record_proposal
 from bot.store.stores import Stores
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.errors import UnreadableValue
+from handlers.fixes.changes import changes_for
 from handlers.fixes.providers import PROVIDERS_BY_KEY
 from handlers.fixes.records import FixInputError, fix_kind
 from handlers.fixes.session import FixForm, FixScreen, expected_records, prepare_fix, refused_reasons
@@ -355,6 +358,10 @@ def handle_fix_submission(
         )
         value = plan.button_value(lambda state: stores.slack_state.save_button_state(team_id, state))
         text, blocks = plan_message(plan, screen.proposal, user_id or "", value)
+        changes = changes_for(screen.proposal)
+        if changes and request.thread_ts and settings.dns_providers.for_name(plan.domain) is not None:
+            # The bot can write this zone: an Apply button beside Verify (see listeners/apply.py).
+            blocks = with_apply_button(blocks, plan.key())
         if request.thread_ts:
             client.chat_postMessage(
                 channel=request.channel_id, thread_ts=request.thread_ts, text=text, blocks=blocks
@@ -367,6 +374,8 @@ def handle_fix_submission(
             plan = dataclasses.replace(plan, thread_ts=posted)
         # Stored after the post: a plan nobody saw is never announced "fixed" by the monitor.
         stored = stores.fix_plans.save_fix_plan(plan)
+        if stored:
+            record_proposal(stores.applies, plan, changes)
         log.info(
             "fix plan for %s (%s) in %s: %s",
             plan.domain,
