@@ -345,8 +345,9 @@ def test_a_lease_held_by_a_live_monitor_is_skipped_and_a_dead_ones_expires(
     pending_alerts_on_channels(env, world, capsys, ["d0.test", "d1.test"])
     store = Stores.over(Database(env["DMARCBOT_DB"]))
     try:
-        alerts = store.outbox.alerts("T1")
-        live, dead = alerts[0].id, alerts[1].id
+        # by channel, not by id: the alerts are written in the order the checks finish
+        by_channel = {a.channel_id: a.id for a in store.outbox.alerts("T1")}
+        live, dead = by_channel["C0"], by_channel["C1"]
         with store.database.write() as db:  # two monitors claimed one each; the second then died
             db.execute(
                 "UPDATE alerts SET claimed_by = 'other-live', claimed_until = ? WHERE id = ?",
