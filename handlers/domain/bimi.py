@@ -19,6 +19,7 @@ import defusedxml.ElementTree
 
 from handlers.dns.domain_name import display_name
 from handlers.dns.resolver import DnsSession
+from handlers.domain.bimi_certificate import BimiCertificate, CertificateResult, check_certificate
 from handlers.domain.dmarc import DmarcReport, check_dmarc
 from handlers.domain.dmarc_discovery import organizational_domain
 from handlers.domain.findings import Finding, absence_words, finding, temperror_finding
@@ -40,10 +41,15 @@ class BimiReport:
     record: str | None
     logo_url: str | None
     findings: tuple[Finding, ...]
+    certificate_url: str | None = None
+    certificate: BimiCertificate | None = None  # the mark certificate at a=, when it could be read
 
     def to_json(self) -> dict[str, object]:
-        # the VMC (a=) is not read yet: `certificate` stays null
-        return {"record": self.record, "logo_url": self.logo_url, "certificate": None}
+        return {
+            "record": self.record,
+            "logo_url": self.logo_url,
+            "certificate": self.certificate.to_json() if self.certificate else None,
+        }
 
 
 async def check_bimi(session: DnsSession, domain: str, client: HttpsClient) -> BimiReport:
@@ -72,25 +78,23 @@ async def check_bimi(session: DnsSession, domain: str, client: HttpsClient) -> B
         return replace(report, findings=(invalid,))
     if logo_url is None:
         return report  # a declination record (l= empty): the domain asks for no logo
-    enforcement, logo = await asyncio.gather(
-        _enforcement_problem(session, domain), _logo_problem(session, client, logo_url)
+    certificate_url = record_certificate_url(record)
+    enforcement, logo, certificate = await asyncio.gather(
+        _enforcement_problem(session, domain),
+        _logo_problem(session, client, logo_url),
+        _certificate(session, client, domain, certificate_url),
     )
-    return replace(report, findings=tuple(f for f in (enforcement, logo) if f is not None))
+    findings = (*(f for f in (enforcement, logo) if f is not None), *certificate.findings)
+    return replace(
+        report, findings=findings, certificate_url=certificate_url, certificate=certificate.certificate
+    )
 
 
 def parse_record(record: str) -> tuple[str | None, str | None]:
     """The logo URL (None for an empty l=), and what is wrong with the record (None when nothing)."""
-    tags: dict[str, str] = {}
-    for field in (part.strip() for part in record.split(";")[1:]):
-        if not field:
-            continue
-        key, equals, value = field.partition("=")
-        if not equals:
-            return None, f'has a field that is not name=value: "{field[:80]}"'
-        key = key.strip().lower()
-        if key in tags:
-            return None, f"has more than one {key}= field"
-        tags[key] = value.strip()
+    tags, problem = _tags(record)
+    if problem:
+        return None, problem
     if "l" not in tags:
         return None, "has no l= (the logo's address), which every BIMI record needs"
     logo = tags["l"]
@@ -100,6 +104,27 @@ def parse_record(record: str) -> tuple[str | None, str | None]:
     if certificate and not _https_url(certificate):
         return None, f'has a="{certificate[:80]}", which is not an https:// URL'
     return logo or None, None
+
+
+def record_certificate_url(record: str) -> str | None:
+    """The a= address of the mark certificate (VMC or CMC) in a valid record, None when it has none."""
+    tags, _ = _tags(record)
+    return tags.get("a") or None
+
+
+def _tags(record: str) -> tuple[dict[str, str], str | None]:
+    tags: dict[str, str] = {}
+    for field in (part.strip() for part in record.split(";")[1:]):
+        if not field:
+            continue
+        key, equals, value = field.partition("=")
+        if not equals:
+            return tags, f'has a field that is not name=value: "{field[:80]}"'
+        key = key.strip().lower()
+        if key in tags:
+            return tags, f"has more than one {key}= field"
+        tags[key] = value.strip()
+    return tags, None
 
 
 def _https_url(text: str) -> bool:
@@ -142,6 +167,18 @@ def _not_enforced(report: DmarcReport) -> str | None:
     if report.policy not in _ENFORCED:
         return f"the DMARC policy is {report.policy}, not quarantine or reject"
     return None
+
+
+async def _certificate(
+    session: DnsSession, client: HttpsClient, domain: str, url: str | None
+) -> CertificateResult:
+    """The mark certificate's findings; a record without a= has none to judge (it is optional)."""
+    if url is None:
+        return CertificateResult(certificate=None, findings=())
+    org = await organizational_domain(session, domain)
+    # the certificate may name the domain or the organizational domain whose record applies
+    accepted = frozenset(n for n in (domain, org.name) if n)
+    return await check_certificate(session, client, url, domain, accepted)
 
 
 async def _logo_problem(session: DnsSession, client: HttpsClient, url: str) -> Finding | None:
