@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.monitor.certificate_expiry import expiry_changes
 from bot.monitor.fix_followup import verify_pending_plans, watch_flattened_includes
 from bot.monitor.watch_state import (
     CANNOT_CHECK_AFTER,
@@ -26,12 +27,13 @@ from bot.monitor.watch_state import (
     Change,
     Observation,
     cannot_check_change,
+    carry_over,
     decide,
     observe,
 )
 from bot.slack.blocks.alerts import digest_group, render_alert
 from bot.store.database import utcnow
-from bot.store.outbox import NewAlert
+from bot.store.outbox import NewAlert, alert_written
 from bot.store.stores import Stores
 from bot.store.watches import Decision, Watch, WatchHistory, WatchStore
 from handlers.dns.resolver import DnsSession
@@ -96,13 +98,21 @@ def record_observation(
     said: list[Change] = []
 
     def decide_alerts(history: WatchHistory) -> Decision:
-        change, acknowledge = decide(history, observation)
-        if change is None:
-            return Decision([], acknowledge)
-        said.append(change)
-        known = history.alerted.id if history.alerted else 0
-        key = f"{known}>{observation.state.fingerprint[:16]}:{now.isoformat()}"
-        return Decision([alert_for(change, history.watch, key)], acknowledge)
+        seen = carry_over(observation, history.latest)
+        change, acknowledge = decide(history, seen)
+        alerts = []
+        if change is not None:
+            said.append(change)
+            known = history.alerted.id if history.alerted else 0
+            key = f"{known}>{seen.state.fingerprint[:16]}:{now.isoformat()}"
+            alerts.append(alert_for(change, history.watch, key))
+        for expiring, key in expiry_changes(history.watch, seen, now):
+            alert = alert_for(expiring, history.watch, key)
+            # said once per certificate and threshold, however many cycles see it
+            if not alert_written(store.database.connection, history.watch.team_id, alert.dedupe_key):
+                said.append(expiring)
+                alerts.append(alert)
+        return Decision(alerts, acknowledge, state=seen.state)
 
     store.apply_check(
         watch.team_id,

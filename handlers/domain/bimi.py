@@ -23,7 +23,7 @@ from handlers.domain.bimi_certificate import BimiCertificate, CertificateResult,
 from handlers.domain.dmarc import DmarcReport, check_dmarc
 from handlers.domain.dmarc_discovery import organizational_domain
 from handlers.domain.findings import Finding, absence_words, finding, temperror_finding
-from handlers.https_fetch import FetchStep, HttpsClient, fetch
+from handlers.https_fetch import FetchStep, HttpsClient, HttpsResponse, fetch
 from handlers.limits import MAX_BIMI_LOGO_BYTES
 
 SELECTOR = "default"  # the selector receivers use when a message names none (BIMI draft §4.2)
@@ -43,6 +43,8 @@ class BimiReport:
     findings: tuple[Finding, ...]
     certificate_url: str | None = None
     certificate: BimiCertificate | None = None  # the mark certificate at a=, when it could be read
+    # the logo's or the certificate's host could not be reached or timed out: unknown, not broken
+    fetch_unknown: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -84,9 +86,14 @@ async def check_bimi(session: DnsSession, domain: str, client: HttpsClient) -> B
         _logo_problem(session, client, logo_url),
         _certificate(session, client, domain, certificate_url),
     )
-    findings = (*(f for f in (enforcement, logo) if f is not None), *certificate.findings)
+    logo_finding, logo_transient = logo
+    findings = (*(f for f in (enforcement, logo_finding) if f is not None), *certificate.findings)
     return replace(
-        report, findings=findings, certificate_url=certificate_url, certificate=certificate.certificate
+        report,
+        findings=findings,
+        certificate_url=certificate_url,
+        certificate=certificate.certificate,
+        fetch_unknown=logo_transient or certificate.transient,
     )
 
 
@@ -181,32 +188,40 @@ async def _certificate(
     return await check_certificate(session, client, url, domain, accepted)
 
 
-async def _logo_problem(session: DnsSession, client: HttpsClient, url: str) -> Finding | None:
+async def _logo_problem(session: DnsSession, client: HttpsClient, url: str) -> tuple[Finding | None, bool]:
+    """The logo's finding, and whether its fetch failed only for want of reaching the host."""
+    response, problem = await _fetch_logo(session, client, url)
+    return problem, response.transient
+
+
+async def _fetch_logo(
+    session: DnsSession, client: HttpsClient, url: str
+) -> tuple[HttpsResponse, Finding | None]:
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     # the logo's own cap: a larger file is refused by receivers, so it is not read further
     response = await fetch(replace(client, max_body=MAX_BIMI_LOGO_BYTES), session, host, path)
     if response.dns_outage is not None:
-        return temperror_finding(response.dns_outage)
+        return response, temperror_finding(response.dns_outage)
     if response.failed_step is FetchStep.SIZE and "headers" not in response.failure:
-        return finding(
+        return response, finding(
             "bimi.logo_invalid",
             f"The BIMI logo at {url} is larger than {MAX_BIMI_LOGO_BYTES // 1024} KB, the most an "
             "SVG Tiny PS logo may be.",
         )
     if not response.ok:
         step = response.failed_step.value if response.failed_step else "fetch"
-        return finding(
+        return response, finding(
             "bimi.logo_unreachable",
             f"The BIMI logo at {url} could not be fetched: {response.failure} (step: {step}).",
         )
     problems = logo_problems(response.body)
     if problems:
-        return finding(
+        return response, finding(
             "bimi.logo_invalid", f"The BIMI logo at {url} is not SVG Tiny PS: " + "; ".join(problems) + "."
         )
-    return None
+    return response, None
 
 
 def logo_problems(body: bytes) -> list[str]:

@@ -63,6 +63,7 @@ class CertificateResult:
 
     certificate: BimiCertificate | None
     findings: tuple[Finding, ...]
+    transient: bool = False  # the fetch could not reach the host: the certificate is unknown, not bad
 
 
 async def check_certificate(
@@ -92,6 +93,7 @@ async def check_certificate(
                     f"The BIMI certificate at {url} could not be fetched: {response.failure} (step: {step}).",
                 ),
             ),
+            transient=response.transient,
         )
     result = judge_certificate(response.body, domain, accepted_names, _roots(client.ca_file), now=now)
     return replace(result, findings=tuple(replace(f, detail=f"{url}: {f.detail}") for f in result.findings))

@@ -62,6 +62,8 @@ class MtaStsReport:
     policy_text: str | None
     certificate_expires: datetime | None
     findings: tuple[Finding, ...]
+    # the policy host could not be reached or timed out: the policy is unknown this time, not gone
+    policy_unknown: bool = False
 
     @property
     def published(self) -> bool:
@@ -178,6 +180,7 @@ async def check_mta_sts(
             policy_text=None,
             certificate_expires=None,
             findings=(problem,),
+            policy_unknown=response.transient,
         )
     return _read_policy(domain, record, response, now or datetime.now(UTC))
 
