@@ -153,7 +153,7 @@ async def _enforcement_problem(session: DnsSession, domain: str) -> Finding | No
     for name, report in reports:
         if report.record is None and any(f.id == "dns.temperror" for f in report.findings):
             return None  # an outage, reported by the DMARC part: unknown, not unenforced
-        problem = _not_enforced(report)
+        problem = not_enforced(report)
         if problem:
             which = "" if name == domain else f"its organizational domain {display_name(name)}: "
             return finding(
@@ -165,7 +165,8 @@ async def _enforcement_problem(session: DnsSession, domain: str) -> Finding | No
     return None
 
 
-def _not_enforced(report: DmarcReport) -> str | None:
+def not_enforced(report: DmarcReport) -> str | None:
+    """Why the DMARC policy is not at the enforcement BIMI needs, in words (None: it is)."""
     record = report.record
     if record is None or not record.usable:
         return "there is no usable DMARC record"

@@ -145,9 +145,9 @@ async def check_mta_sts(
             findings=(problem,),
         )
     record = records[0]
-    record_problem = _record_problem(record)
-    if record_problem:
-        problem = finding("mta_sts.record_invalid", f"The record at {shown} {record_problem}.", record=record)
+    invalid = record_problem(record)
+    if invalid:
+        problem = finding("mta_sts.record_invalid", f"The record at {shown} {invalid}.", record=record)
         return MtaStsReport(
             domain=domain,
             record=record,
@@ -185,7 +185,7 @@ async def check_mta_sts(
     return _read_policy(domain, record, response, now or datetime.now(UTC))
 
 
-def _record_problem(record: str) -> str | None:
+def record_problem(record: str) -> str | None:
     fields = [part.strip() for part in record.split(";")[1:] if part.strip()]
     ids = [f.partition("=")[2].strip() for f in fields if f.partition("=")[0].strip() == "id"]
     if not ids:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from handlers.dns.psl import same_organization
 from handlers.dns.resolver import DnsSession, Lookup
+from handlers.domain.bimi import not_enforced, record_certificate_url
+from handlers.domain.bimi import parse_record as parse_bimi_record
 from handlers.domain.check import DomainReport, check_domain
 from handlers.domain.dmarc_record import is_dmarc_record
 from handlers.domain.spf import is_spf_record
@@ -35,6 +38,7 @@ from handlers.fixes.spf_fixes import (
     merge_spf_records,
     propose_spf,
 )
+from handlers.fixes.transport_fixes import TransportChoices, propose_bimi, propose_mta_sts, propose_tls_rpt
 from handlers.fixes.validation import dmarc_record_problems, spf_record_problems
 
 
@@ -45,6 +49,7 @@ class FixForm:
     dmarc: DmarcChoices | None = None
     spf: SpfChoices | None = None
     dkim: DkimKeyChoices | None = None
+    transport: TransportChoices | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +94,8 @@ async def prepare_fix(
         return await _dmarc_screen(session, report, finding_id, kind, form, clears, stats)
     if kind == "spf":
         return await _spf_screen(session, report, finding_id, form, clears, drift)
+    if kind in TRANSPORT_KINDS:
+        return await transport_screen(session, report, finding_id, kind, form, clears)
     return await _dkim_screen(session, report, finding_id, kind, selector, form, clears)
 
 
@@ -197,6 +204,95 @@ async def _dkim_screen(
         readiness=None,
         family_findings=clears,
     )
+
+
+TRANSPORT_KINDS = ("mta_sts", "tls_rpt", "bimi")
+_TRANSPORT_RECORDS = {
+    "mta_sts": ("_mta-sts", "v=stsv1"),
+    "tls_rpt": ("_smtp._tls", "v=tlsrptv1"),
+    "bimi": ("default._bimi", "v=bimi1"),
+}
+
+
+async def transport_screen(
+    session: DnsSession,
+    report: DomainReport,
+    finding_id: str,
+    kind: str,
+    form: FixForm | None,
+    clears: tuple[str, ...],
+) -> FixScreen:
+    """MTA-STS, TLS-RPT or BIMI: the record at its name read afresh, and the proposal for it."""
+    domain = report.domain
+    label, version = _TRANSPORT_RECORDS[kind]
+    lookup = await session.lookup(f"{label}.{domain}", "TXT")
+    before = tuple(r for r in lookup.records if r.lower().startswith(version))
+    typed = form.transport if form and form.transport else TransportChoices()
+    if kind == "mta_sts":
+        choices = typed
+        proposal = _mta_sts_proposal(report, before, clears)
+    elif kind == "tls_rpt":
+        choices = replace(typed, tls_rua=typed.tls_rua or _team_report_address(report))
+        proposal = propose_tls_rpt(domain, choices, before, clears)
+    else:
+        logo, certificate = _bimi_addresses(before)
+        choices = replace(
+            typed, logo_url=typed.logo_url or logo, certificate_url=typed.certificate_url or certificate
+        )
+        proposal = propose_bimi(domain, choices, before, clears, _enforcement_first(report))
+    return FixScreen(
+        finding_id=finding_id,
+        domain=domain,
+        kind=kind,
+        proposal=_unless_unread(proposal, lookup),
+        form=FixForm(transport=choices),
+        readiness=None,
+        family_findings=clears,
+    )
+
+
+def _mta_sts_proposal(report: DomainReport, before: tuple[str, ...], clears: tuple[str, ...]) -> Proposal:
+    mx = report.mx
+    hosts = tuple(h.host for h in mx.hosts) if mx is not None and not mx.null_mx else ()
+    proposal = propose_mta_sts(report.domain, hosts, before, clears)
+    outage = next((f for f in (mx.findings if mx else ()) if f.id == "dns.temperror"), None)
+    if mx is None or outage is not None:
+        # the MX hosts the policy must name are unknown: an outage is not an empty list
+        why = outage.detail if outage else "the MX records were not read"
+        return replace(proposal, problems=(f"the MX hosts could not be read ({why}); try again later",))
+    return proposal
+
+
+def _team_report_address(report: DomainReport) -> str | None:
+    """The team's own report mailbox, as its DMARC record names it: TLS reports can go there too.
+    None when it names none in the domain's organization (the modal then asks)."""
+    record = report.dmarc.record if report.dmarc else None
+    for uri in record.rua if record else ():
+        address = uri.uri.removeprefix("mailto:")
+        if uri.domain and "@" in address and same_organization(uri.domain, report.domain):
+            return address
+    return None
+
+
+def _bimi_addresses(before: tuple[str, ...]) -> tuple[str | None, str | None]:
+    if len(before) != 1:
+        return None, None
+    logo, problem = parse_bimi_record(before[0])
+    return (None, None) if problem else (logo, record_certificate_url(before[0]))
+
+
+def _enforcement_first(report: DomainReport) -> tuple[str, str] | None:
+    """The DMARC finding whose fix must come before BIMI, and why, or None at enforcement."""
+    dmarc = report.dmarc
+    if dmarc is None:
+        return None
+    problem = not_enforced(dmarc)
+    if problem is None:
+        return None
+    record = dmarc.record
+    if record is None or not record.usable:
+        return "dmarc.missing", problem
+    return ("dmarc.testing" if record.testing else "dmarc.policy_none"), problem
 
 
 def _unless_unread(proposal: Proposal, current: Lookup) -> Proposal:
