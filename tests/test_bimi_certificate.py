@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bot.cli import main
+from bot.cli.terminal_report import render_domain_report
+from bot.slack.blocks.domain_report import render_report
 from handlers.domain.bimi_certificate import LOGOTYPE_OID
 from handlers.domain.check import DomainReport, check_domain
 from handlers.domain.findings import Severity
@@ -172,6 +174,23 @@ def test_a_good_certificate_says_nothing_and_is_shown(
     not_after = datetime.datetime.strptime(certificate["not_after"], "%Y-%m-%dT%H:%M:%SZ")
     days = (not_after.replace(tzinfo=datetime.UTC) - datetime.datetime.now(datetime.UTC)).days
     assert 363 <= days <= 365
+
+
+def test_the_reports_show_the_certificate(
+    world: NsdServer, ca: LocalCa, make_session: SessionFactory
+) -> None:
+    report = run_check(make_session, world, "expiring.test", ca)
+    lines = render_domain_report(report).splitlines()
+    bimi = lines[lines.index("BIMI") + 1 :]
+    expiry = report.bimi.certificate.not_after  # type: ignore[union-attr]
+    assert (
+        f"  VMC:      expires {expiry:%Y-%m-%d}, issued by CN=dmarcbot test Mark Verifying Authority" in bimi
+    )
+    _, blocks = render_report(report, ["sel"], "T1")
+    assert (
+        f"VMC: expires {expiry:%Y-%m-%d}, issued by `CN=dmarcbot test Mark Verifying Authority`"
+        in json.dumps(blocks, ensure_ascii=False)
+    )
 
 
 def test_no_a_tag_means_no_certificate_and_no_finding(

@@ -241,7 +241,7 @@ def test_no_https_fetch_for_a_domain_without_mta_sts_or_bimi(
     snapshot = monitor.stores.watches.latest_snapshot("T1", watch.id)
     assert snapshot is not None
     assert snapshot.records[f"MTA-STS _mta-sts.{PLAIN}"] is None
-    assert not any(name.startswith("MTA-STS policy") for name in snapshot.records)
+    assert snapshot.records[f"MTA-STS policy https://mta-sts.{PLAIN}/.well-known/mta-sts.txt"] is None
 
 
 def test_certificate_expiry_alerts_30_and_7_days_ahead_once_each_across_restarts(
@@ -286,8 +286,14 @@ def test_certificate_expiry_alerts_30_and_7_days_ahead_once_each_across_restarts
     assert kinds == ["certificate_expiring"] * 4
 
 
+@pytest.mark.parametrize("unreachable_at_upgrade", [False, True])
 def test_a_state_from_before_the_transport_records_were_watched_takes_them_silently(
-    monitor: MonitorHarness, ca: LocalCa, slack: SlackStandIn
+    monitor: MonitorHarness,
+    ca: LocalCa,
+    https: HttpsServer,
+    world: NsdServer,
+    slack: SlackStandIn,
+    unreachable_at_upgrade: bool,
 ) -> None:
     monitor.watch(DOMAIN)
     cycle(monitor, ca)
@@ -304,7 +310,19 @@ def test_a_state_from_before_the_transport_records_were_watched_takes_them_silen
             "UPDATE snapshots SET records = ?, fingerprint = ? WHERE id = ?",
             [json.dumps(old.records, sort_keys=True), old.fingerprint, snapshot.id],
         )
+    if unreachable_at_upgrade:
+        # the policy host does not answer at the first check that watches it: nothing is said
+        # then, nor when it answers again and its file is first seen
+        world.set_zone(DOMAIN, zone(DOMAIN, https.address, policy_host=NOBODY))
+        checked, delivered = cycle(monitor, ca)
+        assert checked.watches == 1 and checked.alerts_written == 0 and delivered.messages_posted == 0
+        assert POLICY_NAME not in latest_records(monitor)
+        world.set_zone(DOMAIN, zone(DOMAIN, https.address))
     checked, delivered = cycle(monitor, ca)
     assert checked.watches == 1 and checked.alerts_written == 0 and delivered.messages_posted == 0
     assert latest_records(monitor) == snapshot.records  # now known, so later changes are compared
-    assert slack.posts() == []
+    # and they are: the policy file changes
+    https.pages[f"mta-sts.{DOMAIN}"] = Page(body=POLICY.replace(b"604800", b"1209600"))
+    checked, delivered = cycle(monitor, ca)
+    assert checked.alerts_written == 1 and delivered.messages_posted == 1
+    assert "max_age: 1209600" in all_text(slack.posts()[0].blocks)

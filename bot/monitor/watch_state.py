@@ -164,6 +164,7 @@ def carry_over(observation: Observation, previous: Snapshot | None) -> Observati
     findings = list(state.findings)
     for part in observation.unknown_parts:
         prefixes, finding_ids = _FETCHED[part]
+        # a name the last check lacks (it predates watching it) stays out until a fetch succeeds
         for name in [n for n in records if n.startswith(prefixes)]:
             del records[name]
         records.update({n: v for n, v in previous.records.items() if n.startswith(prefixes)})
@@ -236,17 +237,17 @@ _FETCHED: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
 
 
 def transport_records(report: DomainReport) -> dict[str, str | None]:
-    """The MTA-STS, TLS-RPT and BIMI records, and the MTA-STS policy file's content when the record
-    is published (no record, no fetch: the monitor stays cheap for the domains without one)."""
+    """The MTA-STS, TLS-RPT and BIMI records, and the MTA-STS policy file's content (fetched only
+    when the record is published: the monitor stays cheap for the domains without one)."""
     domain = report.domain
     records: dict[str, str | None] = {}
     if report.mta_sts is not None:
         records[f"MTA-STS _mta-sts.{domain}"] = report.mta_sts.record
-        if report.mta_sts.record is not None:
-            text = report.mta_sts.policy_text
-            # RFC 8461 §3.2: lines end in CRLF or LF, and trailing spaces carry nothing
-            normalised = "\n".join(line.rstrip() for line in text.splitlines()).strip() if text else None
-            records[f"{_MTA_STS_POLICY}https://mta-sts.{domain}/.well-known/mta-sts.txt"] = normalised
+        # None without a record: nothing is fetched then (the check fetches what a record announces)
+        text = report.mta_sts.policy_text
+        # RFC 8461 §3.2: lines end in CRLF or LF, and trailing spaces carry nothing
+        normalised = "\n".join(line.rstrip() for line in text.splitlines()).strip() if text else None
+        records[f"{_MTA_STS_POLICY}https://mta-sts.{domain}/.well-known/mta-sts.txt"] = normalised
     if report.tls_rpt is not None:
         records[f"TLS-RPT _smtp._tls.{domain}"] = report.tls_rpt.record
     if report.bimi is not None:
@@ -254,8 +255,11 @@ def transport_records(report: DomainReport) -> dict[str, str | None]:
     return records
 
 
-def _predates_transport(records: dict[str, str | None]) -> bool:
-    return not any(name.startswith(TRANSPORT_PREFIXES) for name in records)
+def _new_to_comparison(known: dict[str, str | None], state: dict[str, str | None]) -> set[str]:
+    """Transport record names the channel's state lacks altogether (not even as "no record"): they
+    were not watched when it was taken (an upgrade), so their first value is a baseline, not news.
+    Every later state has them all, a missing record as None."""
+    return {name for name in state if name.startswith(TRANSPORT_PREFIXES) and name not in known}
 
 
 def spf_record_name(domain: str) -> str:
@@ -298,10 +302,11 @@ def decide(history: WatchHistory, observation: Observation) -> tuple[Change | No
         return None, True  # the baseline
     if state.fingerprint == known.fingerprint:
         return (_restored(history, observation) if restored else None), False
-    if _predates_transport(known.records) and _same_but_transport(known, state):
-        # The channel's state was taken before the MTA-STS, TLS-RPT and BIMI records were watched:
-        # the first state that has them is their baseline, said to nobody (an upgrade must not
-        # alert every watched domain at once).
+    unwatched = _new_to_comparison(known.records, state.records)
+    if unwatched and _same_but(unwatched, known, state):
+        # The channel's state was taken before these records were watched: the first state that
+        # has them is their baseline, said to nobody (an upgrade must not alert every watched
+        # domain at once).
         return (_restored(history, observation) if restored else None), True
     recovered = known.verdict != "pass" and state.verdict == "pass"
     new = state.fingerprint not in history.recent_fingerprints
@@ -319,8 +324,7 @@ def decide(history: WatchHistory, observation: Observation) -> tuple[Change | No
         kind = "changed"
     appeared, cleared = _finding_diff(known, state)
     records = _record_diff(known.records, state.records)
-    if _predates_transport(known.records):
-        records = [r for r in records if not r.name.startswith(TRANSPORT_PREFIXES)]
+    records = [r for r in records if r.name not in unwatched]
     chain_comparable = _spf_evaluable(known.records, watch.domain) and _spf_evaluable(
         state.records, watch.domain
     )
@@ -341,9 +345,9 @@ def decide(history: WatchHistory, observation: Observation) -> tuple[Change | No
     ), True
 
 
-def _same_but_transport(known: Snapshot, state: ObservedState) -> bool:
-    """Whether only the transport records tell the two states apart."""
-    records = {n: v for n, v in state.records.items() if not n.startswith(TRANSPORT_PREFIXES)}
+def _same_but(names: set[str], known: Snapshot, state: ObservedState) -> bool:
+    """Whether only the records `names` tell the two states apart."""
+    records = {n: v for n, v in state.records.items() if n not in names}
     return records == known.records and {f["key"] for f in state.findings} == {
         f["key"] for f in known.findings
     }

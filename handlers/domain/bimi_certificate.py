@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -95,8 +95,8 @@ async def check_certificate(
             ),
             transient=response.transient,
         )
-    result = judge_certificate(response.body, domain, accepted_names, _roots(client.ca_file), now=now)
-    return replace(result, findings=tuple(replace(f, detail=f"{url}: {f.detail}") for f in result.findings))
+    roots = trusted_roots(client.ca_file)
+    return judge_certificate(response.body, domain, accepted_names, roots, url=url, now=now)
 
 
 def judge_certificate(
@@ -105,17 +105,20 @@ def judge_certificate(
     accepted_names: frozenset[str],
     roots: tuple[x509.Certificate, ...],
     *,
+    url: str = "",
     now: datetime | None = None,
 ) -> CertificateResult:
-    """Every reason the PEM chain is not a usable mark certificate for `domain`, in words."""
+    """Every reason the PEM chain (served at `url`) is not a usable mark certificate for `domain`,
+    in words."""
     now = now or datetime.now(UTC)
+    what = f"The BIMI certificate at {url}" if url else "The BIMI certificate"
     try:
         chain = x509.load_pem_x509_certificates(pem)
     except ValueError:
-        return _invalid("the file is not a PEM certificate chain")
+        return _invalid(what, "the file is not a PEM certificate chain")
     if len(chain) > MAX_CHAIN_CERTIFICATES:
         return _invalid(
-            f"the file holds {len(chain)} certificates, more than a chain of {MAX_CHAIN_CERTIFICATES}"
+            what, f"the file holds {len(chain)} certificates, more than a chain of {MAX_CHAIN_CERTIFICATES}"
         )
     leaf, intermediates = chain[0], chain[1:]
     certificate = BimiCertificate(
@@ -146,7 +149,7 @@ def judge_certificate(
         findings.append(
             finding(
                 "bimi.certificate_invalid",
-                "the BIMI certificate is not usable, so receivers show no logo: " + "; ".join(problems) + ".",
+                f"{what} is not usable, so receivers show no logo: " + "; ".join(problems) + ".",
             )
         )
     elif leaf.not_valid_after_utc - now < CERTIFICATE_WARNING:
@@ -154,7 +157,7 @@ def judge_certificate(
         findings.append(
             finding(
                 "bimi.certificate_expiring",
-                f"the BIMI certificate expires on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, in {days} "
+                f"{what} expires on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, in {days} "
                 "day(s); then receivers stop showing the logo.",
             )
         )
@@ -208,17 +211,17 @@ def _san_names(certificate: x509.Certificate) -> set[str]:
     return {name.lower().rstrip(".") for name in names[:100]}
 
 
-def _invalid(problem: str) -> CertificateResult:
+def _invalid(what: str, problem: str) -> CertificateResult:
     return CertificateResult(
         certificate=None,
-        findings=(finding("bimi.certificate_invalid", f"the BIMI certificate is not usable: {problem}."),),
+        findings=(finding("bimi.certificate_invalid", f"{what} is not usable: {problem}."),),
     )
 
 
-@functools.lru_cache(maxsize=8)
-def _roots(ca_file: str | None) -> tuple[x509.Certificate, ...]:
-    """The trusted roots: the configured CA file's, else the MVA roots checkdmarc ships (found
-    without importing checkdmarc, which `check` never loads)."""
+def trusted_roots(ca_file: str | None) -> tuple[x509.Certificate, ...]:
+    """The roots a mark certificate must chain to: the configured CA file's, else the MVA roots
+    checkdmarc ships (found without importing checkdmarc, which `check` never loads). Read again
+    when the file changes, as the TLS context reads the CA file at every fetch."""
     path: Path | None = Path(ca_file) if ca_file else None
     if path is None:
         spec = importlib.util.find_spec("checkdmarc")
@@ -226,7 +229,16 @@ def _roots(ca_file: str | None) -> tuple[x509.Certificate, ...]:
             return ()
         path = Path(spec.origin).parent / "resources" / "MVACAs.pem"
     try:
-        return tuple(x509.load_pem_x509_certificates(path.read_bytes()))
+        changed = path.stat().st_mtime_ns
+    except OSError:
+        return ()
+    return _roots_in(str(path), changed)
+
+
+@functools.lru_cache(maxsize=8)
+def _roots_in(path: str, changed: int) -> tuple[x509.Certificate, ...]:
+    try:
+        return tuple(x509.load_pem_x509_certificates(Path(path).read_bytes()))
     except (OSError, ValueError):
         return ()
 
