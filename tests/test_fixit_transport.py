@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from bot.slack.blocks.fixit import input_id
 from handlers.domain.mta_sts import parse_policy
 from tests.conftest import AppFactory
 from tests.dnstest import NsdServer
+from tests.httpstest import HttpsServer, LocalCa, Page
 from tests.slackstub import SlackStandIn
 from tests.test_fixit_slack import (
     REPORT_TS,
@@ -43,16 +45,16 @@ def steps(text: str) -> str:
 
 
 def test_mta_sts_proposes_a_fresh_record_and_the_policy_file_in_testing_mode(
-    world: NsdServer, make_app: AppFactory, slack: SlackStandIn
+    world: NsdServer, make_app: AppFactory, slack: SlackStandIn, tmp_path: Path
 ) -> None:
-    app = make_app(world, dns_timeout=0.5)
+    ca = LocalCa(tmp_path)
+    app = make_app(world, dns_timeout=0.5, ca_file=str(ca.ca_file))
     modal = open_modal(app, slack, fix_value("mta_sts.missing", "pnone.test"))
     assert "Not offered" not in modal.text
     (record,) = modal.proposed().splitlines()[:1]
     assert re.fullmatch(r"v=STSv1; id=\d{8}T\d{6}", record), record
-    shown = steps(modal.text)
-    assert "https://mta-sts.pnone.test/.well-known/mta-sts.txt" in shown
-    policy = re.search(r"\*File to serve\* at .*?```(.*?)```", modal.text, re.DOTALL)[1]  # type: ignore[index]
+    assert "https://mta-sts.pnone.test/.well-known/mta-sts.txt" in steps(modal.text)
+    policy = served_file(modal.text)
     assert policy == "version: STSv1\nmode: testing\nmx: mx.pnone.test\nmax_age: 604800\n"
     parsed, problems = parse_policy(policy)  # what the check itself would read
     assert problems == [] and parsed is not None and parsed.mode == "testing"
@@ -62,16 +64,31 @@ def test_mta_sts_proposes_a_fresh_record_and_the_policy_file_in_testing_mode(
     [plan] = slack.wait_for("chat.postMessage", 1, timeout=TIMEOUT, ok_only=True)
     assert plan.params["thread_ts"] == REPORT_TS
     plan_text = unescape(texts(plan.blocks))
-    assert "mode: testing" in plan_text and "mta-sts.pnone.test/.well-known/mta-sts.txt" in plan_text
+    assert served_file(plan_text) == policy
     (line,) = bind_lines(plan)
     assert line.startswith("_mta-sts.pnone.test. 3600 IN TXT") and record in line
-    # published: Verify finds the record live
+
+    # the record published, the file not served yet: not live, and the answer says why
     publish(world, [line], [])
     click_verify(app, plan)
     slack.wait_for("chat.postMessage", 2, timeout=TIMEOUT, ok_only=True)
-    answer = texts(thread_posts(slack)[-1].blocks)
-    assert "Not live yet" not in answer and "`mta_sts.missing`" in answer
+    answer = unescape(texts(thread_posts(slack)[-1].blocks))
+    assert "Not live yet" in answer and "mta-sts.pnone.test has no address" in answer
+
+    # the file served as the plan shows it, on a host with a certificate from the CA configured
+    with HttpsServer(ca) as server:
+        server.add("mta-sts.pnone.test", ca.leaf(["mta-sts.pnone.test"]), Page(body=policy.encode()))
+        publish(world, [line, f"mta-sts.pnone.test. 3600 IN A {server.address}"], [])
+        click_verify(app, plan)
+        slack.wait_for("chat.postMessage", 3, timeout=TIMEOUT, ok_only=True)
+    fixed = texts(thread_posts(slack)[-1].blocks)
+    assert "*Fixed*" in fixed and "`mta_sts.missing`" in fixed, fixed
     slack.assert_no_violations()
+
+
+def served_file(text: str) -> str:
+    """The content of the "File to serve" section of a modal or plan."""
+    return re.search(r"\*File to serve\* at .*?```(.*?)```", text, re.DOTALL)[1]  # type: ignore[index]
 
 
 def test_a_domain_without_mx_hosts_is_not_offered_an_mta_sts_policy(

@@ -238,7 +238,7 @@ def check_watches(
     write_batch()
     # After the checks, through the same session: a plan is verified against the answers the
     # domain's own check just got (and never when that check hit an outage).
-    report.fixes_verified = verify_pending_plans(stores.fix_plans, session, checked, now)
+    report.fixes_verified = verify_pending_plans(stores.fix_plans, session, checked, now, https)
     report.alerts_written += report.fixes_verified
     report.alerts_written += watch_flattened_includes(stores.fix_plans, session, checked, now)
     report.queries = session.queries_sent

@@ -40,6 +40,7 @@ from handlers.fixes.spf_fixes import (
 )
 from handlers.fixes.transport_fixes import TransportChoices, propose_bimi, propose_mta_sts, propose_tls_rpt
 from handlers.fixes.validation import dmarc_record_problems, spf_record_problems
+from handlers.https_fetch import HttpsClient
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ async def prepare_fix(
     form: FixForm | None = None,
     stats: AggregateStats | None = None,
     drift: AddressDrift | None = None,
+    https: HttpsClient | None = None,
 ) -> FixScreen:
     """The proposal for `finding_id` on `domain`, from fresh records and `form` (None: defaults;
     `stats` judge a policy step's readiness, `drift` opens a re-flatten of a stale include)."""
@@ -87,7 +89,7 @@ async def prepare_fix(
     if kind is None:
         raise ValueError(f"no fix for {finding_id}")
     wanted = [selector] if selector else list(selectors)
-    report = await check_domain(domain, session, wanted)
+    report = await check_domain(domain, session, wanted, https=https)
     family = tuple(dict.fromkeys(f.id for f in report.findings if family_of(f.id) == family_of(finding_id)))
     clears = family or (finding_id,)
     if kind in ("dmarc", "dmarc_progress"):
@@ -357,11 +359,12 @@ async def verify_fix(
     expected: Sequence[ExpectedRecord],
     clears: Sequence[str],
     selectors: Sequence[str] = (),
+    https: HttpsClient | None = None,
 ) -> FixCheck:
     """Resolve afresh: is each expected record live (and alone, for DMARC and SPF), and which of
     `clears` are gone from a fresh check. With nothing expected (a provider-made DKIM key), the
     fix is live when the selector's key no longer has a finding in `clears`."""
-    report = await check_domain(domain, session, list(selectors))
+    report = await check_domain(domain, session, list(selectors), https=https)
     differences: list[str] = []
     outage = False
     for item in expected:
@@ -383,6 +386,7 @@ async def verify_fix(
                 f"{item.host}: the planned record is live, but so are "
                 f"{len(live) - 1} other(s) that must be deleted"
             )
+    differences += _hosted_file_differences(report, expected)
     now = {f.id for f in report.findings}
     cleared = tuple(i for i in clears if i not in now)
     remaining = tuple(i for i in clears if i in now)
@@ -392,6 +396,18 @@ async def verify_fix(
     return FixCheck(
         live=live_now, differences=tuple(differences), cleared=cleared, remaining=remaining, outage=outage
     )
+
+
+# What still keeps a published `_mta-sts` record from working: the policy file it announces.
+_POLICY_FILE_FINDINGS = ("mta_sts.policy_unreachable", "mta_sts.policy_invalid", "mta_sts.mx_not_covered")
+
+
+def _hosted_file_differences(report: DomainReport, expected: Sequence[ExpectedRecord]) -> list[str]:
+    """An MTA-STS plan is live only once its policy file is served too: the record alone makes
+    senders fetch a file that is not there."""
+    if not any(item.host.startswith("_mta-sts.") for item in expected):
+        return []
+    return [f.detail for f in report.findings if f.id in _POLICY_FILE_FINDINGS]
 
 
 def refused_reasons(screen: FixScreen) -> tuple[str, ...]:

@@ -163,6 +163,7 @@ def _screen(
             form,
             stats,
             request.drift,
+            https=settings.https_client(),
         )
     )
 
