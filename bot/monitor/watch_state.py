@@ -14,6 +14,11 @@ The alert rules (the README's "Alert semantics" says the same):
   return to passing DMARC: "recovered" is said at once, so fixing a mistake by restoring the old
   record is announced; a record flapping between passing and failing says "failing" once and
   "recovered" once, then stays quiet.
+- A part fetched over HTTPS (the MTA-STS policy, the BIMI logo and certificate) whose host cannot
+  be reached or does not answer in time is an outage of that part: the last good check's records
+  and findings for it stand in (carry_over). An answer the host gives (404, redirect) is a change.
+- A certificate's approaching expiry is not a change of state: bot.monitor.certificate_expiry says
+  it 30 and 7 days ahead.
 """
 
 from __future__ import annotations
