@@ -81,6 +81,12 @@ class HttpsResponse:
     def ok(self) -> bool:
         return self.failed_step is None
 
+    @property
+    def transient(self) -> bool:
+        """The server could not be reached or was too slow: what it serves is unknown, not changed,
+        unlike an answer it gave (a status, a redirect, a certificate), which is its own state."""
+        return self.failed_step in (FetchStep.CONNECTION, FetchStep.TIME)
+
 
 async def fetch(client: HttpsClient, session: DnsSession, host: str, path: str) -> HttpsResponse:
     """GET https://host/path within the client's limits; never raises for what the server does."""

@@ -138,6 +138,9 @@ def _transport_body(report: DomainReport, part: str) -> list[str]:
         body = [f"record:   {report.bimi.record or '(none)'}"]
         if report.bimi.logo_url:
             body.append(f"logo:     {_clip(report.bimi.logo_url)}")
+        if report.bimi.certificate is not None:
+            mark = report.bimi.certificate
+            body.append(f"VMC:      expires {mark.not_after:%Y-%m-%d}, issued by {_clip(mark.issuer)}")
         return body
     if part == "dnssec" and report.dnssec is not None:
         dnssec = report.dnssec

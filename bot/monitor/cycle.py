@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.config import DEFAULT_REPORTS_SILENCE_DAYS
+from bot.monitor.certificate_expiry import expiry_changes
 from bot.monitor.fix_followup import verify_pending_plans, watch_flattened_includes
 from bot.monitor.report_silence import review_report_silence
 from bot.monitor.watch_state import (
@@ -28,12 +29,13 @@ from bot.monitor.watch_state import (
     Change,
     Observation,
     cannot_check_change,
+    carry_over,
     decide,
     observe,
 )
 from bot.slack.blocks.alerts import digest_group, render_alert
 from bot.store.database import utcnow
-from bot.store.outbox import NewAlert
+from bot.store.outbox import NewAlert, alert_written
 from bot.store.stores import Stores
 from bot.store.watches import Decision, Watch, WatchHistory, WatchStore
 from handlers.dns.resolver import DnsSession
@@ -98,13 +100,21 @@ def record_observation(
     said: list[Change] = []
 
     def decide_alerts(history: WatchHistory) -> Decision:
-        change, acknowledge = decide(history, observation)
-        if change is None:
-            return Decision([], acknowledge)
-        said.append(change)
-        known = history.alerted.id if history.alerted else 0
-        key = f"{known}>{observation.state.fingerprint[:16]}:{now.isoformat()}"
-        return Decision([alert_for(change, history.watch, key)], acknowledge)
+        seen = carry_over(observation, history.latest)
+        change, acknowledge = decide(history, seen)
+        alerts = []
+        if change is not None:
+            said.append(change)
+            known = history.alerted.id if history.alerted else 0
+            key = f"{known}>{seen.state.fingerprint[:16]}:{now.isoformat()}"
+            alerts.append(alert_for(change, history.watch, key))
+        for expiring, key in expiry_changes(history.watch, seen, now):
+            alert = alert_for(expiring, history.watch, key)
+            # said once per certificate and threshold, however many cycles see it
+            if not alert_written(store.database.connection, history.watch.team_id, alert.dedupe_key):
+                said.append(expiring)
+                alerts.append(alert)
+        return Decision(alerts, acknowledge, state=seen.state)
 
     store.apply_check(
         watch.team_id,
@@ -232,7 +242,7 @@ def check_watches(
     write_batch()
     # After the checks, through the same session: a plan is verified against the answers the
     # domain's own check just got (and never when that check hit an outage).
-    report.fixes_verified = verify_pending_plans(stores.fix_plans, session, checked, now)
+    report.fixes_verified = verify_pending_plans(stores.fix_plans, session, checked, now, https)
     report.alerts_written += report.fixes_verified
     report.alerts_written += watch_flattened_includes(stores.fix_plans, session, checked, now)
     # Only the watches whose check worked: their snapshot is the record now, not an outage's guess.

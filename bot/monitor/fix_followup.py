@@ -40,6 +40,7 @@ from bot.store.watches import Watch
 from handlers.dns.resolver import DnsSession
 from handlers.fixes.session import FixCheck, verify_fix
 from handlers.fixes.spf_fixes import Flattened, flatten_include
+from handlers.https_fetch import HttpsClient
 
 log = logging.getLogger("dmarcbot.monitor")
 
@@ -72,7 +73,11 @@ def settle_verified(
 
 
 def verify_pending_plans(
-    store: FixPlanStore, session: DnsSession, watches: Sequence[Watch], now: datetime | None = None
+    store: FixPlanStore,
+    session: DnsSession,
+    watches: Sequence[Watch],
+    now: datetime | None = None,
+    https: HttpsClient | None = None,
 ) -> int:
     """Verify the pending plans of each watch's team for its domain (each watch just had a good
     check through `session`); returns how many were found live and written as "fixed"."""
@@ -86,7 +91,7 @@ def verify_pending_plans(
                 due.append(stored)
     if not due:
         return 0
-    checks = asyncio.run(_verify_all(session, due))
+    checks = asyncio.run(_verify_all(session, due, https))
     fixed = 0
     for stored, check in zip(due, checks, strict=True):
         if isinstance(check, BaseException):
@@ -104,12 +109,14 @@ def verify_pending_plans(
     return fixed
 
 
-async def _verify_all(session: DnsSession, due: Sequence[StoredFixPlan]) -> list[FixCheck | BaseException]:
+async def _verify_all(
+    session: DnsSession, due: Sequence[StoredFixPlan], https: HttpsClient | None = None
+) -> list[FixCheck | BaseException]:
     # return_exceptions: one plan's bug must not cost the others their verification.
     return list(
         await asyncio.gather(
             *(
-                verify_fix(session, s.plan.domain, s.plan.expected, s.plan.clears, s.plan.selectors)
+                verify_fix(session, s.plan.domain, s.plan.expected, s.plan.clears, s.plan.selectors, https)
                 for s in due
             ),
             return_exceptions=True,

@@ -116,7 +116,14 @@ class FixPlan:
 def check_plan(settings: Settings, plan: FixPlan) -> FixCheck:
     """Verify a plan afresh (a new DnsSession: never an answer older than this call)."""
     return asyncio.run(
-        verify_fix(settings.dns_session(), plan.domain, plan.expected, plan.clears, plan.selectors)
+        verify_fix(
+            settings.dns_session(),
+            plan.domain,
+            plan.expected,
+            plan.clears,
+            plan.selectors,
+            https=settings.https_client(),
+        )
     )
 
 

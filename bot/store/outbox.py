@@ -95,6 +95,14 @@ def insert_alerts(db: sqlite_utils.Database, team_id: str, alerts: Sequence[NewA
     return written
 
 
+def alert_written(db: sqlite_utils.Database, team_id: str, dedupe_key: str) -> bool:
+    """Whether an alert with this dedupe key was ever written for the team, posted or not."""
+    row = db.execute(
+        "SELECT 1 FROM alerts WHERE team_id = ? AND dedupe_key = ? LIMIT 1", [team_id, dedupe_key]
+    ).fetchone()
+    return row is not None
+
+
 def discard_pending(db: sqlite_utils.Database, team_id: str, domain: str) -> None:
     """Drop the team's undelivered alerts about `domain`, inside the caller's transaction (the
     domain is no longer watched: nobody should hear about it)."""

@@ -106,6 +106,9 @@ class Decision:
 
     alerts: list[NewAlert]
     acknowledge: bool
+    # the state to store instead of the one observed, when deciding completed it from the history
+    # (a part whose host could not be reached, taken from the last good check)
+    state: ObservedState | None = None
 
 
 # A watch to add: (team id, channel id, domain, selectors, added by).
@@ -303,6 +306,7 @@ class WatchStore:
                 recent_fingerprints=self.fingerprints_seen_since(team_id, watch_id, flap_since),
             )
             decision = decide(history)
+            state = decision.state or state
             if latest is not None and latest.fingerprint == state.fingerprint:
                 snapshot_id = latest.id
                 db.execute(

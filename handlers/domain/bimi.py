@@ -19,10 +19,11 @@ import defusedxml.ElementTree
 
 from handlers.dns.domain_name import display_name
 from handlers.dns.resolver import DnsSession
+from handlers.domain.bimi_certificate import BimiCertificate, CertificateResult, check_certificate
 from handlers.domain.dmarc import DmarcReport, check_dmarc
 from handlers.domain.dmarc_discovery import organizational_domain
 from handlers.domain.findings import Finding, absence_words, finding, temperror_finding
-from handlers.https_fetch import FetchStep, HttpsClient, fetch
+from handlers.https_fetch import FetchStep, HttpsClient, HttpsResponse, fetch
 from handlers.limits import MAX_BIMI_LOGO_BYTES
 
 SELECTOR = "default"  # the selector receivers use when a message names none (BIMI draft §4.2)
@@ -40,10 +41,17 @@ class BimiReport:
     record: str | None
     logo_url: str | None
     findings: tuple[Finding, ...]
+    certificate_url: str | None = None
+    certificate: BimiCertificate | None = None  # the mark certificate at a=, when it could be read
+    # the logo's or the certificate's host could not be reached or timed out: unknown, not broken
+    fetch_unknown: bool = False
 
     def to_json(self) -> dict[str, object]:
-        # the VMC (a=) is not read yet: `certificate` stays null
-        return {"record": self.record, "logo_url": self.logo_url, "certificate": None}
+        return {
+            "record": self.record,
+            "logo_url": self.logo_url,
+            "certificate": self.certificate.to_json() if self.certificate else None,
+        }
 
 
 async def check_bimi(session: DnsSession, domain: str, client: HttpsClient) -> BimiReport:
@@ -72,25 +80,28 @@ async def check_bimi(session: DnsSession, domain: str, client: HttpsClient) -> B
         return replace(report, findings=(invalid,))
     if logo_url is None:
         return report  # a declination record (l= empty): the domain asks for no logo
-    enforcement, logo = await asyncio.gather(
-        _enforcement_problem(session, domain), _logo_problem(session, client, logo_url)
+    certificate_url = record_certificate_url(record)
+    enforcement, logo, certificate = await asyncio.gather(
+        _enforcement_problem(session, domain),
+        _logo_problem(session, client, logo_url),
+        _certificate(session, client, domain, certificate_url),
     )
-    return replace(report, findings=tuple(f for f in (enforcement, logo) if f is not None))
+    logo_finding, logo_transient = logo
+    findings = (*(f for f in (enforcement, logo_finding) if f is not None), *certificate.findings)
+    return replace(
+        report,
+        findings=findings,
+        certificate_url=certificate_url,
+        certificate=certificate.certificate,
+        fetch_unknown=logo_transient or certificate.transient,
+    )
 
 
 def parse_record(record: str) -> tuple[str | None, str | None]:
     """The logo URL (None for an empty l=), and what is wrong with the record (None when nothing)."""
-    tags: dict[str, str] = {}
-    for field in (part.strip() for part in record.split(";")[1:]):
-        if not field:
-            continue
-        key, equals, value = field.partition("=")
-        if not equals:
-            return None, f'has a field that is not name=value: "{field[:80]}"'
-        key = key.strip().lower()
-        if key in tags:
-            return None, f"has more than one {key}= field"
-        tags[key] = value.strip()
+    tags, problem = _tags(record)
+    if problem:
+        return None, problem
     if "l" not in tags:
         return None, "has no l= (the logo's address), which every BIMI record needs"
     logo = tags["l"]
@@ -100,6 +111,27 @@ def parse_record(record: str) -> tuple[str | None, str | None]:
     if certificate and not _https_url(certificate):
         return None, f'has a="{certificate[:80]}", which is not an https:// URL'
     return logo or None, None
+
+
+def record_certificate_url(record: str) -> str | None:
+    """The a= address of the mark certificate (VMC or CMC) in a valid record, None when it has none."""
+    tags, _ = _tags(record)
+    return tags.get("a") or None
+
+
+def _tags(record: str) -> tuple[dict[str, str], str | None]:
+    tags: dict[str, str] = {}
+    for field in (part.strip() for part in record.split(";")[1:]):
+        if not field:
+            continue
+        key, equals, value = field.partition("=")
+        if not equals:
+            return tags, f'has a field that is not name=value: "{field[:80]}"'
+        key = key.strip().lower()
+        if key in tags:
+            return tags, f"has more than one {key}= field"
+        tags[key] = value.strip()
+    return tags, None
 
 
 def _https_url(text: str) -> bool:
@@ -121,7 +153,7 @@ async def _enforcement_problem(session: DnsSession, domain: str) -> Finding | No
     for name, report in reports:
         if report.record is None and any(f.id == "dns.temperror" for f in report.findings):
             return None  # an outage, reported by the DMARC part: unknown, not unenforced
-        problem = _not_enforced(report)
+        problem = not_enforced(report)
         if problem:
             which = "" if name == domain else f"its organizational domain {display_name(name)}: "
             return finding(
@@ -133,7 +165,8 @@ async def _enforcement_problem(session: DnsSession, domain: str) -> Finding | No
     return None
 
 
-def _not_enforced(report: DmarcReport) -> str | None:
+def not_enforced(report: DmarcReport) -> str | None:
+    """Why the DMARC policy is not at the enforcement BIMI needs, in words (None: it is)."""
     record = report.record
     if record is None or not record.usable:
         return "there is no usable DMARC record"
@@ -144,32 +177,52 @@ def _not_enforced(report: DmarcReport) -> str | None:
     return None
 
 
-async def _logo_problem(session: DnsSession, client: HttpsClient, url: str) -> Finding | None:
+async def _certificate(
+    session: DnsSession, client: HttpsClient, domain: str, url: str | None
+) -> CertificateResult:
+    """The mark certificate's findings; a record without a= has none to judge (it is optional)."""
+    if url is None:
+        return CertificateResult(certificate=None, findings=())
+    org = await organizational_domain(session, domain)
+    # the certificate may name the domain or the organizational domain whose record applies
+    accepted = frozenset(n for n in (domain, org.name) if n)
+    return await check_certificate(session, client, url, domain, accepted)
+
+
+async def _logo_problem(session: DnsSession, client: HttpsClient, url: str) -> tuple[Finding | None, bool]:
+    """The logo's finding, and whether its fetch failed only for want of reaching the host."""
+    response, problem = await _fetch_logo(session, client, url)
+    return problem, response.transient
+
+
+async def _fetch_logo(
+    session: DnsSession, client: HttpsClient, url: str
+) -> tuple[HttpsResponse, Finding | None]:
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     # the logo's own cap: a larger file is refused by receivers, so it is not read further
     response = await fetch(replace(client, max_body=MAX_BIMI_LOGO_BYTES), session, host, path)
     if response.dns_outage is not None:
-        return temperror_finding(response.dns_outage)
+        return response, temperror_finding(response.dns_outage)
     if response.failed_step is FetchStep.SIZE and "headers" not in response.failure:
-        return finding(
+        return response, finding(
             "bimi.logo_invalid",
             f"The BIMI logo at {url} is larger than {MAX_BIMI_LOGO_BYTES // 1024} KB, the most an "
             "SVG Tiny PS logo may be.",
         )
     if not response.ok:
         step = response.failed_step.value if response.failed_step else "fetch"
-        return finding(
+        return response, finding(
             "bimi.logo_unreachable",
             f"The BIMI logo at {url} could not be fetched: {response.failure} (step: {step}).",
         )
     problems = logo_problems(response.body)
     if problems:
-        return finding(
+        return response, finding(
             "bimi.logo_invalid", f"The BIMI logo at {url} is not SVG Tiny PS: " + "; ".join(problems) + "."
         )
-    return None
+    return response, None
 
 
 def logo_problems(body: bytes) -> list[str]:

@@ -307,6 +307,18 @@ CATALOG: dict[str, FindingKind] = {
         'Export the logo as SVG Tiny PS: an <svg> with baseProfile="tiny-ps", a <title>, a square '
         "viewBox, no scripts and no external references, at most 32 KB.",
     ),
+    "bimi.certificate_invalid": FindingKind(
+        E,
+        "The BIMI certificate (VMC or CMC) is not usable",
+        "Serve the mark certificate's PEM chain at the a= address: issued by a Mark Verifying Authority, "
+        "in date, naming the domain, with the logo in its logotype extension.",
+    ),
+    "bimi.certificate_expiring": FindingKind(
+        W,
+        "The BIMI certificate (VMC or CMC) expires within 30 days",
+        "Renew the mark certificate with its Mark Verifying Authority now (re-checking the mark takes "
+        "time), then serve the new chain at the a= address.",
+    ),
     "dnssec.unsigned": FindingKind(
         I,
         "The zone is not signed with DNSSEC",

@@ -62,6 +62,8 @@ class MtaStsReport:
     policy_text: str | None
     certificate_expires: datetime | None
     findings: tuple[Finding, ...]
+    # the policy host could not be reached or timed out: the policy is unknown this time, not gone
+    policy_unknown: bool = False
 
     @property
     def published(self) -> bool:
@@ -143,9 +145,9 @@ async def check_mta_sts(
             findings=(problem,),
         )
     record = records[0]
-    record_problem = _record_problem(record)
-    if record_problem:
-        problem = finding("mta_sts.record_invalid", f"The record at {shown} {record_problem}.", record=record)
+    invalid = record_problem(record)
+    if invalid:
+        problem = finding("mta_sts.record_invalid", f"The record at {shown} {invalid}.", record=record)
         return MtaStsReport(
             domain=domain,
             record=record,
@@ -178,11 +180,12 @@ async def check_mta_sts(
             policy_text=None,
             certificate_expires=None,
             findings=(problem,),
+            policy_unknown=response.transient,
         )
     return _read_policy(domain, record, response, now or datetime.now(UTC))
 
 
-def _record_problem(record: str) -> str | None:
+def record_problem(record: str) -> str | None:
     fields = [part.strip() for part in record.split(";")[1:] if part.strip()]
     ids = [f.partition("=")[2].strip() for f in fields if f.partition("=")[0].strip() == "id"]
     if not ids:

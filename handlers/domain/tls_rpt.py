@@ -90,7 +90,7 @@ async def check_tls_rpt(session: DnsSession, domain: str) -> TlsRptReport:
             ),
         )
     record = records[0]
-    rua, problem = _parse(record)
+    rua, problem = parse_tls_rpt_record(record)
     if problem:
         return TlsRptReport(
             name,
@@ -101,7 +101,7 @@ async def check_tls_rpt(session: DnsSession, domain: str) -> TlsRptReport:
     return TlsRptReport(name, record, rua, ())
 
 
-def _parse(record: str) -> tuple[tuple[str, ...], str | None]:
+def parse_tls_rpt_record(record: str) -> tuple[tuple[str, ...], str | None]:
     """The rua= destinations, and what is wrong with the record (None when nothing is)."""
     fields = [part.strip() for part in record.split(";")][1:]
     rua_values = [f.partition("=")[2].strip() for f in fields if f.partition("=")[0].strip().lower() == "rua"]

@@ -52,6 +52,18 @@ FIX_KINDS: dict[str, str] = {
     ),
     "dkim.testing": "dkim_testing",
     **dict.fromkeys(
+        (
+            "mta_sts.missing",
+            "mta_sts.record_invalid",
+            "mta_sts.policy_invalid",
+            "mta_sts.policy_unreachable",
+            "mta_sts.mx_not_covered",
+        ),
+        "mta_sts",
+    ),
+    **dict.fromkeys(("tls_rpt.missing", "tls_rpt.invalid"), "tls_rpt"),
+    **dict.fromkeys(("bimi.missing", "bimi.invalid", "bimi.dmarc_not_enforced"), "bimi"),
+    **dict.fromkeys(
         ("dkim.weak_key", "dkim.key_missing", "dkim.no_selector", "dkim.key_revoked", "dkim.key_invalid"),
         "dkim_key",
     ),
@@ -90,6 +102,10 @@ class Proposal:
     delete: tuple[str, ...] = ()
     watch_includes: tuple[str, ...] = ()  # flattened includes: their records must be watched
     selector: str | None = None
+    # a finding whose fix must come first (BIMI needs DMARC at enforcement): the plan links to it
+    prerequisite_fix: str | None = None
+    # a file to serve over HTTPS, (its URL, its exact content): the MTA-STS policy
+    hosted_file: tuple[str, str] | None = None
 
     @property
     def offered(self) -> bool:

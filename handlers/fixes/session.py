@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from handlers.dns.psl import same_organization
 from handlers.dns.resolver import DnsSession, Lookup
+from handlers.domain.bimi import not_enforced, record_certificate_url
+from handlers.domain.bimi import parse_record as parse_bimi_record
 from handlers.domain.check import DomainReport, check_domain
 from handlers.domain.dmarc_record import is_dmarc_record
 from handlers.domain.spf import is_spf_record
@@ -35,7 +38,9 @@ from handlers.fixes.spf_fixes import (
     merge_spf_records,
     propose_spf,
 )
+from handlers.fixes.transport_fixes import TransportChoices, propose_bimi, propose_mta_sts, propose_tls_rpt
 from handlers.fixes.validation import dmarc_record_problems, spf_record_problems
+from handlers.https_fetch import HttpsClient
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class FixForm:
     dmarc: DmarcChoices | None = None
     spf: SpfChoices | None = None
     dkim: DkimKeyChoices | None = None
+    transport: TransportChoices | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +82,7 @@ async def prepare_fix(
     stats: AggregateStats | None = None,
     drift: AddressDrift | None = None,
     provider: str | None = None,
+    https: HttpsClient | None = None,
 ) -> FixScreen:
     """The proposal for `finding_id` on `domain`, from fresh records and `form` (None: defaults;
     `stats` judge a policy step's readiness, `drift` opens a re-flatten of a stale include,
@@ -84,13 +91,15 @@ async def prepare_fix(
     if kind is None:
         raise ValueError(f"no fix for {finding_id}")
     wanted = [selector] if selector else list(selectors)
-    report = await check_domain(domain, session, wanted)
+    report = await check_domain(domain, session, wanted, https=https)
     family = tuple(dict.fromkeys(f.id for f in report.findings if family_of(f.id) == family_of(finding_id)))
     clears = family or (finding_id,)
     if kind in ("dmarc", "dmarc_progress"):
         return await _dmarc_screen(session, report, finding_id, kind, form, clears, stats)
     if kind == "spf":
         return await _spf_screen(session, report, finding_id, form, clears, drift, provider)
+    if kind in TRANSPORT_KINDS:
+        return await transport_screen(session, report, finding_id, kind, form, clears)
     return await _dkim_screen(session, report, finding_id, kind, selector, form, clears)
 
 
@@ -206,6 +215,95 @@ async def _dkim_screen(
     )
 
 
+TRANSPORT_KINDS = ("mta_sts", "tls_rpt", "bimi")
+_TRANSPORT_RECORDS = {
+    "mta_sts": ("_mta-sts", "v=stsv1"),
+    "tls_rpt": ("_smtp._tls", "v=tlsrptv1"),
+    "bimi": ("default._bimi", "v=bimi1"),
+}
+
+
+async def transport_screen(
+    session: DnsSession,
+    report: DomainReport,
+    finding_id: str,
+    kind: str,
+    form: FixForm | None,
+    clears: tuple[str, ...],
+) -> FixScreen:
+    """MTA-STS, TLS-RPT or BIMI: the record at its name read afresh, and the proposal for it."""
+    domain = report.domain
+    label, version = _TRANSPORT_RECORDS[kind]
+    lookup = await session.lookup(f"{label}.{domain}", "TXT")
+    before = tuple(r for r in lookup.records if r.lower().startswith(version))
+    typed = form.transport if form and form.transport else TransportChoices()
+    if kind == "mta_sts":
+        choices = typed
+        proposal = _mta_sts_proposal(report, before, clears)
+    elif kind == "tls_rpt":
+        choices = replace(typed, tls_rua=typed.tls_rua or _team_report_address(report))
+        proposal = propose_tls_rpt(domain, choices, before, clears)
+    else:
+        logo, certificate = _bimi_addresses(before)
+        choices = replace(
+            typed, logo_url=typed.logo_url or logo, certificate_url=typed.certificate_url or certificate
+        )
+        proposal = propose_bimi(domain, choices, before, clears, _enforcement_first(report))
+    return FixScreen(
+        finding_id=finding_id,
+        domain=domain,
+        kind=kind,
+        proposal=_unless_unread(proposal, lookup),
+        form=FixForm(transport=choices),
+        readiness=None,
+        family_findings=clears,
+    )
+
+
+def _mta_sts_proposal(report: DomainReport, before: tuple[str, ...], clears: tuple[str, ...]) -> Proposal:
+    mx = report.mx
+    hosts = tuple(h.host for h in mx.hosts) if mx is not None and not mx.null_mx else ()
+    proposal = propose_mta_sts(report.domain, hosts, before, clears)
+    outage = next((f for f in (mx.findings if mx else ()) if f.id == "dns.temperror"), None)
+    if mx is None or outage is not None:
+        # the MX hosts the policy must name are unknown: an outage is not an empty list
+        why = outage.detail if outage else "the MX records were not read"
+        return replace(proposal, problems=(f"the MX hosts could not be read ({why}); try again later",))
+    return proposal
+
+
+def _team_report_address(report: DomainReport) -> str | None:
+    """The team's own report mailbox, as its DMARC record names it: TLS reports can go there too.
+    None when it names none in the domain's organization (the modal then asks)."""
+    record = report.dmarc.record if report.dmarc else None
+    for uri in record.rua if record else ():
+        address = uri.uri.removeprefix("mailto:")
+        if uri.domain and "@" in address and same_organization(uri.domain, report.domain):
+            return address
+    return None
+
+
+def _bimi_addresses(before: tuple[str, ...]) -> tuple[str | None, str | None]:
+    if len(before) != 1:
+        return None, None
+    logo, problem = parse_bimi_record(before[0])
+    return (None, None) if problem else (logo, record_certificate_url(before[0]))
+
+
+def _enforcement_first(report: DomainReport) -> tuple[str, str] | None:
+    """The DMARC finding whose fix must come before BIMI, and why, or None at enforcement."""
+    dmarc = report.dmarc
+    if dmarc is None:
+        return None
+    problem = not_enforced(dmarc)
+    if problem is None:
+        return None
+    record = dmarc.record
+    if record is None or not record.usable:
+        return "dmarc.missing", problem
+    return ("dmarc.testing" if record.testing else "dmarc.policy_none"), problem
+
+
 def _unless_unread(proposal: Proposal, current: Lookup) -> Proposal:
     """Not offered when the record it replaces could not be read: an outage is not an absence,
     and a proposal built on it would overwrite a record nobody saw (FINDINGS dns.temperror)."""
@@ -268,11 +366,12 @@ async def verify_fix(
     expected: Sequence[ExpectedRecord],
     clears: Sequence[str],
     selectors: Sequence[str] = (),
+    https: HttpsClient | None = None,
 ) -> FixCheck:
     """Resolve afresh: is each expected record live (and alone, for DMARC and SPF), and which of
     `clears` are gone from a fresh check. With nothing expected (a provider-made DKIM key), the
     fix is live when the selector's key no longer has a finding in `clears`."""
-    report = await check_domain(domain, session, list(selectors))
+    report = await check_domain(domain, session, list(selectors), https=https)
     differences: list[str] = []
     outage = False
     for item in expected:
@@ -294,6 +393,7 @@ async def verify_fix(
                 f"{item.host}: the planned record is live, but so are "
                 f"{len(live) - 1} other(s) that must be deleted"
             )
+    differences += _hosted_file_differences(report, expected)
     now = {f.id for f in report.findings}
     cleared = tuple(i for i in clears if i not in now)
     remaining = tuple(i for i in clears if i in now)
@@ -303,6 +403,18 @@ async def verify_fix(
     return FixCheck(
         live=live_now, differences=tuple(differences), cleared=cleared, remaining=remaining, outage=outage
     )
+
+
+# What still keeps a published `_mta-sts` record from working: the policy file it announces.
+_POLICY_FILE_FINDINGS = ("mta_sts.policy_unreachable", "mta_sts.policy_invalid", "mta_sts.mx_not_covered")
+
+
+def _hosted_file_differences(report: DomainReport, expected: Sequence[ExpectedRecord]) -> list[str]:
+    """An MTA-STS plan is live only once its policy file is served too: the record alone makes
+    senders fetch a file that is not there."""
+    if not any(item.host.startswith("_mta-sts.") for item in expected):
+        return []
+    return [f.detail for f in report.findings if f.id in _POLICY_FILE_FINDINGS]
 
 
 def refused_reasons(screen: FixScreen) -> tuple[str, ...]:

@@ -42,6 +42,7 @@ HEADLINES = {
     "recovered": "recovered: mail can pass DMARC again",
     "cannot_check": "cannot check (DNS failures)",
     "check_restored": "checking again after DNS failures",
+    "certificate_expiring": "a certificate expires soon",
 }
 ICONS = {
     "changed": ":pencil2:",
@@ -49,6 +50,7 @@ ICONS = {
     "recovered": ":white_check_mark:",
     "cannot_check": ":grey_question:",
     "check_restored": ":arrows_counterclockwise:",
+    "certificate_expiring": ":hourglass_flowing_sand:",
 }
 _SEVERITY_ICONS = {
     "error": ":red_circle:",
@@ -172,7 +174,7 @@ def _digest_section(change: Change, team_id: str) -> Block:
         lines.append(f"Appeared: {appeared}")
     if cleared:
         lines.append(f"Cleared: {cleared}")
-    if change.kind in ("cannot_check", "check_restored", "failing", "recovered"):
+    if change.kind in ("cannot_check", "check_restored", "failing", "recovered", "certificate_expiring"):
         lines.append(safe(change.summary, 600))
     block = section(fit_lines(lines, 2900))
     fix = _fix_button(change, team_id)
@@ -185,7 +187,7 @@ def digest_group(change: Change) -> tuple[str, str]:
     """The group key of a change (the same change at several domains has the same key) and its
     digest summary, which names no domain: the same before and after of a domain's own record at
     several domains (each changed to one new SPF record) is one change."""
-    if change.kind in ("cannot_check", "check_restored"):
+    if change.kind in ("cannot_check", "check_restored", "certificate_expiring"):
         return "", ""
     key = json.dumps(
         [

@@ -231,6 +231,9 @@ def _transport_text(report: DomainReport, part: str) -> str:
         lines = [code_block(report.bimi.record, 600) if report.bimi.record else "_no record_"]
         if report.bimi.logo_url:
             lines.append(f"logo: {code(report.bimi.logo_url, 600)}")
+        if report.bimi.certificate is not None:
+            mark = report.bimi.certificate
+            lines.append(f"VMC: expires {mark.not_after:%Y-%m-%d}, issued by {code(mark.issuer, 300)}")
         return "\n".join(lines)
     if part == "dnssec" and report.dnssec is not None:
         dnssec = report.dnssec

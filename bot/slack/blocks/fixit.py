@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.slack import ids as slack_ids
-from bot.slack.blocks.domain_report import button, context, section
+from bot.slack.blocks.domain_report import button, context, fix_value, section
 from bot.slack.fix_plans import FixPlan
 from bot.slack.mrkdwn import clip, code, code_block, safe
 from handlers.dns.dns_entry import DnsEntry
@@ -36,6 +36,7 @@ from handlers.fixes.records import (
 )
 from handlers.fixes.session import FixCheck, FixForm, FixScreen
 from handlers.fixes.spf_fixes import ALL_QUALIFIERS, SpfChoices, parse_extra_terms
+from handlers.fixes.transport_fixes import TransportChoices, parse_https_url_input, parse_tls_rua_input
 
 Block = dict[str, Any]
 View = dict[str, Any]
@@ -47,6 +48,9 @@ _TITLES = {
     "spf": "Fix SPF",
     "dkim_testing": "Fix DKIM test mode",
     "dkim_key": "Publish a DKIM key",
+    "mta_sts": "Publish MTA-STS",
+    "tls_rpt": "Publish TLS reporting",
+    "bimi": "Publish BIMI",
 }
 _INHERIT = "inherit"
 
@@ -142,11 +146,19 @@ def _proposal_blocks(proposal: Proposal) -> list[Block]:
         blocks.append(section(f"*Proposed*\n{shown}"))
     if proposal.steps:
         blocks.append(section(f"*Steps*\n{safe(proposal.steps, 2000)}"))
+    if proposal.hosted_file and not reasons:
+        blocks.append(_hosted_file_section(proposal.hosted_file))
     if proposal.delete:
         blocks.append(section("*Delete*\n" + _records(proposal.delete, 1500)))
     if proposal.notes:
         blocks.append(context("\n".join(safe(n, 600) for n in proposal.notes[:6])))
     return blocks
+
+
+def _hosted_file_section(hosted: tuple[str, str]) -> Block:
+    url, content = hosted
+    # shown with LF line ends: a code block keeps every character as it must be served
+    return section(f"*File to serve* at {code(url, 300)}\n" + code_block(content.replace("\r\n", "\n"), 2500))
 
 
 def _readiness_section(readiness: Readiness) -> Block:
@@ -251,6 +263,28 @@ def _inputs(screen: FixScreen) -> list[Block]:
             _select("all", "Other servers", [("-all: fail", "-"), ("~all: softfail", "~")], s.all_qualifier),
         ]
         return [b for b in blocks if b is not None]
+    if screen.form.transport is not None:
+        t = screen.form.transport
+        if screen.kind == "tls_rpt":
+            return [
+                _text("tls_rua", "TLS reports to (rua=)", t.tls_rua or "", f"tls-reports@{screen.domain}")
+            ]
+        if screen.kind == "bimi":
+            return [
+                _text(
+                    "logo",
+                    "Logo address (l=, SVG Tiny PS)",
+                    t.logo_url or "",
+                    f"https://{screen.domain}/logo.svg",
+                ),
+                _text(
+                    "vmc",
+                    "Mark certificate address (a=, optional)",
+                    t.certificate_url or "",
+                    f"https://{screen.domain}/vmc.pem",
+                ),
+            ]
+        return []
     if screen.form.dkim is not None:
         k = screen.form.dkim
         options = [("another provider or my own server", "other")] + [
@@ -319,6 +353,21 @@ def read_form(kind: str, values: dict[str, Any], domain: str, default_selector: 
                 all_qualifier=choice("all", ALL_QUALIFIERS, "~"),
             )
         )
+    if kind == "mta_sts":
+        return FixForm(transport=TransportChoices())
+    if kind == "tls_rpt":
+        return FixForm(
+            transport=TransportChoices(tls_rua=parse_tls_rua_input(str(get("tls_rua") or ""), domain))
+        )
+    if kind == "bimi":
+        return FixForm(
+            transport=TransportChoices(
+                logo_url=parse_https_url_input("logo", str(get("logo") or ""), f"https://{domain}/logo.svg"),
+                certificate_url=parse_https_url_input(
+                    "vmc", str(get("vmc") or ""), f"https://{domain}/vmc.pem"
+                ),
+            )
+        )
     if kind == "dkim_key":
         provider = choice("provider", ("other", *PROVIDERS_BY_KEY), "other")
         selector_text = str(get("selector") or default_selector or "")
@@ -380,15 +429,18 @@ def plan_message(
         blocks.append(section("*Delete these records* at the same name\n" + _records(proposal.delete, 1500)))
     if proposal.steps:
         blocks.append(section(f"*Steps*\n{safe(proposal.steps, 2000)}"))
+    if proposal.hosted_file:
+        blocks.append(_hosted_file_section(proposal.hosted_file))
     if proposal.notes:
         blocks.append(context("\n".join(safe(n, 600) for n in proposal.notes[:6])))
-    blocks.append(
-        {
-            "type": "actions",
-            "block_id": slack_ids.BLOCK_FIX_PLAN_ACTIONS,
-            "elements": [button("Verify", slack_ids.ACTION_FIX_VERIFY, verify_value, "primary")],
-        }
-    )
+    elements = [button("Verify", slack_ids.ACTION_FIX_VERIFY, verify_value, "primary")]
+    if proposal.prerequisite_fix:
+        # the fix that must come first (BIMI needs DMARC at enforcement), one click away
+        first = fix_value(proposal.prerequisite_fix, "", plan.domain, plan.team_id, plan.selectors)
+        elements.append(
+            button(f"Fix it first: {CATALOG[proposal.prerequisite_fix].title}", slack_ids.ACTION_FIX, first)
+        )
+    blocks.append({"type": "actions", "block_id": slack_ids.BLOCK_FIX_PLAN_ACTIONS, "elements": elements})
     return clip(text, 3000), blocks
 
 

@@ -182,6 +182,7 @@ def _screen(
             stats,
             request.drift,
             request.provider,
+            https=settings.https_client(),
         )
     )
 
