@@ -359,7 +359,7 @@ class DnsSession:
     _failed: int = field(default=0, repr=False)
     max_answers: int = DEFAULT_MAX_ANSWERS
     _answers: OrderedDict[tuple[str, str], Lookup] = field(default_factory=OrderedDict, repr=False)
-    _pending: dict[tuple[str, str], asyncio.Task[Lookup]] = field(default_factory=dict, repr=False)
+    _pending: dict[tuple[str, str], asyncio.Future[Lookup]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _limits: dict[asyncio.AbstractEventLoop, InflightLimit] = field(default_factory=dict, repr=False)
@@ -395,11 +395,25 @@ class DnsSession:
                 return known
         loop = asyncio.get_running_loop()
         self._loop = loop
-        task = self._pending.get(key)
-        if task is None or task.get_loop() is not loop:
-            task = loop.create_task(self._resolve(*key))
-            self._pending[key] = task
-        result = await task
+        asked = self._pending.get(key)
+        if asked is not None and asked.get_loop() is loop:
+            return await asked  # the same question in flight: its answer, not a second query
+        # The first asker resolves the question itself and hands the answer to those who ask it
+        # meanwhile through a future: a task per question would cost a monitor cycle a task
+        # (and its scheduling) for each of its hundred thousand queries.
+        asked = self._pending[key] = loop.create_future()
+        try:
+            result = await self._resolve(*key)
+        except BaseException as error:
+            self._pending.pop(key, None)
+            if asked.done():
+                pass
+            elif isinstance(error, asyncio.CancelledError):
+                asked.cancel()  # the first asker's check was cancelled: so are the waiters' asks
+            else:
+                asked.set_exception(error)
+                asked.exception()  # handed to any waiter; with none, not logged as never retrieved
+            raise
         with self._lock:
             self._answers[key] = result
             self._answers.move_to_end(key)
@@ -408,6 +422,8 @@ class DnsSession:
             while len(self._answers) > self.max_answers:
                 self._answers.popitem(last=False)
             self._pending.pop(key, None)
+        if not asked.done():  # a waiter cancelled it: the answer is remembered all the same
+            asked.set_result(result)
         return result
 
     async def lookup_many(self, questions: Iterable[tuple[str, str]]) -> list[Lookup]:
