@@ -363,7 +363,7 @@ class DnsSession:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _limits: dict[asyncio.AbstractEventLoop, InflightLimit] = field(default_factory=dict, repr=False)
-    _signed: dict[tuple[str, str], SignedLookup] = field(default_factory=dict, repr=False)
+    _signed: OrderedDict[tuple[str, str], SignedLookup] = field(default_factory=OrderedDict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.nameservers:
@@ -449,6 +449,7 @@ class DnsSession:
         key = (normalise_name(name), rdtype.upper())
         known = self._signed.get(key)
         if known is not None:
+            self._signed.move_to_end(key)
             return known
         failure = SignedLookup(
             name=key[0], rdtype=key[1], status=DnsStatus.ERROR, detail="no nameserver configured"
@@ -462,6 +463,8 @@ class DnsSession:
             if not failure.is_outage:
                 break
         self._signed[key] = failure
+        while len(self._signed) > self.max_answers:  # remembered as plain answers are (see lookup)
+            self._signed.popitem(last=False)
         return failure
 
     async def _ask_signed(self, server: Nameserver, name: str, rdtype: str) -> SignedLookup:
