@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.reports import MAX_DAYS
 from bot.slack.mrkdwn import code, safe
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.domain.dkim_keys import InvalidSelector, validate_selectors
@@ -56,6 +57,19 @@ def parse_domain_argument(words: list[str], usage: str) -> str:
         return normalise_domain(words[0])
     except InvalidDomain as error:
         raise BadInput(f"That is not a domain I can check: {error}") from None
+
+
+def parse_domain_and_days(words: list[str], usage: str, default_days: int = 30) -> tuple[str, int]:
+    """`DOMAIN [DAYS]`, as the report commands take them: DAYS from 1 to MAX_DAYS."""
+    domain = parse_domain_argument(words, usage)
+    days = default_days
+    if len(words) > 1:
+        if not (words[1].isascii() and words[1].isdigit()) or not 1 <= int(words[1]) <= MAX_DAYS:
+            raise BadInput(f"DAYS must be a whole number from 1 to {MAX_DAYS}, not “{words[1][:20]}”.")
+        days = int(words[1])
+    if len(words) > 2:
+        raise BadInput("Give a domain and, optionally, a number of days.")
+    return domain, days
 
 
 def parse_selectors(words: list[str]) -> list[str]:

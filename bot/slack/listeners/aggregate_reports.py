@@ -21,7 +21,6 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
-from bot.reports import MAX_DAYS
 from bot.reports.alerts import review_after_ingest
 from bot.reports.failures import FailureReading
 from bot.reports.ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
@@ -31,12 +30,11 @@ from bot.slack.blocks.aggregate import render_file_answer, render_summary
 from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file
 from bot.slack.listeners.failure_reports import answer_shared_failure
-from bot.slack.routing import Job, Subcommand, parse_domain_argument
+from bot.slack.routing import Job, Subcommand, parse_domain_and_days
 from bot.slack.turn import SlackTurn, installation_enterprise, installation_team
 from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
-from handlers.errors import BadInput
 from handlers.reports.archive import DEFAULT_LIMITS
 from handlers.reports.tls_report import mentions_tls_report_fields
 
@@ -47,14 +45,7 @@ DEFAULT_DAYS = 30
 
 def parse_report_command(words: list[str]) -> Job:
     """Summarise a domain's DMARC aggregate reports: sources, failures, selectors, chart."""
-    domain = parse_domain_argument(words, "report DOMAIN [DAYS]")
-    days = DEFAULT_DAYS
-    if len(words) > 1:
-        if not (words[1].isascii() and words[1].isdigit()) or not 1 <= int(words[1]) <= MAX_DAYS:
-            raise BadInput(f"DAYS must be a whole number from 1 to {MAX_DAYS}, not “{words[1][:20]}”.")
-        days = int(words[1])
-    if len(words) > 2:
-        raise BadInput("Give a domain and, optionally, a number of days.")
+    domain, days = parse_domain_and_days(words, "report DOMAIN [DAYS]", DEFAULT_DAYS)
     return Job(
         ack=f"Summarising the reports for {display_name(domain)}…",
         work="report",

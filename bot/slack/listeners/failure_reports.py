@@ -13,16 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.config import Settings
-from bot.reports import MAX_DAYS
 from bot.reports.failures import summarise_failures
 from bot.reports.ingest import FileOutcome
 from bot.slack.blocks.failures import render_failure_answer, render_failure_summary
 from bot.slack.features import Feature
-from bot.slack.routing import Job, Subcommand, parse_domain_argument
+from bot.slack.routing import Job, Subcommand, parse_domain_and_days
 from bot.slack.turn import SlackTurn
 from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
-from handlers.errors import BadInput
 
 DEFAULT_DAYS = 30
 
@@ -32,14 +30,7 @@ ThreadReply = Callable[..., None]
 
 def parse_failures_command(words: list[str]) -> Job:
     """List a domain's DMARC failure reports, grouped, with each cause and its fix."""
-    domain = parse_domain_argument(words, "failures DOMAIN [DAYS]")
-    days = DEFAULT_DAYS
-    if len(words) > 1:
-        if not (words[1].isascii() and words[1].isdigit()) or not 1 <= int(words[1]) <= MAX_DAYS:
-            raise BadInput(f"DAYS must be a whole number from 1 to {MAX_DAYS}, not “{words[1][:20]}”.")
-        days = int(words[1])
-    if len(words) > 2:
-        raise BadInput("Give a domain and, optionally, a number of days.")
+    domain, days = parse_domain_and_days(words, "failures DOMAIN [DAYS]", DEFAULT_DAYS)
     return Job(
         ack=f"Reading the failure reports for {display_name(domain)}…",
         work="failures",

@@ -9,28 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.reports import MAX_DAYS
 from bot.reports.tls_summary import build_tls_summary
 from bot.slack.blocks.tls_reports import render_tls_summary
 from bot.slack.features import Feature
-from bot.slack.routing import Job, Subcommand, parse_domain_argument
+from bot.slack.routing import Job, Subcommand, parse_domain_and_days
 from bot.slack.turn import SlackTurn
 from handlers.dns.domain_name import display_name
-from handlers.errors import BadInput
 
 DEFAULT_DAYS = 30
 
 
 def parse_tls_command(words: list[str]) -> Job:
     """Summarise a domain's SMTP TLS reports: sessions, success rate, failures by MX host."""
-    domain = parse_domain_argument(words, "tls DOMAIN [DAYS]")
-    days = DEFAULT_DAYS
-    if len(words) > 1:
-        if not (words[1].isascii() and words[1].isdigit()) or not 1 <= int(words[1]) <= MAX_DAYS:
-            raise BadInput(f"DAYS must be a whole number from 1 to {MAX_DAYS}, not “{words[1][:20]}”.")
-        days = int(words[1])
-    if len(words) > 2:
-        raise BadInput("Give a domain and, optionally, a number of days.")
+    domain, days = parse_domain_and_days(words, "tls DOMAIN [DAYS]", DEFAULT_DAYS)
     return Job(
         ack=f"Summarising the TLS reports for {display_name(domain)}…",
         work="tls",
