@@ -89,3 +89,33 @@ def add_nameserver_flag(parser: argparse.ArgumentParser) -> None:
 
 # add(name, handler) makes the subcommand `name`, its help taken from the handler's docstring.
 AddCommand = Callable[[str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+
+
+def add_summary_arguments(parser: argparse.ArgumentParser, domain_help: str) -> None:
+    """DOMAIN, `--days N`, `--json` and `--team`: the arguments every report summary takes."""
+    from bot.reports import MAX_DAYS
+
+    parser.add_argument("domain", metavar="DOMAIN", help=domain_help)
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=30,
+        metavar="N",
+        help=f"the last N days, today included (1 to {MAX_DAYS}; default 30)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--team", metavar="TEAM_ID", help="the Slack team whose reports to read")
+
+
+def summary_domain_and_days(args: argparse.Namespace) -> tuple[str, int]:
+    """A summary's domain (normalised) and its --days, or BadInput saying what is wrong."""
+    from bot.reports import MAX_DAYS
+    from handlers.dns.domain_name import InvalidDomain, normalise_domain
+
+    try:
+        domain = normalise_domain(args.domain)
+    except InvalidDomain as error:
+        raise BadInput(str(error)) from None
+    if not 1 <= args.days <= MAX_DAYS:
+        raise BadInput(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
+    return domain, int(args.days)

@@ -19,6 +19,7 @@ from bot.cli.common import (
     load_settings,
     open_command_stores,
     resolve_team,
+    summary_domain_and_days,
 )
 from bot.cli.terminal_text import terminal_safe
 from bot.reports import MAX_DAYS
@@ -95,14 +96,8 @@ def command_ingest(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     """Summarise a domain's aggregate reports: volume, DMARC pass rate, sources, failures, selectors."""
     from bot.reports.summary import build_summary, render_text, sender_context
-    from handlers.dns.domain_name import InvalidDomain, normalise_domain
 
-    try:
-        domain = normalise_domain(args.domain)
-    except InvalidDomain as error:
-        raise BadInput(str(error)) from None
-    if not 1 <= args.days <= MAX_DAYS:
-        raise BadInput(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
+    domain, _ = summary_domain_and_days(args)
     # Output files are checked before any work: a typo costs nothing.
     chart = _output_path("--chart", args.chart, "chart.png") if args.chart else None
     csv_file = _output_path("--csv", args.csv, "report.csv") if args.csv else None

@@ -5,23 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 
-from bot.cli.common import EXIT_OK, AddCommand, load_settings, open_command_stores, resolve_team
+from bot.cli.common import (
+    EXIT_OK,
+    AddCommand,
+    add_summary_arguments,
+    load_settings,
+    open_command_stores,
+    resolve_team,
+    summary_domain_and_days,
+)
 from bot.cli.terminal_text import terminal_safe
-from bot.reports import MAX_DAYS
-from handlers.errors import BadInput
 
 
 def command_tls_report(args: argparse.Namespace) -> int:
     """Summarise a domain's SMTP TLS reports: sessions, success rate, policies, failures, reporters."""
     from bot.reports.tls_summary import build_tls_summary, render_tls_text
-    from handlers.dns.domain_name import InvalidDomain, normalise_domain
 
-    try:
-        domain = normalise_domain(args.domain)
-    except InvalidDomain as error:
-        raise BadInput(str(error)) from None
-    if not 1 <= args.days <= MAX_DAYS:
-        raise BadInput(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
+    domain, _ = summary_domain_and_days(args)
     settings = load_settings()
     stores = open_command_stores(settings)
     team = resolve_team(args.team, settings, [*stores.watches.teams(), *stores.tls_reports.teams()])
@@ -36,13 +36,4 @@ def command_tls_report(args: argparse.Namespace) -> int:
 def register_commands(add: AddCommand) -> None:
     """`tls-report`."""
     tls = add("tls-report", command_tls_report)
-    tls.add_argument("domain", metavar="DOMAIN", help="the policy domain, e.g. example.com")
-    tls.add_argument(
-        "--days",
-        type=int,
-        default=30,
-        metavar="N",
-        help=f"the last N days, today included (1 to {MAX_DAYS}; default 30)",
-    )
-    tls.add_argument("--json", action="store_true", help="print one JSON object")
-    tls.add_argument("--team", metavar="TEAM_ID", help="the Slack team whose reports to read")
+    add_summary_arguments(tls, "the policy domain, e.g. example.com")
