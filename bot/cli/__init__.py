@@ -20,6 +20,7 @@ def command_registrars() -> list[Callable[[AddCommand], None]]:
     """Every command group's `register_commands(add)`, in the order `dmarcbot --help` lists them.
     Imported here, not at the top, so importing the package loads no command's dependencies."""
     from bot.cli import check as cli_check
+    from bot.cli import digest as cli_digest
     from bot.cli import failures as cli_failures
     from bot.cli import reports as cli_reports
     from bot.cli import watch as cli_watch
@@ -29,6 +30,7 @@ def command_registrars() -> list[Callable[[AddCommand], None]]:
         cli_check.register_commands,
         cli_why.register_commands,
         cli_watch.register_commands,
+        cli_digest.register_commands,
         cli_reports.register_commands,
         cli_failures.register_commands,
     ]

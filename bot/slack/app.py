@@ -18,7 +18,7 @@ from bot.config import Settings
 from bot.slack.deliveries import DeliveryLog, register_deduplication
 from bot.slack.features import Feature, gather
 from bot.slack.installations import install_callbacks
-from bot.slack.listeners import aggregate_reports, check_report, commands, fixit, home, watch, why
+from bot.slack.listeners import aggregate_reports, check_report, commands, digest, fixit, home, watch, why
 from bot.slack.routing import HELP
 from bot.slack.work import WorkPool
 from bot.store.stores import Stores
@@ -35,6 +35,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(name="help", subcommands=(HELP,)),  # /dmarc help
     aggregate_reports.REPORTS,  # /dmarc report, shared report files
     watch.WATCH,  # /dmarc watch, unwatch, list; the Home tab's watch list
+    digest.DIGEST,  # /dmarc digest: a watch's scheduled report digest
     check_report.REPORT_BUTTONS,  # a report's Re-check and Watch buttons
     fixit.FIX_IT,  # a finding's Fix it button, the modal, Verify
 )

@@ -315,6 +315,12 @@ def _create_failure_reports(db: sqlite_utils.Database) -> None:
     db.table("failure_reports").create_index(["team_id", "from_domain", "day"])
 
 
+def _add_watch_digests(db: sqlite_utils.Database) -> None:
+    # A watch's scheduled report digest: "daily", "weekly" or NULL (off, every older watch). The
+    # outbox's unique dedupe key (one per watch and period) is what makes it go out once.
+    db.table("watches").add_column("digest", str)
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -330,4 +336,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (11, "selector probes", _add_selector_probes),  # probe weekly, check the known ones each cycle
     (12, "report details", _add_report_details),  # senders named, dispositions, the CSV
     (13, "failure reports", _create_failure_reports),  # explained when read, stored redacted
+    (15, "watch digests", _add_watch_digests),  # a scheduled summary per watch, once per period
 ]
