@@ -32,7 +32,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.slack.blocks.alerts import render_digest
-from bot.store.outbox import Alert, AlertOutbox
+from bot.store.outbox import DIGEST_KIND, Alert, AlertOutbox
 
 log = logging.getLogger("dmarcbot.monitor")
 
@@ -128,7 +128,7 @@ def deliver_pending(
         by_channel: dict[str, list[Alert]] = {}
         replies: list[Alert] = []
         for alert in pending:
-            if alert.thread_ts:
+            if alert.thread_ts or alert.kind == DIGEST_KIND:  # a message of its own
                 replies.append(alert)
             else:
                 by_channel.setdefault(alert.channel_id, []).append(alert)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.monitor.digests import write_due_digests
 from bot.monitor.fix_followup import verify_pending_plans, watch_flattened_includes
 from bot.monitor.watch_state import (
     CANNOT_CHECK_AFTER,
@@ -57,6 +58,7 @@ class CycleReport:
     outages: int = 0
     probes: int = 0  # checks that probed the common DKIM selectors
     fixes_verified: int = 0
+    digests_written: int = 0  # scheduled report digests due this cycle (bot.monitor.digests)
     errors: list[str] = field(default_factory=list)
 
 
@@ -231,6 +233,8 @@ def check_watches(
     report.fixes_verified = verify_pending_plans(stores.fix_plans, session, checked, now)
     report.alerts_written += report.fixes_verified
     report.alerts_written += watch_flattened_includes(stores.fix_plans, session, checked, now)
+    report.digests_written = write_due_digests(stores, session, now)
+    report.alerts_written += report.digests_written
     report.queries = session.queries_sent
     return report
 
