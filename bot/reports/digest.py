@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from bot.reports.summary import (
-    MAX_NAMED_SOURCES,
     ReportSummary,
     SenderSummary,
     build_summary,
@@ -121,11 +120,15 @@ def build_digest(
     """What the team's reports say about the watch's domain over `period`, senders named as in
     `dmarcbot report` (reverse DNS of the largest sources and the domain's SPF chain)."""
     reports, team, domain = stores.reports, watch.team_id, watch.domain
-    top = [s.ip for s in reports.sources(team, domain, period.first, period.last)[:MAX_NAMED_SOURCES]]
-    names = resolve_names(top, session) if top else {}
-    authority = read_spf_authority(domain, session) if top else None
     summary = build_summary(
-        reports, team, domain, period.days, names, first=period.first, last=period.last, authority=authority
+        reports,
+        team,
+        domain,
+        period.days,
+        first=period.first,
+        last=period.last,
+        authority=read_spf_authority(domain, session),
+        name_sources=lambda ips: resolve_names(ips, session),
     )
     new = _new_senders(stores, watch, period, summary.senders)
     worth = tuple(s for s in summary.senders if s.name in new or s.category in ("misconfigured", "unknown"))
