@@ -44,7 +44,7 @@ class DigestPeriod:
     last: str
     previous_first: str
     previous_last: str
-    label: str  # for people: "Sunday 29 November 2026", "week 48 (23 to 29 November 2026)"
+    label: str  # for people: "Sunday 29 November 2026", "week 48 (23 November to 29 November 2026)"
 
     @property
     def days(self) -> int:
@@ -167,19 +167,15 @@ def _readiness(
     none → quarantine → reject, t=y lifted first) and readiness for it, as Fix it judges it."""
     snapshot = stores.watches.latest_snapshot(watch.team_id, watch.id)
     raw = snapshot.records.get(f"DMARC _dmarc.{watch.domain}") if snapshot else None
-    if not raw:
+    if snapshot is None or not raw:
         return None, None, None
-    raw = raw.split("  (inherited from ")[0]
+    raw = raw.split("  (inherited from ")[0]  # the note bot.monitor.watch_state adds to the record
     choices = dmarc_choices_from(raw.splitlines(), watch.domain)
     policy = choices.policy + (" (t=y)" if choices.testing else "")
     step = next_policy_step(choices)
     if step == choices:
         return policy, None, None
     next_step = f"p={step.policy}" + (" without t=y" if choices.testing else "")
-    includes = (
-        [name.split(":", 1)[1] for name in snapshot.records if name.startswith("SPF include:")]
-        if snapshot
-        else []
-    )
+    includes = [name.split(":", 1)[1] for name in snapshot.records if name.startswith("SPF include:")]
     stats = readiness_stats(stores.reports, watch.team_id, watch.domain, now)
     return policy, next_step, assess_readiness(next_step, stats, includes)
