@@ -8,11 +8,13 @@ summary never waits long on a slow resolver. Ingestion never asks them: it only 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import ipaddress
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -189,6 +191,39 @@ def build_summary(
 
     The window's rows are read once (`ReportStore.details`); the sources, failures and totals are
     summed from them here rather than asked of the database again, each a pass over every row."""
+    with _collector_paused():
+        return _build_summary(
+            reports, team_id, domain, days, names, now, first, last, authority, name_sources
+        )
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one summary: a month of rows makes hundreds of
+    thousands of small objects, none of them in a cycle, and the collector's passes over them took
+    a quarter of the summary's time. Reference counting still frees them. With summaries in two
+    threads at once, the first to finish turns the collector back on: the other is merely slower."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _build_summary(
+    reports: ReportStore,
+    team_id: str,
+    domain: str,
+    days: int,
+    names: Mapping[str, str] | None,
+    now: datetime | None,
+    first: str | None,
+    last: str | None,
+    authority: SpfAuthority | None,
+    name_sources: Callable[[Sequence[str]], Mapping[str, str]] | None,
+) -> ReportSummary:
     if first is None or last is None:
         first, last = window(days, now)
     authority = authority or SpfAuthority(known=False)
