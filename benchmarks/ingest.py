@@ -46,6 +46,13 @@ explained by the `why` verdict against NSD on loopback (needs `nsd`: DMARC, SPF 
 the signed ones looked up for every report, as when it is read), stored redacted. It runs on a
 tenth of the mailbox, then on the whole, so the two peak RSS figures show whether memory stays flat
 as the mailbox grows. parsedmarc is not run on it: it does not explain failure reports.
+`--report` runs one case instead: --report-records records (1,000,000) over the last
+--report-days days (30), one report per day ingested through `ingest_bytes` into a fresh SQLite
+file, from a pool of --report-sources distinct IPs (10,000; every record its own stored row),
+then `dmarcbot report example.com` timed as a user runs it: its own process, the real command
+(the summary with senders named, reverse names and the SPF chain asked of NSD on loopback),
+median of --runs. The summary alone (`summarise_named`, in this process) is timed beside it.
+Needs NSD.
 """
 
 from __future__ import annotations
@@ -482,6 +489,167 @@ def _have_parsedmarc() -> bool:
     return importlib.util.find_spec("parsedmarc") is not None
 
 
+# --- the report case: `dmarcbot report` over a month of stored records -----------------------------
+
+_DAY_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<feedback>
+  <version>1.0</version>
+  <report_metadata>
+    <org_name>{org}</org_name>
+    <email>noreply-dmarc@{org}</email>
+    <report_id>month-{day}</report_id>
+    <date_range><begin>{begin}</begin><end>{end}</end></date_range>
+  </report_metadata>
+  <policy_published>
+    <domain>example.com</domain><adkim>r</adkim><aspf>r</aspf><p>none</p>
+  </policy_published>
+"""
+REPORT_SPF = "v=spf1 include:_spf.google.com include:servers.mcsv.net -all"
+REPORT_ZONES = {
+    "example.com": [
+        ("@", "TXT", REPORT_SPF),
+        ("_dmarc", "TXT", "v=DMARC1; p=none; rua=mailto:d@example.com"),
+    ],
+    # the providers' SPF ranges, so that naming senders by SPF include has something to find
+    "google.com": [("_spf", "TXT", "v=spf1 ip4:11.0.0.0/14 -all")],
+    "mcsv.net": [("servers", "TXT", "v=spf1 ip4:11.4.0.0/16 -all")],
+}
+
+
+def _month_day_records(day: int, n: int, pool: int) -> Iterator[str]:
+    """One day's records: sources from a pool shared by every day (the same senders come back),
+    a quarter failing DMARC, a few DKIM domains and selectors, dispositions and envelopes."""
+    first_v4 = int(ipaddress.IPv4Address("11.0.0.0"))
+    for k in range(n):
+        i = (day * 7919 + k) % pool
+        ip = (
+            f"2001:db8::{i >> 16:x}:{i & 0xFFFF:x}"
+            if i % 10 == 9
+            else str(ipaddress.IPv4Address(first_v4 + i * 7))
+        )
+        passing = i % 4 != 0
+        yield _RECORD.format(
+            ip=ip,
+            count=1 + (i + day) % 97,
+            disposition="none" if passing else ("quarantine" if i % 3 else "reject"),
+            dkim="pass" if passing else "fail",
+            spf="pass" if i % 3 else "fail",
+            envelope=f"bounce{i % 50}.example.com" if i % 5 else "mcsv.net",
+            dkim_domain="example.com" if passing else ("mcsv.net" if i % 8 == 0 else "esp.example.net"),
+            selector=i % 5,
+        )
+
+
+def store_month(db: Path, records: int, days: int, pool: int, tmp: Path) -> int:
+    """Ingest `records` records over the last `days` UTC days (one report a day, as a reporter
+    sends them) through the ingest path into `db`; returns the rows stored."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.reports.ingest import ingest_bytes, one_team
+    from bot.store.stores import open_stores
+    from handlers.reports.aggregate import ReportLimits
+
+    limits = ReportLimits(max_records=10**8, max_xml_bytes=10**12, max_input_bytes=10**10)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    stores = open_stores(str(db))
+    try:
+        for day in range(days):
+            start = today - timedelta(days=days - 1 - day)
+            n = records // days + (1 if day < records % days else 0)
+            path = tmp / f"day{day}.xml"
+            with path.open("w", encoding="ascii") as out:
+                begin = int(start.timestamp())
+                out.write(_DAY_HEAD.format(org="bench.example", day=day, begin=begin, end=begin + 86399))
+                batch: list[str] = []
+                for record in _month_day_records(day, n, pool):
+                    batch.append(record)
+                    if len(batch) == 10_000:
+                        out.write("".join(batch))
+                        batch.clear()
+                out.write("".join(batch) + "</feedback>\n")
+            outcome = ingest_bytes(
+                stores.reports, path.read_bytes(), path.name, one_team("TBENCH"), "bench", limits
+            )
+            path.unlink()
+            if not outcome.ok:
+                raise SystemExit(f"ingest of day {day} failed: {outcome.error}")
+        row = stores.database.connection.execute("SELECT COUNT(*) FROM agg_rows").fetchone()
+        return int(row[0])
+    finally:
+        stores.close()
+
+
+def report_case(records: int, days: int, pool: int, runs: int) -> None:
+    """Store a month of records, then time `dmarcbot report example.com` against it."""
+    from tests.dnstest import NsdServer, find_nsd, make_zone
+
+    try:
+        find_nsd()
+    except RuntimeError as error:
+        raise SystemExit(f"the report case needs NSD: {error}") from None
+    with tempfile.TemporaryDirectory(prefix="dmarcbot-bench-report-") as folder:
+        tmp = Path(folder)
+        db = tmp / "month.db"
+        started = time.perf_counter()
+        rows = store_month(db, records, days, pool, tmp)
+        stored_s = time.perf_counter() - started
+        print(
+            f"stored {records:,} records over {days} days: {rows:,} rows, {db.stat().st_size / 1e6:,.0f} MB, "
+            f"in {stored_s:.0f} s"
+        )
+        (tmp / "nsd").mkdir()
+        nsd = NsdServer(tmp / "nsd").start({o: make_zone(o, zone) for o, zone in REPORT_ZONES.items()})
+        try:
+            env = {
+                **os.environ,
+                "DMARCBOT_DB": str(db),
+                "DMARCBOT_NAMESERVERS": nsd.address,
+                "SLACK_TEAM_ID": "TBENCH",
+                "PYTHONPATH": str(REPO),
+            }
+            command = [sys.executable, "-m", "bot", "report", "example.com"]
+            timings: list[float] = []
+            for _ in range(runs + 1):  # the first, untimed: the file cache
+                started = time.perf_counter()
+                done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+                timings.append(time.perf_counter() - started)
+                if done.returncode != 0:
+                    raise SystemExit(f"dmarcbot report failed ({done.returncode}): {done.stderr[-500:]}")
+            each = ", ".join(f"{t:.2f}" for t in timings[1:])
+            print(f"dmarcbot report example.com: median {statistics.median(timings[1:]):.2f} s ({each} s)")
+            in_process, summary = _time_summary(db, nsd.address, runs)
+            named = sum(1 for s in summary.senders if s.name)
+            print(
+                f"  the summary alone (summarise_named, in this process): {in_process:.2f} s median; "
+                f"{summary.messages:,} messages, {len(summary.sources):,} sources, {len(summary.senders)} "
+                f"senders ({named} named: {', '.join(s.name for s in summary.senders if s.name)[:200]})"
+            )
+        finally:
+            nsd.stop()
+    load = os.getloadavg()
+    loads = " ".join(f"{value:.1f}" for value in load)
+    print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {loads} (1, 5, 15 min)")
+
+
+def _time_summary(db: Path, nameserver: str, runs: int) -> tuple[float, Any]:
+    """The median time of the summary `dmarcbot report` prints, with senders named, in this process."""
+    from bot.reports.summary import summarise_named
+    from bot.store.stores import open_stores
+    from handlers.dns.resolver import DnsSession, parse_nameserver
+
+    stores = open_stores(str(db))
+    try:
+        session = DnsSession(nameservers=(parse_nameserver(nameserver),))
+        timings = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            summary = summarise_named(stores.reports, "TBENCH", "example.com", 30, session)
+            timings.append(time.perf_counter() - started)
+        return statistics.median(timings), summary
+    finally:
+        stores.close()
+
+
 def main() -> None:
     """Run every measurement and print the table."""
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -505,6 +673,14 @@ def main() -> None:
     )
     args.add_argument("--only-failures", action="store_true", help="only the failure report mailbox")
     args.add_argument("--nameserver", help=argparse.SUPPRESS)
+    args.add_argument(
+        "--report",
+        action="store_true",
+        help="only the report case: `dmarcbot report` over a month of records",
+    )
+    args.add_argument("--report-records", type=int, default=1_000_000, help="records stored for --report")
+    args.add_argument("--report-days", type=int, default=30, help="days they are spread over")
+    args.add_argument("--report-sources", type=int, default=10_000, help="distinct source IPs among them")
     args.add_argument("--worker", help=argparse.SUPPRESS)
     args.add_argument("--untraced", action="store_true", help=argparse.SUPPRESS)
     args.add_argument("--file", type=Path, help=argparse.SUPPRESS)
@@ -513,6 +689,9 @@ def main() -> None:
     if opts.worker:
         _NAMESERVER[0] = opts.nameserver or ""
         worker(opts.worker, opts.file, opts.runs, opts.warmup, traced=not opts.untraced)
+        return
+    if opts.report:
+        report_case(opts.report_records, opts.report_days, opts.report_sources, opts.runs)
         return
 
     have_parsedmarc = _have_parsedmarc()

@@ -21,6 +21,7 @@ def command_registrars() -> list[Callable[[AddCommand], None]]:
     Imported here, not at the top, so importing the package loads no command's dependencies."""
     from bot.cli import apply as cli_apply
     from bot.cli import check as cli_check
+    from bot.cli import digest as cli_digest
     from bot.cli import failures as cli_failures
     from bot.cli import reports as cli_reports
     from bot.cli import tls_reports as cli_tls_reports
@@ -31,6 +32,7 @@ def command_registrars() -> list[Callable[[AddCommand], None]]:
         cli_check.register_commands,
         cli_why.register_commands,
         cli_watch.register_commands,
+        cli_digest.register_commands,
         cli_reports.register_commands,
         cli_failures.register_commands,
         cli_tls_reports.register_commands,

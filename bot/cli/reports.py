@@ -95,7 +95,7 @@ def command_ingest(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     """Summarise a domain's aggregate reports: volume, DMARC pass rate, sources, failures, selectors."""
-    from bot.reports.summary import build_summary, render_text, sender_context
+    from bot.reports.summary import render_text, summarise_named
 
     domain, _ = summary_domain_and_days(args)
     # Output files are checked before any work: a typo costs nothing.
@@ -105,8 +105,7 @@ def command_report(args: argparse.Namespace) -> int:
     stores = open_command_stores(settings)
     reports = stores.reports
     team = team_for(settings, stores, args.team)
-    names, authority = sender_context(reports, team, domain, args.days, settings.dns_session())
-    summary = build_summary(reports, team, domain, args.days, names, authority=authority)
+    summary = summarise_named(reports, team, domain, args.days, settings.dns_session())
     if chart:
         from bot.reports.chart import render_chart
 

@@ -61,7 +61,8 @@ def _channel(text: str) -> str:
     return channel
 
 
-def _domain(text: str) -> str:
+def domain_argument(text: str) -> str:
+    """A domain typed on the command line, normalised, or a BadInput saying what was wrong."""
     from handlers.dns.domain_name import InvalidDomain, normalise_domain
 
     try:
@@ -85,7 +86,7 @@ def command_watch(args: argparse.Namespace) -> int:
     from bot.monitor.watch_state import observe
     from handlers.dns.domain_name import first_mention
 
-    domain, channel = _domain(args.domain), _channel(args.channel)
+    domain, channel = domain_argument(args.domain), _channel(args.channel)
     selectors = _selectors(args.selector)
     settings = load_settings(args.nameserver)
     store = open_command_stores(settings).watches
@@ -107,7 +108,7 @@ def command_unwatch(args: argparse.Namespace) -> int:
     """Stop watching a domain (its history and undelivered alerts are deleted)."""
     from handlers.dns.domain_name import first_mention
 
-    domain, settings = _domain(args.domain), load_settings()
+    domain, settings = domain_argument(args.domain), load_settings()
     store = open_command_stores(settings).watches
     team = _team(args, settings, store)
     if not store.remove_watch(team, domain):
@@ -133,7 +134,7 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def _table(watches: list[Watch]) -> str:
-    rows = [("DOMAIN", "CHANNEL", "LAST CHECK", "STATUS", "SELECTORS")]
+    rows = [("DOMAIN", "CHANNEL", "LAST CHECK", "STATUS", "SELECTORS", "DIGEST")]
     rows += [
         (
             w.domain,
@@ -141,6 +142,7 @@ def _table(watches: list[Watch]) -> str:
             (w.last_checked_at or "never").replace("T", " ")[:16],
             w.last_status or "-",
             ",".join(w.selectors) or "-",
+            w.digest or "-",
         )
         for w in watches
     ]
@@ -341,7 +343,7 @@ def _entry(item: Any, where: str) -> NewWatch:
         return (
             item["team_id"],
             _channel(item["channel_id"]),
-            _domain(item["domain"]),
+            domain_argument(item["domain"]),
             _selectors(selectors),
             added_by if isinstance(added_by, str) else None,
         )

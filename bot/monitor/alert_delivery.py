@@ -32,7 +32,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.slack.blocks.alerts import render_digest
-from bot.store.outbox import Alert, AlertOutbox
+from bot.store.outbox import DIGEST_KIND, Alert, AlertOutbox
 
 log = logging.getLogger("dmarcbot.monitor")
 
@@ -128,9 +128,11 @@ def deliver_pending(
             continue
         for channel in channels:
             pending = outbox.claimable_alerts(team_id, channel_id=channel)  # one channel's at a time
-            digest = [alert for alert in pending if not alert.thread_ts]
-            replies = [[alert] for alert in pending if alert.thread_ts]
-            for alerts in [digest, *replies] if digest else replies:
+            # a threaded reply, and a scheduled digest, is a message of its own
+            alone = [alert for alert in pending if alert.thread_ts or alert.kind == DIGEST_KIND]
+            batched = [alert for alert in pending if alert not in alone]  # one message for all
+            replies = [[alert] for alert in alone]
+            for alerts in [batched, *replies] if batched else replies:
                 claimed = set(outbox.claim(team_id, [a.id for a in alerts], owner, lease))
                 mine = [a for a in alerts if a.id in claimed]
                 if mine:

@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.config import DEFAULT_REPORTS_SILENCE_DAYS
 from bot.monitor.certificate_expiry import expiry_changes
+from bot.monitor.digests import write_due_digests
 from bot.monitor.fix_followup import verify_pending_plans, watch_flattened_includes
 from bot.monitor.report_silence import review_report_silence
 from bot.monitor.watch_state import (
@@ -62,6 +63,7 @@ class CycleReport:
     outages: int = 0
     probes: int = 0  # checks that probed the common DKIM selectors
     fixes_verified: int = 0
+    digests_written: int = 0  # scheduled report digests due this cycle (bot.monitor.digests)
     errors: list[str] = field(default_factory=list)
 
 
@@ -248,6 +250,8 @@ def check_watches(
     report.alerts_written += watch_flattened_includes(stores.fix_plans, session, checked, now)
     # Only the watches whose check worked: their snapshot is the record now, not an outage's guess.
     report.alerts_written += review_report_silence(stores, checked, timedelta(days=reports_silence_days), now)
+    report.digests_written = write_due_digests(stores, session, now)
+    report.alerts_written += report.digests_written
     report.queries = session.queries_sent
     return report
 

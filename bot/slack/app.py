@@ -23,6 +23,7 @@ from bot.slack.listeners import (
     apply,
     check_report,
     commands,
+    digest,
     failure_reports,
     fixit,
     home,
@@ -57,6 +58,7 @@ FEATURES: tuple[Feature, ...] = (
     tls_report_listeners.TLS_REPORTS,  # /dmarc tls
     failure_reports.FAILURES,  # /dmarc failures
     watch.WATCH,  # /dmarc watch, unwatch, list; the Home tab's watch list
+    digest.DIGEST,  # /dmarc digest: a watch's scheduled report digest
     check_report.REPORT_BUTTONS,  # a report's Re-check and Watch buttons
     fixit.FIX_IT,  # a finding's Fix it button, the modal, Verify
     apply.APPLY,  # a plan's Apply and Roll back buttons and their confirmation

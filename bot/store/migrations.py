@@ -11,6 +11,28 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from bot.store.row_hashes import row_hash
+
+# The columns of a stored row's key (bot.store.reports.RowKey), as they were when row_hash came.
+ROW_KEY_COLUMNS = (
+    "source_ip",
+    "dmarc_pass",
+    "spf_aligned",
+    "dkim_aligned",
+    "spf_why",
+    "dkim_why",
+    "disposition",
+    "override_reasons",
+    "header_from",
+    "envelope_from",
+    "dkim_domains",
+    "dkim_selectors",
+    "dkim_results",
+    "spf_domains",
+    "spf_scopes",
+    "spf_results",
+)
+
 
 def _create_watches(db: sqlite_utils.Database) -> None:
     db.table("watches").create(
@@ -431,6 +453,24 @@ def _create_apply_audit(db: sqlite_utils.Database) -> None:
         )
 
 
+def _add_watch_digests(db: sqlite_utils.Database) -> None:
+    # A watch's scheduled report digest: "daily", "weekly" or NULL (off, every older watch). The
+    # outbox's unique dedupe key (one per watch and period) is what makes it go out once.
+    db.table("watches").add_column("digest", str)
+    # The summary of a window groups its rows by one integer (bot.store.row_hashes) read from an
+    # index that also holds the day's totals, instead of sorting the rows by sixteen text
+    # columns: a month of a million rows is summarised in about a second, not twenty. Rows stored
+    # before this step get their hash here, once.
+    db.table("agg_rows").add_column("row_hash", int)
+    db.conn.create_function(
+        "dmarcbot_row_hash", len(ROW_KEY_COLUMNS), lambda *values: row_hash(values), deterministic=True
+    )
+    db.execute(f"UPDATE agg_rows SET row_hash = dmarcbot_row_hash({', '.join(ROW_KEY_COLUMNS)})")
+    db.execute(
+        "CREATE INDEX agg_rows_window ON agg_rows (team_id, domain, day, row_hash, messages, dmarc_pass)"
+    )
+
+
 # Append only: a released version is never edited, a change is a new version.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "watches", _create_watches),
@@ -447,6 +487,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (12, "report details", _add_report_details),  # senders named, dispositions, the CSV
     (13, "failure reports", _create_failure_reports),  # explained when read, stored redacted
     (14, "mailbox polls", _create_mailbox_polls),  # a failing poll named when reports stop
+    (15, "watch digests", _add_watch_digests),  # a scheduled summary per watch, once per period
     (16, "apply audit", _create_apply_audit),  # plans' full records, and the append-only audit
     (19, "failure notices", _create_failure_notices),  # each new failure group told once
     (20, "tls reports", _create_tls_reports),  # SMTP TLS reports (RFC 8460)

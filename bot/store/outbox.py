@@ -24,6 +24,9 @@ import sqlite_utils
 
 from bot.store.database import Database, iso, utcnow
 
+# The kind of a watch's scheduled report digest: a message of its own, never folded with alerts.
+DIGEST_KIND = "report_digest"
+
 
 @dataclass(frozen=True, kw_only=True)
 class NewAlert:
@@ -103,10 +106,15 @@ def alert_written(db: sqlite_utils.Database, team_id: str, dedupe_key: str) -> b
     return row is not None
 
 
-def discard_pending(db: sqlite_utils.Database, team_id: str, domain: str) -> None:
-    """Drop the team's undelivered alerts about `domain`, inside the caller's transaction (the
-    domain is no longer watched: nobody should hear about it)."""
-    db.execute("DELETE FROM alerts WHERE team_id = ? AND domain = ? AND state = 'pending'", [team_id, domain])
+def discard_pending(db: sqlite_utils.Database, team_id: str, domain: str, kind: str | None = None) -> None:
+    """Drop the team's undelivered alerts about `domain` (of one `kind`, or all), inside the
+    caller's transaction (the domain is no longer watched, or its digest was turned off: nobody
+    should hear about it)."""
+    sql = "DELETE FROM alerts WHERE team_id = ? AND domain = ? AND state = 'pending'"
+    if kind is None:
+        db.execute(sql, [team_id, domain])
+    else:
+        db.execute(sql + " AND kind = ?", [team_id, domain, kind])
 
 
 class AlertOutbox:
@@ -126,6 +134,13 @@ class AlertOutbox:
         """Write alerts to the outbox (an alert whose dedupe key is already there is skipped)."""
         with self.database.write() as db:
             return insert_alerts(db, team_id, alerts, iso(now or utcnow()))
+
+    def has_alert(self, team_id: str, dedupe_key: str) -> bool:
+        """Whether the team's outbox holds an alert with this dedupe key, in any state."""
+        row = self.database.connection.execute(
+            "SELECT 1 FROM alerts WHERE team_id = ? AND dedupe_key = ?", [team_id, dedupe_key]
+        ).fetchone()
+        return row is not None
 
     def pending_alerts(self, team_id: str) -> list[Alert]:
         """The team's undelivered alerts, oldest first."""

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from bot.store.database import Database
+from bot.store.row_hashes import row_hash
 from handlers.reports.aggregate import AggregateReport, Record
 
 MAX_WHY = 300  # a failure reason names at most two domains of 255 characters, clipped
@@ -270,16 +271,28 @@ class ReportStore:
 
     def details(self, team_id: str, domain: str, first: str, last: str) -> list[tuple[RowKey, int]]:
         """Every distinct stored row over the window, summed over days and reports: what naming
-        senders, dispositions, override reasons and From domains read. Largest first."""
-        columns = ", ".join(RowKey._fields)
-        rows = self.database.connection.execute(
-            f"SELECT {columns}, SUM(messages) FROM agg_rows "
-            "WHERE team_id = ? AND domain = ? AND day BETWEEN ? AND ? "
-            f"GROUP BY {columns} ORDER BY SUM(messages) DESC, source_ip",
+        senders, dispositions, override reasons and From domains read. Largest first.
+
+        Two steps: the window's rows are grouped by their key's hash (bot.store.row_hashes) from
+        the `agg_rows_window` index alone, then one row of each group is read for the key itself.
+        Grouping by the sixteen key columns instead sorts every row of the window by them."""
+        groups = self.database.connection.execute(
+            "SELECT MIN(id), SUM(messages) FROM agg_rows WHERE team_id = ? AND domain = ? "
+            # A row without a hash (written by something other than Staging) is a group of its own.
+            "AND day BETWEEN ? AND ? GROUP BY COALESCE(row_hash, -id)",
             [team_id, domain, first, last],
         ).fetchall()
-        width = len(RowKey._fields)
-        return [(RowKey(*row[:width]), int(row[width])) for row in rows]
+        totals = dict(groups)
+        ids = sorted(totals)
+        out: list[tuple[RowKey, int]] = []
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            rows = self.database.connection.execute(
+                f"SELECT id, {_ROW_COLUMNS} FROM agg_rows WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            out.extend((RowKey(*row[1:]), int(totals[row[0]])) for row in rows)
+        out.sort(key=lambda item: (-item[1], item[0].source_ip))
+        return out
 
     def reporters(self, team_id: str, domain: str, first: str, last: str) -> list[tuple[str, int]]:
         """Messages per reporting organisation (its org_name, else its address), largest first."""
@@ -402,7 +415,8 @@ class Staging:
         self.database = database
         self.connection = database.connection.conn
         self.connection.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS staged_rows (doc INTEGER, {_ROW_COLUMNS}, messages INTEGER)"
+            "CREATE TEMP TABLE IF NOT EXISTS staged_rows "
+            f"(doc INTEGER, {_ROW_COLUMNS}, row_hash INTEGER, messages INTEGER)"
         )
         self.connection.execute(
             "CREATE TEMP TABLE IF NOT EXISTS staged_selectors (doc INTEGER, dkim_domain TEXT, "
@@ -420,7 +434,8 @@ class Staging:
         selectors: list[tuple[object, ...]] = []
         for record in records:
             staged += 1
-            rows.append((doc, *row_key(record), record.count))
+            key = row_key(record)
+            rows.append((doc, *key, row_hash(key), record.count))
             for result in record.dkim:
                 if result.selector and result.domain:
                     passed = record.count if result.result == "pass" else 0
@@ -434,8 +449,8 @@ class Staging:
         self.connection.execute("BEGIN")  # one transaction per batch, on the TEMP tables only
         try:
             self.connection.executemany(
-                f"INSERT INTO temp.staged_rows (doc, {_ROW_COLUMNS}, messages) "
-                f"VALUES (?, {', '.join('?' * len(RowKey._fields))}, ?)",
+                f"INSERT INTO temp.staged_rows (doc, {_ROW_COLUMNS}, row_hash, messages) "
+                f"VALUES (?, {', '.join('?' * len(RowKey._fields))}, ?, ?)",
                 rows,
             )
             self.connection.executemany("INSERT INTO temp.staged_selectors VALUES (?, ?, ?, ?, ?)", selectors)
@@ -497,9 +512,10 @@ class Staging:
                     pk, domain = cursor.lastrowid, report.policy.domain
                     # GROUP BY treats NULLs as equal, so records missing the same fields share a row.
                     db.execute(
-                        f"INSERT INTO agg_rows (team_id, report_pk, domain, day, {_ROW_COLUMNS}, messages) "
-                        f"SELECT ?, ?, ?, ?, {_ROW_COLUMNS}, SUM(messages) FROM temp.staged_rows "
-                        f"WHERE doc = ? GROUP BY {_ROW_COLUMNS} ORDER BY MIN(rowid)",
+                        f"INSERT INTO agg_rows (team_id, report_pk, domain, day, {_ROW_COLUMNS}, row_hash, "
+                        f"messages) SELECT ?, ?, ?, ?, {_ROW_COLUMNS}, row_hash, SUM(messages) FROM "
+                        f"temp.staged_rows WHERE doc = ? GROUP BY {_ROW_COLUMNS}, row_hash "
+                        "ORDER BY MIN(rowid)",
                         [team_id, pk, domain, day, entry.doc],
                     )
                     db.execute(

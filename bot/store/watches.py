@@ -21,10 +21,11 @@ from typing import Any
 import sqlite_utils
 
 from bot.store.database import Database, iso, utcnow
-from bot.store.outbox import NewAlert, discard_pending, insert_alerts
+from bot.store.outbox import DIGEST_KIND, NewAlert, discard_pending, insert_alerts
 from handlers.domain.dkim_keys import MAX_SELECTORS, InvalidSelector, validate_selector
 
 SNAPSHOTS_KEPT_PER_WATCH = 20  # enough history for the flap window; older ones are pruned
+DIGEST_CADENCES = ("daily", "weekly")  # a watch's scheduled report digest; NULL is off
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +44,7 @@ class Watch:
     temperror_streak: int
     found_selectors: tuple[str, ...] = ()  # found by the last probe of the common selectors
     selectors_probed_at: str | None = None  # None: never probed
+    digest: str | None = None  # the scheduled report digest: "daily", "weekly", None (off)
 
     @property
     def checked_selectors(self) -> tuple[str, ...]:
@@ -60,6 +62,7 @@ class Watch:
             "created_at": self.created_at,
             "last_checked_at": self.last_checked_at,
             "last_status": self.last_status,
+            "digest": self.digest,
         }
 
 
@@ -219,6 +222,22 @@ class WatchStore:
                     row["id"], {"selectors": json.dumps(merged), "selectors_probed_at": None}
                 )
                 row = self._watch_row(team_id, domain)
+        return _watch(row) if row else None
+
+    def set_digest(self, team_id: str, domain: str, every: str | None) -> Watch | None:
+        """Set the team's watch of `domain` to a digest `every` day or week ("daily", "weekly"),
+        or none (None: its digests not yet posted are dropped too). Returns the watch as stored,
+        None when the domain is not watched."""
+        if every not in DIGEST_CADENCES and every is not None:
+            raise ValueError(f"digest cadence {every!r}")
+        with self.database.write() as db:
+            row = self._watch_row(team_id, domain)
+            if row is None:
+                return None
+            db.execute("UPDATE watches SET digest = ? WHERE id = ?", [every, row["id"]])
+            if every is None:
+                discard_pending(db, team_id, domain, kind=DIGEST_KIND)
+            row = self._watch_row(team_id, domain)
         return _watch(row) if row else None
 
     def watch(self, team_id: str, domain: str) -> Watch | None:
@@ -421,6 +440,7 @@ def _watch(row: dict[str, Any]) -> Watch:
         temperror_streak=int(row["temperror_streak"] or 0),
         found_selectors=tuple(json.loads(row.get("found_selectors") or "[]")),
         selectors_probed_at=row.get("selectors_probed_at"),
+        digest=row.get("digest"),
     )
 
 

@@ -17,6 +17,7 @@ def _list() -> PublicSuffixList:
     return PublicSuffixList()  # the list bundled with the package: no download at run time
 
 
+@lru_cache(maxsize=16_384)  # a summary asks it of the same few DKIM and reverse names again and again
 def registrable_domain(name: str) -> str | None:
     """The registrable domain of `name` (`mail.example.co.uk` → `example.co.uk`), or None when the
     name is itself a public suffix."""

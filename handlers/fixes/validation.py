@@ -12,9 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-import checkdmarc.dmarc
-import checkdmarc.spf
-import checkdmarc.utils
 import dns.exception
 
 from handlers.dns.resolver import Nameserver, checkdmarc_nameservers
@@ -32,6 +29,9 @@ def dmarc_record_problems(
     """Why `record` is not a valid DMARC record for `domain` by either parser (empty: valid)."""
     if not is_dmarc_record(record):
         return ("the record must start with v=DMARC1",)
+    import checkdmarc.dmarc  # here: a second of imports that only a proposed record needs
+    import checkdmarc.utils
+
     ours = parse_dmarc_record(record)
     problems = [*ours.problems]
     problems += [f"{tag}= was removed by RFC 9989" for tag in ours.deprecated]
@@ -58,6 +58,9 @@ def spf_record_problems(
 ) -> tuple[str, ...]:
     """Why `record` is not a valid SPF record for `domain` by either parser (empty: valid).
     checkdmarc also expands includes, so an include without a record or a count over 10 shows."""
+    import checkdmarc.spf  # here: a second of imports that only a proposed record needs
+    import checkdmarc.utils
+
     problems: list[str] = []
     try:
         parse_spf_record(record)

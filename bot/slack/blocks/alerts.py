@@ -369,10 +369,11 @@ def watch_lines(watches: Sequence[Watch]) -> list[str]:
     for w in watches:
         checked = "never" if not w.last_checked_at else w.last_checked_at.replace("T", " ")[:16] + " UTC"
         selectors = f" · selectors {', '.join(w.selectors[:5])}" if w.selectors else ""
+        digest = f" · {w.digest} digest" if w.digest else ""
         lines.append(
             f"• *{safe(w.domain, 300)}* → <#{w.channel_id}> · last check {checked} · "
             f"{STATUS_WORDS.get(w.last_status, safe(w.last_status or '', 40))}"
-            f"{safe(selectors, 200)}"
+            f"{safe(selectors, 200)}{safe(digest, 40)}"
         )
     return lines
 

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.reports.alerts import review_after_ingest
 from bot.reports.failures import FailureReading
 from bot.reports.ingest import FileOutcome, ingest_bytes, looks_like_report_name, one_team
-from bot.reports.summary import build_summary, sender_context
+from bot.reports.summary import build_summary, summarise_named
 from bot.reports.tls_alerts import review_tls_after_ingest
 from bot.slack.blocks.aggregate import render_file_answer, render_summary
 from bot.slack.features import Feature
@@ -58,8 +58,7 @@ def report_worker(args: dict[str, Any], turn: SlackTurn, body: dict[str, Any]) -
     reports = turn.stores.reports
     team = turn.team_id or ""
     domain, days = args["domain"], int(args["days"])
-    names, authority = sender_context(reports, team, domain, days, turn.settings.dns_session())
-    summary = build_summary(reports, team, domain, days, names, authority=authority)
+    summary = summarise_named(reports, team, domain, days, turn.settings.dns_session())
     text, blocks = render_summary(summary, team)
     answer = turn.post(text, blocks)
     if answer is None or not summary.messages:
