@@ -52,6 +52,8 @@ def _prose(text: str) -> str:
 
 
 def _words(text: str) -> str:
+    if "*" not in text and "_" not in text and "~" not in text and "://" not in text:
+        return _plain(text)  # nothing _FORMATTABLE_WORD could match: most prose, at no regex cost
     out: list[str] = []
     position = 0
     for word in _FORMATTABLE_WORD.finditer(text):

@@ -333,24 +333,21 @@ class WatchStore:
                     [when, latest.checks + 1, snapshot_id],
                 )
             else:
-                snapshot_id = (
-                    db.table("snapshots")
-                    .insert(
-                        {
-                            "team_id": team_id,
-                            "watch_id": watch_id,
-                            "fingerprint": state.fingerprint,
-                            "records": json.dumps(state.records, sort_keys=True),
-                            "findings": json.dumps(state.findings),
-                            "verdict": state.verdict,
-                            "first_seen_at": when,
-                            "last_seen_at": when,
-                            "checks": 1,
-                        }
-                    )
-                    .last_pk
-                    or 0
+                cursor = db.execute(
+                    "INSERT INTO snapshots (team_id, watch_id, fingerprint, records, findings, verdict, "
+                    "first_seen_at, last_seen_at, checks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    [
+                        team_id,
+                        watch_id,
+                        state.fingerprint,
+                        json.dumps(state.records, sort_keys=True),
+                        json.dumps(state.findings),
+                        state.verdict,
+                        when,
+                        when,
+                    ],
                 )
+                snapshot_id = cursor.lastrowid or 0
             update: dict[str, Any] = {
                 "last_checked_at": when,
                 "last_status": state.verdict,
