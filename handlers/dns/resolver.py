@@ -406,11 +406,9 @@ class DnsSession:
             result = await self._resolve(*key)
         except BaseException as error:
             self._pending.pop(key, None)
-            if asked.done():
-                pass
-            elif isinstance(error, asyncio.CancelledError):
+            if isinstance(error, asyncio.CancelledError):
                 asked.cancel()  # the first asker's check was cancelled: so are the waiters' asks
-            else:
+            elif not asked.done():
                 asked.set_exception(error)
                 asked.exception()  # handed to any waiter; with none, not logged as never retrieved
             raise
