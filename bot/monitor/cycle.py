@@ -14,8 +14,10 @@ domains are followed up through the same session (bot.monitor.fix_followup).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,6 +52,7 @@ MONITOR_CONCURRENCY = 64  # domains checked at once; each runs its own lookups c
 PROBE_EVERY = timedelta(days=7)  # the common DKIM selectors are probed again after this
 WRITE_BATCH = 50  # checks written per commit
 REPROBES_PER_CYCLE = 500  # weekly probes per cycle at most; the rest wait for the next cycles
+CYCLE_GC_THRESHOLD = 20_000  # net allocations between garbage collections during a cycle (see below)
 
 
 @dataclass(kw_only=True)
@@ -264,10 +267,27 @@ def _run_on_fastest_loop(work: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(work)
+        with _fewer_collections():
+            asyncio.run(work)
         return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with _fewer_collections(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(work)
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Python's cyclic garbage collector, less often while a cycle runs. The checks allocate
+    millions of short-lived objects that reference counting frees; the default threshold (a
+    collection every 700 net allocations) ran thousands of collections a cycle, each walking
+    the checks in flight: a fifth of the cycle's CPU time. Measured over 4,000 domains,
+    CYCLE_GC_THRESHOLD cut the cycle's CPU by a fifth with the same peak memory: reference
+    cycles are still collected, only less often."""
+    before = gc.get_threshold()
+    gc.set_threshold(CYCLE_GC_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 async def check_all(
