@@ -40,6 +40,25 @@ def test_migrations_apply_once_and_are_recorded(db_path: str) -> None:
     assert mode == "wal"
 
 
+def test_a_database_of_the_release_where_alert_leases_were_version_8_upgrades(db_path: str) -> None:
+    """That release ran 1-7 as now, then the alert leases as 8; slack deliveries and button states
+    took 8 and 9 later, and the leases 10. Its database must open and get every table."""
+    by_name = {name: (version, migrate) for version, name, migrate in MIGRATIONS}
+    leases = by_name["alert leases"][1]
+    released = [(v, n, m) for v, n, m in MIGRATIONS if v <= 7] + [(8, "alert leases", leases)]
+    apply_migrations(db_path, released)
+    assert apply_migrations(db_path) == [v for v, _, _ in MIGRATIONS if v >= 8]
+    assert apply_migrations(db_path) == []
+    with sqlite3.connect(db_path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(alerts)")}
+        recorded = dict(conn.execute("SELECT version, name FROM migrations").fetchall())
+    conn.close()
+    assert {"slack_deliveries", "button_states"} <= tables
+    assert {"claimed_by", "claimed_until"} <= columns
+    assert recorded == {v: n for v, n, _ in MIGRATIONS}
+
+
 def test_concurrent_start_ups_migrate_once(db_path: str) -> None:
     results: list[list[int]] = []
     threads = [threading.Thread(target=lambda: results.append(apply_migrations(db_path))) for _ in range(4)]

@@ -250,10 +250,14 @@ def _create_flattened_includes(db: sqlite_utils.Database) -> None:
 def _create_slack_deliveries(db: sqlite_utils.Database) -> None:
     # One row per event or interaction already taken: Slack re-sends an event it thinks was not
     # acknowledged (X-Slack-Retry-Num 1, 2, 3 over about an hour), and the copy must do nothing.
+    # (if_not_exists: a database of the release that numbered this step differently)
     db.table("slack_deliveries").create(
-        {"delivery_id": str, "received_at": str}, pk="delivery_id", not_null={"received_at"}
+        {"delivery_id": str, "received_at": str},
+        pk="delivery_id",
+        not_null={"received_at"},
+        if_not_exists=True,
     )
-    db.table("slack_deliveries").create_index(["received_at"])
+    db.table("slack_deliveries").create_index(["received_at"], if_not_exists=True)
 
 
 def _create_button_states(db: sqlite_utils.Database) -> None:
@@ -263,15 +267,18 @@ def _create_button_states(db: sqlite_utils.Database) -> None:
         {"id": str, "team_id": str, "state": str, "created_at": str},
         pk="id",
         not_null={"team_id", "state", "created_at"},
+        if_not_exists=True,
     )
 
 
 def _add_alert_leases(db: sqlite_utils.Database) -> None:
     # A pending alert is claimed by one delivery pass (its owner) until the lease's expiry, so
     # several monitors on one file (serve plus a cron `monitor --once`) never post it twice. Old
-    # rows get NULL: unclaimed.
-    db.table("alerts").add_column("claimed_by", str)
-    db.table("alerts").add_column("claimed_until", str)
+    # rows get NULL: unclaimed. A database whose release ran this step as version 8 has them.
+    existing = db.table("alerts").columns_dict
+    for column in ("claimed_by", "claimed_until"):
+        if column not in existing:
+            db.table("alerts").add_column(column, str)
 
 
 def _add_selector_probes(db: sqlite_utils.Database) -> None:
