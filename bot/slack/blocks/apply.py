@@ -11,7 +11,7 @@ from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import button, context, section
 from bot.slack.blocks.fixit import verification_message
 from bot.slack.fix_plans import FixPlan
-from bot.slack.mrkdwn import clip, code, code_block, safe
+from bot.slack.mrkdwn import clip, code, code_block, fit_lines, safe
 from handlers.fixes.changes import RecordChange
 from handlers.fixes.session import FixCheck
 
@@ -34,7 +34,7 @@ def with_apply_button(blocks: list[Block], plan_key: str) -> list[Block]:
     return blocks
 
 
-def _changes_text(changes: tuple[RecordChange, ...]) -> str:
+def _changes_lines(changes: tuple[RecordChange, ...]) -> list[str]:
     lines = []
     for change in changes[:MAX_SHOWN_CHANGES]:
         before = "\n".join(change.before) or "(none)"
@@ -43,7 +43,7 @@ def _changes_text(changes: tuple[RecordChange, ...]) -> str:
             f"{code(change.host, 300)} {change.rdtype}\n*Before*\n{code_block(before, 600)}\n"
             f"*After*\n{code_block(after, 600)}"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def apply_modal(
@@ -64,7 +64,7 @@ def apply_modal(
             f"*{verb}* the fix for {code(plan.domain, 300)} (`{plan.finding_id}`), proposed by "
             f"<@{plan.proposed_by}>.\nZone {code(zone.zone, 300)} through *{safe(zone.provider, 60)}*."
         ),
-        section(clip(_changes_text(shown), 2900)),
+        section(fit_lines(_changes_lines(shown))),
         context(
             "The records are read again from the zone's servers first: if they changed since the plan "
             "was made, nothing is written. Only these names and types are written."

@@ -12,7 +12,7 @@ from bot.reports.ingest import FileOutcome
 from bot.reports.summary import percent
 from bot.reports.tls_summary import TlsSummary, failure_line
 from bot.slack.blocks.domain_report import context, section
-from bot.slack.mrkdwn import clip, safe
+from bot.slack.mrkdwn import clip, code, fit_lines, safe
 
 Block = dict[str, Any]
 
@@ -40,7 +40,7 @@ def render_tls_summary(summary: TlsSummary) -> tuple[str, list[Block]]:
     text = clip(
         f"{summary.domain}: {summary.sessions:,} TLS sessions in {summary.days} days, {rate} succeeded", 2900
     )
-    policies = "; ".join(f"`{safe(k, 40)}` {n:,} sessions, {f:,} failed" for k, n, f in summary.policies)
+    policies = "; ".join(f"{code(k, 40)} {n:,} sessions, {f:,} failed" for k, n, f in summary.policies)
     blocks: list[Block] = [
         _header(f"{summary.domain}: SMTP TLS reports, last {summary.days} days"),
         section(
@@ -52,9 +52,9 @@ def render_tls_summary(summary: TlsSummary) -> tuple[str, list[Block]]:
         lines = [f"• {safe(failure_line(f), 400)}" for f in summary.failures[:MAX_FAILURES]]
         if len(summary.failures) > MAX_FAILURES:
             lines.append(f"…and {len(summary.failures) - MAX_FAILURES} more")
-        blocks.append(section(clip("*Failures*\n" + "\n".join(lines), 2900)))
+        blocks.append(section(fit_lines(["*Failures*", *lines])))
     reporters = ", ".join(f"{safe(org, 100)} ({n:,})" for org, n in summary.reporters[:MAX_REPORTERS])
-    blocks.append(section(clip(f"*Reporters:* {reporters}", 2900)))
+    blocks.append(section(f"*Reporters:* {reporters}"))  # at most MAX_REPORTERS of 110 characters
     blocks.append(context(f"`dmarcbot tls-report {domain} --days {summary.days} --json` gives every row."))
     return text, blocks
 
@@ -66,7 +66,7 @@ def render_tls_file_answer(outcome: FileOutcome) -> tuple[str, list[Block]]:
     headline = f"Ingested {new} SMTP TLS report{'s' if new != 1 else ''}"
     if again:
         headline += f"; {again} already ingested (counted once)"
-    text = clip(f"{outcome.name}: {headline}.", 2900)
+    text = safe(f"{outcome.name}: {headline}.", 2900)
     blocks: list[Block] = [
         section(f":inbox_tray: *{safe(outcome.name, 200)}*: {headline}.\n" + safe(outcome.describe(), 2000))
     ]
@@ -78,7 +78,7 @@ def render_tls_file_answer(outcome: FileOutcome) -> tuple[str, list[Block]]:
 def render_tls_alert(domain: str, headline: str, detail: str) -> tuple[str, list[Block], Block]:
     """A TLS report alert: (fallback text, blocks of its own message, its line in a digest).
     `detail` is plain text (escaped here)."""
-    text = clip(f"{domain}: {headline}. {detail}", 2900)
+    text = safe(f"{domain}: {headline}. {detail}", 2900)
     blocks: list[Block] = [
         _header(f"{domain}: {headline}"),
         section(f":lock: {safe(detail, 2800)}"),

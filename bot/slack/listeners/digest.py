@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.reports.digest import schedule_sentence
 from bot.slack.features import Feature
-from bot.slack.mrkdwn import code, safe
+from bot.slack.mrkdwn import safe
 from bot.slack.routing import Job, Subcommand, parse_domain_argument
 from bot.slack.turn import SlackTurn
 from handlers.dns.domain_name import display_name
@@ -24,15 +24,14 @@ def parse_digest(words: list[str]) -> Job:
     """Post a summary of a watched domain's aggregate reports to its channel daily, weekly or never (off)."""
     domain = parse_domain_argument(words, USAGE)
     if len(words) < 2:
-        raise BadInput(
-            f"Say how often: `daily`, `weekly` or `off`, as in `/dmarc digest {safe(domain, 255)} weekly`."
-        )
+        raise BadInput(f"Say how often: `daily`, `weekly` or `off`, as in `/dmarc digest {domain} weekly`.")
     every = words[1].lower()
     if every not in CADENCES or len(words) > 2:
         given = " ".join(words[1:])
         raise BadInput(
-            f"{code(given, 60)} is not a digest schedule: give `daily`, `weekly` or `off`, "
-            f"as in `/dmarc digest {safe(domain, 255)} weekly`."
+            # plain text: the router escapes every BadInput for mrkdwn
+            f"`{given[:60].replace('`', 'ˋ')}` is not a digest schedule: give `daily`, `weekly` or `off`, "
+            f"as in `/dmarc digest {domain} weekly`."
         )
     return Job(ack=None, work="digest", args={"domain": domain, "every": None if every == "off" else every})
 

@@ -42,7 +42,7 @@ from bot.slack.blocks.fixit import (
 )
 from bot.slack.features import Feature
 from bot.slack.fix_plans import FixPlan, check_plan
-from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip
+from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip, safe
 from bot.slack.turn import FOREIGN_ORG, is_foreign_user, turn_for_interaction
 from bot.slack.work import WorkPool
 from bot.store.apply_audit import record_proposal
@@ -279,7 +279,7 @@ def handle_fix_input(
                 0,
                 {
                     "type": "section",
-                    "text": {"type": "mrkdwn", "text": f":warning: {clip(error.message, 2900)}"},
+                    "text": {"type": "mrkdwn", "text": f":warning: {safe(error.message, 2900)}"},
                 },
             )
             client.views_update(view_id=view["id"], view=shown)
@@ -338,7 +338,7 @@ def handle_fix_submission(
         screen = _screen(settings, stores, request, form, turn.team_id)
         reasons = refused_reasons(screen)
         if reasons:
-            turn.tell(clip("The plan was not posted: " + "; ".join(reasons), 2500))
+            turn.tell(safe("The plan was not posted: " + "; ".join(reasons), 2500))
             return
         if not request.channel_id:
             turn.tell("I don't know which channel this fix belongs to; run the check again.")
