@@ -12,7 +12,7 @@ from bot.reports.ingest import FileOutcome
 from bot.reports.summary import percent
 from bot.reports.tls_summary import TlsSummary, failure_line
 from bot.slack.blocks.domain_report import context, section
-from bot.slack.mrkdwn import clip, code, fit_lines, safe
+from bot.slack.mrkdwn import clip, code, escape, fit_lines, safe
 
 Block = dict[str, Any]
 
@@ -66,7 +66,7 @@ def render_tls_file_answer(outcome: FileOutcome) -> tuple[str, list[Block]]:
     headline = f"Ingested {new} SMTP TLS report{'s' if new != 1 else ''}"
     if again:
         headline += f"; {again} already ingested (counted once)"
-    text = safe(f"{outcome.name}: {headline}.", 2900)
+    text = clip(escape(f"{outcome.name}: {headline}."), 2900)
     blocks: list[Block] = [
         section(f":inbox_tray: *{safe(outcome.name, 200)}*: {headline}.\n" + safe(outcome.describe(), 2000))
     ]
@@ -78,7 +78,7 @@ def render_tls_file_answer(outcome: FileOutcome) -> tuple[str, list[Block]]:
 def render_tls_alert(domain: str, headline: str, detail: str) -> tuple[str, list[Block], Block]:
     """A TLS report alert: (fallback text, blocks of its own message, its line in a digest).
     `detail` is plain text (escaped here)."""
-    text = safe(f"{domain}: {headline}. {detail}", 2900)
+    text = clip(escape(f"{domain}: {headline}. {detail}"), 2900)
     blocks: list[Block] = [
         _header(f"{domain}: {headline}"),
         section(f":lock: {safe(detail, 2800)}"),

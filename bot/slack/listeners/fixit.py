@@ -42,7 +42,7 @@ from bot.slack.blocks.fixit import (
 )
 from bot.slack.features import Feature
 from bot.slack.fix_plans import FixPlan, check_plan
-from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip, safe
+from bot.slack.mrkdwn import FIELD_ERROR_LIMIT, clip, escape, safe
 from bot.slack.turn import FOREIGN_ORG, is_foreign_user, turn_for_interaction
 from bot.slack.work import WorkPool
 from bot.store.apply_audit import record_proposal
@@ -279,7 +279,7 @@ def handle_fix_input(
                 0,
                 {
                     "type": "section",
-                    "text": {"type": "mrkdwn", "text": f":warning: {safe(error.message, 2900)}"},
+                    "text": {"type": "mrkdwn", "text": f":warning: {clip(escape(error.message), 2900)}"},
                 },
             )
             client.views_update(view_id=view["id"], view=shown)
