@@ -33,7 +33,6 @@ from handlers.domain.dmarc_record import is_dmarc_record, parse_dmarc_record
 SILENT = "reports_silent"
 RESUMED = "reports_resumed"
 NEVER = "reports_never"
-_INHERITED = "  (inherited from "  # how a snapshot marks a record found by the tree walk
 
 
 def review_report_silence(stores: Stores, watches: Sequence[Watch], silence: timedelta, now: datetime) -> int:
@@ -61,7 +60,7 @@ def silence_alerts(
         if stores.outbox.latest_alert(watch.team_id, NEVER, f"w{watch.id}:{NEVER}:"):
             return []  # the hint is given once
         latest = stores.watches.latest_snapshot(watch.team_id, watch.id)
-        return _never(stores, polls, watch, latest, silence, now) if latest else []
+        return _never(polls, watch, latest) if latest else []
     said = stores.outbox.latest_alert(watch.team_id, SILENT, f"w{watch.id}:{SILENT}:")
     since = said.dedupe_key.split(f":{SILENT}:", 1)[1] if said else None
     alerts: list[NewAlert] = []
@@ -84,16 +83,10 @@ def silence_alerts(
     return alerts
 
 
-def _never(
-    stores: Stores,
-    polls: MailboxPollStore,
-    watch: Watch,
-    latest: Snapshot,
-    silence: timedelta,
-    now: datetime,
-) -> list[NewAlert]:
+def _never(polls: MailboxPollStore, watch: Watch, latest: Snapshot) -> list[NewAlert]:
+    """The hint for a watch older than the silence period whose reports never came."""
     rua = _rua(_dmarc_record(latest, watch.domain))
-    if not rua or now - datetime.fromisoformat(watch.created_at) < silence:
+    if not rua:
         return []
     causes = likely_causes(watch.domain, None, latest, polls, None)
     detail = (
@@ -151,11 +144,8 @@ def _causes_text(causes: list[str]) -> str:
 
 
 def _dmarc_record(snapshot: Snapshot, domain: str) -> str | None:
-    raw = snapshot.records.get(f"DMARC _dmarc.{domain}")
-    if not raw:
-        return None
-    raw = raw.split(_INHERITED, 1)[0]
-    return raw if is_dmarc_record(raw) else None
+    raw = snapshot.dmarc_record(domain)
+    return raw if raw and is_dmarc_record(raw) else None
 
 
 def _rua(record: str | None) -> list[str]:

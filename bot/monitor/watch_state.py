@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from bot.store.watches import ObservedState, Snapshot, WatchHistory
+from bot.store.watches import INHERITED_NOTE, ObservedState, Snapshot, WatchHistory, dmarc_record_name
 from handlers.dns.domain_name import display_name
 from handlers.domain.check import DomainReport
 from handlers.domain.findings import Severity
@@ -190,8 +190,8 @@ def observed_records(report: DomainReport) -> dict[str, str | None]:
         multiple = next((f.record for f in dmarc.findings if f.id == "dmarc.multiple"), None)
         value = dmarc.record.raw if dmarc.record else multiple
         if value is not None and dmarc.location and dmarc.location != domain:
-            value = f"{value}  (inherited from _dmarc.{dmarc.location})"
-        records[f"DMARC _dmarc.{domain}"] = value
+            value = f"{value}{INHERITED_NOTE}_dmarc.{dmarc.location})"
+        records[dmarc_record_name(domain)] = value
     if report.spf is not None:
         records[spf_record_name(domain)] = "\n".join(report.spf.records) if report.spf.records else None
         for include in _walk(report.spf.includes):

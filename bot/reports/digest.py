@@ -166,10 +166,9 @@ def _readiness(
     """The published policy (from the watch's last good check), its next step (RFC 9989:
     none → quarantine → reject, t=y lifted first) and readiness for it, as Fix it judges it."""
     snapshot = stores.watches.latest_snapshot(watch.team_id, watch.id)
-    raw = snapshot.records.get(f"DMARC _dmarc.{watch.domain}") if snapshot else None
+    raw = snapshot.dmarc_record(watch.domain) if snapshot else None
     if snapshot is None or not raw:
         return None, None, None
-    raw = raw.split("  (inherited from ")[0]  # the note bot.monitor.watch_state adds to the record
     choices = dmarc_choices_from(raw.splitlines(), watch.domain)
     policy = choices.policy + (" (t=y)" if choices.testing else "")
     step = next_policy_step(choices)

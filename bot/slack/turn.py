@@ -38,7 +38,6 @@ class SlackTurn:
     channel_id: str | None
     user_id: str | None
     team_id: str | None
-    enterprise_id: str | None = None
     pool: WorkPool | None = None
 
     def check(self, domain: str, selectors: Sequence[str], fresh: bool = False) -> DomainReport:
@@ -110,12 +109,6 @@ def installation_team(context: BoltContext) -> str | None:
     return (authorized.team_id if authorized else None) or context.team_id or context.enterprise_id
 
 
-def installation_enterprise(context: BoltContext) -> str | None:
-    """The Enterprise Grid org of the installation (None for a plain workspace)."""
-    authorized = context.authorize_result
-    return (authorized.enterprise_id if authorized else None) or context.enterprise_id
-
-
 def is_foreign_user(body: dict[str, Any], context: BoltContext) -> bool:
     """True when the acting user belongs to another organisation than the installation (a Slack
     Connect partner in a shared channel). A user of another workspace of the same Enterprise
@@ -149,7 +142,6 @@ def turn_for_interaction(
         channel_id=channel,
         user_id=(body.get("user") or {}).get("id"),
         team_id=installation_team(context),
-        enterprise_id=installation_enterprise(context),
         pool=pool,
     )
 

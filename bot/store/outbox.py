@@ -137,10 +137,7 @@ class AlertOutbox:
 
     def has_alert(self, team_id: str, dedupe_key: str) -> bool:
         """Whether the team's outbox holds an alert with this dedupe key, in any state."""
-        row = self.database.connection.execute(
-            "SELECT 1 FROM alerts WHERE team_id = ? AND dedupe_key = ?", [team_id, dedupe_key]
-        ).fetchone()
-        return row is not None
+        return alert_written(self.database.connection, team_id, dedupe_key)
 
     def pending_alerts(self, team_id: str) -> list[Alert]:
         """The team's undelivered alerts, oldest first."""

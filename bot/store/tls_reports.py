@@ -47,10 +47,6 @@ class TlsTotals:
     def successful(self) -> int:
         return self.sessions - self.failed
 
-    @property
-    def success_rate(self) -> float | None:
-        return self.successful / self.sessions if self.sessions else None
-
 
 @dataclass(frozen=True, kw_only=True)
 class TlsFailureTotals:

@@ -80,6 +80,21 @@ class Snapshot:
     last_seen_at: str
     checks: int  # good checks in a row that saw this state
 
+    def dmarc_record(self, domain: str) -> str | None:
+        """The DMARC record this state saw for `domain`, without the note saying where a record the
+        tree walk found is inherited from (None: there was none)."""
+        raw = self.records.get(dmarc_record_name(domain))
+        return raw.split(INHERITED_NOTE, 1)[0] if raw else None
+
+
+# How a state names the domain's DMARC record, and marks one inherited through the tree walk
+# (written by bot.monitor.watch_state, read back by Snapshot.dmarc_record).
+INHERITED_NOTE = "  (inherited from "
+
+
+def dmarc_record_name(domain: str) -> str:
+    return f"DMARC _dmarc.{domain}"
+
 
 @dataclass(frozen=True)
 class ObservedState:

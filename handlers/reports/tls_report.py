@@ -26,6 +26,7 @@ from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.limits import EARLIEST_REPORT_DATE, MAX_REPORT_FUTURE, MAX_REPORT_RECORD_COUNT
 from handlers.reports.archive import (
     MAX_MIME_DEPTH,
+    MiB,
     ReportInvalid,
     ReportRefused,
     mime_parts,
@@ -33,7 +34,6 @@ from handlers.reports.archive import (
     size_words,
 )
 
-MiB = 1024 * 1024
 _CHUNK = 64 * 1024  # inflation step: the most the decompressed cap can be overshot by
 
 # RFC 8460 §4.3, §4.4: the result types receivers report. Others are kept (a newer receiver may

@@ -31,7 +31,7 @@ from bot.slack.features import Feature
 from bot.slack.files import FileRefused, download_file
 from bot.slack.listeners.failure_reports import answer_shared_failure
 from bot.slack.routing import Job, Subcommand, parse_domain_and_days
-from bot.slack.turn import SlackTurn, installation_enterprise, installation_team
+from bot.slack.turn import SlackTurn, installation_team
 from bot.slack.work import WorkPool
 from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
@@ -185,7 +185,6 @@ def handle_file_shared(
         channel_id=channel,
         user_id=event.get("user_id"),
         team_id=team_id,
-        enterprise_id=installation_enterprise(context),
         pool=pool,
     )
 

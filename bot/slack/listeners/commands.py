@@ -16,7 +16,7 @@ from bot.slack import ids as slack_ids
 from bot.slack.blocks.domain_report import render_report
 from bot.slack.features import Feature, Worker
 from bot.slack.routing import Job, Router, Subcommand, parse_domain_argument, parse_selectors
-from bot.slack.turn import SlackTurn, guarded, installation_enterprise, installation_team
+from bot.slack.turn import SlackTurn, guarded, installation_team
 from bot.slack.work import BUSY, WorkPool
 from bot.store.stores import Stores
 from handlers.dns.domain_name import display_name
@@ -111,7 +111,6 @@ def handle_dmarc_command(
         channel_id=command.get("channel_id"),
         user_id=command.get("user_id"),
         team_id=installation_team(context),
-        enterprise_id=installation_enterprise(context),
         pool=pool,
     )
     work_name = job.work
