@@ -74,11 +74,12 @@ def authoritative_servers(session: DnsSession, zone: ZoneProvider) -> tuple[Name
         hosts = await session.lookup(zone.zone, "NS")
         if hosts.is_outage or not hosts.records:
             raise NoAuthoritativeServers(f"the NS records of {zone.zone}: {hosts.describe_failure()}")
-        found: list[Nameserver] = []
-        for host in hosts.records[:8]:
-            addresses = await session.lookup(host, "A")
-            found += [Nameserver(a) for a in addresses.records[:2]]
+        lookups = await session.lookup_many([(host, "A") for host in hosts.records[:8]])
+        found = [Nameserver(a) for addresses in lookups for a in addresses.records[:2]]
         if not found:
+            outage = next((lookup for lookup in lookups if lookup.is_outage), None)
+            if outage is not None:  # a DNS failure, not hosts without addresses
+                raise NoAuthoritativeServers(f"the NS hosts of {zone.zone}: {outage.describe_failure()}")
             raise NoAuthoritativeServers(f"none of the NS hosts of {zone.zone} has an address")
         return tuple(found)
 

@@ -15,6 +15,7 @@ from typing import Protocol
 from bot.apply.providers import ZoneProvider
 from handlers.errors import DmarcbotError
 from handlers.fixes.changes import RecordChange
+from handlers.fixes.records import normalise_value
 
 MAX_PROVIDER_MESSAGE = 500  # characters of a provider's error kept: enough to say what it refused
 
@@ -47,7 +48,7 @@ def _redact(text: str, zone: ZoneProvider) -> str:
 
 
 def plan_of_edits(
-    change: RecordChange, current: Iterable[tuple[str, str]], normalise: type[str] | None = None
+    change: RecordChange, current: Iterable[tuple[str, str]]
 ) -> tuple[list[tuple[str, str]], list[str], list[tuple[str, str]]]:
     """From the provider's owned `current` records (value, provider id), what to do so the set is
     exactly `change.after`: (updates in place as (id, new value), creates, deletes as (value, id)).
@@ -55,8 +56,6 @@ def plan_of_edits(
     Replacing in place comes first, deleting last: a domain with one SPF record keeps one through the
     write (on providers whose update is atomic), and a merge goes from several records to one,
     never through none."""
-    from handlers.fixes.records import normalise_value
-
     wanted = list(dict.fromkeys(change.after))
     have = list(current)
     keep = {normalise_value(change.rdtype, v) for v in wanted}
