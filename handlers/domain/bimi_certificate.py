@@ -221,7 +221,7 @@ def _invalid(what: str, problem: str) -> CertificateResult:
 def trusted_roots(ca_file: str | None) -> tuple[x509.Certificate, ...]:
     """The roots a mark certificate must chain to: the configured CA file's, else the MVA roots
     checkdmarc ships (found without importing checkdmarc, which `check` never loads). Read again
-    when the file changes, as the TLS context reads the CA file at every fetch."""
+    when the file changes, as the HTTPS client's TLS context is."""
     path: Path | None = Path(ca_file) if ca_file else None
     if path is None:
         spec = importlib.util.find_spec("checkdmarc")
