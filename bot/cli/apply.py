@@ -9,20 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 
-from bot.cli.common import EXIT_ERROR_FINDING, EXIT_OK, AddCommand, load_settings, open_command_stores
+from bot.cli.common import (
+    EXIT_ERROR_FINDING,
+    EXIT_OK,
+    AddCommand,
+    domain_argument,
+    load_settings,
+    open_command_stores,
+)
 from bot.cli.terminal_text import terminal_safe
 from handlers.errors import BadInput
 
 
 def _domain(text: str | None) -> str | None:
-    from handlers.dns.domain_name import InvalidDomain, normalise_domain
-
-    if text is None:
-        return None
-    try:
-        return normalise_domain(text)
-    except InvalidDomain as error:
-        raise BadInput(str(error)) from None
+    return None if text is None else domain_argument(text)
 
 
 def command_plans(args: argparse.Namespace) -> int:

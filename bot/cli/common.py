@@ -107,15 +107,21 @@ def add_summary_arguments(parser: argparse.ArgumentParser, domain_help: str) -> 
     parser.add_argument("--team", metavar="TEAM_ID", help="the Slack team whose reports to read")
 
 
-def summary_domain_and_days(args: argparse.Namespace) -> tuple[str, int]:
-    """A summary's domain (normalised) and its --days, or BadInput saying what is wrong."""
-    from bot.reports import MAX_DAYS
+def domain_argument(text: str) -> str:
+    """A domain typed on the command line, normalised, or a BadInput saying what was wrong."""
     from handlers.dns.domain_name import InvalidDomain, normalise_domain
 
     try:
-        domain = normalise_domain(args.domain)
+        return normalise_domain(text)
     except InvalidDomain as error:
         raise BadInput(str(error)) from None
+
+
+def summary_domain_and_days(args: argparse.Namespace) -> tuple[str, int]:
+    """A summary's domain (normalised) and its --days, or BadInput saying what is wrong."""
+    from bot.reports import MAX_DAYS
+
+    domain = domain_argument(args.domain)
     if not 1 <= args.days <= MAX_DAYS:
         raise BadInput(f"--days must be from 1 to {MAX_DAYS}, not {args.days}")
     return domain, int(args.days)

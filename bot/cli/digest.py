@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from bot.cli.common import EXIT_OK, AddCommand, load_settings, open_command_stores, resolve_team
+from bot.cli.common import (
+    EXIT_OK,
+    AddCommand,
+    domain_argument,
+    load_settings,
+    open_command_stores,
+    resolve_team,
+)
 from handlers.errors import BadInput
 
 EVERY_CHOICES = ("daily", "weekly", "off")
@@ -26,7 +33,6 @@ def every_argument(text: str) -> str:
 
 def command_digest(args: argparse.Namespace) -> int:
     """Send a watched domain's report digest to its channel daily or weekly, or stop it (off)."""
-    from bot.cli.watch import domain_argument
     from bot.reports.digest import schedule_sentence
     from handlers.dns.domain_name import first_mention
 

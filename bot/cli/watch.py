@@ -24,6 +24,7 @@ from bot.cli.common import (
     TEAM_ID,
     AddCommand,
     add_nameserver_flag,
+    domain_argument,
     load_settings,
     open_command_stores,
     resolve_team,
@@ -59,16 +60,6 @@ def _channel(text: str) -> str:
             "C0123ABCD, from the channel's details), not its name"
         )
     return channel
-
-
-def domain_argument(text: str) -> str:
-    """A domain typed on the command line, normalised, or a BadInput saying what was wrong."""
-    from handlers.dns.domain_name import InvalidDomain, normalise_domain
-
-    try:
-        return normalise_domain(text)
-    except InvalidDomain as error:
-        raise BadInput(str(error)) from None
 
 
 def _selectors(texts: list[str] | None) -> list[str]:
