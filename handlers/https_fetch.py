@@ -145,20 +145,20 @@ async def _get(client: HttpsClient, url: str, host: str, path: str, addresses: l
             return HttpsResponse(
                 url=url,
                 failed_step=FetchStep.CERTIFICATE,
-                failure=f"the TLS handshake with {host} ({_shown(address)}) failed",
+                failure=f"the TLS handshake with {host} ({shown_address(address)}) failed",
             )
         except ConnectionRefusedError:
             failure = HttpsResponse(
                 url=url,
                 failed_step=FetchStep.CONNECTION,
-                failure=f"{host} ({_shown(address)}) refused the connection on port {HTTPS_PORT}",
+                failure=f"{host} ({shown_address(address)}) refused the connection on port {HTTPS_PORT}",
             )
             continue
         except OSError:
             failure = HttpsResponse(
                 url=url,
                 failed_step=FetchStep.CONNECTION,
-                failure=f"{host} ({_shown(address)}) could not be reached on port {HTTPS_PORT}",
+                failure=f"{host} ({shown_address(address)}) could not be reached on port {HTTPS_PORT}",
             )
             continue
         try:
@@ -210,7 +210,7 @@ async def _exchange(
         if colon:
             headers[name.strip().lower()] = value.strip()
     if 300 <= status < 400:
-        target = _printable(headers.get("location", ""))
+        target = printable(headers.get("location", ""))
         where = f" to {target}" if target else ""
         return HttpsResponse(
             url=url,
@@ -258,11 +258,12 @@ def _certificate_expiry(writer: asyncio.StreamWriter) -> datetime | None:
     return datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
 
 
-def _shown(address: str) -> str:
+def shown_address(address: str) -> str:
+    """An IP address as a sentence names it beside a port or a host: IPv6 in brackets."""
     return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
 
 
-def _printable(text: str) -> str:
-    """A header value from a stranger, cut and stripped of control characters before it is quoted."""
-    cleaned = "".join(c for c in text[:200] if c.isprintable())
-    return cleaned
+def printable(text: str, limit: int = 200) -> str:
+    """Text from a stranger (a header, a certificate name), cut to `limit` characters and stripped
+    of control characters before it is quoted."""
+    return "".join(c for c in text[:limit] if c.isprintable())

@@ -29,7 +29,7 @@ from cryptography.x509.verification import (
 from handlers.dns.domain_name import display_name
 from handlers.dns.resolver import DnsSession
 from handlers.domain.findings import Finding, finding, temperror_finding
-from handlers.https_fetch import HttpsClient, fetch
+from handlers.https_fetch import HttpsClient, fetch, printable
 
 # id-pe-logotype (RFC 3709 §4.1): the extension in which a mark certificate embeds the logo.
 LOGOTYPE_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.12")
@@ -123,8 +123,8 @@ def judge_certificate(
     leaf, intermediates = chain[0], chain[1:]
     certificate = BimiCertificate(
         not_after=leaf.not_valid_after_utc,
-        issuer=_printable(leaf.issuer.rfc4514_string()),
-        subject=_printable(leaf.subject.rfc4514_string()),
+        issuer=printable(leaf.issuer.rfc4514_string(), 300),
+        subject=printable(leaf.subject.rfc4514_string(), 300),
     )
     problems: list[str] = []
     if now < leaf.not_valid_before_utc:
@@ -134,7 +134,7 @@ def judge_certificate(
     names = _san_names(leaf)
     if not names & {n.lower() for n in accepted_names}:
         shown = ", ".join(sorted(names)[:5]) or "no DNS name"
-        problems.append(f"its subjectAltName names {_printable(shown)}, not {display_name(domain)}")
+        problems.append(f"its subjectAltName names {printable(shown, 300)}, not {display_name(domain)}")
     try:
         leaf.extensions.get_extension_for_oid(LOGOTYPE_OID)
     except x509.ExtensionNotFound:
@@ -241,8 +241,3 @@ def _roots_in(path: str, changed: int) -> tuple[x509.Certificate, ...]:
         return tuple(x509.load_pem_x509_certificates(Path(path).read_bytes()))
     except (OSError, ValueError):
         return ()
-
-
-def _printable(text: str) -> str:
-    """A name from a stranger's certificate, cut and stripped of control characters."""
-    return "".join(c for c in text[:300] if c.isprintable())

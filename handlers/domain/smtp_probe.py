@@ -20,7 +20,7 @@ from handlers.dns.domain_name import display_name
 from handlers.domain.dane import TlsaSet
 from handlers.domain.findings import Finding, finding
 from handlers.domain.mx_hosts import MxHostCheck, MxHostsReport
-from handlers.https_fetch import HttpsClient, certificate_problem
+from handlers.https_fetch import HttpsClient, certificate_problem, shown_address
 from handlers.limits import MAX_SMTP_ADDRESSES_PER_HOST, MAX_SMTP_BYTES, MAX_SMTP_HOSTS_PROBED, SMTP_TIMEOUT
 
 SMTP_PORT = 25  # RFC 5321 §4.5.4: where MX hosts receive mail from other hosts
@@ -66,7 +66,7 @@ async def _probe_host(prober: SmtpProber, host: MxHostCheck) -> Finding | None:
     try:
         async with asyncio.timeout(prober.timeout):
             for address in host.addresses[:MAX_SMTP_ADDRESSES_PER_HOST]:
-                where = f"{shown} ({_bracketed(address)}, port {prober.port})"
+                where = f"{shown} ({shown_address(address)}, port {prober.port})"
                 try:
                     return await _dialogue(prober, host, address, where)
                 except ConnectionRefusedError:
@@ -190,7 +190,3 @@ def _address_literal(address: str) -> str:
     """Our own address as an EHLO argument (RFC 5321 §4.1.3): we have no name to give."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     return f"[IPv6:{ip}]" if ip.version == 6 else f"[{ip}]"
-
-
-def _bracketed(address: str) -> str:
-    return address if ipaddress.ip_address(address).version == 4 else f"[{address}]"

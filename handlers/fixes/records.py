@@ -294,6 +294,13 @@ def _same_org_uri(uri: str, domain: str) -> bool:
 
 
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def is_mail_address(address: str) -> bool:
+    """A plain mail address a report can be sent to (at most 254 octets, RFC 5321 §4.5.3.1.3)."""
+    return len(address) <= 254 and _ADDRESS.match(address) is not None
+
+
 MAX_RUA = 4
 
 
@@ -308,7 +315,7 @@ def parse_rua_input(text: str, domain: str) -> tuple[str, ...]:
     out = []
     for item in items:
         address = item[len("mailto:") :] if item.lower().startswith("mailto:") else item
-        if len(address) > 254 or not _ADDRESS.match(address):
+        if not is_mail_address(address):
             raise FixInputError(
                 "rua",
                 f"“{item[:60]}” is not a mail address: write it like "

@@ -8,7 +8,6 @@ the policy is not there the steps start with the policy progression.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,12 +16,11 @@ from handlers.domain.bimi import SELECTOR as BIMI_SELECTOR
 from handlers.domain.bimi import parse_record as parse_bimi_record
 from handlers.domain.mta_sts import POLICY_PATH, parse_policy, record_problem
 from handlers.domain.tls_rpt import parse_tls_rpt_record
-from handlers.fixes.records import FixInputError, Proposal
+from handlers.fixes.records import FixInputError, Proposal, is_mail_address
 
 # A week: long enough that a sender keeps the policy between fetches, short enough that a mistake in
 # testing mode is forgotten soon (RFC 8461 §3.2 suggests weeks once the policy is stable).
 DEFAULT_MAX_AGE = 604_800
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +109,7 @@ def parse_tls_rua_input(text: str, domain: str) -> str | None:
     address = text.strip().removeprefix("mailto:").strip()
     if not address:
         return None
-    if len(address) > 254 or not _ADDRESS.match(address):
+    if not is_mail_address(address):
         raise FixInputError(
             "tls_rua",
             f"“{address[:60]}” is not a mail address: write it like tls-reports@{domain}.",
