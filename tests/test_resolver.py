@@ -23,6 +23,7 @@ from handlers.dns.resolver import (
     Lookup,
     Nameserver,
     NameserverError,
+    SignedLookup,
     parse_nameserver,
     parse_nameservers,
 )
@@ -378,6 +379,21 @@ def test_concurrent_identical_lookups_are_sent_once(proxy: FaultProxy, make_sess
     assert session.queries_sent == 1
     lookup(session, "spf.matrix.test")  # and again later, in another event loop
     assert proxy.count() == 1
+
+
+def test_concurrent_identical_signed_lookups_are_sent_once(
+    proxy: FaultProxy, make_session: SessionFactory
+) -> None:
+    proxy.latency = 0.1
+    session = make_session(proxy)
+
+    async def ask_five() -> list[SignedLookup]:
+        asks = (session.lookup_signed("spf.matrix.test", "TXT") for _ in range(5))
+        return list(await asyncio.gather(*asks))
+
+    results = run(ask_five())
+    assert {r.records for r in results} == {("v=spf1 -all",)}
+    assert proxy.count() == 1 and session.queries_sent == 1
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

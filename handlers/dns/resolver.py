@@ -74,6 +74,7 @@ MIN_WINDOW = 4  # the window never shrinks below this many queries in flight
 # memory stays flat. A forgotten answer asked again is asked of DNS again: fresher, never older.
 # 20,000 is over four times what 64 domains probing 59 selectors each ask between two uses.
 DEFAULT_MAX_ANSWERS = 20_000
+_Answer = TypeVar("_Answer")  # a Lookup or a SignedLookup, shared by concurrent askers
 _Outcome = TypeVar("_Outcome")  # what one attempt returns: a response, or the failure as a lookup
 
 
@@ -364,6 +365,9 @@ class DnsSession:
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _limits: dict[asyncio.AbstractEventLoop, InflightLimit] = field(default_factory=dict, repr=False)
     _signed: OrderedDict[tuple[str, str], SignedLookup] = field(default_factory=OrderedDict, repr=False)
+    _signed_pending: dict[tuple[str, str], asyncio.Future[SignedLookup]] = field(
+        default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not self.nameservers:
@@ -393,25 +397,11 @@ class DnsSession:
             if known is not None:
                 self._answers.move_to_end(key)  # in use: the last to be forgotten
                 return known
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        asked = self._pending.get(key)
-        if asked is not None and asked.get_loop() is loop:
-            return await asked  # the same question in flight: its answer, not a second query
-        # The first asker resolves the question itself and hands the answer to those who ask it
-        # meanwhile through a future: a task per question would cost a monitor cycle a task
-        # (and its scheduling) for each of its hundred thousand queries.
-        asked = self._pending[key] = loop.create_future()
-        try:
-            result = await self._resolve(*key)
-        except BaseException as error:
-            self._pending.pop(key, None)
-            if isinstance(error, asyncio.CancelledError):
-                asked.cancel()  # the first asker's check was cancelled: so are the waiters' asks
-            elif not asked.done():
-                asked.set_exception(error)
-                asked.exception()  # handed to any waiter; with none, not logged as never retrieved
-            raise
+        self._loop = asyncio.get_running_loop()
+        return await _first_asker(self._pending, key, functools.partial(self._resolve_and_remember, key))
+
+    async def _resolve_and_remember(self, key: tuple[str, str]) -> Lookup:
+        result = await self._resolve(*key)
         with self._lock:
             self._answers[key] = result
             self._answers.move_to_end(key)
@@ -419,9 +409,6 @@ class DnsSession:
             self._failed += result.is_outage
             while len(self._answers) > self.max_answers:
                 self._answers.popitem(last=False)
-            self._pending.pop(key, None)
-        if not asked.done():  # a waiter cancelled it: the answer is remembered all the same
-            asked.set_result(result)
         return result
 
     async def lookup_many(self, questions: Iterable[tuple[str, str]]) -> list[Lookup]:
@@ -449,6 +436,12 @@ class DnsSession:
         if known is not None:
             self._signed.move_to_end(key)
             return known
+        # concurrent askers share one query, as in lookup: a provider's MX host or parent zone is
+        # asked by many domains of a cycle at once
+        pending = self._signed_pending
+        return await _first_asker(pending, key, functools.partial(self._ask_signed_and_remember, key))
+
+    async def _ask_signed_and_remember(self, key: tuple[str, str]) -> SignedLookup:
         failure = SignedLookup(
             name=key[0], rdtype=key[1], status=DnsStatus.ERROR, detail="no nameserver configured"
         )
@@ -741,6 +734,37 @@ async def _exchange_udp(query: WireQuery, server: Nameserver, timeout: float) ->
         finally:
             deadline.cancel()
             loop.remove_reader(fileno)
+
+
+async def _first_asker(
+    pending: dict[tuple[str, str], asyncio.Future[_Answer]],
+    key: tuple[str, str],
+    resolve: Callable[[], Awaitable[_Answer]],
+) -> _Answer:
+    """The answer to `key`: awaited from the asker already resolving it on this loop, or resolved
+    here (`resolve` also remembers it) and handed to whoever asks meanwhile through a future. A task
+    per question would cost a monitor cycle a task (and its scheduling) for each of its hundred
+    thousand queries."""
+    loop = asyncio.get_running_loop()
+    asked = pending.get(key)
+    if asked is not None and asked.get_loop() is loop:
+        return await asked  # the same question in flight: its answer, not a second query
+    asked = pending[key] = loop.create_future()
+    try:
+        result = await resolve()
+    except BaseException as error:
+        if isinstance(error, asyncio.CancelledError):
+            asked.cancel()  # the first asker's check was cancelled: so are the waiters' asks
+        elif not asked.done():
+            asked.set_exception(error)
+            asked.exception()  # handed to any waiter; with none, not logged as never retrieved
+        raise
+    finally:
+        if pending.get(key) is asked:  # not another loop's question since
+            del pending[key]
+    if not asked.done():  # a waiter cancelled it: the answer is remembered all the same
+        asked.set_result(result)
+    return result
 
 
 def _from_message(message: dns.message.Message) -> WireAnswer:
