@@ -20,7 +20,7 @@ from bot.store.failures import FailureGroup, FailureStore, NewFailure, StoredFai
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.dns.resolver import DnsSession
 from handlers.errors import ReportError
-from handlers.message.parse import MessageError, parse_message
+from handlers.message.parse import MessageError, ParsedMessage, parse_message
 from handlers.message.verdict import MessageVerdict, diagnose_message
 from handlers.reports.archive import DEFAULT_LIMITS, ReportInvalid, ReportLimits
 from handlers.reports.failure import FailureReport, parse_failure_report, redact
@@ -51,12 +51,16 @@ class FailureReading:
         return cls(dns=settings.dns_session, keep_addresses=settings.failures_keep_addresses)
 
 
-def explain_failure(report: FailureReport, session: DnsSession) -> MessageVerdict:
-    """The `why` verdict for the report's failed message, with its Source-IP and MAIL FROM."""
+def failed_message(report: FailureReport) -> ParsedMessage:
+    """The report's failed message, parsed, or ReportInvalid saying why it cannot be read."""
     try:
-        message = parse_message(report.original)
+        return parse_message(report.original)
     except MessageError as error:
         raise ReportInvalid(f"the failed message in the report cannot be read: {error}") from None
+
+
+def explain_failure(report: FailureReport, message: ParsedMessage, session: DnsSession) -> MessageVerdict:
+    """The `why` verdict for the report's failed message, with its Source-IP and MAIL FROM."""
     return asyncio.run(
         diagnose_message(session, message, ip=report.source_ip, mail_from=report.original_mail_from)
     )
@@ -73,16 +77,19 @@ def ingest_failure_report(
 ) -> list[StoredFailure]:
     """Parse, explain and store one failure report for each owning team; a ReportError says why not."""
     report = parse_failure_report(data, limits)
-    verdict = explain_failure(report, reading.dns())
-    domain = _reported_domain(report) or verdict.from_domain
+    message = failed_message(report)
+    # Who owns it before the diagnosis: anyone can mail the report address, and a report nobody
+    # watches must not cost a full set of DNS lookups.
+    domain = _reported_domain(report) or message.from_domain
     teams = list(dict.fromkeys(owners(domain)))
-    if verdict.from_domain != domain:
-        teams = list(dict.fromkeys([*teams, *owners(verdict.from_domain)]))
+    if message.from_domain != domain:
+        teams = list(dict.fromkeys([*teams, *owners(message.from_domain)]))
     if not teams:
         raise ReportError(
             f"no workspace watches {domain}: watch the domain (`/dmarc watch DOMAIN`) so its reports "
             "have a channel, then ingest the file again"
         )
+    verdict = explain_failure(report, message, reading.dns())
     keep = reading.keep_addresses
     mail_from = report.original_mail_from
     stored_verdict = _stored_verdict(verdict, keep)
