@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from bot.reports.owners import Owners, unowned
 from bot.store.failures import FailureGroup, FailureStore, NewFailure, StoredFailure
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.dns.resolver import DnsSession
@@ -28,8 +29,6 @@ from handlers.reports.failure import FailureReport, parse_failure_report, redact
 if TYPE_CHECKING:
     from bot.config import Settings
 
-# Who owns a report about a domain: the team ids to store it for (empty: nobody).
-DomainOwners = Callable[[str], Sequence[str]]
 
 DNS_OF_THE_MOMENT = (
     "Explained against the DNS of the moment the report was read, not of when the mail was sent: "
@@ -69,7 +68,7 @@ def explain_failure(report: FailureReport, message: ParsedMessage, session: DnsS
 def ingest_failure_report(
     store: FailureStore,
     data: bytes,
-    owners: DomainOwners,
+    owners: Owners,
     source: str,
     reading: FailureReading,
     limits: ReportLimits = DEFAULT_LIMITS,
@@ -85,10 +84,7 @@ def ingest_failure_report(
     if message.from_domain != domain:
         teams = list(dict.fromkeys([*teams, *owners(message.from_domain)]))
     if not teams:
-        raise ReportError(
-            f"no workspace watches {domain}: watch the domain (`/dmarc watch DOMAIN`) so its reports "
-            "have a channel, then ingest the file again"
-        )
+        raise ReportError(unowned([domain]))
     verdict = explain_failure(report, message, reading.dns())
     keep = reading.keep_addresses
     mail_from = report.original_mail_from

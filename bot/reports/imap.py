@@ -26,7 +26,8 @@ from typing import Any
 from bot.config import Settings, imap_address
 from bot.reports.alerts import review_after_ingest
 from bot.reports.failures import FailureReading
-from bot.reports.ingest import FileOutcome, Owners, ingest_bytes
+from bot.reports.ingest import FileOutcome, ingest_bytes
+from bot.reports.owners import Owners
 from bot.reports.tls_alerts import review_tls_after_ingest
 from bot.store.mailbox_polls import MailboxPollStore
 from bot.store.reports import ReportStore

@@ -16,10 +16,11 @@ batch on the command line, the mailbox poller, a Slack upload) goes on with the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bot.reports.failures import DNS_OF_THE_MOMENT, FailureReading, ingest_failure_report
+from bot.reports.owners import Owners
+from bot.reports.owners import unowned as unowned_message
 from bot.reports.tls_ingest import describe_tls, ingest_tls_report
 from bot.store.failures import FailureStore, StoredFailure
 from bot.store.reports import ReportStore, StagedReport, StoredReport
@@ -39,7 +40,6 @@ from handlers.reports.tls_report import TlsReportLimits, looks_like_tls_report
 log = logging.getLogger("dmarcbot.ingest")
 
 # Who owns a report about a domain: the team ids to store it for (empty: nobody, it is refused).
-Owners = Callable[[str], Sequence[str]]
 
 REPORT_SUFFIXES = (".xml", ".xml.gz", ".gz", ".zip", ".eml", ".json")  # .json: SMTP TLS reports
 
@@ -145,10 +145,7 @@ def _ingest(
         if unowned:
             return FileOutcome(
                 name=name,
-                error=(
-                    f"no workspace watches {', '.join(sorted(set(unowned))[:5])}: watch the domain "
-                    "(`/dmarc watch DOMAIN`) so its reports have a channel, then ingest the file again"
-                ),
+                error=unowned_message(unowned),
             )
         to_store = [
             StagedReport(team_id=team_id, report=report, doc=doc, records=staged, source=f"{source}: {name}")

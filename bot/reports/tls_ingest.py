@@ -9,21 +9,21 @@ or about a domain no workspace owns, nothing of it is stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from bot.reports.owners import Owners
+from bot.reports.owners import unowned as unowned_message
 from bot.store.tls_reports import StoredTlsReport, TlsReportStore
 from handlers.errors import ReportError
 from handlers.reports.tls_report import DEFAULT_TLS_LIMITS, TlsReportLimits, read_tls_reports
 
 # Who owns a report about a domain: the team ids to store it for (empty: nobody).
-DomainOwners = Callable[[str], Sequence[str]]
 
 
 def ingest_tls_report(
     store: TlsReportStore,
     data: bytes,
-    owners: DomainOwners,
+    owners: Owners,
     source: str,
     limits: TlsReportLimits = DEFAULT_TLS_LIMITS,
     now: datetime | None = None,
@@ -33,10 +33,7 @@ def ingest_tls_report(
     reports = read_tls_reports(data, limits, now)
     unowned = sorted({domain for report in reports for domain in report.domains if not owners(domain)})
     if unowned:
-        raise ReportError(
-            f"no workspace watches {', '.join(unowned[:5])}: watch the domain (`/dmarc watch DOMAIN`) "
-            "so its reports have a channel, then ingest the file again"
-        )
+        raise ReportError(unowned_message(unowned))
     stored = []
     for report in reports:
         teams: dict[str, list[str]] = {}
