@@ -30,8 +30,8 @@ __all__ = [
     "ReportRefused",
     "detect_format",
     "iter_report_documents",
-    "mime_parts",
     "over_limit",
+    "read_mail",
     "unpack_report",
 ]
 
@@ -375,17 +375,8 @@ def _unzip(data: bytes, budget: _Budget, limits: ReportLimits) -> Iterator[IO[by
 
 
 def _unpack_mail(data: bytes, budget: _Budget, limits: ReportLimits) -> Iterator[IO[bytes]]:
-    try:
-        # compat32 parses leniently and records defects instead of raising on odd headers.
-        message = email.message_from_bytes(data, policy=email.policy.compat32)
-        candidates = [part for part in _walk(message, limits) if _is_report_part(part)]
-    except RecursionError:
-        # The stdlib parser recurses once per nested multipart: a few thousand levels (300 kB of
-        # mail) exhaust the stack.
-        raise ReportRefused(
-            f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep",
-            "max_mime_depth",
-        ) from None
+    _, parts = read_mail(data, limits)
+    candidates = [part for part in parts if _is_report_part(part)]
     if len(candidates) > limits.max_attachments:
         count = len(candidates)
         raise _over("the message has", "max_attachments", count, limits.max_attachments, "attachments")
@@ -403,9 +394,20 @@ def _unpack_mail(data: bytes, budget: _Budget, limits: ReportLimits) -> Iterator
         raise ReportInvalid("the message carries no aggregate report (no XML, gzip or zip attachment)")
 
 
-def mime_parts(message: Message, limits: ReportLimits = DEFAULT_LIMITS) -> list[Message]:
-    """Every part of a parsed mail, the mail first, within MAX_MIME_DEPTH and MAX_MIME_PARTS."""
-    return _walk(message, limits)
+def read_mail(data: bytes, limits: ReportLimits = DEFAULT_LIMITS) -> tuple[Message, list[Message]]:
+    """The mail in `data`, and every part of it (the mail first) within MAX_MIME_DEPTH and
+    MAX_MIME_PARTS; a ReportRefused past either."""
+    try:
+        # compat32 parses leniently and records defects instead of raising on odd headers.
+        message = email.message_from_bytes(data, policy=email.policy.compat32)
+        return message, _walk(message, limits)
+    except RecursionError:
+        # The stdlib parser recurses once per nested multipart: a few thousand levels (300 kB of
+        # mail) exhaust the stack.
+        raise ReportRefused(
+            f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep",
+            "max_mime_depth",
+        ) from None
 
 
 def over_limit(what: str, cap: str, value: int, limit: int, unit: str = "bytes") -> ReportRefused:

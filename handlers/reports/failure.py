@@ -25,12 +25,10 @@ from email.utils import parsedate_to_datetime
 
 from handlers.reports.archive import (
     DEFAULT_LIMITS,
-    MAX_MIME_DEPTH,
     ReportInvalid,
     ReportLimits,
-    ReportRefused,
-    mime_parts,
     over_limit,
+    read_mail,
 )
 
 # The headers a verdict reads (From, DKIM, SPF's evidence, the receiver's results) and the two
@@ -90,13 +88,7 @@ def parse_failure_report(data: bytes, limits: ReportLimits = DEFAULT_LIMITS) -> 
     """The failure report in `data`, or a ReportError saying why it is not one we can read."""
     if len(data) > limits.max_input_bytes:
         raise over_limit("the file is", "max_input_bytes", len(data), limits.max_input_bytes)
-    try:
-        report = email.message_from_bytes(data, policy=email.policy.compat32)
-        parts = mime_parts(report, limits)
-    except RecursionError:
-        raise ReportRefused(
-            f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep", "max_mime_depth"
-        ) from None
+    report, parts = read_mail(data, limits)
     feedback_part = next((p for p in parts if p.get_content_type() == "message/feedback-report"), None)
     if feedback_part is None:
         raise ReportInvalid(

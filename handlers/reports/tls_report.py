@@ -11,8 +11,6 @@ nesting is capped before the parser sees it, and every string kept is clipped.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import ipaddress
 import json
 import re
@@ -25,12 +23,11 @@ from typing import Any
 from handlers.dns.domain_name import InvalidDomain, normalise_domain
 from handlers.limits import EARLIEST_REPORT_DATE, MAX_REPORT_FUTURE, MAX_REPORT_RECORD_COUNT
 from handlers.reports.archive import (
-    MAX_MIME_DEPTH,
     MiB,
     ReportInvalid,
     ReportRefused,
-    mime_parts,
     over_limit,
+    read_mail,
     size_words,
 )
 
@@ -229,13 +226,7 @@ def _gunzip(data: bytes, budget: list[int], limits: TlsReportLimits) -> bytes:
 
 
 def _from_mail(data: bytes, budget: list[int], limits: TlsReportLimits) -> list[bytes]:
-    try:
-        message = email.message_from_bytes(data, policy=email.policy.compat32)
-        parts = mime_parts(message)
-    except RecursionError:
-        raise ReportRefused(
-            f"the message nests MIME parts more than {MAX_MIME_DEPTH} deep", "max_mime_depth"
-        ) from None
+    _, parts = read_mail(data)
     candidates = [part for part in parts if _is_tls_part(part)]
     if len(candidates) > limits.max_attachments:
         count = len(candidates)
