@@ -152,19 +152,14 @@ def command_monitor(args: argparse.Namespace) -> int:
 
     Without --once a cycle runs every DMARCBOT_MONITOR_INTERVAL seconds until interrupted."""
     from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
-    from bot.monitor.cycle import check_watches
+    from bot.monitor.scheduler import check_as_configured
     from bot.reports.failure_alerts import announce_as_configured
 
     settings = load_settings(args.nameserver)
     stores = open_command_stores(settings)
     if not args.once:
         return _monitor_forever(settings, stores)
-    cycle = check_watches(
-        stores,
-        settings.dns_session(),
-        https=settings.https_client(),
-        reports_silence_days=settings.reports_silence_days,
-    )
+    cycle = check_as_configured(settings, stores)
     if os.environ.get(CRASH_AFTER_OUTBOX_ENV) == "1":
         sys.stdout.flush()
         os._exit(CRASH_EXIT_CODE)  # test-only: die as a crash would, with the outbox written

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from bot.config import Settings
 from bot.monitor.alert_delivery import client_for_team_factory, deliver_pending
-from bot.monitor.cycle import check_watches
+from bot.monitor.cycle import CycleReport, check_watches
 from bot.reports.failure_alerts import announce_as_configured
 from bot.store.stores import Stores
 from bot.supervision import SupervisedThread
@@ -19,14 +19,20 @@ from bot.supervision import SupervisedThread
 log = logging.getLogger("dmarcbot.monitor")
 
 
-def run_cycle(settings: Settings, stores: Stores) -> None:
-    """One full cycle: check every watch through a fresh DnsSession, then post the outbox."""
-    cycle = check_watches(
+def check_as_configured(settings: Settings, stores: Stores) -> CycleReport:
+    """Check every watch through a fresh DnsSession, with the settings' HTTPS client and silence
+    period: the checks of a cycle, as `serve` and `monitor --once` run them."""
+    return check_watches(
         stores,
         settings.dns_session(),
         https=settings.https_client(),
         reports_silence_days=settings.reports_silence_days,
     )
+
+
+def run_cycle(settings: Settings, stores: Stores) -> None:
+    """One full cycle: check every watch through a fresh DnsSession, then post the outbox."""
+    cycle = check_as_configured(settings, stores)
     announce_as_configured(stores, settings)  # new failure groups, folded into one an hour
     delivery = deliver_pending(stores.outbox, client_for_team_factory(settings))
     log.info(
