@@ -34,6 +34,7 @@ from handlers.reports.aggregate import (
     ReportRefused,
     iter_report_documents,
 )
+from handlers.reports.archive import NoReportInMail
 from handlers.reports.failure import looks_like_failure_report
 from handlers.reports.tls_report import TlsReportLimits, looks_like_tls_report
 
@@ -59,6 +60,7 @@ class FileOutcome:
     tls_reports: tuple[StoredTlsReport, ...] = ()  # SMTP TLS reports, once per owning team
     error: str | None = None
     refused_by_cap: str | None = None  # the ReportLimits field (or safety rule) that refused it
+    no_report: bool = False  # a mail with no report attached at all: a message, not a report
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -124,6 +126,8 @@ def ingest_bytes(
         return _ingest(reports, data, name, owners, source, limits)
     except ReportRefused as refused:
         return FileOutcome(name=name, error=str(refused), refused_by_cap=refused.cap)
+    except NoReportInMail as error:
+        return FileOutcome(name=name, error=str(error), no_report=True)
     except ReportError as error:
         return FileOutcome(name=name, error=str(error))
     except Exception as error:  # a poisoned file must not stop the batch, the poller or the bot

@@ -24,6 +24,7 @@ from handlers.errors import ReportError
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "NoReportInMail",
     "ReportError",
     "ReportInvalid",
     "ReportLimits",
@@ -53,6 +54,10 @@ class ReportRefused(ReportError):
 
 class ReportInvalid(ReportError):
     """The input is not a valid aggregate report; the message says what is wrong and where."""
+
+
+class NoReportInMail(ReportInvalid):
+    """A mail with no report attached at all: a message, not a report (one shared for `why`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -391,7 +396,7 @@ def _unpack_mail(data: bytes, budget: _Budget, limits: ReportLimits) -> Iterator
                 found += 1
                 yield document
     if not found:
-        raise ReportInvalid("the message carries no aggregate report (no XML, gzip or zip attachment)")
+        raise NoReportInMail("the message carries no aggregate report (no XML, gzip or zip attachment)")
 
 
 def read_mail(data: bytes, limits: ReportLimits = DEFAULT_LIMITS) -> tuple[Message, list[Message]]:

@@ -126,7 +126,7 @@ def ingest_shared_file(
     if outcome.failures:
         answer_shared_failure(stores, settings, outcome, team_id, reply)
         return outcome
-    if name.lower().endswith(".eml") and "carries no aggregate report" in (outcome.error or ""):
+    if name.lower().endswith(".eml") and outcome.no_report:
         # a message shared for `/dmarc why`, not a report: not ours to answer
         log.info("shared message %r (team %s): carries no aggregate report, left alone", name, team_id)
         return outcome
