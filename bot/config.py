@@ -122,6 +122,13 @@ class Settings:
                 return default
             return int(text)
 
+        def boolean(name: str, default: bool) -> bool:
+            text = (get(name) or str(default)).lower()
+            if text not in ("true", "false"):
+                problems.append(f"{name}={text[:40]!r} must be true or false")
+                return default
+            return text == "true"
+
         try:
             nameservers = parse_nameservers([get("DMARCBOT_NAMESERVERS") or ""])
         except NameserverError as error:
@@ -143,9 +150,7 @@ class Settings:
         if not isinstance(logging.getLevelName(log_level), int):
             problems.append(f"LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
             log_level = "INFO"
-        keep_text = (get("DMARCBOT_FAILURES_KEEP_ADDRESSES") or "false").strip().lower()
-        if keep_text not in ("true", "false"):
-            problems.append(f"DMARCBOT_FAILURES_KEEP_ADDRESSES={keep_text[:40]!r} must be true or false")
+        keep_addresses = boolean("DMARCBOT_FAILURES_KEEP_ADDRESSES", False)
         approvers = tuple(a.strip() for a in (get("DMARCBOT_APPROVERS") or "").split(",") if a.strip())
         wrong = [a for a in approvers if not APPROVER_ID.fullmatch(a)]
         if wrong:
@@ -153,9 +158,7 @@ class Settings:
                 f"DMARCBOT_APPROVERS: {', '.join(repr(a[:40]) for a in wrong[:5])} must be Slack user ids "
                 "(U0123ABCD, W0123ABCD) or user-group ids (S0123ABCD), separated by commas"
             )
-        two_people_text = (get("DMARCBOT_APPLY_TWO_PEOPLE") or "true").lower()
-        if two_people_text not in ("true", "false"):
-            problems.append(f"DMARCBOT_APPLY_TWO_PEOPLE={two_people_text[:40]!r} must be true or false")
+        two_people = boolean("DMARCBOT_APPLY_TWO_PEOPLE", True)
         api_url = get("SLACK_API_URL") or SLACK_API_URL
         if not api_url.startswith(("https://", "http://")):
             problems.append(f"SLACK_API_URL={api_url!r} must be an http(s) URL")
@@ -193,12 +196,12 @@ class Settings:
             ephemeral_disk=bool(get("DYNO")),
             default_team=get("SLACK_TEAM_ID"),
             ca_file=get("DMARCBOT_CA_FILE"),
-            failures_keep_addresses=keep_text == "true",
+            failures_keep_addresses=keep_addresses,
             smtp_port=integer("DMARCBOT_SMTP_PORT", DEFAULT_SMTP_PORT, 1, 65535),
             dns_providers=dns_providers,
             dns_providers_file=providers_file,
             approvers=approvers,
-            apply_two_people=two_people_text != "false",
+            apply_two_people=two_people,
         )
         if settings.ca_file and not os.path.isfile(settings.ca_file):
             problems.append(f"DMARCBOT_CA_FILE={settings.ca_file!r} is not a file (a PEM CA bundle)")
