@@ -59,7 +59,7 @@ def render_report_digest(digest: Digest) -> tuple[str, list[Block]]:
         )
         text = (
             f"{title}: {summary.messages:,} messages on {period.label}, {percent(summary.pass_rate)} passed "
-            f"DMARC ({rate_change(digest)})"
+            f"DMARC ({change})"
         )
     else:
         headline = f"*{period.label}*: no aggregate report covers it. {safe(nothing_text(summary), 500)}"
